@@ -1,0 +1,68 @@
+"""The `cratecage` program: cargo's RUSTC_WRAPPER, and a few commands for people.
+
+    cratecage <rustc> <args...>        what cargo runs for every rustc call (shim.wrapper)
+    cratecage toolchain                which rustc/cargo will be used; can it compile for wasm32-wasip1?
+    cratecage toolchain install        make it so (rustup target, or build std from rust-src)
+    cratecage toolchain env            shell `export` lines that select that toolchain
+
+"Which role am I?" is decided here and nowhere else: a first argument that is a known command or starts
+with `-` is a command for a person; anything else is the program cargo asks us to wrap. Errors become one
+`cratecage:` line and an exit code here, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = ("toolchain", "help", "version")
+
+
+def enable_site_packages() -> None:
+    """Add site-packages when the fast launcher (`python -S`, shim.launcher) skipped them at start-up."""
+    if sys.flags.no_site:
+        import site
+
+        site.main()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    from shim.errors import CratecageError
+
+    try:
+        if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+            from shim import wrapper
+
+            return wrapper.run(args)
+        if not args:
+            from shim.errors import UsageError
+
+            raise UsageError(
+                "no arguments: cargo runs cratecage as `cratecage <rustc> <args>`",
+                hint="set RUSTC_WRAPPER=<path to cratecage>, or run `cratecage --help`",
+            )
+        enable_site_packages()
+        from shim import commands
+
+        return commands.dispatch(args)
+    except CratecageError as err:
+        print(err.render(), file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("cratecage: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug of ours: still one line, the traceback only on request
+        import os
+
+        if os.environ.get("CRATECAGE_DEBUG"):
+            raise
+        print(
+            f"cratecage: internal error: {type(err).__name__}: {err}"
+            " (rerun with CRATECAGE_DEBUG=1 for a traceback and report it)",
+            file=sys.stderr,
+        )
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The commands a person types: `cratecage toolchain [install|env]`, `--version`, `--help`.
+
+Parsed with argparse into plain functions; errors are raised as CratecageError and rendered by shim.cli.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+from shim import VERSION_LINE, __version__
+from shim import toolchain as tcmod
+from shim.errors import ToolchainError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message, hint=f"see `{self.prog} --help`")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="cratecage",
+        description="Runs Rust build scripts and proc macros in a WebAssembly sandbox. Set it as cargo's "
+        "RUSTC_WRAPPER (RUSTC_WRAPPER=/path/to/cratecage cargo build).",
+    )
+    p.add_argument("--version", action="version", version=f"cratecage {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    t = sub.add_parser("toolchain", help="show, install or export the wasm32-wasip1-capable toolchain")
+    t.add_argument("--check", action="store_true", help="print nothing; exit 0 only if the toolchain is ready")
+    tsub = t.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    i = tsub.add_parser("install", help="make a compiler wasm32-wasip1-capable and select it")
+    i.add_argument("--rustc", help="the compiler to make capable (default: $RUSTC, rustc on PATH, Debian's)")
+    e = tsub.add_parser("env", help="print shell `export` lines that select the toolchain")
+    e.add_argument("--shell", choices=("sh", "fish"), default="sh")
+    sub.add_parser("version", help="print the version line cratecage adds to `rustc -vV`")
+    sub.add_parser("help", help="show this help")
+    return p
+
+
+def dispatch(argv: list[str]) -> int:
+    parser = _parser()
+    ns = parser.parse_args(argv)
+    if ns.command in (None, "help"):
+        parser.print_help()
+        return 0
+    if ns.command == "version":
+        print(VERSION_LINE)
+        return 0
+    if ns.action == "install":
+        return toolchain_install(rustc=ns.rustc)
+    if ns.action == "env":
+        return toolchain_env(shell=ns.shell)
+    return toolchain_report(check=ns.check)
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def toolchain_install(*, rustc: str | None) -> int:
+    tc = tcmod.install(rustc, log=_err)
+    print(f"rustc:          {tc.compiler.rustc} ({tc.compiler.version_line})")
+    print(f"wasm32-wasip1:  ready ({tc.how}, sysroot {tc.wasm_sysroot})")
+    if _shell_rustc_key() != tc.compiler.key:
+        print(f"next:           {tcmod.ENV_HINT}")
+    return 0
+
+
+def toolchain_env(*, shell: str) -> int:
+    tc = tcmod.resolve()
+    if not tc.ready:
+        raise ToolchainError(
+            f"{tc.compiler.rustc} ({tc.compiler.version_line}) cannot compile for wasm32-wasip1",
+            hint="run `cratecage toolchain install` first",
+        )
+    for name, value in tcmod.env_vars(tc).items():
+        if shell == "fish":
+            print(f"set -gx {name} {shlex.quote(value)};")
+        else:
+            print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
+def _shell_rustc_key() -> str | None:
+    """The compiler cargo would run in this shell right now, if it can be asked."""
+    try:
+        return tcmod.probe_compiler(os.environ.get("RUSTC") or "rustc").key
+    except ToolchainError:
+        return None
+
+
+def toolchain_report(*, check: bool) -> int:
+    tc = tcmod.resolve()
+    if check:
+        return 0 if tc.ready else 3
+    comp = tc.compiler
+    print(f"rustc:          {comp.rustc} ({comp.version_line})")
+    print(f"cargo:          {tc.cargo or 'not found beside rustc'}")
+    print(f"rustdoc:        {tc.rustdoc or 'not found beside rustc'}")
+    print(f"cache:          {tcmod.cache_root()}")
+    if tc.ready:
+        print(f"wasm32-wasip1:  ready ({tc.how}, sysroot {tc.wasm_sysroot})")
+    else:
+        print(f"wasm32-wasip1:  not ready ({tc.how})")
+        print("fix:            cratecage toolchain install")
+    shell_key = _shell_rustc_key()
+    if tc.ready and shell_key != comp.key:
+        print(f"this shell:     cargo would use another rustc; {tcmod.ENV_HINT}")
+    return 0 if tc.ready else 3

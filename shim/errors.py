@@ -1,0 +1,46 @@
+"""The one exception root of cratecage, and how each kind becomes an exit code.
+
+    CratecageError                 any failure we explain to a person; message starts with "cratecage:"
+    ├── UsageError                 the command line or environment is wrong (exit 2)
+    ├── ToolchainError             the compiler cannot do what is needed (exit 3)
+    │   └── ToolchainMismatch      cargo's rustc is not the wasm-capable one (exit 3)
+    └── ProvisionError             `toolchain install` could not finish (exit 4)
+
+Only `shim.cli.main` turns these into exit codes and one-line messages; nothing else prints tracebacks or
+calls sys.exit. Light on purpose: the pass-through path imports it.
+"""
+
+from __future__ import annotations
+
+
+class CratecageError(Exception):
+    """Base of every error cratecage reports. `str(err)` is the whole message, without the prefix."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        text = f"cratecage: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class UsageError(CratecageError):
+    exit_code = 2
+
+
+class ToolchainError(CratecageError):
+    exit_code = 3
+
+
+class ToolchainMismatch(ToolchainError):
+    pass
+
+
+class ProvisionError(CratecageError):
+    exit_code = 4

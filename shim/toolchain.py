@@ -1,0 +1,286 @@
+"""Which rustc, which wasm sysroot? Finding, checking and provisioning a wasm32-wasip1-capable toolchain.
+
+Everything that compiles for the sandbox asks `resolve()` (or, from the wrapper, `require_wasm_capable()`);
+nothing else decides which compiler or sysroot to use. The wasm side must be compiled by the very compiler
+cargo runs (identical `rustc -vV`), because rlib metadata and proc-macro dylibs only load into the compiler
+that made them.
+
+A compiler is wasm-capable when either
+  - its own sysroot has the target (`rustup target add wasm32-wasip1`), or
+  - cratecage built a private sysroot for it under the per-user cache, keyed by its exact `rustc -vV`:
+    `<cache>/toolchains/<key>/sysroot/lib/rustlib/wasm32-wasip1/lib/` (std rlibs from the toolchain's
+    rust-src via `-Zbuild-std`, wasi-libc's crt1-command.o and libc.a under `self-contained/`).
+
+`install()` makes one so (rustup first, then a build from rust-src) and records it as *selected* in
+`<cache>/selected.json`; `env_vars()` gives the variables that make a shell use it. The build itself lives
+in shim.sysroot_build. Debian's packages for an offline machine are listed in DEBIAN_PACKAGES; the Makefile
+installs them when nothing else works (notes/toolchain.md).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Mapping
+
+from shim.errors import ProvisionError, ToolchainError, ToolchainMismatch
+
+WASM_TARGET: Final = "wasm32-wasip1"
+DEBIAN_PACKAGES: Final = ("rustc-web", "cargo-web", "rust-web-src", "rust-web-llvm", "lld-22", "wasi-libc")
+DEBIAN_INSTALL: Final = "sudo apt-get install --no-install-recommends " + " ".join(DEBIAN_PACKAGES)
+ENV_HINT: Final = 'run `eval "$(cratecage toolchain env)"` in this shell or CI step, then cargo as usual'
+COMPLETE_MARKER: Final = "cratecage-sysroot.json"
+CACHE_ENV: Final = "CRATECAGE_CACHE_DIR"
+# Variables that would route our own compiler calls through a wrapper (possibly cratecage itself).
+WRAPPER_VARS: Final = ("RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_RUSTC_WRAPPER",
+                       "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER")
+
+
+def cache_root(environ: Mapping[str, str] = os.environ) -> Path:
+    """The per-user cache shared by all projects: `$CRATECAGE_CACHE_DIR`, else XDG's cache dir."""
+    if environ.get(CACHE_ENV):
+        return Path(environ[CACHE_ENV]).expanduser()
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cratecage"
+
+
+@dataclass(frozen=True)
+class Compiler:
+    """One rustc installation, identified by its `-vV` output."""
+
+    rustc: str  # the real executable (rustup proxies resolved to the toolchain's bin/rustc)
+    verbose_version: str
+    sysroot: str
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(self.verbose_version.encode()).hexdigest()[:16]
+
+    def field(self, name: str) -> str:
+        for line in self.verbose_version.splitlines():
+            if line.startswith(name + ": "):
+                return line[len(name) + 2:].strip()
+        return ""
+
+    @property
+    def release(self) -> str:
+        return self.field("release")
+
+    @property
+    def host(self) -> str:
+        return self.field("host")
+
+    @property
+    def version_line(self) -> str:
+        return self.verbose_version.splitlines()[0] if self.verbose_version else "?"
+
+    def sibling(self, program: str) -> str | None:
+        """`cargo`, `rustdoc`, ... from the same toolchain's bin directory."""
+        for base in (os.path.join(self.sysroot, "bin"), os.path.dirname(self.rustc)):
+            path = os.path.join(base, program)
+            if os.access(path, os.X_OK):
+                return path
+        return None
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """The answer to "which rustc, which wasm sysroot?"."""
+
+    compiler: Compiler
+    wasm_sysroot: str | None  # pass as `--sysroot` for wasm32-wasip1 compiles; None: not capable
+    how: str  # "rustup target", "built from rust-src", or why it is not capable
+
+    @property
+    def ready(self) -> bool:
+        return self.wasm_sysroot is not None
+
+    @property
+    def cargo(self) -> str | None:
+        return self.compiler.sibling("cargo")
+
+    @property
+    def rustdoc(self) -> str | None:
+        return self.compiler.sibling("rustdoc")
+
+
+def scrubbed_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The environment for cratecage's own compiler calls: no wrappers, no RUSTFLAGS from the build."""
+    env = {k: v for k, v in environ.items() if k not in WRAPPER_VARS}
+    for name in ("RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_BOOTSTRAP"):
+        env.pop(name, None)
+    return env
+
+
+def probe_compiler(rustc: str, environ: Mapping[str, str] = os.environ) -> Compiler:
+    """Ask `rustc` who it is. Raises ToolchainError naming the program when it cannot answer."""
+    program = shutil.which(rustc, path=environ.get("PATH")) if os.sep not in rustc else rustc
+    if not program or not os.access(program, os.X_OK):
+        raise ToolchainError(f"rustc `{rustc}` not found", hint="install Rust (rustup.rs) or set RUSTC")
+    env = scrubbed_env(environ)
+    try:
+        vv = subprocess.run([program, "-vV"], capture_output=True, text=True, env=env, timeout=60)
+        sysroot = subprocess.run([program, "--print", "sysroot"], capture_output=True, text=True, env=env,
+                                 timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ToolchainError(f"cannot run `{program} -vV`: {err}") from None
+    if vv.returncode != 0 or sysroot.returncode != 0 or "release: " not in vv.stdout:
+        detail = (vv.stderr or sysroot.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise ToolchainError(f"`{program} -vV` failed: {detail[0]}")
+    root = sysroot.stdout.strip()
+    real = os.path.join(root, "bin", "rustc")
+    if not os.access(real, os.X_OK):
+        real = os.path.realpath(program)
+    # Our own line is never part of a compiler's identity (a wrapper may have added it).
+    text = "\n".join(line for line in vv.stdout.splitlines() if not line.startswith("cratecage:"))
+    return Compiler(rustc=real, verbose_version=text.strip() + "\n", sysroot=root)
+
+
+def private_sysroot(compiler: Compiler, environ: Mapping[str, str] = os.environ) -> Path:
+    return cache_root(environ) / "toolchains" / compiler.key / "sysroot"
+
+
+def wasm_sysroot_of(compiler: Compiler, environ: Mapping[str, str] = os.environ) -> tuple[str | None, str]:
+    """Where this compiler finds a wasm32-wasip1 std, and how it got there; (None, why) if nowhere."""
+    private = private_sysroot(compiler, environ)
+    if (private / "lib" / "rustlib" / WASM_TARGET / COMPLETE_MARKER).is_file():
+        return str(private), "built from rust-src"
+    native = os.path.join(compiler.sysroot, "lib", "rustlib", WASM_TARGET, "lib")
+    if glob.glob(os.path.join(native, "libstd-*.rlib")):
+        return compiler.sysroot, "rustup target"
+    return None, "no wasm32-wasip1 std for this compiler"
+
+
+def toolchain_for(compiler: Compiler, environ: Mapping[str, str] = os.environ) -> Toolchain:
+    sysroot, how = wasm_sysroot_of(compiler, environ)
+    return Toolchain(compiler=compiler, wasm_sysroot=sysroot, how=how)
+
+
+# -- the selected toolchain -------------------------------------------------------------------------------
+
+def _selected_file(environ: Mapping[str, str]) -> Path:
+    return cache_root(environ) / "selected.json"
+
+
+def load_selected(environ: Mapping[str, str] = os.environ) -> dict[str, str] | None:
+    """What `toolchain install` chose last: {"rustc", "key", "version"}; None if nothing was chosen."""
+    try:
+        data = json.loads(_selected_file(environ).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "rustc" in data else None
+
+
+def save_selected(tc: Toolchain, environ: Mapping[str, str] = os.environ) -> None:
+    data = {"rustc": tc.compiler.rustc, "key": tc.compiler.key, "version": tc.compiler.version_line}
+    atomic_write(_selected_file(environ), json.dumps(data, indent=2) + "\n")
+
+
+def resolve(rustc: str | None = None, environ: Mapping[str, str] = os.environ) -> Toolchain:
+    """Which rustc, which wasm sysroot? `rustc` given: that compiler. Otherwise the selected one, falling
+    back to what cargo would use in this environment ($RUSTC, then `rustc` on PATH)."""
+    if rustc is None:
+        chosen = load_selected(environ)
+        if chosen and os.access(chosen["rustc"], os.X_OK):
+            rustc = chosen["rustc"]
+        else:
+            rustc = environ.get("RUSTC") or "rustc"
+    return toolchain_for(probe_compiler(rustc, environ), environ)
+
+
+def require_wasm_capable(rustc: str, *, what: str, environ: Mapping[str, str] = os.environ) -> Toolchain:
+    """The wrapper's check before a sandboxed unit: cargo's rustc must be the wasm-capable one."""
+    compiler = probe_compiler(rustc, environ)
+    tc = toolchain_for(compiler, environ)
+    if tc.ready:
+        return tc
+    chosen = load_selected(environ)
+    if chosen and chosen.get("key") != compiler.key:
+        raise ToolchainMismatch(
+            f"the {what} must be compiled for wasm32-wasip1 by the compiler cargo runs, but cargo's rustc "
+            f"({compiler.rustc}, {compiler.version_line}) cannot; the wasm-capable one is "
+            f"{chosen['rustc']} ({chosen.get('version', '?')})",
+            hint=ENV_HINT,
+        )
+    raise ToolchainError(
+        f"the {what} must run in the wasm sandbox, but cargo's rustc ({compiler.rustc}, "
+        f"{compiler.version_line}) cannot compile for wasm32-wasip1",
+        hint='run `cratecage toolchain install`, then `eval "$(cratecage toolchain env)"`',
+    )
+
+
+def env_vars(tc: Toolchain, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Variables that make cargo use this toolchain: PATH (a directory of links to its rustc, cargo and
+    rustdoc, so nothing else from e.g. /usr/bin jumps the queue), RUSTC, RUSTDOC, CARGO."""
+    bindir = cache_root(environ) / "toolchains" / tc.compiler.key / "bin"
+    programs = {"rustc": tc.compiler.rustc, "cargo": tc.cargo, "rustdoc": tc.rustdoc}
+    bindir.mkdir(parents=True, exist_ok=True)
+    for name, target in programs.items():
+        link = bindir / name
+        if target and (not link.is_symlink() or os.readlink(link) != target):
+            tmp = bindir / f".{name}.{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(target)
+            os.replace(tmp, link)
+    path = environ.get("PATH", "")
+    parts = [p for p in path.split(os.pathsep) if p and p != str(bindir)]
+    out = {"PATH": os.pathsep.join([str(bindir), *parts]), "RUSTC": tc.compiler.rustc}
+    if tc.rustdoc:
+        out["RUSTDOC"] = tc.rustdoc
+    if tc.cargo:
+        out["CARGO"] = tc.cargo
+    return out
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# -- installing -------------------------------------------------------------------------------------------
+
+def candidates(rustc: str | None, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Compilers to try, best first: the one asked for, else $RUSTC, `rustc` on PATH, Debian's rustc-web."""
+    if rustc:
+        return [rustc]
+    found = [environ.get("RUSTC", ""), "rustc", "/usr/bin/rustc"]
+    return [c for i, c in enumerate(found) if c and c not in found[:i]]
+
+
+def install(rustc: str | None = None, environ: Mapping[str, str] = os.environ, *, log=print) -> Toolchain:
+    """Make a compiler wasm32-wasip1-capable, select it and prove it by running a wasm program."""
+    from shim import sysroot_build
+
+    problems: list[str] = []
+    seen: set[str] = set()
+    for candidate in candidates(rustc, environ):
+        try:
+            compiler = probe_compiler(candidate, environ)
+        except ToolchainError as err:
+            problems.append(f"{candidate}: {err.message}")
+            continue
+        if compiler.key in seen:
+            continue
+        seen.add(compiler.key)
+        tc = toolchain_for(compiler, environ)
+        if not tc.ready:
+            reasons = sysroot_build.make_capable(compiler, environ, log=log)
+            if reasons:
+                problems.append(f"{compiler.rustc} ({compiler.version_line}): " + "; ".join(reasons))
+                continue
+            tc = toolchain_for(compiler, environ)
+        sysroot_build.smoke_test(tc, environ)
+        save_selected(tc, environ)
+        return tc
+    hint = f"on Debian/Ubuntu: {DEBIAN_INSTALL} (then rerun); elsewhere: rustup target add wasm32-wasip1"
+    raise ProvisionError(
+        "no compiler here can be made to compile for wasm32-wasip1:\n  " + "\n  ".join(problems), hint=hint
+    )
