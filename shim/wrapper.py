@@ -24,6 +24,9 @@ from shim.errors import CratecageError, UsageError
 from shim.rustc_args import ArgfileError, expand_argfiles, parse, split_chain
 
 INNER_WRAPPER_ENV = "CRATECAGE_WRAPPER"
+# A file to append one JSON line per call to (kind, reason, crate): for tests and for seeing what cargo
+# asked. Costs one dict lookup when unset.
+TRACE_ENV = "CRATECAGE_TRACE"
 
 
 def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ) -> int:
@@ -39,12 +42,26 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
     except ArgfileError:
         # rustc reads the same file and reports the problem in its own words.
         return _exec(chain + rustc_args, environ)
-    unit = classify(args, dict(environ))
+    unit = classify(args, environ)
+    if environ.get(TRACE_ENV):
+        _trace(environ[TRACE_ENV], unit, args.crate_name, chain, any(a.startswith("@") for a in rustc_args))
     if unit.kind in SANDBOXED:
         _require_wasm_toolchain(chain[-1], args.crate_name, unit, environ)
     if is_verbose_version(args):
         return _version_with_our_line(chain + rustc_args, environ)
     return _exec(chain + rustc_args, environ)
+
+
+def _trace(path: str, unit: Unit, crate: str | None, chain: list[str], argfile: bool) -> None:
+    import json
+
+    line = json.dumps({"kind": unit.kind, "reason": unit.reason, "crate": crate, "chain": chain,
+                       "argfile": argfile, "pid": os.getpid()})
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())  # one write per line: O_APPEND keeps parallel calls apart
+    finally:
+        os.close(fd)
 
 
 def _inner_wrapper(environ: os._Environ[str] | dict[str, str]) -> str | None:

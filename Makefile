@@ -1,0 +1,52 @@
+# cratecage: every target provisions what it needs, so each works on a fresh machine and is quick the
+# second time.
+#   make setup   .venv with cratecage + a wasm32-wasip1-capable toolchain (rustup target, or std built from
+#                rust-src; on Debian without either, Debian's rustc-web packages are installed first)
+#   make demo    build fixtures/demo through the wrapper
+#   make test    the whole test suite (.ci/run runs exactly this)
+#   make bench   pass-through overhead and a 50-crate clean build, wrapped vs plain
+
+PYTHON ?= python3
+VENV := .venv
+CRATECAGE := $(VENV)/bin/cratecage
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_PACKAGES := rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc
+# The selected toolchain's PATH/RUSTC/RUSTDOC/CARGO, for recipes that run cargo.
+TOOLCHAIN_ENV = eval "$$($(CRATECAGE) toolchain env)"
+
+.PHONY: setup venv toolchain debian-rust demo test bench clean
+
+setup: venv toolchain
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	$(VENV)/bin/python -m shim.launcher $(CRATECAGE)
+	touch $@
+
+toolchain: venv
+	@$(CRATECAGE) toolchain --check 2>/dev/null || $(CRATECAGE) toolchain install || \
+	  { $(MAKE) --no-print-directory debian-rust && $(CRATECAGE) toolchain install; }
+	@$(CRATECAGE) toolchain
+
+# Debian's packaged Rust with rust-src, rust-lld and wasi-libc: the offline route (notes/toolchain.md).
+debian-rust:
+	@command -v apt-get >/dev/null || { echo "cratecage: no wasm32-wasip1 toolchain and no apt-get: run 'rustup target add wasm32-wasip1' or install rust-src, rust-lld and a wasi-libc" >&2; exit 1; }
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES)
+
+demo: setup
+	@$(TOOLCHAIN_ENV) && cd fixtures/demo && \
+	  RUSTC_WRAPPER=$(CURDIR)/$(CRATECAGE) CARGO_TARGET_DIR=$(CURDIR)/target/demo cargo build && \
+	  RUSTC_WRAPPER=$(CURDIR)/$(CRATECAGE) CARGO_TARGET_DIR=$(CURDIR)/target/demo cargo run -q
+
+test: setup
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/bin/python tests/bench.py $(BENCH_ARGS)
+
+clean:
+	rm -rf target $(VENV)

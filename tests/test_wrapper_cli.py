@@ -1,0 +1,148 @@
+"""The wrapper program itself, run as cargo runs it: `cratecage <rustc> <args>`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import WRAPPER, scrubbed
+from shim import VERSION_LINE
+
+LIB_SOURCE = "pub fn double(x: u32) -> u32 { x * 2 }\npub struct Point { pub x: i32, pub y: i32 }\n"
+
+
+def run(argv: list[str], env_extra: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess[bytes]:
+    env = scrubbed(dict(os.environ))
+    env.update(env_extra or {})
+    return subprocess.run(argv, capture_output=True, env=env, timeout=120, **kw)
+
+
+@pytest.fixture(scope="module")
+def rustc(toolchain_env: dict[str, str]) -> str:
+    return toolchain_env["RUSTC"]
+
+
+def assert_one_cratecage_line(stderr: bytes) -> str:
+    text = stderr.decode()
+    assert "Traceback" not in text
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cratecage: "), text
+    return lines[0]
+
+
+def test_no_arguments_is_a_one_line_usage_error() -> None:
+    p = run([str(WRAPPER)])
+    assert p.returncode == 2
+    assert "cargo runs cratecage as" in assert_one_cratecage_line(p.stderr)
+
+
+def test_verbose_version_gets_exactly_one_extra_line(rustc: str) -> None:
+    plain = run([rustc, "-vV"])
+    wrapped = run([str(WRAPPER), rustc, "-vV"])
+    assert wrapped.returncode == plain.returncode == 0
+    assert wrapped.stdout == plain.stdout + VERSION_LINE.encode() + b"\n"
+    assert wrapped.stderr == plain.stderr
+
+
+def test_target_info_probe_is_byte_for_byte(rustc: str) -> None:
+    argv = ("- --crate-name ___ --print=file-names --crate-type bin --crate-type rlib --crate-type dylib "
+            "--crate-type cdylib --crate-type staticlib --crate-type proc-macro --print=sysroot "
+            "--print=split-debuginfo --print=crate-name --print=cfg -Wwarnings").split()
+    plain = run([rustc, *argv], input=b"")
+    wrapped = run([str(WRAPPER), rustc, *argv], input=b"")
+    assert plain.returncode == 0
+    assert (wrapped.returncode, wrapped.stdout, wrapped.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+
+
+def _compile_lib(prefix: list[str], rustc: str, tmp: Path, name: str) -> bytes:
+    src = tmp / "lib.rs"
+    src.write_text(LIB_SOURCE)
+    out = tmp / "out"
+    out.mkdir(exist_ok=True)
+    argv = [*prefix, rustc, "--crate-name", "sample", "--edition=2021", "--crate-type", "lib",
+            "--emit=dep-info,metadata,link", "-C", "metadata=fixed", "--out-dir", str(out), str(src)]
+    p = run(argv, cwd=tmp)
+    assert p.returncode == 0, p.stderr.decode()
+    return hashlib.sha256((out / "libsample.rlib").read_bytes()).digest()
+
+
+def test_a_library_compiled_through_the_wrapper_is_identical(rustc: str, tmp_path: Path) -> None:
+    assert _compile_lib([str(WRAPPER)], rustc, tmp_path, "w") == _compile_lib([], rustc, tmp_path, "p")
+
+
+def test_argfile_call_matches_plain(rustc: str, tmp_path: Path) -> None:
+    src = tmp_path / "lib.rs"
+    src.write_text(LIB_SOURCE)
+    argfile = tmp_path / "argfile"
+    argfile.write_text("\n".join(["--crate-name", "sample", "--crate-type", "lib", "--emit=metadata",
+                                  "--out-dir", str(tmp_path), str(src)]) + "\n")
+    plain = run([rustc, f"@{argfile}"])
+    wrapped = run([str(WRAPPER), rustc, f"@{argfile}"])
+    assert plain.returncode == wrapped.returncode == 0, wrapped.stderr.decode()
+    assert (tmp_path / "libsample.rmeta").is_file()
+
+
+def test_missing_argfile_reaches_rustc_which_reports_it(rustc: str, tmp_path: Path) -> None:
+    argv = [rustc, f"@{tmp_path}/no-such-argfile"]
+    plain = run(argv)
+    wrapped = run([str(WRAPPER), *argv])
+    assert plain.returncode != 0
+    assert (wrapped.returncode, wrapped.stderr) == (plain.returncode, plain.stderr)
+    assert b"Traceback" not in wrapped.stderr
+
+
+def test_unknown_rustc_flag_passes_through(rustc: str, tmp_path: Path) -> None:
+    argv = [rustc, "--no-such-flag", "--crate-type", "lib", "-"]
+    plain = run(argv, input=b"")
+    wrapped = run([str(WRAPPER), *argv], input=b"")
+    assert plain.returncode != 0 and b"no-such-flag" in plain.stderr
+    assert (wrapped.returncode, wrapped.stderr) == (plain.returncode, plain.stderr)
+
+
+def test_rustc_that_does_not_exist_is_a_one_line_error(tmp_path: Path) -> None:
+    p = run([str(WRAPPER), str(tmp_path / "rustc"), "--version"])
+    assert p.returncode == 2
+    assert "cannot run" in assert_one_cratecage_line(p.stderr)
+
+
+def test_missing_inner_wrapper_is_a_one_line_error(rustc: str) -> None:
+    p = run([str(WRAPPER), rustc, "--version"], {"CRATECAGE_WRAPPER": "no-such-inner-wrapper"})
+    assert p.returncode == 2
+    line = assert_one_cratecage_line(p.stderr)
+    assert "CRATECAGE_WRAPPER" in line and "no-such-inner-wrapper" in line
+
+
+def test_inner_wrapper_runs_pass_through_calls(rustc: str, tmp_path: Path) -> None:
+    log = tmp_path / "inner.log"
+    inner = tmp_path / "inner-wrapper"
+    inner.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nexec "$@"\n')
+    inner.chmod(0o755)
+    p = run([str(WRAPPER), rustc, "--version"], {"CRATECAGE_WRAPPER": str(inner)})
+    assert p.returncode == 0 and p.stdout.startswith(b"rustc ")
+    assert log.read_text() == f"{rustc} --version\n"
+
+
+def test_inherited_file_descriptors_survive_pass_through(rustc: str, tmp_path: Path) -> None:
+    # cargo's jobserver arrives as inherited fds; exec must keep them open for rustc.
+    probe = tmp_path / "show-fd"
+    probe.write_text("#!/bin/sh\n[ -e /proc/self/fd/$FD ] && echo open || echo closed\n")
+    probe.chmod(0o755)
+    r, w = os.pipe()
+    try:
+        p = run([str(WRAPPER), str(probe)], {"FD": str(r)}, pass_fds=(r,))
+    finally:
+        os.close(r)
+        os.close(w)
+    assert p.stdout == b"open\n", p.stderr
+
+
+def test_help_and_version_commands() -> None:
+    assert run([str(WRAPPER), "--help"]).stdout.decode().startswith("usage: cratecage")
+    assert run([str(WRAPPER), "version"]).stdout.decode().strip() == VERSION_LINE
+    bad = run([str(WRAPPER), "toolchain", "--frob"])
+    assert bad.returncode == 2
+    assert_one_cratecage_line(bad.stderr)
