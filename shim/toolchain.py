@@ -204,12 +204,12 @@ def require_wasm_capable(rustc: str, *, what: str, environ: Mapping[str, str] = 
     if chosen and chosen.get("key") != compiler.key:
         raise ToolchainMismatch(
             f"the {what} must be compiled for wasm32-wasip1 by the compiler cargo runs, but cargo's rustc "
-            f"({compiler.rustc}, {compiler.version_line}) cannot; the wasm-capable one is "
+            f"({rustc}, {compiler.version_line}) cannot; the wasm-capable one is "
             f"{chosen['rustc']} ({chosen.get('version', '?')})",
             hint=ENV_HINT,
         )
     raise ToolchainError(
-        f"the {what} must run in the wasm sandbox, but cargo's rustc ({compiler.rustc}, "
+        f"the {what} must run in the wasm sandbox, but cargo's rustc ({rustc}, "
         f"{compiler.version_line}) cannot compile for wasm32-wasip1",
         hint='run `cratecage toolchain install`, then `eval "$(cratecage toolchain env)"`',
     )

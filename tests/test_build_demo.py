@@ -1,0 +1,88 @@
+"""The demo workspace (path deps, a proc macro, a build script with a build-dependency) built with cargo
+through the wrapper: same results as without it, and the wrapper saw each unit for what it is."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, Cargo, CargoRun
+
+DEMO = FIXTURES / "demo"
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def demo_builds(cargo: Cargo, targets: Path) -> dict[str, tuple[CargoRun, Path]]:
+    out = {}
+    for mode in ("plain", "wrapped"):
+        target = targets / f"demo-{mode}"
+        out[mode] = (cargo(DEMO, "build", wrapped=mode == "wrapped", target_dir=target), target)
+    return out
+
+
+def run_app(target: Path) -> str:
+    return subprocess.run([str(target / "debug" / "app")], capture_output=True, text=True, check=True).stdout
+
+
+def test_wrapped_build_runs_the_same_program(demo_builds: dict) -> None:
+    plain = run_app(demo_builds["plain"][1])
+    wrapped = run_app(demo_builds["wrapped"][1])
+    assert "hello from Greeter" in plain and "generated cfg: true" in plain
+    assert wrapped == plain
+
+
+def test_wrapper_classified_every_unit_of_the_demo(demo_builds: dict) -> None:
+    kinds = demo_builds["wrapped"][0].kinds()
+    assert kinds["build_script_build"] == {"build-script"}
+    assert kinds["derive_hello"] == {"proc-macro"}
+    assert kinds["gen_consts"] == {"host-library"}  # the build script's dependency
+    assert kinds["helper"] == {"host-library"}  # without --target a target lib looks the same
+    assert kinds["app"] == {"other"}
+    assert "probe" in kinds[None] or "probe" in kinds.get("___", set())
+
+
+def test_wrapped_build_keeps_the_jobserver_and_prints_no_noise(demo_builds: dict) -> None:
+    stderr = demo_builds["wrapped"][0].proc.stderr
+    assert "jobserver" not in stderr
+    assert "cratecage" not in stderr
+    assert "Traceback" not in stderr
+
+
+def test_wrapped_build_gets_its_own_hashes(demo_builds: dict) -> None:
+    def build_dirs(target: Path) -> set[str]:
+        return {p.name for p in (target / "debug" / "build").iterdir() if p.name.startswith("app-")}
+
+    assert build_dirs(demo_builds["plain"][1]).isdisjoint(build_dirs(demo_builds["wrapped"][1]))
+
+
+def test_second_wrapped_build_is_fresh(cargo: Cargo, demo_builds: dict) -> None:
+    target = demo_builds["wrapped"][1]
+    again = cargo(DEMO, "build", "-v", wrapped=True, target_dir=target)
+    assert "Compiling" not in again.proc.stderr and "Running" not in again.proc.stderr
+    assert again.trace == []  # cargo cached the probes too: no rustc call at all
+
+
+def test_cargo_test_gives_the_same_results(cargo: Cargo, targets: Path) -> None:
+    results = {}
+    for mode in ("plain", "wrapped"):
+        run = cargo(DEMO, "test", wrapped=mode == "wrapped", target_dir=targets / f"demo-{mode}")
+        results[mode] = sorted(line.split("; finished in")[0] for line in run.proc.stdout.splitlines()
+                               if line.startswith("test "))
+    assert "test tests::derive_names_the_type ... ok" in results["plain"]
+    assert any("src/lib.rs - sum" in line for line in results["plain"])  # the doctest ran
+    assert results["wrapped"] == results["plain"]
+
+
+def test_cargo_check_and_doc_work_wrapped(cargo: Cargo, targets: Path) -> None:
+    target = targets / "demo-wrapped-check-doc"
+    check = cargo(DEMO, "check", "--all-targets", wrapped=True, target_dir=target)
+    # check links build scripts and proc macros (rustdoc will load them) and only checks the rest
+    assert "proc-macro" in check.kinds()["derive_hello"]  # + its --test harness, checked only
+    assert check.kinds()["build_script_build"] == {"build-script"}
+    assert check.kinds()["app"] == {"other"}
+    cargo(DEMO, "doc", "--no-deps", wrapped=True, target_dir=target)
+    assert (target / "doc" / "helper" / "fn.sum.html").is_file()
+    assert (target / "doc" / "derive_hello" / "derive.Hello.html").is_file()
