@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import sys
 
 from shim import VERSION_LINE, __version__
 from shim import toolchain as tcmod
@@ -56,12 +55,10 @@ def dispatch(argv: list[str]) -> int:
     return toolchain_report(check=ns.check)
 
 
-def _err(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def toolchain_install(*, rustc: str | None) -> int:
-    tc = tcmod.install(rustc, log=_err)
+    from shim.log import get_logger
+
+    tc = tcmod.install(rustc, log=get_logger("toolchain").info)
     print(f"rustc:          {tc.compiler.rustc} ({tc.compiler.version_line})")
     print(f"wasm32-wasip1:  ready ({tc.how}, sysroot {tc.wasm_sysroot})")
     if _shell_rustc_key() != tc.compiler.key:

@@ -47,7 +47,7 @@ RUSTUP_TIMEOUT_S: Final = 300
 STD_BUILD_TIMEOUT_S: Final = 1800
 _PLACEHOLDER_CRATE: Final = "cratecage_std_build"
 
-Log = Callable[[str], None]
+Log = Callable[..., None]  # log(event, **fields): a structlog method, e.g. shim.log.get_logger(...).info
 
 
 def make_capable(compiler: Compiler, environ: Mapping[str, str], *, log: Log) -> list[str]:
@@ -79,7 +79,7 @@ def _rustup_target_add(compiler: Compiler, environ: Mapping[str, str], *, log: L
     rustup = shutil.which("rustup", path=environ.get("PATH"))
     if name is None or rustup is None:
         return "not managed by rustup"
-    log(f"cratecage: rustup target add {WASM_TARGET} --toolchain {name}")
+    log("running rustup target add", target=WASM_TARGET, toolchain=name)
     try:
         done = subprocess.run([rustup, "target", "add", WASM_TARGET, "--toolchain", name],
                               capture_output=True, text=True, timeout=RUSTUP_TIMEOUT_S,
@@ -164,7 +164,7 @@ def build_private_sysroot(compiler: Compiler, environ: Mapping[str, str], *, log
             shutil.rmtree(final)
         os.rename(staging, final)
         shutil.rmtree(work, ignore_errors=True)
-    log(f"cratecage: wasm32-wasip1 std installed in {final}")
+    log("wasm32-wasip1 std installed", sysroot=str(final))
     return final
 
 
@@ -196,8 +196,7 @@ def _cargo_build_std(compiler: Compiler, cargo: str, library: Path, work: Path,
     if offline:
         cmd.append("--offline")
     source = "rust-src's vendored crates" if offline else "crates.io"
-    log(f"cratecage: building std for {WASM_TARGET} with {compiler.version_line} "
-        f"(deps from {source}; about a minute)")
+    log(f"building std for {WASM_TARGET}, about a minute", compiler=compiler.version_line, deps=source)
     _run_with_progress(cmd, cwd=work, env=env, log=log)
     deps = work / "target" / WASM_TARGET / "release" / "deps"
     rlibs = sorted(p for p in deps.glob("lib*.rlib") if not p.name.startswith(f"lib{_PLACEHOLDER_CRATE}-"))
@@ -220,12 +219,12 @@ def _run_with_progress(cmd: list[str], *, cwd: Path, env: dict[str, str], log: L
         word = line.strip().split(" ", 2)
         if word[0] == "Compiling" and len(word) > 1:
             count += 1
-            msg = f"cratecage:   [{count:>2}] {word[1]:<28} {time.monotonic() - start:5.1f}s"
+            elapsed = round(time.monotonic() - start, 1)
             if tty:
-                sys.stderr.write("\r" + msg)
+                sys.stderr.write(f"\rcratecage:   [{count:>2}] {word[1]:<28} {elapsed:5.1f}s")
                 sys.stderr.flush()
             else:
-                log(msg)
+                log("compiling", step=count, crate=word[1], seconds=elapsed)
     try:
         code = proc.wait(timeout=STD_BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -238,7 +237,7 @@ def _run_with_progress(cmd: list[str], *, cwd: Path, env: dict[str, str], log: L
             f"building std for {WASM_TARGET} failed (exit {code}) after {time.monotonic() - start:.0f}s; "
             "last output:\n    " + "\n    ".join(tail[-15:]),
         )
-    log(f"cratecage: built {count} crates in {time.monotonic() - start:.0f}s")
+    log("std build finished", crates=count, seconds=round(time.monotonic() - start))
 
 
 SMOKE_SOURCE: Final = 'fn main() { let v: Vec<String> = std::env::args().collect(); println!("ok {}", v.len()); }\n'

@@ -255,7 +255,7 @@ def candidates(rustc: str | None, environ: Mapping[str, str] = os.environ) -> li
     return [c for i, c in enumerate(found) if c and c not in found[:i]]
 
 
-def install(rustc: str | None = None, environ: Mapping[str, str] = os.environ, *, log=print) -> Toolchain:
+def install(rustc: str | None = None, environ: Mapping[str, str] = os.environ, *, log) -> Toolchain:
     """Make a compiler wasm32-wasip1-capable, select it and prove it by running a wasm program."""
     from shim import sysroot_build
 
@@ -275,6 +275,7 @@ def install(rustc: str | None = None, environ: Mapping[str, str] = os.environ, *
             reasons = sysroot_build.make_capable(compiler, environ, log=log)
             if reasons:
                 problems.append(f"{compiler.rustc} ({compiler.version_line}): " + "; ".join(reasons))
+                log("cannot use this compiler", rustc=compiler.rustc, why="; ".join(reasons))
                 continue
             tc = toolchain_for(compiler, environ)
         sysroot_build.smoke_test(tc, environ)

@@ -115,7 +115,7 @@ def test_a_program_that_is_not_rustc_is_refused(tmp_path: Path) -> None:
 def test_install_names_what_is_missing_and_how_to_get_it(tmp_path: Path) -> None:
     env = {**scrubbed(dict(os.environ)), "CRATECAGE_CACHE_DIR": str(tmp_path)}
     with pytest.raises(ProvisionError) as err:
-        toolchain.install(str(tmp_path / "no-rustc"), env, log=lambda _: None)
+        toolchain.install(str(tmp_path / "no-rustc"), env, log=lambda *a, **k: None)
     text = err.value.render()
     assert text.startswith("cratecage: no compiler here can be made to compile for wasm32-wasip1")
     assert "apt-get install --no-install-recommends rustc-web" in text
