@@ -12,7 +12,6 @@ compile.
 from __future__ import annotations
 
 import fcntl
-import glob
 import json
 import os
 import shutil

@@ -29,25 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Mapping
 
+from shim.capable import COMPLETE_MARKER, WASM_TARGET, cache_root, remember, verified_sysroot
 from shim.errors import ProvisionError, ToolchainError, ToolchainMismatch
 
-WASM_TARGET: Final = "wasm32-wasip1"
 DEBIAN_PACKAGES: Final = ("rustc-web", "cargo-web", "rust-web-src", "rust-web-llvm", "lld-22", "wasi-libc")
 DEBIAN_INSTALL: Final = "sudo apt-get install --no-install-recommends " + " ".join(DEBIAN_PACKAGES)
 ENV_HINT: Final = 'run `eval "$(cratecage toolchain env)"` in this shell or CI step, then cargo as usual'
-COMPLETE_MARKER: Final = "cratecage-sysroot.json"
-CACHE_ENV: Final = "CRATECAGE_CACHE_DIR"
 # Variables that would route our own compiler calls through a wrapper (possibly cratecage itself).
 WRAPPER_VARS: Final = ("RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_RUSTC_WRAPPER",
                        "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER")
-
-
-def cache_root(environ: Mapping[str, str] = os.environ) -> Path:
-    """The per-user cache shared by all projects: `$CRATECAGE_CACHE_DIR`, else XDG's cache dir."""
-    if environ.get(CACHE_ENV):
-        return Path(environ[CACHE_ENV]).expanduser()
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cratecage"
 
 
 @dataclass(frozen=True)
@@ -194,12 +184,18 @@ def resolve(rustc: str | None = None, environ: Mapping[str, str] = os.environ) -
     return toolchain_for(probe_compiler(rustc, environ), environ)
 
 
-def require_wasm_capable(rustc: str, *, what: str, environ: Mapping[str, str] = os.environ) -> Toolchain:
-    """The wrapper's check before a sandboxed unit: cargo's rustc must be the wasm-capable one."""
+def require_wasm_capable(rustc: str, *, what: str, environ: Mapping[str, str] = os.environ) -> str:
+    """The wrapper's check before a sandboxed unit: cargo's rustc must be the wasm-capable one.
+    Returns the wasm sysroot. A positive answer is remembered per compiler binary (shim.capable), so
+    only the first unit of a build pays for running the compiler twice."""
+    known = verified_sysroot(rustc, environ)
+    if known is not None:
+        return known
     compiler = probe_compiler(rustc, environ)
     tc = toolchain_for(compiler, environ)
-    if tc.ready:
-        return tc
+    if tc.wasm_sysroot is not None:
+        remember(rustc, tc.wasm_sysroot, environ)
+        return tc.wasm_sysroot
     chosen = load_selected(environ)
     if chosen and chosen.get("key") != compiler.key:
         raise ToolchainMismatch(

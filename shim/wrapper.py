@@ -117,6 +117,10 @@ def _cannot_run(program: str, err: OSError, environ: os._Environ[str] | dict[str
 def _require_wasm_toolchain(
     rustc: str, crate_name: str | None, unit: Unit, environ: os._Environ[str] | dict[str, str]
 ) -> None:
-    from shim import toolchain  # only sandboxed units pay for this
+    from shim.capable import verified_sysroot
+
+    if verified_sysroot(rustc, environ) is not None:
+        return
+    from shim import toolchain  # asks the compiler itself; only the first sandboxed unit pays for this
 
     toolchain.require_wasm_capable(rustc, what=f"{unit.kind} `{crate_name or '?'}`", environ=environ)

@@ -140,3 +140,16 @@ def test_cli_install_failure_is_reported_not_raised(tmp_path: Path) -> None:
 def test_selected_toolchain_is_recorded(toolchain_env: dict[str, str]) -> None:
     data = json.loads((toolchain.cache_root() / "selected.json").read_text())
     assert data["rustc"] == toolchain_env["RUSTC"]
+
+
+def test_capable_compiler_is_remembered_per_binary(toolchain_env: dict[str, str], tmp_path: Path) -> None:
+    from shim import capable
+
+    rustc = toolchain_env["RUSTC"]
+    selected = toolchain.resolve(rustc)
+    assert toolchain.require_wasm_capable(rustc, what="build-script `x`") == selected.wasm_sysroot
+    assert capable.verified_sysroot(rustc) == selected.wasm_sysroot
+    fake = tmp_path / "rustc"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    assert capable.verified_sysroot(str(fake)) is None  # another binary is asked afresh

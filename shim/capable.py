@@ -1,0 +1,80 @@
+"""The wrapper's quick answer to "is cargo's rustc wasm32-wasip1-capable?", and the cache location.
+
+Every build-script and proc-macro unit asks this. Asking the compiler (`rustc -vV`, `--print sysroot`) costs
+two processes, so a positive answer is remembered per compiler *binary*: a stamp under
+`<cache>/verified/`, named by the binary's real path, inode, size and mtime, holding the wasm sysroot. A
+replaced compiler has another name; a removed sysroot fails `_still_capable` and is asked about again.
+Rustup proxies are never remembered: which toolchain they run depends on directory and environment.
+Standard library only (no dataclasses/typing): the wrapper imports this before anything heavier.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+
+WASM_TARGET = "wasm32-wasip1"
+COMPLETE_MARKER = "cratecage-sysroot.json"  # written last into a private sysroot cratecage built
+CACHE_ENV = "CRATECAGE_CACHE_DIR"
+
+if False:  # typing only
+    from pathlib import Path
+    from typing import Mapping
+
+
+def cache_root(environ: Mapping[str, str] = os.environ) -> Path:
+    """The per-user cache shared by all projects: `$CRATECAGE_CACHE_DIR`, else XDG's cache dir."""
+    from pathlib import Path
+
+    if environ.get(CACHE_ENV):
+        return Path(environ[CACHE_ENV]).expanduser()
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cratecage"
+
+
+def _stamp_path(rustc: str, environ: Mapping[str, str]) -> str | None:
+    program = shutil.which(rustc, path=environ.get("PATH")) if os.sep not in rustc else rustc
+    if not program:
+        return None
+    real = os.path.realpath(program)
+    if os.path.basename(real).startswith("rustup"):
+        return None
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None
+    ident = f"{real}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}"
+    return os.path.join(cache_root(environ), "verified", hashlib.sha256(ident.encode()).hexdigest()[:24])
+
+
+def _still_capable(sysroot: str) -> bool:
+    lib = os.path.join(sysroot, "lib", "rustlib", WASM_TARGET)
+    return os.path.isfile(os.path.join(lib, COMPLETE_MARKER)) or bool(
+        glob.glob(os.path.join(lib, "lib", "libstd-*.rlib"))
+    )
+
+
+def verified_sysroot(rustc: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The wasm sysroot remembered for this compiler binary, if any and still there."""
+    stamp = _stamp_path(rustc, environ)
+    if stamp is None:
+        return None
+    try:
+        with open(stamp) as fh:
+            sysroot = fh.read()
+    except OSError:
+        return None
+    return sysroot if sysroot and _still_capable(sysroot) else None
+
+
+def remember(rustc: str, sysroot: str, environ: Mapping[str, str] = os.environ) -> None:
+    stamp = _stamp_path(rustc, environ)
+    if stamp is None:
+        return
+    os.makedirs(os.path.dirname(stamp), exist_ok=True)
+    tmp = f"{stamp}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(sysroot)
+    os.replace(tmp, stamp)
