@@ -481,7 +481,8 @@ def bench_workspace(env: dict[str, str], rounds: int) -> tuple[Comparison, dict]
              f"{info['rustc_compiles']} rustc compiles per build; {rounds} round(s), clean each time")
     comparison = Comparison("clean build ws50", *alternate(plain, wrapped, rounds))
     comparison.notes.append(f"{info['build_scripts']} build-script compiles also run the wrapper's "
-                            "toolchain check (two rustc probes each)")
+                            "toolchain check (two rustc probes the first time,\n"
+                            "        then a remembered answer: shim/capable.py)")
     return comparison, info
 
 
@@ -568,12 +569,12 @@ def results_json(args, env, calls, version, build, info, checks) -> dict:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, help="pairs per pass-through measurement (default 30)")
-    parser.add_argument("--rounds", type=int, help="clean-build rounds, each plain + wrapped (default 3)")
+    parser.add_argument("--rounds", type=int, help="clean-build rounds, each plain + wrapped (default 5)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 pairs, 1 round")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH")
     args = parser.parse_args(argv)
     args.calls = args.calls or (5 if args.quick else 30)
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.rounds = args.rounds or (1 if args.quick else 5)
     if args.calls < 1 or args.rounds < 1:
         parser.error("--calls and --rounds must be at least 1")
     return args
