@@ -10,7 +10,7 @@ PYTHON ?= python3
 VENV := .venv
 CRATECAGE := $(VENV)/bin/cratecage
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc
+DEBIAN_PACKAGES := rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc rust-web-clippy
 # The selected toolchain's PATH/RUSTC/RUSTDOC/CARGO, for recipes that run cargo.
 TOOLCHAIN_ENV = eval "$$($(CRATECAGE) toolchain env)"
 

@@ -42,7 +42,7 @@ WASI_LIBC_DIRS: Final = (
     "/opt/wasi-sdk/share/wasi-sysroot/lib/wasm32-wasi",
     "/opt/wasi-sdk/share/wasi-sysroot/lib/wasm32-wasip1",
 )
-RUSTUP_TIMEOUT_S: Final = 300
+RUSTUP_TIMEOUT_S: Final = 120
 STD_BUILD_TIMEOUT_S: Final = 1800
 _PLACEHOLDER_CRATE: Final = "cratecage_std_build"
 

@@ -32,7 +32,9 @@ from typing import Final, Mapping
 from shim.capable import COMPLETE_MARKER, WASM_TARGET, cache_root, remember, verified_sysroot
 from shim.errors import ProvisionError, ToolchainError, ToolchainMismatch
 
-DEBIAN_PACKAGES: Final = ("rustc-web", "cargo-web", "rust-web-src", "rust-web-llvm", "lld-22", "wasi-libc")
+# rust-web-clippy is not needed for wasm; it makes `cargo clippy` work with the same selected compiler.
+DEBIAN_PACKAGES: Final = ("rustc-web", "cargo-web", "rust-web-src", "rust-web-llvm", "lld-22", "wasi-libc",
+                          "rust-web-clippy")
 DEBIAN_INSTALL: Final = "sudo apt-get install --no-install-recommends " + " ".join(DEBIAN_PACKAGES)
 ENV_HINT: Final = 'run `eval "$(cratecage toolchain env)"` in this shell or CI step, then cargo as usual'
 # Variables that would route our own compiler calls through a wrapper (possibly cratecage itself).
@@ -212,10 +214,12 @@ def require_wasm_capable(rustc: str, *, what: str, environ: Mapping[str, str] = 
 
 
 def env_vars(tc: Toolchain, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """Variables that make cargo use this toolchain: PATH (a directory of links to its rustc, cargo and
-    rustdoc, so nothing else from e.g. /usr/bin jumps the queue), RUSTC, RUSTDOC, CARGO."""
+    """Variables that make cargo use this toolchain: PATH (a directory of links to its rustc, cargo,
+    rustdoc and clippy, so nothing else from e.g. /usr/bin jumps the queue), RUSTC, RUSTDOC, CARGO."""
     bindir = cache_root(environ) / "toolchains" / tc.compiler.key / "bin"
-    programs = {"rustc": tc.compiler.rustc, "cargo": tc.cargo, "rustdoc": tc.rustdoc}
+    programs = {"rustc": tc.compiler.rustc, "cargo": tc.cargo, "rustdoc": tc.rustdoc,
+                "cargo-clippy": tc.compiler.sibling("cargo-clippy"),
+                "clippy-driver": tc.compiler.sibling("clippy-driver")}
     bindir.mkdir(parents=True, exist_ok=True)
     for name, target in programs.items():
         link = bindir / name

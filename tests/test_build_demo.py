@@ -86,3 +86,28 @@ def test_cargo_check_and_doc_work_wrapped(cargo: Cargo, targets: Path) -> None:
     cargo(DEMO, "doc", "--no-deps", wrapped=True, target_dir=target)
     assert (target / "doc" / "helper" / "fn.sum.html").is_file()
     assert (target / "doc" / "derive_hello" / "derive.Hello.html").is_file()
+
+
+def test_cargo_clippy_members_arrive_behind_clippy_driver(cargo: Cargo, targets: Path) -> None:
+    run = cargo(DEMO, "clippy", "--all-targets", wrapped=True, target_dir=targets / "demo-clippy")
+    members = [e for e in run.trace if e["crate"] in ("app", "helper", "derive_hello")]
+    assert members and all(len(e["chain"]) == 2 and "clippy-driver" in e["chain"][0] for e in members)
+    assert "proc-macro" in run.kinds()["derive_hello"]
+    assert "Traceback" not in run.proc.stderr and "cratecage" not in run.proc.stderr
+
+
+def test_a_workspace_wrapper_is_kept_in_the_chain(cargo: Cargo, targets: Path, tmp_path: Path) -> None:
+    log = tmp_path / "ws-wrapper.log"
+    ws_wrapper = tmp_path / "ws-wrapper"
+    ws_wrapper.write_text(f'#!/bin/sh\necho "$2" >> {log}\nexec "$@"\n')
+    ws_wrapper.chmod(0o755)
+    target = targets / "demo-ws-wrapper"
+    run = cargo(DEMO, "build", wrapped=True, target_dir=target,
+                extra_env={"RUSTC_WORKSPACE_WRAPPER": str(ws_wrapper)})
+    assert {"--crate-name"} <= set(log.read_text().split())  # the workspace wrapper ran members' compiles
+    chains = {e["crate"]: e["chain"] for e in run.trace if e["crate"] in ("app", "build_script_build")}
+    assert chains["app"][0] == str(ws_wrapper) and len(chains["app"]) == 2
+    assert chains["build_script_build"][0] == str(ws_wrapper)
+    assert run.kinds()["build_script_build"] == {"build-script"}
+    out = subprocess.run([str(target / "debug" / "app")], capture_output=True, text=True, check=True).stdout
+    assert "hello from Greeter" in out
