@@ -91,6 +91,15 @@ class Cargo:
         return run
 
 
+    def both(self, workspace: Path, *args: str, targets: Path, label: str) -> dict[str, tuple[CargoRun, Path]]:
+        """The same cargo command plain and wrapped, each into `<targets>/<label>-<mode>`."""
+        out = {}
+        for mode in ("plain", "wrapped"):
+            target = targets / f"{label}-{mode}"
+            out[mode] = (self(workspace, *args, wrapped=mode == "wrapped", target_dir=target), target)
+        return out
+
+
 @pytest.fixture(scope="session")
 def cargo(toolchain_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Cargo:
     return Cargo(env=toolchain_env, tmp=tmp_path_factory.mktemp("cargo-traces"))

@@ -17,11 +17,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def builds(cargo: Cargo, targets: Path) -> dict[str, tuple[CargoRun, Path]]:
-    out = {}
-    for mode in ("plain", "wrapped"):
-        target = targets / f"crates-io-{mode}"
-        out[mode] = (cargo(WS, "build", "--locked", wrapped=mode == "wrapped", target_dir=target), target)
-    return out
+    return cargo.both(WS, "build", "--locked", targets=targets, label="crates-io")
 
 
 def test_program_output_is_identical(builds: dict) -> None:

@@ -16,11 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def demo_builds(cargo: Cargo, targets: Path) -> dict[str, tuple[CargoRun, Path]]:
-    out = {}
-    for mode in ("plain", "wrapped"):
-        target = targets / f"demo-{mode}"
-        out[mode] = (cargo(DEMO, "build", wrapped=mode == "wrapped", target_dir=target), target)
-    return out
+    return cargo.both(DEMO, "build", targets=targets, label="demo")
 
 
 def run_app(target: Path) -> str:
