@@ -1,0 +1,182 @@
+"""The host side of the guest/host ABI: one table, mirrored by the std facade's `ffi` module.
+
+Sandboxed code reaches capabilities wasm32-wasip1 lacks (processes; later sockets) through functions the
+host defines under one versioned import module, `IMPORT_MODULE`. The guest declares the same names in
+`shim/rust/facade/src/ffi.rs` with `#[link(wasm_import_module = "cratecage-1")]`; change both together and
+bump the version when a signature changes. Every parameter and result is an i32; pointers and lengths
+refer to the guest's exported `memory`.
+
+    name            params                                  result
+    last_error      (buf, cap)                              full length of the last failure's message
+    temp_dir        (buf, cap)                              full length of the per-run temp dir path
+    spawn           (req, req_len)                          handle > 0, or an error code < 0
+    stdin_write     (handle, buf, len)                      bytes written, or error < 0
+    stdin_close     (handle)                                0, or error < 0
+    read            (handle, stream, buf, cap)              bytes read (0 = end), or error < 0
+    wait            (handle, status_out)                    0, or error < 0; writes STATUS_SIZE bytes
+    try_wait        (handle, status_out)                    1 exited, 0 running, or error < 0
+    kill            (handle)                                0, or error < 0
+    release         (handle)                                0 (the guest dropped its last use)
+
+A function that writes a string copies at most `cap` bytes and returns the full length, so the guest can
+call again with a larger buffer. Errors set the message `last_error` returns.
+
+Spawn requests are a sequence of records `[tag: u8][len: u32 little-endian][len bytes]` (`encode_request`,
+`decode_request`); every stdio mode is sent explicitly, the facade having applied std's defaults (spawn and
+status inherit; output pipes stdout and stderr and nulls stdin). The exit status written by wait/try_wait
+is two little-endian i32s: kind (STATUS_EXITED or STATUS_SIGNALED) and the code or signal number.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+IMPORT_MODULE = "cratecage-1"
+
+# name -> (number of i32 params, number of i32 results)
+IMPORTS: dict[str, tuple[int, int]] = {
+    "last_error": (2, 1),
+    "temp_dir": (2, 1),
+    "spawn": (2, 1),
+    "stdin_write": (3, 1),
+    "stdin_close": (1, 1),
+    "read": (4, 1),
+    "wait": (2, 1),
+    "try_wait": (2, 1),
+    "kill": (1, 1),
+    "release": (1, 1),
+}
+
+# Error codes (negative results). The guest maps them to io::ErrorKind.
+E_DENIED = -1  # PermissionDenied: the policy does not allow it; last_error says what would
+E_NOT_FOUND = -2  # NotFound: no such program
+E_INVALID = -3  # InvalidInput: malformed request or bad handle
+E_IO = -4  # Other: the host failed to do it
+E_UNSUPPORTED = -5  # Unsupported
+
+# Record tags of a spawn request.
+TAG_PROGRAM = 1
+TAG_ARG = 2
+TAG_ENV_SET = 3  # key \0 value
+TAG_ENV_REMOVE = 4  # key
+TAG_ENV_CLEAR = 5  # empty
+TAG_CWD = 6
+TAG_STDIN = 7  # one byte: a STDIO_* mode
+TAG_STDOUT = 8
+TAG_STDERR = 9
+
+STDIO_INHERIT = 0
+STDIO_PIPED = 1
+STDIO_NULL = 2
+
+STREAM_STDOUT = 1
+STREAM_STDERR = 2
+
+STATUS_EXITED = 0
+STATUS_SIGNALED = 1
+STATUS_SIZE = 8
+
+
+class RequestError(ValueError):
+    """A spawn request that does not decode."""
+
+
+@dataclass
+class SpawnRequest:
+    """What the guest asked `Command` to run, after std's defaults were applied by the facade."""
+
+    program: str = ""
+    args: list[str] = field(default_factory=list)
+    # Environment edits in order: ("set", k, v), ("remove", k, None), ("clear", None, None).
+    env_ops: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    cwd: str | None = None
+    stdin: int = STDIO_INHERIT
+    stdout: int = STDIO_INHERIT
+    stderr: int = STDIO_INHERIT
+
+    def environment(self, base: dict[str, str]) -> dict[str, str]:
+        """The child's environment if it started from `base` (the guest's own environment)."""
+        env = dict(base)
+        for op, key, value in self.env_ops:
+            if op == "clear":
+                env.clear()
+            elif op == "remove":
+                env.pop(key or "", None)
+            else:
+                env[key or ""] = value or ""
+        return env
+
+
+def decode_request(data: bytes) -> SpawnRequest:
+    req = SpawnRequest()
+    seen_program = False
+    pos = 0
+    while pos < len(data):
+        if pos + 5 > len(data):
+            raise RequestError("truncated record header")
+        tag, length = struct.unpack_from("<BI", data, pos)
+        pos += 5
+        if pos + length > len(data):
+            raise RequestError("truncated record")
+        raw = data[pos:pos + length]
+        pos += length
+        if tag in (TAG_STDIN, TAG_STDOUT, TAG_STDERR):
+            if length != 1 or raw[0] not in (STDIO_INHERIT, STDIO_PIPED, STDIO_NULL):
+                raise RequestError("bad stdio mode")
+            setattr(req, {TAG_STDIN: "stdin", TAG_STDOUT: "stdout", TAG_STDERR: "stderr"}[tag], raw[0])
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestError("a spawn request string is not UTF-8") from None
+        if tag == TAG_PROGRAM:
+            req.program, seen_program = text, True
+        elif tag == TAG_ARG:
+            req.args.append(text)
+        elif tag == TAG_ENV_SET:
+            key, sep, value = text.partition("\0")
+            if not sep or not key or "=" in key:
+                raise RequestError("bad environment variable")
+            req.env_ops.append(("set", key, value))
+        elif tag == TAG_ENV_REMOVE:
+            req.env_ops.append(("remove", text, None))
+        elif tag == TAG_ENV_CLEAR:
+            req.env_ops.append(("clear", None, None))
+        elif tag == TAG_CWD:
+            req.cwd = text
+        else:
+            raise RequestError(f"unknown record tag {tag}")
+    if not seen_program or not req.program:
+        raise RequestError("no program")
+    return req
+
+
+def encode_request(req: SpawnRequest) -> bytes:
+    """The inverse of decode_request (the guest's encoder is the facade's; this one serves tests)."""
+    out = bytearray()
+
+    def rec(tag: int, raw: bytes) -> None:
+        out.extend(struct.pack("<BI", tag, len(raw)))
+        out.extend(raw)
+
+    rec(TAG_PROGRAM, req.program.encode())
+    for a in req.args:
+        rec(TAG_ARG, a.encode())
+    for op, key, value in req.env_ops:
+        if op == "clear":
+            rec(TAG_ENV_CLEAR, b"")
+        elif op == "remove":
+            rec(TAG_ENV_REMOVE, (key or "").encode())
+        else:
+            rec(TAG_ENV_SET, f"{key}\0{value}".encode())
+    if req.cwd is not None:
+        rec(TAG_CWD, req.cwd.encode())
+    rec(TAG_STDIN, bytes([req.stdin]))
+    rec(TAG_STDOUT, bytes([req.stdout]))
+    rec(TAG_STDERR, bytes([req.stderr]))
+    return bytes(out)
+
+
+def encode_status(kind: int, value: int) -> bytes:
+    return struct.pack("<ii", kind, value)
