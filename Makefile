@@ -2,7 +2,7 @@
 # second time.
 #   make setup   .venv with cratecage + a wasm32-wasip1-capable toolchain (rustup target, or std built from
 #                rust-src; on Debian without either, Debian's rustc-web packages are installed first)
-#   make demo    build fixtures/demo through the wrapper
+#   make demo    build fixtures/crates-io through the wrapper, build scripts sandboxed, and summarise
 #   make test    the whole test suite (.ci/run runs exactly this)
 #   make bench   pass-through overhead and a 50-crate clean build, wrapped vs plain
 
@@ -37,10 +37,12 @@ debian-rust:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES)
 
+# fixtures/crates-io: serde, anyhow, libc, thiserror, num-traits, typenum, ... with every build script in the
+# sandbox; then the summary of what ran there.
 demo: setup
-	@$(TOOLCHAIN_ENV) && cd fixtures/demo && \
-	  RUSTC_WRAPPER=$(CURDIR)/$(CRATECAGE) CARGO_TARGET_DIR=$(CURDIR)/target/demo cargo build && \
-	  RUSTC_WRAPPER=$(CURDIR)/$(CRATECAGE) CARGO_TARGET_DIR=$(CURDIR)/target/demo cargo run -q
+	@$(TOOLCHAIN_ENV) && cd fixtures/crates-io && \
+	  RUSTC_WRAPPER=$(CURDIR)/$(CRATECAGE) CARGO_TARGET_DIR=$(CURDIR)/target/demo cargo run --locked && \
+	  $(CURDIR)/$(CRATECAGE) runs $(CURDIR)/target/demo
 
 test: setup
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)

@@ -2,7 +2,7 @@
 
 Every build-script and proc-macro unit asks this. Asking the compiler (`rustc -vV`, `--print sysroot`) costs
 two processes, so a positive answer is remembered per compiler *binary*: a stamp under
-`<cache>/verified/`, named by the binary's real path, inode, size and mtime, holding the wasm sysroot. A
+`<cache>/verified/`, named by the binary's real path, inode, size and mtime, holding the wasm sysroot and the compiler's identity. A
 replaced compiler has another name; a removed sysroot fails `_still_capable` and is asked about again.
 Rustup proxies are never remembered: which toolchain they run depends on directory and environment.
 Standard library only (no dataclasses/typing): the wrapper imports this before anything heavier.
@@ -56,25 +56,37 @@ def _still_capable(sysroot: str) -> bool:
     )
 
 
-def verified_sysroot(rustc: str, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The wasm sysroot remembered for this compiler binary, if any and still there."""
+def verified(rustc: str, environ: Mapping[str, str] = os.environ) -> dict[str, str] | None:
+    """What was remembered for this compiler binary, if its wasm sysroot is still there:
+    {"wasm_sysroot", "sysroot", "rustc" (real path), "verbose_version"}."""
     stamp = _stamp_path(rustc, environ)
     if stamp is None:
         return None
     try:
         with open(stamp) as fh:
-            sysroot = fh.read()
-    except OSError:
+            import json
+
+            info = json.load(fh)
+    except (OSError, ValueError):
         return None
-    return sysroot if sysroot and _still_capable(sysroot) else None
+    if not isinstance(info, dict) or not _still_capable(str(info.get("wasm_sysroot", ""))):
+        return None
+    return info
 
 
-def remember(rustc: str, sysroot: str, environ: Mapping[str, str] = os.environ) -> None:
+def verified_sysroot(rustc: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    info = verified(rustc, environ)
+    return info["wasm_sysroot"] if info else None
+
+
+def remember(rustc: str, info: dict[str, str], environ: Mapping[str, str] = os.environ) -> None:
+    import json
+
     stamp = _stamp_path(rustc, environ)
     if stamp is None:
         return
     os.makedirs(os.path.dirname(stamp), exist_ok=True)
     tmp = f"{stamp}.{os.getpid()}.tmp"
     with open(tmp, "w") as fh:
-        fh.write(sysroot)
+        json.dump(info, fh)
     os.replace(tmp, stamp)

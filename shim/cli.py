@@ -4,6 +4,8 @@
     cratecage toolchain                which rustc/cargo will be used; can it compile for wasm32-wasip1?
     cratecage toolchain install        make it so (rustup target, or build std from rust-src)
     cratecage toolchain env            shell `export` lines that select that toolchain
+    cratecage doctor                   toolchain, wasmtime and Landlock, one line each
+    cratecage runs [target-dir]        the build scripts that ran in the sandbox
 
 "Which role am I?" is decided here and nowhere else: a first argument that is a known command or starts
 with `-` is a command for a person; anything else is the program cargo asks us to wrap. Errors become one
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = ("toolchain", "help", "version")
+COMMANDS = ("doctor", "toolchain", "runs", "help", "version")
 
 
 def enable_site_packages() -> None:

@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--rustc", help="the compiler to make capable (default: $RUSTC, rustc on PATH, Debian's)")
     e = tsub.add_parser("env", help="print shell `export` lines that select the toolchain")
     e.add_argument("--shell", choices=("sh", "fish"), default="sh")
+    sub.add_parser("doctor", help="check the toolchain, wasmtime and the confinement of native children")
+    r = sub.add_parser("runs", help="summarise the sandboxed runs recorded in a target directory")
+    r.add_argument("target_dir", nargs="?", default="target", help="cargo's target directory (default: target)")
     sub.add_parser("version", help="print the version line cratecage adds to `rustc -vV`")
     sub.add_parser("help", help="show this help")
     return p
@@ -48,6 +51,10 @@ def dispatch(argv: list[str]) -> int:
     if ns.command == "version":
         print(VERSION_LINE)
         return 0
+    if ns.command == "doctor":
+        return doctor()
+    if ns.command == "runs":
+        return runs_summary(ns.target_dir)
     if ns.action == "install":
         return toolchain_install(rustc=ns.rustc)
     if ns.action == "env":
@@ -106,4 +113,50 @@ def toolchain_report(*, check: bool) -> int:
     shell_key = _shell_rustc_key()
     if tc.ready and shell_key != comp.key:
         print(f"this shell:     cargo would use another rustc; {tcmod.ENV_HINT}")
+    return 0 if tc.ready else 3
+
+
+def runs_summary(target_dir: str) -> int:
+    """One line per build script that ran in the sandbox (latest run of each), from runs.jsonl."""
+    import json
+    from pathlib import Path
+
+    log = Path(target_dir) / "cratecage" / "runs.jsonl"
+    if not log.is_file():
+        raise UsageError(f"no sandboxed runs recorded in {log}", hint="build with RUSTC_WRAPPER=cratecage first")
+    latest: dict[tuple[str, str], dict] = {}
+    for line in log.read_text().splitlines():
+        try:
+            run = json.loads(line)
+        except ValueError:
+            continue
+        latest[(run["crate"], run["version"])] = run
+    print(f"{'crate':<24} {'version':<10} {'result':<8} {'seconds':>8}  denials")
+    for (crate, version), run in sorted(latest.items()):
+        result = "ok" if run["exit_code"] == 0 else f"exit {run['exit_code']}"
+        print(f"{crate:<24} {version:<10} {result:<8} {run['seconds']:>8.2f}  {len(run['denials'])}")
+    failed = sum(1 for r in latest.values() if r["exit_code"] != 0)
+    print(f"{len(latest)} build scripts ran as wasm in the sandbox, {failed} failed; none ran natively")
+    return 0
+
+
+def doctor() -> int:
+    """What cratecage can and cannot do on this machine, one line each; exit 3 if builds would fail."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from shim import probe
+
+    try:
+        wasmtime_version = version("wasmtime")
+    except PackageNotFoundError:
+        wasmtime_version = "not installed"
+
+    tc = tcmod.resolve()
+    print(f"cratecage:      {VERSION_LINE}")
+    print(f"rustc:          {tc.compiler.rustc} ({tc.compiler.version_line})")
+    print(f"wasm32-wasip1:  {'ready' if tc.ready else 'not ready'} ({tc.how})")
+    print(f"wasmtime:       {wasmtime_version}")
+    print(f"landlock:       {probe.landlock_status()}")
+    if not tc.ready:
+        print("fix:            cratecage toolchain install")
     return 0 if tc.ready else 3

@@ -26,7 +26,7 @@ class CratecageError(Exception):
     def render(self) -> str:
         text = f"cratecage: {self.message}"
         if self.hint:
-            text += f"; {self.hint}"
+            text += f"\n  hint: {self.hint}" if "\n" in self.message else f"; {self.hint}"
         return text
 
 

@@ -298,3 +298,20 @@ def _split_value(field_name: str, value: str) -> list:
         kind, eq, path = value.partition("=")
         return [(kind, path) if eq and kind in _LIB_KINDS else ("all", value)]
     return [value]
+
+
+def tokens(args: list[str]) -> list[tuple[str | None, str | None, list[str]]]:
+    """Split arguments into (flag's first name or None for an input/unknown word, value, original words),
+    for code that rewrites a command line (shim.replay) rather than reading it."""
+    out: list[tuple[str | None, str | None, list[str]]] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        flag, value, consumed_next = _match(arg, args[i] if i < len(args) else None)
+        words = [arg]
+        if consumed_next:
+            words.append(args[i])
+            i += 1
+        out.append((flag.names[0] if flag else None, value, words))
+    return out

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Mapping
 
-from shim.capable import COMPLETE_MARKER, WASM_TARGET, cache_root, remember, verified_sysroot
+from shim.capable import COMPLETE_MARKER, WASM_TARGET, cache_root, remember, verified
 from shim.errors import ProvisionError, ToolchainError, ToolchainMismatch
 
 # rust-web-clippy is not needed for wasm; it makes `cargo clippy` work with the same selected compiler.
@@ -186,18 +186,20 @@ def resolve(rustc: str | None = None, environ: Mapping[str, str] = os.environ) -
     return toolchain_for(probe_compiler(rustc, environ), environ)
 
 
-def require_wasm_capable(rustc: str, *, what: str, environ: Mapping[str, str] = os.environ) -> str:
+def require_wasm_capable(rustc: str, *, what: str, environ: Mapping[str, str] = os.environ) -> Toolchain:
     """The wrapper's check before a sandboxed unit: cargo's rustc must be the wasm-capable one.
-    Returns the wasm sysroot. A positive answer is remembered per compiler binary (shim.capable), so
+    Returns the toolchain. A positive answer is remembered per compiler binary (shim.capable), so
     only the first unit of a build pays for running the compiler twice."""
-    known = verified_sysroot(rustc, environ)
-    if known is not None:
-        return known
+    info = verified(rustc, environ)
+    if info is not None:
+        return Toolchain(Compiler(info["rustc"], info["verbose_version"], info["sysroot"]),
+                         info["wasm_sysroot"], info.get("how", ""))
     compiler = probe_compiler(rustc, environ)
     tc = toolchain_for(compiler, environ)
     if tc.wasm_sysroot is not None:
-        remember(rustc, tc.wasm_sysroot, environ)
-        return tc.wasm_sysroot
+        remember(rustc, {"wasm_sysroot": tc.wasm_sysroot, "sysroot": compiler.sysroot, "rustc": compiler.rustc,
+                         "verbose_version": compiler.verbose_version, "how": tc.how}, environ)
+        return tc
     chosen = load_selected(environ)
     if chosen and chosen.get("key") != compiler.key:
         raise ToolchainMismatch(

@@ -1,8 +1,12 @@
 """cratecage as cargo's RUSTC_WRAPPER: look at one rustc call, then hand it on.
 
-Every call is classified (shim.classify). In this version every class is passed through; units that will
-run in the sandbox (build scripts, proc macros) first check that cargo's rustc is the wasm-capable one, so a
-build never silently depends on a compiler cratecage cannot use.
+Every call is classified (shim.classify):
+  - build scripts are compiled for wasm32-wasip1 and replaced by a launcher (shim.build_script);
+  - linked libraries compiled without `--target` are journaled, then passed through (shim.journal): a
+    build script may need them replayed for wasm;
+  - proc macros still pass through in this version, after checking that cargo's rustc is the wasm-capable
+    one, so a build never silently depends on a compiler cratecage cannot use;
+  - everything else passes through.
 
 Pass-through is `os.execvp`: the process becomes rustc (or the inner wrapper, `CRATECAGE_WRAPPER`), keeping
 stdin, stderr streaming and cargo's jobserver file descriptors. The original argv is passed on unchanged,
@@ -19,14 +23,13 @@ import os
 import sys
 
 from shim import VERSION_LINE
-from shim.classify import SANDBOXED, Unit, classify, is_verbose_version
+from shim import journal, trace
+from shim.trace import TRACE_ENV
+from shim.classify import BUILD_SCRIPT, HOST_LIBRARY, SANDBOXED, Unit, classify, is_verbose_version
 from shim.errors import CratecageError, UsageError
 from shim.rustc_args import ArgfileError, expand_argfiles, parse, split_chain
 
 INNER_WRAPPER_ENV = "CRATECAGE_WRAPPER"
-# A file to append one JSON line per call to (kind, reason, crate): for tests and for seeing what cargo
-# asked. Costs one dict lookup when unset.
-TRACE_ENV = "CRATECAGE_TRACE"
 
 
 def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ) -> int:
@@ -38,30 +41,29 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
         )
     chain, rustc_args = split_chain(argv, cargo_env="CARGO" in environ)
     try:
-        args = parse(expand_argfiles(rustc_args))
+        expanded = expand_argfiles(rustc_args)
+        args = parse(expanded)
     except ArgfileError:
         # rustc reads the same file and reports the problem in its own words.
         return _exec(chain + rustc_args, environ)
     unit = classify(args, environ)
     if environ.get(TRACE_ENV):
-        _trace(environ[TRACE_ENV], unit, args.crate_name, chain, any(a.startswith("@") for a in rustc_args))
+        trace.event(environ, kind=unit.kind, reason=unit.reason, crate=args.crate_name, chain=chain,
+                    argfile=any(a.startswith("@") for a in rustc_args))
+    if unit.kind == BUILD_SCRIPT:
+        from shim.build_script import compile_build_script
+
+        return compile_build_script(chain, args, expanded, dict(environ))
+    if unit.kind == HOST_LIBRARY:
+        try:
+            journal.record(args, expanded, os.getcwd())
+        except OSError:
+            pass  # a replay that needs this entry will say so, naming the crate
     if unit.kind in SANDBOXED:
         _require_wasm_toolchain(chain[-1], args.crate_name, unit, environ)
     if is_verbose_version(args):
         return _version_with_our_line(chain + rustc_args, environ)
     return _exec(chain + rustc_args, environ)
-
-
-def _trace(path: str, unit: Unit, crate: str | None, chain: list[str], argfile: bool) -> None:
-    import json
-
-    line = json.dumps({"kind": unit.kind, "reason": unit.reason, "crate": crate, "chain": chain,
-                       "argfile": argfile, "pid": os.getpid()})
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode())  # one write per line: O_APPEND keeps parallel calls apart
-    finally:
-        os.close(fd)
 
 
 def _inner_wrapper(environ: os._Environ[str] | dict[str, str]) -> str | None:

@@ -1,20 +1,38 @@
 """What does running cargo through cratecage cost? `make bench` (`.venv/bin/python tests/bench.py`).
 
 cratecage is cargo's RUSTC_WRAPPER, so cargo starts it once per rustc call; whatever it costs is paid on
-every compile a build makes. That is what this measures, wrapped against plain, side by side in one run:
+every compile a build makes. Build scripts are compiled to wasm32-wasip1 instead, and cargo executes a
+launcher (a `#!python -S` script at the build script's path) that runs the module under wasmtime. This
+measures all of it, wrapped against plain, side by side in one run, always alternating (plain first in even
+pairs, wrapped first in odd ones, so machine noise hits both alike). First, untimed, one wrapped build of a
+tiny package puts in place what cratecage builds once per user and version (the std facade for the
+toolchain, the compiler check), so that no first round pays for it. Then:
 
   1. pass-through overhead per rustc call: small real library sources compiled with the arguments cargo
-     uses, alternating `rustc <args>` and `cratecage rustc <args>` (in alternating order, so machine noise
-     hits both alike); the overhead is taken per pair. `rustc -vV` is measured the same way: that call is
-     not exec'd but run as a subprocess with cratecage's line appended.
-  2. a clean `cargo build` of a generated 50-crate workspace (a dependency DAG, one bin, two build
-     scripts, whose compiles also run the wrapper's toolchain check), plain vs wrapped, alternating rounds,
-     each from an empty target directory (separate ones: the wrapper changes hashes).
+     uses, `rustc <args>` vs `cratecage rustc <args>`; the overhead is taken per pair. `rustc -vV` is
+     measured the same way: that call is not exec'd but run as a subprocess with cratecage's line appended.
+  2. a clean `cargo build` of a generated 50-crate workspace (a dependency DAG, one bin, two tiny build
+     scripts, which the wrapped build compiles to wasm and runs sandboxed), plain vs wrapped, alternating
+     rounds, each from an empty target directory (separate ones: the wrapper changes hashes).
+  3. runner overhead per build-script run, warm module cache: a tiny package whose build script prints a
+     few `cargo:rustc-cfg` lines and writes a file into OUT_DIR is built once plain and once wrapped; then
+     the native `build-script-build` and the sandboxed launcher at the same place in the wrapped target
+     directory are executed directly, alternating, with the environment cargo gave each (read from
+     `cargo build -vv`), each in its own OUT_DIR. Their stdout must match. The first run after a build
+     compiles the module and caches it (per user, `<cache>/modules`); that cold run is measured
+     separately, with the launcher pointed at an empty module cache.
+  4. a clean `cargo build` of a generated workspace whose one bin depends on 16 popular crates with build
+     scripts or proc macros (serde + derive, serde_json, thiserror, typenum, rand, regex, ...; none needs a
+     C compiler: build scripts may not start programs in this version), plain vs wrapped, alternating
+     rounds from empty target directories. The lockfile is generated (and the crates fetched) once,
+     outside the timing. A failing build prints the crate and cratecage's message; the other
+     measurements still run.
 
 A no-op rebuild is not measured: cargo makes no rustc calls when everything is fresh, so the wrapper never
 runs and the comparison would measure nothing. Targets (from the issue): median pass-through overhead
-<= 15 ms per call, 50-crate clean-build ratio <= 1.10. They are reported as PASS/FAIL; the exit status is 0
-either way (this is a report) unless something fails to build or run (exit 1).
+<= 15 ms per call, 50-crate clean-build ratio <= 1.10, median runner overhead <= 100 ms per build-script
+run; the popular-crates ratio has no target and is just printed. Targets are reported as PASS/FAIL; the
+exit status is 0 either way (this is a report) unless something fails to build or run (exit 1).
 
 Standard library only. Workspaces go under target/bench/ (git-ignored).
 """
@@ -22,9 +40,12 @@ Standard library only. Workspaces go under target/bench/ (git-ignored).
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import random
+import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -37,18 +58,29 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shim import toolchain  # noqa: E402  (needs ROOT on sys.path)
+from shim.capable import cache_root  # noqa: E402
 from shim.errors import CratecageError  # noqa: E402
 
 WRAPPER = ROOT / ".venv" / "bin" / "cratecage"
 BENCH_DIR = ROOT / "target" / "bench"
 MAX_OVERHEAD_MS = 15.0
 MAX_BUILD_RATIO = 1.10
+MAX_RUNNER_OVERHEAD_MS = 100.0
 CRATES = 50
 BUILD_SCRIPT_CRATES = (7, 31)  # these members get a tiny build.rs
 
 
 class BenchError(Exception):
     """Something did not build or run: the numbers would be meaningless."""
+
+
+class BuildFailed(BenchError):
+    """A cargo build failed: which package, and what cratecage said about it."""
+
+    def __init__(self, side: str, crate: str, messages: list[str], tail: str) -> None:
+        self.side, self.crate, self.messages, self.tail = side, crate, messages, tail
+        said = "\n".join(messages) if messages else f"(no cratecage message; cargo said:)\n{tail}"
+        super().__init__(f"{side} build failed at {crate}:\n{said}")
 
 
 # -- environment ------------------------------------------------------------------------------------------
@@ -89,18 +121,19 @@ def timed_run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> f
     return elapsed
 
 
+def one_pair(i: int, plain, wrapped) -> tuple[float, float]:
+    """Pair i of an alternation: plain first when i is even, wrapped first when it is odd."""
+    if i % 2 == 0:
+        p = plain()
+        return p, wrapped()
+    w = wrapped()
+    return plain(), w
+
+
 def alternate(plain, wrapped, n: int) -> tuple[list[float], list[float]]:
     """Call the two zero-argument timers n times each, in pairs whose order flips every pair."""
-    plain_times: list[float] = []
-    wrapped_times: list[float] = []
-    for i in range(n):
-        if i % 2 == 0:
-            plain_times.append(plain())
-            wrapped_times.append(wrapped())
-        else:
-            wrapped_times.append(wrapped())
-            plain_times.append(plain())
-    return plain_times, wrapped_times
+    pairs = [one_pair(i, plain, wrapped) for i in range(n)]
+    return [p for p, _ in pairs], [w for _, w in pairs]
 
 
 @dataclass
@@ -480,16 +513,429 @@ def bench_workspace(env: dict[str, str], rounds: int) -> tuple[Comparison, dict]
     progress(f"  {info['lib_crates']} libs + 1 bin, {info['build_scripts']} build scripts, "
              f"{info['rustc_compiles']} rustc compiles per build; {rounds} round(s), clean each time")
     comparison = Comparison("clean build ws50", *alternate(plain, wrapped, rounds))
-    comparison.notes.append(f"{info['build_scripts']} build-script compiles also run the wrapper's "
-                            "toolchain check (two rustc probes the first time,\n"
-                            "        then a remembered answer: shim/capable.py)")
+    comparison.notes.append(f"wrapped, the {info['build_scripts']} build scripts are compiled to wasm32-wasip1 "
+                            "(after the toolchain check: two rustc probes\n"
+                            "        the first time, then a remembered answer, shim/capable.py) and run "
+                            "sandboxed under wasmtime (section 3)")
     return comparison, info
+
+
+# -- 3. runner overhead per build-script run --------------------------------------------------------------
+
+RUNNER_BUILD_SCRIPT = """// Generated by tests/bench.py: the runner benchmark's build script. It reads its
+// environment, prints a few cfgs and writes one file into OUT_DIR; it starts no program, probes nothing.
+use std::{env, fs, path::Path};
+
+fn main() {
+    let out = env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let jobs: u32 = env::var("NUM_JOBS").ok().and_then(|j| j.parse().ok()).unwrap_or(1);
+    println!("cargo:rustc-check-cfg=cfg(bench_fast, bench_arch, bench_jobs)");
+    println!("cargo:rustc-cfg=bench_fast");
+    if !arch.is_empty() {
+        println!("cargo:rustc-cfg=bench_arch");
+    }
+    if jobs > 0 {
+        println!("cargo:rustc-cfg=bench_jobs");
+    }
+    let squares: Vec<String> = (0..64u32).map(|i| format!("    {},", i * i)).collect();
+    let text = format!("pub const SQUARES: [u32; 64] = [\\n{}\\n];\\npub const ARCH: &str = {:?};\\n",
+                       squares.join("\\n"), arch);
+    fs::write(Path::new(&out).join("squares.rs"), text).expect("write squares.rs");
+    println!("cargo:rerun-if-changed=build.rs");
+}
+"""
+
+RUNNER_LIB = """//! Generated by tests/bench.py: uses what its build script produced.
+include!(concat!(env!("OUT_DIR"), "/squares.rs"));
+
+#[cfg(all(bench_fast, bench_arch, bench_jobs))]
+pub fn square(i: usize) -> u32 { SQUARES[i % 64] }
+"""
+
+# What cargo gives every build script and the runner's measurement must have (checked, from `-vv`).
+SCRIPT_ENV_REQUIRED = ("OUT_DIR", "CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "CARGO_PKG_VERSION", "TARGET", "HOST",
+                       "RUSTC", "PROFILE", "OPT_LEVEL", "DEBUG", "NUM_JOBS", "CARGO_CFG_TARGET_ARCH")
+_ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+@dataclass
+class ScriptRun:
+    """How cargo executed one build script: the program, and the variables it set on top of its own env."""
+
+    program: str
+    cargo_env: dict[str, str]
+    env: dict[str, str]  # the full environment: what cargo was given, plus cargo_env
+    cwd: str
+
+
+def build_script_invocation(log: str, base_env: dict[str, str]) -> ScriptRun:
+    """The `Running `VAR=value ... .../build-script-build`` line of a `cargo build -vv` log, parsed."""
+    for line in log.splitlines():
+        line = line.strip()
+        if not (line.startswith("Running `") and line.endswith("`")):
+            continue
+        words = shlex.split(line[len("Running `"):-1])
+        k = 0
+        while k < len(words) and _ENV_ASSIGNMENT.match(words[k]):
+            k += 1
+        if k == len(words) - 1 and Path(words[k]).name.startswith("build-script-build"):
+            cargo_env = dict(w.split("=", 1) for w in words[:k])
+            missing = [v for v in SCRIPT_ENV_REQUIRED if v not in cargo_env]
+            if missing:
+                raise BenchError(f"cargo -vv shows no {', '.join(missing)} for the build script: {line[:200]}")
+            return ScriptRun(words[k], cargo_env, dict(base_env, **cargo_env), cargo_env["CARGO_MANIFEST_DIR"])
+    raise BenchError("no build-script run in the `cargo build -vv` output")
+
+
+def build_once_verbose(pkg: Path, target: Path, env: dict[str, str]) -> ScriptRun:
+    """A clean `cargo build -vv` of `pkg` into `target`; how cargo ran the package's build script."""
+    shutil.rmtree(target, ignore_errors=True)
+    build_env = dict(env, CARGO_TARGET_DIR=str(target), CARGO_INCREMENTAL="0")
+    done = subprocess.run([env["CARGO"], "build", "--offline", "-vv"], env=build_env, cwd=pkg,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise BenchError(f"`cargo build -vv` of {pkg.name} into {target.name} exited {done.returncode}:\n{tail}")
+    return build_script_invocation(done.stderr, build_env)
+
+
+def run_script(run: ScriptRun, program: str | None = None) -> tuple[bytes, str]:
+    done = subprocess.run([program or run.program], env=run.env, cwd=run.cwd, capture_output=True)
+    if done.returncode != 0:
+        raise BenchError(f"{program or run.program} exited {done.returncode}:\n"
+                         f"{done.stderr.decode(errors='replace').strip()[-1500:]}")
+    return done.stdout, done.stderr.decode(errors="replace")
+
+
+def module_cache_of(launcher: Path) -> str:
+    """The module cache a cratecage launcher passes to the runner (the last argument of its last call)."""
+    text = launcher.read_text()
+    last = ast.parse(text).body[-1]
+    if not (text.startswith("#!") and "cratecage" in text and isinstance(last, ast.Expr)
+            and isinstance(last.value, ast.Call) and last.value.args):
+        raise BenchError(f"{launcher} is not a cratecage build-script launcher")
+    return ast.literal_eval(last.value.args[-1])
+
+
+def cold_launcher(launcher: Path, copy: Path, cache: Path) -> Path:
+    """A copy of the launcher whose module cache is `cache` (empty): the run compiles the module."""
+    text = launcher.read_text()
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    write(copy, text.replace(repr(module_cache_of(launcher)), repr(str(cache))))
+    copy.chmod(0o755)
+    return copy
+
+
+def runner_package(env: dict[str, str]) -> Path:
+    """The one-package workspace with the tiny build script (written anew)."""
+    pkg = BENCH_DIR / "runner"
+    shutil.rmtree(pkg, ignore_errors=True)
+    write(pkg / "Cargo.toml", manifest("bench-runner", []))
+    write(pkg / "build.rs", RUNNER_BUILD_SCRIPT)
+    write(pkg / "src" / "lib.rs", RUNNER_LIB)
+    timed_run([env["CARGO"], "generate-lockfile", "--offline"], env, cwd=pkg)
+    return pkg
+
+
+def warm_up(env: dict[str, str]) -> float:
+    """One untimed wrapped build of a package with a build script, before any timing: whatever cratecage
+    builds once per user and version (the std facade for this toolchain, the compiler check) is then in
+    place, and not charged to the first wrapped round. Returns its wall time."""
+    pkg = runner_package(env)
+    seconds = cargo_build(pkg, pkg / "target-warmup", dict(env, RUSTC_WRAPPER=str(WRAPPER)))
+    shutil.rmtree(pkg / "target-warmup", ignore_errors=True)
+    return seconds
+
+
+def bench_runner(env: dict[str, str], n: int, cold_runs: int) -> tuple[Comparison, dict]:
+    """Native build-script binary vs the sandboxed launcher at the same place, executed directly."""
+    pkg = runner_package(env)
+    progress("  one clean build each (cargo build -vv: how cargo runs the build script, with which env)")
+    native = build_once_verbose(pkg, pkg / "target-plain", env)
+    sandboxed = build_once_verbose(pkg, pkg / "target-wrapped", dict(env, RUSTC_WRAPPER=str(WRAPPER)))
+    if Path(native.program).read_bytes()[:4] != b"\x7fELF":
+        raise BenchError(f"{native.program} is not a native binary")
+    module_cache = module_cache_of(Path(sandboxed.program))  # also checks it is a launcher
+
+    # Same output from both (OUT_DIR paths differ, so the file's text is compared, not its path).
+    outputs = {side: run_script(run)[0] for side, run in (("plain", native), ("wrapped", sandboxed))}
+    if outputs["plain"] != outputs["wrapped"]:
+        raise BenchError(f"the build script printed different things: plain {outputs['plain']!r}, "
+                         f"wrapped {outputs['wrapped']!r}")
+    files = {side: (Path(run.cargo_env["OUT_DIR"]) / "squares.rs").read_text()
+             for side, run in (("plain", native), ("wrapped", sandboxed))}
+    if files["plain"] != files["wrapped"]:
+        raise BenchError("the build script wrote different squares.rs files plain and wrapped")
+
+    cold: list[float] = []
+    for k in range(cold_runs):
+        cold_dir = pkg / "cold"
+        copy = cold_launcher(Path(sandboxed.program), cold_dir / f"launcher-{k}", cold_dir / f"modules-{k}")
+        cold.append(timed_run([str(copy)], sandboxed.env, cwd=Path(sandboxed.cwd)))
+        progress(f"    cold (empty module cache) {cold[-1] * 1000:7.1f} ms")
+
+    def plain() -> float:
+        return timed_run([native.program], native.env, cwd=Path(native.cwd))
+
+    def wrapped() -> float:
+        return timed_run([sandboxed.program], sandboxed.env, cwd=Path(sandboxed.cwd))
+
+    plain(), wrapped()
+    progress(f"  build-script-build x{n} pairs (native binary vs sandboxed launcher, warm module cache)")
+    comparison = Comparison("build script run", *alternate(plain, wrapped, n))
+    lines = len(outputs["plain"].splitlines())
+    comparison.notes.append(f"both printed the same {lines} lines and wrote the same OUT_DIR file; wrapped = "
+                            "`python -S` launcher, wasmtime, module\n        from the cache, instantiate, run")
+    info = {"native": native.program, "launcher": sandboxed.program, "module_cache": module_cache,
+            "cold_s": cold, "cargo_env_native": native.cargo_env, "cargo_env_wrapped": sandboxed.cargo_env}
+    return comparison, info
+
+
+# -- 4. clean build of ~15 popular crates ------------------------------------------------------------------
+
+# Crates with build scripts or proc macros (directly or through their dependencies) whose build scripts
+# need no C compiler or other program: build scripts may not start programs in this version.
+POPULAR_DEPS = {
+    "serde": '{ version = "1", features = ["derive"] }',
+    "serde_json": '"1"',
+    "anyhow": '"1"',
+    "thiserror": '"2"',
+    "libc": '"0.2"',
+    "log": '"0.4"',
+    "regex": '"1"',
+    "itertools": '"0.14"',
+    "num-traits": '"0.2"',
+    "memchr": '"2"',
+    "once_cell": '"1"',
+    "bitflags": '"2"',
+    "rand": '"0.9"',
+    "typenum": '"=1.17.0"',  # the last release whose build script generates code
+    "rustversion": '"1"',
+    "semver": '"1"',
+}
+
+POPULAR_MAIN = """//! Generated by tests/bench.py: one bin using every popular crate of the benchmark a little.
+use itertools::Itertools;
+use num_traits::{One, Zero};
+use once_cell::sync::Lazy;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use typenum::Unsigned;
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Crate {
+    name: String,
+    downloads: u64,
+    build_script: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AppError {
+    #[error("bad version: {0}")]
+    Version(#[from] semver::Error),
+}
+
+bitflags::bitflags! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Kind: u8 {
+        const BUILD_SCRIPT = 1;
+        const PROC_MACRO = 2;
+    }
+}
+
+static WORD: Lazy<regex::Regex> = Lazy::new(|| regex::Regex::new(r"[a-z_]+").expect("valid regex"));
+
+#[rustversion::since(1.60)]
+fn toolchain() -> &'static str { "new" }
+
+#[rustversion::before(1.60)]
+fn toolchain() -> &'static str { "old" }
+
+fn count<T: Zero + One + Copy>(n: usize) -> T {
+    (0..n).fold(T::zero(), |acc, _| acc + T::one())
+}
+
+fn main() -> anyhow::Result<()> {
+    log::info!("starting");
+    let krate = Crate { name: "libc".into(), downloads: 42, build_script: true };
+    let json = serde_json::to_string(&krate)?;
+    let back: Crate = serde_json::from_str(&json)?;
+    anyhow::ensure!(back == krate, "serde round trip");
+    let words = WORD.find_iter("serde_json anyhow libc").map(|m| m.as_str()).join(",");
+    let version = semver::Version::parse("1.2.3").map_err(AppError::from)?;
+    let roll: u32 = rand::rngs::StdRng::seed_from_u64(7).random_range(1..7);
+    let pid = unsafe { libc::getpid() };
+    let at = memchr::memchr(b'j', json.as_bytes());
+    let kinds = Kind::BUILD_SCRIPT | Kind::PROC_MACRO;
+    println!("{json} {words} {version} {roll} {} {at:?} {kinds:?} {} {} {}",
+             pid > 0, typenum::U42::to_u32(), count::<u64>(3), toolchain());
+    Ok(())
+}
+"""
+
+
+def generate_popular(root: Path) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+    lines = ["[package]", 'name = "popular"', 'version = "0.1.0"', 'edition = "2021"', "publish = false", "",
+             "[dependencies]", *(f"{name} = {spec}" for name, spec in POPULAR_DEPS.items())]
+    write(root / "Cargo.toml", "\n".join(lines) + "\n")
+    write(root / "src" / "main.rs", POPULAR_MAIN)
+
+
+def resolve_popular(root: Path, env: dict[str, str]) -> dict:
+    """Lockfile and downloads, outside any timing; what will be built for the host."""
+    try:
+        timed_run([env["CARGO"], "generate-lockfile"], env, cwd=root)
+    except BenchError:  # no registry: what the local cache has may still do
+        timed_run([env["CARGO"], "generate-lockfile", "--offline"], env, cwd=root)
+    timed_run([env["CARGO"], "fetch", "--locked"], env, cwd=root)
+    host = subprocess.run([env["RUSTC"], "-vV"], env=env, capture_output=True, text=True).stdout
+    host = next((line.split(":", 1)[1].strip() for line in host.splitlines() if line.startswith("host:")), "")
+    done = subprocess.run([env["CARGO"], "metadata", "--format-version", "1", "--offline", "--locked",
+                           "--filter-platform", host], env=env, cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BenchError(f"cargo metadata failed:\n{done.stderr.strip()[-1500:]}")
+    meta = json.loads(done.stdout)
+    built = {node["id"] for node in meta["resolve"]["nodes"]}
+    packages = [p for p in meta["packages"] if p["id"] in built and p["name"] != "popular"]
+
+    def kinds(p: dict) -> set[str]:
+        return {k for t in p["targets"] for k in t["kind"]}
+
+    return {
+        "direct": len(POPULAR_DEPS),
+        "packages": len(packages),
+        "build_scripts": sorted(f"{p['name']} {p['version']}" for p in packages if "custom-build" in kinds(p)),
+        "proc_macros": sorted(f"{p['name']} {p['version']}" for p in packages if "proc-macro" in kinds(p)),
+        "versions": {p["name"]: p["version"] for p in packages if p["name"] in POPULAR_DEPS},
+    }
+
+
+def script_stderr(stderr: str) -> list[str]:
+    """The failed build script's own stderr (cargo's `--- stderr` section): its panic message, and
+    cratecage's lines about the run."""
+    lines = stderr.splitlines()
+    start = next((k for k, line in enumerate(lines) if line.strip() == "--- stderr"), None)
+    if start is None:
+        return []
+    section = []
+    for line in lines[start + 1:]:
+        if line and not line[0].isspace():
+            break
+        section.append(line.strip())
+    while section and not section[-1]:
+        section.pop()
+    return section if len(section) <= 20 else [*section[:10], "...", *section[-9:]]
+
+
+def failing_build(side: str, stderr: str) -> BuildFailed:
+    """Which package a failed `cargo build` stopped at, and what it and cratecage said."""
+    crate = "?"
+    for pattern in (r"failed to run custom build command for `([^`]+)`", r"could not compile `([^`]+)`"):
+        found = re.search(pattern, stderr)
+        if found:
+            crate = found.group(1)
+            break
+    messages = script_stderr(stderr)
+    for line in stderr.splitlines():  # cratecage's lines outside the build script's section (a compile)
+        if "cratecage:" in line and line.strip() not in messages:
+            messages.append(line.strip())
+    tail = "\n".join(stderr.strip().splitlines()[-15:])
+    return BuildFailed(side, crate, messages, tail)
+
+
+def cargo_build_reporting(ws: Path, target: Path, env: dict[str, str], side: str) -> float:
+    """Like cargo_build, but a failure says which crate failed and what cratecage said (BuildFailed)."""
+    shutil.rmtree(target, ignore_errors=True)
+    build_env = dict(env, CARGO_TARGET_DIR=str(target), CARGO_INCREMENTAL="0")
+    start = time.perf_counter()
+    done = subprocess.run([env["CARGO"], "build", "--offline", "--locked", "--quiet"], env=build_env, cwd=ws,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise failing_build(side, done.stderr)
+    return elapsed
+
+
+def sandboxed_runs(target: Path) -> list[dict]:
+    """The runner's own log of this target directory's sandboxed build-script runs."""
+    log = target / "cratecage" / "runs.jsonl"
+    if not log.is_file():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def bench_popular(env: dict[str, str], rounds: int) -> tuple[Comparison, dict, BuildFailed | None]:
+    """Clean builds of the popular-crates workspace; stops at the first failing build (returned)."""
+    ws = BENCH_DIR / "popular"
+    generate_popular(ws)
+    info = resolve_popular(ws, env)
+    wrapped_env = dict(env, RUSTC_WRAPPER=str(WRAPPER))
+    modules = cache_root(env) / "modules"
+    info["rounds"] = []
+
+    def cached_modules() -> set[str]:
+        return {p.name for p in modules.glob("*.cwasm")} if modules.is_dir() else set()
+
+    def plain() -> float:
+        t = cargo_build_reporting(ws, ws / "target-plain", env, "plain")
+        progress(f"    plain   {t:7.2f} s")
+        return t
+
+    def wrapped() -> float:
+        before = cached_modules()
+        t = cargo_build_reporting(ws, ws / "target-wrapped", wrapped_env, "wrapped")
+        runs = sandboxed_runs(ws / "target-wrapped")
+        fresh = len(cached_modules() - before)
+        info["rounds"].append({"sandboxed_runs": len(runs), "run_seconds": sum(r["seconds"] for r in runs),
+                               "modules_compiled": fresh,
+                               "slowest": sorted(((r["seconds"], r["crate"]) for r in runs), reverse=True)[:3]})
+        progress(f"    wrapped {t:7.2f} s   ({len(runs)} build scripts sandboxed, "
+                 f"{sum(r['seconds'] for r in runs):.2f} s in their runs; {fresh} modules newly compiled)")
+        return t
+
+    progress(f"  {info['direct']} direct dependencies, {info['packages']} packages built, "
+             f"{len(info['build_scripts'])} build scripts, {len(info['proc_macros'])} proc macros; "
+             f"{rounds} round(s), clean each time")
+    plain_times: list[float] = []
+    wrapped_times: list[float] = []
+    failure = None
+    for i in range(rounds):
+        try:
+            p, w = one_pair(i, plain, wrapped)
+        except BuildFailed as err:
+            failure = err
+            progress(f"    {err.side} FAILED at {err.crate}")
+            for message in err.messages or err.tail.splitlines():
+                progress(f"      {message}")
+            break
+        plain_times.append(p)
+        wrapped_times.append(w)
+    comparison = Comparison("clean build popular", plain_times, wrapped_times)
+    comparison.notes.append("compiled wasm modules are cached per user (<cache>/modules): only a wrapped "
+                            "build that meets a new module\n        compiles it")
+    return comparison, info, failure
 
 
 # -- report -----------------------------------------------------------------------------------------------
 
 def load_average() -> float:
     return os.getloadavg()[0]
+
+
+def source_stamps() -> dict[str, tuple[int, int]]:
+    """(mtime, size) of cratecage's sources (shim/, Python and Rust): what the wrapped side runs."""
+    shim = ROOT / "shim"
+    return {str(p.relative_to(ROOT)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in sorted(shim.rglob("*")) if p.is_file() and "__pycache__" not in p.parts
+            and "target" not in p.relative_to(shim).parts}
+
+
+def changed_sources(before: dict[str, tuple[int, int]]) -> list[str]:
+    after = source_stamps()
+    return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
 
 
 def progress(text: str) -> None:
@@ -508,60 +954,126 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+@dataclass
+class Results:
+    """What each section measured (None: it did not run to the end) and why sections failed."""
+
+    calls: list[Comparison] | None = None
+    version: Comparison | None = None
+    build: Comparison | None = None
+    build_info: dict | None = None
+    runner: Comparison | None = None
+    runner_info: dict | None = None
+    popular: Comparison | None = None
+    popular_info: dict | None = None
+    failures: dict[str, str] = field(default_factory=dict)
+
+
 def print_calls_table(rows: list[Comparison]) -> None:
-    print(f"  {'call':<16}{'n':>4}{'plain ms':>10}{'wrapped ms':>12}{'overhead ms':>13}"
+    print(f"  {'call':<18}{'n':>4}{'plain ms':>10}{'wrapped ms':>12}{'overhead ms':>13}"
           f"{'(min .. max)':>22}{'ratio':>8}")
     for row in rows:
         s = row.summary()
         spread = f"({s['overhead_min_s'] * 1000:.1f} .. {s['overhead_max_s'] * 1000:.1f})"
-        print(f"  {row.name:<16}{s['n']:>4}{ms(s['plain_median_s']):>10}{ms(s['wrapped_median_s']):>12}"
+        print(f"  {row.name:<18}{s['n']:>4}{ms(s['plain_median_s']):>10}{ms(s['wrapped_median_s']):>12}"
               f"{ms(s['overhead_median_s']):>13}{spread:>22}{s['ratio_of_medians']:>8.3f}")
 
 
 def print_build_table(build: Comparison) -> None:
     for i, (p, w) in enumerate(zip(build.plain, build.wrapped), 1):
         print(f"  round {i}: plain {p:7.2f} s   wrapped {w:7.2f} s   ratio {w / p:.3f}")
-    s = build.summary()
-    print(f"  median : plain {s['plain_median_s']:7.2f} s   wrapped {s['wrapped_median_s']:7.2f} s   "
-          f"ratio of medians {s['ratio_of_medians']:.3f} "
-          f"(rounds: {s['ratio_min']:.3f} .. {s['ratio_max']:.3f})")
+    if build.plain:
+        s = build.summary()
+        print(f"  median : plain {s['plain_median_s']:7.2f} s   wrapped {s['wrapped_median_s']:7.2f} s   "
+              f"ratio of medians {s['ratio_of_medians']:.3f} "
+              f"(rounds: {s['ratio_min']:.3f} .. {s['ratio_max']:.3f})")
     for note in build.notes:
         print(f"  note: {note}")
 
 
-def report(calls: list[Comparison], version: Comparison, build: Comparison, info: dict) -> dict:
-    all_calls = pooled("all lib compiles", calls)
-    overhead = all_calls.summary()["overhead_median_s"] * 1000
-    ratio = build.summary()["ratio_of_medians"]
+def report(r: Results) -> dict:
     print("\nSummary (medians; overhead = wrapped - plain per pair; ratio = wrapped / plain)")
-    print_calls_table([*calls, all_calls, version])
+    checks: dict[str, dict] = {}
+    lines: list[str] = []  # the verdicts, printed last
+    overhead = None
+    if r.calls and r.version:
+        all_calls = pooled("all lib compiles", r.calls)
+        overhead = all_calls.summary()["overhead_median_s"] * 1000
+        print_calls_table([*r.calls, all_calls, r.version])
+        checks["passthrough_overhead_ms"] = check(overhead, MAX_OVERHEAD_MS)
+        lines.append(f"  {verdict(overhead <= MAX_OVERHEAD_MS)}  median pass-through overhead {overhead:.1f} ms "
+                     f"per call (target <= {MAX_OVERHEAD_MS:.0f} ms)")
+    if r.build and r.build_info:
+        print("\n  50-crate workspace, clean build")
+        print_build_table(r.build)
+        if overhead is not None:
+            compiles = r.build_info["rustc_compiles"]
+            print(f"  ({compiles} compiles x {overhead:.1f} ms = {compiles * overhead / 1000:.2f} s of wrapper "
+                  f"time per build, spread over {os.cpu_count()} cores by cargo)")
+        ratio = r.build.summary()["ratio_of_medians"]
+        checks["clean_build_ratio"] = check(ratio, MAX_BUILD_RATIO)
+        lines.append(f"  {verdict(ratio <= MAX_BUILD_RATIO)}  50-crate clean build ratio {ratio:.3f} "
+                     f"(target <= {MAX_BUILD_RATIO:.2f})")
+    if r.runner and r.runner_info:
+        print("\n  build-script run, executed directly (native binary vs sandboxed launcher)")
+        print_calls_table([r.runner])
+        cold = r.runner_info["cold_s"]
+        if cold:
+            print(f"  cold first run (empty module cache: compile and cache the module): "
+                  f"{statistics.median(cold) * 1000:.1f} ms median of {len(cold)} "
+                  f"({min(cold) * 1000:.1f} .. {max(cold) * 1000:.1f})")
+        for note in r.runner.notes:
+            print(f"  note: {note}")
+        runner_ms = r.runner.summary()["overhead_median_s"] * 1000
+        checks["runner_overhead_ms"] = check(runner_ms, MAX_RUNNER_OVERHEAD_MS)
+        ok = runner_ms <= MAX_RUNNER_OVERHEAD_MS
+        lines.append(f"  {verdict(ok)}  median runner overhead {runner_ms:.1f} ms per build-script run, "
+                     f"warm cache (target <= {MAX_RUNNER_OVERHEAD_MS:.0f} ms)")
+    if r.popular is not None and r.popular_info:
+        info = r.popular_info
+        print(f"\n  {info['direct']} popular crates, clean build ({info['packages']} packages, "
+              f"{len(info['build_scripts'])} build scripts, {len(info['proc_macros'])} proc macros)")
+        print_build_table(r.popular)
+        for k, rnd in enumerate(info["rounds"], 1):
+            slowest = ", ".join(f"{crate} {sec:.2f} s" for sec, crate in rnd["slowest"])
+            print(f"  wrapped round {k}: {rnd['sandboxed_runs']} sandboxed build-script runs, "
+                  f"{rnd['run_seconds']:.2f} s in total (slowest: {slowest}); "
+                  f"{rnd['modules_compiled']} modules newly compiled")
+        if r.popular.plain:
+            ratio = r.popular.summary()["ratio_of_medians"]
+            lines.append(f"  ----  popular-crates clean build ratio {ratio:.3f} (no target)")
     print()
-    print_build_table(build)
-    predicted = info["rustc_compiles"] * overhead / 1000
-    print(f"  ({info['rustc_compiles']} compiles x {overhead:.1f} ms = {predicted:.2f} s of wrapper time per "
-          f"build, spread over {os.cpu_count()} cores by cargo)")
-    print()
-    checks = {
-        "passthrough_overhead_ms": check(overhead, MAX_OVERHEAD_MS),
-        "clean_build_ratio": check(ratio, MAX_BUILD_RATIO),
-    }
-    print(f"  {verdict(overhead <= MAX_OVERHEAD_MS)}  median pass-through overhead {overhead:.1f} ms "
-          f"per call (target <= {MAX_OVERHEAD_MS:.0f} ms)")
-    print(f"  {verdict(ratio <= MAX_BUILD_RATIO)}  50-crate clean build ratio {ratio:.3f} "
-          f"(target <= {MAX_BUILD_RATIO:.2f})")
+    for line in lines:
+        print(line)
+    for section, error in r.failures.items():
+        first, *rest = error.splitlines() or [""]
+        print(f"  FAILED  {section}: {first}")
+        for line in rest:
+            print(f"          {line}")
     return checks
 
 
-def results_json(args, env, calls, version, build, info, checks) -> dict:
-    return {
-        "config": {"calls": args.calls, "rounds": args.rounds, "quick": args.quick, "cpus": os.cpu_count(),
+def results_json(args, env, r: Results, checks, edited: list[str]) -> dict:
+    data: dict = {
+        "config": {"calls": args.calls, "rounds": args.rounds, "popular_rounds": args.popular_rounds,
+                   "runs": args.runs, "quick": args.quick, "cpus": os.cpu_count(), "load_average": load_average(),
                    "rustc": env["RUSTC"], "cargo": env["CARGO"], "wrapper": str(WRAPPER)},
-        "passthrough": [c.summary() | {"raw": asdict(c)} for c in calls],
-        "passthrough_all": pooled("all lib compiles", calls).summary(),
-        "version_query": version.summary() | {"raw": asdict(version)},
-        "clean_build": build.summary() | {"raw": asdict(build), "workspace": info},
-        "checks": checks,
     }
+    if r.calls and r.version:
+        data["passthrough"] = [c.summary() | {"raw": asdict(c)} for c in r.calls]
+        data["passthrough_all"] = pooled("all lib compiles", r.calls).summary()
+        data["version_query"] = r.version.summary() | {"raw": asdict(r.version)}
+    if r.build:
+        data["clean_build"] = r.build.summary() | {"raw": asdict(r.build), "workspace": r.build_info}
+    if r.runner:
+        data["runner"] = r.runner.summary() | {"raw": asdict(r.runner), "setup": r.runner_info}
+    if r.popular is not None:
+        summary = r.popular.summary() if r.popular.plain else {}
+        data["popular_build"] = summary | {"raw": asdict(r.popular), "workspace": r.popular_info}
+    data["checks"] = checks
+    data["failures"] = r.failures
+    data["sources_changed_during_run"] = edited
+    return data
 
 
 # -- main -------------------------------------------------------------------------------------------------
@@ -569,15 +1081,62 @@ def results_json(args, env, calls, version, build, info, checks) -> dict:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, help="pairs per pass-through measurement (default 30)")
-    parser.add_argument("--rounds", type=int, help="clean-build rounds, each plain + wrapped (default 5)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 5 pairs, 1 round")
+    parser.add_argument("--runs", type=int, help="pairs of build-script runs, native vs sandboxed (default 30)")
+    parser.add_argument("--rounds", type=int,
+                        help="clean-build rounds, each plain + wrapped, for both workspaces "
+                             "(default 5 for the 50-crate one, 3 for the popular crates)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 5 pairs, 1 round, 1 cold run")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH")
     args = parser.parse_args(argv)
     args.calls = args.calls or (5 if args.quick else 30)
+    args.runs = args.runs or (5 if args.quick else 30)
+    args.popular_rounds = args.rounds or (1 if args.quick else 3)
     args.rounds = args.rounds or (1 if args.quick else 5)
-    if args.calls < 1 or args.rounds < 1:
-        parser.error("--calls and --rounds must be at least 1")
+    args.cold_runs = 1 if args.quick else 3
+    if args.calls < 1 or args.runs < 1 or args.rounds < 1:
+        parser.error("--calls, --runs and --rounds must be at least 1")
     return args
+
+
+def run_sections(args, env: dict[str, str]) -> Results:
+    """Each section in turn; one that fails is recorded in `failures` and the others still run."""
+    r = Results()
+
+    def passthrough() -> None:
+        r.calls, r.version = bench_passthrough(env, args.calls)
+
+    def workspace() -> None:
+        r.build, r.build_info = bench_workspace(env, args.rounds)
+
+    def runner() -> None:
+        r.runner, r.runner_info = bench_runner(env, args.runs, args.cold_runs)
+
+    def popular() -> None:
+        r.popular, r.popular_info, failure = bench_popular(env, args.popular_rounds)
+        if failure is not None:
+            r.failures["popular crates"] = str(failure)
+
+    def warm() -> None:
+        progress(f"  one wrapped build of a tiny package: {warm_up(env):.2f} s "
+                 "(several seconds when the std facade had to be built)")
+
+    sections = [
+        ("warm-up", "0. warm-up (untimed): per-user caches for this cratecage version", warm),
+        ("pass-through", "1. pass-through per rustc call (plain vs wrapped, alternating)", passthrough),
+        ("50-crate build", "2. clean build of a generated 50-crate workspace (plain vs wrapped, alternating)",
+         workspace),
+        ("runner", "3. runner overhead per build-script run (native vs sandboxed, alternating)", runner),
+        ("popular crates", f"4. clean build of {len(POPULAR_DEPS)} popular crates (plain vs wrapped, alternating)",
+         popular),
+    ]
+    for name, title, section in sections:
+        progress(title)
+        try:
+            section()
+        except BenchError as err:
+            r.failures[name] = str(err)
+            progress(f"  FAILED: {err}")
+    return r
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -587,21 +1146,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         env = clean_env()
-        progress(f"cratecage bench: rustc {env['RUSTC']}, cargo {env['CARGO']}, {os.cpu_count()} cpus, "
-                 f"load average {load_average():.2f} (other work on the machine adds noise to both sides)")
-        progress("1. pass-through per rustc call (plain vs wrapped, alternating)")
-        calls, version = bench_passthrough(env, args.calls)
-        progress("2. clean build of a generated 50-crate workspace (plain vs wrapped, alternating)")
-        build, info = bench_workspace(env, args.rounds)
     except BenchError as err:
         print(f"\nbench: FAILED, no numbers: {err}", file=sys.stderr)
         return 1
-    checks = report(calls, version, build, info)
+    progress(f"cratecage bench: rustc {env['RUSTC']}, cargo {env['CARGO']}, {os.cpu_count()} cpus, "
+             f"load average {load_average():.2f} (other work on the machine adds noise to both sides)")
+    stamps = source_stamps()
+    results = run_sections(args, env)
+    checks = report(results)
+    print(f"\nload average at the end {load_average():.2f}")
+    edited = changed_sources(stamps)
+    if edited:
+        print(f"warning: cratecage's sources changed during the run, so the wrapped numbers mix versions "
+              f"(and may include rebuilding the std facade): {', '.join(edited)}")
     if args.json:
-        data = results_json(args, env, calls, version, build, info, checks)
+        data = results_json(args, env, results, checks, edited)
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
         print(f"\nwrote {args.json}")
-    return 0
+    return 1 if results.failures else 0
 
 
 if __name__ == "__main__":

@@ -60,8 +60,13 @@ class CargoRun:
         """crate name -> the classes the wrapper gave its compiles."""
         out: dict[str | None, set[str]] = {}
         for entry in self.trace:
-            out.setdefault(entry["crate"], set()).add(entry["kind"])
+            if "reason" in entry:  # a classification (other events: replays)
+                out.setdefault(entry["crate"], set()).add(entry["kind"])
         return out
+
+    def replays(self) -> list[str]:
+        """Crates replayed for wasm during this build, in order."""
+        return [e["crate"] for e in self.trace if e["kind"] == "replay"]
 
 
 @dataclass

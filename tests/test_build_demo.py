@@ -27,7 +27,9 @@ def test_wrapped_build_runs_the_same_program(demo_builds: dict) -> None:
     plain = run_app(demo_builds["plain"][1])
     wrapped = run_app(demo_builds["wrapped"][1])
     assert "hello from Greeter" in plain and "generated cfg: true" in plain
-    assert wrapped == plain
+    # The one intended difference: the build script saw cfg!(target_family = "wasm") in the sandbox.
+    assert "build script ran as wasm: false" in plain
+    assert wrapped == plain.replace("build script ran as wasm: false", "build script ran as wasm: true")
 
 
 def test_wrapper_classified_every_unit_of_the_demo(demo_builds: dict) -> None:
@@ -37,6 +39,7 @@ def test_wrapper_classified_every_unit_of_the_demo(demo_builds: dict) -> None:
     assert kinds["gen_consts"] == {"host-library"}  # the build script's dependency
     assert kinds["helper"] == {"host-library"}  # without --target a target lib looks the same
     assert kinds["app"] == {"other"}
+    assert demo_builds["wrapped"][0].replays() == ["gen_consts"]  # the build script's dependency, for wasm
     assert "probe" in kinds[None] or "probe" in kinds.get("___", set())
 
 

@@ -147,7 +147,9 @@ def test_capable_compiler_is_remembered_per_binary(toolchain_env: dict[str, str]
 
     rustc = toolchain_env["RUSTC"]
     selected = toolchain.resolve(rustc)
-    assert toolchain.require_wasm_capable(rustc, what="build-script `x`") == selected.wasm_sysroot
+    assert toolchain.require_wasm_capable(rustc, what="build-script `x`").wasm_sysroot == selected.wasm_sysroot
+    again = toolchain.require_wasm_capable(rustc, what="build-script `x`")  # from the stamp this time
+    assert again == selected
     assert capable.verified_sysroot(rustc) == selected.wasm_sysroot
     fake = tmp_path / "rustc"
     fake.write_text("#!/bin/sh\nexit 1\n")

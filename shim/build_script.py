@@ -1,0 +1,145 @@
+"""The wrapper's answer to a build-script compile: a wasm module, a launcher in the binary's place, a `.d`.
+
+Cargo asked rustc for `<out-dir>/<crate-name><extra-filename>` (notes/cargo-and-rustc.md §7). Instead:
+  1. the build script's library dependencies are replayed for wasm32-wasip1 (shim.replay);
+  2. the script itself is compiled for wasm32-wasip1 with the same edition, cfgs, features, env and
+     `-C metadata`, linked with an 8 MiB stack, into `<target>/cratecage/build/<unit>/`; its diagnostics go
+     to cargo as usual (minus artifact notifications, which would name the wasm file);
+  3. a launcher is written where cargo expects the binary: a Python script that runs the module with
+     shim.runner when cargo executes it;
+  4. the `.d` dep-info lists the original sources plus the runner's own sources and the facade's (all of
+     which existed before the compile started; the `.wasm`, written during it, would make every later
+     build dirty, so it is not listed).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from shim import journal
+from shim.replay import STACK_SIZE_ARG, Replayer, wasm_argv
+from shim.rustc_args import RustcArgs
+
+# Modules the runner imports (and facade.py, whose LINK_ARGS shape the link): editing one reruns the
+# build scripts.
+RUNNER_MODULES = ("abi", "capable", "facade", "host_process", "landlock", "landlock_exec", "limits", "probe",
+                  "runctx", "runner")
+
+
+def _launcher_text(*, python: str, root: str, wasm: str, rustc: str, sysroot: str, module_cache: str) -> str:
+    return (
+        f"#!{python} -S\n"
+        "# cratecage: this build script runs as WebAssembly in a sandbox; the module is\n"
+        f"# {wasm}\n"
+        "import sys\n"
+        "sys.dont_write_bytecode = False\n"
+        f"sys.path.insert(0, {root!r})\n"
+        "from shim.runner import main_build_script\n"
+        f"main_build_script({wasm!r}, {rustc!r}, {sysroot!r}, {module_cache!r})\n"
+    )
+
+
+def _write_executable(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o755)
+    os.replace(tmp, path)
+
+
+def _escape(path: str) -> str:
+    return path.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def read_dep_info(path: Path) -> tuple[list[str], list[str]]:
+    """(dependencies of the first rule, `# env-dep:` lines) of a rustc `.d` file."""
+    deps: list[str] = []
+    env_lines: list[str] = []
+    first = True
+    for line in path.read_text(errors="surrogateescape").splitlines():
+        if line.startswith("# env-dep:"):
+            env_lines.append(line)
+            continue
+        if first and ":" in line and line.strip():
+            rest = line.split(": ", 1)[1] if ": " in line else ""
+            word = ""
+            i = 0
+            while i < len(rest):
+                ch = rest[i]
+                if ch == "\\" and i + 1 < len(rest):
+                    word += rest[i + 1]
+                    i += 2
+                    continue
+                if ch == " ":
+                    if word:
+                        deps.append(word)
+                    word = ""
+                else:
+                    word += ch
+                i += 1
+            if word:
+                deps.append(word)
+            first = False
+    return deps, env_lines
+
+
+def write_dep_info(dep_file: Path, outputs: list[str], deps: list[str], env_lines: list[str]) -> None:
+    body = " ".join(_escape(d) for d in deps)
+    lines = [f"{_escape(out)}: {body}" for out in outputs]
+    lines.append("")
+    lines += [f"{_escape(d)}:" for d in deps]
+    if env_lines:
+        lines.append("")
+        lines += env_lines
+    tmp = dep_file.with_name(f".{dep_file.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, dep_file)
+
+
+def runner_sources() -> list[str]:
+    here = Path(__file__).resolve().parent
+    return [str(here / f"{m}.py") for m in RUNNER_MODULES if (here / f"{m}.py").is_file()]
+
+
+def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
+                         environ: dict[str, str]) -> int:
+    from shim import facade, toolchain
+    from shim.capable import cache_root
+
+    rustc = chain[-1]
+    tc = toolchain.require_wasm_capable(rustc, what=f"build-script `{args.crate_name}`", environ=environ)
+    assert tc.wasm_sysroot is not None
+    facade_rlib = str(facade.facade_rlib(tc))
+    cwd = os.getcwd()
+    out_dir = Path(cwd, args.out_dir or ".").resolve()
+    stem = f"{args.crate_name}{args.extra_filename}"
+    cc_dir = os.path.join(journal.target_root(str(out_dir.parent)), "cratecage")
+    unit_dir = Path(cc_dir, "build", out_dir.name)
+    unit_dir.mkdir(parents=True, exist_ok=True)
+
+    replayer = Replayer(rustc=rustc, wasm_sysroot=tc.wasm_sysroot, facade=facade_rlib, cratecage_dir=cc_dir,
+                        environ=dict(environ))
+    externs = replayer.externs_for(expanded)
+    argv, _dropped = wasm_argv(expanded, wasm_sysroot=tc.wasm_sysroot, facade=facade_rlib, out_dir=str(unit_dir),
+                               wasm_deps=replayer.wasm_deps, extern_map=externs, emit="dep-info,link",
+                               lints_capped=False, extra_codegen=(STACK_SIZE_ARG, *facade.LINK_ARGS), json_diagnostics=True)
+    done = subprocess.run([rustc, *argv], cwd=cwd, env=environ, close_fds=False)
+    if done.returncode != 0:
+        return done.returncode
+    wasm = unit_dir / f"{stem}.wasm"
+    if not wasm.is_file():
+        print(f"cratecage: compiling build script `{args.crate_name}` for wasm left no {wasm}", file=sys.stderr)
+        return 1
+
+    root = str(Path(__file__).resolve().parent.parent)
+    launcher = out_dir / stem
+    _write_executable(launcher, _launcher_text(
+        python=sys.executable, root=root, wasm=str(wasm), rustc=tc.compiler.rustc, sysroot=tc.compiler.sysroot,
+        module_cache=str(cache_root(environ) / "modules")))
+    deps, env_lines = read_dep_info(unit_dir / f"{stem}.d")
+    deps = [str(Path(cwd, d)) if not os.path.isabs(d) else d for d in deps]
+    extra = runner_sources() + [str(p) for p in facade.facade_sources()]
+    write_dep_info(out_dir / f"{stem}.d", [str(launcher), str(out_dir / f"{stem}.d")], deps + extra, env_lines)
+    return 0

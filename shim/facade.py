@@ -1,0 +1,122 @@
+"""Builds the std facade (shim/rust/facade, a crate named `std`) once per toolchain and source version.
+
+Every crate compiled for the sandbox gets `--extern std=<facade_rlib(tc)>`, and all crates of one wasm
+dependency graph must get the very same rlib so their `std::process` types agree
+(notes/sandbox-experiments.md §1). So the rlib lives in the per-user cache, next to the wasm sysroot it
+was built against:
+
+    <cache>/toolchains/<compiler key>/facade/<hash>/libstd.rlib
+
+`<hash>` covers the facade's sources and the flags below: an edited source or flag builds a new one,
+and the fixed `-C metadata=cratecage-facade-<hash>` gives identical inputs an identical crate identity.
+cargo runs many units at once, so a build happens in a temporary directory renamed into place, under a
+file lock that makes concurrent builders wait for the first one instead of compiling again.
+
+Linking a wasm module against the facade also needs `LINK_ARGS` (below), the same for every link.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final, Iterator, Mapping
+
+from shim.capable import WASM_TARGET, cache_root
+from shim.errors import ToolchainError
+from shim.toolchain import Toolchain, scrubbed_env
+
+FACADE_DIR: Final = Path(__file__).resolve().parent / "rust" / "facade"
+RLIB_NAME: Final = "libstd.rlib"
+# Everything but the paths and the metadata; part of the hash.
+FLAGS: Final = ("--crate-name", "std", "--crate-type", "rlib", "--edition", "2021", "--target", WASM_TARGET,
+                "-C", "opt-level=1", "--cap-lints=allow")
+BUILD_TIMEOUT_S: Final = 600
+# `-C` values for linking any wasm module that uses the facade (build scripts: shim/build_script.py).
+# wasm-ld's `--wrap=<name>` sends every call to libc's `<name>` to the facade's `__wrap_<name>`
+# (src/stat.rs), which calls the original and adds the permission bits WASI lacks, so
+# `fs::Metadata::permissions().readonly()` is not true for every file (autocfg refuses OUT_DIR otherwise).
+# These four are the whole `stat` family std and wasi-libc export; stat.rs defines a wrapper for each. Every
+# wasm link against the facade (a bin or a cdylib; compiles that only write an rlib ignore link args) needs
+# them: without `--wrap`, wasm-ld fails with "undefined symbol: __real_stat".
+LINK_ARGS: Final[tuple[str, ...]] = ("link-arg=--wrap=stat", "link-arg=--wrap=lstat", "link-arg=--wrap=fstat",
+                                     "link-arg=--wrap=fstatat")
+
+
+def facade_sources() -> list[Path]:
+    """The facade's Rust sources (for the dep-info of units that link it)."""
+    return sorted((FACADE_DIR / "src").rglob("*.rs"))
+
+
+def source_hash() -> str:
+    digest = hashlib.sha256("\0".join(FLAGS).encode())
+    for path in facade_sources():
+        digest.update(b"\0" + path.relative_to(FACADE_DIR).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def facade_dir(tc: Toolchain, environ: Mapping[str, str] = os.environ) -> Path:
+    return cache_root(environ) / "toolchains" / tc.compiler.key / "facade"
+
+
+def facade_rlib(tc: Toolchain, environ: Mapping[str, str] = os.environ) -> Path:
+    """The facade rlib for this toolchain, built first if needed. Raises ToolchainError."""
+    if tc.wasm_sysroot is None:
+        raise ToolchainError(f"cannot build the std facade: {tc.compiler.rustc} has no wasm32-wasip1 std "
+                             f"({tc.how})", hint="run `cratecage toolchain install`")
+    digest = source_hash()
+    parent = facade_dir(tc, environ)
+    final = parent / digest
+    if (final / RLIB_NAME).is_file():
+        return final / RLIB_NAME
+    parent.mkdir(parents=True, exist_ok=True)
+    with _locked(parent / f".{digest}.lock"):
+        if not (final / RLIB_NAME).is_file():
+            _build_into(final, tc, digest, environ)
+    return final / RLIB_NAME
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_into(final: Path, tc: Toolchain, digest: str, environ: Mapping[str, str]) -> None:
+    """Compile in a temporary sibling directory, then rename it to `final` (which is never half-written)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{digest}.", dir=final.parent))
+    try:
+        _compile(tc, digest, tmp, environ)
+        shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover; we hold the lock
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _compile(tc: Toolchain, digest: str, out_dir: Path, environ: Mapping[str, str]) -> None:
+    argv = [tc.compiler.rustc, *FLAGS, "--sysroot", str(tc.wasm_sysroot),
+            "-C", f"metadata=cratecage-facade-{digest}", "--out-dir", str(out_dir), str(FACADE_DIR / "src" / "lib.rs")]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=scrubbed_env(environ),
+                              timeout=BUILD_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ToolchainError(f"cannot build the std facade with {tc.compiler.rustc}: {err}") from None
+    if proc.returncode != 0 or not (out_dir / RLIB_NAME).is_file():
+        raise ToolchainError(f"cannot build the std facade with {tc.compiler.rustc}: {first_error(proc.stderr)}")
+
+
+def first_error(stderr: str) -> str:
+    """rustc's first `error` line, else its first line, else a placeholder."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error")]
+    return (errors or lines or ["rustc failed without output"])[0]

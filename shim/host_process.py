@@ -1,0 +1,254 @@
+"""The host side of the process ABI: what a sandboxed `std::process::Command` reaches.
+
+The std facade (shim/rust/facade/src/process.rs) turns every `Command` call into the imports of
+`abi.IMPORTS`; `define` registers one Python function per import under `abi.IMPORT_MODULE`. Children are
+small integer handles in a `ProcessTable`, one per run. Policy for this version:
+
+  - a request to run cargo's compiler (`shim.probe.is_compiler_request`) becomes a *deferred* child: its
+    stdin is buffered, and `shim.probe.run_probe` runs the real rustc, confined, only once the guest has
+    said everything it will (it closes stdin, waits, try_waits or reads, whichever comes first). The
+    child's stdout is served only if the guest piped it; its stderr is empty. A `ProbeDenied` is recorded
+    as a "rustc-probe" denial and the child appears to have exited with status 1;
+  - any other program is refused at spawn: a "process-spawn" denial, and E_DENIED with a last_error
+    message that starts with `cratecage:` and names the program.
+
+Host functions never raise. An exception escaping into wasmtime travels through wasmtime-py's
+process-global LAST_EXCEPTION (notes/wasmtime-py.md §7), unsafe with guests on several threads; so every
+failure (bad pointer, bad handle, malformed request, a bug here) becomes an ABI error code and a
+`last_error` message. Guest pointers are bounds-checked here: wasmtime-py's `Memory.read` clamps
+like a slice and treats negative offsets as counted from the end.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Callable, Final
+
+import wasmtime
+
+from shim import abi
+from shim.runctx import RunContext
+
+MAX_REQUEST: Final = 1 << 20  # bytes; a larger spawn request is malformed
+MAX_STDIN: Final = 16 << 20  # bytes a deferred child buffers before writes fail
+MAX_CHILDREN: Final = 64  # live handles per run
+KILL_SIGNAL: Final = 9  # the status of a child killed before it ran
+SPAWN_REASON: Final = "build scripts may not start programs in this version"
+_U32: Final = 0xFFFFFFFF
+
+
+class HostCallError(Exception):
+    """A failed host call: the ABI error code the guest gets and the message `last_error` returns."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class GuestMemory:
+    """The calling guest's exported `memory`, with every access bounds-checked."""
+
+    def __init__(self, caller: wasmtime.Caller) -> None:
+        memory = caller.get("memory")
+        if not isinstance(memory, wasmtime.Memory):
+            raise HostCallError(abi.E_INVALID, "cratecage: the module exports no `memory`")
+        self.caller = caller
+        self.memory = memory
+
+    def _span(self, ptr: int, length: int) -> tuple[int, int]:
+        start, length = ptr & _U32, length & _U32
+        if start + length > self.memory.data_len(self.caller):
+            raise HostCallError(abi.E_INVALID, "cratecage: a pointer passed to the host is out of bounds")
+        return start, start + length
+
+    def read(self, ptr: int, length: int) -> bytes:
+        start, stop = self._span(ptr, length)
+        return bytes(self.memory.read(self.caller, start, stop)) if stop > start else b""
+
+    def write(self, ptr: int, data: bytes) -> None:
+        start, stop = self._span(ptr, len(data))
+        if stop > start:
+            self.memory.write(self.caller, data, start)
+
+    def write_string(self, ptr: int, cap: int, text: str) -> int:
+        """The ABI's string convention: copy at most `cap` bytes, return the full length."""
+        data = text.encode()
+        self.write(ptr, data[: cap & _U32])
+        return len(data)
+
+
+@dataclass
+class DeferredChild:
+    """A compiler request: nothing runs until the guest has said all it will."""
+
+    request: abi.SpawnRequest
+    stdin: bytearray = field(default_factory=bytearray)
+    stdin_open: bool = True
+    status: tuple[int, int] | None = None  # (abi.STATUS_*, code or signal) once finished
+    stdout: bytes = b""
+    read_pos: dict[int, int] = field(default_factory=dict)
+
+
+def probe_module() -> ModuleType:
+    """shim.probe, imported on the first spawn: most runs never spawn, and it brings subprocess and
+    Landlock along."""
+    return importlib.import_module("shim.probe")
+
+
+def spawn_fix(crate: str, program: str) -> str:
+    return (f'no policy entry can permit it yet (planned: [permissions.build.{crate}] '
+            f'process-spawn = {{ action = "permit", programs = ["{program}"] }})')
+
+
+class ProcessTable:
+    """The children of one run and the last failure's message. Methods named `abi_<import>` are the
+    host functions; `define` wraps each so that nothing raises into wasmtime."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.children: dict[int, DeferredChild] = {}
+        self.last_error = ""
+        self._next_handle = 1
+
+    # -- the imports ---------------------------------------------------------------------------------------
+
+    def abi_last_error(self, mem: GuestMemory, buf: int, cap: int) -> int:
+        return mem.write_string(buf, cap, self.last_error)
+
+    def abi_temp_dir(self, mem: GuestMemory, buf: int, cap: int) -> int:
+        return mem.write_string(buf, cap, self.ctx.tmp_dir)
+
+    def abi_spawn(self, mem: GuestMemory, req: int, req_len: int) -> int:
+        if req_len & _U32 > MAX_REQUEST:
+            raise HostCallError(abi.E_INVALID, "cratecage: spawn request too large")
+        try:
+            request = abi.decode_request(mem.read(req, req_len))
+        except abi.RequestError as err:
+            raise HostCallError(abi.E_INVALID, f"cratecage: malformed spawn request: {err}") from None
+        if not probe_module().is_compiler_request(self.ctx, request):
+            denial = self.ctx.deny("process-spawn", request.program, SPAWN_REASON,
+                                   fix=spawn_fix(self.ctx.crate, request.program))
+            raise HostCallError(abi.E_DENIED, denial.render(self.ctx.crate, self.ctx.version))
+        return self._add(DeferredChild(request))
+
+    def abi_stdin_write(self, mem: GuestMemory, handle: int, buf: int, length: int) -> int:
+        child = self._child(handle)
+        if child.request.stdin != abi.STDIO_PIPED:
+            raise HostCallError(abi.E_INVALID, "cratecage: the child's stdin is not piped")
+        if not child.stdin_open:
+            raise HostCallError(abi.E_IO, "cratecage: the child's stdin is closed")
+        data = mem.read(buf, length)
+        if len(child.stdin) + len(data) > MAX_STDIN:
+            raise HostCallError(abi.E_IO, f"cratecage: more than {MAX_STDIN} bytes written to a child's stdin")
+        child.stdin += data
+        return len(data)
+
+    def abi_stdin_close(self, mem: GuestMemory, handle: int) -> int:
+        self._finish(self._child(handle))
+        return 0
+
+    def abi_read(self, mem: GuestMemory, handle: int, stream: int, buf: int, cap: int) -> int:
+        child = self._child(handle)
+        modes = {abi.STREAM_STDOUT: child.request.stdout, abi.STREAM_STDERR: child.request.stderr}
+        if modes.get(stream) != abi.STDIO_PIPED:
+            raise HostCallError(abi.E_INVALID, "cratecage: that stream of the child is not piped")
+        self._finish(child)
+        data = child.stdout if stream == abi.STREAM_STDOUT else b""
+        pos = child.read_pos.get(stream, 0)
+        chunk = data[pos: pos + (cap & _U32)]
+        mem.write(buf, chunk)
+        child.read_pos[stream] = pos + len(chunk)
+        return len(chunk)
+
+    def abi_wait(self, mem: GuestMemory, handle: int, status_out: int) -> int:
+        child = self._child(handle)
+        self._finish(child)
+        mem.write(status_out, abi.encode_status(*child.status))  # type: ignore[misc]
+        return 0
+
+    def abi_try_wait(self, mem: GuestMemory, handle: int, status_out: int) -> int:
+        self.abi_wait(mem, handle, status_out)  # a deferred child finishes as soon as it is asked about
+        return 1
+
+    def abi_kill(self, mem: GuestMemory, handle: int) -> int:
+        child = self._child(handle)
+        if child.status is None:
+            child.stdin_open = False
+            child.status = (abi.STATUS_SIGNALED, KILL_SIGNAL)
+        return 0
+
+    def abi_release(self, mem: GuestMemory, handle: int) -> int:
+        self._child(handle)
+        del self.children[handle]
+        return 0
+
+    # -- children ------------------------------------------------------------------------------------------
+
+    def _add(self, child: DeferredChild) -> int:
+        if len(self.children) >= MAX_CHILDREN:
+            raise HostCallError(abi.E_IO, f"cratecage: more than {MAX_CHILDREN} live child processes")
+        handle = self._next_handle
+        self._next_handle += 1
+        self.children[handle] = child
+        return handle
+
+    def _child(self, handle: int) -> DeferredChild:
+        child = self.children.get(handle)
+        if child is None:
+            raise HostCallError(abi.E_INVALID, f"cratecage: no child with handle {handle}")
+        return child
+
+    def _finish(self, child: DeferredChild) -> None:
+        """Run the probe once, with all the stdin the guest wrote; a refusal is a denial and status 1."""
+        child.stdin_open = False
+        if child.status is not None:
+            return
+        probe = probe_module()
+        try:
+            result = probe.run_probe(self.ctx, child.request, bytes(child.stdin))
+        except probe.ProbeDenied as denied:
+            self.ctx.deny("rustc-probe", denied.target, denied.reason, denied.fix)
+            child.status = (abi.STATUS_EXITED, 1)
+            return
+        except Exception as err:  # a failure of ours: fail closed, and say so where denials are reported
+            self.ctx.deny("rustc-probe", child.request.program, f"cratecage could not run the probe: {err}")
+            child.status = (abi.STATUS_EXITED, 1)
+            return
+        code = int(result.exit_code)
+        child.status = (abi.STATUS_EXITED, code) if code >= 0 else (abi.STATUS_SIGNALED, -code)
+        if child.request.stdout == abi.STDIO_PIPED:
+            child.stdout = bytes(result.stdout)
+
+
+HostFunction = Callable[..., int]
+
+
+def guarded(table: ProcessTable, name: str) -> HostFunction:
+    """The host function for import `name`: the table's method, with the caller's memory, and every
+    failure turned into an error code plus a last_error message."""
+    method = getattr(table, f"abi_{name}")
+
+    def call(caller: wasmtime.Caller, *args: int) -> int:
+        try:
+            return method(GuestMemory(caller), *args)
+        except HostCallError as err:
+            table.last_error = err.message
+            return err.code
+        except Exception as err:  # never into wasmtime: its LAST_EXCEPTION is process-global
+            table.last_error = f"cratecage: internal error in host function {name}: {err!r}"
+            return abi.E_IO
+
+    return call
+
+
+def define(linker: wasmtime.Linker, ctx: RunContext) -> ProcessTable:
+    """Define every import of `abi.IMPORTS` in `linker` for one run; returns the run's table."""
+    table = ProcessTable(ctx)
+    i32 = wasmtime.ValType.i32()
+    for name, (params, results) in abi.IMPORTS.items():
+        ty = wasmtime.FuncType([i32] * params, [i32] * results)
+        linker.define_func(abi.IMPORT_MODULE, name, ty, guarded(table, name), access_caller=True)
+    return table

@@ -1,0 +1,250 @@
+"""Compiling for wasm32-wasip1 what cargo compiled natively: a build script and its dependency closure.
+
+`wasm_argv` turns a recorded rustc command line into one for the sandbox, by two tables:
+  - `FLAG_ACTIONS`: what happens to each rustc flag (keep, drop, or replaced by cratecage's own value);
+  - `CODEGEN_ACTIONS`: which `-C` options are host-only (target-cpu, linker, link-arg, relocation-model,
+    incremental, ...) and are dropped (notes/cargo-and-rustc.md, "Hazards when replaying host units").
+Every compile gets `--target wasm32-wasip1 --sysroot <wasm sysroot>` and `--extern std=<facade>` (so all
+crates of one wasm graph agree on `std::process::Command`), and its `--extern`s and `-L dependency=` point
+at the wasm copies. Proc-macro externs stay native: rustc loads them for any target.
+
+`Replayer.wasm_rlib` replays a library (and first its own dependencies) from the journal (shim.journal) into
+`<target>/cratecage/wasm-deps/`, once per artifact under a file lock, again whenever the native rlib or its
+recorded command line changes. Replays run one after another inside the build-script unit's own jobserver
+token (the wrapper is that unit); their diagnostics are ours to read, not cargo's: lints are capped and
+only a failure is reported, with the crate and the first error.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shim import facade, journal, trace
+from shim.errors import CratecageError
+from shim.rustc_args import parse, tokens
+
+WASM_TARGET = "wasm32-wasip1"
+STACK_SIZE_ARG = "link-arg=-zstack-size=8388608"  # 8 MiB, so deep recursion behaves as natively
+
+KEEP, DROP, OURS = "keep", "drop", "ours"
+# By the flag's first name in shim.rustc_args.FLAGS; None is an input or a word the table does not know.
+FLAG_ACTIONS: dict[str | None, str] = {
+    None: KEEP,
+    "--allow": KEEP, "--cap-lints": OURS, "--cfg": KEEP, "--check-cfg": KEEP, "--codegen": OURS,
+    "--color": DROP, "--crate-attr": KEEP, "--crate-name": KEEP, "--crate-type": KEEP, "--deny": KEEP,
+    "--diagnostic-width": DROP, "--edition": KEEP, "--emit": OURS, "--env-set": KEEP,
+    "--error-format": OURS, "--explain": DROP, "--extern": OURS, "--forbid": KEEP, "--force-warn": KEEP,
+    "--help": DROP, "--json": OURS, "--out-dir": OURS, "--pretty": DROP, "--print": DROP,
+    "--remap-path-prefix": KEEP, "--remap-path-scope": KEEP, "--sysroot": OURS, "--target": OURS,
+    "--test": KEEP, "--unpretty": DROP, "--verbose": DROP, "--version": DROP, "--warn": KEEP, "-L": OURS,
+    "-O": KEEP, "-Z": DROP, "-g": KEEP, "-l": DROP, "-o": OURS,
+}
+# -C options that describe the host machine or the native link, not the crate.
+CODEGEN_DROP: frozenset[str] = frozenset({
+    "code-model", "control-flow-guard", "default-linker-libraries", "dlltool", "force-frame-pointers",
+    "force-unwind-tables", "incremental", "instrument-coverage", "link-arg", "link-args", "link-dead-code",
+    "link-self-contained", "linker", "linker-flavor", "linker-plugin-lto", "no-redzone", "panic",
+    "prefer-dynamic", "profile-generate", "profile-use", "relocation-model", "relro-level", "rpath",
+    "save-temps", "soft-float", "split-debuginfo", "target-cpu", "target-feature", "instrument-mcount",
+})
+
+
+class ReplayError(CratecageError):
+    """A crate could not be compiled for wasm32-wasip1."""
+
+
+@dataclass
+class WasmCompile:
+    """One rustc command for wasm32-wasip1, and where its outputs go."""
+
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    dropped: list[str] = field(default_factory=list)
+
+
+def wasm_argv(recorded: list[str], *, wasm_sysroot: str, facade: str, out_dir: str, wasm_deps: str,
+              extern_map: dict[str, str], emit: str, lints_capped: bool, extra_codegen: tuple[str, ...] = (),
+              json_diagnostics: bool = False) -> tuple[list[str], list[str]]:
+    """(argv for the wasm compile, the words dropped from the recorded one)."""
+    out: list[str] = []
+    dropped: list[str] = []
+    for name, value, words in tokens(recorded):
+        action = FLAG_ACTIONS.get(name, KEEP)
+        if action == KEEP:
+            out.extend(words)
+        elif action == DROP:
+            dropped.extend(words)
+        elif name == "--codegen":
+            key = (value or "").split("=", 1)[0].strip()
+            if key in CODEGEN_DROP:
+                dropped.extend(words)
+            else:
+                out.extend(["-C", value or ""])
+        elif name == "--cap-lints":
+            if not lints_capped:
+                out.extend(words)
+        elif name == "--extern":
+            ext_name, eq, path = (value or "").partition("=")
+            if eq and path in extern_map:
+                out.extend(["--extern", f"{ext_name}={extern_map[path]}"])
+            else:
+                out.extend(words)  # `--extern proc_macro`, proc-macro dylibs: native on purpose
+        elif name == "-L":
+            kind, _, _ = (value or "").partition("=")
+            if kind != "dependency":
+                dropped.extend(words)
+        elif name in ("--error-format", "--json") and json_diagnostics:
+            if name == "--error-format":
+                out.append(f"--error-format={value}")
+            else:  # keep the diagnostics cargo renders, never our artifact notifications
+                kept = [k for k in (value or "").split(",") if k and k != "artifacts"]
+                if kept:
+                    out.append("--json=" + ",".join(kept))
+        # OURS flags not handled above are replaced wholesale below
+    out += ["--target", WASM_TARGET, "--sysroot", wasm_sysroot, "--extern", f"std={facade}",
+            "-L", f"dependency={wasm_deps}", f"--emit={emit}", "--out-dir", out_dir]
+    if not json_diagnostics:
+        out += ["--error-format=json", "--json=diagnostic-rendered-ansi"]
+    if lints_capped:
+        out += ["--cap-lints=allow"]
+    for arg in extra_codegen:
+        out += ["-C", arg]
+    return out, dropped
+
+
+def env_deps(dep_info: Path) -> dict[str, str]:
+    """The `# env-dep:NAME=value` lines of a rustc `.d` file (a name without `=` was unset)."""
+    found: dict[str, str] = {}
+    try:
+        text = dep_info.read_text(errors="surrogateescape")
+    except OSError:
+        return found
+    for line in text.splitlines():
+        if line.startswith("# env-dep:"):
+            name, eq, value = line[len("# env-dep:"):].partition("=")
+            if eq:
+                found[name] = _unescape_dep_value(value)
+    return found
+
+
+def _unescape_dep_value(value: str) -> str:
+    return value.replace("\\n", "\n").replace("\\r", "\r").replace("\\\\", "\\")
+
+
+def first_error(stderr: str) -> str:
+    """The first error rustc reported in JSON diagnostics, rendered, else the last lines of stderr."""
+    for line in stderr.splitlines():
+        if line.startswith("{"):
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if msg.get("level") == "error":
+                rendered = _strip_ansi(msg.get("rendered") or msg.get("message", "")).strip().splitlines()
+                return "\n".join(rendered[:8] + (["..."] if len(rendered) > 8 else []))
+    tail = [line for line in stderr.splitlines() if line.strip() and not line.startswith("{")]
+    return "\n".join(tail[-5:]) or "rustc failed without a message"
+
+
+def _strip_ansi(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+class Replayer:
+    """Replays libraries for wasm for one build (one target directory), with one compiler and facade."""
+
+    def __init__(self, *, rustc: str, wasm_sysroot: str, facade: str, cratecage_dir: str,
+                 environ: dict[str, str], log=None) -> None:  # type: ignore[no-untyped-def]
+        self.rustc = rustc
+        self.wasm_sysroot = wasm_sysroot
+        self.facade = facade
+        self.wasm_deps = os.path.join(cratecage_dir, "wasm-deps")
+        self.environ = environ
+        self.log = log
+        self.replayed: list[str] = []  # crate names compiled by this process (tests count them)
+
+    def externs_for(self, recorded: list[str], stack: tuple[str, ...] = ()) -> dict[str, str]:
+        """native extern path -> wasm rlib, for every library extern of a command line."""
+        mapping: dict[str, str] = {}
+        for _name, path in parse(recorded).externs:
+            if path and (path.endswith(".rlib") or path.endswith(".rmeta")):
+                mapping[path] = self.wasm_rlib(path, stack)
+        return mapping
+
+    def wasm_rlib(self, native: str, stack: tuple[str, ...] = ()) -> str:
+        rlib = native[:-len(".rmeta")] + ".rlib" if native.endswith(".rmeta") else native
+        name = os.path.basename(rlib)
+        if rlib in stack:
+            raise ReplayError(f"dependency cycle while replaying {name} for wasm")
+        entry = journal.load(rlib)
+        if entry is None:
+            raise ReplayError(
+                f"no record of how {name} was compiled, so it cannot be compiled for wasm",
+                hint="the target directory predates cratecage: run `cargo clean` once and build again",
+            )
+        externs = self.externs_for(entry.argv, stack + (rlib,))
+        out = os.path.join(self.wasm_deps, name)
+        stamp = self._stamp(entry.raw, rlib, externs)
+        os.makedirs(self.wasm_deps, exist_ok=True)
+        with open(os.path.join(self.wasm_deps, f".{name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self._fresh(out, stamp):
+                return out
+            self._compile(entry, externs, rlib)
+            Path(out + ".stamp").write_text(stamp)
+        return out
+
+    def _stamp(self, raw: bytes, rlib: str, externs: dict[str, str]) -> str:
+        h = hashlib.sha256(raw)
+        try:
+            st = os.stat(rlib)
+            h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
+        except OSError:
+            h.update(b"|missing")
+        h.update(f"|{self.facade}|{self.wasm_sysroot}".encode())
+        for dep in sorted(externs.values()):
+            try:
+                h.update(Path(dep + ".stamp").read_bytes())
+            except OSError:
+                h.update(dep.encode())
+        return h.hexdigest()
+
+    @staticmethod
+    def _fresh(out: str, stamp: str) -> bool:
+        try:
+            return os.path.isfile(out) and Path(out + ".stamp").read_text() == stamp
+        except OSError:
+            return False
+
+    def _compile(self, entry: journal.Entry, externs: dict[str, str], rlib: str) -> None:
+        args = parse(entry.argv)
+        argv, dropped = wasm_argv(entry.argv, wasm_sysroot=self.wasm_sysroot, facade=self.facade,
+                                  out_dir=self.wasm_deps, wasm_deps=self.wasm_deps, extern_map=externs,
+                                  emit="dep-info,metadata,link", lints_capped=True,
+                                  extra_codegen=facade.LINK_ARGS)  # a cdylib crate type links here
+        env = dict(self.environ)
+        native_out = os.path.join(entry.cwd, args.out_dir or "")
+        env.update(env_deps(Path(native_out) / f"{args.crate_name}{args.extra_filename}.d"))
+        done = subprocess.run([self.rustc, *argv], cwd=entry.cwd, env=env, capture_output=True, text=True,
+                              errors="replace", close_fds=False)
+        crate = args.crate_name or os.path.basename(rlib)
+        if self.log and dropped:
+            self.log("dropped host-only flags for the wasm replay", crate=crate, flags=" ".join(dropped))
+        if done.returncode != 0:
+            raise ReplayError(
+                f"{crate} (a dependency of a build script) does not compile for wasm32-wasip1: "
+                + first_error(done.stderr).replace("\n", "\n    "),
+                hint="build scripts and their dependencies run in the wasm sandbox; a crate that needs a "
+                     "native-only API cannot be a build-dependency under cratecage",
+            )
+        self.replayed.append(crate)
+        trace.event(self.environ, kind="replay", crate=crate, rlib=os.path.basename(rlib))

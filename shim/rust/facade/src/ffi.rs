@@ -1,0 +1,59 @@
+//! The import table: the guest half of shim/abi.py's `IMPORTS`, same names, same order, same module.
+//!
+//! Every parameter and result lowers to a wasm i32 (pointers and `usize` are 32 bits on wasm32).
+//! Change this file and shim/abi.py together, and bump the module's version when a signature changes.
+//! Safe wrappers live in host.rs; nothing else calls these directly. Unused constants stay: the table
+//! is complete on purpose.
+#![allow(dead_code)]
+
+#[link(wasm_import_module = "cratecage-1")]
+extern "C" {
+    /// Copies at most `cap` bytes of the last failure's message; returns its full length.
+    pub fn last_error(buf: *mut u8, cap: usize) -> i32;
+    /// Copies at most `cap` bytes of the per-run temp dir path; returns its full length.
+    pub fn temp_dir(buf: *mut u8, cap: usize) -> i32;
+    /// Starts a child from an encoded request; returns a handle > 0 or an error code < 0.
+    pub fn spawn(req: *const u8, req_len: usize) -> i32;
+    /// Writes to the child's stdin; returns bytes written or an error code.
+    pub fn stdin_write(handle: i32, buf: *const u8, len: usize) -> i32;
+    /// Closes the child's stdin (the child sees end of input).
+    pub fn stdin_close(handle: i32) -> i32;
+    /// Reads from the child's stdout (1) or stderr (2); returns bytes read, 0 at the end.
+    pub fn read(handle: i32, stream: i32, buf: *mut u8, cap: usize) -> i32;
+    /// Waits for the child; writes 8 bytes of status (kind, value) at `status_out`.
+    pub fn wait(handle: i32, status_out: *mut u8) -> i32;
+    /// 1 and the status if the child exited, 0 if it runs.
+    pub fn try_wait(handle: i32, status_out: *mut u8) -> i32;
+    pub fn kill(handle: i32) -> i32;
+    /// The guest dropped its last use of the handle.
+    pub fn release(handle: i32) -> i32;
+}
+
+// Error codes (negative results), as in shim/abi.py.
+pub const E_DENIED: i32 = -1;
+pub const E_NOT_FOUND: i32 = -2;
+pub const E_INVALID: i32 = -3;
+pub const E_IO: i32 = -4;
+pub const E_UNSUPPORTED: i32 = -5;
+
+// Record tags of a spawn request.
+pub const TAG_PROGRAM: u8 = 1;
+pub const TAG_ARG: u8 = 2;
+pub const TAG_ENV_SET: u8 = 3;
+pub const TAG_ENV_REMOVE: u8 = 4;
+pub const TAG_ENV_CLEAR: u8 = 5;
+pub const TAG_CWD: u8 = 6;
+pub const TAG_STDIN: u8 = 7;
+pub const TAG_STDOUT: u8 = 8;
+pub const TAG_STDERR: u8 = 9;
+
+pub const STDIO_INHERIT: u8 = 0;
+pub const STDIO_PIPED: u8 = 1;
+pub const STDIO_NULL: u8 = 2;
+
+pub const STREAM_STDOUT: i32 = 1;
+pub const STREAM_STDERR: i32 = 2;
+
+pub const STATUS_EXITED: i32 = 0;
+pub const STATUS_SIGNALED: i32 = 1;
+pub const STATUS_SIZE: usize = 8;

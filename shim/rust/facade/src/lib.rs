@@ -1,0 +1,32 @@
+//! cratecage's std facade: a crate named `std` that is the real std everywhere except where wasm32-wasip1
+//! lacks a capability the host can grant (shim/abi.py has the contract; notes/sandbox-experiments.md §1
+//! the experiment behind it).
+//!
+//! Every crate compiled for the sandbox gets `--extern std=<this rlib>`, so `use std::process::Command`
+//! in a build script, or in cc/autocfg/version_check, resolves to `process::Command` here, whose calls
+//! go to host functions where the policy decides. All other paths (`println!`, `vec!`, `std::fs`, the
+//! preludes) resolve through `pub use real::*` to the real std, because a local item shadows a glob import.
+//!
+//! Local module names must never be names of std modules: a private `mod ffi` would shadow `std::ffi`
+//! and make it private to every user. Hence the `cratecage_` prefixes.
+//!
+//! Below std's API, stat.rs wraps libc's `stat` family at link time (shim/facade.py's `LINK_ARGS`) so that
+//! `fs::Metadata::permissions()` reports plausible bits instead of "read-only" for everything.
+//!
+//! The code for building this crate is shim/facade.py; the host side of the imports is
+//! shim/host_process.py.
+#![no_std]
+
+extern crate std as real;
+
+pub use real::*;
+
+#[path = "ffi.rs"]
+mod cratecage_ffi;
+#[path = "host.rs"]
+mod cratecage_host;
+#[path = "stat.rs"]
+mod cratecage_stat;
+
+pub mod env;
+pub mod process;

@@ -1,0 +1,728 @@
+"""The std facade end to end: built by shim.facade with the selected toolchain, small guests compiled
+against it for wasm32-wasip1 and linked as shim/build_script.py links a build script (an 8 MiB stack and
+`facade.LINK_ARGS`), run under real wasmtime with WASI, shim.host_process and the runner's preopens; and
+real build-dependency crates from crates.io compiled against it unchanged.
+
+Every spawn first asks shim.probe whether it runs cargo's compiler; the guests that do (version_check,
+rustc_version, autocfg) get the real probe: rustc runs on the host, confined.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from conftest import scrubbed
+from shim import abi, facade, host_process, probe, toolchain
+from shim.errors import ToolchainError
+from shim.replay import STACK_SIZE_ARG
+from shim.runctx import RunContext
+
+# The link of a build script (shim/build_script.py): an 8 MiB stack and the facade's LINK_ARGS.
+LINK = tuple(arg for value in (STACK_SIZE_ARG, *facade.LINK_ARGS) for arg in ("-C", value))
+
+
+# -- fixtures: toolchain, facade, compiling and running guests -------------------------------------------
+
+@pytest.fixture(scope="session")
+def tc() -> toolchain.Toolchain:
+    selected = toolchain.resolve(environ=scrubbed(dict(os.environ)))
+    if not selected.ready:
+        pytest.fail(f"no wasm32-wasip1-capable toolchain is selected ({selected.how}): run `make setup`")
+    return selected
+
+
+@pytest.fixture(scope="session")
+def cache_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A fresh cache, so every session really builds the facade."""
+    return {**scrubbed(dict(os.environ)), "CRATECAGE_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
+
+
+@pytest.fixture(scope="session")
+def facade_rlib(tc: toolchain.Toolchain, cache_env: dict[str, str]) -> Path:
+    return facade.facade_rlib(tc, cache_env)
+
+
+@dataclass
+class Compiler:
+    tc: toolchain.Toolchain
+    facade: Path
+    workdir: Path
+
+    def wasm(self, name: str, source: str, *extra: str, edition: str = "2021", crate_type: str = "bin") -> Path:
+        """Compile `source` for wasm32-wasip1 against the facade; returns the .wasm or the rlib."""
+        src = self.workdir / f"{name}.rs"
+        src.write_text(source)
+        out = self.workdir / (f"{name}.wasm" if crate_type == "bin" else f"lib{name}.rlib")
+        argv = [self.tc.compiler.rustc, "--edition", edition, "--crate-type", crate_type, "--crate-name", name,
+                "--target", "wasm32-wasip1", "--sysroot", str(self.tc.wasm_sysroot),
+                "--extern", f"std={self.facade}", "-L", str(self.workdir), *LINK, *extra,
+                "-o", str(out), str(src)]
+        run(argv)
+        return out
+
+    def link_without_link_args(self, name: str, source: str) -> subprocess.CompletedProcess[str]:
+        src = self.workdir / f"{name}.rs"
+        src.write_text(source)
+        return subprocess.run([self.tc.compiler.rustc, "--edition", "2021", "--target", "wasm32-wasip1", "--sysroot",
+                               str(self.tc.wasm_sysroot), "--extern", f"std={self.facade}",
+                               "-o", str(self.workdir / f"{name}.wasm"), str(src)],
+                              capture_output=True, text=True, env=scrubbed(dict(os.environ)), timeout=300)
+
+    def native(self, name: str, source: str) -> Path:
+        """The same program against the real std, for comparing with std's own behaviour."""
+        src = self.workdir / f"{name}-native.rs"
+        src.write_text(source)
+        out = self.workdir / f"{name}-native"
+        run([self.tc.compiler.rustc, "--edition", "2021", "-o", str(out), str(src)])
+        return out
+
+
+def run(argv: list[str]) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, env=scrubbed(dict(os.environ)), timeout=300)
+    assert proc.returncode == 0, f"{' '.join(argv[:3])} ... failed:\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def compiler(tc: toolchain.Toolchain, facade_rlib: Path, tmp_path_factory: pytest.TempPathFactory) -> Compiler:
+    return Compiler(tc, facade_rlib, tmp_path_factory.mktemp("guests"))
+
+
+@dataclass
+class Ran:
+    code: int
+    stdout: str
+    stderr: str
+    ctx: RunContext
+
+    def lines(self) -> list[list[str]]:
+        return [line.split("\t") for line in self.stdout.splitlines()]
+
+
+class GuestTrapped(Exception):
+    """The guest trapped (a Rust panic is a trap under panic=abort); the message ends with its stderr."""
+
+
+@dataclass
+class Sandbox:
+    """Runs WASI command modules with the runner's preopens (shim/runner.py: the package directory read-only
+    at its own path and as ".", OUT_DIR and a temp dir read-write at their host paths), an explicit
+    environment, and the process host functions of one RunContext per run."""
+
+    engine: wasmtime.Engine
+    tc: toolchain.Toolchain
+    tmp: Path
+
+    def context(self, **env: str) -> RunContext:
+        base = Path(tempfile.mkdtemp(prefix="run-", dir=self.tmp))
+        dirs = {name: base / name for name in ("pkg", "out", "tmp")}
+        for path in dirs.values():
+            path.mkdir()
+        env = {"OUT_DIR": str(dirs["out"]), "CARGO_MANIFEST_DIR": str(dirs["pkg"]), "RUSTC": self.tc.compiler.rustc,
+               "CARGO_PKG_NAME": "guest", **env}
+        return RunContext(crate="guest", version="0.1.0", package_dir=str(dirs["pkg"]), out_dir=str(dirs["out"]),
+                          tmp_dir=str(dirs["tmp"]), env=env, host_env={}, rustc=self.tc.compiler.rustc,
+                          sysroot=self.tc.compiler.sysroot)
+
+    def run(self, wasm: Path, ctx: RunContext | None = None, **env: str) -> Ran:
+        ctx = ctx or self.context(**env)
+        linker = wasmtime.Linker(self.engine)
+        linker.define_wasi()
+        host_process.define(linker, ctx)
+        out, err = Path(ctx.package_dir).parent / "stdout", Path(ctx.package_dir).parent / "stderr"
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = ["build-script"]
+        wasi.env = list(ctx.env.items())
+        wasi.stdout_file, wasi.stderr_file = str(out), str(err)
+        wasi.preopen_dir(ctx.package_dir, ctx.package_dir, False)
+        for path in (ctx.out_dir, ctx.tmp_dir):
+            wasi.preopen_dir(path, path, True)
+        wasi.preopen_dir(ctx.package_dir, ".", False)
+        store = wasmtime.Store(self.engine)
+        store.set_wasi(wasi)
+        instance = linker.instantiate(store, wasmtime.Module.from_file(self.engine, str(wasm)))
+        try:
+            instance.exports(store)["_start"](store)
+            code = 0
+        except wasmtime.ExitTrap as trap:
+            code = trap.code
+        except wasmtime.Trap as trap:
+            raise GuestTrapped(f"{trap}\n{err.read_text()}") from None
+        return Ran(code, out.read_text(), err.read_text(), ctx)
+
+
+@pytest.fixture(scope="session")
+def sandbox(tc: toolchain.Toolchain, tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
+    return Sandbox(wasmtime.Engine(), tc, tmp_path_factory.mktemp("runs"))
+
+
+# -- building the facade ---------------------------------------------------------------------------------
+
+def test_the_facade_is_built_once_per_toolchain_and_source_hash(tc: toolchain.Toolchain, facade_rlib: Path,
+                                                                 cache_env: dict[str, str]) -> None:
+    assert facade_rlib == (facade.facade_dir(tc, cache_env) / facade.source_hash() / "libstd.rlib")
+    cache = Path(cache_env["CRATECAGE_CACHE_DIR"])
+    assert facade_rlib.parent.parent == cache / "toolchains" / tc.compiler.key / "facade"
+    mtime = facade_rlib.stat().st_mtime_ns
+    assert facade.facade_rlib(tc, cache_env) == facade_rlib and facade_rlib.stat().st_mtime_ns == mtime
+    names = {p.relative_to(facade.FACADE_DIR / "src").as_posix() for p in facade.facade_sources()}
+    assert names >= {"lib.rs", "ffi.rs", "host.rs", "env.rs", "stat.rs", "process.rs", "process/command.rs"}
+
+
+def test_concurrent_builders_share_one_build(tc: toolchain.Toolchain, tmp_path: Path) -> None:
+    env = {**scrubbed(dict(os.environ)), "CRATECAGE_CACHE_DIR": str(tmp_path)}
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        paths = list(pool.map(lambda _: facade.facade_rlib(tc, env), range(3)))
+    assert len(set(paths)) == 1 and paths[0].is_file()
+    built = [p.name for p in facade.facade_dir(tc, env).iterdir() if not p.name.endswith(".lock")]
+    assert built == [paths[0].parent.name]
+
+
+def test_a_changed_source_builds_anew_and_errors_name_rustc_s_first_error(
+        tc: toolchain.Toolchain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, facade_rlib: Path) -> None:
+    copy = tmp_path / "facade"
+    shutil.copytree(facade.FACADE_DIR, copy)
+    monkeypatch.setattr(facade, "FACADE_DIR", copy)
+    env = {**scrubbed(dict(os.environ)), "CRATECAGE_CACHE_DIR": str(tmp_path / "cache")}
+    with (copy / "src" / "env.rs").open("a") as fh:
+        fh.write("\nfn broken() -> u8 { \"no\" }\n")
+    assert facade.source_hash() != facade_rlib.parent.name
+    with pytest.raises(ToolchainError, match=r"std facade.*error\[E0308\]: mismatched types"):
+        facade.facade_rlib(tc, env)
+    assert [p for p in facade.facade_dir(tc, env).iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_the_import_table_mirrors_abi_py() -> None:
+    ffi = (facade.FACADE_DIR / "src" / "ffi.rs").read_text()
+    assert f'#[link(wasm_import_module = "{abi.IMPORT_MODULE}")]' in ffi
+    declared = {name: params.count(":") for name, params in re.findall(r"pub fn (\w+)\(([^)]*)\) -> i32;", ffi)}
+    assert declared == {name: params for name, (params, _) in abi.IMPORTS.items()}
+    constants = dict(re.findall(r"pub const (\w+): \w+ = (-?\d+);", ffi))
+    assert constants and all(int(value) == getattr(abi, name) for name, value in constants.items())
+
+
+# -- guests ----------------------------------------------------------------------------------------------
+
+DENIED = r"""
+use std::process::{Command, Stdio};
+fn main() {
+    let results = [
+        ("status", Command::new("/bin/sh").arg("-c").arg("true").status().map(|_| ())),
+        ("output", Command::new("/bin/sh").output().map(|_| ())),
+        ("spawn", Command::new("/bin/sh").stdin(Stdio::piped()).spawn().map(|_| ())),
+    ];
+    for (what, result) in results {
+        let err = result.unwrap_err();
+        println!("{}\t{:?}\t{}", what, err.kind(), err);
+    }
+}
+"""
+
+
+def test_a_denied_spawn_is_permission_denied_with_the_host_s_message(
+        compiler: Compiler, sandbox: Sandbox) -> None:
+    ran = sandbox.run(compiler.wasm("denied", DENIED))
+    assert ran.code == 0, ran.stderr
+    assert [(what, kind) for what, kind, _ in ran.lines()] == [
+        ("status", "PermissionDenied"), ("output", "PermissionDenied"), ("spawn", "PermissionDenied")]
+    for _, _, message in ran.lines():
+        assert message.startswith("cratecage: build script of guest 0.1.0: process-spawn denied: /bin/sh")
+    assert [(d.capability, d.target) for d in ran.ctx.denials] == [("process-spawn", "/bin/sh")] * 3
+
+
+QUESTION_MARK = r"""
+fn main() -> std::io::Result<()> {
+    std::process::Command::new("pkg-config").arg("--libs").arg("zlib").status()?;
+    Ok(())
+}
+"""
+
+
+def test_question_mark_on_a_denial_fails_main_with_the_message(
+        compiler: Compiler, sandbox: Sandbox) -> None:
+    ran = sandbox.run(compiler.wasm("qmark", QUESTION_MARK))
+    assert ran.code == 1
+    assert "PermissionDenied" in ran.stderr and "cratecage: build script of guest" in ran.stderr
+    assert ran.ctx.denials[0].target == "pkg-config"
+
+
+EXIT = r"""
+use std::process::{exit, ExitCode, Termination};
+fn main() -> ExitCode {
+    if std::env::var_os("EXIT").is_some() {
+        exit(5);
+    }
+    ExitCode::from(7).report()
+}
+"""
+
+
+def test_exit_exit_code_and_termination_are_the_real_std_s(compiler: Compiler, sandbox: Sandbox) -> None:
+    wasm = compiler.wasm("exits", EXIT)
+    assert (sandbox.run(wasm).code, sandbox.run(wasm, EXIT="1").code) == (7, 5)
+
+
+DEBUG = r"""
+use std::process::Command;
+fn main() {
+    let mut a = Command::new("cc");
+    a.arg("-c").args(["x y.c", "-o"]).arg("q\"uote").env("CFLAGS", "-O2").env_remove("CC").current_dir("/src");
+    let mut b = Command::new("/usr/bin/ar");
+    b.env("A", "1").env_clear().env("B", "2").env_remove("A");
+    for cmd in [&a, &b, &Command::new("plain")] {
+        println!("{:?}", cmd);
+        println!("{:?} {:?} {:?}", cmd.get_program(), cmd.get_args().collect::<Vec<_>>(), cmd.get_current_dir());
+        println!("{:?} len={}", cmd.get_envs().collect::<Vec<_>>(), cmd.get_envs().len());
+    }
+}
+"""
+
+
+def test_command_debug_and_getters_match_std(compiler: Compiler, sandbox: Sandbox) -> None:
+    ran = sandbox.run(compiler.wasm("debug", DEBUG))
+    native = run([str(compiler.native("debug", DEBUG))])
+    assert ran.stdout == native
+    assert ran.stdout.splitlines()[0] == 'cd "/src" && env -u CC CFLAGS="-O2" "cc" "-c" "x y.c" "-o" "q\\"uote"'
+
+
+TEMP_DIR = r"""
+fn main() {
+    let dir = std::env::temp_dir();
+    std::fs::write(dir.join("made-in-guest.txt"), "hi").unwrap();
+    println!("{}", dir.display());
+    println!("{}", std::env::var("OUT_DIR").unwrap());
+}
+"""
+
+
+def test_temp_dir_is_the_run_s_temp_dir(compiler: Compiler, sandbox: Sandbox) -> None:
+    ran = sandbox.run(compiler.wasm("tempdir", TEMP_DIR))
+    assert ran.stdout.splitlines() == [ran.ctx.tmp_dir, ran.ctx.out_dir]
+    assert (Path(ran.ctx.tmp_dir) / "made-in-guest.txt").read_text() == "hi"
+
+
+DEFAULTS = r"""
+use std::process::{Command, Stdio};
+fn main() {
+    let _ = Command::new("/bin/true").spawn();
+    let _ = Command::new("/bin/true").status();
+    let _ = Command::new("/bin/true").output();
+    let _ = Command::new("/bin/true").stdin(Stdio::piped()).output();
+    let _ = Command::new("/bin/true").stdout(Stdio::inherit()).stderr(Stdio::null()).output();
+    let _ = Command::new("/bin/true").stdout(Stdio::piped()).status();
+    let _ = Command::new("/bin/true").stdout(std::io::stderr()).spawn();
+    let _ = Command::new("/bin/true").args(["a", "b c"]).env("K", "v=1").env_remove("R").current_dir("/w").spawn();
+    let _ = Command::new("/bin/true").env("X", "1").env_clear().env("K", "v").spawn();
+    println!("{:?}", Command::new("/bin/nul\0").status().unwrap_err().kind());
+    println!("{:?}", Command::new("/bin/true").stdin(std::io::stdout()).spawn().unwrap_err().kind());
+}
+"""
+
+I, P, N = abi.STDIO_INHERIT, abi.STDIO_PIPED, abi.STDIO_NULL
+
+
+def test_std_s_stdio_defaults_and_edits_reach_the_host(
+        compiler: Compiler, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[abi.SpawnRequest] = []
+    decode = abi.decode_request
+    monkeypatch.setattr(abi, "decode_request", lambda raw: received.append(decode(raw)) or received[-1])
+    ran = sandbox.run(compiler.wasm("defaults", DEFAULTS))
+    assert ran.stdout == "InvalidInput\nInvalidInput\n"  # NUL, and stdout used as stdin: refused in the guest
+    assert [(r.stdin, r.stdout, r.stderr) for r in received] == [
+        (I, I, I), (I, I, I), (N, P, P), (P, P, P), (N, I, N), (I, P, I), (I, P, I), (I, I, I), (I, I, I)]
+    assert (received[7].args, received[7].env_ops, received[7].cwd) == (
+        ["a", "b c"], [("set", "K", "v=1"), ("remove", "R", None)], "/w")
+    assert received[8].env_ops == [("clear", None, None), ("set", "K", "v")]
+    assert len(ran.ctx.denials) == len(received)
+
+
+LIB_2015 = r"""
+#![no_std]
+#[macro_use]
+extern crate std;
+use std::process::Command;
+use std::string::String;
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool { pub name: String }
+pub fn make(tool: &Tool) -> Command {
+    let mut cmd = Command::new(&tool.name);
+    cmd.arg(format!("--id={}", vec![1, 2].len()));
+    cmd
+}
+"""
+
+LIB_2015_IMPLICIT = r"""
+use std::collections::HashMap;
+pub fn table() -> HashMap<&'static str, u32> { let mut m = HashMap::new(); m.insert("a", 1); m }
+"""
+
+LIB_2018 = r"""
+use std::ffi::OsString;
+use std::process::Command;
+pub fn describe(cmd: &Command) -> String { format!("{:?}", cmd) }
+pub fn program(cmd: &Command) -> OsString { cmd.get_program().to_owned() }
+"""
+
+MACROS = r"""
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::Mutex;
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Config { name: String, flags: Vec<String> }
+thread_local!(static COUNT: std::cell::Cell<u32> = std::cell::Cell::new(0));
+fn thread_safe<T: Send + Sync>() {}
+fn _as_std_promises() {
+    use std::process::*;
+    thread_safe::<(Command, Child, ChildStdin, ChildStdout, ChildStderr, Stdio, Output, ExitStatus)>();
+}
+fn work() -> Result<String, Box<dyn std::error::Error>> {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    let mut file = std::fs::File::create(out.join("gen.rs"))?;
+    writeln!(file, "pub const N: u32 = {};", lib2015i::table()["a"])?;
+    let cmd = lib2015::make(&lib2015::Tool { name: "cc".into() });
+    let mut text = String::new();
+    write!(text, "{} {:?}", lib2018::describe(&cmd), lib2018::program(&cmd))?;
+    let config = Config { name: "x".into(), flags: vec!["-O".to_string(); 2] };
+    assert_eq!(config.clone(), config);
+    assert!(matches!(config.flags.len(), 2));
+    COUNT.with(|c| c.set(c.get() + 1));
+    let m = Mutex::new(std::fs::read_to_string(out.join("gen.rs"))?);
+    let missing = std::fs::read(out.join("missing")).map(|_| ()).unwrap_err();
+    Ok(format!("{}|{:?}|{}|{:?}", text, config, m.lock().unwrap().trim(), missing.kind()))
+}
+fn main() {
+    if std::env::var_os("PANIC").is_some() {
+        panic!("boom {}", 6 * 7);
+    }
+    println!("{}", work().unwrap());
+    eprintln!("done");
+}
+"""
+
+
+def test_std_s_macros_and_modules_resolve_through_the_facade_in_every_edition(
+        compiler: Compiler, sandbox: Sandbox) -> None:
+    compiler.wasm("lib2015", LIB_2015, edition="2015", crate_type="rlib")
+    compiler.wasm("lib2015i", LIB_2015_IMPLICIT, edition="2015", crate_type="rlib")
+    compiler.wasm("lib2018", LIB_2018, edition="2018", crate_type="rlib")
+    wasm = compiler.wasm("macros", MACROS, "--extern=lib2015", "--extern=lib2015i", "--extern=lib2018")
+    ran = sandbox.run(wasm)
+    assert (ran.code, ran.stderr) == (0, "done\n")
+    assert ran.stdout == ('"cc" "--id=2" "cc"|Config { name: "x", flags: ["-O", "-O"] }|'
+                          'pub const N: u32 = 1;|NotFound\n')
+    with pytest.raises(GuestTrapped, match="boom 42"):
+        sandbox.run(wasm, PANIC="1")
+
+
+# -- children that run the compiler (through shim.probe) ----------------------------------------------
+
+PIPES = r"""
+use std::fs::File;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+fn main() {
+    let rustc = std::env::var("RUSTC").unwrap();
+    let out = std::env::var("OUT_DIR").unwrap();
+    let mut child = Command::new(&rustc).arg("--version").stdout(Stdio::piped()).spawn().unwrap();
+    println!("debug\t{:?}", child);
+    let mut text = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    let status = child.try_wait().unwrap().unwrap();
+    println!("read\t{}\t{}\t{:?}", text.trim(), status, child.wait().unwrap().code());
+
+    let o = Command::new(&rustc).arg("--version").output().unwrap();
+    println!("output\t{}\t{}\t{}", o.status.success(), String::from_utf8_lossy(&o.stdout).trim(), o.stderr.len());
+
+    let path = format!("{}/version.txt", out);
+    let st = Command::new(&rustc).arg("--version").stdout(File::create(&path).unwrap()).status().unwrap();
+    println!("to-file\t{}\t{}", st.success(), std::fs::read_to_string(&path).unwrap().trim());
+
+    // autocfg's probe, as autocfg 1.5 spawns it
+    let probe = ["--crate-name", "probe0", "--crate-type=lib", "--out-dir", &out, "--emit=llvm-ir", "-"];
+    for src in ["pub fn ok() {}", "pub fn broken( {"] {
+        let mut c = Command::new(&rustc).args(probe).stdin(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        c.stdin.take().unwrap().write_all(src.as_bytes()).unwrap();
+        println!("stdin\t{}", c.wait().unwrap().success());
+    }
+    let src = format!("{}/probe.rs", out);
+    std::fs::write(&src, "pub fn ok() {}").unwrap();
+    let st = Command::new(&rustc).args(probe).stdin(File::open(&src).unwrap()).stderr(Stdio::null()).status();
+    println!("from-file\t{}", st.unwrap().success());
+
+    let mut c = Command::new(&rustc).arg("-vV").spawn().unwrap();
+    c.kill().unwrap();
+    let st = c.wait().unwrap();
+    println!("kill\t{}\t{:?}\t{}\t{:?}", st, st.code(), st.success(), st);
+}
+"""
+
+
+def test_compiler_children_pipe_wait_and_kill_as_std_documents(
+        compiler: Compiler, sandbox: Sandbox) -> None:
+    ran = sandbox.run(compiler.wasm("pipes", PIPES))
+    assert ran.code == 0, ran.stderr
+    version = run([compiler.tc.compiler.rustc, "--version"]).strip()
+    assert ran.lines() == [
+        ["debug", "Child { stdin: None, stdout: Some(ChildStdout { .. }), stderr: None, .. }"],
+        ["read", version, "exit status: 0", "Some(0)"],
+        ["output", "true", version, "0"],
+        ["to-file", "true", version],
+        ["stdin", "true"],
+        ["stdin", "false"],
+        ["from-file", "true"],
+        ["kill", "signal: 9", "None", "false", "ExitStatus(signal: 9)"],
+    ]
+    assert ran.ctx.denials == []
+
+
+# -- real crates from crates.io ----------------------------------------------------------------------------
+
+# Build dependencies every sandboxed build script may use, as crates.io serves them today.
+ROOTS = {"cc": "1", "autocfg": "1", "version_check": "0.9", "rustc_version": "0.4", "pkg-config": "0.3"}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One library of the resolved graph, as cargo would compile it."""
+
+    name: str  # the crate name (`pkg_config`)
+    root: str  # src/lib.rs
+    edition: str
+    features: tuple[str, ...]
+    deps: tuple[str, ...]  # extern names
+
+
+def resolve_roots(tc: toolchain.Toolchain, workdir: Path) -> list[Unit]:
+    """ROOTS and their dependency closure for wasm32-wasip1, dependencies first, from `cargo metadata` of a
+    scratch project (which downloads the sources into CARGO_HOME)."""
+    (workdir / "src").mkdir(parents=True)
+    (workdir / "src" / "lib.rs").write_text("")
+    deps = "".join(f'{name} = "{req}"\n' for name, req in ROOTS.items())
+    (workdir / "Cargo.toml").write_text(f'[package]\nname = "scratch"\nversion = "0.0.0"\n[dependencies]\n{deps}')
+    env = {**scrubbed(dict(os.environ)), **toolchain.env_vars(tc)}
+    proc = subprocess.run([tc.cargo or "cargo", "metadata", "--format-version", "1", "--filter-platform",
+                           "wasm32-wasip1"], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.skip(f"crates.io unreachable: {proc.stderr.strip().splitlines()[-1:]}")
+    meta = json.loads(proc.stdout)
+    packages = {p["id"]: p for p in meta["packages"]}
+    nodes = {n["id"]: n for n in meta["resolve"]["nodes"] if packages[n["id"]]["name"] != "scratch"}
+    units: dict[str, Unit] = {}
+    while len(units) < len(nodes):
+        for pid, node in nodes.items():
+            normal = [d for d in node["deps"] if any(k["kind"] is None for k in d["dep_kinds"])]
+            if pid not in units and all(d["pkg"] in units for d in normal):
+                lib = next(t for t in packages[pid]["targets"] if "lib" in t["kind"])
+                units[pid] = Unit(lib["name"], lib["src_path"], lib["edition"], tuple(node["features"]),
+                                  tuple(d["name"] for d in normal))
+    return list(units.values())
+
+
+@pytest.fixture(scope="session")
+def build_deps(compiler: Compiler, tc: toolchain.Toolchain,
+               tmp_path_factory: pytest.TempPathFactory) -> list[Unit]:
+    """ROOTS and their dependencies compiled for wasm32-wasip1 against the facade, as published, into the
+    guests' library directory."""
+    units = resolve_roots(tc, tmp_path_factory.mktemp("scratch"))
+    lib = compiler.workdir
+    for unit in units:
+        argv = [tc.compiler.rustc, "--crate-name", unit.name, "--crate-type", "rlib", "--edition", unit.edition,
+                "--target", "wasm32-wasip1", "--sysroot", str(tc.wasm_sysroot), "--cap-lints=allow",
+                "--extern", f"std={compiler.facade}", "-L", str(lib), "--out-dir", str(lib)]
+        argv += [arg for feature in unit.features for arg in ("--cfg", f'feature="{feature}"')]
+        argv += [arg for dep in unit.deps for arg in ("--extern", f"{dep}={lib / f'lib{dep}.rlib'}")]
+        run(argv + [unit.root])
+    return units
+
+
+def test_real_build_dependencies_compile_against_the_facade_unchanged(build_deps: list[Unit],
+                                                                      compiler: Compiler) -> None:
+    names = {unit.name for unit in build_deps}
+    assert names >= {"cc", "autocfg", "version_check", "rustc_version", "pkg_config"}
+    assert all((compiler.workdir / f"lib{name}.rlib").is_file() for name in names)
+
+
+USES_CRATES = r"""
+fn main() {
+    let version = version_check::Version::read().expect("rustc version via the probe");
+    println!("{}", version);
+    let meta = rustc_version::version_meta().expect("rustc -vV via the probe");
+    println!("{}", meta.semver);
+    let err = cc::Build::new().file("x.c").cargo_metadata(false).try_compile("x").unwrap_err();
+    println!("{}", err);
+    let cmd: std::process::Command = cc::Build::new().cargo_metadata(false).get_compiler().to_command();
+    println!("{:?}", cmd.get_program());
+}
+"""
+
+
+def test_real_crates_reach_the_host_through_the_facade(
+        compiler: Compiler, build_deps: list[Unit], sandbox: Sandbox) -> None:
+    wasm = compiler.wasm("usescrates", USES_CRATES, *(f"--extern={name}" for name in
+                                                      ("cc", "version_check", "rustc_version")))
+    ran = sandbox.run(wasm, TARGET="x86_64-unknown-linux-gnu", HOST="x86_64-unknown-linux-gnu", OPT_LEVEL="0",
+                      DEBUG="false", CC="gcc")
+    assert ran.code == 0, ran.stderr
+    release = compiler.tc.compiler.release
+    version, semver, cc_error, cc_program = [line for line in ran.stdout.splitlines()
+                                             if not line.startswith("cargo:warning=")]
+    assert version == release and semver == release
+    assert "cratecage: build script of guest 0.1.0: process-spawn denied: gcc" in cc_error
+    assert cc_program == '"gcc"'
+    assert ("process-spawn", "gcc") in [(d.capability, d.target) for d in ran.ctx.denials]
+
+
+AUTOCFG = r"""
+fn main() {
+    let ac = autocfg::AutoCfg::new().expect("OUT_DIR is a writable directory");
+    println!("{} {}", ac.probe_rustc_version(1, 0), ac.probe_rustc_version(999, 0));
+    println!("{} {}", ac.probe_type("i128"), ac.probe_type("NoSuchType"));
+    println!("{}", ac.no_std());
+}
+"""
+
+
+def test_autocfg_accepts_out_dir_and_probes_through_the_host(
+        compiler: Compiler, build_deps: list[Unit], sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    probes: list[list[str]] = []
+    real_run_probe = probe.run_probe
+
+    def recording(ctx: RunContext, req: abi.SpawnRequest, stdin: bytes) -> probe.ProbeResult:
+        probes.append(req.args)
+        return real_run_probe(ctx, req, stdin)
+
+    monkeypatch.setattr(probe, "run_probe", recording)
+    host = compiler.tc.compiler.host
+    ran = sandbox.run(compiler.wasm("autocfgnew", AUTOCFG, "--extern=autocfg"), TARGET=host, HOST=host,
+                      CARGO_ENCODED_RUSTFLAGS="")
+    assert (ran.code, ran.stdout) == (0, "true false\ntrue false\nfalse\n"), ran.stderr
+    assert ran.ctx.denials == []
+    # `rustc --version --verbose`, the `std` sanity probe of AutoCfg::new, then one probe per probe_type
+    assert probes[0] == ["--version", "--verbose"] and len(probes) == 4
+    assert all("--emit=llvm-ir" in args and args[-1] == "-" for args in probes[1:])
+
+
+# -- the file system: permission bits and the current directory -----------------------------------------
+
+METADATA = r"""
+use std::fs;
+fn describe(what: &str, meta: std::io::Result<fs::Metadata>) {
+    let m = meta.unwrap();
+    let mtime = m.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let kind = (m.is_dir(), m.is_file(), m.file_type().is_symlink());
+    println!("{}\treadonly={}\t{:?}\t{}\t{}", what, m.permissions().readonly(), kind, m.len(), mtime.as_nanos());
+}
+fn main() {
+    describe("OUT_DIR", fs::metadata(std::env::var("OUT_DIR").unwrap()));
+    describe(".", fs::metadata("."));
+    describe("data.txt", fs::metadata("data.txt"));
+    describe("link (lstat)", fs::symlink_metadata("link"));
+    describe("link (stat)", fs::metadata("link"));
+    describe("File::metadata", fs::File::open("data.txt").and_then(|f| f.metadata()));
+    let mut entries: Vec<_> = fs::read_dir(".").unwrap().map(|e| e.unwrap()).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        describe(&format!("entry {}", e.file_name().to_string_lossy()), e.metadata());
+    }
+}
+"""
+
+
+def package_with_files(sandbox: Sandbox, **env: str) -> RunContext:
+    ctx = sandbox.context(**env)
+    pkg = Path(ctx.package_dir)
+    (pkg / "data.txt").write_text("twelve bytes")
+    (pkg / "sub").mkdir()
+    (pkg / "link").symlink_to("data.txt")
+    return ctx
+
+
+def test_metadata_has_plausible_permissions_and_is_otherwise_the_native_one(
+        compiler: Compiler, sandbox: Sandbox) -> None:
+    ctx = package_with_files(sandbox)
+    ran = sandbox.run(compiler.wasm("metadata", METADATA), ctx)
+    assert ran.code == 0, ran.stderr
+    native = subprocess.run([str(compiler.native("metadata", METADATA))], cwd=ctx.package_dir, capture_output=True,
+                            text=True, env={"OUT_DIR": ctx.out_dir}, timeout=60)
+    assert ran.stdout == native.stdout  # readonly=false everywhere, file types, sizes and times intact
+    assert "readonly=true" not in ran.stdout and "(false, false, true)" in ran.stdout
+    assert ran.lines()[2][2:4] == ["(false, true, false)", "12"]
+
+
+def test_the_wrappers_are_in_the_link_and_a_link_without_link_args_fails(compiler: Compiler) -> None:
+    module = wasmtime.Module.from_file(wasmtime.Engine(), str(compiler.wasm("wrapped", METADATA)))
+    # rustc exports every #[no_mangle] function; `__real_*` resolved to wasi-libc's, so none is imported
+    assert {e.name for e in module.exports} >= {"__wrap_stat", "__wrap_lstat", "__wrap_fstat", "__wrap_fstatat"}
+    assert [i.name for i in module.imports if "__real_" in i.name or "__wrap_" in i.name] == []
+    unwrapped = compiler.link_without_link_args("unwrapped", METADATA)
+    assert unwrapped.returncode != 0 and "undefined symbol: __real_stat" in unwrapped.stderr
+
+
+READ_ONLY = r"""
+use std::fs;
+fn main() {
+    let pkg = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    println!("{}", fs::metadata(&pkg).unwrap().permissions().readonly());
+    println!("{}", fs::metadata("data.txt").unwrap().permissions().readonly());
+    println!("{:?}", fs::write(format!("{}/new.txt", pkg), "x").unwrap_err().kind());
+    println!("{:?}", fs::write("new.txt", "x").unwrap_err().kind());
+    println!("{:?}", fs::write("data.txt", "x").unwrap_err().kind());
+    println!("{:?}", fs::OpenOptions::new().append(true).open("data.txt").unwrap_err().kind());
+    println!("{:?}", fs::create_dir("made").unwrap_err().kind());
+    println!("{:?}", fs::remove_file("data.txt").unwrap_err().kind());
+    fs::write(format!("{}/ok.txt", std::env::var("OUT_DIR").unwrap()), "x").unwrap();
+}
+"""
+
+
+def test_a_read_only_preopen_refuses_writes_though_permissions_say_writable(
+        compiler: Compiler, sandbox: Sandbox) -> None:
+    ctx = package_with_files(sandbox)
+    before = sorted(p.name for p in Path(ctx.package_dir).iterdir())
+    ran = sandbox.run(compiler.wasm("readonly", READ_ONLY), ctx)
+    assert ran.code == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["false", "false"] + ["PermissionDenied"] * 6
+    assert sorted(p.name for p in Path(ctx.package_dir).iterdir()) == before
+    assert (Path(ctx.package_dir) / "data.txt").read_text() == "twelve bytes"
+    assert (Path(ctx.out_dir) / "ok.txt").read_text() == "x"
+
+
+CURRENT_DIR = r"""
+use std::{env, fs, path};
+fn main() {
+    let cwd = env::current_dir().unwrap();
+    println!("{}", cwd.display());
+    if env::var_os("ONLY_CWD").is_some() {
+        return;
+    }
+    println!("{}", fs::read_to_string(cwd.join("data.txt")).unwrap());
+    println!("{}", fs::read_to_string("data.txt").unwrap());
+    println!("{}", path::absolute("data.txt").unwrap().display());
+    env::set_current_dir(env::var("OUT_DIR").unwrap()).unwrap();
+    fs::write("relative.txt", "r").unwrap();
+    println!("{}", env::current_dir().unwrap().display());
+}
+"""
+
+
+def test_the_current_directory_is_the_package_directory(compiler: Compiler, sandbox: Sandbox) -> None:
+    wasm = compiler.wasm("currentdir", CURRENT_DIR)
+    ctx = package_with_files(sandbox)
+    ran = sandbox.run(wasm, ctx)
+    assert ran.code == 0, ran.stderr
+    pkg = ctx.package_dir
+    assert ran.stdout.splitlines() == [pkg, "twelve bytes", "twelve bytes", f"{pkg}/data.txt", ctx.out_dir]
+    assert (Path(ctx.out_dir) / "relative.txt").read_text() == "r"
+    # a CARGO_MANIFEST_DIR that is not preopened leaves wasi-libc's "/" (and no panic before main)
+    assert sandbox.run(wasm, ONLY_CWD="1", CARGO_MANIFEST_DIR="/nonexistent").stdout == "/\n"

@@ -1,0 +1,124 @@
+"""shim.landlock and its launcher, on the real kernel: confined children read, write and connect only where
+they were allowed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shim import landlock, landlock_exec
+
+pytestmark = pytest.mark.skipif(landlock.abi_version() == 0,
+                                reason=f"Landlock unavailable: {landlock.unavailable_reason()}")
+
+CAT = shutil.which("cat") or "/bin/cat"
+BASH = shutil.which("bash") or "/bin/bash"
+
+
+def confined(program: str, *args: str, read: list[str], write: list[str] = (),
+             connect: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run `program args` through the launcher, allowed to read its own loader files plus `read`."""
+    loader = landlock.loader_files(program) or []
+    argv = landlock_exec.command([program, *args], [*loader, *read], list(write), connect)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    allowed, forbidden, writable = tmp_path / "allowed", tmp_path / "forbidden", tmp_path / "writable"
+    for d in (allowed, forbidden, writable):
+        d.mkdir()
+    (allowed / "ok.txt").write_text("allowed bytes\n")
+    (forbidden / "secret.txt").write_text("secret bytes\n")
+    return {"allowed": allowed, "forbidden": forbidden, "writable": writable}
+
+
+def test_abi_version_is_known_and_no_reason_is_given() -> None:
+    assert landlock.abi_version() >= 1
+    assert landlock.unavailable_reason() == ""
+
+
+def test_cat_reads_an_allowed_file(files: dict[str, Path]) -> None:
+    proc = confined(CAT, str(files["allowed"] / "ok.txt"), read=[str(files["allowed"])])
+    assert (proc.returncode, proc.stdout) == (0, "allowed bytes\n")
+
+
+def test_cat_of_a_forbidden_file_fails_with_eacces(files: dict[str, Path]) -> None:
+    secret = files["forbidden"] / "secret.txt"
+    assert os.access(secret, os.R_OK)  # readable outside the sandbox
+    proc = confined(CAT, str(secret), read=[str(files["allowed"])])
+    assert proc.returncode != 0
+    assert "Permission denied" in proc.stderr
+    assert "secret" not in proc.stdout
+
+
+def test_a_single_file_can_be_granted_without_its_directory(files: dict[str, Path]) -> None:
+    (files["forbidden"] / "other.txt").write_text("other\n")
+    ok = confined(CAT, str(files["forbidden"] / "secret.txt"), read=[str(files["forbidden"] / "secret.txt")])
+    other = confined(CAT, str(files["forbidden"] / "other.txt"), read=[str(files["forbidden"] / "secret.txt")])
+    assert ok.returncode == 0 and other.returncode != 0
+
+
+def test_writes_only_under_the_write_set(files: dict[str, Path]) -> None:
+    script = 'echo a > "$1/new.txt" && echo b > "$2/new.txt"'
+    proc = confined(BASH, "-c", script, "-", str(files["writable"]), str(files["allowed"]),
+                    read=[str(files["allowed"])], write=[str(files["writable"])])
+    assert (files["writable"] / "new.txt").read_text() == "a\n"
+    assert not (files["allowed"] / "new.txt").exists()
+    assert proc.returncode != 0 and "Permission denied" in proc.stderr
+
+
+def test_missing_paths_are_skipped(files: dict[str, Path]) -> None:
+    proc = confined(CAT, str(files["allowed"] / "ok.txt"), read=[str(files["allowed"]), "/no/such/dir"])
+    assert proc.returncode == 0
+
+
+@pytest.mark.skipif(landlock.abi_version() < 4, reason="TCP rules need Landlock ABI 4")
+def test_tcp_connect_is_refused_unless_its_port_is_allowed() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        port = server.getsockname()[1]
+        script = f"exec 3<>/dev/tcp/127.0.0.1/{port}"
+        refused = confined(BASH, "-c", script, read=[])
+        allowed = confined(BASH, "-c", script, read=[], connect=(port,))
+    assert refused.returncode != 0 and "Permission denied" in refused.stderr
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_the_launcher_fails_closed_when_it_cannot_exec(files: dict[str, Path]) -> None:
+    # The program itself is not in the read set: exec is refused after the restriction, never run unconfined.
+    argv = landlock_exec.command([CAT, str(files["allowed"] / "ok.txt")], [str(files["allowed"])], [])
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == landlock_exec.LAUNCH_FAILED
+    assert proc.stderr.startswith(landlock_exec.STDERR_PREFIX)
+
+
+def test_the_launcher_rejects_malformed_arguments() -> None:
+    with pytest.raises(ValueError):
+        landlock_exec.parse(["--read", "/x"])
+    with pytest.raises(ValueError):
+        landlock_exec.parse(["--bogus", "/x", "--", "cat"])
+    assert landlock_exec.parse(["--read", "/a", "--write", "/b", "--connect", "80", "--", "cat", "-"]) == (
+        ["/a"], ["/b"], [80], ["cat", "-"])
+
+
+def test_loader_files_lists_the_program_its_interpreter_and_libc() -> None:
+    files = landlock.loader_files(CAT)
+    assert files is not None
+    assert os.path.realpath(CAT) in files and "/etc/ld.so.cache" in files
+    assert any(os.path.basename(f).startswith("libc.so") for f in files)
+    assert any("ld-linux" in os.path.basename(f) for f in files)
+
+
+def test_loader_files_of_a_non_elf_file_is_none(tmp_path: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\ntouch ran\n")
+    script.chmod(0o755)
+    assert landlock.loader_files(str(script)) is None
+    assert not (tmp_path / "ran").exists()
