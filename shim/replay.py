@@ -163,13 +163,12 @@ class Replayer:
     """Replays libraries for wasm for one build (one target directory), with one compiler and facade."""
 
     def __init__(self, *, rustc: str, wasm_sysroot: str, facade: str, cratecage_dir: str,
-                 environ: dict[str, str], log=None) -> None:  # type: ignore[no-untyped-def]
+                 environ: dict[str, str]) -> None:
         self.rustc = rustc
         self.wasm_sysroot = wasm_sysroot
         self.facade = facade
         self.wasm_deps = os.path.join(cratecage_dir, "wasm-deps")
         self.environ = environ
-        self.log = log
         self.replayed: list[str] = []  # crate names compiled by this process (tests count them)
 
     def externs_for(self, recorded: list[str], stack: tuple[str, ...] = ()) -> dict[str, str]:
@@ -237,8 +236,8 @@ class Replayer:
         done = subprocess.run([self.rustc, *argv], cwd=entry.cwd, env=env, capture_output=True, text=True,
                               errors="replace", close_fds=False)
         crate = args.crate_name or os.path.basename(rlib)
-        if self.log and dropped:
-            self.log("dropped host-only flags for the wasm replay", crate=crate, flags=" ".join(dropped))
+        if dropped:
+            trace.event(self.environ, kind="replay-dropped", crate=crate, flags=dropped)
         if done.returncode != 0:
             raise ReplayError(
                 f"{crate} (a dependency of a build script) does not compile for wasm32-wasip1: "

@@ -110,3 +110,15 @@ def test_a_workspace_wrapper_is_kept_in_the_chain(cargo: Cargo, targets: Path, t
     assert run.kinds()["build_script_build"] == {"build-script"}
     out = subprocess.run([str(target / "debug" / "app")], capture_output=True, text=True, check=True).stdout
     assert "hello from Greeter" in out
+
+
+def test_release_build_with_an_explicit_target_sandboxes_the_build_script(cargo: Cargo, targets: Path) -> None:
+    host = next(line.split(": ", 1)[1] for line in subprocess.run(
+        [cargo.env["RUSTC"], "-vV"], capture_output=True, text=True, check=True).stdout.splitlines()
+        if line.startswith("host: "))
+    target = targets / "demo-release-target"
+    run = cargo(DEMO, "build", "--release", "--target", host, wrapped=True, target_dir=target)
+    assert run.replays() == ["gen_consts"]
+    out = subprocess.run([str(target / host / "release" / "app")], capture_output=True, text=True,
+                         check=True).stdout
+    assert "build script ran as wasm: true" in out and "profile: release" in out

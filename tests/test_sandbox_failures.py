@@ -25,3 +25,11 @@ def test_a_build_dependency_that_does_not_compile_for_wasm_stops_the_build(cargo
 def test_the_same_crate_builds_natively(cargo: Cargo, tmp_path: Path) -> None:
     run = cargo(FIXTURES / "wasm-incompatible", "build", wrapped=False, target_dir=tmp_path / "t")
     assert "mode is" in run.proc.stderr
+
+
+def test_host_only_rustflags_are_dropped_from_wasm_compiles(cargo: Cargo, tmp_path: Path) -> None:
+    flags = {"RUSTFLAGS": "-C target-cpu=native -C force-frame-pointers=yes"}
+    run = cargo(FIXTURES / "demo", "build", wrapped=True, target_dir=tmp_path / "t", extra_env=flags)
+    dropped = [e for e in run.trace if e["kind"] == "replay-dropped"]
+    assert dropped and dropped[0]["crate"] == "gen_consts"
+    assert {"target-cpu=native", "force-frame-pointers=yes"} <= set(dropped[0]["flags"])
