@@ -84,3 +84,17 @@ def test_parallel_and_serial_builds_agree_and_replay_once(cargo: Cargo, tmp_path
         results[jobs] = (_outputs(target), out)
     assert results["1"] == results["2"]
     assert "alpha 5518 true" in results["1"][1]
+
+
+def test_editing_a_build_dependency_replays_it_and_the_script_sees_the_change(cargo: Cargo, demo_copy: Path,
+                                                                             tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    first = cargo(demo_copy, "build", wrapped=True, target_dir=target)
+    assert first.replays() == ["gen_consts"]
+    lib = demo_copy / "gen-consts" / "src" / "lib.rs"
+    time.sleep(1.1)
+    lib.write_text(lib.read_text().replace("(i * i).to_string()", "(i * i + 1).to_string()"))
+    second = cargo(demo_copy, "build", wrapped=True, target_dir=target)
+    assert second.replays() == ["gen_consts"]  # same -C metadata, new rlib: replayed again
+    out = subprocess.run([str(target / "debug" / "app")], capture_output=True, text=True, check=True).stdout
+    assert "squares: [1, 2, 5, 10, 17, 26, 37, 50]" in out
