@@ -7,12 +7,17 @@ was built against:
 
     <cache>/toolchains/<compiler key>/facade/<hash>/libstd.rlib
 
-`<hash>` covers the facade's sources and the flags below: an edited source or flag builds a new one,
+`<hash>` covers the facade's sources and its flags (FLAGS below): an edited source or flag builds a new one,
 and the fixed `-C metadata=cratecage-facade-<hash>` gives identical inputs an identical crate identity.
 cargo runs many units at once, so a build happens in a temporary directory renamed into place, under a
 file lock that makes concurrent builders wait for the first one instead of compiling again.
 
 Linking a wasm module against the facade also needs `LINK_ARGS` (below), the same for every link.
+
+wasi-libc differs between sysroots: Debian's (2022), which cratecage's private sysroot uses, has no
+`realpath`, so `std::fs::canonicalize` would not link; rustup's newer one has one that fails for absolute
+paths into preopened directories. So `realpath` is wrapped like `stat` (LINK_ARGS): every call reaches the
+facade's own implementation (src/realpath.rs), whatever the libc has.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final, Iterator, Mapping
+from typing import Final, Iterator, Mapping, Sequence
 
 from shim.capable import WASM_TARGET, cache_root
 from shim.errors import ToolchainError
@@ -41,11 +46,12 @@ BUILD_TIMEOUT_S: Final = 600
 # wasm-ld's `--wrap=<name>` sends every call to libc's `<name>` to the facade's `__wrap_<name>`
 # (src/stat.rs), which calls the original and adds the permission bits WASI lacks, so
 # `fs::Metadata::permissions().readonly()` is not true for every file (autocfg refuses OUT_DIR otherwise).
-# These four are the whole `stat` family std and wasi-libc export; stat.rs defines a wrapper for each. Every
+# These four are the whole `stat` family std and wasi-libc export; stat.rs defines a wrapper for each.
+# `realpath` is replaced outright (src/realpath.rs, see the module docstring). Every
 # wasm link against the facade (a bin or a cdylib; compiles that only write an rlib ignore link args) needs
 # them: without `--wrap`, wasm-ld fails with "undefined symbol: __real_stat".
 LINK_ARGS: Final[tuple[str, ...]] = ("link-arg=--wrap=stat", "link-arg=--wrap=lstat", "link-arg=--wrap=fstat",
-                                     "link-arg=--wrap=fstatat")
+                                     "link-arg=--wrap=fstatat", "link-arg=--wrap=realpath")
 
 
 def facade_sources() -> list[Path]:
@@ -53,8 +59,13 @@ def facade_sources() -> list[Path]:
     return sorted((FACADE_DIR / "src").rglob("*.rs"))
 
 
-def source_hash() -> str:
-    digest = hashlib.sha256("\0".join(FLAGS).encode())
+def build_flags(tc: Toolchain) -> tuple[str, ...]:
+    """The facade's compile flags for this toolchain (the same for every toolchain today); part of the hash."""
+    return FLAGS
+
+
+def source_hash(flags: Sequence[str] = FLAGS) -> str:
+    digest = hashlib.sha256("\0".join(flags).encode())
     for path in facade_sources():
         digest.update(b"\0" + path.relative_to(FACADE_DIR).as_posix().encode() + b"\0")
         digest.update(path.read_bytes())
@@ -70,7 +81,8 @@ def facade_rlib(tc: Toolchain, environ: Mapping[str, str] = os.environ) -> Path:
     if tc.wasm_sysroot is None:
         raise ToolchainError(f"cannot build the std facade: {tc.compiler.rustc} has no wasm32-wasip1 std "
                              f"({tc.how})", hint="run `cratecage toolchain install`")
-    digest = source_hash()
+    flags = build_flags(tc)
+    digest = source_hash(flags)
     parent = facade_dir(tc, environ)
     final = parent / digest
     if (final / RLIB_NAME).is_file():
@@ -78,7 +90,7 @@ def facade_rlib(tc: Toolchain, environ: Mapping[str, str] = os.environ) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     with _locked(parent / f".{digest}.lock"):
         if not (final / RLIB_NAME).is_file():
-            _build_into(final, tc, digest, environ)
+            _build_into(final, tc, flags, digest, environ)
     return final / RLIB_NAME
 
 
@@ -92,19 +104,21 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _build_into(final: Path, tc: Toolchain, digest: str, environ: Mapping[str, str]) -> None:
+def _build_into(final: Path, tc: Toolchain, flags: Sequence[str], digest: str,
+                environ: Mapping[str, str]) -> None:
     """Compile in a temporary sibling directory, then rename it to `final` (which is never half-written)."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{digest}.", dir=final.parent))
     try:
-        _compile(tc, digest, tmp, environ)
+        _compile(tc, flags, digest, tmp, environ)
         shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover; we hold the lock
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _compile(tc: Toolchain, digest: str, out_dir: Path, environ: Mapping[str, str]) -> None:
-    argv = [tc.compiler.rustc, *FLAGS, "--sysroot", str(tc.wasm_sysroot),
+def _compile(tc: Toolchain, flags: Sequence[str], digest: str, out_dir: Path,
+             environ: Mapping[str, str]) -> None:
+    argv = [tc.compiler.rustc, *flags, "--sysroot", str(tc.wasm_sysroot),
             "-C", f"metadata=cratecage-facade-{digest}", "--out-dir", str(out_dir), str(FACADE_DIR / "src" / "lib.rs")]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, env=scrubbed_env(environ),

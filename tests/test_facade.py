@@ -171,13 +171,15 @@ def sandbox(tc: toolchain.Toolchain, tmp_path_factory: pytest.TempPathFactory) -
 
 def test_the_facade_is_built_once_per_toolchain_and_source_hash(tc: toolchain.Toolchain, facade_rlib: Path,
                                                                  cache_env: dict[str, str]) -> None:
-    assert facade_rlib == (facade.facade_dir(tc, cache_env) / facade.source_hash() / "libstd.rlib")
+    digest = facade.source_hash(facade.build_flags(tc))
+    assert facade_rlib == facade.facade_dir(tc, cache_env) / digest / "libstd.rlib"
     cache = Path(cache_env["CRATECAGE_CACHE_DIR"])
     assert facade_rlib.parent.parent == cache / "toolchains" / tc.compiler.key / "facade"
     mtime = facade_rlib.stat().st_mtime_ns
     assert facade.facade_rlib(tc, cache_env) == facade_rlib and facade_rlib.stat().st_mtime_ns == mtime
     names = {p.relative_to(facade.FACADE_DIR / "src").as_posix() for p in facade.facade_sources()}
-    assert names >= {"lib.rs", "ffi.rs", "host.rs", "env.rs", "stat.rs", "process.rs", "process/command.rs"}
+    assert names >= {"lib.rs", "ffi.rs", "host.rs", "env.rs", "stat.rs", "realpath.rs", "process.rs",
+                     "process/command.rs"}
 
 
 def test_concurrent_builders_share_one_build(tc: toolchain.Toolchain, tmp_path: Path) -> None:
@@ -197,7 +199,7 @@ def test_a_changed_source_builds_anew_and_errors_name_rustc_s_first_error(
     env = {**scrubbed(dict(os.environ)), "CRATECAGE_CACHE_DIR": str(tmp_path / "cache")}
     with (copy / "src" / "env.rs").open("a") as fh:
         fh.write("\nfn broken() -> u8 { \"no\" }\n")
-    assert facade.source_hash() != facade_rlib.parent.name
+    assert facade.source_hash(facade.build_flags(tc)) != facade_rlib.parent.name
     with pytest.raises(ToolchainError, match=r"std facade.*error\[E0308\]: mismatched types"):
         facade.facade_rlib(tc, env)
     assert [p for p in facade.facade_dir(tc, env).iterdir() if not p.name.endswith(".lock")] == []
@@ -666,7 +668,12 @@ def test_the_wrappers_are_in_the_link_and_a_link_without_link_args_fails(compile
     assert {e.name for e in module.exports} >= {"__wrap_stat", "__wrap_lstat", "__wrap_fstat", "__wrap_fstatat"}
     assert [i.name for i in module.imports if "__real_" in i.name or "__wrap_" in i.name] == []
     unwrapped = compiler.link_without_link_args("unwrapped", METADATA)
-    assert unwrapped.returncode != 0 and "undefined symbol: __real_stat" in unwrapped.stderr
+    if unwrapped.returncode == 0:
+        # rustup's wasm32-wasip1 link allows undefined symbols: they become imports no host defines
+        left = wasmtime.Module.from_file(wasmtime.Engine(), str(compiler.workdir / "unwrapped.wasm"))
+        assert "__real_stat" in {i.name for i in left.imports}
+    else:
+        assert "undefined symbol: __real_stat" in unwrapped.stderr
 
 
 READ_ONLY = r"""
@@ -726,3 +733,172 @@ def test_the_current_directory_is_the_package_directory(compiler: Compiler, sand
     assert (Path(ctx.out_dir) / "relative.txt").read_text() == "r"
     # a CARGO_MANIFEST_DIR that is not preopened leaves wasi-libc's "/" (and no panic before main)
     assert sandbox.run(wasm, ONLY_CWD="1", CARGO_MANIFEST_DIR="/nonexistent").stdout == "/\n"
+
+
+# -- realpath, for fs::canonicalize: the facade's where wasi-libc has none ----------------------------------
+
+def ar_archive(members: dict[str, bytes], index: list[str] | None) -> bytes:
+    """A GNU `ar` archive of `members`, with a symbol index ("/" member) naming `index` (offsets are dummies)."""
+    def member(name: str, data: bytes) -> bytes:
+        header = f"{name:<16}{0:<12}{0:<6}{0:<6}{644:<8}{len(data):<10}`\n".encode()
+        return header + data + (b"\n" if len(data) % 2 else b"")
+    out = b"!<arch>\n"
+    if index is not None:
+        table = len(index).to_bytes(4, "big") + b"\0\0\0\0" * len(index) + b"".join(n.encode() + b"\0" for n in index)
+        out += member("/", table)
+    return out + b"".join(member(name + "/", data) for name, data in members.items())
+
+
+def rustup_wasm_rustc() -> str | None:
+    """A rustup toolchain's rustc whose wasm32-wasip1 target (with its own wasi-libc) is installed."""
+    home = Path(os.environ.get("RUSTUP_HOME") or Path.home() / ".rustup")
+    libcs = sorted(home.glob("toolchains/*/lib/rustlib/wasm32-wasip1/lib/self-contained/libc.a"))
+    rustcs = [libc.parents[5] / "bin" / "rustc" for libc in libcs]
+    return next((str(r) for r in rustcs if os.access(r, os.X_OK)), None)
+
+
+CANONICALIZE = r"""
+fn main() {
+    let pkg = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let out = std::env::var("OUT_DIR").unwrap();
+    let absolute = [pkg.clone(), format!("{}/sub/../link", pkg), format!("{}/..", out),
+                    format!("{}/../pkg/sub/uplink/data.txt", out), "/nonexistent/x".to_string()];
+    let relative = [".", "..", "data.txt", "./sub/../data.txt", "sub/", "sub//..//data.txt", "link", "chain",
+                    "sub/uplink/data.txt", "sub/uplink/link", "dirlink/../data.txt", "dirlink/", "missing",
+                    "sub/missing/../data.txt", "dangling", "data.txt/", "data.txt/x", "link/", "loop", ""];
+    for path in absolute.iter().map(String::as_str).chain(relative).chain(["abslink"]) {
+        match std::fs::canonicalize(path) {
+            Ok(p) => println!("{}\tOk\t{}", path, p.display()),
+            Err(e) => println!("{}\tErr\t{:?}", path, e.kind()),
+        }
+    }
+}
+"""
+
+
+def package_with_links(sandbox: Sandbox, **env: str) -> RunContext:
+    ctx = package_with_files(sandbox, **env)
+    pkg = Path(ctx.package_dir)
+    for name, target in {"chain": "link", "sub/uplink": "..", "dirlink": "sub", "dangling": "nowhere",
+                         "loop": "loop", "abslink": str(pkg / "data.txt")}.items():
+        (pkg / name).symlink_to(target)
+    return ctx
+
+
+def test_canonicalize_answers_as_natively(compiler: Compiler, sandbox: Sandbox) -> None:
+    ctx = package_with_links(sandbox)
+    assert os.path.realpath(ctx.package_dir) == ctx.package_dir  # else the native answers differ anyway
+    ran = sandbox.run(compiler.wasm("canonicalize", CANONICALIZE), ctx)
+    assert ran.code == 0, ran.stderr
+    native = subprocess.run([str(compiler.native("canonicalize", CANONICALIZE))], cwd=ctx.package_dir,
+                            capture_output=True, text=True, timeout=60,
+                            env={"OUT_DIR": ctx.out_dir, "CARGO_MANIFEST_DIR": ctx.package_dir})
+    assert native.returncode == 0, native.stderr
+    pkg, run_dir = ctx.package_dir, str(Path(ctx.package_dir).parent)
+    got = {line[0]: tuple(line[1:]) for line in ran.lines()}
+    want = {line[0]: tuple(line[1:]) for line in (line.split("\t") for line in native.stdout.splitlines())}
+    # wasmtime refuses to read a symbolic link whose target is absolute (EPERM), whoever asks
+    assert (got.pop("abslink"), want.pop("abslink")) == (("Err", "PermissionDenied"), ("Ok", f"{pkg}/data.txt"))
+    assert got == want
+    assert got["data.txt"] == got["./sub/../data.txt"] == got["sub/uplink/link"] == ("Ok", f"{pkg}/data.txt")
+    assert got["chain"] == got["dirlink/../data.txt"] == ("Ok", f"{pkg}/data.txt")
+    assert got[".."] == got[f"{ctx.out_dir}/.."] == ("Ok", run_dir)
+    assert got["dirlink/"] == ("Ok", f"{pkg}/sub")
+    assert {got[p] for p in ("missing", "sub/missing/../data.txt", "dangling", "", "/nonexistent/x")} == {
+        ("Err", "NotFound")}
+    assert {got[p] for p in ("data.txt/", "data.txt/x", "link/")} == {("Err", "NotADirectory")}
+    assert got["loop"] == ("Err", "FilesystemLoop")
+
+
+REALPATH_C = r"""
+use std::ffi::{c_char, c_void, CStr, CString};
+extern "C" {
+    fn realpath(path: *const c_char, resolved: *mut c_char) -> *mut c_char;
+    fn free(ptr: *mut c_void);
+}
+fn call(what: &str, path: Option<&str>, buffer: bool) {
+    let owned = path.map(|p| CString::new(p).unwrap());
+    let mut buf = vec![0 as c_char; 4096];  // PATH_MAX
+    let dst = if buffer { buf.as_mut_ptr() } else { std::ptr::null_mut() };
+    let got = unsafe { realpath(owned.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()), dst) };
+    if got.is_null() {
+        println!("{}\tErr\t{:?}", what, std::io::Error::last_os_error().kind());
+        return;
+    }
+    let text = unsafe { CStr::from_ptr(got) }.to_str().unwrap().to_owned();
+    if buffer {
+        assert_eq!(got, dst);
+    } else {
+        unsafe { free(got.cast()) };
+    }
+    println!("{}\tOk\t{}", what, text);
+}
+fn main() {
+    let deep = std::fs::read_to_string("deep.txt").unwrap();
+    call("buffer", Some("sub/../link"), true);
+    call("malloc", Some("sub/../link"), false);
+    call("null path", None, false);
+    call("empty", Some(""), true);
+    call("missing", Some("missing"), true);
+    call("deep, buffer", Some(&deep), true);
+    call("deep, malloc", Some(&deep), false);
+}
+"""
+
+
+def test_realpath_fills_the_buffer_or_mallocs_and_sets_errno(compiler: Compiler, sandbox: Sandbox) -> None:
+    ctx = package_with_links(sandbox)
+    # a directory whose absolute path (and so realpath's answer) is longer than PATH_MAX, though its path
+    # relative to the package stays below it
+    pkg = ctx.package_dir
+    want = 4100 - len(pkg) - 1
+    names = ["d" * 200] * (want // 201) + ["e" * max(1, want % 201 - 1)]
+    deep = "/".join(names)
+    assert len(pkg) + 1 + len(deep) + 1 > 4096 > len(deep)
+    fd = os.open(pkg, os.O_RDONLY)
+    try:
+        for name in names:
+            os.mkdir(name, dir_fd=fd)
+            fd, old = os.open(name, os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+    finally:
+        os.close(fd)
+    (Path(pkg) / "deep.txt").write_text(deep)
+    ran = sandbox.run(compiler.wasm("realpathc", REALPATH_C), ctx)
+    assert ran.code == 0, ran.stderr
+    lines = {line[0]: tuple(line[1:]) for line in ran.lines()}
+    # PATH_MAX bounds only the caller's buffer (musl's realpath in rustup's wasi-libc would bound both)
+    assert lines.pop("deep, malloc") == ("Ok", f"{pkg}/{deep}")
+    assert lines == {"buffer": ("Ok", f"{pkg}/data.txt"), "malloc": ("Ok", f"{pkg}/data.txt"),
+                     "null path": ("Err", "InvalidInput"), "empty": ("Err", "NotFound"),
+                     "missing": ("Err", "NotFound"), "deep, buffer": ("Err", "InvalidFilename")}
+
+
+def test_every_canonicalize_reaches_the_facade_s_realpath(tc: toolchain.Toolchain, compiler: Compiler) -> None:
+    assert "link-arg=--wrap=realpath" in facade.LINK_ARGS
+    assert compiler.facade.parent.name == facade.source_hash(facade.build_flags(tc))
+    # a canonicalize-using program links whatever the libc has; rustc exports the facade's definition
+    module = wasmtime.Module.from_file(wasmtime.Engine(), str(compiler.wasm("canonlinks", CANONICALIZE)))
+    assert "__wrap_realpath" in {e.name for e in module.exports}
+    assert not {i.name for i in module.imports} & {"realpath", "__real_realpath"}
+
+
+def test_with_rustup_s_wasi_libc_canonicalize_still_reaches_the_facade(
+        cache_env: dict[str, str], sandbox: Sandbox, tmp_path: Path) -> None:
+    rustc = rustup_wasm_rustc()
+    if rustc is None:
+        pytest.skip("no rustup toolchain with the wasm32-wasip1 target here")
+    rustup = toolchain.resolve(rustc, environ=scrubbed(dict(os.environ)))
+    assert rustup.ready and facade.build_flags(rustup) == facade.FLAGS
+    rlib = facade.facade_rlib(rustup, cache_env)
+    assert rlib.parent.name == facade.source_hash(facade.FLAGS)
+    wasm = Compiler(rustup, rlib, tmp_path).wasm("canonrustup", CANONICALIZE)
+    module = wasmtime.Module.from_file(wasmtime.Engine(), str(wasm))
+    assert "__wrap_realpath" in {e.name for e in module.exports}
+    ran = sandbox.run(wasm, package_with_links(sandbox))
+    assert ran.code == 0, ran.stderr
+    got = {line[0]: tuple(line[1:]) for line in ran.lines()}
+    pkg = ran.ctx.package_dir
+    assert got["./sub/../data.txt"] == got["sub/uplink/link"] == ("Ok", f"{pkg}/data.txt")
+    assert got["link"] == ("Ok", f"{pkg}/data.txt") and got["missing"] == ("Err", "NotFound")
+    assert got[pkg] == ("Ok", pkg)  # musl's realpath answered NotFound for absolute paths into a preopen

@@ -11,7 +11,9 @@
 //! and make it private to every user. Hence the `cratecage_` prefixes.
 //!
 //! Below std's API, stat.rs wraps libc's `stat` family at link time (shim/facade.py's `LINK_ARGS`) so that
-//! `fs::Metadata::permissions()` reports plausible bits instead of "read-only" for everything.
+//! `fs::Metadata::permissions()` reports plausible bits instead of "read-only" for everything, and
+//! realpath.rs replaces libc's `realpath` (for `fs::canonicalize`) through `--wrap=realpath`: Debian's
+//! wasi-libc lacks it and rustup's fails on absolute paths into preopened directories.
 //!
 //! The code for building this crate is shim/facade.py; the host side of the imports is
 //! shim/host_process.py.
@@ -27,6 +29,8 @@ mod cratecage_ffi;
 mod cratecage_host;
 #[path = "stat.rs"]
 mod cratecage_stat;
+#[path = "realpath.rs"]
+mod cratecage_realpath;
 
 pub mod env;
 pub mod process;
