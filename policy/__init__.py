@@ -1,6 +1,95 @@
-"""cratecage's permission model: reading `[permissions.build|macro|run.<crate>]` policy, validating it,
-and resolving what one crate may do (see ../shared/DESIGN.md, "Policy").
+"""cratecage's permission model: reading policy, validating it, resolving what one crate may do.
 
-Nothing is enforced through this package yet: build scripts and proc macros still pass through, after the
-wrapper has checked the toolchain. The policy issue fills it in.
+This package is pure logic: no sandbox, no cargo. The runner asks `discover` for the build's policy,
+`Policy.resolve` for one crate's `Grant`, and the Grant's `allows_*` methods for each request; denials
+print `suggest_entry`. Modules, one concern each:
+
+    capabilities.py  the table of capability kinds, their list keys and how items match
+    load.py          TOML -> validated Policy; every error names file, line, key, what was expected
+    locate.py        line numbers of keys (tomllib reports none)
+    model.py         Policy, Entry, Rule, Limits, Grant (merging, deny-wins, digest)
+    semver.py        `version = "..."` requirements, matched like cargo's semver crate
+    sources.py       discovery and precedence of policy sources
+    curated.py       curated defaults for well-known crates, in this same format
+    suggest.py       paste-ready entries for denials
+    errors.py        PolicyError (exit 2)
+
+The format
+----------
+In `cratecage.toml` at the workspace root (or the file `CRATECAGE_POLICY` names, relative to the
+workspace root) as top-level tables;
+or in the root Cargo.toml under `[workspace.metadata.permissions...]`, or, in a single-package project,
+`[package.metadata.permissions...]`. The first of these four found wins; the others get a warning.
+
+    [permissions]
+    mode = "enforce"                 # or "warn": permit what is not granted, and report it
+    curated-defaults = true          # false: ignore policy/curated.py
+
+    [permissions.build.openssl-sys]  # the build script of package openssl-sys (- and _ are the same)
+    version = "^0.9"                 # optional semver requirement; entries that do not match are ignored
+    process-spawn     = { action = "permit", programs = ["cc", "pkg-config"] }
+    env-access        = { action = "permit", vars = ["PKG_CONFIG_PATH", "OPENSSL_*"] }
+    filesystem-access = { action = "permit", paths = ["/usr/include"], writable = ["target/gen"] }
+    directives        = { action = "permit", list = ["rustc-link-lib=ssl", "rustc-link-search=/opt/ssl/lib"] }
+    limits            = { time = "5m", memory = "2GiB" }
+
+    [permissions.macro.sqlx-macros]  # the proc macro of package sqlx-macros
+    network-access    = { action = "permit", routes = ["127.0.0.1:5432", "[::1]:5432", "db.local:*"] }
+    sandbox = "native"               # the one escape hatch: run it natively; reported on every build
+
+    [permissions.run.my-tool]        # a program run with the cratecage runner
+    env-access = ["HOME"]            # shorthand for a capability with one list: permit these
+
+Kinds are `build`, `macro` and `run`; each holds one table per package, or an array of tables
+(`[[permissions.build.foo]]`) to give one package several entries, e.g. for different versions.
+
+Capabilities (policy/capabilities.py), each `{ action = "permit" | "deny", <list keys> }`:
+  - `filesystem-access`: `paths` readable, `writable` readable and writable. Each path is a tree.
+    Relative paths are relative to the directory of the file holding the policy; `~` is expanded.
+  - `env-access`: `vars`, exact names or a prefix ending in `*`.
+  - `network-access`: `routes`, `host:port`, IPv6 in brackets (`[::1]:443`), port `*` for any. Hosts
+    match as written (no DNS resolution): grant the name the crate connects to.
+  - `process-spawn`: `programs`, a bare name (found in PATH by the host) or a path; matched exactly.
+  - `directives`: `list` of build-script directives beyond the defaults (see shim/directives.py). An
+    item is `KEY` (every directive with that key) or `KEY=TARGET`, TARGET exact or a prefix ending in
+    `*` (a `*` never matches across a `..` path segment). TARGET is the variable for `rustc-env`
+    (`rustc-env=LD_PRELOAD`), the path for `rustc-link-search` (without `native=`), the library name
+    for `rustc-link-lib` (`rustc-link-lib=z`), and the whole value for every other key
+    (`rustc-link-arg=-Wl,--as-needed`). Without a grant, directives pass when harmless: rerun-if-*,
+    rustc-cfg, rustc-check-cfg, warning, error, metadata, search paths inside OUT_DIR, libraries found
+    there, rustc-env of variables that do not change how programs load or run.
+
+Merging: every entry that applies to a crate (kind, name, version) and the curated defaults are merged
+by union. `action = "deny"` wins over any permit of the same target, whichever entry permits it; a deny
+with no list refuses the whole capability. For paths, a permitted tree that overlaps a denied one is
+withheld entirely (a preopened directory cannot have holes). A deny takes back only grants: the
+directive defaults above are not grants and stay. Limits merge to the larger value. `Grant.digest()`
+hashes exactly what is granted, not where it is written.
+
+Errors: anything malformed (bad TOML, unknown table or key, wrong type, a route without a port, an
+unknown action, a bad version requirement, an unknown kind) is a PolicyError, rendered as one line
+`cratecage: <file>:<line>: <key>: <what was expected>`. Package names are not checked: a name that
+matches no package is the caller's warning, not an error.
 """
+
+from __future__ import annotations
+
+from policy.errors import PolicyError
+from policy.load import load_file, load_text
+from policy.model import Entry, Grant, Limits, Policy, Rule, Source
+from policy.sources import discover
+from policy.suggest import suggest_entry
+
+__all__ = [
+    "Entry",
+    "Grant",
+    "Limits",
+    "Policy",
+    "PolicyError",
+    "Rule",
+    "Source",
+    "discover",
+    "load_file",
+    "load_text",
+    "suggest_entry",
+]

@@ -1,0 +1,362 @@
+"""Build-script stdout directives: parsed exactly as cargo parses them, then checked against the policy.
+
+Why this exists: cargo turns what a build script prints into `-L`/`-l`/`-C link-arg` flags, cfgs and
+environment variables for rustc and the linker, i.e. into code that runs natively outside the sandbox. So
+the runner passes on only the lines this module lets through, and only in a form it rendered itself.
+
+How cargo reads the output (`BuildOutput::parse`, cargo/src/cargo/core/compiler/custom_build.rs, 1.77+):
+
+  1. split the bytes on b"\\n" only (a "\\r" stays part of its line);
+  2. decode each line as UTF-8; a line that is not valid UTF-8 is skipped (strict, not lossy);
+  3. trim Rust's whitespace (`char::is_whitespace`) from both ends: indentation and a trailing "\\r" go;
+  4. `cargo::` is checked before `cargo:`. `cargo::KEY=VALUE` is the new form: KEY is everything up to the
+     first "=", any key but `CARGO_KEYS` fails the build, metadata is `cargo::metadata=NAME=VALUE`;
+  5. `cargo:KEY=VALUE` is the old form only when the text after `cargo:` starts with one of
+     `OLD_SYNTAX_KEYS` followed by "="; anything else is metadata `cargo:NAME=VALUE` (so `cargo:error=x`
+     is metadata named "error", and `cargo: rustc-env=X=1` is metadata named " rustc-env");
+  6. every other line is ignored (cargo keeps it in its `output` file and shows it with -vv).
+
+Malformed directives (no "=", unknown new-form key, `rustc-env` without "=", bad `rustc-flags`) make
+cargo fail the build; here they are denials whose reason says cargo would reject the line.
+
+`filter` decides per directive by one table, `RULES`: some keys always pass, three pass when their
+target is inside OUT_DIR or harmless (`rustc-link-search`, `rustc-link-lib`, `rustc-env`), everything
+else only when the crate's grant allows `KEY=TARGET` (see policy/__init__.py for the grant syntax).
+Kept directives are re-rendered from the parsed key and value (`Directive.canonical`), so what cargo
+reads is exactly what was checked. Lines that are not directives pass unchanged unless they contain
+"cargo:" anywhere (cargo ignores them either way; this just leaves no room for a parser difference).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable, Final, Iterator, Union
+
+# Rust's `char::is_whitespace` (Unicode White_Space), which `str::trim` removes. Python's own `str.strip()`
+# would also remove U+001C..U+001F, which Rust keeps: a line starting with one of those is no directive.
+RUST_WHITESPACE: Final = ("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+                          "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+
+NEW_PREFIX: Final = "cargo::"
+OLD_PREFIX: Final = "cargo:"
+
+# Keys cargo still recognises after a single colon; its RESERVED_PREFIXES, each followed by "=".
+OLD_SYNTAX_KEYS: Final[tuple[str, ...]] = (
+    "rustc-flags", "rustc-link-lib", "rustc-link-search", "rustc-link-arg-cdylib", "rustc-cdylib-link-arg",
+    "rustc-link-arg-bins", "rustc-link-arg-bin", "rustc-link-arg-tests", "rustc-link-arg-benches",
+    "rustc-link-arg-examples", "rustc-link-arg", "rustc-cfg", "rustc-check-cfg", "rustc-env", "warning",
+    "rerun-if-changed", "rerun-if-env-changed",
+)
+# Every key cargo accepts; `error` and `metadata` exist only in the `cargo::` form.
+CARGO_KEYS: Final[tuple[str, ...]] = OLD_SYNTAX_KEYS + ("error", "metadata")
+
+# rustc's `-L [KIND=]PATH` kinds (rustc_session::search_paths); any other "x=" is part of the path.
+SEARCH_KINDS: Final = ("native", "crate", "dependency", "framework", "all")
+# `-l [KIND[:MODIFIERS]=]NAME[:RENAME]` kinds whose library file we can look for in OUT_DIR, and its names.
+LIB_FILES: Final[dict[str, tuple[str, ...]]] = {
+    "": ("lib{}.a", "lib{}.so"),
+    "static": ("lib{}.a",),
+    "dylib": ("lib{}.so",),
+}
+
+# Variables `rustc-env` may not set without a grant: cargo sets them on rustc (that is, on cratecage, an
+# inner wrapper, rustc, the linker and what they start) and on `cargo run`/`cargo test` of the package.
+# Each changes how a program loads code, finds files or behaves. Names are compared upper-cased.
+LOADER_ENV_PREFIXES: Final[tuple[str, ...]] = (
+    "LD_", "DYLD_",             # dynamic loader: LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, DYLD_INSERT_LIBRARIES
+    "MALLOC_", "GLIBC_", "GCONV_",  # glibc tunables and charset modules (GCONV_PATH loads .so files)
+    "RUST", "CARGO",            # rustc, rustdoc, RUSTC_WRAPPER, RUSTFLAGS, RUSTC_BOOTSTRAP, cargo's own
+    "CRATECAGE_",               # this wrapper: CRATECAGE_WRAPPER would run a program, _POLICY grant
+    "SCCACHE_", "CCACHE_",      # inner wrappers
+    "PYTHON", "PERL5", "PERL", "RUBY", "NODE_", "JAVA_", "_JAVA_", "JDK_JAVA_", "DOTNET_", "COMPLUS_",
+    "GCC_", "COLLECT_",         # the C toolchain the linker driver starts
+    "ASAN_", "UBSAN_", "LSAN_", "MSAN_", "TSAN_",  # sanitizer runtimes read files named here
+)
+LOADER_ENV_NAMES: Final[frozenset[str]] = frozenset({
+    "PATH",                     # which linker, cc, wrapper runs
+    "LIBRARY_PATH", "COMPILER_PATH", "CPATH",  # where the linker driver finds libraries and tools
+    "LOCPATH", "NLSPATH", "HOSTALIASES", "RES_OPTIONS", "LOCALDOMAIN", "TZDIR",  # glibc reads these files
+    "TMPDIR", "TMP", "TEMP",    # where rustc and the linker write intermediate files
+    "HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME",  # configuration programs read
+    "SHELL", "BASH_ENV", "ENV", "IFS", "PS4", "PROMPT_COMMAND",  # a shell anything starts runs these
+    "NODE_OPTIONS", "RUBYOPT", "RUBYLIB",
+    "OPENSSL_CONF", "OPENSSL_ENGINES", "SSL_CERT_FILE", "SSL_CERT_DIR",  # loads engines, trusts CAs
+    "GIT_SSH", "GIT_SSH_COMMAND", "GIT_EXEC_PATH", "GIT_CONFIG", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
+    "EDITOR", "VISUAL", "PAGER", "LESSOPEN", "LESSCLOSE",
+    "MAKEFLAGS", "MFLAGS",      # jobserver file descriptors
+})
+
+
+@dataclass(frozen=True)
+class Directive:
+    """One `cargo:`/`cargo::` line as cargo understands it.
+
+    `value` is everything after `KEY=`; for old-form metadata (`cargo:NAME=VALUE`) it is `NAME=VALUE`,
+    as it is for new-form `cargo::metadata=NAME=VALUE`. `problem` is why cargo would fail the build on
+    this line, "" when cargo accepts it; then `canonical` is None.
+    """
+
+    key: str
+    value: str
+    raw: str  # the line as printed (decoded, not trimmed)
+    new_syntax: bool
+    problem: str = ""
+
+    @property
+    def canonical(self) -> str | None:
+        """The line cargo gets: same syntax as printed (a package whose rust-version predates 1.77 may
+        not use `cargo::`), no surrounding whitespace. Parsing it again gives this same directive."""
+        if self.problem:
+            return None
+        if self.new_syntax:
+            return f"{NEW_PREFIX}{self.key}={self.value}"
+        if self.key == "metadata":
+            return f"{OLD_PREFIX}{self.value}"
+        return f"{OLD_PREFIX}{self.key}={self.value}"
+
+    @property
+    def target(self) -> str:
+        """What a grant names for this directive: the variable of `rustc-env`, the path of
+        `rustc-link-search`, the library of `rustc-link-lib`, else the whole value."""
+        return RULES[self.key].target(self.value) if self.key in RULES else self.value
+
+    @property
+    def grant_item(self) -> str:
+        """The `directives` list item that permits exactly this directive, e.g. "rustc-env=LD_PRELOAD"."""
+        return f"{self.key}={self.target}"
+
+
+Line = Union[Directive, str]  # a directive, or a line that is none (decoded, untrimmed)
+
+
+def _parse_line(line: str) -> Directive | None:
+    """Steps 3-5 of the module docstring for one decoded line; None when it is no directive."""
+    text = line.strip(RUST_WHITESPACE)
+    if text.startswith(NEW_PREFIX):
+        data = text[len(NEW_PREFIX):]
+        key, eq, value = data.partition("=")
+        if not eq:
+            return Directive(data, "", line, True, "expected `cargo::KEY=VALUE`, found no `=`")
+        value = value.rstrip(RUST_WHITESPACE)
+        problem = "" if key in CARGO_KEYS else f"unknown key `{key}`"
+        return Directive(key, value, line, True, problem or _value_problem(key, value))
+    if text.startswith(OLD_PREFIX):
+        data = text[len(OLD_PREFIX):]
+        for key in OLD_SYNTAX_KEYS:
+            if data.startswith(key + "="):
+                value = data[len(key) + 1:].rstrip(RUST_WHITESPACE)
+                return Directive(key, value, line, False, _value_problem(key, value))
+        return Directive("metadata", data, line, False, _value_problem("metadata", data))
+    return None
+
+
+def parse_lines(stdout: bytes | bytearray | str) -> Iterator[Line]:
+    """Every line of a build script's stdout, as a Directive or (not a directive) as text. Lines that
+    are not UTF-8 are dropped, as cargo drops them; so is the empty remainder after a final newline."""
+    raw_lines: list[bytes] | list[str] = (stdout.split(b"\n") if isinstance(stdout, (bytes, bytearray))
+                                          else stdout.split("\n"))
+    if raw_lines and not raw_lines[-1]:
+        raw_lines = raw_lines[:-1]
+    for raw in raw_lines:
+        if isinstance(raw, (bytes, bytearray)):
+            try:
+                line = bytes(raw).decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+        else:
+            line = raw
+        directive = _parse_line(line)
+        yield line if directive is None else directive
+
+
+def parse(stdout: bytes | bytearray | str) -> list[Directive]:
+    """The directives of a build script's stdout, in order (malformed ones included, with `problem`)."""
+    return [item for item in parse_lines(stdout) if isinstance(item, Directive)]
+
+
+# --- what each key's value means -------------------------------------------------------------------------
+
+def _whole(value: str) -> str:
+    return value
+
+
+def _before_eq(value: str) -> str:
+    return value.partition("=")[0]
+
+
+def split_search(value: str) -> tuple[str, str]:
+    """`[KIND=]PATH` of `rustc-link-search`, as rustc splits it: (kind, path); kind "" when absent."""
+    for kind in SEARCH_KINDS:
+        if value.startswith(kind + "="):
+            return kind, value[len(kind) + 1:]
+    return "", value
+
+
+def split_lib(value: str) -> tuple[str, frozenset[str], str]:
+    """`[KIND[:MODIFIERS]=]NAME[:RENAME]` of `rustc-link-lib`, as rustc splits it: (kind, modifiers, name)."""
+    spec, eq, rest = value.partition("=")
+    kind, modifiers = ("", "") if not eq else spec.partition(":")[::2]
+    name = (rest if eq else spec).partition(":")[0]
+    return kind, frozenset(m for m in modifiers.split(",") if m), name
+
+
+def _search_target(value: str) -> str:
+    return split_search(value)[1]
+
+
+def _lib_target(value: str) -> str:
+    return split_lib(value)[2]
+
+
+def _value_problem(key: str, value: str) -> str:
+    """What cargo rejects in an accepted key's value (its own parse errors), "" when nothing."""
+    if key in ("metadata", "rustc-env", "rustc-link-arg-bin") and "=" not in value:
+        return f"`{key}` needs `NAME=VALUE`, found no `=`"
+    if key == "rustc-flags":
+        return _rustc_flags_problem(value)
+    return ""
+
+
+def _rustc_flags_problem(value: str) -> str:
+    """cargo's parse_rustc_flags: only `-l`/`-L`, each with a value (attached or the next word); words
+    are split on Rust's whitespace."""
+    words = [w for w in re.split(f"[{re.escape(RUST_WHITESPACE)}]+", value) if w]
+    i = 0
+    while i < len(words):
+        flag = words[i]
+        if not flag.startswith(("-l", "-L")):
+            return f"only -l and -L flags are allowed in `rustc-flags`, found `{flag}`"
+        if len(flag) == 2:
+            i += 1
+            if i == len(words):
+                return f"`{flag}` in `rustc-flags` has no value"
+        i += 1
+    return ""
+
+
+# --- the policy check ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Context:
+    out_dir: str  # normalised, absolute
+    search_dirs: tuple[str, ...]  # kept `rustc-link-search` directories inside OUT_DIR
+
+
+def inside(path: str, root: str) -> bool:
+    """`path` is `root` or below it, judged on the text: absolute, no `..` segment (the runner removes
+    symbolic links in OUT_DIR that point outside it, so no component can lead out)."""
+    if not os.path.isabs(path) or ".." in path.split("/"):
+        return False
+    path = os.path.normpath(path)
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _always(value: str, ctx: _Context) -> str:
+    return ""
+
+
+def _never(value: str, ctx: _Context) -> str:
+    return "needs a grant"
+
+
+def _search_default(value: str, ctx: _Context) -> str:
+    path = split_search(value)[1]
+    return "" if inside(path, ctx.out_dir) else "search path outside OUT_DIR"
+
+
+def _lib_default(value: str, ctx: _Context) -> str:
+    kind, modifiers, name = split_lib(value)
+    if kind not in LIB_FILES or not name or "/" in name or name in (".", ".."):
+        return "library not found in a search path inside OUT_DIR"
+    files = (name,) if "+verbatim" in modifiers else tuple(f.format(name) for f in LIB_FILES[kind])
+    for directory in ctx.search_dirs:
+        if any(os.path.isfile(os.path.join(directory, f)) for f in files):
+            return ""
+    return "library not found in a search path inside OUT_DIR"
+
+
+def loader_variable(name: str) -> bool:
+    """Whether `rustc-env` of this variable needs a grant (see LOADER_ENV_*)."""
+    upper = name.upper()
+    return upper in LOADER_ENV_NAMES or upper.startswith(LOADER_ENV_PREFIXES) or not name or "\0" in name
+
+
+def _env_default(value: str, ctx: _Context) -> str:
+    name = value.partition("=")[0]
+    return "variable changes how programs load or run" if loader_variable(name) else ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one cargo key is checked: `default` returns "" when the directive passes without a grant, or
+    why it needs one; `target` is what a grant names (see Directive.target)."""
+
+    default: Callable[[str, _Context], str]
+    target: Callable[[str], str] = _whole
+
+
+_LINK_ARG_KEYS: Final = ("rustc-link-arg", "rustc-link-arg-bins", "rustc-link-arg-bin", "rustc-link-arg-tests",
+                         "rustc-link-arg-benches", "rustc-link-arg-examples", "rustc-link-arg-cdylib",
+                         "rustc-cdylib-link-arg")
+
+# The policy, one row per cargo key. Keys not listed (new-form unknown keys) are malformed anyway.
+RULES: Final[dict[str, Rule]] = {
+    # Affect only when the script reruns, messages, and this crate's own cfgs: nothing runs from them.
+    "rerun-if-changed": Rule(_always),
+    "rerun-if-env-changed": Rule(_always),
+    "rustc-cfg": Rule(_always),
+    "rustc-check-cfg": Rule(_always),
+    "warning": Rule(_always),
+    "error": Rule(_always),
+    # DEP_<links>_<NAME> for dependents' build scripts, which run sandboxed too.
+    "metadata": Rule(_always, _before_eq),
+    # Linker inputs the script built itself are fine; anything else links code from outside.
+    "rustc-link-search": Rule(_search_default, _search_target),
+    "rustc-link-lib": Rule(_lib_default, _lib_target),
+    "rustc-env": Rule(_env_default, _before_eq),
+    "rustc-flags": Rule(_never),
+    **{key: Rule(_never) for key in _LINK_ARG_KEYS},
+}
+
+GrantCheck = Callable[[str, str], bool]  # (key, target) -> permitted; e.g. policy.Grant.allows_directive
+
+
+def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the name the runner uses
+           grant_allows_directive: GrantCheck) -> tuple[list[str], list[tuple[Directive, str]]]:
+    """(lines to hand to cargo, denied directives with the reason). Kept directives are canonical lines;
+    kept non-directive lines are unchanged. The runner writes `"\\n".join(kept)` plus a final newline.
+    In warn mode it may pass a denied directive on too, as its `canonical` line (None: cargo would
+    reject the line anyway, so there is nothing to pass).
+
+    Two passes, because a `rustc-link-lib` may come before the `rustc-link-search` that finds it."""
+    items = list(parse_lines(stdout))
+    root = os.path.normpath(out_dir)
+    search = tuple(os.path.normpath(split_search(d.value)[1]) for d in items
+                   if isinstance(d, Directive) and d.key == "rustc-link-search" and not d.problem
+                   and inside(split_search(d.value)[1], root))
+    ctx = _Context(root, search)
+    kept: list[str] = []
+    denied: list[tuple[Directive, str]] = []
+    for item in items:
+        if isinstance(item, str):
+            if OLD_PREFIX not in item:
+                kept.append(item)
+            continue
+        reason = _check(item, ctx, grant_allows_directive)
+        if reason:
+            denied.append((item, reason))
+        else:
+            kept.append(item.canonical or "")
+    return kept, denied
+
+
+def _check(directive: Directive, ctx: _Context, grant_allows_directive: GrantCheck) -> str:
+    """"" when the directive may pass, else why not."""
+    if directive.problem:
+        return f"cargo would reject this line: {directive.problem}"
+    reason = RULES[directive.key].default(directive.value, ctx)
+    if reason and grant_allows_directive(directive.key, directive.target):
+        return ""
+    return reason

@@ -1,0 +1,250 @@
+"""Build-script stdout, parsed as cargo's BuildOutput::parse does, and filtered by the policy (shim/directives.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shim import directives
+from shim.directives import CARGO_KEYS, RULES, Directive, filter, parse, parse_lines
+
+OUT = "/t/debug/build/foo-1234/out"
+
+
+@pytest.mark.parametrize(
+    "line, key, value, new_syntax",
+    [
+        ("cargo:rustc-cfg=has_foo", "rustc-cfg", "has_foo", False),
+        ("cargo::rustc-cfg=has_foo", "rustc-cfg", "has_foo", True),
+        ("   cargo:rustc-cfg=has_foo   ", "rustc-cfg", "has_foo", False),
+        ("\tcargo::rustc-env=A=b c\r", "rustc-env", "A=b c", True),
+        ("cargo:rustc-env=A=b\rc", "rustc-env", "A=b\rc", False),  # only the ends are trimmed
+        ("\u3000cargo:warning=hi\u2028", "warning", "hi", False),  # Rust's whitespace includes these
+        ("cargo:rustc-link-arg=-Wl,-rpath,/x", "rustc-link-arg", "-Wl,-rpath,/x", False),
+        ("cargo:rustc-link-arg-bin=server=-Wl,--cref", "rustc-link-arg-bin", "server=-Wl,--cref", False),
+        # old form: anything that is not a reserved key is metadata
+        ("cargo:root=/x/y", "metadata", "root=/x/y", False),
+        ("cargo:error=boom", "metadata", "error=boom", False),
+        ("cargo:metadata=a=b", "metadata", "metadata=a=b", False),
+        ("cargo: rustc-env=LD_PRELOAD=/evil.so", "metadata", " rustc-env=LD_PRELOAD=/evil.so", False),
+        ("cargo:rustc-envX=1", "metadata", "rustc-envX=1", False),
+        # new form: metadata is explicit, error exists
+        ("cargo::metadata=root=/x/y", "metadata", "root=/x/y", True),
+        ("cargo::error=boom", "error", "boom", True),
+        ("cargo::warning=", "warning", "", True),
+    ],
+)
+def test_directives_parse_as_cargo_parses_them(line: str, key: str, value: str, new_syntax: bool) -> None:
+    (d,) = parse(line + "\n")
+    assert (d.key, d.value, d.new_syntax, d.problem, d.raw) == (key, value, new_syntax, "", line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["hello", "  cargo rustc-cfg=x", "Cargo:rustc-cfg=x", "xcargo:rustc-cfg=x", "\x1ccargo:rustc-cfg=x", " ",
+     "cargo", "#cargo:rustc-cfg=x"],
+)
+def test_other_lines_are_not_directives(line: str) -> None:
+    assert parse(line) == [] and list(parse_lines(line + "\n")) == [line]
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("cargo::rustc-cfg", "expected `cargo::KEY=VALUE`, found no `=`"),
+        ("cargo::foo=bar", "unknown key `foo`"),
+        ("cargo:: rustc-cfg=x", "unknown key ` rustc-cfg`"),
+        ("cargo:whatever", "`metadata` needs `NAME=VALUE`, found no `=`"),
+        ("cargo::metadata=novalue", "`metadata` needs `NAME=VALUE`, found no `=`"),
+        ("cargo:rustc-env=NOVALUE", "`rustc-env` needs `NAME=VALUE`, found no `=`"),
+        ("cargo::rustc-link-arg-bin=noarg", "`rustc-link-arg-bin` needs `NAME=VALUE`, found no `=`"),
+        ("cargo:rustc-flags=-lfoo -Wl,x", "only -l and -L flags are allowed in `rustc-flags`, found `-Wl,x`"),
+        ("cargo:rustc-flags=-L", "`-L` in `rustc-flags` has no value"),
+    ],
+)
+def test_lines_cargo_rejects_are_marked(line: str, problem: str) -> None:
+    (d,) = parse(line)
+    assert d.problem == problem and d.canonical is None
+
+
+def test_lines_split_on_newline_only_and_non_utf8_lines_are_skipped() -> None:
+    out = b"cargo:rustc-cfg=a\r\ncargo:rustc-cfg=\xff\n\xfe\ncargo:rustc-cfg=b\rcargo:rustc-cfg=c\n"
+    assert [(d.key, d.value) for d in parse(out)] == [("rustc-cfg", "a"), ("rustc-cfg", "b\rcargo:rustc-cfg=c")]
+
+
+def test_every_cargo_key_has_a_rule() -> None:
+    assert set(RULES) == set(CARGO_KEYS)
+    assert set(directives.OLD_SYNTAX_KEYS) | {"error", "metadata"} == set(CARGO_KEYS)
+
+
+@pytest.mark.parametrize(
+    "line, canonical",
+    [
+        ("  cargo:rustc-cfg=x  \r", "cargo:rustc-cfg=x"),
+        ("cargo::rustc-cfg=x", "cargo::rustc-cfg=x"),
+        ("cargo:root=/x", "cargo:root=/x"),
+        ("cargo::metadata=root=/x", "cargo::metadata=root=/x"),
+        ("\tcargo::rustc-env=A=1 \r", "cargo::rustc-env=A=1"),
+    ],
+)
+def test_canonical_lines_keep_the_syntax_and_drop_the_whitespace(line: str, canonical: str) -> None:
+    assert parse(line)[0].canonical == canonical
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("cargo:=-_ \t\r\x0b\u3000\x1c/LDPRELOADrustc-envlinkargmetaX")),
+               max_size=40))
+def test_canonical_lines_parse_back_to_the_same_directive(text: str) -> None:
+    for d in parse(text):
+        if d.canonical is not None:
+            (again,) = parse(d.canonical)
+            assert (again.key, again.value, again.new_syntax, again.problem) == (d.key, d.value, d.new_syntax, "")
+
+
+# --- the filter ---------------------------------------------------------------------------------------------
+
+def nothing_granted(key: str, target: str) -> bool:
+    return False
+
+
+def run(stdout: str | bytes, out_dir: str = OUT,
+        grant: directives.GrantCheck = nothing_granted) -> tuple[list[str], list[tuple[str, str]]]:
+    kept, denied = filter(stdout, out_dir=out_dir, grant_allows_directive=grant)
+    return kept, [(d.raw, reason) for d, reason in denied]
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["cargo:rerun-if-changed=build.rs", "cargo::rerun-if-env-changed=FOO", "cargo:rustc-cfg=has_foo",
+     'cargo::rustc-check-cfg=cfg(has_foo, values("a"))', "cargo:warning=careful", "cargo::error=broken",
+     "cargo::metadata=include=/x", "cargo:include=/x", "cargo:rustc-env=GIT_HASH=abc123",
+     f"cargo:rustc-link-search={OUT}", f"cargo:rustc-link-search=native={OUT}/lib",
+     f"cargo::rustc-link-search=all={OUT}/", f"cargo:rustc-link-search=dependency={OUT}/a/./b"],
+)
+def test_harmless_directives_pass_without_a_grant(line: str) -> None:
+    assert run(line + "\n") == ([line], [])
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("cargo:rustc-link-arg=-Wl,-rpath,/tmp", "needs a grant"),
+        ("cargo::rustc-link-arg-bins=-fuse-ld=/tmp/ld", "needs a grant"),
+        ("cargo:rustc-cdylib-link-arg=-x", "needs a grant"),
+        ("cargo:rustc-flags=-L /usr/lib -lz", "needs a grant"),
+        ("cargo:rustc-env=LD_PRELOAD=/tmp/evil.so", "variable changes how programs load or run"),
+        ("   cargo:rustc-env=LD_PRELOAD=/tmp/evil.so", "variable changes how programs load or run"),
+        ("cargo:rustc-env=LD_PRELOAD=/tmp/evil.so\r", "variable changes how programs load or run"),
+        ("\t cargo::rustc-env=LD_PRELOAD=/tmp/evil.so \r", "variable changes how programs load or run"),
+        ("cargo:rustc-env=ld_preload=/tmp/evil.so", "variable changes how programs load or run"),
+        ("cargo:rustc-env=PATH=/tmp", "variable changes how programs load or run"),
+        ("cargo:rustc-env=RUSTC_WRAPPER=/tmp/x", "variable changes how programs load or run"),
+        ("cargo:rustc-env=CRATECAGE_WRAPPER=/tmp/x", "variable changes how programs load or run"),
+        ("cargo:rustc-env=GCONV_PATH=/tmp", "variable changes how programs load or run"),
+        ("cargo:rustc-env=PYTHONPATH=/tmp", "variable changes how programs load or run"),
+        ("cargo:rustc-env==x", "variable changes how programs load or run"),
+        ("cargo:rustc-link-search=/usr/lib", "search path outside OUT_DIR"),
+        ("cargo:rustc-link-search=native=/tmp", "search path outside OUT_DIR"),
+        (f"cargo:rustc-link-search={OUT}/../../../../../../tmp", "search path outside OUT_DIR"),
+        (f"cargo:rustc-link-search={OUT}-sibling", "search path outside OUT_DIR"),
+        ("cargo:rustc-link-search=out", "search path outside OUT_DIR"),
+        (f"cargo:rustc-link-search=bogus={OUT}", "search path outside OUT_DIR"),  # rustc: path "bogus=..."
+        ("cargo:rustc-link-lib=ssl", "library not found in a search path inside OUT_DIR"),
+        ("cargo::foo=bar", "cargo would reject this line: unknown key `foo`"),
+        ("cargo:rustc-env=NOVALUE", "cargo would reject this line: `rustc-env` needs `NAME=VALUE`, found no `=`"),
+    ],
+)
+def test_other_directives_are_dropped_and_reported(line: str, reason: str) -> None:
+    assert run(line + "\n") == ([], [(line, reason)])
+
+
+def test_a_grant_lets_a_directive_through_in_canonical_form() -> None:
+    asked: list[tuple[str, str]] = []
+
+    def grant(key: str, target: str) -> bool:
+        asked.append((key, target))
+        return True
+
+    stdout = ("  cargo:rustc-env=LD_PRELOAD=/x.so\r\ncargo::rustc-link-arg=-Wl,-z,now\n"
+              "cargo:rustc-link-lib=static:+whole-archive=ssl:renamed\ncargo:rustc-link-search=framework=/opt/f\n")
+    kept, denied = run(stdout, grant=grant)
+    assert kept == ["cargo:rustc-env=LD_PRELOAD=/x.so", "cargo::rustc-link-arg=-Wl,-z,now",
+                    "cargo:rustc-link-lib=static:+whole-archive=ssl:renamed",
+                    "cargo:rustc-link-search=framework=/opt/f"]
+    assert asked == [("rustc-env", "LD_PRELOAD"), ("rustc-link-arg", "-Wl,-z,now"), ("rustc-link-lib", "ssl"),
+                     ("rustc-link-search", "/opt/f")]
+    assert denied == []
+
+
+def test_a_grant_never_rescues_a_line_cargo_rejects() -> None:
+    assert run("cargo:rustc-env=NOVALUE\n", grant=lambda k, t: True)[0] == []
+
+
+def test_the_grant_item_names_exactly_the_denied_directive() -> None:
+    (d,) = parse("  cargo::rustc-env=LD_PRELOAD=/tmp/evil.so\r")
+    assert d.grant_item == "rustc-env=LD_PRELOAD"
+    assert parse("cargo:rustc-link-search=native=/opt/x")[0].grant_item == "rustc-link-search=/opt/x"
+    assert parse("cargo:rustc-link-lib=dylib=z")[0].grant_item == "rustc-link-lib=z"
+    assert parse("cargo:rustc-link-arg=-s")[0].grant_item == "rustc-link-arg=-s"
+
+
+def test_a_grant_from_a_policy_decides(tmp_path: Path) -> None:
+    from policy import load_file
+
+    (tmp_path / "cratecage.toml").write_text(
+        '[permissions.build.foo]\ndirectives = ["rustc-env=LD_LIBRARY_PATH", "rustc-link-search=/opt/*"]\n')
+    grant = load_file(tmp_path / "cratecage.toml", where="top-level").resolve("build", "foo", "1.0.0")
+    kept, denied = run("cargo:rustc-env=LD_LIBRARY_PATH=/opt\ncargo:rustc-env=LD_PRELOAD=/x\n"
+                       "cargo:rustc-link-search=native=/opt/lib\ncargo:rustc-link-search=/opt/../etc\n",
+                       grant=grant.allows_directive)
+    assert kept == ["cargo:rustc-env=LD_LIBRARY_PATH=/opt", "cargo:rustc-link-search=native=/opt/lib"]
+    assert [line for line, _ in denied] == ["cargo:rustc-env=LD_PRELOAD=/x", "cargo:rustc-link-search=/opt/../etc"]
+
+
+def test_libraries_found_in_a_search_path_inside_out_dir_pass(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "lib").mkdir(parents=True)
+    (out / "lib" / "libbundled.a").write_bytes(b"!<arch>\n")
+    (out / "libshared.so").write_bytes(b"")
+    (out / "exact.o").write_bytes(b"")
+    stdout = (f"cargo:rustc-link-lib=static=bundled\ncargo:rustc-link-search=native={out}/lib\n"
+              f"cargo:rustc-link-lib=bundled\ncargo:rustc-link-lib=dylib=bundled\ncargo:rustc-link-lib=shared\n"
+              f"cargo:rustc-link-lib=static:+verbatim=exact.o\ncargo:rustc-link-lib=static=../lib/bundled\n"
+              f"cargo:rustc-link-lib=framework=bundled\n")
+    kept, denied = run(stdout, out_dir=str(out))
+    assert kept == ["cargo:rustc-link-lib=static=bundled", f"cargo:rustc-link-search=native={out}/lib",
+                    "cargo:rustc-link-lib=bundled"]
+    assert [line for line, _ in denied] == [
+        "cargo:rustc-link-lib=dylib=bundled",  # no libbundled.so
+        "cargo:rustc-link-lib=shared",  # in OUT_DIR, but OUT_DIR itself is no search path here
+        "cargo:rustc-link-lib=static:+verbatim=exact.o", "cargo:rustc-link-lib=static=../lib/bundled",
+        "cargo:rustc-link-lib=framework=bundled"]
+
+
+def test_lines_that_are_not_directives_pass_unless_they_mention_cargo() -> None:
+    stdout = b"building...\n  compiled 3 files\r\nsee cargo:rustc-link-arg docs\n\xff\xfe\ncargo:rustc-cfg=x\n"
+    kept, denied = run(stdout)
+    assert kept == ["building...", "  compiled 3 files\r", "cargo:rustc-cfg=x"] and denied == []
+
+
+def test_everything_is_reported_not_just_the_first() -> None:
+    kept, denied = run("cargo:rustc-link-arg=-a\ncargo:rustc-cfg=ok\ncargo:rustc-link-arg=-b\n")
+    assert kept == ["cargo:rustc-cfg=ok"] and [line for line, _ in denied] == ["cargo:rustc-link-arg=-a",
+                                                                               "cargo:rustc-link-arg=-b"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200) | st.text(max_size=100).map(str.encode))
+def test_whatever_a_script_prints_only_canonical_or_inert_lines_come_out(stdout: bytes) -> None:
+    kept, denied = filter(stdout, out_dir=OUT, grant_allows_directive=lambda k, t: False)
+    for line in kept:
+        assert "\n" not in line
+        items = list(parse_lines(line + "\n"))
+        if isinstance(items[0], Directive):
+            assert items[0].canonical == line and RULES[items[0].key] is not None
+        else:
+            assert "cargo:" not in line
+    assert all(reason for _, reason in denied)
