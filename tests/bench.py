@@ -21,12 +21,12 @@ toolchain, the compiler check), so that no first round pays for it. Then:
      `cargo build -vv`), each in its own OUT_DIR. Their stdout must match. The first run after a build
      compiles the module and caches it (per user, `<cache>/modules`); that cold run is measured
      separately, with the launcher pointed at an empty module cache.
-  4. a clean `cargo build` of a generated workspace whose one bin depends on 16 popular crates with build
-     scripts or proc macros (serde + derive, serde_json, thiserror, typenum, rand, regex, ...; none needs a
-     C compiler: build scripts may not start programs in this version), plain vs wrapped, alternating
-     rounds from empty target directories. The lockfile is generated (and the crates fetched) once,
-     outside the timing. A failing build prints the crate and cratecage's message; the other
-     measurements still run.
+  4. a clean `cargo build` of a generated workspace whose one bin depends on 16 popular crates, most of
+     them (or their dependencies) with build scripts or proc macros (serde + derive, serde_json, thiserror,
+     typenum, rand, regex, ...; none needs a C compiler: build scripts may not start programs in this
+     version), plain vs wrapped, alternating rounds from empty target directories. The lockfile is
+     generated (and the crates fetched) once, outside the timing. A failing build prints the crate and
+     cratecage's message; the other measurements still run.
 
 A no-op rebuild is not measured: cargo makes no rustc calls when everything is fresh, so the wrapper never
 runs and the comparison would measure nothing. Targets (from the issue): median pass-through overhead
@@ -695,8 +695,8 @@ def bench_runner(env: dict[str, str], n: int, cold_runs: int) -> tuple[Compariso
 
 # -- 4. clean build of ~15 popular crates ------------------------------------------------------------------
 
-# Crates with build scripts or proc macros (directly or through their dependencies) whose build scripts
-# need no C compiler or other program: build scripts may not start programs in this version.
+# Popular crates, most with build scripts or proc macros (their own or their dependencies'), none of whose
+# build scripts needs a C compiler or other program: build scripts may not start programs in this version.
 POPULAR_DEPS = {
     "serde": '{ version = "1", features = ["derive"] }',
     "serde_json": '"1"',
