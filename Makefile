@@ -42,7 +42,7 @@ debian-rust:
 demo: setup
 	@$(TOOLCHAIN_ENV) && cd fixtures/crates-io && \
 	  RUSTC_WRAPPER=$(CURDIR)/$(CRATECAGE) CARGO_TARGET_DIR=$(CURDIR)/target/demo cargo run --locked && \
-	  $(CURDIR)/$(CRATECAGE) runs $(CURDIR)/target/demo
+	  $(CURDIR)/$(CRATECAGE) audit $(CURDIR)/target/demo
 
 test: setup
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)

@@ -1,10 +1,10 @@
 """The host side of the guest/host ABI: one table, mirrored by the std facade's `ffi` module.
 
-Sandboxed code reaches capabilities wasm32-wasip1 lacks (processes; later sockets) through functions the
-host defines under one versioned import module, `IMPORT_MODULE`. The guest declares the same names in
-`shim/rust/facade/src/ffi.rs` with `#[link(wasm_import_module = "cratecage-1")]`; change both together and
-bump the version when a signature changes. Every parameter and result is an i32; pointers and lengths
-refer to the guest's exported `memory`.
+Sandboxed code reaches capabilities wasm32-wasip1 lacks (processes; later sockets), and reports what it was
+refused, through functions the host defines under one versioned import module, `IMPORT_MODULE`. The guest
+declares the same names in `shim/rust/facade/src/ffi.rs` with `#[link(wasm_import_module = "cratecage-1")]`;
+change both together and bump the version when a signature changes. Every parameter and result is an i32;
+pointers and lengths refer to the guest's exported `memory`.
 
     name            params                                  result
     last_error      (buf, cap)                              full length of the last failure's message
@@ -17,6 +17,10 @@ refer to the guest's exported `memory`.
     try_wait        (handle, status_out)                    1 exited, 0 running, or error < 0
     kill            (handle)                                0, or error < 0
     release         (handle)                                0 (the guest dropped its last use)
+    report          (kind, buf, len)                        0, REPORT_STOP (no more, please), or error < 0
+
+shim.host_process defines the process functions (`IMPORTS`), shim.host_observe defines `report`
+(`OBSERVE_IMPORTS`); `ALL_IMPORTS` is the whole table.
 
 A function that writes a string copies at most `cap` bytes and returns the full length, so the guest can
 call again with a larger buffer. Errors set the message `last_error` returns.
@@ -25,12 +29,34 @@ Spawn requests are a sequence of records `[tag: u8][len: u32 little-endian][len 
 `decode_request`); every stdio mode is sent explicitly, the facade having applied std's defaults (spawn and
 status inherit; output pipes stdout and stderr and nulls stdin). The exit status written by wait/try_wait
 is two little-endian i32s: kind (STATUS_EXITED or STATUS_SIGNALED) and the code or signal number.
+
+Reports are observations, not requests: wasi-libc resolves paths against the preopens inside the guest, so
+the host never sees a failed open, and it cannot see which environment variables the guest looked up. The
+facade (src/observe.rs) wraps the libc functions behind `std::fs`, `std::env::var*` and C's stdio at link
+time and reports each failure; the preopens still enforce, and the runner turns reports into denials with
+the policy. `len` bytes at `buf` are the payload of a report of `kind`:
+
+    REPORT_FS   op \0 path \0 error     a file system access that failed with an error a grant could
+                                         change. op is one of FS_OPS ("read": open for reading, readlink;
+                                         "write": open for writing/creating/truncating/appending, mkdir,
+                                         unlink, rmdir, rename, symlink; "stat": the stat family, access,
+                                         realpath; "list": opendir). path is absolute and lexically
+                                         normalized by the guest (the host normalizes again). error is an
+                                         errno name (REPORTED_ERRNOS) or a decimal number.
+    REPORT_ENV  name                     an environment lookup (getenv) that found nothing.
+
+The host records each distinct report once and at most a fixed number per run, after which it answers
+REPORT_STOP and the guest stops reporting. Strings are UTF-8 where they can be; other bytes survive as
+surrogate escapes (os.fsdecode's convention). A malformed report gets E_INVALID and is ignored.
 """
 
 from __future__ import annotations
 
+import posixpath
 import struct
 from dataclasses import dataclass, field
+
+from shim.runctx import Observation
 
 IMPORT_MODULE = "cratecage-1"
 
@@ -47,6 +73,12 @@ IMPORTS: dict[str, tuple[int, int]] = {
     "kill": (1, 1),
     "release": (1, 1),
 }
+# The reports of what the guest was refused (shim.host_observe).
+OBSERVE_IMPORTS: dict[str, tuple[int, int]] = {
+    "report": (3, 1),
+}
+# The whole table, in the order of the facade's ffi.rs.
+ALL_IMPORTS: dict[str, tuple[int, int]] = {**IMPORTS, **OBSERVE_IMPORTS}
 
 # Error codes (negative results). The guest maps them to io::ErrorKind.
 E_DENIED = -1  # PermissionDenied: the policy does not allow it; last_error says what would
@@ -77,9 +109,61 @@ STATUS_EXITED = 0
 STATUS_SIGNALED = 1
 STATUS_SIZE = 8
 
+# Kinds of report, and the result that tells the guest to stop reporting.
+REPORT_FS = 1
+REPORT_ENV = 2
+REPORT_STOP = 1
+
+FS_OPS: frozenset[str] = frozenset({"read", "write", "stat", "list"})
+# Errors the guest reports: those a grant could change (WASI errno names).
+REPORTED_ERRNOS: frozenset[str] = frozenset({"ENOENT", "EACCES", "EPERM", "EROFS", "ENOTCAPABLE"})
+MAX_REPORT = 16 << 10  # bytes; a larger report is malformed
+
 
 class RequestError(ValueError):
     """A spawn request that does not decode."""
+
+
+class ReportError(ValueError):
+    """A report that does not decode."""
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def decode_report(kind: int, data: bytes) -> Observation:
+    """The observation a report describes; raises ReportError."""
+    if len(data) > MAX_REPORT:
+        raise ReportError("report too large")
+    if kind == REPORT_ENV:
+        if not data or b"\0" in data or b"=" in data:
+            raise ReportError("bad variable name")
+        return Observation("env", "get", _text(data), "")
+    if kind != REPORT_FS:
+        raise ReportError(f"unknown report kind {kind}")
+    parts = data.split(b"\0")
+    if len(parts) != 3:
+        raise ReportError("a file system report has three fields")
+    op, path, error = (_text(p) for p in parts)
+    if op not in FS_OPS:
+        raise ReportError(f"unknown operation {op!r}")
+    if not path.startswith("/"):
+        raise ReportError("the path is not absolute")
+    if not (error in REPORTED_ERRNOS or (error.isascii() and error.isdigit() and len(error) <= 5)):
+        raise ReportError("bad error")
+    path = posixpath.normpath(path)
+    if path.startswith("//"):  # normpath keeps POSIX's implementation-defined "//"
+        path = "/" + path.lstrip("/")
+    return Observation("fs", op, path, error)
+
+
+def encode_report(report: Observation) -> tuple[int, bytes]:
+    """The inverse of decode_report (the guest's encoder is the facade's; this one serves tests)."""
+    if report.kind == "env":
+        return REPORT_ENV, report.target.encode("utf-8", "surrogateescape")
+    raw = "\0".join((report.op, report.target, report.errno))
+    return REPORT_FS, raw.encode("utf-8", "surrogateescape")
 
 
 @dataclass

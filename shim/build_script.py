@@ -25,8 +25,8 @@ from shim.rustc_args import RustcArgs
 
 # Modules the runner imports (and facade.py, whose LINK_ARGS shape the link): editing one reruns the
 # build scripts.
-RUNNER_MODULES = ("abi", "capable", "facade", "host_process", "landlock", "landlock_exec", "limits", "probe",
-                  "runctx", "runner")
+RUNNER_MODULES = ("abi", "audit", "capable", "directives", "enforce", "facade", "host_observe", "host_process",
+                  "landlock", "landlock_exec", "limits", "probe", "runctx", "runner", "workspace")
 
 
 def _launcher_text(*, python: str, root: str, wasm: str, rustc: str, sysroot: str, module_cache: str) -> str:
@@ -108,7 +108,14 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
     from shim import facade, toolchain
     from shim.capable import cache_root
 
+    from shim import enforce
+
     rustc = chain[-1]
+    # The policy is read before anything runs: a malformed one stops the build here, at the first unit.
+    grant, policy = enforce.grant("build", environ.get("CARGO_PKG_NAME", "?"), environ.get("CARGO_PKG_VERSION", "?"),
+                                  environ)
+    if grant.native:
+        return compile_native(chain, args, expanded, environ, str(policy.source))
     tc = toolchain.require_wasm_capable(rustc, what=f"build-script `{args.crate_name}`", environ=environ)
     assert tc.wasm_sysroot is not None
     facade_rlib = str(facade.facade_rlib(tc))
@@ -142,4 +149,34 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
     deps = [str(Path(cwd, d)) if not os.path.isabs(d) else d for d in deps]
     extra = runner_sources() + [str(p) for p in facade.facade_sources()]
     write_dep_info(out_dir / f"{stem}.d", [str(launcher), str(out_dir / f"{stem}.d")], deps + extra, env_lines)
+    return 0
+
+
+def compile_native(chain: list[str], args: RustcArgs, expanded: list[str], environ: dict[str, str],
+                   policy_file: str) -> int:
+    """`sandbox = "native"`: the one escape hatch. The script is compiled as cargo asked, but beside the
+    launcher, which names the exemption in every build's output before running it."""
+    from shim.rustc_args import tokens
+
+    cwd = os.getcwd()
+    out_dir = Path(cwd, args.out_dir or ".").resolve()
+    stem = f"{args.crate_name}{args.extra_filename}"
+    native_dir = Path(journal.target_root(str(out_dir.parent)), "cratecage", "native", out_dir.name)
+    native_dir.mkdir(parents=True, exist_ok=True)
+    argv: list[str] = []
+    for name, _value, words in tokens(expanded):
+        argv.extend(["--out-dir", str(native_dir)] if name == "--out-dir" else words)
+    pkg = environ.get("CARGO_PKG_NAME", "?")
+    note = f"cratecage: build script of {pkg} runs natively, unsandboxed (sandbox = \"native\" in {policy_file})"
+    print(note, file=sys.stderr)
+    done = subprocess.run([*chain, *argv], cwd=cwd, env=environ, close_fds=False)
+    if done.returncode != 0:
+        return done.returncode
+    launcher = out_dir / stem
+    _write_executable(launcher, "#!/bin/sh\n"
+                      f"echo 'cargo:warning={note}'\n"
+                      f"exec '{native_dir / stem}' \"$@\"\n")
+    deps, env_lines = read_dep_info(native_dir / f"{stem}.d")
+    deps = [str(Path(cwd, d)) if not os.path.isabs(d) else d for d in deps]
+    write_dep_info(out_dir / f"{stem}.d", [str(launcher), str(out_dir / f"{stem}.d")], deps, env_lines)
     return 0

@@ -5,7 +5,8 @@
     cratecage toolchain install        make it so (rustup target, or build std from rust-src)
     cratecage toolchain env            shell `export` lines that select that toolchain
     cratecage doctor                   toolchain, wasmtime and Landlock, one line each
-    cratecage runs [target-dir]        the build scripts that ran in the sandbox
+    cratecage policy check             find and validate the build's policy
+    cratecage audit [target-dir]       the last sandboxed run of each crate: grants, denials
 
 "Which role am I?" is decided here and nowhere else: a first argument that is a known command or starts
 with `-` is a command for a person; anything else is the program cargo asks us to wrap. Errors become one
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = ("doctor", "toolchain", "runs", "help", "version")
+COMMANDS = ("audit", "doctor", "policy", "toolchain", "help", "version")
 
 
 def enable_site_packages() -> None:

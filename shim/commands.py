@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sys
 
 from shim import VERSION_LINE, __version__
 from shim import toolchain as tcmod
@@ -34,8 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--rustc", help="the compiler to make capable (default: $RUSTC, rustc on PATH, Debian's)")
     e = tsub.add_parser("env", help="print shell `export` lines that select the toolchain")
     e.add_argument("--shell", choices=("sh", "fish"), default="sh")
+    pol = sub.add_parser("policy", help="validate the build's policy without building")
+    pol_sub = pol.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    pol_sub.add_parser("check", help="find, read and validate the policy; list its entries")
     sub.add_parser("doctor", help="check the toolchain, wasmtime and the confinement of native children")
-    r = sub.add_parser("runs", help="summarise the sandboxed runs recorded in a target directory")
+    r = sub.add_parser("audit", help="the last sandboxed run of each crate: grants used, denials")
     r.add_argument("target_dir", nargs="?", default="target", help="cargo's target directory (default: target)")
     sub.add_parser("version", help="print the version line cratecage adds to `rustc -vV`")
     sub.add_parser("help", help="show this help")
@@ -51,10 +55,12 @@ def dispatch(argv: list[str]) -> int:
     if ns.command == "version":
         print(VERSION_LINE)
         return 0
+    if ns.command == "policy":
+        return policy_check()
     if ns.command == "doctor":
         return doctor()
-    if ns.command == "runs":
-        return runs_summary(ns.target_dir)
+    if ns.command == "audit":
+        return audit_summary(ns.target_dir)
     if ns.action == "install":
         return toolchain_install(rustc=ns.rustc)
     if ns.action == "env":
@@ -116,27 +122,15 @@ def toolchain_report(*, check: bool) -> int:
     return 0 if tc.ready else 3
 
 
-def runs_summary(target_dir: str) -> int:
-    """One line per build script that ran in the sandbox (latest run of each), from runs.jsonl."""
-    import json
+def audit_summary(target_dir: str) -> int:
     from pathlib import Path
 
-    log = Path(target_dir) / "cratecage" / "runs.jsonl"
+    from shim import audit
+
+    log = Path(target_dir) / "cratecage" / audit.AUDIT_LOG
     if not log.is_file():
         raise UsageError(f"no sandboxed runs recorded in {log}", hint="build with RUSTC_WRAPPER=cratecage first")
-    latest: dict[tuple[str, str], dict] = {}
-    for line in log.read_text().splitlines():
-        try:
-            run = json.loads(line)
-        except ValueError:
-            continue
-        latest[(run["crate"], run["version"])] = run
-    print(f"{'crate':<24} {'version':<10} {'result':<8} {'seconds':>8}  denials")
-    for (crate, version), run in sorted(latest.items()):
-        result = "ok" if run["exit_code"] == 0 else f"exit {run['exit_code']}"
-        print(f"{crate:<24} {version:<10} {result:<8} {run['seconds']:>8.2f}  {len(run['denials'])}")
-    failed = sum(1 for r in latest.values() if r["exit_code"] != 0)
-    print(f"{len(latest)} build scripts ran as wasm in the sandbox, {failed} failed; none ran natively")
+    print("\n".join(audit.summary(Path(target_dir))))
     return 0
 
 
@@ -160,3 +154,38 @@ def doctor() -> int:
     if not tc.ready:
         print("fix:            cratecage toolchain install")
     return 0 if tc.ready else 3
+
+
+def policy_check() -> int:
+    """Find the policy the way a build would (from here), validate it, and list what it holds."""
+    from policy import discover
+
+    from shim.workspace import find_workspace_root
+
+    root = find_workspace_root()
+    policy, warnings = discover(root, os.environ)
+    for warning in warnings:
+        print(warning, file=sys.stderr)
+    if policy.source is None:
+        print(f"no policy for {root}: every crate gets the defaults (see README, Policy format)")
+        return 0
+    count = len(policy.entries)
+    print(f"{policy.source}: {count} {'entry' if count == 1 else 'entries'}, mode {policy.mode}")
+    known = _locked_packages(root)
+    for entry in policy.entries:
+        note = ""
+        if known is not None and entry.crate.replace("_", "-") not in known:
+            note = "  (warning: no package of that name in Cargo.lock)"
+        print(f"  {entry.source.file}:{entry.source.line}: {entry.kind} {entry.crate}{note}")
+    return 0
+
+
+def _locked_packages(root) -> set[str] | None:  # type: ignore[no-untyped-def]
+    lock = root / "Cargo.lock"
+    if not lock.is_file():
+        return None
+    names = set()
+    for line in lock.read_text().splitlines():
+        if line.startswith('name = "'):
+            names.add(line.split('"')[1].replace("_", "-"))
+    return names

@@ -43,15 +43,22 @@ FLAGS: Final = ("--crate-name", "std", "--crate-type", "rlib", "--edition", "202
                 "-C", "opt-level=1", "--cap-lints=allow")
 BUILD_TIMEOUT_S: Final = 600
 # `-C` values for linking any wasm module that uses the facade (build scripts: shim/build_script.py).
-# wasm-ld's `--wrap=<name>` sends every call to libc's `<name>` to the facade's `__wrap_<name>`
-# (src/stat.rs), which calls the original and adds the permission bits WASI lacks, so
-# `fs::Metadata::permissions().readonly()` is not true for every file (autocfg refuses OUT_DIR otherwise).
-# These four are the whole `stat` family std and wasi-libc export; stat.rs defines a wrapper for each.
-# `realpath` is replaced outright (src/realpath.rs, see the module docstring). Every
-# wasm link against the facade (a bin or a cdylib; compiles that only write an rlib ignore link args) needs
-# them: without `--wrap`, wasm-ld fails with "undefined symbol: __real_stat".
-LINK_ARGS: Final[tuple[str, ...]] = ("link-arg=--wrap=stat", "link-arg=--wrap=lstat", "link-arg=--wrap=fstat",
-                                     "link-arg=--wrap=fstatat", "link-arg=--wrap=realpath")
+# wasm-ld's `--wrap=<name>` sends every call to libc's `<name>` to the facade's `__wrap_<name>`, which calls
+# the original (`__real_<name>`) and adds what the sandbox needs:
+#   - src/stat.rs, the whole `stat` family std and wasi-libc export: the permission bits WASI lacks, so
+#     `fs::Metadata::permissions().readonly()` is not true for every file (autocfg refuses OUT_DIR otherwise);
+#   - src/realpath.rs replaces `realpath` outright (see the module docstring);
+#   - src/observe.rs (and stat.rs, realpath.rs): a report to the host of every failed file system access
+#     and every environment lookup that found nothing (shim/host_observe.py), for denials a person can
+#     act on; `__wasilibc_open_nomode` is what wasi-libc's `fopen` calls instead of `open`.
+# Every wasm link against the facade (a bin or a cdylib; compiles that only write an rlib ignore link args)
+# needs them: without `--wrap`, wasm-ld fails with "undefined symbol: __real_stat".
+WRAPPED: Final[tuple[str, ...]] = (
+    "stat", "lstat", "fstat", "fstatat", "realpath",
+    "open", "__wasilibc_open_nomode", "opendir", "access", "mkdir", "unlink", "rmdir", "rename", "symlink",
+    "readlink", "getenv",
+)
+LINK_ARGS: Final[tuple[str, ...]] = tuple(f"link-arg=--wrap={name}" for name in WRAPPED)
 
 
 def facade_sources() -> list[Path]:

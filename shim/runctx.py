@@ -1,9 +1,13 @@
 """What one sandboxed run is: which crate, which directories, what it may see, what it was refused.
 
 The runner builds a `RunContext` before instantiating a module and hands it to every host function
-(shim.host_process, shim.probe). Denials are values (STYLE.md item 6): each refused request appends a
-`Denial`, the guest gets an error it can handle, and after the run the runner reports them all and fails
-the build if there were any.
+(shim.host_process, shim.host_observe, shim.probe). Denials are values (STYLE.md item 6): each refused
+request appends a `Denial`, the guest gets an error it can handle, and after the run the runner reports
+them all and fails the build if there were any.
+
+What the host cannot refuse itself (a path outside the preopens fails inside the guest) the guest reports:
+each report is an `Observation`, appended to `observations` by shim.host_observe, for the runner to turn
+into denials with the policy.
 """
 
 from __future__ import annotations
@@ -19,10 +23,27 @@ class Denial:
     target: str  # the program, path, flag, ... that was refused
     reason: str
     fix: str = ""  # a policy entry or other action that would allow it, ready to paste
+    # False for what a script may legitimately do without (looking up a variable, testing whether a path
+    # exists): reported with its entry, but the build goes on.
+    fatal: bool = True
 
-    def render(self, crate: str, version: str) -> str:
-        text = f"cratecage: build script of {crate} {version}: {self.capability} denied: {self.target}: {self.reason}"
+    def render(self, crate: str, version: str, *, warn: bool = False) -> str:
+        verb = "not granted (warn mode: permitted)" if warn else ("denied" if self.fatal else "not granted")
+        text = f"cratecage: build script of {crate} {version}: {self.capability} {verb}: {self.target}: {self.reason}"
+        if "\n" in self.fix:  # a policy entry: indented, ready to paste
+            return text + "\n  to permit it, add to the policy:\n" + "\n".join("    " + line for line in self.fix.splitlines())
         return text + (f"; {self.fix}" if self.fix else "")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Something the guest tried that failed, as it reported it (shim/abi.py, `report`). Guest data: it
+    says what a build script attempted, never what it may do."""
+
+    kind: str  # "fs" (a file system access) or "env" (an environment lookup that found nothing)
+    op: str  # fs: "read", "write", "stat" or "list" (abi.FS_OPS); env: "get"
+    target: str  # fs: the absolute, normalized path; env: the variable's name
+    errno: str  # fs: "ENOENT", "EPERM", ... (abi.REPORTED_ERRNOS) or a number; env: ""
 
 
 @dataclass
@@ -37,8 +58,9 @@ class RunContext:
     rustc: str  # the real rustc (cargo's $RUSTC resolved): the only program a probe may run
     sysroot: str  # that rustc's own sysroot (read-only for confined probes)
     denials: list[Denial] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)  # distinct, capped (shim.host_observe)
 
-    def deny(self, capability: str, target: str, reason: str, fix: str = "") -> Denial:
-        denial = Denial(capability, target, reason, fix)
+    def deny(self, capability: str, target: str, reason: str, fix: str = "", *, fatal: bool = True) -> Denial:
+        denial = Denial(capability, target, reason, fix, fatal)
         self.denials.append(denial)
         return denial

@@ -31,6 +31,9 @@ from pathlib import Path
 from shim.limits import Limits
 from shim.runctx import RunContext
 
+if False:  # typing only: policy is imported when a run starts
+    from policy import Grant
+
 TICK_S = 0.05
 GRACE_S = 2.0  # after the time limit, how long the watchdog waits for the epoch trap before killing
 OUT_DIR_POLL_S = 0.2
@@ -148,8 +151,10 @@ def escaping_symlinks(out_dir: str) -> list[tuple[str, str]]:
 class GuestRun:
     """One instantiation of a build-script module under the limits."""
 
-    def __init__(self, ctx: RunContext, wasm: Path, limits: Limits, module_cache: Path) -> None:
+    def __init__(self, ctx: RunContext, wasm: Path, limits: Limits, module_cache: Path,
+                 extra_preopens: list[tuple[str, str, bool]] | None = None) -> None:
         self.ctx = ctx
+        self.extra_preopens = extra_preopens or []
         self.wasm = wasm
         self.limits = limits
         self.module_cache = module_cache
@@ -185,13 +190,14 @@ class GuestRun:
     def run(self) -> Outcome:
         import wasmtime
 
-        from shim import host_process
+        from shim import host_observe, host_process
 
         self.engine = engine_and_config()
         module = load_module(self.engine, self.wasm, self.module_cache)
         linker = wasmtime.Linker(self.engine)
         linker.define_wasi()
         host_process.define(linker, self.ctx)
+        host_observe.define(linker, self.ctx)
         wasi = wasmtime.WasiConfig()
         wasi.argv = [self.ctx.env.get("CARGO_MANIFEST_DIR", "") + "/build-script"]
         wasi.env = list(self.ctx.env.items())
@@ -200,6 +206,8 @@ class GuestRun:
         wasi.preopen_dir(self.ctx.package_dir, self.ctx.package_dir, False)
         wasi.preopen_dir(self.ctx.out_dir, self.ctx.out_dir, True)
         wasi.preopen_dir(self.ctx.tmp_dir, self.ctx.tmp_dir, True)
+        for host, guest, writable in self.extra_preopens:  # what the policy grants (shim.enforce)
+            wasi.preopen_dir(host, guest, writable)
         wasi.preopen_dir(self.ctx.package_dir, ".", False)
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
@@ -284,27 +292,6 @@ class GuestRun:
             return False
 
 
-RUNS_LOG = "runs.jsonl"  # in <target>/cratecage/: one line per sandboxed run, read by `cratecage runs`
-
-
-def record_run(wasm: Path, ctx: RunContext, outcome: Outcome, seconds: float) -> None:
-    import json
-
-    cc_dir = wasm.parent.parent.parent  # <target>/cratecage/build/<unit>/<module>.wasm
-    line = json.dumps({"crate": ctx.crate, "version": ctx.version, "kind": "build", "exit_code": outcome.exit_code,
-                       "seconds": round(seconds, 3), "message": outcome.message,
-                       "denials": [d.render(ctx.crate, ctx.version) for d in ctx.denials],
-                       "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n"
-    try:
-        fd = os.open(cc_dir / RUNS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
 def warn_once_without_landlock(cc_dir: Path) -> None:
     """Where Landlock is missing, rustc probes run unconfined: say so once per target directory."""
     from shim import landlock
@@ -321,11 +308,19 @@ def warn_once_without_landlock(cc_dir: Path) -> None:
         pass
 
 
-def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: Path) -> Outcome:
-    """Run the module, then check what it left behind. Stdout is written to ours only after the run."""
+def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: Path,
+                     grant: Grant | None = None, policy_file: str | None = None) -> Outcome:
+    """Run the module under `grant` (None: the defaults alone), then check what it did and left behind.
+    Stdout reaches cargo only after the run, filtered to the directives the grant allows."""
+    from policy import Grant as _Grant
+
+    from shim import enforce
+
+    grant = grant or _Grant(kind="build", crate=ctx.crate, version=ctx.version)
     warn_once_without_landlock(wasm.parent.parent.parent)
     started = time.monotonic()
-    run = GuestRun(ctx, wasm, limits, module_cache)
+    ctx.env.update(enforce.env_extra(grant, ctx.host_env))
+    run = GuestRun(ctx, wasm, limits, module_cache, enforce.preopens(grant, ctx))
     outcome = run.run()
     for link, target in escaping_symlinks(ctx.out_dir):
         ctx.deny("filesystem-access", link, f"symbolic link in OUT_DIR points outside it (to {target})",
@@ -334,16 +329,32 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
             os.unlink(link)
         except OSError:
             pass
-    sys.stdout.buffer.write(bytes(run.stdout))
+    enforce.observed_denials(ctx, grant)
+    stdout = enforce.filter_stdout(bytes(run.stdout), ctx, grant)
+    if policy_file and b"rerun-if-" in stdout:
+        # A policy edit must rerun the script under its new grants. Only when the script already names its
+        # inputs: one rerun-if line replaces cargo's default of rerunning on any change in the package.
+        stdout += f"cargo:rerun-if-changed={policy_file}\n".encode()
+    warn = grant.mode == "warn"
+    if any(d.fatal for d in ctx.denials) and outcome.exit_code == 0 and not warn:
+        fatal = sum(1 for d in ctx.denials if d.fatal)
+        outcome = Outcome(1, f"cratecage: build script of {ctx.crate} {ctx.version} failed: {fatal} denied "
+                             f"request{'s' if fatal > 1 else ''}, listed below")
+    if outcome.exit_code == 0:  # cargo shows a successful script's stderr to nobody: warnings it shows
+        for denial in ctx.denials:
+            for line in denial.render(ctx.crate, ctx.version, warn=warn).splitlines():
+                stdout += f"cargo:warning={line}\n".encode()
+    sys.stdout.buffer.write(stdout)
     sys.stdout.flush()
     if outcome.message:
         print(outcome.message, file=sys.stderr)
-    if ctx.denials:
+    if outcome.exit_code != 0:
         for denial in ctx.denials:
-            print(denial.render(ctx.crate, ctx.version), file=sys.stderr)
-        if outcome.exit_code == 0:
-            outcome = Outcome(1, "denied")
-    record_run(wasm, ctx, outcome, time.monotonic() - started)
+            print(denial.render(ctx.crate, ctx.version, warn=warn), file=sys.stderr)
+    from shim import audit
+
+    audit.record(wasm.parent.parent.parent, ctx, grant, outcome.exit_code, outcome.message,
+                 time.monotonic() - started)
     return outcome
 
 
@@ -355,6 +366,18 @@ def context_from_env(environ: dict[str, str], rustc: str, sysroot: str, tmp_dir:
         package_dir=package_dir, out_dir=out_dir, tmp_dir=tmp_dir,
         env=guest_environment(environ, tmp_dir), host_env=dict(environ), rustc=rustc, sysroot=sysroot,
     )
+
+
+def with_grant_limits(limits: Limits, grant: Grant, environ: dict[str, str]) -> Limits:
+    """The policy's `limits` replace the defaults; CRATECAGE_LIMIT_* (tests, one-off runs) beats both."""
+    import dataclasses
+
+    changes: dict[str, float | int] = {}
+    if grant.limits.time_s is not None and not environ.get("CRATECAGE_LIMIT_TIME"):
+        changes["time_s"] = grant.limits.time_s
+    if grant.limits.memory is not None and not environ.get("CRATECAGE_LIMIT_MEMORY"):
+        changes["memory"] = grant.limits.memory
+    return dataclasses.replace(limits, **changes)  # type: ignore[arg-type]
 
 
 def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) -> None:
@@ -371,7 +394,12 @@ def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) ->
         if not environ.get("OUT_DIR"):
             raise CratecageError("the build script launcher must be run by cargo (OUT_DIR is not set)")
         ctx = context_from_env(environ, rustc, sysroot, tmp_dir)
-        code = run_build_script(ctx, Path(wasm), from_env(environ), Path(module_cache)).exit_code
+        from shim import enforce
+
+        grant, policy = enforce.grant("build", ctx.crate, ctx.version, environ)
+        limits = with_grant_limits(from_env(environ), grant, environ)
+        code = run_build_script(ctx, Path(wasm), limits, Path(module_cache), grant,
+                                str(policy.source) if policy.source else None).exit_code
     except CratecageError as err:
         print(err.render(), file=sys.stderr)
         code = err.exit_code

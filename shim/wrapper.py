@@ -51,6 +51,9 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
         trace.event(environ, kind=unit.kind, reason=unit.reason, crate=args.crate_name, chain=chain,
                     argfile=any(a.startswith("@") for a in rustc_args))
     if unit.kind == BUILD_SCRIPT:
+        from shim.cli import enable_site_packages
+
+        enable_site_packages()  # policy (tomli on old Pythons), psutil
         from shim.build_script import compile_build_script
 
         return compile_build_script(chain, args, expanded, dict(environ))

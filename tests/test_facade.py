@@ -1,7 +1,8 @@
 """The std facade end to end: built by shim.facade with the selected toolchain, small guests compiled
 against it for wasm32-wasip1 and linked as shim/build_script.py links a build script (an 8 MiB stack and
-`facade.LINK_ARGS`), run under real wasmtime with WASI, shim.host_process and the runner's preopens; and
-real build-dependency crates from crates.io compiled against it unchanged.
+`facade.LINK_ARGS`), run under real wasmtime with WASI, shim.host_process, shim.host_observe and the
+runner's preopens (the plumbing is tests/guests.py); and real build-dependency crates from crates.io compiled
+against it unchanged.
 
 Every spawn first asks shim.probe whether it runs cargo's compiler; the guests that do (version_check,
 rustc_version, autocfg) get the real probe: rustc runs on the host, confined.
@@ -15,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,148 +23,11 @@ import pytest
 import wasmtime
 
 from conftest import scrubbed
-from shim import abi, facade, host_process, probe, toolchain
+from guests import (Compiler, GuestTrapped, Sandbox, cache_env, compiler, facade_rlib,  # noqa: F401 (fixtures)
+                    package_with_files, run, rustup_wasm_rustc, sandbox, tc)
+from shim import abi, facade, probe, toolchain
 from shim.errors import ToolchainError
-from shim.replay import STACK_SIZE_ARG
 from shim.runctx import RunContext
-
-# The link of a build script (shim/build_script.py): an 8 MiB stack and the facade's LINK_ARGS.
-LINK = tuple(arg for value in (STACK_SIZE_ARG, *facade.LINK_ARGS) for arg in ("-C", value))
-
-
-# -- fixtures: toolchain, facade, compiling and running guests -------------------------------------------
-
-@pytest.fixture(scope="session")
-def tc() -> toolchain.Toolchain:
-    selected = toolchain.resolve(environ=scrubbed(dict(os.environ)))
-    if not selected.ready:
-        pytest.fail(f"no wasm32-wasip1-capable toolchain is selected ({selected.how}): run `make setup`")
-    return selected
-
-
-@pytest.fixture(scope="session")
-def cache_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A fresh cache, so every session really builds the facade."""
-    return {**scrubbed(dict(os.environ)), "CRATECAGE_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
-
-
-@pytest.fixture(scope="session")
-def facade_rlib(tc: toolchain.Toolchain, cache_env: dict[str, str]) -> Path:
-    return facade.facade_rlib(tc, cache_env)
-
-
-@dataclass
-class Compiler:
-    tc: toolchain.Toolchain
-    facade: Path
-    workdir: Path
-
-    def wasm(self, name: str, source: str, *extra: str, edition: str = "2021", crate_type: str = "bin") -> Path:
-        """Compile `source` for wasm32-wasip1 against the facade; returns the .wasm or the rlib."""
-        src = self.workdir / f"{name}.rs"
-        src.write_text(source)
-        out = self.workdir / (f"{name}.wasm" if crate_type == "bin" else f"lib{name}.rlib")
-        argv = [self.tc.compiler.rustc, "--edition", edition, "--crate-type", crate_type, "--crate-name", name,
-                "--target", "wasm32-wasip1", "--sysroot", str(self.tc.wasm_sysroot),
-                "--extern", f"std={self.facade}", "-L", str(self.workdir), *LINK, *extra,
-                "-o", str(out), str(src)]
-        run(argv)
-        return out
-
-    def link_without_link_args(self, name: str, source: str) -> subprocess.CompletedProcess[str]:
-        src = self.workdir / f"{name}.rs"
-        src.write_text(source)
-        return subprocess.run([self.tc.compiler.rustc, "--edition", "2021", "--target", "wasm32-wasip1", "--sysroot",
-                               str(self.tc.wasm_sysroot), "--extern", f"std={self.facade}",
-                               "-o", str(self.workdir / f"{name}.wasm"), str(src)],
-                              capture_output=True, text=True, env=scrubbed(dict(os.environ)), timeout=300)
-
-    def native(self, name: str, source: str) -> Path:
-        """The same program against the real std, for comparing with std's own behaviour."""
-        src = self.workdir / f"{name}-native.rs"
-        src.write_text(source)
-        out = self.workdir / f"{name}-native"
-        run([self.tc.compiler.rustc, "--edition", "2021", "-o", str(out), str(src)])
-        return out
-
-
-def run(argv: list[str]) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, env=scrubbed(dict(os.environ)), timeout=300)
-    assert proc.returncode == 0, f"{' '.join(argv[:3])} ... failed:\n{proc.stderr[-3000:]}"
-    return proc.stdout
-
-
-@pytest.fixture(scope="session")
-def compiler(tc: toolchain.Toolchain, facade_rlib: Path, tmp_path_factory: pytest.TempPathFactory) -> Compiler:
-    return Compiler(tc, facade_rlib, tmp_path_factory.mktemp("guests"))
-
-
-@dataclass
-class Ran:
-    code: int
-    stdout: str
-    stderr: str
-    ctx: RunContext
-
-    def lines(self) -> list[list[str]]:
-        return [line.split("\t") for line in self.stdout.splitlines()]
-
-
-class GuestTrapped(Exception):
-    """The guest trapped (a Rust panic is a trap under panic=abort); the message ends with its stderr."""
-
-
-@dataclass
-class Sandbox:
-    """Runs WASI command modules with the runner's preopens (shim/runner.py: the package directory read-only
-    at its own path and as ".", OUT_DIR and a temp dir read-write at their host paths), an explicit
-    environment, and the process host functions of one RunContext per run."""
-
-    engine: wasmtime.Engine
-    tc: toolchain.Toolchain
-    tmp: Path
-
-    def context(self, **env: str) -> RunContext:
-        base = Path(tempfile.mkdtemp(prefix="run-", dir=self.tmp))
-        dirs = {name: base / name for name in ("pkg", "out", "tmp")}
-        for path in dirs.values():
-            path.mkdir()
-        env = {"OUT_DIR": str(dirs["out"]), "CARGO_MANIFEST_DIR": str(dirs["pkg"]), "RUSTC": self.tc.compiler.rustc,
-               "CARGO_PKG_NAME": "guest", **env}
-        return RunContext(crate="guest", version="0.1.0", package_dir=str(dirs["pkg"]), out_dir=str(dirs["out"]),
-                          tmp_dir=str(dirs["tmp"]), env=env, host_env={}, rustc=self.tc.compiler.rustc,
-                          sysroot=self.tc.compiler.sysroot)
-
-    def run(self, wasm: Path, ctx: RunContext | None = None, **env: str) -> Ran:
-        ctx = ctx or self.context(**env)
-        linker = wasmtime.Linker(self.engine)
-        linker.define_wasi()
-        host_process.define(linker, ctx)
-        out, err = Path(ctx.package_dir).parent / "stdout", Path(ctx.package_dir).parent / "stderr"
-        wasi = wasmtime.WasiConfig()
-        wasi.argv = ["build-script"]
-        wasi.env = list(ctx.env.items())
-        wasi.stdout_file, wasi.stderr_file = str(out), str(err)
-        wasi.preopen_dir(ctx.package_dir, ctx.package_dir, False)
-        for path in (ctx.out_dir, ctx.tmp_dir):
-            wasi.preopen_dir(path, path, True)
-        wasi.preopen_dir(ctx.package_dir, ".", False)
-        store = wasmtime.Store(self.engine)
-        store.set_wasi(wasi)
-        instance = linker.instantiate(store, wasmtime.Module.from_file(self.engine, str(wasm)))
-        try:
-            instance.exports(store)["_start"](store)
-            code = 0
-        except wasmtime.ExitTrap as trap:
-            code = trap.code
-        except wasmtime.Trap as trap:
-            raise GuestTrapped(f"{trap}\n{err.read_text()}") from None
-        return Ran(code, out.read_text(), err.read_text(), ctx)
-
-
-@pytest.fixture(scope="session")
-def sandbox(tc: toolchain.Toolchain, tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
-    return Sandbox(wasmtime.Engine(), tc, tmp_path_factory.mktemp("runs"))
 
 
 # -- building the facade ---------------------------------------------------------------------------------
@@ -209,7 +72,8 @@ def test_the_import_table_mirrors_abi_py() -> None:
     ffi = (facade.FACADE_DIR / "src" / "ffi.rs").read_text()
     assert f'#[link(wasm_import_module = "{abi.IMPORT_MODULE}")]' in ffi
     declared = {name: params.count(":") for name, params in re.findall(r"pub fn (\w+)\(([^)]*)\) -> i32;", ffi)}
-    assert declared == {name: params for name, (params, _) in abi.IMPORTS.items()}
+    assert declared == {name: params for name, (params, _) in abi.ALL_IMPORTS.items()}
+    assert list(abi.ALL_IMPORTS) == list(abi.IMPORTS) + list(abi.OBSERVE_IMPORTS) == list(declared)
     constants = dict(re.findall(r"pub const (\w+): \w+ = (-?\d+);", ffi))
     assert constants and all(int(value) == getattr(abi, name) for name, value in constants.items())
 
@@ -641,15 +505,6 @@ fn main() {
 """
 
 
-def package_with_files(sandbox: Sandbox, **env: str) -> RunContext:
-    ctx = sandbox.context(**env)
-    pkg = Path(ctx.package_dir)
-    (pkg / "data.txt").write_text("twelve bytes")
-    (pkg / "sub").mkdir()
-    (pkg / "link").symlink_to("data.txt")
-    return ctx
-
-
 def test_metadata_has_plausible_permissions_and_is_otherwise_the_native_one(
         compiler: Compiler, sandbox: Sandbox) -> None:
     ctx = package_with_files(sandbox)
@@ -747,14 +602,6 @@ def ar_archive(members: dict[str, bytes], index: list[str] | None) -> bytes:
         table = len(index).to_bytes(4, "big") + b"\0\0\0\0" * len(index) + b"".join(n.encode() + b"\0" for n in index)
         out += member("/", table)
     return out + b"".join(member(name + "/", data) for name, data in members.items())
-
-
-def rustup_wasm_rustc() -> str | None:
-    """A rustup toolchain's rustc whose wasm32-wasip1 target (with its own wasi-libc) is installed."""
-    home = Path(os.environ.get("RUSTUP_HOME") or Path.home() / ".rustup")
-    libcs = sorted(home.glob("toolchains/*/lib/rustlib/wasm32-wasip1/lib/self-contained/libc.a"))
-    rustcs = [libc.parents[5] / "bin" / "rustc" for libc in libcs]
-    return next((str(r) for r in rustcs if os.access(r, os.X_OK)), None)
 
 
 CANONICALIZE = r"""

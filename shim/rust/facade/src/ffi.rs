@@ -1,4 +1,5 @@
-//! The import table: the guest half of shim/abi.py's `IMPORTS`, same names, same order, same module.
+//! The import table: the guest half of shim/abi.py's `ALL_IMPORTS` (`IMPORTS`, the process functions, then
+//! `OBSERVE_IMPORTS`), same names, same order, same module.
 //!
 //! Every parameter and result lowers to a wasm i32 (pointers and `usize` are 32 bits on wasm32).
 //! Change this file and shim/abi.py together, and bump the module's version when a signature changes.
@@ -27,6 +28,10 @@ extern "C" {
     pub fn kill(handle: i32) -> i32;
     /// The guest dropped its last use of the handle.
     pub fn release(handle: i32) -> i32;
+    /// Reports a failed file system access (REPORT_FS: `op \0 absolute path \0 errno name`) or an
+    /// environment variable that was not set (REPORT_ENV: its name); observe.rs sends them. 0, or
+    /// REPORT_STOP once the host wants no more reports this run.
+    pub fn report(kind: i32, buf: *const u8, len: usize) -> i32;
 }
 
 // Error codes (negative results), as in shim/abi.py.
@@ -57,3 +62,8 @@ pub const STREAM_STDERR: i32 = 2;
 pub const STATUS_EXITED: i32 = 0;
 pub const STATUS_SIGNALED: i32 = 1;
 pub const STATUS_SIZE: usize = 8;
+
+// Kinds of report, and the answer that asks the guest to stop reporting.
+pub const REPORT_FS: i32 = 1;
+pub const REPORT_ENV: i32 = 2;
+pub const REPORT_STOP: i32 = 1;

@@ -13,10 +13,12 @@
 //! Below std's API, stat.rs wraps libc's `stat` family at link time (shim/facade.py's `LINK_ARGS`) so that
 //! `fs::Metadata::permissions()` reports plausible bits instead of "read-only" for everything, and
 //! realpath.rs replaces libc's `realpath` (for `fs::canonicalize`) through `--wrap=realpath`: Debian's
-//! wasi-libc lacks it and rustup's fails on absolute paths into preopened directories.
+//! wasi-libc lacks it and rustup's fails on absolute paths into preopened directories. observe.rs wraps the
+//! libc functions behind `std::fs` and `std::env::var*` the same way, to report every failed access and
+//! every variable looked up in vain to the host (the preopens still do the enforcing).
 //!
 //! The code for building this crate is shim/facade.py; the host side of the imports is
-//! shim/host_process.py.
+//! shim/host_process.py (processes) and shim/host_observe.py (reports).
 #![no_std]
 
 extern crate std as real;
@@ -31,6 +33,8 @@ mod cratecage_host;
 mod cratecage_stat;
 #[path = "realpath.rs"]
 mod cratecage_realpath;
+#[path = "observe.rs"]
+mod cratecage_observe;
 
 pub mod env;
 pub mod process;

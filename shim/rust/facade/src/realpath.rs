@@ -24,8 +24,13 @@
 //! errno: std reaches wasi-libc's through the data symbol `errno` (std's `sys/io/error/wasi.rs`; the libc
 //! crate declares `__errno_location`, but the 2022 wasi-libc has none). wasm32-wasip1 has no threads, and
 //! both wasi-libcs define `errno` as plain data, so an extern static is it.
+//!
+//! The walk's own `lstat`s and `readlink`s go through the wrappers of stat.rs and observe.rs; it runs
+//! `quiet()`, and a failed `realpath` is reported once, as a "stat" of the path it was asked about.
 
 use core::ffi::{c_char, c_int, c_void, CStr};
+
+use crate::cratecage_observe as observe;
 
 use real::ffi::OsStr;
 use real::io;
@@ -60,9 +65,18 @@ pub unsafe extern "C" fn __wrap_realpath(path: *const c_char, resolved: *mut c_c
     if path.is_null() {
         return fail(EINVAL);
     }
-    let answer = match canonical(CStr::from_ptr(path).to_bytes()) {
+    // The walk probes components that may well not exist (ancestors of a preopen): none of that is
+    // reported, only the answer for the whole path.
+    let walked = {
+        let _quiet = observe::quiet();
+        canonical(CStr::from_ptr(path).to_bytes())
+    };
+    let answer = match walked {
         Ok(answer) => answer,
-        Err(code) => return fail(code),
+        Err(code) => {
+            observe::fs_failure(observe::Op::Stat, path, code);
+            return fail(code);
+        }
     };
     let len = answer.len() + 1;
     let dst = if resolved.is_null() {

@@ -19,6 +19,9 @@
 //! read-only mount. wasi-libc's own internal calls (`stat`/`lstat` reach `__wasilibc_nocwd_fstatat`
 //! directly) are not wrapped and need not be: every caller outside libc goes through one of the four.
 //!
+//! A failed `stat`, `lstat` or `fstatat` (with a path, relative to the current directory or absolute) is
+//! also reported to the host as a "stat" observation (observe.rs); `fstat` has no path to report.
+//!
 //! Every wasm link with the facade must pass `LINK_ARGS`: rustc exports every `#[no_mangle]` function from
 //! a wasm module (so `__wrap_stat` & co. also appear among its exports, harmlessly), which keeps the
 //! wrappers in every link, and without `--wrap` nothing defines `__real_stat`: wasm-ld fails with
@@ -26,6 +29,8 @@
 //! `__real_stat` defined here is inlined into its caller and then wrapped itself (endless recursion).
 
 use core::ffi::{c_char, c_int};
+
+use crate::cratecage_observe::{self as observe, Op};
 
 /// The leading fields of wasi-libc's `struct stat` on wasm32 (libc crate, `src/wasi/mod.rs`): `st_dev`,
 /// `st_ino` and `st_nlink` are 64-bit, so `st_mode` (a `mode_t`, u32) is at byte 24.
@@ -75,12 +80,20 @@ extern "C" {
 
 #[no_mangle]
 pub unsafe extern "C" fn __wrap_stat(path: *const c_char, buf: *mut u8) -> c_int {
-    with_permissions(__real_stat(path, buf), buf)
+    let rc = __real_stat(path, buf);
+    if rc != 0 {
+        observe::failed(Op::Stat, path);
+    }
+    with_permissions(rc, buf)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn __wrap_lstat(path: *const c_char, buf: *mut u8) -> c_int {
-    with_permissions(__real_lstat(path, buf), buf)
+    let rc = __real_lstat(path, buf);
+    if rc != 0 {
+        observe::failed(Op::Stat, path);
+    }
+    with_permissions(rc, buf)
 }
 
 #[no_mangle]
@@ -90,5 +103,10 @@ pub unsafe extern "C" fn __wrap_fstat(fd: c_int, buf: *mut u8) -> c_int {
 
 #[no_mangle]
 pub unsafe extern "C" fn __wrap_fstatat(dirfd: c_int, path: *const c_char, buf: *mut u8, flags: c_int) -> c_int {
-    with_permissions(__real_fstatat(dirfd, path, buf, flags), buf)
+    let rc = __real_fstatat(dirfd, path, buf, flags);
+    // A path relative to a directory fd other than the current directory's cannot be made absolute.
+    if rc != 0 && !path.is_null() && (dirfd == observe::AT_FDCWD || *path == b'/' as c_char) {
+        observe::failed(Op::Stat, path);
+    }
+    with_permissions(rc, buf)
 }

@@ -1,0 +1,123 @@
+"""From a crate's policy grant to the sandbox of one run, and from what happened back to denials.
+
+    load(environ)            the build's policy (policy.discover from the workspace root), once per process
+    grant(...)               what this crate's build script may do
+    preopens(grant, ctx)     extra WASI directories: granted trees at their own paths; a granted *file*
+                             appears alone, through a directory of hard links (or copies, read-only)
+                             preopened at the file's parent path, since WASI preopens only directories
+    env_extra(grant, env)    host variables the grant adds to the guest's environment
+    filter_stdout(...)       the directives cargo will see (shim.directives), denials for the rest
+    observed_denials(...)    failed accesses the guest reported (shim.host_observe) that a grant would allow
+
+Every denial carries the entry that would permit it, ready to paste (policy.suggest_entry).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Mapping
+
+from policy import Grant, Policy, discover, suggest_entry
+from shim.runctx import RunContext
+
+_CACHE: dict[str, tuple[Policy, list[str]]] = {}
+# Variables std itself looks up (panics, thread stacks): never a script's request.
+STD_INTERNAL_ENV = frozenset({"RUST_BACKTRACE", "RUST_LIB_BACKTRACE", "RUST_MIN_STACK"})
+
+
+def load(environ: Mapping[str, str]) -> tuple[Policy, list[str]]:
+    """The build's policy and the warnings about sources it hid. Raises PolicyError when malformed."""
+    from shim.workspace import find_workspace_root
+
+    root = find_workspace_root(environ)
+    key = f"{root}\0{environ.get('CRATECAGE_POLICY', '')}"
+    if key not in _CACHE:
+        _CACHE[key] = discover(root, environ)
+    return _CACHE[key]
+
+
+def grant(kind: str, crate: str, version: str, environ: Mapping[str, str]) -> tuple[Grant, Policy]:
+    policy, _warnings = load(environ)
+    return policy.resolve(kind, crate, version), policy
+
+
+def _covered(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def preopens(grant: Grant, ctx: RunContext) -> list[tuple[str, str, bool]]:
+    """(host dir, guest path, writable) for every granted path not already preopened."""
+    base = [ctx.package_dir, ctx.out_dir, ctx.tmp_dir]
+    out: list[tuple[str, str, bool]] = []
+    files: dict[str, list[tuple[str, bool]]] = {}
+    for paths, writable in ((grant.writable, True), (grant.readable, False)):
+        for path in paths:
+            if _covered(path, base) or any(_covered(path, [d]) for d, _g, _w in out):
+                continue
+            if os.path.isdir(path):
+                out.append((path, path, writable))
+            elif os.path.exists(path):
+                files.setdefault(os.path.dirname(path), []).append((path, writable))
+    for parent, members in files.items():
+        view = os.path.join(ctx.tmp_dir, ".cratecage-files", str(len(out)))
+        os.makedirs(view)
+        writable_view = False
+        for path, writable in members:
+            dest = os.path.join(view, os.path.basename(path))
+            try:
+                os.link(path, dest)
+                writable_view = writable_view or writable
+            except OSError:
+                if writable:
+                    continue  # a copy would lose the writes: leave it out, the guest will report it
+                shutil.copy2(path, dest)
+        out.append((view, parent, writable_view))
+    return out
+
+
+def env_extra(grant: Grant, host_env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in host_env.items() if grant.allows_env(k)}
+
+
+def filter_stdout(stdout: bytes, ctx: RunContext, grant: Grant, kind: str = "build") -> bytes:
+    from shim.directives import filter as filter_directives
+
+    kept, denied = filter_directives(stdout, out_dir=ctx.out_dir, grant_allows_directive=grant.allows_directive)
+    for directive, reason in denied:
+        item = directive.grant_item
+        fix = suggest_entry(kind, ctx.crate, "directives", item) if item else ""
+        ctx.deny("directives", directive.canonical or directive.raw, reason, fix)
+        if grant.mode == "warn" and directive.canonical:
+            kept.append(directive.canonical)
+    return ("\n".join(kept) + "\n").encode() if kept else b""
+
+
+def observed_denials(ctx: RunContext, grant: Grant, kind: str = "build") -> None:
+    """Turn what the guest reported it could not reach into denials, when a grant is what it lacked."""
+    seen: set[tuple[str, str]] = set()
+    for obs in getattr(ctx, "observations", []):
+        if (obs.kind, obs.target) in seen:
+            continue
+        seen.add((obs.kind, obs.target))
+        if obs.kind == "env":
+            if (obs.target in ctx.host_env and not grant.allows_env(obs.target)
+                    and obs.target not in STD_INTERNAL_ENV):
+                ctx.deny("env-access", obs.target, "set on the host but not granted, so the script saw it unset",
+                         suggest_entry(kind, ctx.crate, "env-access", obs.target), fatal=False)
+        elif obs.kind == "fs":
+            write = obs.op in ("write", "create", "mkdir", "remove", "rename", "symlink")
+            path = os.path.normpath(obs.target)
+            if not write and (_covered(path, [ctx.package_dir, ctx.out_dir, ctx.tmp_dir]) or not os.path.exists(path)):
+                continue  # inside the default grants, or missing on the host too: nothing to grant
+            if write and _covered(path, [ctx.out_dir, ctx.tmp_dir]):
+                continue
+            ctx.deny("filesystem-access", f"{obs.op} {path}", f"outside the build script's grants ({obs.errno})",
+                     suggest_entry(kind, ctx.crate, "filesystem-access", _grant_target(path, write), writable=write),
+                     fatal=obs.op != "stat")  # testing whether a path exists is not using it
+
+
+def _grant_target(path: str, write: bool) -> str:
+    """What to suggest granting: the file itself for reads, its directory for writes that create it."""
+    return path if (not write or os.path.exists(path)) else str(Path(path).parent)

@@ -1,0 +1,159 @@
+"""Policy end to end: grants written in cratecage.toml reach a real build script through cargo and the
+wrapper; what is not granted is denied with the entry that would permit it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, scrubbed
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> dict[str, Path]:
+    pkg = tmp_path / "policy-demo"
+    shutil.copytree(FIXTURES / "policy-demo", pkg)
+    secret = tmp_path / "outside" / "config.txt"
+    secret.parent.mkdir()
+    secret.write_text("granted-content\n")
+    return {"pkg": pkg, "file": secret, "target": tmp_path / "target"}
+
+
+def build(cargo: Cargo, project: dict[str, Path], policy: str | None, *args: str, cwd: Path | None = None,
+          env: dict[str, str] | None = None) -> CargoRun:
+    if policy is not None:
+        (project["pkg"] / "cratecage.toml").write_text(policy)
+    extra = {"POLICY_DEMO_FILE": str(project["file"]), "POLICY_DEMO_VAR": "host-value", **(env or {})}
+    return cargo(cwd or project["pkg"], "build", *args, wrapped=True, target_dir=project["target"],
+                 extra_env=extra, check=False)
+
+
+def test_without_grants_the_build_fails_with_paste_ready_entries(cargo: Cargo, project: dict) -> None:
+    run = build(cargo, project, None)
+    err = run.proc.stderr
+    assert not run.ok
+    assert "policy-demo file: unreadable" in err and "policy-demo var: unset" in err
+    assert "filesystem-access denied: read " + str(project["file"]) in err
+    assert "[permissions.build.policy-demo]" in err
+    assert f'filesystem-access = {{ action = "permit", paths = ["{project["file"]}"] }}' in err
+    assert "env-access not granted: POLICY_DEMO_VAR" in err  # reported; a lookup alone fails nothing
+    assert 'env-access = { action = "permit", vars = ["POLICY_DEMO_VAR"] }' in err
+    assert "host-value" not in err and "granted-content" not in err
+
+
+def test_grants_let_the_script_read_the_file_and_the_variable(cargo: Cargo, project: dict) -> None:
+    policy = (f'[permissions.build.policy_demo]\n'
+              f'filesystem-access = {{ action = "permit", paths = ["{project["file"]}"] }}\n'
+              f'env-access = {{ action = "permit", vars = ["POLICY_DEMO_*"] }}\n')
+    run = build(cargo, project, policy)
+    assert run.ok, run.proc.stderr[-3000:]
+    assert "policy-demo file: granted-content" in run.proc.stderr
+    assert "policy-demo var: host-value" in run.proc.stderr
+
+
+def test_a_version_requirement_that_does_not_match_grants_nothing(cargo: Cargo, project: dict) -> None:
+    policy = ('[permissions.build.policy-demo]\nversion = "^0.4"\n'
+              'env-access = { action = "permit", vars = ["POLICY_DEMO_VAR"] }\n')
+    run = build(cargo, project, policy)
+    assert "policy-demo var: unset" in run.proc.stderr
+    policy = policy.replace("^0.4", ">=0.3, <0.4")
+    assert "policy-demo var: host-value" in build(cargo, project, policy).proc.stderr
+
+
+def test_deny_wins_over_permit(cargo: Cargo, project: dict) -> None:
+    # Two tables for one crate must be an array of tables; the deny entry is merged with the permit.
+    policy = ('[[permissions.build.policy-demo]]\n'
+              'env-access = { action = "permit", vars = ["POLICY_DEMO_*"] }\n'
+              '[[permissions.build.policy-demo]]\n'
+              'env-access = { action = "deny", vars = ["POLICY_DEMO_VAR"] }\n')
+    run = build(cargo, project, policy)
+    assert "policy-demo var: unset" in run.proc.stderr
+
+
+@pytest.mark.parametrize("feature, shown", [
+    ("link-arg", "directives denied: cargo:rustc-link-arg=-Wl,--no-as-needed"),
+    ("ld-preload", "directives denied: cargo:rustc-env=LD_PRELOAD=/tmp/not-really.so"),
+])
+def test_dangerous_directives_are_dropped_and_reported(cargo: Cargo, project: dict, feature: str,
+                                                       shown: str) -> None:
+    base = (f'[permissions.build.policy-demo]\n'
+            f'filesystem-access = {{ action = "permit", paths = ["{project["file"]}"] }}\n'
+            f'env-access = {{ action = "permit", vars = ["POLICY_DEMO_VAR"] }}\n')
+    run = build(cargo, project, base, "--features", feature)
+    err = run.proc.stderr
+    assert not run.ok and shown in err
+    if feature == "ld-preload":  # the indented and \r variants are the same directive to cargo: denied too
+        assert "LD_PRELOAD=/tmp/indented.so" in err and "LD_AUDIT=/tmp/cr.so" in err
+        assert 'directives = { action = "permit", list = ["rustc-env=LD_PRELOAD"] }' in err
+    for output in project["target"].glob("debug/build/policy-demo-*/output"):  # cargo keeps none on failure
+        assert "LD_PRELOAD" not in output.read_text() and "rustc-link-arg" not in output.read_text()
+
+
+def test_a_directive_grant_lets_it_through(cargo: Cargo, project: dict) -> None:
+    policy = (f'[permissions.build.policy-demo]\n'
+              f'filesystem-access = {{ action = "permit", paths = ["{project["file"]}"] }}\n'
+              f'env-access = {{ action = "permit", vars = ["POLICY_DEMO_VAR"] }}\n'
+              f'directives = ["rustc-link-arg=-Wl,--no-as-needed"]\n')
+    run = build(cargo, project, policy, "--features", "link-arg")
+    assert run.ok, run.proc.stderr[-3000:]
+
+
+def test_the_workspace_root_is_found_from_a_subdirectory_and_with_manifest_path(cargo: Cargo, project: dict,
+                                                                                tmp_path: Path) -> None:
+    policy = '[permissions.build.policy-demo]\nenv-access = { action = "permit", vars = ["POLICY_DEMO_VAR"] }\n'
+    run = build(cargo, project, policy, cwd=project["pkg"] / "src")
+    assert "policy-demo var: host-value" in run.proc.stderr
+    shutil.rmtree(project["target"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = build(cargo, project, None, "--manifest-path", str(project["pkg"] / "Cargo.toml"), cwd=elsewhere)
+    assert "policy-demo var: host-value" in run.proc.stderr
+
+
+def test_a_malformed_policy_stops_the_build_before_any_script_runs(cargo: Cargo, project: dict) -> None:
+    run = build(cargo, project, '[permissions.build.policy-demo]\nnetwork-access = { action = "permit", '
+                                'routes = ["127.0.0.1"] }\n')
+    err = run.proc.stderr
+    assert not run.ok
+    assert f"cratecage: {project['pkg'] / 'cratecage.toml'}:2: " in err and "routes" in err and "port" in err
+    assert "policy-demo file:" not in err  # the build script never ran
+    assert "Traceback" not in err
+
+
+def test_policy_edits_rerun_the_build_script(cargo: Cargo, project: dict) -> None:
+    policy = '[permissions.build.policy-demo]\nenv-access = { action = "permit", vars = ["POLICY_DEMO_VAR"] }\n'
+    assert "policy-demo var: host-value" in build(cargo, project, policy).proc.stderr
+    revoked = build(cargo, project, '[permissions.build.other]\nenv-access = ["X"]\n')
+    assert "policy-demo var: unset" in revoked.proc.stderr and not revoked.ok
+
+
+def test_policy_check_command(project: dict) -> None:
+    (project["pkg"] / "cratecage.toml").write_text('[permissions.build.policy-demo]\nenv-access = ["A"]\n')
+    env = scrubbed(dict(os.environ))
+    ok = subprocess.run([str(WRAPPER), "policy", "check"], cwd=project["pkg"], capture_output=True, text=True,
+                        env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "cratecage.toml" in ok.stdout and "1 entry" in ok.stdout
+    (project["pkg"] / "cratecage.toml").write_text('[permissions.build.policy-demo]\nenv-acess = ["A"]\n')
+    bad = subprocess.run([str(WRAPPER), "policy", "check"], cwd=project["pkg"], capture_output=True, text=True,
+                         env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("cratecage: ") and ":2: " in bad.stderr
+
+
+def test_the_audit_trail_records_grants_and_denials(cargo: Cargo, project: dict) -> None:
+    policy = '[permissions.build.policy-demo]\nenv-access = { action = "permit", vars = ["POLICY_DEMO_VAR"] }\n'
+    run = build(cargo, project, policy, "--features", "link-arg", env={"CRATECAGE_LOG": "json"})
+    assert '"event": "denial"' in run.proc.stderr or '"event":"denial"' in run.proc.stderr.replace(" ", "")
+    audit = subprocess.run([str(WRAPPER), "audit", str(project["target"])], capture_output=True, text=True,
+                           env=scrubbed(dict(os.environ)))
+    assert audit.returncode == 0, audit.stderr
+    text = audit.stdout
+    assert "policy-demo" in text and "0.3.1" in text
+    assert "granted  env-access.vars: POLICY_DEMO_VAR" in text and "cratecage.toml:1" in text
+    assert "denied   directives: cargo:rustc-link-arg=-Wl,--no-as-needed" in text
