@@ -157,3 +157,14 @@ def test_the_audit_trail_records_grants_and_denials(cargo: Cargo, project: dict)
     assert "policy-demo" in text and "0.3.1" in text
     assert "granted  env-access.vars: POLICY_DEMO_VAR" in text and "cratecage.toml:1" in text
     assert "denied   directives: cargo:rustc-link-arg=-Wl,--no-as-needed" in text
+
+
+def test_sandbox_native_is_the_named_escape_hatch_and_is_reported(cargo: Cargo, project: dict) -> None:
+    run = build(cargo, project, '[permissions.build.policy-demo]\nsandbox = "native"\n')
+    assert run.ok, run.proc.stderr[-3000:]
+    err = run.proc.stderr
+    assert "policy-demo file: granted-content" in err and "policy-demo var: host-value" in err  # native: all
+    assert 'runs natively, unsandboxed (sandbox = "native" in' in err
+    again = build(cargo, project, None, "-v", env={"POLICY_DEMO_VAR": "changed"})  # a rerun reports it again
+    assert 'runs natively, unsandboxed' in again.proc.stderr
+    assert not any(e["kind"] == "replay" for e in run.trace)
