@@ -6,6 +6,7 @@
     cratecage toolchain env            shell `export` lines that select that toolchain
     cratecage doctor                   toolchain, wasmtime and Landlock, one line each
     cratecage policy check             find and validate the build's policy
+    cratecage init [-- cargo args]     build in warn mode, propose a cratecage.toml of the grants used
     cratecage audit [target-dir]       the last sandboxed run of each crate: grants, denials
 
 "Which role am I?" is decided here and nowhere else: a first argument that is a known command or starts
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = ("audit", "doctor", "policy", "toolchain", "help", "version")
+COMMANDS = ("audit", "doctor", "init", "policy", "toolchain", "help", "version")
 
 
 def enable_site_packages() -> None:

@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     pol = sub.add_parser("policy", help="validate the build's policy without building")
     pol_sub = pol.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     pol_sub.add_parser("check", help="find, read and validate the policy; list its entries")
+    ini = sub.add_parser("init", help="build in warn mode and propose a cratecage.toml with the grants used")
+    ini.add_argument("--output", help="where to write the proposal (default: <workspace>/cratecage.toml)")
+    ini.add_argument("--force", action="store_true", help="replace an existing file")
+    ini.add_argument("cargo_args", nargs=argparse.REMAINDER, help="arguments for cargo build, after --")
     sub.add_parser("doctor", help="check the toolchain, wasmtime and the confinement of native children")
     r = sub.add_parser("audit", help="the last sandboxed run of each crate: grants used, denials")
     r.add_argument("target_dir", nargs="?", default="target", help="cargo's target directory (default: target)")
@@ -55,6 +59,11 @@ def dispatch(argv: list[str]) -> int:
     if ns.command == "version":
         print(VERSION_LINE)
         return 0
+    if ns.command == "init":
+        from shim import init_policy
+
+        args = ns.cargo_args[1:] if ns.cargo_args[:1] == ["--"] else ns.cargo_args
+        return init_policy.run(args, output=ns.output, force=ns.force)
     if ns.command == "policy":
         return policy_check()
     if ns.command == "doctor":

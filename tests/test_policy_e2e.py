@@ -168,3 +168,21 @@ def test_sandbox_native_is_the_named_escape_hatch_and_is_reported(cargo: Cargo, 
     again = build(cargo, project, None, "-v", env={"POLICY_DEMO_VAR": "changed"})  # a rerun reports it again
     assert 'runs natively, unsandboxed' in again.proc.stderr
     assert not any(e["kind"] == "replay" for e in run.trace)
+
+
+def test_init_proposes_a_policy_under_which_an_enforcing_build_passes(cargo: Cargo, project: dict) -> None:
+    env = {**scrubbed(dict(os.environ)), **cargo.env, "POLICY_DEMO_FILE": str(project["file"]),
+           "POLICY_DEMO_VAR": "host-value"}
+    init = subprocess.run([str(WRAPPER), "init", "--", "--features", "link-arg"], cwd=project["pkg"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert init.returncode == 0, init.stderr[-3000:]
+    proposal = (project["pkg"] / "cratecage.toml").read_text()
+    assert "[permissions.build.policy-demo]  # policy-demo 0.3.1" in proposal
+    assert str(project["file"]) in proposal and "POLICY_DEMO_VAR" in proposal
+    assert "rustc-link-arg=-Wl,--no-as-needed" in proposal
+    run = build(cargo, project, None, "--features", "link-arg")  # enforce mode, the proposal as the policy
+    assert run.ok, run.proc.stderr[-3000:]
+    assert "policy-demo file: granted-content" in run.proc.stderr
+    audit = subprocess.run([str(WRAPPER), "audit", str(project["target"])], capture_output=True, text=True,
+                           env=scrubbed(dict(os.environ)))
+    assert "policy-demo" in audit.stdout and " ok " in audit.stdout
