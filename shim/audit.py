@@ -42,7 +42,7 @@ def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: s
     """All events of one finished run."""
     base = {"crate": ctx.crate, "version": ctx.version, "kind": "build", "run": RUN_ID,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    granted = {k: list(v) for k, v in grant.permits.items()} if grant is not None else {}
+    granted = {k: list(v) for k, v in grant.permits.items()} if grant is not None else {}  # None: defaults
     if granted or (grant is not None and grant.native):
         _append(cc_dir, {**base, "event": "grant", "granted": granted, "mode": grant.mode,
                          "entries": [str(e) for e in grant.entries]})

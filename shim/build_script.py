@@ -114,7 +114,7 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
     # The policy is read before anything runs: a malformed one stops the build here, at the first unit.
     grant, policy = enforce.grant("build", environ.get("CARGO_PKG_NAME", "?"), environ.get("CARGO_PKG_VERSION", "?"),
                                   environ)
-    if grant.native:
+    if grant is not None and grant.native and policy is not None:
         return compile_native(chain, args, expanded, environ, str(policy.source))
     tc = toolchain.require_wasm_capable(rustc, what=f"build-script `{args.crate_name}`", environ=environ)
     assert tc.wasm_sysroot is not None

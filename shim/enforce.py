@@ -19,8 +19,12 @@ import shutil
 from pathlib import Path
 from typing import Mapping
 
-from policy import Grant, Policy, discover, suggest_entry
 from shim.runctx import RunContext
+
+if False:  # typing only: the policy package is imported only when a policy or curated entry applies
+    from policy import Grant, Policy
+
+CURATED_TOML = Path(__file__).resolve().parent.parent / "policy" / "curated.toml"
 
 _CACHE: dict[str, tuple[Policy, list[str]]] = {}
 # Variables std itself looks up (panics, thread stacks): never a script's request.
@@ -29,6 +33,7 @@ STD_INTERNAL_ENV = frozenset({"RUST_BACKTRACE", "RUST_LIB_BACKTRACE", "RUST_MIN_
 
 def load(environ: Mapping[str, str]) -> tuple[Policy, list[str]]:
     """The build's policy and the warnings about sources it hid. Raises PolicyError when malformed."""
+    from policy import discover
     from shim.workspace import find_workspace_root
 
     root = find_workspace_root(environ)
@@ -38,7 +43,33 @@ def load(environ: Mapping[str, str]) -> tuple[Policy, list[str]]:
     return _CACHE[key]
 
 
-def grant(kind: str, crate: str, version: str, environ: Mapping[str, str]) -> tuple[Grant, Policy]:
+def _policy_may_apply(kind: str, crate: str, environ: Mapping[str, str]) -> bool:
+    """Cheap test (no policy package: ~25 ms of imports per run) of whether any policy source exists for
+    this build or a curated default names this crate. False means the defaults alone."""
+    from shim.workspace import find_workspace_root
+
+    names = {crate, crate.replace("-", "_"), crate.replace("_", "-")}
+    try:
+        curated = CURATED_TOML.read_text()
+    except OSError:
+        return True
+    if any(f"[permissions.{kind}.{n}]" in curated for n in names):
+        return True
+    if environ.get("CRATECAGE_POLICY"):
+        return True
+    root = find_workspace_root(environ)
+    if (root / "cratecage.toml").exists():
+        return True
+    try:
+        return "permissions" in (root / "Cargo.toml").read_text()
+    except OSError:
+        return False
+
+
+def grant(kind: str, crate: str, version: str, environ: Mapping[str, str]) -> tuple[Grant | None, Policy | None]:
+    """This crate's grant and the build's policy; (None, None) when no policy applies: the defaults."""
+    if not _policy_may_apply(kind, crate, environ):
+        return None, None
     policy, _warnings = load(environ)
     return policy.resolve(kind, crate, version), policy
 
@@ -47,8 +78,10 @@ def _covered(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def preopens(grant: Grant, ctx: RunContext) -> list[tuple[str, str, bool]]:
+def preopens(grant: Grant | None, ctx: RunContext) -> list[tuple[str, str, bool]]:
     """(host dir, guest path, writable) for every granted path not already preopened."""
+    if grant is None:
+        return []
     base = [ctx.package_dir, ctx.out_dir, ctx.tmp_dir]
     out: list[tuple[str, str, bool]] = []
     files: dict[str, list[tuple[str, bool]]] = {}
@@ -77,24 +110,33 @@ def preopens(grant: Grant, ctx: RunContext) -> list[tuple[str, str, bool]]:
     return out
 
 
-def env_extra(grant: Grant, host_env: Mapping[str, str]) -> dict[str, str]:
+def env_extra(grant: Grant | None, host_env: Mapping[str, str]) -> dict[str, str]:
+    if grant is None:
+        return {}
     return {k: v for k, v in host_env.items() if grant.allows_env(k)}
 
 
-def filter_stdout(stdout: bytes, ctx: RunContext, grant: Grant, kind: str = "build") -> bytes:
+def _suggest(kind: str, crate: str, capability: str, target: str, *, writable: bool = False) -> str:
+    from policy import suggest_entry
+
+    return suggest_entry(kind, crate, capability, target, writable=writable)
+
+
+def filter_stdout(stdout: bytes, ctx: RunContext, grant: Grant | None, kind: str = "build") -> bytes:
     from shim.directives import filter as filter_directives
 
-    kept, denied = filter_directives(stdout, out_dir=ctx.out_dir, grant_allows_directive=grant.allows_directive)
+    allows = grant.allows_directive if grant is not None else (lambda key, target=None: False)
+    kept, denied = filter_directives(stdout, out_dir=ctx.out_dir, grant_allows_directive=allows)
     for directive, reason in denied:
         item = directive.grant_item
-        fix = suggest_entry(kind, ctx.crate, "directives", item) if item else ""
+        fix = _suggest(kind, ctx.crate, "directives", item) if item else ""
         ctx.deny("directives", directive.canonical or directive.raw, reason, fix)
-        if grant.mode == "warn" and directive.canonical:
+        if grant is not None and grant.mode == "warn" and directive.canonical:
             kept.append(directive.canonical)
     return ("\n".join(kept) + "\n").encode() if kept else b""
 
 
-def observed_denials(ctx: RunContext, grant: Grant, kind: str = "build") -> None:
+def observed_denials(ctx: RunContext, grant: Grant | None, kind: str = "build") -> None:
     """Turn what the guest reported it could not reach into denials, when a grant is what it lacked."""
     seen: set[tuple[str, str]] = set()
     for obs in getattr(ctx, "observations", []):
@@ -102,10 +144,10 @@ def observed_denials(ctx: RunContext, grant: Grant, kind: str = "build") -> None
             continue
         seen.add((obs.kind, obs.target))
         if obs.kind == "env":
-            if (obs.target in ctx.host_env and not grant.allows_env(obs.target)
+            if (obs.target in ctx.host_env and not (grant is not None and grant.allows_env(obs.target))
                     and obs.target not in STD_INTERNAL_ENV):
                 ctx.deny("env-access", obs.target, "set on the host but not granted, so the script saw it unset",
-                         suggest_entry(kind, ctx.crate, "env-access", obs.target), fatal=False)
+                         _suggest(kind, ctx.crate, "env-access", obs.target), fatal=False)
         elif obs.kind == "fs":
             write = obs.op in ("write", "create", "mkdir", "remove", "rename", "symlink")
             path = os.path.normpath(obs.target)
@@ -114,7 +156,7 @@ def observed_denials(ctx: RunContext, grant: Grant, kind: str = "build") -> None
             if write and _covered(path, [ctx.out_dir, ctx.tmp_dir]):
                 continue
             ctx.deny("filesystem-access", f"{obs.op} {path}", f"outside the build script's grants ({obs.errno})",
-                     suggest_entry(kind, ctx.crate, "filesystem-access", _grant_target(path, write), writable=write),
+                     _suggest(kind, ctx.crate, "filesystem-access", _grant_target(path, write), writable=write),
                      fatal=obs.op != "stat")  # testing whether a path exists is not using it
 
 

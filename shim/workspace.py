@@ -2,7 +2,7 @@
 
 rustc and build scripts of registry crates run in the dependency's own directory, so their working
 directory says nothing about the project. The project is where the user started cargo: the outermost
-`cargo` process among our ancestors (psutil), its working directory and its `--manifest-path`. From there the
+`cargo` process among our ancestors (/proc, or psutil where there is none), its working directory and its `--manifest-path`. From there the
 workspace root is the nearest ancestor whose Cargo.toml has a `[workspace]` table, else the nearest
 Cargo.toml's directory, as cargo decides it.
 
@@ -20,8 +20,32 @@ ROOT_ENV = "CRATECAGE_WORKSPACE_ROOT"
 _CARGO_NAMES = frozenset({"cargo", "cargo.exe"})
 
 
+def _proc_ancestors(pid: int) -> list[tuple[list[str], str]] | None:
+    """(cmdline, cwd) of `pid` and its ancestors from /proc (Linux; ~1 ms, where importing psutil costs
+    ~15 ms on every build-script run); None where /proc cannot say."""
+    chain: list[tuple[list[str], str]] = []
+    try:
+        while pid > 1:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = [w.decode("utf-8", "surrogateescape") for w in fh.read().split(b"\0") if w]
+            chain.append((cmdline, os.readlink(f"/proc/{pid}/cwd")))
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                stat = fh.read()
+            pid = int(stat[stat.rindex(b")") + 2:].split()[1])
+    except (OSError, ValueError):
+        return chain or None
+    return chain
+
+
 def _cargo_start(pid: int) -> tuple[str, str | None] | None:
     """(cwd, --manifest-path value) of the outermost cargo among the ancestors of `pid`."""
+    chain = _proc_ancestors(pid)
+    if chain is not None:
+        found = None
+        for cmdline, cwd in chain:
+            if cmdline and os.path.basename(cmdline[0]) in _CARGO_NAMES:
+                found = (cwd, _manifest_path(cmdline))
+        return found
     import psutil
 
     found: tuple[str, str | None] | None = None

@@ -860,11 +860,12 @@ def cargo_build_reporting(ws: Path, target: Path, env: dict[str, str], side: str
 
 
 def sandboxed_runs(target: Path) -> list[dict]:
-    """The runner's own log of this target directory's sandboxed build-script runs."""
-    log = target / "cratecage" / "runs.jsonl"
+    """The `run` events of this target directory's audit trail (shim/audit.py): one per sandboxed run."""
+    log = target / "cratecage" / "audit.jsonl"
     if not log.is_file():
         return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [e for e in events if e.get("event") == "run"]
 
 
 def bench_popular(env: dict[str, str], rounds: int) -> tuple[Comparison, dict, BuildFailed | None]:
