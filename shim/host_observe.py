@@ -20,7 +20,7 @@ from typing import Callable, Final
 import wasmtime
 
 from shim import abi
-from shim.host_process import GuestMemory, HostCallError
+from shim.host_process import GuestMemory, HostCallError, define_imports
 from shim.runctx import Observation, RunContext
 
 MAX_OBSERVATIONS: Final = 10_000  # per run; further reports are answered REPORT_STOP and dropped
@@ -73,8 +73,5 @@ def guarded(observer: Observer, name: str) -> Callable[..., int]:
 def define(linker: wasmtime.Linker, ctx: RunContext) -> Observer:
     """Define the imports of `abi.OBSERVE_IMPORTS` in `linker` for one run; returns the run's observer."""
     observer = Observer(ctx)
-    i32 = wasmtime.ValType.i32()
-    for name, (params, results) in abi.OBSERVE_IMPORTS.items():
-        ty = wasmtime.FuncType([i32] * params, [i32] * results)
-        linker.define_func(abi.IMPORT_MODULE, name, ty, guarded(observer, name), access_caller=True)
+    define_imports(linker, abi.OBSERVE_IMPORTS, lambda name: guarded(observer, name))
     return observer

@@ -244,11 +244,17 @@ def guarded(table: ProcessTable, name: str) -> HostFunction:
     return call
 
 
+def define_imports(linker: wasmtime.Linker, imports: dict[str, tuple[int, int]],
+                   call_for: Callable[[str], Callable[..., int]]) -> None:
+    """Define each import of an ABI table (all i32) under `abi.IMPORT_MODULE`, with the caller."""
+    i32 = wasmtime.ValType.i32()
+    for name, (params, results) in imports.items():
+        ty = wasmtime.FuncType([i32] * params, [i32] * results)
+        linker.define_func(abi.IMPORT_MODULE, name, ty, call_for(name), access_caller=True)
+
+
 def define(linker: wasmtime.Linker, ctx: RunContext) -> ProcessTable:
     """Define every import of `abi.IMPORTS` in `linker` for one run; returns the run's table."""
     table = ProcessTable(ctx)
-    i32 = wasmtime.ValType.i32()
-    for name, (params, results) in abi.IMPORTS.items():
-        ty = wasmtime.FuncType([i32] * params, [i32] * results)
-        linker.define_func(abi.IMPORT_MODULE, name, ty, guarded(table, name), access_caller=True)
+    define_imports(linker, abi.IMPORTS, lambda name: guarded(table, name))
     return table
