@@ -186,3 +186,13 @@ def test_init_proposes_a_policy_under_which_an_enforcing_build_passes(cargo: Car
     audit = subprocess.run([str(WRAPPER), "audit", str(project["target"])], capture_output=True, text=True,
                            env=scrubbed(dict(os.environ)))
     assert "policy-demo" in audit.stdout and " ok " in audit.stdout
+
+
+def test_warn_mode_builds_and_reports_what_was_not_granted(cargo: Cargo, project: dict) -> None:
+    run = build(cargo, project, '[permissions]\nmode = "warn"\n', "--features", "link-arg")
+    assert run.ok, run.proc.stderr[-3000:]
+    err = run.proc.stderr
+    assert "filesystem-access not granted (warn mode: permitted): read " + str(project["file"]) in err
+    assert "directives not granted (warn mode: permitted): cargo:rustc-link-arg=-Wl,--no-as-needed" in err
+    output = next(project["target"].glob("debug/build/policy-demo-*/output")).read_text()
+    assert "cargo:rustc-link-arg=-Wl,--no-as-needed" in output  # warn mode passes the directive on
