@@ -341,8 +341,10 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
     warn = grant is not None and grant.mode == "warn"
     if any(d.fatal for d in ctx.denials) and outcome.exit_code == 0 and not warn:
         fatal = sum(1 for d in ctx.denials if d.fatal)
+        notes = len(ctx.denials) - fatal
         outcome = Outcome(1, f"cratecage: build script of {ctx.crate} {ctx.version} failed: {fatal} denied "
-                             f"request{'s' if fatal > 1 else ''}, listed below")
+                             f"request{'s' if fatal > 1 else ''}"
+                             + (f" (and {notes} not granted, reported only)" if notes else "") + ", listed below")
     if outcome.exit_code == 0:  # cargo shows a successful script's stderr to nobody: warnings it shows
         for denial in ctx.denials:
             for line in denial.render(ctx.crate, ctx.version, warn=warn).splitlines():
