@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shim.files import append_line
 from shim.runctx import RunContext
 
 AUDIT_LOG = "audit.jsonl"
@@ -22,13 +23,8 @@ RUN_ID = os.urandom(6).hex()  # one runner process is one run
 
 
 def _append(cc_dir: Path, event: dict[str, Any]) -> None:
-    line = json.dumps(event) + "\n"
     try:
-        fd = os.open(cc_dir / AUDIT_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
+        append_line(cc_dir / AUDIT_LOG, json.dumps(event))
     except OSError:
         pass
     if os.environ.get("CRATECAGE_LOG", "").lower() == "json":

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from shim import journal
+from shim.files import atomic_write
 from shim.replay import STACK_SIZE_ARG, Replayer, wasm_argv
 from shim.rustc_args import RustcArgs
 
@@ -40,13 +41,6 @@ def _launcher_text(*, python: str, root: str, wasm: str, rustc: str, sysroot: st
         "from shim.runner import main_build_script\n"
         f"main_build_script({wasm!r}, {rustc!r}, {sysroot!r}, {module_cache!r})\n"
     )
-
-
-def _write_executable(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
 
 
 def _escape(path: str) -> str:
@@ -93,9 +87,7 @@ def write_dep_info(dep_file: Path, outputs: list[str], deps: list[str], env_line
     if env_lines:
         lines.append("")
         lines += env_lines
-    tmp = dep_file.with_name(f".{dep_file.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, dep_file)
+    atomic_write(dep_file, "\n".join(lines) + "\n")
 
 
 def runner_sources() -> list[str]:
@@ -122,7 +114,7 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
     cwd = os.getcwd()
     out_dir = Path(cwd, args.out_dir or ".").resolve()
     stem = f"{args.crate_name}{args.extra_filename}"
-    cc_dir = os.path.join(journal.target_root(str(out_dir.parent)), "cratecage")
+    cc_dir = journal.cratecage_dir(str(out_dir.parent))
     unit_dir = Path(cc_dir, "build", out_dir.name)
     unit_dir.mkdir(parents=True, exist_ok=True)
 
@@ -142,9 +134,9 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
 
     root = str(Path(__file__).resolve().parent.parent)
     launcher = out_dir / stem
-    _write_executable(launcher, _launcher_text(
+    atomic_write(launcher, _launcher_text(
         python=sys.executable, root=root, wasm=str(wasm), rustc=tc.compiler.rustc, sysroot=tc.compiler.sysroot,
-        module_cache=str(cache_root(environ) / "modules")))
+        module_cache=str(cache_root(environ) / "modules")), mode=0o755)
     deps, env_lines = read_dep_info(unit_dir / f"{stem}.d")
     deps = [str(Path(cwd, d)) if not os.path.isabs(d) else d for d in deps]
     extra = runner_sources() + [str(p) for p in facade.facade_sources()]
@@ -161,7 +153,7 @@ def compile_native(chain: list[str], args: RustcArgs, expanded: list[str], envir
     cwd = os.getcwd()
     out_dir = Path(cwd, args.out_dir or ".").resolve()
     stem = f"{args.crate_name}{args.extra_filename}"
-    native_dir = Path(journal.target_root(str(out_dir.parent)), "cratecage", "native", out_dir.name)
+    native_dir = Path(journal.cratecage_dir(str(out_dir.parent)), "native", out_dir.name)
     native_dir.mkdir(parents=True, exist_ok=True)
     argv: list[str] = []
     for name, _value, words in tokens(expanded):
@@ -173,9 +165,9 @@ def compile_native(chain: list[str], args: RustcArgs, expanded: list[str], envir
     if done.returncode != 0:
         return done.returncode
     launcher = out_dir / stem
-    _write_executable(launcher, "#!/bin/sh\n"
+    atomic_write(launcher, "#!/bin/sh\n"
                       f"echo 'cargo:warning={note}'\n"
-                      f"exec '{native_dir / stem}' \"$@\"\n")
+                      f"exec '{native_dir / stem}' \"$@\"\n", mode=0o755)
     deps, env_lines = read_dep_info(native_dir / f"{stem}.d")
     deps = [str(Path(cwd, d)) if not os.path.isabs(d) else d for d in deps]
     write_dep_info(out_dir / f"{stem}.d", [str(launcher), str(out_dir / f"{stem}.d")], deps, env_lines)

@@ -3,7 +3,7 @@
 Every build-script and proc-macro unit asks this. Asking the compiler (`rustc -vV`, `--print sysroot`) costs
 two processes, so a positive answer is remembered per compiler *binary*: a stamp under
 `<cache>/verified/`, named by the binary's real path, inode, size and mtime, holding the wasm sysroot and the compiler's identity. A
-replaced compiler has another name; a removed sysroot fails `_still_capable` and is asked about again.
+replaced compiler has another name; a removed sysroot fails `is_capable_sysroot` and is asked about again.
 Rustup proxies are never remembered: which toolchain they run depends on directory and environment.
 Standard library only (no dataclasses/typing): the wrapper imports this before anything heavier.
 """
@@ -49,7 +49,8 @@ def _stamp_path(rustc: str, environ: Mapping[str, str]) -> str | None:
     return os.path.join(cache_root(environ), "verified", hashlib.sha256(ident.encode()).hexdigest()[:24])
 
 
-def _still_capable(sysroot: str) -> bool:
+def is_capable_sysroot(sysroot: str) -> bool:
+    """A sysroot with a wasm32-wasip1 std: a private one cratecage finished, or rustup's target."""
     lib = os.path.join(sysroot, "lib", "rustlib", WASM_TARGET)
     return os.path.isfile(os.path.join(lib, COMPLETE_MARKER)) or bool(
         glob.glob(os.path.join(lib, "lib", "libstd-*.rlib"))
@@ -69,7 +70,7 @@ def verified(rustc: str, environ: Mapping[str, str] = os.environ) -> dict[str, s
             info = json.load(fh)
     except (OSError, ValueError):
         return None
-    if not isinstance(info, dict) or not _still_capable(str(info.get("wasm_sysroot", ""))):
+    if not isinstance(info, dict) or not is_capable_sysroot(str(info.get("wasm_sysroot", ""))):
         return None
     return info
 
@@ -85,8 +86,6 @@ def remember(rustc: str, info: dict[str, str], environ: Mapping[str, str] = os.e
     stamp = _stamp_path(rustc, environ)
     if stamp is None:
         return
-    os.makedirs(os.path.dirname(stamp), exist_ok=True)
-    tmp = f"{stamp}.{os.getpid()}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(info, fh)
-    os.replace(tmp, stamp)
+    from shim.files import atomic_write
+
+    atomic_write(stamp, json.dumps(info), make_parents=True)

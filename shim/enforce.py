@@ -75,7 +75,9 @@ def grant(kind: str, crate: str, version: str, environ: Mapping[str, str]) -> tu
 
 
 def _covered(path: str, roots: list[str]) -> bool:
-    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+    from shim.directives import inside
+
+    return any(inside(path, root) for root in roots)
 
 
 def preopens(grant: Grant | None, ctx: RunContext) -> list[tuple[str, str, bool]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+from shim.files import atomic_write
 from shim.rustc_args import RustcArgs
 
 _SEP = "\0"
@@ -43,14 +44,7 @@ def record(args: RustcArgs, expanded: list[str], cwd: str) -> None:
     if not args.out_dir or not args.crate_name:
         return
     path = entry_path(os.path.join(os.path.abspath(os.path.join(cwd, args.out_dir)), rlib_name(args)))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, _SEP.join([cwd, *expanded]).encode("utf-8", "surrogateescape"))
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    atomic_write(path, _SEP.join([cwd, *expanded]), make_parents=True)
 
 
 class Entry:

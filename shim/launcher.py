@@ -33,12 +33,9 @@ def write_launcher(path: str, python: str | None = None) -> None:
     import shim
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(shim.__file__)))
-    text = launcher_text(python or sys.executable, root)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
+    from shim.files import atomic_write
+
+    atomic_write(path, launcher_text(python or sys.executable, root), mode=0o755)
 
 
 if __name__ == "__main__":

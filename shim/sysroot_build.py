@@ -22,16 +22,9 @@ import time
 from pathlib import Path
 from typing import Callable, Final, Mapping
 
+from shim.capable import COMPLETE_MARKER, WASM_TARGET, cache_root
 from shim.errors import ProvisionError
-from shim.toolchain import (
-    COMPLETE_MARKER,
-    WASM_TARGET,
-    Compiler,
-    Toolchain,
-    cache_root,
-    private_sysroot,
-    scrubbed_env,
-)
+from shim.toolchain import Compiler, Toolchain, private_sysroot, scrubbed_env
 
 # Where a wasi-libc (crt1-command.o, libc.a) is commonly installed; $WASI_SYSROOT is tried first.
 WASI_LIBC_DIRS: Final = (

@@ -19,7 +19,6 @@ installs them when nothing else works (notes/toolchain.md).
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -29,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Mapping
 
-from shim.capable import COMPLETE_MARKER, WASM_TARGET, cache_root, remember, verified
+from shim.capable import cache_root, is_capable_sysroot, remember, verified
 from shim.errors import ProvisionError, ToolchainError, ToolchainMismatch
+from shim.files import atomic_write
 
 # rust-web-clippy is not needed for wasm; it makes `cargo clippy` work with the same selected compiler.
 DEBIAN_PACKAGES: Final = ("rustc-web", "cargo-web", "rust-web-src", "rust-web-llvm", "lld-22", "wasi-libc",
@@ -140,11 +140,10 @@ def private_sysroot(compiler: Compiler, environ: Mapping[str, str] = os.environ)
 
 def wasm_sysroot_of(compiler: Compiler, environ: Mapping[str, str] = os.environ) -> tuple[str | None, str]:
     """Where this compiler finds a wasm32-wasip1 std, and how it got there; (None, why) if nowhere."""
-    private = private_sysroot(compiler, environ)
-    if (private / "lib" / "rustlib" / WASM_TARGET / COMPLETE_MARKER).is_file():
-        return str(private), "built from rust-src"
-    native = os.path.join(compiler.sysroot, "lib", "rustlib", WASM_TARGET, "lib")
-    if glob.glob(os.path.join(native, "libstd-*.rlib")):
+    private = str(private_sysroot(compiler, environ))
+    if is_capable_sysroot(private):
+        return private, "built from rust-src"
+    if is_capable_sysroot(compiler.sysroot):
         return compiler.sysroot, "rustup target"
     return None, "no wasm32-wasip1 std for this compiler"
 
@@ -171,7 +170,7 @@ def load_selected(environ: Mapping[str, str] = os.environ) -> dict[str, str] | N
 
 def save_selected(tc: Toolchain, environ: Mapping[str, str] = os.environ) -> None:
     data = {"rustc": tc.compiler.rustc, "key": tc.compiler.key, "version": tc.compiler.version_line}
-    atomic_write(_selected_file(environ), json.dumps(data, indent=2) + "\n")
+    atomic_write(_selected_file(environ), json.dumps(data, indent=2) + "\n", make_parents=True)
 
 
 def resolve(rustc: str | None = None, environ: Mapping[str, str] = os.environ) -> Toolchain:
@@ -238,13 +237,6 @@ def env_vars(tc: Toolchain, environ: Mapping[str, str] = os.environ) -> dict[str
     if tc.cargo:
         out["CARGO"] = tc.cargo
     return out
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # -- installing -------------------------------------------------------------------------------------------

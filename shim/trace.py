@@ -14,9 +14,6 @@ def event(environ: dict[str, str] | os._Environ[str], **fields: object) -> None:
         return
     import json
 
-    line = json.dumps({**fields, "pid": os.getpid()}) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
+    from shim.files import append_line
+
+    append_line(path, json.dumps({**fields, "pid": os.getpid()}))

@@ -182,3 +182,14 @@ def rustup_wasm_rustc() -> str | None:
     libcs = sorted(home.glob("toolchains/*/lib/rustlib/wasm32-wasip1/lib/self-contained/libc.a"))
     rustcs = [libc.parents[5] / "bin" / "rustc" for libc in libcs]
     return next((str(r) for r in rustcs if os.access(r, os.X_OK)), None)
+
+
+def rustup_wasm_toolchain() -> toolchain.Toolchain:
+    """That toolchain, ready; the calling test is skipped where no rustup toolchain has the target (the
+    Debian route's machines): these tests are about rustup's newer wasi-libc."""
+    rustc = rustup_wasm_rustc()
+    if rustc is None:
+        pytest.skip("no rustup toolchain with the wasm32-wasip1 target here")
+    found = toolchain.resolve(rustc, environ=scrubbed(dict(os.environ)))
+    assert found.ready
+    return found

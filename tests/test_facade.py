@@ -24,7 +24,7 @@ import wasmtime
 
 from conftest import scrubbed
 from guests import (Compiler, GuestTrapped, Sandbox, cache_env, compiler, facade_rlib,  # noqa: F401 (fixtures)
-                    package_with_files, run, rustup_wasm_rustc, sandbox, tc)
+                    package_with_files, run, rustup_wasm_toolchain, sandbox, tc)
 from shim import abi, facade, probe, toolchain
 from shim.errors import ToolchainError
 from shim.runctx import RunContext
@@ -732,11 +732,8 @@ def test_every_canonicalize_reaches_the_facade_s_realpath(tc: toolchain.Toolchai
 
 def test_with_rustup_s_wasi_libc_canonicalize_still_reaches_the_facade(
         cache_env: dict[str, str], sandbox: Sandbox, tmp_path: Path) -> None:
-    rustc = rustup_wasm_rustc()
-    if rustc is None:
-        pytest.skip("no rustup toolchain with the wasm32-wasip1 target here")
-    rustup = toolchain.resolve(rustc, environ=scrubbed(dict(os.environ)))
-    assert rustup.ready and facade.build_flags(rustup) == facade.FLAGS
+    rustup = rustup_wasm_toolchain()
+    assert facade.build_flags(rustup) == facade.FLAGS
     rlib = facade.facade_rlib(rustup, cache_env)
     assert rlib.parent.name == facade.source_hash(facade.FLAGS)
     wasm = Compiler(rustup, rlib, tmp_path).wasm("canonrustup", CANONICALIZE)

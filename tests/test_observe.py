@@ -8,7 +8,6 @@ the host function's defences are tested from a WAT module that can pass any poin
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -17,10 +16,9 @@ import wasmtime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import scrubbed
 from guests import (Compiler, Sandbox, cache_env, compiler, facade_rlib, package_with_files,  # noqa: F401 (fixtures)
-                    rustup_wasm_rustc, sandbox, tc)
-from shim import abi, facade, host_observe, toolchain
+                    rustup_wasm_toolchain, sandbox, tc)
+from shim import abi, facade, host_observe
 from shim.runctx import Observation, RunContext
 
 # wasi-libc answers ENOENT for a path outside the preopens when "." is preopened (it is then looked up
@@ -280,11 +278,7 @@ def test_a_flood_of_failures_is_capped_and_the_guest_stops_reporting(
 
 def test_with_rustup_s_wasi_libc_failures_are_observed_too(
         cache_env: dict[str, str], sandbox: Sandbox, tmp_path: Path) -> None:
-    rustc = rustup_wasm_rustc()
-    if rustc is None:
-        pytest.skip("no rustup toolchain with the wasm32-wasip1 target here")
-    rustup = toolchain.resolve(rustc, environ=scrubbed(dict(os.environ)))
-    assert rustup.ready
+    rustup = rustup_wasm_toolchain()
     wasm = Compiler(rustup, facade.facade_rlib(rustup, cache_env), tmp_path).wasm("libcrustup", LIBC)
     ctx = package_with_files(sandbox)
     ran = sandbox.run(wasm, ctx)

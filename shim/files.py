@@ -1,0 +1,36 @@
+"""The two ways cratecage writes files, because cargo runs many units at once.
+
+    atomic_write(path, data)   whole files (journal entries, stamps, launchers, dep-info): a temporary
+                               file beside the target, renamed over it, so no reader sees half of one
+    append_line(path, line)    logs (trace, audit): one O_APPEND write per line, so parallel writers
+                               never interleave
+
+Standard library only: the wrapper's fast path (shim.journal) writes through here.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, mode: int = 0o644,
+                 make_parents: bool = False) -> None:
+    path = os.fspath(path)
+    if make_parents:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, mode)  # the umask may have taken bits off
+    os.replace(tmp, path)
+
+
+def append_line(path: str | os.PathLike[str], line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
