@@ -42,6 +42,8 @@ def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: s
     if granted or (grant is not None and grant.native):
         _append(cc_dir, {**base, "event": "grant", "granted": granted, "mode": grant.mode,
                          "entries": [str(e) for e in grant.entries]})
+    for event in ctx.events:  # what ran with a grant: spawns with their argv, connections with routes
+        _append(cc_dir, {**base, **event})
     for denial in ctx.denials:
         _append(cc_dir, {**base, "event": "denial", "capability": denial.capability, "target": denial.target,
                          "reason": denial.reason, "permit_with": denial.fix, "fatal": denial.fatal,
@@ -73,6 +75,8 @@ def summary(target_dir: Path) -> list[str]:
             if e["event"] == "grant":
                 for cap, items in sorted(e["granted"].items()):
                     lines.append(f"    granted  {cap}: {', '.join(items)}  ({'; '.join(e['entries'])})")
+            elif e["event"] == "spawn":
+                lines.append(f"    ran      {' '.join(e['argv'])[:100]}")
             elif e["event"] == "denial":
                 lines.append(f"    denied   {e['capability']}: {e['target']}")
     failed = sum(1 for (c, v), r in last.items()

@@ -9,8 +9,13 @@ small integer handles in a `ProcessTable`, one per run. Policy for this version:
     said everything it will (it closes stdin, waits, try_waits or reads, whichever comes first). The
     child's stdout is served only if the guest piped it; its stderr is empty. A `ProbeDenied` is recorded
     as a "rustc-probe" denial and the child appears to have exited with status 1;
-  - any other program is refused at spawn: a "process-spawn" denial, and E_DENIED with a last_error
-    message that starts with `cratecage:` and names the program.
+  - a program the crate's policy grants (`process-spawn`) runs for real, confined, as a
+    `shim.host_spawn.RealChild`: its pipes are served as they fill, wait blocks until it exits;
+  - any other program is refused at spawn: a "process-spawn" denial with the entry that would grant it,
+    and E_DENIED with a last_error message that starts with `cratecage:` and names the program.
+
+Blocking calls (read, wait, stdin_write on a real child) end at the run's deadline (`ctx.deadline`);
+`close` at the end of the run kills every child and descendant still alive (shim.host_spawn.sweep).
 
 Host functions never raise. An exception escaping into wasmtime travels through wasmtime-py's
 process-global LAST_EXCEPTION (notes/wasmtime-py.md §7), unsafe with guests on several threads; so every
@@ -24,19 +29,24 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Callable, Final
+from typing import TYPE_CHECKING, Callable, Final, TypeVar
 
 import wasmtime
 
 from shim import abi
 from shim.runctx import RunContext
 
+if TYPE_CHECKING:  # shim.host_spawn is imported on the first real spawn: most runs never spawn
+    from shim.host_spawn import RealChild
+
 MAX_REQUEST: Final = 1 << 20  # bytes; a larger spawn request is malformed
 MAX_STDIN: Final = 16 << 20  # bytes a deferred child buffers before writes fail
 MAX_CHILDREN: Final = 64  # live handles per run
+MAX_READ: Final = 1 << 20  # bytes one read of a real child's pipe returns at most
 KILL_SIGNAL: Final = 9  # the status of a child killed before it ran
-SPAWN_REASON: Final = "build scripts may not start programs in this version"
+SPAWN_REASON: Final = "the policy does not grant this program to the crate"
 _U32: Final = 0xFFFFFFFF
+T = TypeVar("T")
 
 
 class HostCallError(Exception):
@@ -99,8 +109,9 @@ def probe_module() -> ModuleType:
 
 
 def spawn_fix(crate: str, program: str) -> str:
-    return (f'no policy entry can permit it yet (planned: [permissions.build.{crate}] '
-            f'process-spawn = {{ action = "permit", programs = ["{program}"] }})')
+    from policy import suggest_entry
+
+    return suggest_entry("build", crate, "process-spawn", program)
 
 
 class ProcessTable:
@@ -109,7 +120,9 @@ class ProcessTable:
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
-        self.children: dict[int, DeferredChild] = {}
+        self.children: dict[int, DeferredChild | RealChild] = {}
+        self.started: list[RealChild] = []  # every real child of the run, released or not
+        self.sinks: Sinks | None = None  # where inherited streams of real children go (the runner's)
         self.last_error = ""
         self._next_handle = 1
 
@@ -128,14 +141,36 @@ class ProcessTable:
             request = abi.decode_request(mem.read(req, req_len))
         except abi.RequestError as err:
             raise HostCallError(abi.E_INVALID, f"cratecage: malformed spawn request: {err}") from None
-        if not probe_module().is_compiler_request(self.ctx, request):
-            denial = self.ctx.deny("process-spawn", request.program, SPAWN_REASON,
-                                   fix=spawn_fix(self.ctx.crate, request.program))
-            raise HostCallError(abi.E_DENIED, denial.render(self.ctx.crate, self.ctx.version))
-        return self._add(DeferredChild(request))
+        if probe_module().is_compiler_request(self.ctx, request):
+            return self._add(DeferredChild(request))
+        return self._add(self._start(request))
+
+    def _start(self, request: abi.SpawnRequest) -> RealChild:
+        from shim import host_spawn
+
+        try:
+            program = host_spawn.resolve(self.ctx, request.program)
+            if len(self.children) >= MAX_CHILDREN:
+                raise HostCallError(abi.E_IO, f"cratecage: more than {MAX_CHILDREN} live child processes")
+            host_spawn.become_subreaper()
+            child = host_spawn.RealChild(self.ctx, request, program, self.sinks or _discard_sinks())
+        except host_spawn.SpawnRefused as refused:
+            fix = spawn_fix(self.ctx.crate, refused.target) if refused.program_denial else ""
+            denial = self.ctx.deny("process-spawn", refused.target, refused.reason if not refused.program_denial
+                                   or refused.reason != "not granted" else SPAWN_REASON, fix)
+            raise HostCallError(abi.E_DENIED, denial.render(self.ctx.crate, self.ctx.version)) from None
+        except OSError as err:
+            raise HostCallError(abi.E_IO, f"cratecage: could not start {request.program}: {err}") from None
+        self.started.append(child)
+        self.ctx.events.append({"event": "spawn", "program": program, "argv": child.argv_shown})
+        return child
 
     def abi_stdin_write(self, mem: GuestMemory, handle: int, buf: int, length: int) -> int:
         child = self._child(handle)
+        if not isinstance(child, DeferredChild):
+            if child.req.stdin != abi.STDIO_PIPED:
+                raise HostCallError(abi.E_INVALID, "cratecage: the child's stdin is not piped")
+            return self._blocking(lambda: child.write_stdin(mem.read(buf, length), self.ctx.deadline))
         if child.request.stdin != abi.STDIO_PIPED:
             raise HostCallError(abi.E_INVALID, "cratecage: the child's stdin is not piped")
         if not child.stdin_open:
@@ -147,14 +182,23 @@ class ProcessTable:
         return len(data)
 
     def abi_stdin_close(self, mem: GuestMemory, handle: int) -> int:
-        self._finish(self._child(handle))
+        child = self._child(handle)
+        if not isinstance(child, DeferredChild):
+            child.close_stdin()
+        else:
+            self._finish(child)
         return 0
 
     def abi_read(self, mem: GuestMemory, handle: int, stream: int, buf: int, cap: int) -> int:
         child = self._child(handle)
-        modes = {abi.STREAM_STDOUT: child.request.stdout, abi.STREAM_STDERR: child.request.stderr}
+        request = child.request if isinstance(child, DeferredChild) else child.req
+        modes = {abi.STREAM_STDOUT: request.stdout, abi.STREAM_STDERR: request.stderr}
         if modes.get(stream) != abi.STDIO_PIPED:
             raise HostCallError(abi.E_INVALID, "cratecage: that stream of the child is not piped")
+        if not isinstance(child, DeferredChild):
+            chunk = self._blocking(lambda: child.read(stream, min(cap & _U32, MAX_READ), self.ctx.deadline))
+            mem.write(buf, chunk)
+            return len(chunk)
         self._finish(child)
         data = child.stdout if stream == abi.STREAM_STDOUT else b""
         pos = child.read_pos.get(stream, 0)
@@ -165,16 +209,30 @@ class ProcessTable:
 
     def abi_wait(self, mem: GuestMemory, handle: int, status_out: int) -> int:
         child = self._child(handle)
-        self._finish(child)
-        mem.write(status_out, abi.encode_status(*child.status))  # type: ignore[misc]
+        if not isinstance(child, DeferredChild):
+            status = self._blocking(lambda: child.wait(self.ctx.deadline))
+        else:
+            self._finish(child)
+            status = child.status
+        mem.write(status_out, abi.encode_status(*status))  # type: ignore[misc]
         return 0
 
     def abi_try_wait(self, mem: GuestMemory, handle: int, status_out: int) -> int:
+        child = self._child(handle)
+        if not isinstance(child, DeferredChild):
+            status = child.try_wait()
+            if status is None:
+                return 0
+            mem.write(status_out, abi.encode_status(*status))
+            return 1
         self.abi_wait(mem, handle, status_out)  # a deferred child finishes as soon as it is asked about
         return 1
 
     def abi_kill(self, mem: GuestMemory, handle: int) -> int:
         child = self._child(handle)
+        if not isinstance(child, DeferredChild):
+            child.kill()
+            return 0
         if child.status is None:
             child.stdin_open = False
             child.status = (abi.STATUS_SIGNALED, KILL_SIGNAL)
@@ -195,7 +253,27 @@ class ProcessTable:
         self.children[handle] = child
         return handle
 
-    def _child(self, handle: int) -> DeferredChild:
+    def _blocking(self, call: Callable[[], T]) -> T:
+        """A call that waits on a real child, ended by the run's deadline or a closed pipe."""
+        try:
+            return call()
+        except TimeoutError:
+            raise HostCallError(abi.E_IO, "cratecage: the build script's time is up") from None
+        except (BrokenPipeError, ValueError):
+            raise HostCallError(abi.E_IO, "cratecage: the child's stdin is closed (broken pipe)") from None
+
+    def close(self) -> None:
+        """The end of the run: kill what is still running, and report children that overran."""
+        if not self.started:
+            return
+        from shim import host_spawn
+
+        host_spawn.sweep(self.started)
+        for child in self.started:
+            for problem in child.problems():
+                self.ctx.deny("process-spawn", " ".join(child.argv_shown)[:200], problem)
+
+    def _child(self, handle: int) -> DeferredChild | RealChild:
         child = self.children.get(handle)
         if child is None:
             raise HostCallError(abi.E_INVALID, f"cratecage: no child with handle {handle}")
@@ -221,6 +299,19 @@ class ProcessTable:
         child.status = (abi.STATUS_EXITED, code) if code >= 0 else (abi.STATUS_SIGNALED, -code)
         if child.request.stdout == abi.STDIO_PIPED:
             child.stdout = bytes(result.stdout)
+
+
+@dataclass
+class Sinks:
+    """Where a real child's inherited streams go: the guest's own stdout (captured, then filtered as
+    directives) and stderr (forwarded), each under the run's output limits."""
+
+    stdout: Callable[[bytes], None]
+    stderr: Callable[[bytes], None]
+
+
+def _discard_sinks() -> Sinks:
+    return Sinks(lambda data: None, lambda data: None)
 
 
 HostFunction = Callable[..., int]

@@ -13,6 +13,7 @@ into denials with the policy.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,12 @@ class RunContext:
     sysroot: str  # that rustc's own sysroot (read-only for confined probes)
     denials: list[Denial] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)  # distinct, capped (shim.host_observe)
+    grant: Any = None  # the crate's policy.Grant; None: the defaults alone
+    deadline: float = float("inf")  # time.monotonic() when the run's time is up: blocking host calls end
+    events: list[dict[str, Any]] = field(default_factory=list)  # what was permitted, for the audit trail
 
     def deny(self, capability: str, target: str, reason: str, fix: str = "", *, fatal: bool = True) -> Denial:
         denial = Denial(capability, target, reason, fix, fatal)
-        self.denials.append(denial)
+        if denial not in self.denials:  # a retried request is one denial
+            self.denials.append(denial)
         return denial

@@ -171,6 +171,7 @@ class GuestRun:
         self.done = threading.Event()
         self.store = None
         self.engine = None
+        self.processes = None  # the run's host_process.ProcessTable
         self.memory = None
         self.deadline_ticks = max(1, round(limits.time_s / TICK_S))
 
@@ -202,7 +203,8 @@ class GuestRun:
         module = load_module(self.engine, self.wasm, self.module_cache)
         linker = wasmtime.Linker(self.engine)
         linker.define_wasi()
-        host_process.define(linker, self.ctx)
+        self.processes = host_process.define(linker, self.ctx)
+        self.processes.sinks = host_process.Sinks(self._on_stdout, self._on_stderr)
         host_observe.define(linker, self.ctx)
         wasi = wasmtime.WasiConfig()
         wasi.argv = [self.ctx.env.get("CARGO_MANIFEST_DIR", "") + "/build-script"]
@@ -224,6 +226,7 @@ class GuestRun:
         start = instance.exports(store)["_start"]
         self.memory = instance.exports(store).get("memory")
 
+        self.ctx.deadline = time.monotonic() + self.limits.time_s
         old = threading.stack_size(GUEST_THREAD_STACK)
         try:
             guest = threading.Thread(target=self._guest, args=(start, store), name="guest", daemon=True)
@@ -268,6 +271,11 @@ class GuestRun:
         if _dir_size(self.ctx.out_dir) - base_out > self.limits.out_dir:
             self.interrupt.set(f"wrote more than {self.limits.out_dir} bytes into OUT_DIR (CRATECAGE_LIMIT_OUT_DIR)")
         return self._outcome()
+
+    def close(self) -> None:
+        """After the run: no child of it outlives it."""
+        if self.processes is not None:
+            self.processes.close()
 
     def _message(self, cause: str) -> str:
         return f"cratecage: build script of {self.ctx.crate} {self.ctx.version} {cause}"
@@ -323,8 +331,12 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
     warn_once_without_landlock(wasm.parent.parent.parent)
     started = time.monotonic()
     ctx.env.update(enforce.env_extra(grant, ctx.host_env))
+    ctx.grant = grant
     run = GuestRun(ctx, wasm, limits, module_cache, enforce.preopens(grant, ctx))
-    outcome = run.run()
+    try:
+        outcome = run.run()
+    finally:
+        run.close()
     for link, target in escaping_symlinks(ctx.out_dir):
         ctx.deny("filesystem-access", link, f"symbolic link in OUT_DIR points outside it (to {target})",
                  "build scripts may only leave links inside OUT_DIR; the link was removed")

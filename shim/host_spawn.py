@@ -1,0 +1,361 @@
+"""Granted programs: a native child a build script starts, because the policy names it for the crate.
+
+`process-spawn = { action = "permit", programs = ["cc"] }` lets the build script of that crate run `cc`
+through the facade's `std::process::Command`. The program is native code acting on the guest's
+arguments (a `-fplugin=` or a `-B` into OUT_DIR makes a compiler load code the script wrote), so each
+child is started like this, and nothing is left to the guest:
+
+  - the program: a bare name is looked up on the *host's* PATH (cargo's, never the guest's); a path
+    must be the one a granted name resolves to, or itself granted. A binary under a directory the guest
+    can write (OUT_DIR, the temp dir, a writable grant) is refused.
+  - the environment: what the guest asked for, starting from its own (which holds only what cargo gives
+    build scripts and what the policy grants), minus every variable that changes how programs load or
+    find tools (shim.directives' loader list: LD_*, COMPILER_PATH, GCC_*, ...) unless the guest had it
+    from a grant; PATH is the host's, HOME and TMPDIR the run's temp dir.
+  - the working directory: the guest's choice, inside the package, OUT_DIR, the temp dir or a grant.
+  - confinement (Landlock, through shim.landlock_exec): read and execute the program's own files, its
+    curated profile (policy/programs.toml: a C compiler reads system headers), the package, OUT_DIR,
+    the temp dir and the crate's granted paths; write OUT_DIR, the temp dir and writable grants; TCP
+    connect only to the ports of the crate's network routes.
+  - its own wall-clock budget (CRATECAGE_LIMIT_CHILD_TIME, default 300 s), and the run's deadline.
+  - the end of the run ends it: every child is in its own process group, the runner is a child
+    subreaper, so a double-forked grandchild is reparented to it, and `sweep()` kills every
+    descendant (psutil) before the runner exits.
+
+Pipes are served from threads that drain the child's stdout and stderr into buffers (so a child never
+blocks on a full pipe the guest is not reading); a stream the guest inherits goes where the guest's own
+output goes: stdout into the captured output that the directive filter sees, stderr to the runner's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from typing import TYPE_CHECKING, Callable, Final
+
+from shim import abi
+from shim.directives import LOADER_ENV_NAMES, LOADER_ENV_PREFIXES, inside
+from shim.runctx import RunContext
+
+if TYPE_CHECKING:
+    from shim.host_process import Sinks
+
+DEFAULT_CHILD_TIME_S: Final = 300.0
+MAX_BUFFERED: Final = 64 << 20  # bytes of one piped stream not yet read by the guest
+_PR_SET_CHILD_SUBREAPER: Final = 36
+_CHUNK: Final = 64 << 10
+
+
+class SpawnRefused(Exception):
+    """The policy does not let this run: `capability`, `target` and `reason` for the denial."""
+
+    def __init__(self, target: str, reason: str, *, program_denial: bool = True) -> None:
+        super().__init__(reason)
+        self.target = target
+        self.reason = reason
+        self.program_denial = program_denial  # False: granted, but asked for something else (cwd, ...)
+
+
+# -- what may run ---------------------------------------------------------------------------------------
+
+def host_path(ctx: RunContext) -> str:
+    """The host's PATH, absolute entries only (a relative entry would resolve against the guest's cwd)."""
+    raw = ctx.host_env.get("PATH", os.defpath)
+    return os.pathsep.join(p for p in raw.split(os.pathsep) if os.path.isabs(p))
+
+
+def guest_writable(ctx: RunContext) -> list[str]:
+    grant = ctx.grant
+    return [ctx.out_dir, ctx.tmp_dir, *(grant.writable if grant is not None else ())]
+
+
+def resolve(ctx: RunContext, program: str) -> str:
+    """The executable a granted request runs; raises SpawnRefused when the policy does not name it."""
+    grant = ctx.grant
+    if grant is None or not grant.programs:
+        raise SpawnRefused(program, "not granted")
+    path = host_path(ctx)
+    if "/" not in program:
+        if not grant.allows_program(program):
+            raise SpawnRefused(program, "not granted")
+        found = shutil.which(program, path=path)
+        if found is None:
+            raise SpawnRefused(program, f"granted, but not found on the host's PATH ({path})",
+                               program_denial=False)
+        resolved = os.path.realpath(found)
+    else:
+        if not os.path.isabs(program):
+            raise SpawnRefused(program, "a relative program path; name the program or give an absolute path")
+        resolved = os.path.realpath(program)
+        named = [os.path.realpath(w) for g in grant.programs if "/" not in g
+                 for w in [shutil.which(g, path=path)] if w]
+        if not (grant.allows_program(os.path.normpath(program)) or resolved in named):
+            raise SpawnRefused(program, "not granted (it is not what a granted name resolves to)")
+    if any(inside(resolved, d) for d in guest_writable(ctx) if d):
+        raise SpawnRefused(program, f"{resolved} is in a directory the build script can write",
+                           program_denial=False)
+    if not (os.path.isfile(resolved) and os.access(resolved, os.X_OK)):
+        raise SpawnRefused(program, f"{resolved} is not an executable file", program_denial=False)
+    return resolved
+
+
+def _loader_affecting(name: str) -> bool:
+    upper = name.upper()
+    return upper in LOADER_ENV_NAMES or upper.startswith(LOADER_ENV_PREFIXES)
+
+
+def child_env(ctx: RunContext, req: abi.SpawnRequest) -> dict[str, str]:
+    """The guest's requested environment minus what changes loading or tool lookup, with the host's
+    PATH and the run's temp dir for HOME/TMPDIR. A loader variable survives only with the exact value
+    the guest was given (a grant of LD_LIBRARY_PATH is the owner's decision)."""
+    wanted = req.environment(ctx.env)
+    env = {k: v for k, v in wanted.items() if not _loader_affecting(k) or ctx.env.get(k) == v}
+    for name in ("RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"):  # a nested cargo must not run us unchecked
+        env.pop(name, None)
+    env["PATH"] = host_path(ctx)
+    env["HOME"] = env["TMPDIR"] = ctx.tmp_dir
+    return env
+
+
+def child_cwd(ctx: RunContext, req: abi.SpawnRequest) -> str:
+    cwd = os.path.normpath(os.path.join(ctx.package_dir, req.cwd)) if req.cwd else ctx.package_dir
+    grant = ctx.grant
+    roots = [ctx.package_dir, ctx.out_dir, ctx.tmp_dir,
+             *(grant.readable if grant is not None else ()), *(grant.writable if grant is not None else ())]
+    if not any(inside(cwd, r) for r in roots if r) or not os.path.isdir(cwd):
+        raise SpawnRefused(req.program, f"working directory {cwd} is outside the package, OUT_DIR and the "
+                                        "crate's grants", program_denial=False)
+    return cwd
+
+
+def confinement(ctx: RunContext, program: str, requested: str) -> tuple[list[str], list[str], tuple[int, ...]]:
+    """(read, write, connect ports) for the child: see the module docstring. The profile is found by the
+    name the guest asked for (`cc`) or the file it resolved to (`x86_64-linux-gnu-gcc-12` is no name
+    anyone grants)."""
+    from policy.programs import profile_for
+    from shim import landlock
+
+    grant = ctx.grant
+    read = [program, *(landlock.loader_files(program) or ("/etc/ld.so.cache", "/lib", "/lib64", "/usr/lib"))]
+    profile = profile_for(requested) or profile_for(program)
+    if profile is not None:
+        read += profile.read
+    read += [ctx.package_dir, ctx.out_dir, ctx.tmp_dir, *grant.readable]
+    write = [ctx.out_dir, ctx.tmp_dir, *grant.writable, "/dev/null"]
+    ports = tuple(sorted({int(r.rsplit(":", 1)[1]) for r in grant.routes if r.rsplit(":", 1)[1].isdigit()}))
+    return [p for p in read if p], [p for p in write if p], ports
+
+
+def child_budget(ctx: RunContext) -> float:
+    from shim.limits import parse_duration
+
+    raw = ctx.host_env.get("CRATECAGE_LIMIT_CHILD_TIME")
+    try:
+        return parse_duration(raw) if raw else DEFAULT_CHILD_TIME_S
+    except ValueError:
+        return DEFAULT_CHILD_TIME_S
+
+
+# -- a running child --------------------------------------------------------------------------------------
+
+class Stream:
+    """One piped output stream, drained by a thread into a buffer the guest reads from."""
+
+    def __init__(self, fd: int, child: RealChild, sink: Callable[[bytes], None] | None) -> None:
+        self.buf = bytearray()
+        self.eof = False
+        self.cond = threading.Condition()
+        self.sink = sink  # inherited: forward instead of buffering
+        self.thread = threading.Thread(target=self._drain, args=(fd, child), daemon=True, name="child-pipe")
+        self.thread.start()
+
+    def _drain(self, fd: int, child: RealChild) -> None:
+        try:
+            while True:
+                try:
+                    data = os.read(fd, _CHUNK)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                if self.sink is not None:
+                    try:
+                        self.sink(data)
+                    except OSError:
+                        child.kill()  # the run's output limit: the guest is being stopped
+                        break
+                    continue
+                with self.cond:
+                    if len(self.buf) + len(data) > MAX_BUFFERED:
+                        child.overflowed = True
+                        child.kill()
+                        break
+                    self.buf += data
+                    self.cond.notify_all()
+        finally:
+            os.close(fd)
+            with self.cond:
+                self.eof = True
+                self.cond.notify_all()
+
+    def read(self, cap: int, deadline: float) -> bytes:
+        with self.cond:
+            while not self.buf and not self.eof:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the run's time is up")
+                self.cond.wait(min(left, 1.0))
+            chunk = bytes(self.buf[:cap])
+            del self.buf[:cap]
+            return chunk
+
+
+class RealChild:
+    """A granted program, started confined; the guest's handle to it."""
+
+    def __init__(self, ctx: RunContext, req: abi.SpawnRequest, program: str, sinks: Sinks) -> None:
+        from shim import landlock, landlock_exec
+
+        self.req = req
+        self.program = program
+        self.overflowed = False
+        self.timed_out = False
+        self.status: tuple[int, int] | None = None
+        argv = [program, *req.args]
+        env = child_env(ctx, req)
+        cwd = child_cwd(ctx, req)
+        if landlock.abi_version() > 0:
+            read, write, ports = confinement(ctx, program, req.program)
+            argv = landlock_exec.command(argv, read, write, ports)
+        pipe, null = subprocess.PIPE, subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, start_new_session=True, close_fds=True,
+            stdin=pipe if req.stdin == abi.STDIO_PIPED else null,
+            stdout=null if req.stdout == abi.STDIO_NULL else pipe,
+            stderr=null if req.stderr == abi.STDIO_NULL else pipe)
+        self.argv_shown = [req.program, *req.args]
+        self.streams: dict[int, Stream] = {}
+        for stream, mode, pipe_file, sink in ((abi.STREAM_STDOUT, req.stdout, self.proc.stdout, sinks.stdout),
+                                              (abi.STREAM_STDERR, req.stderr, self.proc.stderr, sinks.stderr)):
+            if pipe_file is not None:
+                fd = os.dup(pipe_file.fileno())
+                pipe_file.close()
+                self.streams[stream] = Stream(fd, self, None if mode == abi.STDIO_PIPED else sink)
+        self.budget = threading.Timer(child_budget(ctx), self._out_of_time)
+        self.budget.daemon = True
+        self.budget.start()
+
+    def _out_of_time(self) -> None:
+        self.timed_out = True
+        self.kill()
+
+    def write_stdin(self, data: bytes, deadline: float) -> int:
+        pipe = self.proc.stdin
+        if pipe is None or pipe.closed:
+            raise BrokenPipeError("the child's stdin is closed")
+        fd, view, done = pipe.fileno(), memoryview(data), 0
+        while done < len(view):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the run's time is up")
+            _, ready, _ = select.select([], [fd], [], min(left, 1.0))
+            if ready:
+                done += os.write(fd, view[done:done + _CHUNK])
+        return done
+
+    def close_stdin(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    def read(self, stream: int, cap: int, deadline: float) -> bytes:
+        return self.streams[stream].read(cap, deadline)
+
+    def wait(self, deadline: float) -> tuple[int, int]:
+        self.close_stdin()
+        if self.status is None:
+            try:
+                code = self.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise TimeoutError("the run's time is up") from None
+            self._finished(code)
+        return self.status  # type: ignore[return-value]
+
+    def try_wait(self) -> tuple[int, int] | None:
+        if self.status is None:
+            code = self.proc.poll()
+            if code is None:
+                return None
+            self._finished(code)
+        return self.status
+
+    def _finished(self, code: int) -> None:
+        self.budget.cancel()
+        for stream in self.streams.values():  # the output is complete once the pipes are drained
+            stream.thread.join(timeout=5)
+        self.status = (abi.STATUS_EXITED, code) if code >= 0 else (abi.STATUS_SIGNALED, -code)
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def problems(self) -> list[str]:
+        """What went wrong that the build should fail on, once the child is done."""
+        out = []
+        if self.timed_out:
+            out.append(f"ran longer than its own budget of {self.budget.interval:g} s and was killed "
+                       "(CRATECAGE_LIMIT_CHILD_TIME)")
+        if self.overflowed:
+            out.append(f"wrote more than {MAX_BUFFERED} bytes the build script did not read; killed")
+        return out
+
+
+# -- the end of the run -----------------------------------------------------------------------------------
+
+_subreaper_set = False
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants of our children are reparented to this process, so `sweep` finds them."""
+    global _subreaper_set
+    if _subreaper_set:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+    _subreaper_set = True
+
+
+def sweep(children: list[RealChild]) -> int:
+    """Kill every child, its process group and every other descendant of this process; returns how many
+    processes were still alive."""
+    import psutil
+
+    for child in children:
+        child.budget.cancel()
+        child.kill()
+    me = psutil.Process()
+    alive = me.children(recursive=True)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    for child in children:
+        child.close_stdin()
+        try:
+            child.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            pass
+    return len(alive)
