@@ -14,7 +14,7 @@ DEBIAN_PACKAGES := rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-li
 # The selected toolchain's PATH/RUSTC/RUSTDOC/CARGO, for recipes that run cargo.
 TOOLCHAIN_ENV = eval "$$($(CRATECAGE) toolchain env)"
 
-.PHONY: setup venv toolchain debian-rust demo test bench clean
+.PHONY: setup venv toolchain debian-rust c-tools demo test bench clean
 
 setup: venv toolchain
 
@@ -44,10 +44,20 @@ demo: setup
 	  RUSTC_WRAPPER=$(CURDIR)/$(CRATECAGE) CARGO_TARGET_DIR=$(CURDIR)/target/demo cargo run --locked && \
 	  $(CURDIR)/$(CRATECAGE) audit $(CURDIR)/target/demo
 
-test: setup
+# The native programs the -sys tests grant to build scripts: a C compiler, an archiver, pkg-config, and
+# zlib's headers and .pc file (tests/test_spawn.py builds libz-sys against them).
+C_PACKAGES := gcc libc6-dev binutils pkg-config zlib1g-dev
+c-tools:
+	@command -v cc >/dev/null && command -v ar >/dev/null && command -v pkg-config >/dev/null && \
+	  pkg-config --exists zlib || { \
+	  command -v apt-get >/dev/null || { echo "cratecage: the tests need cc, ar, pkg-config and zlib's development files: install them" >&2; exit 1; }; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(C_PACKAGES); }
+
+test: setup c-tools
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
-bench: setup
+bench: setup c-tools
 	$(VENV)/bin/python tests/bench.py $(BENCH_ARGS)
 
 clean:

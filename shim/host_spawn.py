@@ -37,6 +37,7 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Final
 
 from shim import abi
@@ -134,22 +135,38 @@ def child_cwd(ctx: RunContext, req: abi.SpawnRequest) -> str:
     return cwd
 
 
-def confinement(ctx: RunContext, program: str, requested: str) -> tuple[list[str], list[str], tuple[int, ...]]:
-    """(read, write, connect ports) for the child: see the module docstring. The profile is found by the
-    name the guest asked for (`cc`) or the file it resolved to (`x86_64-linux-gnu-gcc-12` is no name
-    anyone grants)."""
+@dataclass(frozen=True)
+class Confinement:
+    """What a granted program may do (shim.landlock.restrict): run and read `execute`, read `read`, write
+    `write`, and connect to `ports`."""
+
+    execute: list[str]
+    read: list[str]
+    write: list[str]
+    ports: tuple[int, ...]
+
+    def command(self, argv: list[str]) -> list[str]:
+        from shim import landlock_exec
+
+        return landlock_exec.command(argv, self.read, self.write, self.ports, self.execute)
+
+
+def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
+    """See the module docstring. The profile is found by the name the guest asked for (`cc`) or the file
+    it resolved to (`x86_64-linux-gnu-gcc-12` is no name anyone grants). Nothing the guest can write is
+    executable: a program runs only its own files and its profile's."""
     from policy.programs import profile_for
     from shim import landlock
 
     grant = ctx.grant
-    read = [program, *(landlock.loader_files(program) or ("/etc/ld.so.cache", "/lib", "/lib64", "/usr/lib"))]
+    execute = [program, *(landlock.loader_files(program) or ("/etc/ld.so.cache", "/lib", "/lib64", "/usr/lib"))]
     profile = profile_for(requested) or profile_for(program)
     if profile is not None:
-        read += profile.read
-    read += [ctx.package_dir, ctx.out_dir, ctx.tmp_dir, *grant.readable]
+        execute += profile.read
+    read = [ctx.package_dir, ctx.out_dir, ctx.tmp_dir, *grant.readable]
     write = [ctx.out_dir, ctx.tmp_dir, *grant.writable, "/dev/null"]
     ports = tuple(sorted({int(r.rsplit(":", 1)[1]) for r in grant.routes if r.rsplit(":", 1)[1].isdigit()}))
-    return [p for p in read if p], [p for p in write if p], ports
+    return Confinement([p for p in execute if p], [p for p in read if p], [p for p in write if p], ports)
 
 
 def child_budget(ctx: RunContext) -> float:
@@ -220,7 +237,7 @@ class RealChild:
     """A granted program, started confined; the guest's handle to it."""
 
     def __init__(self, ctx: RunContext, req: abi.SpawnRequest, program: str, sinks: Sinks) -> None:
-        from shim import landlock, landlock_exec
+        from shim import landlock
 
         self.req = req
         self.program = program
@@ -231,8 +248,7 @@ class RealChild:
         env = child_env(ctx, req)
         cwd = child_cwd(ctx, req)
         if landlock.abi_version() > 0:
-            read, write, ports = confinement(ctx, program, req.program)
-            argv = landlock_exec.command(argv, read, write, ports)
+            argv = confinement(ctx, program, req.program).command(argv)
         pipe, null = subprocess.PIPE, subprocess.DEVNULL
         self.proc = subprocess.Popen(
             argv, env=env, cwd=cwd, start_new_session=True, close_fds=True,

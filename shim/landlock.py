@@ -112,8 +112,13 @@ def _query_version() -> int:
     return _syscall(0, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION))
 
 
-def restrict(read: Iterable[str], write: Iterable[str], *, allow_connect_ports: Iterable[int] = ()) -> None:
-    """Confine this process for good. Raises LandlockError if Landlock is unavailable or refuses."""
+def restrict(read: Iterable[str], write: Iterable[str], *, allow_connect_ports: Iterable[int] = (),
+             execute: Iterable[str] | None = None) -> None:
+    """Confine this process for good. Raises LandlockError if Landlock is unavailable or refuses.
+
+    With `execute` (a granted program's own files and its profile), only those trees may be executed
+    and read; `read` and `write` then grant no execution, so a program cannot run what a build script
+    wrote (a `-B` into OUT_DIR). Without it, `read` and `write` include execution (a rustc probe)."""
     abi = abi_version()
     if abi == 0:
         raise LandlockError(0, f"Landlock unavailable: {unavailable_reason()}")
@@ -126,10 +131,13 @@ def restrict(read: Iterable[str], write: Iterable[str], *, allow_connect_ports: 
     except OSError as err:
         raise LandlockError(err.errno, f"landlock_create_ruleset: {err.strerror}") from None
     try:
+        no_exec = ~_EXECUTE if execute is not None else ~0
         for path in read:
-            _add_path(fd, path, _READ_RIGHTS & handled)
+            _add_path(fd, path, _READ_RIGHTS & handled & no_exec)
         for path in write:
-            _add_path(fd, path, handled)
+            _add_path(fd, path, handled & no_exec)
+        for path in execute or ():
+            _add_path(fd, path, _READ_RIGHTS & handled)
         for port in allow_connect_ports if abi >= 4 else ():
             rule = _NetPortAttr(_NET_CONNECT_TCP, port)
             _syscall(1, fd, ctypes.c_int(_RULE_NET_PORT), ctypes.byref(rule), ctypes.c_uint32(0))

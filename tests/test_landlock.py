@@ -73,6 +73,26 @@ def test_writes_only_under_the_write_set(files: dict[str, Path]) -> None:
     assert proc.returncode != 0 and "Permission denied" in proc.stderr
 
 
+def test_with_an_execute_set_nothing_else_runs(files: dict[str, Path]) -> None:
+    """A granted program may not run what a build script wrote: copies of cat in the write and read sets
+    do not execute, the original in the execute set does."""
+    for where in ("writable", "allowed"):
+        shutil.copy2(CAT, files[where] / "cat")
+    loader = landlock.loader_files(BASH) or []
+    sets = {"read": [str(files["allowed"])], "write": [str(files["writable"])]}
+    ok = files["allowed"] / "ok.txt"
+    script = f'{files["writable"]}/cat {ok}; echo "w=$?"; {files["allowed"]}/cat {ok}; echo "r=$?"; {CAT} {ok}'
+    argv = landlock_exec.command([BASH, "-c", script], sets["read"], sets["write"], (),
+                                 [*loader, *(landlock.loader_files(CAT) or [])])
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert "w=126" in proc.stdout and "r=126" in proc.stdout, proc.stdout + proc.stderr  # 126: cannot execute
+    assert proc.stdout.count("allowed bytes") == 1
+    unconfined_exec = landlock_exec.command([BASH, "-c", script], [*loader, *(landlock.loader_files(CAT) or []),
+                                                                  *sets["read"]], sets["write"])
+    proc = subprocess.run(unconfined_exec, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert "w=0" in proc.stdout and proc.stdout.count("allowed bytes") == 3, proc.stdout + proc.stderr  # the twin
+
+
 def test_missing_paths_are_skipped(files: dict[str, Path]) -> None:
     proc = confined(CAT, str(files["allowed"] / "ok.txt"), read=[str(files["allowed"]), "/no/such/dir"])
     assert proc.returncode == 0
@@ -105,7 +125,9 @@ def test_the_launcher_rejects_malformed_arguments() -> None:
     with pytest.raises(ValueError):
         landlock_exec.parse(["--bogus", "/x", "--", "cat"])
     assert landlock_exec.parse(["--read", "/a", "--write", "/b", "--connect", "80", "--", "cat", "-"]) == (
-        ["/a"], ["/b"], [80], ["cat", "-"])
+        ["/a"], ["/b"], [80], None, ["cat", "-"])
+    assert landlock_exec.parse(["--exec", "/bin", "--no-exec", "--read", "/a", "--", "cat"]) == (
+        ["/a"], [], [], ["/bin"], ["cat"])
 
 
 def test_loader_files_lists_the_program_its_interpreter_and_libc() -> None:

@@ -1,0 +1,232 @@
+"""Granted programs (issue 5, processes): a build script runs what the policy names for its crate, confined,
+and nothing else. Real cargo through the wrapper, the real `cc` crate and gcc, real -sys crates from
+crates.io; hostile scripts (fixtures/hostile-spawn) that try to get out through the programs they run."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import FIXTURES, Cargo, CargoRun
+from shim import landlock
+
+pytestmark = pytest.mark.integration
+
+CC_GRANT = '[permissions.build.{crate}]\nprocess-spawn = {{ action = "permit", programs = [{programs}] }}\n'
+
+
+def policy(package: Path, crate: str, *programs: str) -> None:
+    (package / "cratecage.toml").write_text(CC_GRANT.format(crate=crate, programs=", ".join(
+        json.dumps(p) for p in programs)))
+
+
+def audit_events(target: Path) -> list[dict]:
+    log = target / "cratecage" / "audit.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+# -- the cc crate on a C file --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sys_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    package = tmp_path_factory.mktemp("sys") / "sys-demo"
+    shutil.copytree(FIXTURES / "sys-demo", package)
+    return package
+
+
+def test_cc_is_refused_without_a_grant_with_the_entry_to_paste(cargo: Cargo, sys_demo: Path,
+                                                                 targets: Path) -> None:
+    (sys_demo / "cratecage.toml").unlink(missing_ok=True)
+    run = cargo(sys_demo, "build", wrapped=True, target_dir=targets / "sys-refused", check=False)
+    assert not run.ok
+    err = run.proc.stderr
+    assert "cratecage: build script of sys-demo 0.1.0: process-spawn denied: cc" in err, err[-3000:]
+    assert ('[permissions.build.sys-demo]\n      '
+            'process-spawn = { action = "permit", programs = ["cc"] }') in err  # cargo indents it by 2
+    # cc-rs asks several times (and echoes the error in its own messages); cratecage lists one denial
+    assert err.count("\n  cratecage: build script of sys-demo 0.1.0: process-spawn denied: cc:") == 1, err
+    denials = [e for e in audit_events(targets / "sys-refused") if e["event"] == "denial"]
+    assert {(d["capability"], d["target"]) for d in denials} == {("process-spawn", "cc")}
+
+
+def test_cc_builds_the_c_code_once_granted_and_the_program_calls_it(cargo: Cargo, sys_demo: Path,
+                                                                     targets: Path) -> None:
+    policy(sys_demo, "sys-demo", "cc", "ar")
+    run = cargo(sys_demo, "run", wrapped=True, target_dir=targets / "sys-granted")
+    assert "answer: 42" in run.proc.stdout
+    spawns = [e for e in audit_events(targets / "sys-granted") if e["event"] == "spawn"]
+    programs = {e["argv"][0] for e in spawns}
+    assert programs == {"cc", "ar"}, spawns
+    compile_ = [e for e in spawns if "src/answer.c" in e["argv"]]
+    assert compile_ and compile_[0]["program"] == os.path.realpath(shutil.which("cc"))
+    archive = next(e for e in spawns if e["argv"][0] == "ar")
+    assert archive["argv"][-1].endswith("-answer.o")
+
+
+def test_a_deny_entry_beats_the_grant(cargo: Cargo, sys_demo: Path, targets: Path) -> None:
+    (sys_demo / "cratecage.toml").write_text(
+        CC_GRANT.format(crate="sys-demo", programs='"cc", "ar"')
+        + '[permissions.build.sys_demo]\nprocess-spawn = { action = "deny", programs = ["ar"] }\n')
+    run = cargo(sys_demo, "build", wrapped=True, target_dir=targets / "sys-deny", check=False)
+    assert not run.ok
+    assert "process-spawn denied: ar" in run.proc.stderr
+
+
+# -- real -sys crates ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def zlib_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    package = tmp_path_factory.mktemp("zlib") / "zlib-demo"
+    shutil.copytree(FIXTURES / "zlib-demo", package)
+    return package
+
+
+def system_zlib_version() -> str:
+    return subprocess.run(["pkg-config", "--modversion", "zlib"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_libz_sys_links_the_system_zlib_through_pkg_config(cargo: Cargo, zlib_demo: Path, targets: Path) -> None:
+    policy(zlib_demo, "libz-sys", "cc", "ar", "pkg-config")
+    run = cargo(zlib_demo, "run", "--locked", wrapped=True, target_dir=targets / "zlib-pkg-config")
+    assert f"zlib {system_zlib_version()}" in run.proc.stdout
+    spawns = [e["argv"] for e in audit_events(targets / "zlib-pkg-config") if e["event"] == "spawn"]
+    assert ["pkg-config", "--libs", "--cflags", "zlib"] in spawns, spawns
+
+
+def test_libz_sys_builds_its_bundled_zlib_with_cc(cargo: Cargo, zlib_demo: Path, targets: Path) -> None:
+    policy(zlib_demo, "libz-sys", "cc", "ar")
+    run = cargo(zlib_demo, "run", "--locked", "--features", "static", wrapped=True,
+                target_dir=targets / "zlib-static")
+    bundled = run.proc.stdout.strip().rsplit(" ", 1)[-1]
+    assert run.proc.stdout.startswith("zlib ") and bundled != system_zlib_version(), run.proc.stdout
+    spawns = [e["argv"] for e in audit_events(targets / "zlib-static") if e["event"] == "spawn"]
+    assert sum(1 for a in spawns if a[0] == "cc" and "-c" in a) >= 10  # zlib's C files, one cc each
+    assert not any(a[0] == "pkg-config" for a in spawns)
+
+
+def test_without_pkg_config_granted_libz_sys_says_what_to_add(cargo: Cargo, zlib_demo: Path,
+                                                              targets: Path) -> None:
+    policy(zlib_demo, "libz-sys", "cc", "ar")
+    run = cargo(zlib_demo, "build", "--locked", wrapped=True, target_dir=targets / "zlib-no-pkg", check=False)
+    assert 'process-spawn = { action = "permit", programs = ["pkg-config"] }' in run.proc.stderr + run.proc.stdout
+
+
+# -- hostile ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Attack:
+    feature: str
+    ok: bool
+    expect: tuple[str, ...]
+    absent: tuple[str, ...] = field(default=())
+
+
+ATTACKS = [
+    Attack("spawn-sh", False, ("process-spawn denied: sh", 'programs = ["sh"]')),
+    Attack("spawn-curl", False, ("process-spawn denied: curl", 'programs = ["curl"]')),
+    Attack("cat-canary", True, ("hostile cat-canary: exit status: 1", "Permission denied")),
+    Attack("cat-twin", True, ('hostile cat-twin: exit status: 0 stdout="harmless data inside the package\\n"',)),
+    Attack("cc-plugin", True, ("hostile plugin-report: read: Permission denied",
+                               "hostile plugin-report: write: Permission denied",
+                               "hostile plugin-report: connect: Permission denied"), ("read: ok", "connect: ok")),
+    Attack("cc-twin", True, ("hostile cc-twin: exit status: 0",)),
+    Attack("path-hijack", True, ("hostile build-fake-as: exit status: 0", "hostile env-hijack: exit status: 0",
+                                 "hostile env-hijack-ran: false", "hostile b-hijack-ran: false")),
+]
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The hostile package, a canary it must never read, a file it must never create, a listening port it
+    must never reach, and the native helpers the tests build (a gcc plugin, a double-forking program)."""
+    root = tmp_path_factory.mktemp("hostile-spawn")
+    package = root / "pkg" / "hostile-spawn"
+    shutil.copytree(FIXTURES / "hostile-spawn", package)
+    token = "CANARY" + secrets.token_hex(8)
+    (root / "secret").mkdir()
+    canary = root / "secret" / "id_rsa"
+    canary.write_text(token + "\n")
+    outside = root / "outside-written"
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    accepted: list[bool] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                accepted.append(True)
+                conn.close()
+            except OSError:
+                continue
+
+    threading.Thread(target=serve, daemon=True).start()
+    tools = root / "tools"  # outside everything the build script can write
+    tools.mkdir()
+    native = package / "native"
+    subprocess.run(["cc", "-shared", "-fPIC", f'-DCANARY="{canary}"', f'-DOUTSIDE="{outside}"', f"-DPORT={port}",
+                    "-o", str(package / "evil.so"), str(native / "evil_plugin.c")], check=True)
+    subprocess.run(["cc", "-o", str(tools / "forker"), str(native / "forker.c")], check=True)
+    policy(package, "hostile-spawn", "cc", "cat", str(tools / "forker"))
+    yield {"package": package, "canary": canary, "token": token, "outside": outside, "accepted": accepted,
+           "forker": tools / "forker"}
+    stop.set()
+    server.close()
+
+
+def build(cargo: Cargo, arena: dict, targets: Path, feature: str) -> CargoRun:
+    env = {"HOSTILE_CANARY": str(arena["canary"]), "HOSTILE_PLUGIN": str(arena["package"] / "evil.so"),
+           "HOSTILE_FORKER": str(arena["forker"])}
+    return cargo(arena["package"], "build", "--features", feature, wrapped=True,
+                 target_dir=targets / "hostile-spawn", extra_env=env, check=False)
+
+
+def outputs_of(target: Path) -> bytes:
+    data = b""
+    for path in (target / "debug" / "build").glob("hostile-spawn-*/**/*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size < (8 << 20):
+            data += path.read_bytes()
+    return data
+
+
+@pytest.mark.skipif(landlock.abi_version() < 4, reason="needs Landlock ABI 4 (TCP) to confine granted programs")
+@pytest.mark.parametrize("attack", ATTACKS, ids=[a.feature for a in ATTACKS])
+def test_attack(cargo: Cargo, arena: dict, targets: Path, attack: Attack) -> None:
+    run = build(cargo, arena, targets, attack.feature)
+    text = run.proc.stderr + run.proc.stdout
+    assert run.ok == attack.ok, text[-3000:]
+    for expected in attack.expect:
+        assert expected in text, text[-3000:]
+    for unexpected in attack.absent:
+        assert unexpected not in text
+    assert "Traceback" not in text
+    assert arena["token"] not in text
+    assert arena["token"].encode() not in outputs_of(targets / "hostile-spawn")
+    assert not arena["outside"].exists()
+    assert not arena["accepted"]
+
+
+def test_a_double_forked_grandchild_does_not_outlive_the_run(cargo: Cargo, arena: dict, targets: Path) -> None:
+    run = build(cargo, arena, targets, "double-fork")
+    assert run.ok, run.proc.stderr[-3000:]
+    assert 'hostile double-fork: exit status: 0 stdout="forked\\n"' in run.proc.stderr
+    pid_files = list((targets / "hostile-spawn" / "debug" / "build").glob("hostile-spawn-*/out/grandchild.pid"))
+    assert len(pid_files) == 1
+    pid = int(pid_files[0].read_text())
+    try:
+        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # killed; only its exit status remains
+    except psutil.NoSuchProcess:
+        pass
