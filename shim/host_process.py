@@ -44,7 +44,6 @@ MAX_STDIN: Final = 16 << 20  # bytes a deferred child buffers before writes fail
 MAX_CHILDREN: Final = 64  # live handles per run
 MAX_READ: Final = 1 << 20  # bytes one read of a real child's pipe returns at most
 KILL_SIGNAL: Final = 9  # the status of a child killed before it ran
-SPAWN_REASON: Final = "the policy does not grant this program to the crate"
 _U32: Final = 0xFFFFFFFF
 T = TypeVar("T")
 
@@ -108,10 +107,6 @@ def probe_module() -> ModuleType:
     return importlib.import_module("shim.probe")
 
 
-def spawn_fix(crate: str, program: str) -> str:
-    from policy import suggest_entry
-
-    return suggest_entry("build", crate, "process-spawn", program)
 
 
 class ProcessTable:
@@ -155,9 +150,8 @@ class ProcessTable:
             host_spawn.become_subreaper()
             child = host_spawn.RealChild(self.ctx, request, program, self.sinks or _discard_sinks())
         except host_spawn.SpawnRefused as refused:
-            fix = spawn_fix(self.ctx.crate, refused.target) if refused.program_denial else ""
-            denial = self.ctx.deny("process-spawn", refused.target, refused.reason if not refused.program_denial
-                                   or refused.reason != "not granted" else SPAWN_REASON, fix)
+            fix = host_spawn.suggest(self.ctx, refused.target) if refused.program_denial else ""
+            denial = self.ctx.deny("process-spawn", refused.target, refused.reason, fix)
             raise HostCallError(abi.E_DENIED, denial.render(self.ctx.crate, self.ctx.version)) from None
         except OSError as err:
             raise HostCallError(abi.E_IO, f"cratecage: could not start {request.program}: {err}") from None

@@ -51,6 +51,7 @@ DEFAULT_CHILD_TIME_S: Final = 300.0
 MAX_BUFFERED: Final = 64 << 20  # bytes of one piped stream not yet read by the guest
 _PR_SET_CHILD_SUBREAPER: Final = 36
 _CHUNK: Final = 64 << 10
+NOT_GRANTED: Final = "the policy does not grant this program to the crate"
 
 
 class SpawnRefused(Exception):
@@ -77,14 +78,18 @@ def guest_writable(ctx: RunContext) -> list[str]:
 
 
 def resolve(ctx: RunContext, program: str) -> str:
-    """The executable a granted request runs; raises SpawnRefused when the policy does not name it."""
+    """The executable a granted request runs; raises SpawnRefused when the policy does not name it. In warn
+    mode a program that is not granted runs too, under the same confinement, and is reported."""
     grant = ctx.grant
-    if grant is None or not grant.programs:
-        raise SpawnRefused(program, "not granted")
+    warn = grant is not None and grant.mode == "warn"
+    if not warn and (grant is None or not grant.programs):
+        raise SpawnRefused(program, NOT_GRANTED)
     path = host_path(ctx)
     if "/" not in program:
         if not grant.allows_program(program):
-            raise SpawnRefused(program, "not granted")
+            if not warn:
+                raise SpawnRefused(program, NOT_GRANTED)
+            ctx.deny("process-spawn", program, NOT_GRANTED, suggest(ctx, program))
         found = shutil.which(program, path=path)
         if found is None:
             raise SpawnRefused(program, f"granted, but not found on the host's PATH ({path})",
@@ -97,13 +102,21 @@ def resolve(ctx: RunContext, program: str) -> str:
         named = [os.path.realpath(w) for g in grant.programs if "/" not in g
                  for w in [shutil.which(g, path=path)] if w]
         if not (grant.allows_program(os.path.normpath(program)) or resolved in named):
-            raise SpawnRefused(program, "not granted (it is not what a granted name resolves to)")
+            if not warn:
+                raise SpawnRefused(program, NOT_GRANTED + " (nor is it what a granted name resolves to)")
+            ctx.deny("process-spawn", program, NOT_GRANTED, suggest(ctx, program))
     if any(inside(resolved, d) for d in guest_writable(ctx) if d):
         raise SpawnRefused(program, f"{resolved} is in a directory the build script can write",
                            program_denial=False)
     if not (os.path.isfile(resolved) and os.access(resolved, os.X_OK)):
         raise SpawnRefused(program, f"{resolved} is not an executable file", program_denial=False)
     return resolved
+
+
+def suggest(ctx: RunContext, program: str) -> str:
+    from policy import suggest_entry
+
+    return suggest_entry("build", ctx.crate, "process-spawn", program)
 
 
 def _loader_affecting(name: str) -> bool:

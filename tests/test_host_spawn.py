@@ -1,0 +1,183 @@
+"""shim.host_spawn on real processes: which program a request runs, with what environment, where, confined,
+for how long, and that nothing outlives the run. (tests/test_spawn.py drives the same code from real build
+scripts through cargo.)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from policy.load import load_text
+from shim import abi, host_spawn, landlock
+from shim.host_process import Sinks
+from shim.runctx import RunContext
+
+CAT = os.path.realpath(shutil.which("cat") or "/bin/cat")
+
+
+def make_ctx(tmp_path: Path, policy: str, *, mode: str = "", **host_env: str) -> RunContext:
+    dirs = {name: tmp_path / name for name in ("pkg", "out", "tmp")}
+    for d in dirs.values():
+        d.mkdir(exist_ok=True)
+    (dirs["pkg"] / "data.txt").write_text("package data\n")
+    text = (f'[permissions]\nmode = "{mode}"\n' if mode else "") + policy
+    grant = load_text(text, file="test.toml", base=tmp_path, where="top-level").resolve("build", "demo", "1.0.0")
+    env = {"PATH": "/usr/bin:/bin", "SECRET_TOKEN": "hunter2", **host_env}
+    return RunContext(crate="demo", version="1.0.0", package_dir=str(dirs["pkg"]), out_dir=str(dirs["out"]),
+                      tmp_dir=str(dirs["tmp"]), env={"OUT_DIR": str(dirs["out"]), "TMPDIR": str(dirs["tmp"])},
+                      host_env=env, rustc="rustc", sysroot="/nonexistent", grant=grant,
+                      deadline=time.monotonic() + 60)
+
+
+def grant_of(*programs: str) -> str:
+    items = ", ".join(f'"{p}"' for p in programs)
+    return f'[permissions.build.demo]\nprocess-spawn = {{ action = "permit", programs = [{items}] }}\n'
+
+
+def request(program: str, *args: str, **kw: object) -> abi.SpawnRequest:
+    return abi.SpawnRequest(program=program, args=list(args), **kw)  # type: ignore[arg-type]
+
+
+# -- which program ----------------------------------------------------------------------------------------
+
+def test_a_granted_name_resolves_on_the_hosts_path(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, grant_of("cat"))
+    assert host_spawn.resolve(ctx, "cat") == CAT
+    assert host_spawn.resolve(ctx, "/bin/cat") == CAT  # what the granted name resolves to
+
+
+def test_names_not_granted_are_refused_without_looking(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, grant_of("cat"))
+    for program in ("sh", "/bin/sh", "curl", "catt", "../cat", "bin/cat"):
+        with pytest.raises(host_spawn.SpawnRefused):
+            host_spawn.resolve(ctx, program)
+    with pytest.raises(host_spawn.SpawnRefused, match="does not grant"):
+        host_spawn.resolve(make_ctx(tmp_path, ""), "cat")
+
+
+def test_the_guests_path_never_picks_the_program(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, grant_of("cat"))
+    fake = Path(ctx.out_dir) / "cat"
+    shutil.copy2(CAT, fake)
+    ctx.env["PATH"] = ctx.out_dir  # what the guest sees; the host's PATH is used
+    assert host_spawn.resolve(ctx, "cat") == CAT
+
+
+def test_a_binary_the_script_can_write_is_refused_even_when_granted(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, grant_of(str(tmp_path / "out" / "tool"), "tool"),
+                   PATH=f"{tmp_path / 'out'}:/usr/bin")
+    shutil.copy2(CAT, tmp_path / "out" / "tool")
+    for program in (str(tmp_path / "out" / "tool"), "tool"):
+        with pytest.raises(host_spawn.SpawnRefused, match="can write"):
+            host_spawn.resolve(ctx, program)
+
+
+def test_warn_mode_runs_what_is_not_granted_and_reports_it(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, grant_of("ar"), mode="warn")
+    assert host_spawn.resolve(ctx, "cat") == CAT
+    [denial] = ctx.denials
+    assert (denial.capability, denial.target) == ("process-spawn", "cat")
+    assert 'programs = ["cat"]' in denial.fix
+
+
+# -- environment and working directory ------------------------------------------------------------------------
+
+def test_the_child_environment_drops_what_changes_loading_and_lookup(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, grant_of("cat"))
+    req = request("cat", env_ops=[("set", "LD_PRELOAD", "/x.so"), ("set", "COMPILER_PATH", ctx.out_dir),
+                                  ("set", "GCC_EXEC_PREFIX", ctx.out_dir + "/"), ("set", "PATH", ctx.out_dir),
+                                  ("set", "CFLAGS", "-O2"), ("set", "RUSTC_WRAPPER", "/x")])
+    env = host_spawn.child_env(ctx, req)
+    assert env["PATH"] == "/usr/bin:/bin"  # the host's
+    assert env["CFLAGS"] == "-O2" and env["OUT_DIR"] == ctx.out_dir
+    assert env["HOME"] == env["TMPDIR"] == ctx.tmp_dir
+    for gone in ("LD_PRELOAD", "COMPILER_PATH", "GCC_EXEC_PREFIX", "RUSTC_WRAPPER", "SECRET_TOKEN"):
+        assert gone not in env
+
+
+def test_a_granted_loader_variable_survives_with_its_granted_value(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, grant_of("cat"))
+    ctx.env["LD_LIBRARY_PATH"] = "/opt/lib"  # as if env-access granted it
+    assert host_spawn.child_env(ctx, request("cat"))["LD_LIBRARY_PATH"] == "/opt/lib"
+    changed = request("cat", env_ops=[("set", "LD_LIBRARY_PATH", ctx.out_dir)])
+    assert "LD_LIBRARY_PATH" not in host_spawn.child_env(ctx, changed)
+
+
+def test_the_working_directory_stays_inside_the_grants(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, grant_of("cat"))
+    assert host_spawn.child_cwd(ctx, request("cat")) == ctx.package_dir
+    assert host_spawn.child_cwd(ctx, request("cat", cwd=ctx.out_dir)) == ctx.out_dir
+    for cwd in ("/", "..", str(tmp_path)):
+        with pytest.raises(host_spawn.SpawnRefused, match="working directory"):
+            host_spawn.child_cwd(ctx, request("cat", cwd=cwd))
+
+
+# -- a running child ---------------------------------------------------------------------------------------------
+
+def start(ctx: RunContext, req: abi.SpawnRequest, sinks: Sinks | None = None) -> host_spawn.RealChild:
+    program = host_spawn.resolve(ctx, req.program)
+    return host_spawn.RealChild(ctx, req, program, sinks or Sinks(lambda d: None, lambda d: None))
+
+
+def read_all(child: host_spawn.RealChild, stream: int, deadline: float) -> bytes:
+    out = b""
+    while chunk := child.read(stream, 1 << 16, deadline):
+        out += chunk
+    return out
+
+
+def test_pipes_carry_data_both_ways(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, grant_of("cat"))
+    child = start(ctx, request("cat", stdin=abi.STDIO_PIPED, stdout=abi.STDIO_PIPED, stderr=abi.STDIO_PIPED))
+    data = os.urandom(300_000)  # more than a pipe holds: the drain thread keeps cat from blocking
+    assert child.write_stdin(data, ctx.deadline) == len(data)
+    child.close_stdin()
+    assert read_all(child, abi.STREAM_STDOUT, ctx.deadline) == data
+    assert child.wait(ctx.deadline) == (abi.STATUS_EXITED, 0)
+    host_spawn.sweep([child])
+
+
+def test_inherited_output_goes_to_the_runs_sinks(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, grant_of("cat"))
+    got: list[bytes] = []
+    child = start(ctx, request("cat", "data.txt"), Sinks(got.append, lambda d: None))
+    assert child.wait(ctx.deadline) == (abi.STATUS_EXITED, 0)
+    assert b"".join(got) == b"package data\n"
+
+
+@pytest.mark.skipif(landlock.abi_version() == 0, reason="Landlock unavailable")
+def test_the_child_reads_only_the_package_out_dir_and_its_own_files(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not read\n")
+    ctx = make_ctx(tmp_path, grant_of("cat"))
+    child = start(ctx, request("cat", str(secret), stdout=abi.STDIO_PIPED, stderr=abi.STDIO_PIPED))
+    assert child.wait(ctx.deadline) == (abi.STATUS_EXITED, 1)
+    assert read_all(child, abi.STREAM_STDOUT, ctx.deadline) == b""
+    assert b"Permission denied" in read_all(child, abi.STREAM_STDERR, ctx.deadline)
+
+
+def test_kill_and_the_childs_own_budget(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, grant_of("sleep"), CRATECAGE_LIMIT_CHILD_TIME="300ms")
+    child = start(ctx, request("sleep", "30"))
+    started = time.monotonic()
+    assert child.wait(ctx.deadline) == (abi.STATUS_SIGNALED, 9)
+    assert time.monotonic() - started < 10
+    assert "own budget of 0.3 s" in child.problems()[0]
+    other = start(make_ctx(tmp_path, grant_of("sleep")), request("sleep", "30"))
+    assert other.try_wait() is None
+    other.kill()
+    assert other.wait(ctx.deadline) == (abi.STATUS_SIGNALED, 9)
+    assert other.problems() == []
+
+
+def test_a_blocking_read_ends_at_the_runs_deadline(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, grant_of("sleep"))
+    child = start(ctx, request("sleep", "30", stdout=abi.STDIO_PIPED))
+    with pytest.raises(TimeoutError):
+        child.read(abi.STREAM_STDOUT, 100, time.monotonic() + 0.3)
+    assert host_spawn.sweep([child]) >= 1
+    assert child.proc.poll() is not None
