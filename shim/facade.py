@@ -17,7 +17,8 @@ Linking a wasm module against the facade also needs `LINK_ARGS` (below), the sam
 wasi-libc differs between sysroots: Debian's (2022), which cratecage's private sysroot uses, has no
 `realpath`, so `std::fs::canonicalize` would not link; rustup's newer one has one that fails for absolute
 paths into preopened directories. So `realpath` is wrapped like `stat` (LINK_ARGS): every call reaches the
-facade's own implementation (src/realpath.rs), whatever the libc has.
+facade's own implementation (src/realpath.rs), whatever the libc has. The same goes for the pthread
+functions std's `thread::spawn` links to (src/threads.rs: there are no threads, spawning fails).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ WRAPPED: Final[tuple[str, ...]] = (
     "stat", "lstat", "fstat", "fstatat", "realpath",
     "open", "__wasilibc_open_nomode", "opendir", "access", "mkdir", "unlink", "rmdir", "rename", "symlink",
     "readlink", "getenv",
+    "pthread_attr_init", "pthread_attr_setstacksize", "pthread_attr_destroy", "pthread_create", "pthread_join",
+    "pthread_detach",
 )
 LINK_ARGS: Final[tuple[str, ...]] = tuple(f"link-arg=--wrap={name}" for name in WRAPPED)
 

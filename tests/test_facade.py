@@ -746,3 +746,22 @@ def test_with_rustup_s_wasi_libc_canonicalize_still_reaches_the_facade(
     assert got["./sub/../data.txt"] == got["sub/uplink/link"] == ("Ok", f"{pkg}/data.txt")
     assert got["link"] == ("Ok", f"{pkg}/data.txt") and got["missing"] == ("Err", "NotFound")
     assert got[pkg] == ("Ok", pkg)  # musl's realpath answered NotFound for absolute paths into a preopen
+
+THREADS = r"""
+fn main() {
+    let err = std::thread::Builder::new().spawn(|| 1).unwrap_err();
+    eprintln!("builder: {:?}", err.kind());
+    eprintln!("scope ran: {}", std::thread::scope(|_| 3));
+    std::thread::spawn(|| 2);
+}
+"""
+
+
+def test_threads_link_whatever_the_libc_has_and_spawning_fails_as_std_says(compiler: Compiler,
+                                                                           sandbox: Sandbox) -> None:
+    """cc's `parallel` feature mentions std::thread: the module links (Debian's wasi-libc has no
+    pthreads), Builder::spawn is an error, scope runs, and thread::spawn panics (a trap: panic=abort)."""
+    with pytest.raises(GuestTrapped) as trapped:
+        sandbox.run(compiler.wasm("threads", THREADS))
+    assert "failed to spawn thread" in str(trapped.value)
+    assert "builder: WouldBlock\nscope ran: 3\n" in str(trapped.value)

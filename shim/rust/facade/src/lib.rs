@@ -35,6 +35,8 @@ mod cratecage_stat;
 mod cratecage_realpath;
 #[path = "observe.rs"]
 mod cratecage_observe;
+#[path = "threads.rs"]
+mod cratecage_threads;
 
 pub mod env;
 pub mod process;
