@@ -26,12 +26,25 @@ def project(tmp_path: Path) -> dict[str, Path]:
 
 
 def build(cargo: Cargo, project: dict[str, Path], policy: str | None, *args: str, cwd: Path | None = None,
-          env: dict[str, str] | None = None) -> CargoRun:
+          env: dict[str, str] | None = None, command: str = "build") -> CargoRun:
     if policy is not None:
         (project["pkg"] / "cratecage.toml").write_text(policy)
     extra = {"POLICY_DEMO_FILE": str(project["file"]), "POLICY_DEMO_VAR": "host-value", **(env or {})}
-    return cargo(cwd or project["pkg"], "build", *args, wrapped=True, target_dir=project["target"],
+    return cargo(cwd or project["pkg"], command, *args, wrapped=True, target_dir=project["target"],
                  extra_env=extra, check=False)
+
+
+def show(cargo: Cargo, project: dict[str, Path], policy: str | None, *args: str) -> CargoRun:
+    """Build with the `strict` build script and run the example that prints what it saw."""
+    return build(cargo, project, policy, "--example", "show", "--features", "strict", *args,
+                 command="run")
+
+
+def init(cargo: Cargo, project: dict[str, Path], *cargo_args: str) -> subprocess.CompletedProcess[str]:
+    env = {**scrubbed(dict(os.environ)), **cargo.env, "POLICY_DEMO_FILE": str(project["file"]),
+           "POLICY_DEMO_VAR": "host-value"}
+    return subprocess.run([str(WRAPPER), "init", "--", *cargo_args], cwd=project["pkg"], capture_output=True,
+                          text=True, env=env, timeout=600)
 
 
 def test_without_grants_the_build_fails_with_paste_ready_entries(cargo: Cargo, project: dict) -> None:
@@ -171,11 +184,8 @@ def test_sandbox_native_is_the_named_escape_hatch_and_is_reported(cargo: Cargo, 
 
 
 def test_init_proposes_a_policy_under_which_an_enforcing_build_passes(cargo: Cargo, project: dict) -> None:
-    env = {**scrubbed(dict(os.environ)), **cargo.env, "POLICY_DEMO_FILE": str(project["file"]),
-           "POLICY_DEMO_VAR": "host-value"}
-    init = subprocess.run([str(WRAPPER), "init", "--", "--features", "link-arg"], cwd=project["pkg"],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert init.returncode == 0, init.stderr[-3000:]
+    proposed = init(cargo, project, "--features", "link-arg")
+    assert proposed.returncode == 0, proposed.stderr[-3000:]
     proposal = (project["pkg"] / "cratecage.toml").read_text()
     assert "[permissions.build.policy-demo]  # policy-demo 0.3.1" in proposal
     assert str(project["file"]) in proposal and "POLICY_DEMO_VAR" in proposal
@@ -196,3 +206,43 @@ def test_warn_mode_builds_and_reports_what_was_not_granted(cargo: Cargo, project
     assert "directives not granted (warn mode: permitted): cargo:rustc-link-arg=-Wl,--no-as-needed" in err
     output = next(project["target"].glob("debug/build/policy-demo-*/output")).read_text()
     assert "cargo:rustc-link-arg=-Wl,--no-as-needed" in output  # warn mode passes the directive on
+
+
+def test_a_script_that_unwraps_its_read_and_variable_fails_without_grants(cargo: Cargo, project: dict) -> None:
+    run = show(cargo, project, None)
+    assert not run.ok
+    assert "filesystem-access denied: read " + str(project["file"]) in run.proc.stderr
+    assert "granted-content" not in run.proc.stdout
+
+
+def test_warn_mode_lets_the_script_read_any_file_and_see_the_environment(cargo: Cargo, project: dict) -> None:
+    run = show(cargo, project, '[permissions]\nmode = "warn"\n')
+    assert run.ok, run.proc.stderr[-3000:]
+    assert run.proc.stdout.strip() == "granted-content|host-value"  # the values reached the program
+    err = run.proc.stderr
+    assert "filesystem-access not granted (warn mode: permitted): read " + str(project["file"]) in err
+    assert f'filesystem-access = {{ action = "permit", paths = ["{project["file"]}"] }}' in err
+    assert "env-access not granted (warn mode: permitted): POLICY_DEMO_VAR" in err
+    assert "CARGO_PKG_NAME" not in err and "not granted (warn mode: permitted): CARGO" not in err  # defaults
+
+
+def test_init_learns_what_warn_mode_permitted(cargo: Cargo, project: dict) -> None:
+    proposed = init(cargo, project, "--features", "strict")
+    assert proposed.returncode == 0, proposed.stderr[-3000:]
+    proposal = (project["pkg"] / "cratecage.toml").read_text()
+    assert str(project["file"]) in proposal and '"POLICY_DEMO_VAR"' in proposal
+    run = show(cargo, project, None)  # enforce mode, fresh target directory, the proposal as the policy
+    assert run.ok, run.proc.stderr[-3000:]
+    assert run.proc.stdout.strip() == "granted-content|host-value"
+    assert "not granted" not in run.proc.stderr and "denied" not in run.proc.stderr
+
+
+def test_warn_mode_still_refuses_writes_outside_out_dir(cargo: Cargo, project: dict, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    run = build(cargo, project, '[permissions]\nmode = "warn"\n', "--features", "write-outside",
+                env={"POLICY_DEMO_CANARY": str(canary)})
+    assert run.ok, run.proc.stderr[-3000:]  # warn mode fails nothing...
+    assert not canary.exists()  # ...but the write never happened
+    err = run.proc.stderr
+    assert "policy-demo canary: refused" in err
+    assert f"filesystem-access denied: write {canary}" in err  # not "permitted": warn mode does not widen writes
