@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,37 @@ def test_policy_edits_rerun_the_build_script(cargo: Cargo, project: dict) -> Non
     assert "policy-demo var: host-value" in build(cargo, project, policy).proc.stderr
     revoked = build(cargo, project, '[permissions.build.other]\nenv-access = ["X"]\n')
     assert "policy-demo var: unset" in revoked.proc.stderr and not revoked.ok
+
+
+def test_policy_edits_rerun_a_script_without_rerun_lines_of_a_package_outside_the_workspace(
+        cargo: Cargo, tmp_path: Path) -> None:
+    """Like a registry crate: a path dependency outside the workspace root whose build script names no
+    inputs. cratecage lists its package directory and the policy file for it (shim.runner
+    rerun_on_policy_edits): a policy edit reruns it, an edit-free build leaves it fresh."""
+    far = tmp_path / "far" / "farpkg"
+    (far / "src").mkdir(parents=True)
+    (far / "Cargo.toml").write_text('[package]\nname = "farpkg"\nversion = "1.0.0"\nedition = "2021"\n')
+    (far / "build.rs").write_text('fn main() { println!("cargo:rustc-cfg=farpkg_built"); }\n')
+    (far / "src" / "lib.rs").write_text("#[cfg(farpkg_built)]\npub const BUILT: bool = true;\n")
+    app = tmp_path / "ws" / "app"
+    (app / "src").mkdir(parents=True)
+    (app / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\nedition = "2021"\n'
+                                    f'[dependencies]\nfarpkg = {{ path = "{far}" }}\n[workspace]\n')
+    (app / "src" / "lib.rs").write_text("pub const BUILT: bool = farpkg::BUILT;\n")
+    policy = app / "cratecage.toml"
+    policy.write_text('[permissions.build.other]\nenv-access = ["A"]\n')
+
+    def farpkg_runs() -> int:
+        run = cargo(app, "build", "-v", wrapped=True, target_dir=tmp_path / "target")
+        return sum(1 for line in run.proc.stderr.splitlines()
+                   if line.strip().startswith("Running `") and "/farpkg-" in line and "build-script-build" in line)
+
+    assert farpkg_runs() == 1
+    assert farpkg_runs() == 0  # fresh: the package directory and the policy file are unchanged
+    time.sleep(1.1)  # mtime granularity of some filesystems
+    policy.write_text('[permissions.build.other]\nenv-access = ["B"]\n')
+    assert farpkg_runs() == 1
+    assert farpkg_runs() == 0
 
 
 def test_policy_check_command(project: dict) -> None:
