@@ -3,7 +3,6 @@ the order of the preopens."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from shim import runner
