@@ -58,8 +58,6 @@ BUILD_SCRIPT_ENV: frozenset[str] = frozenset({
 BUILD_SCRIPT_ENV_FAMILIES: tuple[str, ...] = ("CARGO_CFG_", "CARGO_FEATURE_", "DEP_")
 
 
-
-
 def is_default_env(name: str) -> bool:
     """Whether every build script sees `name` (when cargo sets it): the documented variables, and TMPDIR,
     which the runner points at the run's temp dir."""
