@@ -22,7 +22,7 @@ or in the root Cargo.toml under `[workspace.metadata.permissions...]`, or, in a 
 `[package.metadata.permissions...]`. The first of these four found wins; the others get a warning.
 
     [permissions]
-    mode = "enforce"                 # or "warn": permit what is not granted, and report it
+    mode = "enforce"                 # or "warn": permit reads, variables and directives, report, fail nothing
     curated-defaults = true          # false: ignore policy/curated.py
 
     [permissions.build.openssl-sys]  # the build script of package openssl-sys (- and _ are the same)

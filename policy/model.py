@@ -85,8 +85,9 @@ class Grant:
     `permits`/`denies` map "capability.listkey" to sorted canonical items; `denied_all` holds the
     capabilities an entry denied outright. Decide with the `allows_*` methods (they apply denies);
     `readable`, `writable`, `env`, ... list what is granted, paths already without trees a deny
-    overlaps. They answer only from the grants: `mode` ("warn": permit and report what is not granted)
-    is the caller's to apply.
+    overlaps. They answer only from the grants: `mode` ("warn": let the script read any file, see the
+    whole environment and pass its directives on, and report what was not granted; writes, spawns and
+    network stay refused) is the caller's to apply (shim.enforce).
     """
 
     kind: str

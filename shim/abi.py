@@ -44,6 +44,14 @@ the policy. `len` bytes at `buf` are the payload of a report of `kind`:
                                          normalized by the guest (the host normalizes again). error is an
                                          errno name (REPORTED_ERRNOS) or a decimal number.
     REPORT_ENV  name                     an environment lookup (getenv) that found nothing.
+    REPORT_ENV_FOUND  name               an environment lookup that found a value (warn mode only).
+
+In warn mode (the policy's `mode = "warn"`) the runner widens reads and the environment and needs to learn
+what the script used, not only what failed: it sets `OBSERVE_ENV=OBSERVE_ALL` in the guest's environment,
+which the facade reads once (with the unwrapped getenv), and from then on the facade also reports each
+*successful* read, stat, listing and lookup: REPORT_FS with the error field `ACCESS_OK`, and
+REPORT_ENV_FOUND. Successful writes are never reported (only OUT_DIR, the temp dir and writable grants can
+succeed). In enforce mode the variable is absent and the facade's cost is one flag test per call.
 
 The host records each distinct report once and at most a fixed number per run, after which it answers
 REPORT_STOP and the guest stops reporting. Strings are UTF-8 where they can be; other bytes survive as
@@ -112,11 +120,17 @@ STATUS_SIZE = 8
 # Kinds of report, and the result that tells the guest to stop reporting.
 REPORT_FS = 1
 REPORT_ENV = 2
+REPORT_ENV_FOUND = 3
 REPORT_STOP = 1
 
 FS_OPS: frozenset[str] = frozenset({"read", "write", "stat", "list"})
 # Errors the guest reports: those a grant could change (WASI errno names).
 REPORTED_ERRNOS: frozenset[str] = frozenset({"ENOENT", "EACCES", "EPERM", "EROFS", "ENOTCAPABLE"})
+# The error field of a REPORT_FS that says the access succeeded (warn mode; runctx.Observation.errno too).
+ACCESS_OK = "OK"
+# The guest variable that asks the facade to report successes too, and its one value.
+OBSERVE_ENV = "CRATECAGE_OBSERVE"
+OBSERVE_ALL = "all"
 MAX_REPORT = 16 << 10  # bytes; a larger report is malformed
 
 
@@ -136,10 +150,10 @@ def decode_report(kind: int, data: bytes) -> Observation:
     """The observation a report describes; raises ReportError."""
     if len(data) > MAX_REPORT:
         raise ReportError("report too large")
-    if kind == REPORT_ENV:
+    if kind in (REPORT_ENV, REPORT_ENV_FOUND):
         if not data or b"\0" in data or b"=" in data:
             raise ReportError("bad variable name")
-        return Observation("env", "get", _text(data), "")
+        return Observation("env", "get", _text(data), ACCESS_OK if kind == REPORT_ENV_FOUND else "")
     if kind != REPORT_FS:
         raise ReportError(f"unknown report kind {kind}")
     parts = data.split(b"\0")
@@ -150,7 +164,8 @@ def decode_report(kind: int, data: bytes) -> Observation:
         raise ReportError(f"unknown operation {op!r}")
     if not path.startswith("/"):
         raise ReportError("the path is not absolute")
-    if not (error in REPORTED_ERRNOS or (error.isascii() and error.isdigit() and len(error) <= 5)):
+    if not (error in REPORTED_ERRNOS or error == ACCESS_OK
+            or (error.isascii() and error.isdigit() and len(error) <= 5)):
         raise ReportError("bad error")
     path = posixpath.normpath(path)
     if path.startswith("//"):  # normpath keeps POSIX's implementation-defined "//"
@@ -161,7 +176,7 @@ def decode_report(kind: int, data: bytes) -> Observation:
 def encode_report(report: Observation) -> tuple[int, bytes]:
     """The inverse of decode_report (the guest's encoder is the facade's; this one serves tests)."""
     if report.kind == "env":
-        return REPORT_ENV, report.target.encode("utf-8", "surrogateescape")
+        return (REPORT_ENV_FOUND if report.succeeded else REPORT_ENV), report.target.encode("utf-8", "surrogateescape")
     raw = "\0".join((report.op, report.target, report.errno))
     return REPORT_FS, raw.encode("utf-8", "surrogateescape")
 

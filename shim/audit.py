@@ -47,6 +47,7 @@ def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: s
     for denial in ctx.denials:
         _append(cc_dir, {**base, "event": "denial", "capability": denial.capability, "target": denial.target,
                          "reason": denial.reason, "permit_with": denial.fix, "fatal": denial.fatal,
+                         "permitted": denial.permitted,
                          "mode": grant.mode if grant is not None else "enforce"})
     _append(cc_dir, {**base, "event": "run", "exit_code": exit_code, "seconds": round(seconds, 3),
                      "message": message, "denials": len(ctx.denials)})

@@ -5,11 +5,20 @@
     preopens(grant, ctx)     extra WASI directories: granted trees at their own paths; a granted *file*
                              appears alone, through a directory of hard links (or copies, read-only)
                              preopened at the file's parent path, since WASI preopens only directories
-    env_extra(grant, env)    host variables the grant adds to the guest's environment
+    env_extra(grant, ctx)    host variables the grant adds to the guest's environment
     filter_stdout(...)       the directives cargo will see (shim.directives), denials for the rest
-    observed_denials(...)    failed accesses the guest reported (shim.host_observe) that a grant would allow
+    observed_denials(...)    failed accesses the guest reported (shim.host_observe) that a grant would allow,
+                             and in warn mode successful ones that enforce mode would have refused
 
 Every denial carries the entry that would permit it, ready to paste (policy.suggest_entry).
+
+Warn mode (`mode = "warn"`) is for learning what a build needs (`cratecage init`), so it must let the
+build get as far as a native one would: it widens reads and the environment, never writes, spawns or
+network. `preopens` adds "/" read-only, `env_extra` the whole host environment plus the request that the
+facade report successes too (shim/abi.py `OBSERVE_ENV`), and `observed_denials` turns each success outside
+what enforce mode allows into a non-fatal denial marked `permitted`, with its entry. Directives a grant
+lacks are passed on, also marked `permitted`. Everything else is refused as in enforce mode, but reported
+without failing the build.
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ import shutil
 from pathlib import Path
 from typing import Mapping
 
+from shim import abi
 from shim.runctx import RunContext
+from shim.runner import is_default_env
 
 if False:  # typing only: the policy package is imported only when a policy or curated entry applies
     from policy import Grant, Policy
@@ -80,14 +91,22 @@ def _covered(path: str, roots: list[str]) -> bool:
     return any(inside(path, root) for root in roots)
 
 
+def _warn(grant: Grant | None) -> bool:
+    return grant is not None and grant.mode == "warn"
+
+
 def preopens(grant: Grant | None, ctx: RunContext) -> list[tuple[str, str, bool]]:
-    """(host dir, guest path, writable) for every granted path not already preopened."""
+    """(host dir, guest path, writable) for every granted path not already preopened; in warn mode the
+    writable ones and "/" read-only, last (shim.runner.preopen_table says why the order matters). Read-only
+    grants need no preopen of their own under "/", and a granted file's directory of links would hide the
+    file's siblings from it."""
     if grant is None:
         return []
     base = [ctx.package_dir, ctx.out_dir, ctx.tmp_dir]
     out: list[tuple[str, str, bool]] = []
     files: dict[str, list[tuple[str, bool]]] = {}
-    for paths, writable in ((grant.writable, True), (grant.readable, False)):
+    granted = ((grant.writable, True),) if _warn(grant) else ((grant.writable, True), (grant.readable, False))
+    for paths, writable in granted:
         for path in paths:
             if _covered(path, base) or any(_covered(path, [d]) for d, _g, _w in out):
                 continue
@@ -109,13 +128,19 @@ def preopens(grant: Grant | None, ctx: RunContext) -> list[tuple[str, str, bool]
                     continue  # a copy would lose the writes: leave it out, the guest will report it
                 shutil.copy2(path, dest)
         out.append((view, parent, writable_view))
+    if _warn(grant):
+        out.append(("/", "/", False))
     return out
 
 
-def env_extra(grant: Grant | None, host_env: Mapping[str, str]) -> dict[str, str]:
+def env_extra(grant: Grant | None, ctx: RunContext) -> dict[str, str]:
+    """What to add to the guest's default environment (ctx.env): the granted host variables; in warn mode
+    every host variable the defaults do not set (TMPDIR stays the run's) and abi.OBSERVE_ENV."""
     if grant is None:
         return {}
-    return {k: v for k, v in host_env.items() if grant.allows_env(k)}
+    if _warn(grant):
+        return {**{k: v for k, v in ctx.host_env.items() if k not in ctx.env}, abi.OBSERVE_ENV: abi.OBSERVE_ALL}
+    return {k: v for k, v in ctx.host_env.items() if grant.allows_env(k)}
 
 
 def _suggest(kind: str, crate: str, capability: str, target: str, *, writable: bool = False) -> str:
@@ -132,34 +157,53 @@ def filter_stdout(stdout: bytes, ctx: RunContext, grant: Grant | None, kind: str
     for directive, reason in denied:
         item = directive.grant_item
         fix = _suggest(kind, ctx.crate, "directives", item) if item else ""
-        ctx.deny("directives", directive.canonical or directive.raw, reason, fix)
-        if grant is not None and grant.mode == "warn" and directive.canonical:
+        passed_on = _warn(grant) and directive.canonical is not None
+        ctx.deny("directives", directive.canonical or directive.raw, reason, fix, permitted=passed_on)
+        if passed_on:
             kept.append(directive.canonical)
     return ("\n".join(kept) + "\n").encode() if kept else b""
 
 
 def observed_denials(ctx: RunContext, grant: Grant | None, kind: str = "build") -> None:
-    """Turn what the guest reported it could not reach into denials, when a grant is what it lacked."""
+    """Turn what the guest reported (shim.host_observe) into denials: a failed access a grant would
+    allow, and in warn mode a successful one enforce mode would have refused (non-fatal, `permitted`).
+    Successes are asked for only in warn mode; any other run's are ignored."""
+    warn = _warn(grant)
     seen: set[tuple[str, str]] = set()
-    for obs in getattr(ctx, "observations", []):
-        if (obs.kind, obs.target) in seen:
+    for obs in ctx.observations:
+        if (obs.kind, obs.target) in seen or (obs.succeeded and not warn):
             continue
         seen.add((obs.kind, obs.target))
         if obs.kind == "env":
-            if (obs.target in ctx.host_env and not (grant is not None and grant.allows_env(obs.target))
-                    and obs.target not in STD_INTERNAL_ENV):
+            if obs.target in STD_INTERNAL_ENV or (grant is not None and grant.allows_env(obs.target)):
+                continue
+            if obs.succeeded and not is_default_env(obs.target):
+                ctx.deny("env-access", obs.target, "not granted, so enforce mode would show the script it unset",
+                         _suggest(kind, ctx.crate, "env-access", obs.target), fatal=False, permitted=True)
+            elif not obs.succeeded and obs.target in ctx.host_env:
                 ctx.deny("env-access", obs.target, "set on the host but not granted, so the script saw it unset",
                          _suggest(kind, ctx.crate, "env-access", obs.target), fatal=False)
         elif obs.kind == "fs":
-            write = obs.op in ("write", "create", "mkdir", "remove", "rename", "symlink")
-            path = os.path.normpath(obs.target)
-            if not write and (_covered(path, [ctx.package_dir, ctx.out_dir, ctx.tmp_dir]) or not os.path.exists(path)):
-                continue  # inside the default grants, or missing on the host too: nothing to grant
-            if write and _covered(path, [ctx.out_dir, ctx.tmp_dir]):
-                continue
-            ctx.deny("filesystem-access", f"{obs.op} {path}", f"outside the build script's grants ({obs.errno})",
-                     _suggest(kind, ctx.crate, "filesystem-access", _grant_target(path, write), writable=write),
-                     fatal=obs.op != "stat")  # testing whether a path exists is not using it
+            _fs_denial(ctx, grant, kind, obs.op, os.path.normpath(obs.target), obs.errno)
+
+
+def _fs_denial(ctx: RunContext, grant: Grant | None, kind: str, op: str, path: str, errno: str) -> None:
+    write = op == "write"
+    own = [ctx.package_dir, ctx.out_dir, ctx.tmp_dir]
+    fatal = op != "stat"  # testing whether a path exists is not using it
+    if errno == abi.ACCESS_OK:  # warn mode: it worked; would it have without warn mode?
+        if _covered(path, own) or grant is None or grant.allows_read(path) or grant.allows_write(path):
+            return
+        ctx.deny("filesystem-access", f"{op} {path}", "outside the build script's grants",
+                 _suggest(kind, ctx.crate, "filesystem-access", path), fatal=fatal, permitted=True)
+        return
+    if not write and (_covered(path, own) or not os.path.exists(path)):
+        return  # inside the default grants, or missing on the host too: nothing to grant
+    if write and _covered(path, [ctx.out_dir, ctx.tmp_dir]):
+        return
+    ctx.deny("filesystem-access", f"{op} {path}", f"outside the build script's grants ({errno})",
+             _suggest(kind, ctx.crate, "filesystem-access", _grant_target(path, write), writable=write),
+             fatal=fatal)
 
 
 def _grant_target(path: str, write: bool) -> str:

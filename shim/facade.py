@@ -50,8 +50,9 @@ BUILD_TIMEOUT_S: Final = 600
 #     `fs::Metadata::permissions().readonly()` is not true for every file (autocfg refuses OUT_DIR otherwise);
 #   - src/realpath.rs replaces `realpath` outright (see the module docstring);
 #   - src/observe.rs (and stat.rs, realpath.rs): a report to the host of every failed file system access
-#     and every environment lookup that found nothing (shim/host_observe.py), for denials a person can
-#     act on; `__wasilibc_open_nomode` is what wasi-libc's `fopen` calls instead of `open`.
+#     and every environment lookup that found nothing (in warn mode, successful reads and lookups too;
+#     shim/host_observe.py), for denials a person can act on; `__wasilibc_open_nomode` is what wasi-libc's
+#     `fopen` calls instead of `open`.
 # Every wasm link against the facade (a bin or a cdylib; compiles that only write an rlib ignore link args)
 # needs them: without `--wrap`, wasm-ld fails with "undefined symbol: __real_stat".
 WRAPPED: Final[tuple[str, ...]] = (

@@ -7,6 +7,10 @@ that found nothing to the import `report` (shim/abi.py documents the payloads); 
 every report becomes a `runctx.Observation` in `ctx.observations`, for the runner to turn into denials a
 person can act on. This is observation only: the preopens still enforce, so nothing here decides anything.
 
+In warn mode the facade reports successful reads and lookups too (shim/abi.py). A success inside the run's
+own directories (package, OUT_DIR, temp dir) is dropped on arrival, uncounted: every run may use them, and
+a script that walks its own sources must not use up the cap before it reads what matters.
+
 The reports are guest data, as trustworthy as the build script. So: every pointer is bounds-checked (via
 host_process.GuestMemory), a malformed report is dropped with E_INVALID, each distinct observation is
 recorded once, and at most MAX_OBSERVATIONS per run; after that `report` answers REPORT_STOP and the guest
@@ -20,6 +24,7 @@ from typing import Callable, Final
 import wasmtime
 
 from shim import abi
+from shim.directives import inside
 from shim.host_process import GuestMemory, HostCallError, define_imports
 from shim.runctx import Observation, RunContext
 
@@ -46,10 +51,18 @@ class Observer:
             observation = abi.decode_report(kind, mem.read(buf, length))
         except abi.ReportError as err:
             raise HostCallError(abi.E_INVALID, f"cratecage: malformed report: {err}") from None
+        if observation.succeeded and self._own(observation):
+            return 0
         if observation not in self.seen:
             self.seen.add(observation)
             self.ctx.observations.append(observation)
         return 0 if len(self.ctx.observations) < MAX_OBSERVATIONS else abi.REPORT_STOP
+
+    def _own(self, observation: Observation) -> bool:
+        """Whether a file system observation is of the run's own directories."""
+        ctx = self.ctx
+        return observation.kind == "fs" and any(d and inside(observation.target, d)
+                                                for d in (ctx.package_dir, ctx.out_dir, ctx.tmp_dir))
 
 
 def guarded(observer: Observer, name: str) -> Callable[..., int]:

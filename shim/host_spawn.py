@@ -89,7 +89,7 @@ def resolve(ctx: RunContext, program: str) -> str:
         if not grant.allows_program(program):
             if not warn:
                 raise SpawnRefused(program, NOT_GRANTED)
-            ctx.deny("process-spawn", program, NOT_GRANTED, suggest(ctx, program))
+            ctx.deny("process-spawn", program, NOT_GRANTED, suggest(ctx, program), permitted=True)
         found = shutil.which(program, path=path)
         if found is None:
             raise SpawnRefused(program, f"granted, but not found on the host's PATH ({path})",
@@ -104,7 +104,7 @@ def resolve(ctx: RunContext, program: str) -> str:
         if not (grant.allows_program(os.path.normpath(program)) or resolved in named):
             if not warn:
                 raise SpawnRefused(program, NOT_GRANTED + " (nor is it what a granted name resolves to)")
-            ctx.deny("process-spawn", program, NOT_GRANTED, suggest(ctx, program))
+            ctx.deny("process-spawn", program, NOT_GRANTED, suggest(ctx, program), permitted=True)
     if any(inside(resolved, d) for d in guest_writable(ctx) if d):
         raise SpawnRefused(program, f"{resolved} is in a directory the build script can write",
                            program_denial=False)

@@ -2,9 +2,11 @@
 
 It builds the workspace through cratecage in warn mode, in a target directory of its own
 (`target/cratecage-init`), under a policy that grants nothing (`CRATECAGE_POLICY` names a file holding only
-`mode = "warn"`, which hides any existing policy). Every request the defaults refused is then a denial
-event in that build's audit trail, each with the entry that would permit it; those entries, merged per
-crate and commented with the crate's version, are the proposal. Review it before use: it grants exactly what
+`mode = "warn"`, which hides any existing policy). Warn mode lets build scripts read any file and see the
+whole environment (shim.enforce), so a script that would stop at its first refused read gets on to the
+next; every read, lookup and directive beyond the defaults, and every refused write or spawn, is then a
+denial event in that build's audit trail, each with the entry that would permit it. Those entries, merged
+per crate and commented with the crate's version, are the proposal. Review it before use: it grants exactly what
 this one build asked for, which is not the same as what the crate should have.
 """
 

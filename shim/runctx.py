@@ -27,9 +27,12 @@ class Denial:
     # False for what a script may legitimately do without (looking up a variable, testing whether a path
     # exists): reported with its entry, but the build goes on.
     fatal: bool = True
+    # True where warn mode let it happen (reads, the environment, directives): the report says what
+    # enforce mode would refuse. Warn mode never permits writes or network; programs run confined.
+    permitted: bool = False
 
-    def render(self, crate: str, version: str, *, warn: bool = False) -> str:
-        verb = "not granted (warn mode: permitted)" if warn else ("denied" if self.fatal else "not granted")
+    def render(self, crate: str, version: str) -> str:
+        verb = "not granted (warn mode: permitted)" if self.permitted else ("denied" if self.fatal else "not granted")
         text = f"cratecage: build script of {crate} {version}: {self.capability} {verb}: {self.target}: {self.reason}"
         if "\n" in self.fix:  # a policy entry: indented, ready to paste
             return text + "\n  to permit it, add to the policy:\n" + "\n".join("    " + line for line in self.fix.splitlines())
@@ -38,13 +41,19 @@ class Denial:
 
 @dataclass(frozen=True)
 class Observation:
-    """Something the guest tried that failed, as it reported it (shim/abi.py, `report`). Guest data: it
-    says what a build script attempted, never what it may do."""
+    """Something the guest tried, as it reported it (shim/abi.py, `report`): a failure, or in warn mode a
+    success too. Guest data: it says what a build script attempted, never what it may do."""
 
-    kind: str  # "fs" (a file system access) or "env" (an environment lookup that found nothing)
+    kind: str  # "fs" (a file system access) or "env" (an environment lookup)
     op: str  # fs: "read", "write", "stat" or "list" (abi.FS_OPS); env: "get"
     target: str  # fs: the absolute, normalized path; env: the variable's name
-    errno: str  # fs: "ENOENT", "EPERM", ... (abi.REPORTED_ERRNOS) or a number; env: ""
+    # fs: "ENOENT", "EPERM", ... (abi.REPORTED_ERRNOS) or a number; env: "" (nothing found);
+    # "OK" (abi.ACCESS_OK) for a success, which the guest reports only in warn mode
+    errno: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.errno == "OK"
 
 
 @dataclass
@@ -64,8 +73,9 @@ class RunContext:
     deadline: float = float("inf")  # time.monotonic() when the run's time is up: blocking host calls end
     events: list[dict[str, Any]] = field(default_factory=list)  # what was permitted, for the audit trail
 
-    def deny(self, capability: str, target: str, reason: str, fix: str = "", *, fatal: bool = True) -> Denial:
-        denial = Denial(capability, target, reason, fix, fatal)
+    def deny(self, capability: str, target: str, reason: str, fix: str = "", *, fatal: bool = True,
+             permitted: bool = False) -> Denial:
+        denial = Denial(capability, target, reason, fix, fatal, permitted)
         if denial not in self.denials:  # a retried request is one denial
             self.denials.append(denial)
         return denial

@@ -6,7 +6,9 @@ shim.host_process, and sees only:
   - the package directory, read-only, at its own absolute path and as "." (cargo's cwd);
   - OUT_DIR and a per-run temporary directory, read-write, at their own paths;
   - exactly the environment cargo documents for build scripts (`BUILD_SCRIPT_ENV`), never a prefix like
-    `CARGO_*` that would let CARGO_REGISTRY_TOKEN through.
+    `CARGO_*` that would let CARGO_REGISTRY_TOKEN through;
+  - and what the crate's grant adds (shim.enforce). In warn mode that is every file the user can read
+    ("/" preopened read-only) and the whole environment cargo gave the launcher; writes stay confined.
 
 Limits (shim.limits): the wall clock is enforced by the epoch deadline (one ticker thread) *and* by a
 watchdog in the main thread, because epochs never fire while the guest is inside a host call (a sleep, a
@@ -56,11 +58,30 @@ BUILD_SCRIPT_ENV: frozenset[str] = frozenset({
 BUILD_SCRIPT_ENV_FAMILIES: tuple[str, ...] = ("CARGO_CFG_", "CARGO_FEATURE_", "DEP_")
 
 
+def is_default_env(name: str) -> bool:
+    """Whether every build script sees `name` (when cargo sets it): the documented variables, and TMPDIR,
+    which the runner points at the run's temp dir."""
+    return name in BUILD_SCRIPT_ENV or name.startswith(BUILD_SCRIPT_ENV_FAMILIES) or name == "TMPDIR"
+
+
 def guest_environment(host_env: dict[str, str], tmp_dir: str) -> dict[str, str]:
-    env = {k: v for k, v in host_env.items()
-           if k in BUILD_SCRIPT_ENV or k.startswith(BUILD_SCRIPT_ENV_FAMILIES)}
+    env = {k: v for k, v in host_env.items() if is_default_env(k)}
     env["TMPDIR"] = tmp_dir
     return env
+
+
+def preopen_table(ctx: RunContext, granted: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
+    """(host dir, guest path, writable) for every preopen of a run, in the order the guest sees them.
+
+    The order matters. wasi-libc resolves a path against the preopen whose path is the longest prefix of
+    it, and among equally long ones the last registered. "." and "/" both register the empty prefix, which
+    matches every absolute path: so "." comes first and a granted "/" (warn mode's, shim.enforce) after it,
+    or absolute paths outside every other preopen would be looked up below the package directory. Relative
+    paths are absolute by then (the facade's env.rs changes to the package directory before `main`), and
+    the longer package, OUT_DIR, temp dir and granted prefixes win over "/".
+    """
+    return [(ctx.package_dir, ctx.package_dir, False), (ctx.package_dir, ".", False),
+            (ctx.out_dir, ctx.out_dir, True), (ctx.tmp_dir, ctx.tmp_dir, True), *granted]
 
 
 @dataclass(frozen=True)
@@ -158,9 +179,9 @@ class GuestRun:
     """One instantiation of a build-script module under the limits."""
 
     def __init__(self, ctx: RunContext, wasm: Path, limits: Limits, module_cache: Path,
-                 extra_preopens: list[tuple[str, str, bool]] | None = None) -> None:
+                 granted_preopens: list[tuple[str, str, bool]] | None = None) -> None:
         self.ctx = ctx
-        self.extra_preopens = extra_preopens or []
+        self.preopens = preopen_table(ctx, granted_preopens or [])
         self.wasm = wasm
         self.limits = limits
         self.module_cache = module_cache
@@ -211,12 +232,8 @@ class GuestRun:
         wasi.env = list(self.ctx.env.items())
         wasi.stdout_custom = self._on_stdout
         wasi.stderr_custom = self._on_stderr
-        wasi.preopen_dir(self.ctx.package_dir, self.ctx.package_dir, False)
-        wasi.preopen_dir(self.ctx.out_dir, self.ctx.out_dir, True)
-        wasi.preopen_dir(self.ctx.tmp_dir, self.ctx.tmp_dir, True)
-        for host, guest, writable in self.extra_preopens:  # what the policy grants (shim.enforce)
+        for host, guest, writable in self.preopens:
             wasi.preopen_dir(host, guest, writable)
-        wasi.preopen_dir(self.ctx.package_dir, ".", False)
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         store.set_limits(memory_size=self.limits.memory)
@@ -330,7 +347,7 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
 
     warn_once_without_landlock(wasm.parent.parent.parent)
     started = time.monotonic()
-    ctx.env.update(enforce.env_extra(grant, ctx.host_env))
+    ctx.env.update(enforce.env_extra(grant, ctx))
     ctx.grant = grant
     run = GuestRun(ctx, wasm, limits, module_cache, enforce.preopens(grant, ctx))
     try:
@@ -346,10 +363,8 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
             pass
     enforce.observed_denials(ctx, grant)
     stdout = enforce.filter_stdout(bytes(run.stdout), ctx, grant)
-    if policy_file and b"rerun-if-" in stdout:
-        # A policy edit must rerun the script under its new grants. Only when the script already names its
-        # inputs: one rerun-if line replaces cargo's default of rerunning on any change in the package.
-        stdout += f"cargo:rerun-if-changed={policy_file}\n".encode()
+    if policy_file:
+        stdout += rerun_on_policy_edits(stdout, ctx, policy_file)
     warn = grant is not None and grant.mode == "warn"
     if any(d.fatal for d in ctx.denials) and outcome.exit_code == 0 and not warn:
         fatal = sum(1 for d in ctx.denials if d.fatal)
@@ -359,7 +374,7 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
                              + (f" (and {notes} not granted, reported only)" if notes else "") + ", listed below")
     if outcome.exit_code == 0:  # cargo shows a successful script's stderr to nobody: warnings it shows
         for denial in ctx.denials:
-            for line in denial.render(ctx.crate, ctx.version, warn=warn).splitlines():
+            for line in denial.render(ctx.crate, ctx.version).splitlines():
                 stdout += f"cargo:warning={line}\n".encode()
     sys.stdout.buffer.write(stdout)
     sys.stdout.flush()
@@ -367,12 +382,39 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
         print(outcome.message, file=sys.stderr)
     if outcome.exit_code != 0:
         for denial in ctx.denials:
-            print(denial.render(ctx.crate, ctx.version, warn=warn), file=sys.stderr)
+            print(denial.render(ctx.crate, ctx.version), file=sys.stderr)
     from shim import audit
 
     audit.record(wasm.parent.parent.parent, ctx, grant, outcome.exit_code, outcome.message,
                  time.monotonic() - started)
     return outcome
+
+
+def rerun_on_policy_edits(stdout: bytes, ctx: RunContext, policy_file: str) -> bytes:
+    """Directives that make cargo rerun the script when the policy file changes: cargo does not know the
+    policy, and a script that stays fresh keeps the output of its old grants.
+
+    One rerun-if line replaces cargo's default of rerunning on any change in the package, so:
+      - a script that names its inputs (prints rerun-if-*) gets the policy file added to them;
+      - a script that names none, of a package outside the workspace (registry crates, git checkouts, path
+        dependencies elsewhere), also gets its package directory: cargo scans a directory recursively,
+        which is what its default does for such a package anyway (and finds nothing new in an immutable
+        one). Not when the target directory is inside the package, where every build changes the scan;
+      - a workspace package that names none keeps cargo's default and is not rerun by a policy edit (the
+        README's limits say so): cargo lists a local package's files as packaging would (honouring
+        `exclude` and .gitignore), so a whole-directory scan would rerun the script for edits cargo
+        deliberately ignores.
+    """
+    from shim.directives import inside
+
+    if b"rerun-if-" in stdout:
+        return f"cargo:rerun-if-changed={policy_file}\n".encode()
+    from shim.workspace import find_workspace_root
+
+    package = ctx.package_dir
+    if inside(ctx.out_dir, package) or inside(package, str(find_workspace_root(ctx.host_env))):
+        return b""
+    return f"cargo:rerun-if-changed={package}\ncargo:rerun-if-changed={policy_file}\n".encode()
 
 
 def context_from_env(environ: dict[str, str], rustc: str, sysroot: str, tmp_dir: str) -> RunContext:

@@ -20,7 +20,7 @@ import pytest
 import wasmtime
 
 from conftest import scrubbed
-from shim import facade, host_observe, host_process, toolchain
+from shim import facade, host_observe, host_process, runner, toolchain
 from shim.replay import STACK_SIZE_ARG
 from shim.runctx import RunContext
 
@@ -115,8 +115,8 @@ class GuestTrapped(Exception):
 
 @dataclass
 class Sandbox:
-    """Runs WASI command modules with the runner's preopens (shim/runner.py: the package directory read-only
-    at its own path and as ".", OUT_DIR and a temp dir read-write at their host paths), an explicit
+    """Runs WASI command modules with the runner's preopens (shim.runner.preopen_table: the package directory
+    read-only at its own path and as ".", OUT_DIR and a temp dir read-write at their host paths), an explicit
     environment, and the host functions (processes, reports) of one RunContext per run."""
 
     engine: wasmtime.Engine
@@ -134,7 +134,9 @@ class Sandbox:
                           tmp_dir=str(dirs["tmp"]), env=env, host_env={}, rustc=self.tc.compiler.rustc,
                           sysroot=self.tc.compiler.sysroot)
 
-    def run(self, wasm: Path, ctx: RunContext | None = None, **env: str) -> Ran:
+    def run(self, wasm: Path, ctx: RunContext | None = None, granted: list[tuple[str, str, bool]] | None = None,
+            **env: str) -> Ran:
+        """Run `wasm` with the runner's preopens plus `granted` ones (shim.enforce.preopens)."""
         ctx = ctx or self.context(**env)
         linker = wasmtime.Linker(self.engine)
         linker.define_wasi()
@@ -145,10 +147,8 @@ class Sandbox:
         wasi.argv = ["build-script"]
         wasi.env = list(ctx.env.items())
         wasi.stdout_file, wasi.stderr_file = str(out), str(err)
-        wasi.preopen_dir(ctx.package_dir, ctx.package_dir, False)
-        for path in (ctx.out_dir, ctx.tmp_dir):
-            wasi.preopen_dir(path, path, True)
-        wasi.preopen_dir(ctx.package_dir, ".", False)
+        for host, guest, writable in runner.preopen_table(ctx, granted or []):
+            wasi.preopen_dir(host, guest, writable)
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         instance = linker.instantiate(store, wasmtime.Module.from_file(self.engine, str(wasm)))

@@ -16,8 +16,8 @@ import wasmtime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guests import (Compiler, Sandbox, cache_env, compiler, facade_rlib, package_with_files,  # noqa: F401 (fixtures)
-                    rustup_wasm_toolchain, sandbox, tc)
+from guests import (Compiler, Ran, Sandbox, cache_env, compiler, facade_rlib,  # noqa: F401 (fixtures)
+                    package_with_files, rustup_wasm_toolchain, sandbox, tc)
 from shim import abi, facade, host_observe
 from shim.runctx import Observation, RunContext
 
@@ -288,6 +288,75 @@ def test_with_rustup_s_wasi_libc_failures_are_observed_too(
     assert env(ctx) == ["HOME"]
 
 
+# -- warn mode: "/" read-only, successes reported too ----------------------------------------------------
+
+WARN = r"""
+use std::{env, fs};
+fn show<T>(what: &str, result: std::io::Result<T>) {
+    println!("{}\t{}", what, match result { Ok(_) => "Ok".to_string(), Err(e) => format!("{:?}", e.kind()) });
+}
+fn main() {
+    let outside = env::var("OUTSIDE").unwrap();
+    let out = env::var("OUT_DIR").unwrap();
+    println!("read outside\t{}", fs::read_to_string(format!("{}/secret.txt", outside)).unwrap());
+    println!("read relative\t{}", fs::read_to_string("data.txt").unwrap());
+    show("metadata outside", fs::metadata(format!("{}/secret.txt", outside)));
+    show("read_dir outside", fs::read_dir(&outside));
+    show("canonicalize outside", fs::canonicalize(format!("{}/./secret.txt", outside)));
+    show("write outside", fs::write(format!("{}/canary", outside), "x"));
+    show("write pkg", fs::write("new.txt", "x"));
+    show("write out", fs::write(format!("{}/gen.rs", out), "x"));
+    show("read missing", fs::read("/nonexistent/x"));
+    println!("home\t{}", env::var("HOME").unwrap());
+    println!("missing\t{:?}", env::var("NOT_SET_ANYWHERE"));
+}
+"""
+
+
+def run_warn_guest(sandbox: Sandbox, wasm: Path, tmp_path: Path) -> Ran:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    ctx = package_with_files(sandbox, OUTSIDE=str(outside), HOME="/home/someone",
+                             **{abi.OBSERVE_ENV: abi.OBSERVE_ALL})
+    return sandbox.run(wasm, ctx, granted=[("/", "/", False)])
+
+
+def check_warn_run(ran: Ran, tmp_path: Path) -> None:
+    assert ran.code == 0, ran.stderr
+    outside, ctx = str(tmp_path / "outside"), ran.ctx
+    results = dict(ran.lines())
+    assert results["read outside"] == "secret" and results["read relative"] == "twelve bytes"
+    assert results["metadata outside"] == results["read_dir outside"] == results["canonicalize outside"] == "Ok"
+    assert results["write outside"] in ("PermissionDenied", "ReadOnlyFilesystem") and results["write out"] == "Ok"
+    assert results["write pkg"] in ("PermissionDenied", "ReadOnlyFilesystem")
+    assert results["home"] == "/home/someone" and results["missing"] == "Err(NotPresent)"
+    assert not (tmp_path / "outside" / "canary").exists()
+    got = fs(ctx)
+    assert {key for key, errno in got.items() if errno == abi.ACCESS_OK} == {
+        ("read", f"{outside}/secret.txt"), ("stat", f"{outside}/secret.txt"), ("list", outside)}
+    assert got[("write", f"{outside}/canary")] in READ_ONLY and got[("write", f"{ctx.package_dir}/new.txt")] in READ_ONLY
+    assert got[("read", "/nonexistent/x")] == "ENOENT"
+    found = {o.target for o in ctx.observations if o.kind == "env" and o.succeeded}
+    assert {"HOME", "OUTSIDE", "OUT_DIR"} <= found and abi.OBSERVE_ENV not in found
+    assert [o.target for o in ctx.observations if o.kind == "env" and not o.succeeded] == ["NOT_SET_ANYWHERE"]
+
+
+def test_in_warn_mode_reads_reach_the_root_and_successes_are_observed(
+        compiler: Compiler, sandbox: Sandbox, tmp_path: Path) -> None:
+    """Relative paths still reach the package, OUT_DIR stays writable and nothing else is; successes inside
+    the run's own directories are dropped by the host (shim.host_observe)."""
+    check_warn_run(run_warn_guest(sandbox, compiler.wasm("warn", WARN), tmp_path), tmp_path)
+
+
+def test_in_warn_mode_with_rustup_s_wasi_libc_too(cache_env: dict[str, str], sandbox: Sandbox,
+                                                 tmp_path: Path) -> None:
+    rustup = rustup_wasm_toolchain()
+    (tmp_path / "build").mkdir()
+    wasm = Compiler(rustup, facade.facade_rlib(rustup, cache_env), tmp_path / "build").wasm("warnrustup", WARN)
+    check_warn_run(run_warn_guest(sandbox, wasm, tmp_path), tmp_path)
+
+
 # -- the host function against a hostile guest ------------------------------------------------------------
 
 WAT = f"""
@@ -340,7 +409,7 @@ def test_reports_are_decoded_normalized_and_recorded_once(ctx: RunContext) -> No
 
 @pytest.mark.parametrize("kind, payload", [
     (0, b"read\0/x\0ENOENT"),
-    (3, b"X"),
+    (4, b"X"),
     (abi.REPORT_FS, b"read\0/x"),
     (abi.REPORT_FS, b"read\0/x\0ENOENT\0extra"),
     (abi.REPORT_FS, b"open\0/x\0ENOENT"),

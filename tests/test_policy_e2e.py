@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,25 @@ def project(tmp_path: Path) -> dict[str, Path]:
 
 
 def build(cargo: Cargo, project: dict[str, Path], policy: str | None, *args: str, cwd: Path | None = None,
-          env: dict[str, str] | None = None) -> CargoRun:
+          env: dict[str, str] | None = None, command: str = "build") -> CargoRun:
     if policy is not None:
         (project["pkg"] / "cratecage.toml").write_text(policy)
     extra = {"POLICY_DEMO_FILE": str(project["file"]), "POLICY_DEMO_VAR": "host-value", **(env or {})}
-    return cargo(cwd or project["pkg"], "build", *args, wrapped=True, target_dir=project["target"],
+    return cargo(cwd or project["pkg"], command, *args, wrapped=True, target_dir=project["target"],
                  extra_env=extra, check=False)
+
+
+def show(cargo: Cargo, project: dict[str, Path], policy: str | None, *args: str) -> CargoRun:
+    """Build with the `strict` build script and run the example that prints what it saw."""
+    return build(cargo, project, policy, "--example", "show", "--features", "strict", *args,
+                 command="run")
+
+
+def init(cargo: Cargo, project: dict[str, Path], *cargo_args: str) -> subprocess.CompletedProcess[str]:
+    env = {**scrubbed(dict(os.environ)), **cargo.env, "POLICY_DEMO_FILE": str(project["file"]),
+           "POLICY_DEMO_VAR": "host-value"}
+    return subprocess.run([str(WRAPPER), "init", "--", *cargo_args], cwd=project["pkg"], capture_output=True,
+                          text=True, env=env, timeout=600)
 
 
 def test_without_grants_the_build_fails_with_paste_ready_entries(cargo: Cargo, project: dict) -> None:
@@ -133,6 +147,37 @@ def test_policy_edits_rerun_the_build_script(cargo: Cargo, project: dict) -> Non
     assert "policy-demo var: unset" in revoked.proc.stderr and not revoked.ok
 
 
+def test_policy_edits_rerun_a_script_without_rerun_lines_of_a_package_outside_the_workspace(
+        cargo: Cargo, tmp_path: Path) -> None:
+    """Like a registry crate: a path dependency outside the workspace root whose build script names no
+    inputs. cratecage lists its package directory and the policy file for it (shim.runner
+    rerun_on_policy_edits): a policy edit reruns it, an edit-free build leaves it fresh."""
+    far = tmp_path / "far" / "farpkg"
+    (far / "src").mkdir(parents=True)
+    (far / "Cargo.toml").write_text('[package]\nname = "farpkg"\nversion = "1.0.0"\nedition = "2021"\n')
+    (far / "build.rs").write_text('fn main() { println!("cargo:rustc-cfg=farpkg_built"); }\n')
+    (far / "src" / "lib.rs").write_text("#[cfg(farpkg_built)]\npub const BUILT: bool = true;\n")
+    app = tmp_path / "ws" / "app"
+    (app / "src").mkdir(parents=True)
+    (app / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\nedition = "2021"\n'
+                                    f'[dependencies]\nfarpkg = {{ path = "{far}" }}\n[workspace]\n')
+    (app / "src" / "lib.rs").write_text("pub const BUILT: bool = farpkg::BUILT;\n")
+    policy = app / "cratecage.toml"
+    policy.write_text('[permissions.build.other]\nenv-access = ["A"]\n')
+
+    def farpkg_runs() -> int:
+        run = cargo(app, "build", "-v", wrapped=True, target_dir=tmp_path / "target")
+        return sum(1 for line in run.proc.stderr.splitlines()
+                   if line.strip().startswith("Running `") and "/farpkg-" in line and "build-script-build" in line)
+
+    assert farpkg_runs() == 1
+    assert farpkg_runs() == 0  # fresh: the package directory and the policy file are unchanged
+    time.sleep(1.1)  # mtime granularity of some filesystems
+    policy.write_text('[permissions.build.other]\nenv-access = ["B"]\n')
+    assert farpkg_runs() == 1
+    assert farpkg_runs() == 0
+
+
 def test_policy_check_command(project: dict) -> None:
     (project["pkg"] / "cratecage.toml").write_text('[permissions.build.policy-demo]\nenv-access = ["A"]\n')
     env = scrubbed(dict(os.environ))
@@ -171,11 +216,8 @@ def test_sandbox_native_is_the_named_escape_hatch_and_is_reported(cargo: Cargo, 
 
 
 def test_init_proposes_a_policy_under_which_an_enforcing_build_passes(cargo: Cargo, project: dict) -> None:
-    env = {**scrubbed(dict(os.environ)), **cargo.env, "POLICY_DEMO_FILE": str(project["file"]),
-           "POLICY_DEMO_VAR": "host-value"}
-    init = subprocess.run([str(WRAPPER), "init", "--", "--features", "link-arg"], cwd=project["pkg"],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert init.returncode == 0, init.stderr[-3000:]
+    proposed = init(cargo, project, "--features", "link-arg")
+    assert proposed.returncode == 0, proposed.stderr[-3000:]
     proposal = (project["pkg"] / "cratecage.toml").read_text()
     assert "[permissions.build.policy-demo]  # policy-demo 0.3.1" in proposal
     assert str(project["file"]) in proposal and "POLICY_DEMO_VAR" in proposal
@@ -196,3 +238,43 @@ def test_warn_mode_builds_and_reports_what_was_not_granted(cargo: Cargo, project
     assert "directives not granted (warn mode: permitted): cargo:rustc-link-arg=-Wl,--no-as-needed" in err
     output = next(project["target"].glob("debug/build/policy-demo-*/output")).read_text()
     assert "cargo:rustc-link-arg=-Wl,--no-as-needed" in output  # warn mode passes the directive on
+
+
+def test_a_script_that_unwraps_its_read_and_variable_fails_without_grants(cargo: Cargo, project: dict) -> None:
+    run = show(cargo, project, None)
+    assert not run.ok
+    assert "filesystem-access denied: read " + str(project["file"]) in run.proc.stderr
+    assert "granted-content" not in run.proc.stdout
+
+
+def test_warn_mode_lets_the_script_read_any_file_and_see_the_environment(cargo: Cargo, project: dict) -> None:
+    run = show(cargo, project, '[permissions]\nmode = "warn"\n')
+    assert run.ok, run.proc.stderr[-3000:]
+    assert run.proc.stdout.strip() == "granted-content|host-value"  # the values reached the program
+    err = run.proc.stderr
+    assert "filesystem-access not granted (warn mode: permitted): read " + str(project["file"]) in err
+    assert f'filesystem-access = {{ action = "permit", paths = ["{project["file"]}"] }}' in err
+    assert "env-access not granted (warn mode: permitted): POLICY_DEMO_VAR" in err
+    assert "CARGO_PKG_NAME" not in err and "not granted (warn mode: permitted): CARGO" not in err  # defaults
+
+
+def test_init_learns_what_warn_mode_permitted(cargo: Cargo, project: dict) -> None:
+    proposed = init(cargo, project, "--features", "strict")
+    assert proposed.returncode == 0, proposed.stderr[-3000:]
+    proposal = (project["pkg"] / "cratecage.toml").read_text()
+    assert str(project["file"]) in proposal and '"POLICY_DEMO_VAR"' in proposal
+    run = show(cargo, project, None)  # enforce mode, fresh target directory, the proposal as the policy
+    assert run.ok, run.proc.stderr[-3000:]
+    assert run.proc.stdout.strip() == "granted-content|host-value"
+    assert "not granted" not in run.proc.stderr and "denied" not in run.proc.stderr
+
+
+def test_warn_mode_still_refuses_writes_outside_out_dir(cargo: Cargo, project: dict, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    run = build(cargo, project, '[permissions]\nmode = "warn"\n', "--features", "write-outside",
+                env={"POLICY_DEMO_CANARY": str(canary)})
+    assert run.ok, run.proc.stderr[-3000:]  # warn mode fails nothing...
+    assert not canary.exists()  # ...but the write never happened
+    err = run.proc.stderr
+    assert "policy-demo canary: refused" in err
+    assert f"filesystem-access denied: write {canary}" in err  # not "permitted": warn mode does not widen writes

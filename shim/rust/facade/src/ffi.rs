@@ -29,8 +29,9 @@ extern "C" {
     /// The guest dropped its last use of the handle.
     pub fn release(handle: i32) -> i32;
     /// Reports a failed file system access (REPORT_FS: `op \0 absolute path \0 errno name`) or an
-    /// environment variable that was not set (REPORT_ENV: its name); observe.rs sends them. 0, or
-    /// REPORT_STOP once the host wants no more reports this run.
+    /// environment variable that was not set (REPORT_ENV: its name); in warn mode also successes (REPORT_FS
+    /// with "OK", REPORT_ENV_FOUND); observe.rs sends them. 0, or REPORT_STOP once the host wants no more
+    /// reports this run.
     pub fn report(kind: i32, buf: *const u8, len: usize) -> i32;
 }
 
@@ -66,4 +67,5 @@ pub const STATUS_SIZE: usize = 8;
 // Kinds of report, and the answer that asks the guest to stop reporting.
 pub const REPORT_FS: i32 = 1;
 pub const REPORT_ENV: i32 = 2;
+pub const REPORT_ENV_FOUND: i32 = 3;
 pub const REPORT_STOP: i32 = 1;

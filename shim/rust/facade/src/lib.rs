@@ -15,7 +15,8 @@
 //! realpath.rs replaces libc's `realpath` (for `fs::canonicalize`) through `--wrap=realpath`: Debian's
 //! wasi-libc lacks it and rustup's fails on absolute paths into preopened directories. observe.rs wraps the
 //! libc functions behind `std::fs` and `std::env::var*` the same way, to report every failed access and
-//! every variable looked up in vain to the host (the preopens still do the enforcing).
+//! every variable looked up in vain to the host, and in warn mode every successful read and lookup too
+//! (the preopens still do the enforcing).
 //!
 //! The code for building this crate is shim/facade.py; the host side of the imports is
 //! shim/host_process.py (processes) and shim/host_observe.py (reports).

@@ -8,11 +8,20 @@
 //! This is observation only: the preopens still do all the enforcing, and a guest that does not report
 //! gains nothing.
 //!
+//! In warn mode the runner preopens "/" read-only and passes the host's whole environment, so reads and
+//! lookups outside the grants succeed, and the host must learn of them to propose grants (`cratecage
+//! init`). It asks for that with `CRATECAGE_OBSERVE=all` in the guest's environment (shim/abi.py
+//! `OBSERVE_ENV`), read once through the unwrapped `__real_getenv`; then every successful read, stat,
+//! listing and lookup is reported too, marked "OK" (REPORT_ENV_FOUND for a variable). Successful writes
+//! never are: they can only land where the run may write anyway. In enforce mode a success costs one load
+//! of a flag.
+//!
 //! Like stat.rs, this works at link time, below std's API, so std's types stay untouched and Rust std, the
 //! libc crate and C code are all covered: shim/facade.py's `LINK_ARGS` pass `--wrap=<name>` to wasm-ld for
 //! each wrapped libc function, which sends every call from outside the defining object file to
-//! `__wrap_<name>` here; `__real_<name>` is the original. A wrapper calls the original and, only when it
-//! failed, reports. The wrapped functions (what they report):
+//! `__wrap_<name>` here; `__real_<name>` is the original. A wrapper calls the original and reports when it
+//! failed (in warn mode also when a read, stat, listing or lookup succeeded). The wrapped functions (what
+//! they report):
 //!
 //!   open                     "write" if the flags ask for writing (O_WRONLY/O_RDWR, O_CREAT, O_TRUNC,
 //!                            O_APPEND), else "read": std's File::open, OpenOptions::open, fs::read,
@@ -28,7 +37,8 @@
 //!   rename                   "write", for both paths (errno does not say which one failed)
 //!   symlink                  "write", for the link's path (the target is only a string)
 //!   readlink                 "read": fs::read_link
-//!   getenv                   an environment lookup that returned NULL: env::var, var_os, C's getenv
+//!   getenv                   an environment lookup that returned NULL (in warn mode also one that found a
+//!                            value): env::var, var_os, C's getenv
 //!
 //! Only the errors a grant could change are reported: ENOENT (wasi-libc's answer for a path outside the
 //! preopens when "." is preopened, as the runner does), EACCES, EPERM (a write into a read-only preopen,
@@ -41,7 +51,8 @@
 //!     buffers on the stack (a path longer than PATH_MAX is not reported), and the current directory comes
 //!     from libc's `getcwd`, which is not wrapped;
 //!   - errno is what the original left: every report restores it;
-//!   - each (kind, op, path) is sent once per run as far as a small direct-mapped table of hashes remembers
+//!   - each (kind, op, path, and whether it succeeded) is sent once per run as far as a small
+//!     direct-mapped table of hashes remembers
 //!     (the host dedups exactly as well), and once the host answers `REPORT_STOP` (its cap is reached)
 //!     nothing more is sent;
 //!   - code of the facade that probes paths on purpose (realpath.rs walking a path's components) runs
@@ -54,7 +65,7 @@
 //! call of the module, std's own included: a panic's lookup of RUST_BACKTRACE is reported like any other.
 
 use core::ffi::{c_char, c_int, c_void, CStr};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crate::cratecage_ffi as ffi;
 
@@ -112,6 +123,17 @@ const DEDUP_SLOTS: usize = 1024;
 static SEEN: [AtomicU64; DEDUP_SLOTS] = [const { AtomicU64::new(0) }; DEDUP_SLOTS];
 static STOPPED: AtomicBool = AtomicBool::new(false);
 static QUIET: AtomicU32 = AtomicU32::new(0);
+/// Whether successes are reported too: SUCCESSES_UNKNOWN until the first success asks the environment.
+static SUCCESSES: AtomicU8 = AtomicU8::new(SUCCESSES_UNKNOWN);
+const SUCCESSES_UNKNOWN: u8 = 0;
+const SUCCESSES_NO: u8 = 1;
+const SUCCESSES_YES: u8 = 2;
+
+/// The error field of a successful access (shim/abi.py `ACCESS_OK`).
+const ACCESS_OK: &[u8] = b"OK";
+/// The variable and value by which the host asks for successes too (shim/abi.py `OBSERVE_ENV`, `OBSERVE_ALL`).
+const OBSERVE_ENV: &CStr = c"CRATECAGE_OBSERVE";
+const OBSERVE_ALL: &[u8] = b"all";
 
 extern "C" {
     #[allow(non_upper_case_globals)]
@@ -135,6 +157,20 @@ impl Drop for Quiet {
 
 fn muted() -> bool {
     STOPPED.load(Relaxed) || QUIET.load(Relaxed) != 0
+}
+
+/// Whether the host asked for successes too (warn mode). Asks the environment once, unwrapped.
+unsafe fn successes_wanted() -> bool {
+    match SUCCESSES.load(Relaxed) {
+        SUCCESSES_YES => true,
+        SUCCESSES_NO => false,
+        _ => {
+            let value = __real_getenv(OBSERVE_ENV.as_ptr());
+            let yes = !value.is_null() && CStr::from_ptr(value).to_bytes() == OBSERVE_ALL;
+            SUCCESSES.store(if yes { SUCCESSES_YES } else { SUCCESSES_NO }, Relaxed);
+            yes
+        }
+    }
 }
 
 /// A payload under construction, on the stack.
@@ -211,12 +247,26 @@ pub(crate) unsafe fn fs_failure(op: Op, path: *const c_char, code: c_int) {
         return;
     }
     let Some(error) = errno_name(code) else { return };
+    // One key for every error of (op, path): the first one tells the host enough.
+    fs_report(op, path, error, false);
+}
+
+/// Reports that `op` on `path` succeeded, if the host asked for successes (warn mode). Keeps errno.
+pub(crate) unsafe fn succeeded(op: Op, path: *const c_char) {
+    if path.is_null() || muted() || !successes_wanted() {
+        return;
+    }
+    fs_report(op, path, ACCESS_OK, true);
+}
+
+/// Sends `op \0 path \0 error`, deduplicated on (op, path), and on the error too when `keyed_on_error`.
+unsafe fn fs_report(op: Op, path: *const c_char, error: &[u8], keyed_on_error: bool) {
     let saved = errno;
     let path = CStr::from_ptr(path).to_bytes();
     if !path.is_empty() && path.len() <= PATH_MAX {
         let mut payload = Payload::new();
         if build_fs(&mut payload, op, path, error) {
-            let key_len = payload.len - error.len() - 1;
+            let key_len = if keyed_on_error { payload.len } else { payload.len - error.len() - 1 };
             send(ffi::REPORT_FS, payload.as_bytes(), key_len);
         }
     }
@@ -249,17 +299,28 @@ pub(crate) unsafe fn failed(op: Op, path: *const c_char) {
     fs_failure(op, path, errno);
 }
 
-/// Reports an environment lookup of `name` that found nothing.
-unsafe fn env_missing(name: *const c_char) {
-    if name.is_null() || muted() {
+/// Reports an environment lookup of `name` that found nothing (REPORT_ENV), or in warn mode one that
+/// found a value (REPORT_ENV_FOUND).
+unsafe fn env_lookup(name: *const c_char, found: bool) {
+    if name.is_null() || muted() || (found && !successes_wanted()) {
         return;
     }
     let saved = errno;
     let name = CStr::from_ptr(name).to_bytes();
     if !name.is_empty() && name.len() <= PAYLOAD_MAX {
-        send(ffi::REPORT_ENV, name, name.len());
+        send(if found { ffi::REPORT_ENV_FOUND } else { ffi::REPORT_ENV }, name, name.len());
     }
     errno = saved;
+}
+
+/// Reports a failed open, or in warn mode a successful open for reading (writes can only succeed where the
+/// run may write anyway).
+unsafe fn opened(fd: c_int, oflag: c_int, path: *const c_char) {
+    match (fd < 0, open_op(oflag)) {
+        (true, op) => failed(op, path),
+        (false, Op::Read) => succeeded(Op::Read, path),
+        (false, _) => {}
+    }
 }
 
 fn open_op(oflag: c_int) -> Op {
@@ -290,18 +351,14 @@ extern "C" {
 #[no_mangle]
 pub unsafe extern "C" fn __wrap_open(path: *const c_char, oflag: c_int, varargs: *const c_void) -> c_int {
     let fd = __real_open(path, oflag, varargs);
-    if fd < 0 {
-        failed(open_op(oflag), path);
-    }
+    opened(fd, oflag, path);
     fd
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn __wrap___wasilibc_open_nomode(path: *const c_char, oflag: c_int) -> c_int {
     let fd = __real___wasilibc_open_nomode(path, oflag);
-    if fd < 0 {
-        failed(open_op(oflag), path);
-    }
+    opened(fd, oflag, path);
     fd
 }
 
@@ -310,6 +367,8 @@ pub unsafe extern "C" fn __wrap_opendir(path: *const c_char) -> *mut c_void {
     let dir = __real_opendir(path);
     if dir.is_null() {
         failed(Op::List, path);
+    } else {
+        succeeded(Op::List, path);
     }
     dir
 }
@@ -319,6 +378,8 @@ pub unsafe extern "C" fn __wrap_access(path: *const c_char, amode: c_int) -> c_i
     let rc = __real_access(path, amode);
     if rc != 0 {
         failed(Op::Stat, path);
+    } else {
+        succeeded(Op::Stat, path);
     }
     rc
 }
@@ -374,6 +435,8 @@ pub unsafe extern "C" fn __wrap_readlink(path: *const c_char, buf: *mut c_char, 
     let len = __real_readlink(path, buf, size);
     if len < 0 {
         failed(Op::Read, path);
+    } else {
+        succeeded(Op::Read, path);
     }
     len
 }
@@ -381,8 +444,6 @@ pub unsafe extern "C" fn __wrap_readlink(path: *const c_char, buf: *mut c_char, 
 #[no_mangle]
 pub unsafe extern "C" fn __wrap_getenv(name: *const c_char) -> *mut c_char {
     let value = __real_getenv(name);
-    if value.is_null() {
-        env_missing(name);
-    }
+    env_lookup(name, !value.is_null());
     value
 }

@@ -26,7 +26,8 @@
 //! both wasi-libcs define `errno` as plain data, so an extern static is it.
 //!
 //! The walk's own `lstat`s and `readlink`s go through the wrappers of stat.rs and observe.rs; it runs
-//! `quiet()`, and a failed `realpath` is reported once, as a "stat" of the path it was asked about.
+//! `quiet()`, and a failed `realpath` is reported once, as a "stat" of the path it was asked about (in warn
+//! mode a successful one too).
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 
@@ -72,7 +73,10 @@ pub unsafe extern "C" fn __wrap_realpath(path: *const c_char, resolved: *mut c_c
         canonical(CStr::from_ptr(path).to_bytes())
     };
     let answer = match walked {
-        Ok(answer) => answer,
+        Ok(answer) => {
+            observe::succeeded(observe::Op::Stat, path);
+            answer
+        }
         Err(code) => {
             observe::fs_failure(observe::Op::Stat, path, code);
             return fail(code);

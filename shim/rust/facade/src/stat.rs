@@ -20,7 +20,8 @@
 //! directly) are not wrapped and need not be: every caller outside libc goes through one of the four.
 //!
 //! A failed `stat`, `lstat` or `fstatat` (with a path, relative to the current directory or absolute) is
-//! also reported to the host as a "stat" observation (observe.rs); `fstat` has no path to report.
+//! also reported to the host as a "stat" observation (observe.rs), and in warn mode a successful one too;
+//! `fstat` has no path to report.
 //!
 //! Every wasm link with the facade must pass `LINK_ARGS`: rustc exports every `#[no_mangle]` function from
 //! a wasm module (so `__wrap_stat` & co. also appear among its exports, harmlessly), which keeps the
@@ -83,6 +84,8 @@ pub unsafe extern "C" fn __wrap_stat(path: *const c_char, buf: *mut u8) -> c_int
     let rc = __real_stat(path, buf);
     if rc != 0 {
         observe::failed(Op::Stat, path);
+    } else {
+        observe::succeeded(Op::Stat, path);
     }
     with_permissions(rc, buf)
 }
@@ -92,6 +95,8 @@ pub unsafe extern "C" fn __wrap_lstat(path: *const c_char, buf: *mut u8) -> c_in
     let rc = __real_lstat(path, buf);
     if rc != 0 {
         observe::failed(Op::Stat, path);
+    } else {
+        observe::succeeded(Op::Stat, path);
     }
     with_permissions(rc, buf)
 }
@@ -105,8 +110,12 @@ pub unsafe extern "C" fn __wrap_fstat(fd: c_int, buf: *mut u8) -> c_int {
 pub unsafe extern "C" fn __wrap_fstatat(dirfd: c_int, path: *const c_char, buf: *mut u8, flags: c_int) -> c_int {
     let rc = __real_fstatat(dirfd, path, buf, flags);
     // A path relative to a directory fd other than the current directory's cannot be made absolute.
-    if rc != 0 && !path.is_null() && (dirfd == observe::AT_FDCWD || *path == b'/' as c_char) {
-        observe::failed(Op::Stat, path);
+    if !path.is_null() && (dirfd == observe::AT_FDCWD || *path == b'/' as c_char) {
+        if rc != 0 {
+            observe::failed(Op::Stat, path);
+        } else {
+            observe::succeeded(Op::Stat, path);
+        }
     }
     with_permissions(rc, buf)
 }

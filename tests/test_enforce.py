@@ -1,0 +1,100 @@
+"""From grants to the sandbox and from observations to denials (shim.enforce), warn mode above all: what
+it widens (reads, the environment), what it keeps (writes), and which successes become denials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from policy.model import Grant
+from shim import abi, enforce
+from shim.runctx import Observation, RunContext
+
+HOST_ENV = {"HOME": "/home/me", "SECRET": "s", "GRANTED": "g", "OUT_DIR": "/t/out", "CARGO_PKG_NAME": "c",
+            "TMPDIR": "/host-tmp"}
+
+
+def grant(mode: str) -> Grant:
+    return Grant(kind="build", crate="c", version="1.0.0", mode=mode,
+                 permits={"filesystem-access.paths": ("/granted",), "env-access.vars": ("GRANTED",)})
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> RunContext:
+    dirs = {name: tmp_path / name for name in ("pkg", "out", "tmp")}
+    for path in dirs.values():
+        path.mkdir()
+    return RunContext(crate="c", version="1.0.0", package_dir=str(dirs["pkg"]), out_dir=str(dirs["out"]),
+                      tmp_dir=str(dirs["tmp"]), env={"OUT_DIR": str(dirs["out"]), "TMPDIR": str(dirs["tmp"])},
+                      host_env=dict(HOST_ENV), rustc="rustc", sysroot="/")
+
+
+def test_warn_mode_shows_the_whole_environment_but_keeps_the_run_s_tmpdir(ctx: RunContext) -> None:
+    extra = enforce.env_extra(grant("warn"), ctx)
+    assert extra == {"HOME": "/home/me", "SECRET": "s", "GRANTED": "g", "CARGO_PKG_NAME": "c",
+                     abi.OBSERVE_ENV: abi.OBSERVE_ALL}
+    assert enforce.env_extra(grant("enforce"), ctx) == {"GRANTED": "g"}
+    assert enforce.env_extra(None, ctx) == {}
+
+
+def test_warn_mode_preopens_the_root_read_only_last_and_no_read_only_grants(ctx: RunContext,
+                                                                           tmp_path: Path) -> None:
+    readable, writable = tmp_path / "readable", tmp_path / "writable"
+    readable.mkdir()
+    writable.mkdir()
+    permits = {"filesystem-access.paths": (str(readable),), "filesystem-access.writable": (str(writable),)}
+    enforcing = Grant(kind="build", crate="c", version="1", permits=permits)
+    warning = Grant(kind="build", crate="c", version="1", mode="warn", permits=permits)
+    assert enforce.preopens(enforcing, ctx) == [(str(writable), str(writable), True),
+                                                (str(readable), str(readable), False)]
+    assert enforce.preopens(warning, ctx) == [(str(writable), str(writable), True), ("/", "/", False)]
+
+
+def ok(op: str, path: str) -> Observation:
+    return Observation("fs", op, path, abi.ACCESS_OK)
+
+
+def found(name: str) -> Observation:
+    return Observation("env", "get", name, abi.ACCESS_OK)
+
+
+@pytest.mark.parametrize("observation, shown", [
+    (ok("read", "/etc/hostname"), ("filesystem-access", "read /etc/hostname", True)),
+    (ok("list", "/usr/include"), ("filesystem-access", "list /usr/include", True)),
+    (ok("stat", "/opt/x.h"), ("filesystem-access", "stat /opt/x.h", False)),  # existence only: not fatal
+    (ok("read", "/granted/sub/file"), None),
+    (ok("read", "{pkg}/src/x"), None),
+    (ok("read", "{out}/gen.rs"), None),
+    (ok("stat", "{tmp}/t"), None),
+    (found("SECRET"), ("env-access", "SECRET", False)),
+    (found("GRANTED"), None),
+    (found("CARGO_PKG_NAME"), None),  # every build script sees it
+    (found("CARGO_FEATURE_STD"), None),
+    (found("TMPDIR"), None),
+    (found("RUST_BACKTRACE"), None),  # std's own lookup
+])
+def test_in_warn_mode_a_success_enforce_mode_would_refuse_is_a_permitted_denial(
+        ctx: RunContext, observation: Observation, shown: tuple[str, str, bool] | None) -> None:
+    target = observation.target.format(pkg=ctx.package_dir, out=ctx.out_dir, tmp=ctx.tmp_dir)
+    ctx.observations.append(Observation(observation.kind, observation.op, target, observation.errno))
+    enforce.observed_denials(ctx, grant("warn"))
+    assert [(d.capability, d.target, d.fatal) for d in ctx.denials] == ([shown] if shown else [])
+    for denial in ctx.denials:
+        assert denial.permitted and "not granted (warn mode: permitted)" in denial.render("c", "1.0.0")
+        assert "[permissions.build.c]" in denial.fix
+
+
+def test_successes_are_ignored_outside_warn_mode(ctx: RunContext) -> None:
+    ctx.observations += [ok("read", "/etc/hostname"), found("SECRET")]
+    enforce.observed_denials(ctx, grant("enforce"))
+    enforce.observed_denials(ctx, None)
+    assert ctx.denials == []
+
+
+def test_in_warn_mode_a_refused_write_is_still_denied(ctx: RunContext, tmp_path: Path) -> None:
+    ctx.observations.append(Observation("fs", "write", str(tmp_path / "canary"), "EPERM"))
+    enforce.observed_denials(ctx, grant("warn"))
+    [denial] = ctx.denials
+    assert denial.fatal and not denial.permitted
+    assert f"filesystem-access denied: write {tmp_path / 'canary'}" in denial.render("c", "1.0.0")

@@ -1,0 +1,44 @@
+"""Pure parts of the runner (shim.runner): the directives that make a policy edit rerun a build script, and
+the order of the preopens."""
+
+from __future__ import annotations
+
+import pytest
+
+from shim import runner
+from shim.runctx import RunContext
+from shim.workspace import ROOT_ENV
+
+POLICY = "/ws/cratecage.toml"
+
+
+def context(package: str, out_dir: str) -> RunContext:
+    return RunContext(crate="c", version="1.0.0", package_dir=package, out_dir=out_dir, tmp_dir="/tmp/run",
+                      env={}, host_env={ROOT_ENV: "/ws"}, rustc="rustc", sysroot="/")
+
+
+@pytest.mark.parametrize("printed, package, out_dir, added", [
+    # a script that names its inputs: the policy file joins them, wherever the package is
+    ("cargo:rerun-if-changed=build.rs\n", "/ws/app", "/ws/target/debug/build/c-1/out", [POLICY]),
+    ("cargo:rerun-if-env-changed=X\n", "/reg/c-1.0.0", "/ws/target/debug/build/c-1/out", [POLICY]),
+    # none, in a package outside the workspace (registry, git, a path elsewhere): the package and the policy
+    ("", "/reg/c-1.0.0", "/ws/target/debug/build/c-1/out", ["/reg/c-1.0.0", POLICY]),
+    ("cargo:rustc-cfg=x\n", "/elsewhere/c", "/ws/target/debug/build/c-1/out", ["/elsewhere/c", POLICY]),
+    # none, in the workspace: cargo's default stays
+    ("", "/ws/app", "/ws/target/debug/build/c-1/out", []),
+    ("", "/ws", "/ws/target/debug/build/c-1/out", []),
+    # none, outside the workspace but holding the target directory: every build would change the scan
+    ("", "/elsewhere/c", "/elsewhere/c/target/debug/build/c-1/out", []),
+])
+def test_a_policy_edit_reruns_the_scripts_it_can_without_changing_cargo_s_defaults(
+        printed: str, package: str, out_dir: str, added: list[str]) -> None:
+    lines = runner.rerun_on_policy_edits(printed.encode(), context(package, out_dir), POLICY)
+    assert lines.decode().splitlines() == [f"cargo:rerun-if-changed={path}" for path in added]
+
+
+def test_dot_comes_before_granted_preopens_so_a_granted_root_wins_absolute_paths() -> None:
+    ctx = context("/ws/app", "/ws/target/out")
+    table = runner.preopen_table(ctx, [("/", "/", False)])
+    guests = [guest for _host, guest, _writable in table]
+    assert guests == ["/ws/app", ".", "/ws/target/out", "/tmp/run", "/"]
+    assert [writable for _h, _g, writable in table] == [False, False, True, True, False]
