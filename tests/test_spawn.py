@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import FIXTURES, Cargo, CargoRun
+from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, scrubbed
 from shim import landlock
 
 pytestmark = pytest.mark.integration
@@ -80,6 +80,22 @@ def test_a_deny_entry_beats_the_grant(cargo: Cargo, sys_demo: Path, targets: Pat
     run = cargo(sys_demo, "build", wrapped=True, target_dir=targets / "sys-deny", check=False)
     assert not run.ok
     assert "process-spawn denied: ar" in run.proc.stderr
+
+
+def test_init_learns_the_compiler_and_the_archiver_in_one_warn_build(cargo: Cargo, sys_demo: Path,
+                                                                        targets: Path) -> None:
+    """Warn mode runs programs that are not granted (confined as if they were) and reports them, so one
+    `cratecage init` proposes both `cc` and `ar`, which a refused `cc` would have hidden."""
+    (sys_demo / "cratecage.toml").unlink(missing_ok=True)
+    env = {**scrubbed(dict(os.environ)), **cargo.env}
+    proposed = subprocess.run([str(WRAPPER), "init"], cwd=sys_demo, capture_output=True, text=True, env=env,
+                              timeout=600)
+    assert proposed.returncode == 0, proposed.stderr[-3000:]
+    proposal = (sys_demo / "cratecage.toml").read_text()
+    assert "[permissions.build.sys-demo]  # sys-demo 0.1.0" in proposal
+    assert '"ar"' in proposal and '"cc"' in proposal, proposal
+    run = cargo(sys_demo, "run", wrapped=True, target_dir=targets / "sys-after-init")  # enforcing
+    assert "answer: 42" in run.proc.stdout
 
 
 # -- real -sys crates ----------------------------------------------------------------------------------------
