@@ -435,5 +435,5 @@ def landlock_status() -> str:
     abi_version = landlock.abi_version()
     if abi_version > 0:
         return f"available (ABI {abi_version})"
-    return f"unavailable: {landlock.unavailable_reason() or 'not Linux'}; rustc probes run unconfined and " \
-           f"could read any file the user can"
+    return f"unavailable: {landlock.unavailable_reason() or 'not Linux'}; rustc probes and granted programs run " \
+           f"unconfined and could read any file the user can"
