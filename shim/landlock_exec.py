@@ -8,7 +8,7 @@ With `--exec` or `--no-exec`, only the `--exec` trees may be executed (landlock.
 Why a launcher rather than `preexec_fn`: see shim.landlock. `command()` builds this argv for a caller.
 It runs as a script (not `-m`), in isolated mode and without site, so it starts fast (~15 ms) and nothing in
 the caller's environment (PYTHONPATH, .pth files) can run code before the restriction; it imports only
-shim.landlock, shim.seccomp (no Unix sockets, applied after Landlock) and the standard library.
+shim.landlock, shim.seccomp (TCP sockets only, applied after Landlock) and the standard library.
 
 Exit status `LAUNCH_FAILED` (with one `cratecage-landlock:` line on stderr) means the program never ran
 because the confinement could not be applied: the launcher fails closed, it never runs a program unconfined.
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> None:
         from shim import landlock, seccomp  # both before the restriction: after it, shim/ is unreadable
 
         landlock.restrict(read, write, allow_connect_ports=ports, execute=execute)
-        seccomp.deny_unix_sockets()  # what Landlock leaves open: Unix sockets by path (shim.seccomp)
+        seccomp.restrict_sockets(udp=bool(ports))  # what Landlock leaves open: Unix sockets, UDP (shim.seccomp)
         os.execv(program[0], program)
     except (OSError, ValueError) as err:
         print(f"{STDERR_PREFIX} {err}", file=sys.stderr)

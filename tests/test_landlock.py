@@ -146,9 +146,9 @@ def test_loader_files_of_a_non_elf_file_is_none(tmp_path: Path) -> None:
     assert not (tmp_path / "ran").exists()
 
 
-def test_confined_children_cannot_open_unix_sockets_but_tcp_and_pipes_work(tmp_path: Path) -> None:
-    """Landlock does not govern connecting to a Unix socket by path (the Docker socket): seccomp refuses
-    creating one. The twin: an AF_INET socket and a socketpair still work."""
+def test_confined_children_cannot_open_unix_or_udp_sockets_but_tcp_and_pipes_work(tmp_path: Path) -> None:
+    """Landlock does not govern connecting to a Unix socket by path (the Docker socket) nor UDP: seccomp
+    refuses creating them. The twin: a TCP socket and a socketpair still work."""
     import sys
 
     listener = socket.socket(socket.AF_UNIX)
@@ -157,21 +157,25 @@ def test_confined_children_cannot_open_unix_sockets_but_tcp_and_pipes_work(tmp_p
     code = ("import socket\n"
             "try:\n    s = socket.socket(socket.AF_UNIX); s.connect(%r); print('unix: connected')\n"
             "except OSError as e:\n    print('unix:', e.errno)\n"
-            "socket.socket(socket.AF_INET).close(); socket.socketpair(); print('inet and socketpair: ok')\n"
+            "try:\n    socket.socket(socket.AF_INET, socket.SOCK_DGRAM); print('udp: ok')\n"
+            "except OSError as e:\n    print('udp:', e.errno)\n"
+            "socket.socket(socket.AF_INET6).close(); socket.socketpair(); print('tcp and socketpair: ok')\n"
             ) % str(tmp_path / "agent.sock")
     python = os.path.realpath(sys.executable)
     stdlib = os.path.dirname(socket.__file__)
     proc = confined(python, "-I", "-S", "-c", code, read=[stdlib, str(tmp_path), os.path.dirname(python)])
     listener.close()
-    assert proc.stdout.splitlines() == ["unix: 13", "inet and socketpair: ok"], proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == ["unix: 13", "udp: 13", "tcp and socketpair: ok"], proc.stdout + proc.stderr
 
 
 def test_the_seccomp_filter_is_well_formed_for_each_known_architecture() -> None:
     from shim import seccomp
 
     for machine in ("x86_64", "aarch64"):
-        insns = seccomp.program(machine)
-        for i, (code, jt, jf, _k) in enumerate(insns):
-            if code in (0x15, 0x35):  # jumps stay inside the program
-                assert i + 1 + max(jt, jf) < len(insns)
-        assert insns[-1] == (0x06, 0, 0, 0x7FFF0000) and insns[-2][3] == 0x00050000 | 13
+        for udp in (False, True):
+            insns = seccomp.program(machine, udp=udp)
+            for i, (code, jt, jf, _k) in enumerate(insns):
+                if code in (0x15, 0x35):  # jumps stay inside the program
+                    assert i + 1 + max(jt, jf) < len(insns)
+            assert insns[-1] == (0x06, 0, 0, 0x7FFF0000) and insns[-2] == (0x06, 0, 0, 0x00050000 | 13)
+            assert insns[12][1] == (1 if udp else 0)  # a datagram socket reaches ALLOW only with routes
