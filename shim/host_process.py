@@ -145,8 +145,8 @@ class ProcessTable:
 
         try:
             program = host_spawn.resolve(self.ctx, request.program)
-            if len(self.children) >= MAX_CHILDREN:
-                raise HostCallError(abi.E_IO, f"cratecage: more than {MAX_CHILDREN} live child processes")
+            if sum(1 for c in self.started if c.proc.poll() is None) >= MAX_CHILDREN:  # released ones too
+                raise HostCallError(abi.E_IO, f"cratecage: more than {MAX_CHILDREN} running child processes")
             host_spawn.become_subreaper()
             child = host_spawn.RealChild(self.ctx, request, program, self.sinks or _discard_sinks())
         except host_spawn.SpawnRefused as refused:
