@@ -2,15 +2,16 @@
 
 Cargo executes the launcher cratecage left at the build script's path (shim.build_script); the launcher
 calls `main_build_script`. The module runs under wasmtime with WASI preview 1 and the host functions of
-shim.host_process, and sees only:
+shim.host_process, shim.host_observe and shim.host_net, and sees only:
   - the package directory, read-only, at its own absolute path and as "." (cargo's cwd);
   - OUT_DIR and a per-run temporary directory, read-write, at their own paths;
   - exactly the environment cargo documents for build scripts (`BUILD_SCRIPT_ENV`), never a prefix like
-    `CARGO_*` that would let CARGO_REGISTRY_TOKEN through.
+    `CARGO_*` that would let CARGO_REGISTRY_TOKEN through;
+  - TCP connections to the routes its grant permits (shim.host_net), all closed when the run ends.
 
 Limits (shim.limits): the wall clock is enforced by the epoch deadline (one ticker thread) *and* by a
 watchdog in the main thread, because epochs never fire while the guest is inside a host call (a sleep, a
-probe); memory by store limits; stdout/stderr by the capture callbacks; OUT_DIR growth by polling. The
+probe; host_net caps its own blocking calls at the deadline); memory by store limits; stdout/stderr by the capture callbacks; OUT_DIR growth by polling. The
 guest runs in its own thread with a large native stack. Every failure names the crate, version and cause.
 After the run, symbolic links in OUT_DIR that point outside it are removed and the build fails: rustc and
 cargo would follow them natively. Compiled modules are cached, serialized, per wasm hash and engine config.
@@ -172,6 +173,7 @@ class GuestRun:
         self.store = None
         self.engine = None
         self.memory = None
+        self.net = None
         self.deadline_ticks = max(1, round(limits.time_s / TICK_S))
 
     # -- capture callbacks (wasmtime calls them on its own thread, once per guest write) -----------------
@@ -196,14 +198,15 @@ class GuestRun:
     def run(self) -> Outcome:
         import wasmtime
 
-        from shim import host_observe, host_process
+        from shim import host_net, host_observe, host_process
 
         self.engine = engine_and_config()
         module = load_module(self.engine, self.wasm, self.module_cache)
         linker = wasmtime.Linker(self.engine)
         linker.define_wasi()
-        host_process.define(linker, self.ctx)
+        processes = host_process.define(linker, self.ctx)
         host_observe.define(linker, self.ctx)
+        self.net = host_net.define(linker, self.ctx, processes)
         wasi = wasmtime.WasiConfig()
         wasi.argv = [self.ctx.env.get("CARGO_MANIFEST_DIR", "") + "/build-script"]
         wasi.env = list(self.ctx.env.items())
@@ -224,13 +227,17 @@ class GuestRun:
         start = instance.exports(store)["_start"]
         self.memory = instance.exports(store).get("memory")
 
+        self.ctx.deadline = time.monotonic() + self.limits.time_s
         old = threading.stack_size(GUEST_THREAD_STACK)
         try:
             guest = threading.Thread(target=self._guest, args=(start, store), name="guest", daemon=True)
             guest.start()
         finally:
             threading.stack_size(old)
-        return self._supervise(guest)
+        try:
+            return self._supervise(guest)
+        finally:
+            self.net.close_all()  # whatever the guest left open, however it ended
 
     def _guest(self, start, store) -> None:  # type: ignore[no-untyped-def]
         import wasmtime
@@ -322,6 +329,7 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
 
     warn_once_without_landlock(wasm.parent.parent.parent)
     started = time.monotonic()
+    ctx.grant = grant
     ctx.env.update(enforce.env_extra(grant, ctx.host_env))
     run = GuestRun(ctx, wasm, limits, module_cache, enforce.preopens(grant, ctx))
     outcome = run.run()

@@ -17,8 +17,11 @@
 //! libc functions behind `std::fs` and `std::env::var*` the same way, to report every failed access and
 //! every variable looked up in vain to the host (the preopens still do the enforcing).
 //!
+//! `std::net` (net.rs) replaces `TcpStream` and `ToSocketAddrs` the same way: connections and name lookups
+//! go to the host, which allows only the crate's granted routes.
+//!
 //! The code for building this crate is shim/facade.py; the host side of the imports is
-//! shim/host_process.py (processes) and shim/host_observe.py (reports).
+//! shim/host_process.py (processes), shim/host_observe.py (reports) and shim/host_net.py (sockets).
 #![no_std]
 
 extern crate std as real;
@@ -37,4 +40,5 @@ mod cratecage_realpath;
 mod cratecage_observe;
 
 pub mod env;
+pub mod net;
 pub mod process;
