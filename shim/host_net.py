@@ -187,23 +187,14 @@ class NetTable:
     def abi_net_resolve(self, mem: GuestMemory, name: int, name_len: int, port: int, out: int, cap: int) -> int:
         if name_len & _U32 > MAX_NAME:
             raise HostCallError(abi.E_INVALID, "cratecage: host name too long")
-        raw = mem.read(name, name_len)
-        literal = raw.decode("ascii", "replace")
-        if is_ip(literal) and 0 <= port <= 0xFFFF:  # the facade parses these itself; answered all the same
-            addresses: Collection[str] = [literal]
-        else:
-            host = self._host_name(raw, port)
-            if not (self.ctx.grant is not None and self.ctx.grant.allows_route(host, port)):
-                self._refuse(route_text(host, port), RESOLVE_REASON)
-            addresses = self._lookup(host, port)
-        records = b"".join(abi.encode_addr(ip, port) for ip in addresses)
+        records = b"".join(abi.encode_addr(ip, port) for ip in self.addresses(mem.read(name, name_len), port))
         room = (cap & _U32) // abi.ADDR_SIZE * abi.ADDR_SIZE
         mem.write(out, records[:room])
         return len(records)
 
     def abi_net_connect(self, mem: GuestMemory, addr: int, timeout_ms: int) -> int:
         ip, port = self._addr(mem.read(addr, abi.ADDR_SIZE))
-        route = self._admit(ip, port)
+        route = self.admit(ip, port)
         if len({id(s) for s in self.handles.values()}) >= MAX_SOCKETS:
             raise HostCallError(abi.E_IO, f"cratecage: more than {MAX_SOCKETS} open sockets")
         sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM)
@@ -287,7 +278,18 @@ class NetTable:
 
     # -- policy --------------------------------------------------------------------------------------------
 
-    def _admit(self, ip: str, port: int) -> str:
+    def addresses(self, name: bytes, port: int) -> Collection[str]:
+        """The addresses a host name the guest asked about resolves to; a name no granted route names is
+        refused (a denial, E_DENIED) before any lookup. An IP address is its own answer."""
+        literal = name.decode("ascii", "replace")
+        if is_ip(literal) and 0 <= port <= 0xFFFF:  # the facade parses these itself; answered all the same
+            return [literal]
+        host = self._host_name(name, port)
+        if not (self.ctx.grant is not None and self.ctx.grant.allows_route(host, port)):
+            self._refuse(route_text(host, port), RESOLVE_REASON)
+        return self._lookup(host, port)
+
+    def admit(self, ip: str, port: int) -> str:
         """The granted route a connection to ip:port uses; refuses (a denial, E_DENIED) when there is none."""
         grant = self.ctx.grant
         if grant is not None:
