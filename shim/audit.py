@@ -4,7 +4,8 @@ Events are JSON lines in `<target>/cratecage/audit.jsonl` (`cargo clean` removes
 write each so parallel runs never interleave, and also logged through structlog (JSON on stderr with
 `CRATECAGE_LOG=json`). Every event names crate, version and kind; a grant event lists what the policy
 gave beyond the defaults and the entries (file:line) it came from; a denial names the capability, the
-exact target and the entry that would permit it. `cratecage audit` summarises the last run of each crate.
+exact target and the entry that would permit it; a connection (shim.host_net) names the granted route and
+the address it reached. `cratecage audit` summarises the last run of each crate.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: s
     if granted or (grant is not None and grant.native):
         _append(cc_dir, {**base, "event": "grant", "granted": granted, "mode": grant.mode,
                          "entries": [str(e) for e in grant.entries]})
+    for connection in ctx.connections:
+        _append(cc_dir, {**base, "event": "connection", "capability": "network-access",
+                         "route": connection.route, "address": connection.address})
     for denial in ctx.denials:
         _append(cc_dir, {**base, "event": "denial", "capability": denial.capability, "target": denial.target,
                          "reason": denial.reason, "permit_with": denial.fix, "fatal": denial.fatal,
@@ -73,6 +77,8 @@ def summary(target_dir: Path) -> list[str]:
             if e["event"] == "grant":
                 for cap, items in sorted(e["granted"].items()):
                     lines.append(f"    granted  {cap}: {', '.join(items)}  ({'; '.join(e['entries'])})")
+            elif e["event"] == "connection":
+                lines.append(f"    used     {e['capability']}: {e['route']} ({e['address']})")
             elif e["event"] == "denial":
                 lines.append(f"    denied   {e['capability']}: {e['target']}")
     failed = sum(1 for (c, v), r in last.items()

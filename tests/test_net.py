@@ -429,3 +429,110 @@ def test_listening_and_udp_stay_unsupported_even_with_a_grant(sandbox: Sandbox, 
                                                               tmp_path: Path) -> None:
     ran = run(sandbox, guest, grant(tmp_path, "127.0.0.1:*"), "listen", "127.0.0.1:0")
     assert result(ran, "listen")[0] == "Unsupported" and result(ran, "udp")[0] == "Unsupported"
+
+
+# -- end to end: fixtures/net-demo built by cargo through the wrapper --------------------------------------
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One copy of net-demo and one target directory: each build only reruns the script (the plan and the
+    policy are files in the package, so editing them is a change cargo sees)."""
+    root = tmp_path_factory.mktemp("net-demo")
+    shutil.copytree(FIXTURES / "net-demo", root / "pkg")
+    return {"pkg": root / "pkg", "target": root / "target"}
+
+
+def build_demo(cargo: Cargo, demo: dict[str, Path], plan: str, routes: tuple[str, ...] | None,  # noqa: F811
+               env: dict[str, str] | None = None) -> CargoRun:
+    (demo["pkg"] / "net-demo.txt").write_text(plan + "\n")
+    policy = demo["pkg"] / "cratecage.toml"
+    if routes is None:
+        policy.unlink(missing_ok=True)
+    else:
+        listed = ", ".join(f'"{r}"' for r in routes)
+        policy.write_text(f'[permissions.build.net-demo]\nnetwork-access = {{ action = "permit", routes = [{listed}] }}\n')
+    return cargo(demo["pkg"], "build", wrapped=True, target_dir=demo["target"], extra_env=env, check=False)
+
+
+def program_output(demo: dict[str, Path]) -> str:
+    import subprocess
+
+    return subprocess.run([str(demo["target"] / "debug" / "net-demo")], capture_output=True, text=True,
+                          timeout=60).stdout
+
+
+REFUSED = [
+    # (granted routes, plan, the refused target): {port} is the server's
+    (None, "exchange 127.0.0.1:{port}", "127.0.0.1:{port}"),
+    (("127.0.0.1:1",), "exchange 127.0.0.1:{port}", "127.0.0.1:{port}"),
+    (("127.0.0.1:{port}",), "exchange localhost:{port}", "localhost:{port}"),
+    (("localhost:{port}",), "exchange 127.0.0.2:{port}", "127.0.0.2:{port}"),
+]
+ALLOWED = [  # the harmless twins
+    (("127.0.0.1:{port}",), "exchange 127.0.0.1:{port}", "127.0.0.1:{port}"),
+    (("127.0.0.1:*",), "exchange 127.0.0.1:{port}", "127.0.0.1:{port}"),
+    (("localhost:{port}",), "exchange localhost:{port}", "localhost:{port}"),
+]
+
+
+def fill(items, port: int):  # type: ignore[no-untyped-def]
+    return None if items is None else tuple(item.format(port=port) for item in items)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("routes, plan, target", REFUSED, ids=["no-grant", "other-port", "name-not-address",
+                                                                "address-the-name-does-not-resolve-to"])
+def test_a_build_script_reaching_an_ungranted_route_fails_with_the_entry_to_paste(
+        cargo: Cargo, demo: dict, server: Server, routes, plan: str, target: str) -> None:  # noqa: F811
+    target = target.format(port=server.port)
+    run = build_demo(cargo, demo, plan.format(port=server.port), fill(routes, server.port))
+    err = run.proc.stderr
+    assert not run.ok
+    assert f"net-demo: {plan.format(port=server.port)} failed: PermissionDenied: cratecage: " in err
+    assert f"cratecage: build script of net-demo 0.1.0: network-access denied: {target}: " in err
+    assert "[permissions.build.net-demo]" in err
+    assert f'network-access = {{ action = "permit", routes = ["{target}"] }}' in err
+    assert server.peers == [] and SECRET not in err + run.proc.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("routes, plan, route", ALLOWED, ids=["exact", "any-port", "granted-name"])
+def test_a_granted_route_lets_the_script_talk_and_the_program_shows_the_reply(
+        cargo: Cargo, demo: dict, server: Server, routes, plan: str, route: str) -> None:  # noqa: F811
+    run = build_demo(cargo, demo, plan.format(port=server.port), fill(routes, server.port))
+    assert run.ok, run.proc.stderr[-3000:]
+    assert f"net-demo: {SECRET}" in run.proc.stderr  # the script's cargo:warning
+    assert server.peers[-1].received == b"hello from net-demo\n" and server.peers[-1].closed.wait(5)
+    assert program_output(demo).strip() == SECRET
+    import json
+
+    events = [json.loads(line) for line in (demo["target"] / "cratecage" / "audit.jsonl").read_text().splitlines()]
+    last = [e for e in events if e["event"] == "connection"][-1]
+    assert last["route"] == route.format(port=server.port) and last["address"] == server.address
+
+
+@pytest.mark.integration
+def test_a_leaked_stream_is_closed_when_the_script_ends(cargo: Cargo, demo: dict, silent: Server) -> None:  # noqa: F811
+    run = build_demo(cargo, demo, f"leak {silent.address}", (silent.address,))
+    assert run.ok, run.proc.stderr[-3000:]
+    assert silent.peers[0].received == b"leaked\n" and silent.peers[0].closed.wait(5)
+
+
+@pytest.mark.integration
+def test_a_build_script_cannot_listen_even_with_a_grant(cargo: Cargo, demo: dict) -> None:  # noqa: F811
+    run = build_demo(cargo, demo, "listen 127.0.0.1:0", ("127.0.0.1:*",))
+    assert not run.ok
+    assert "net-demo: listen 127.0.0.1:0 failed: Unsupported: " in run.proc.stderr
+
+
+@pytest.mark.integration
+def test_a_script_waiting_on_a_silent_server_stops_at_the_time_limit_not_later(
+        cargo: Cargo, demo: dict, silent: Server) -> None:  # noqa: F811
+    started = time.monotonic()
+    run = build_demo(cargo, demo, f"exchange {silent.address}", (silent.address,), {"CRATECAGE_LIMIT_TIME": "2s"})
+    err = run.proc.stderr
+    # The read ends at the deadline; the script sees why, or is stopped by the epoch first.
+    assert not run.ok and ("TimedOut: cratecage: read was stopped at the build script's time limit" in err
+                           or "net-demo 0.1.0 stopped: ran longer than 2 s" in err), err[-3000:]
+    assert "inside a host call" not in err  # the watchdog never had to step in
+    assert silent.peers[0].closed.wait(5) and time.monotonic() - started < 30
