@@ -263,6 +263,7 @@ fn main() {
             show("read_timeout", stream.read_timeout());
             show("set_read_timeout", stream.set_read_timeout(Some(Duration::from_micros(1500))));
             show("read_timeout", stream.read_timeout());
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             show("zero", stream.set_write_timeout(Some(Duration::ZERO)));
             show("zero_connect", TcpStream::connect_timeout(&stream.peer_addr().unwrap(), Duration::ZERO).map(drop));
             let clone = stream.try_clone().unwrap();
@@ -385,7 +386,7 @@ def test_the_stream_api_behaves_as_std_s(sandbox: Sandbox, guest: Path, server: 
     assert got["nodelay"] == ["ok", "true"]
     assert got["read_timeout"] == ["ok", "Some(2ms)"]  # the last one; rounded up to milliseconds
     assert got["zero"] == got["zero_connect"] == ["InvalidInput", "cannot set a 0 duration timeout"]
-    assert got["clone_timeout"] == ["ok", "Some(2ms)"]  # a clone shares the socket's options
+    assert got["clone_timeout"] == ["ok", "Some(10s)"]  # a clone shares the socket's options
     assert got["peek"] == ["ok", f'"{SECRET[:4]}"'] and got["line"] == ["ok", f'"{SECRET}"']
     assert got["shutdown"] == ["ok", "()"] and got["rest"] == ["ok", "0"] and got["debug"] == ["ok", "true"]
     assert server.peers[0].closed.wait(5) and server.peers[0].received == b"via clone\n"
@@ -395,7 +396,7 @@ def test_a_read_timeout_is_would_block_after_the_timeout(sandbox: Sandbox, guest
                                                         tmp_path: Path) -> None:
     ran = run(sandbox, guest, grant(tmp_path, silent.address), "read_timeout", silent.address)
     assert result(ran, "read") == ["WouldBlock", "cratecage: read timed out"]
-    assert 250 <= int(result(ran, "elapsed")[0]) < 2000
+    assert 250 <= int(result(ran, "elapsed")[0]) < 5000
 
 
 def test_connect_timeout_gives_up_with_timed_out(sandbox: Sandbox, guest: Path, tmp_path: Path) -> None:  # noqa: F811
@@ -405,7 +406,7 @@ def test_connect_timeout_gives_up_with_timed_out(sandbox: Sandbox, guest: Path, 
     try:
         ran = run(sandbox, guest, grant(tmp_path, f"127.0.0.1:{port}"), "connect_timeout", f"127.0.0.1:{port}")
         assert result(ran, "connect") == ["TimedOut", "cratecage: connect timed out"]
-        assert 250 <= int(result(ran, "elapsed")[0]) < 2000
+        assert 250 <= int(result(ran, "elapsed")[0]) < 5000
     finally:
         for s in (*queued, full):
             s.close()
@@ -416,7 +417,7 @@ def test_a_blocking_read_ends_at_the_run_s_deadline(sandbox: Sandbox, guest: Pat
     ran = run(sandbox, guest, grant(tmp_path, silent.address), "block", silent.address, seconds=1.0)
     kind, message = result(ran, "read")
     assert kind == "TimedOut" and "time limit" in message
-    assert int(result(ran, "elapsed")[0]) < 2000
+    assert int(result(ran, "elapsed")[0]) < 5000
 
 
 def test_a_leaked_stream_is_closed_when_the_run_ends(sandbox: Sandbox, guest: Path, silent: Server,  # noqa: F811
