@@ -9,7 +9,6 @@ denial and that the server's secret reply never reached the output; each has a t
 
 from __future__ import annotations
 
-import math
 import shutil
 import socket
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, Cargo, CargoRun
-from guests import Compiler, Ran, Sandbox, compiler, facade_rlib, cache_env, sandbox, tc  # noqa: F401
+from guests import Compiler, Ran, Sandbox, cache_env, compiler, facade_rlib, sandbox, tc  # noqa: F401 (fixtures)
 from policy.load import load_text
 from shim import abi, host_net
 from shim.host_process import HostCallError
