@@ -9,8 +9,10 @@ denial and that the server's secret reply never reached the output; each has a t
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,6 +53,13 @@ class Server:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def peer(self, index: int = 0) -> Peer:
+        """The index-th connection, once accepted (the kernel completes a connect before `accept` returns)."""
+        deadline = time.monotonic() + 5
+        while len(self.peers) <= index and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.peers[index]
 
     def _accept(self) -> None:
         while True:
@@ -333,7 +342,7 @@ def test_a_granted_route_connects_with_every_form_of_address(sandbox: Sandbox, g
                                                              tmp_path: Path, mode: str) -> None:
     ran = run(sandbox, guest, grant(tmp_path, server.address), mode, server.address)
     assert result(ran, "reply") == ["ok", f'"{SECRET}"'], ran.stdout + ran.stderr
-    assert ran.ctx.denials == [] and server.peers[0].received == b"hello\n"
+    assert ran.ctx.denials == [] and server.peer().received == b"hello\n"
     assert [(c.route, c.address) for c in ran.ctx.connections] == [(server.address, server.address)]
 
 
@@ -388,7 +397,7 @@ def test_the_stream_api_behaves_as_std_s(sandbox: Sandbox, guest: Path, server: 
     assert got["clone_timeout"] == ["ok", "Some(10s)"]  # a clone shares the socket's options
     assert got["peek"] == ["ok", f'"{SECRET[:4]}"'] and got["line"] == ["ok", f'"{SECRET}"']
     assert got["shutdown"] == ["ok", "()"] and got["rest"] == ["ok", "0"] and got["debug"] == ["ok", "true"]
-    assert server.peers[0].closed.wait(5) and server.peers[0].received == b"via clone\n"
+    assert server.peer().closed.wait(5) and server.peer().received == b"via clone\n"
 
 
 def test_a_read_timeout_is_would_block_after_the_timeout(sandbox: Sandbox, guest: Path, silent: Server,  # noqa: F811
@@ -422,7 +431,7 @@ def test_a_blocking_read_ends_at_the_run_s_deadline(sandbox: Sandbox, guest: Pat
 def test_a_leaked_stream_is_closed_when_the_run_ends(sandbox: Sandbox, guest: Path, silent: Server,  # noqa: F811
                                                     tmp_path: Path) -> None:
     ran = run(sandbox, guest, grant(tmp_path, silent.address), "leak", silent.address)
-    assert ran.code == 0 and silent.peers[0].closed.wait(5) and silent.peers[0].received == b"leaked\n"
+    assert ran.code == 0 and silent.peer().closed.wait(5) and silent.peer().received == b"leaked\n"
 
 
 def test_listening_and_udp_stay_unsupported_even_with_a_grant(sandbox: Sandbox, guest: Path,  # noqa: F811
@@ -455,8 +464,6 @@ def build_demo(cargo: Cargo, demo: dict[str, Path], plan: str, routes: tuple[str
 
 
 def program_output(demo: dict[str, Path]) -> str:
-    import subprocess
-
     return subprocess.run([str(demo["target"] / "debug" / "net-demo")], capture_output=True, text=True,
                           timeout=60).stdout
 
@@ -502,10 +509,8 @@ def test_a_granted_route_lets_the_script_talk_and_the_program_shows_the_reply(
     run = build_demo(cargo, demo, plan.format(port=server.port), fill(routes, server.port))
     assert run.ok, run.proc.stderr[-3000:]
     assert f"net-demo: {SECRET}" in run.proc.stderr  # the script's cargo:warning
-    assert server.peers[-1].received == b"hello from net-demo\n" and server.peers[-1].closed.wait(5)
+    assert server.peer().closed.wait(5) and server.peer().received == b"hello from net-demo\n"
     assert program_output(demo).strip() == SECRET
-    import json
-
     events = [json.loads(line) for line in (demo["target"] / "cratecage" / "audit.jsonl").read_text().splitlines()]
     last = [e for e in events if e["event"] == "connection"][-1]
     assert last["route"] == route.format(port=server.port) and last["address"] == server.address
@@ -515,7 +520,7 @@ def test_a_granted_route_lets_the_script_talk_and_the_program_shows_the_reply(
 def test_a_leaked_stream_is_closed_when_the_script_ends(cargo: Cargo, demo: dict, silent: Server) -> None:  # noqa: F811
     run = build_demo(cargo, demo, f"leak {silent.address}", (silent.address,))
     assert run.ok, run.proc.stderr[-3000:]
-    assert silent.peers[0].received == b"leaked\n" and silent.peers[0].closed.wait(5)
+    assert silent.peer().received == b"leaked\n" and silent.peer().closed.wait(5)
 
 
 @pytest.mark.integration
@@ -535,4 +540,4 @@ def test_a_script_waiting_on_a_silent_server_stops_at_the_time_limit_not_later(
     assert not run.ok and ("TimedOut: cratecage: read was stopped at the build script's time limit" in err
                            or "net-demo 0.1.0 stopped: ran longer than 2 s" in err), err[-3000:]
     assert "inside a host call" not in err  # the watchdog never had to step in
-    assert silent.peers[0].closed.wait(5) and time.monotonic() - started < 30
+    assert silent.peer().closed.wait(5) and time.monotonic() - started < 30
