@@ -48,7 +48,9 @@ Capabilities (policy/capabilities.py), each `{ action = "permit" | "deny", <list
     Relative paths are relative to the directory of the file holding the policy; `~` is expanded.
   - `env-access`: `vars`, exact names or a prefix ending in `*`.
   - `network-access`: `routes`, `host:port`, IPv6 in brackets (`[::1]:443`), port `*` for any. Hosts
-    match as written (no DNS resolution): grant the name the crate connects to.
+    match as written here (no DNS resolution in this package); the runner (shim/host_net.py) admits a
+    connection to an address when a route names that address, or names a host that resolved to it
+    during the run. So `localhost:5432` and `127.0.0.1:5432` are different grants.
   - `process-spawn`: `programs`, a bare name (found in PATH by the host) or a path; matched exactly.
   - `directives`: `list` of build-script directives beyond the defaults (see shim/directives.py). An
     item is `KEY` (every directive with that key) or `KEY=TARGET`, TARGET exact or a prefix ending in

@@ -1,6 +1,6 @@
 """The host side of the guest/host ABI: one table, mirrored by the std facade's `ffi` module.
 
-Sandboxed code reaches capabilities wasm32-wasip1 lacks (processes; later sockets), and reports what it was
+Sandboxed code reaches capabilities wasm32-wasip1 lacks (processes, TCP connections), and reports what it was
 refused, through functions the host defines under one versioned import module, `IMPORT_MODULE`. The guest
 declares the same names in `shim/rust/facade/src/ffi.rs` with `#[link(wasm_import_module = "cratecage-1")]`;
 change both together and bump the version when a signature changes. Every parameter and result is an i32;
@@ -18,9 +18,19 @@ pointers and lengths refer to the guest's exported `memory`.
     kill            (handle)                                0, or error < 0
     release         (handle)                                0 (the guest dropped its last use)
     report          (kind, buf, len)                        0, REPORT_STOP (no more, please), or error < 0
+    net_resolve     (name, name_len, port, out, cap)        full length of the ADDR_SIZE records, or error < 0
+    net_connect     (addr, timeout_ms)                      socket handle > 0, or error < 0 (0 ms: no timeout)
+    net_read        (handle, buf, cap, peek)                bytes read (0 = end), or error < 0
+    net_write       (handle, buf, len)                      bytes written, or error < 0
+    net_shutdown    (handle, how)                           0, or error < 0; how is SHUT_READ/WRITE/BOTH
+    net_set_option  (handle, option, value)                 0, or error < 0; option is one of OPT_*
+    net_get_option  (handle, option)                        the value (>= 0), or error < 0
+    net_addr        (handle, which, out)                    0, or error < 0; writes ADDR_SIZE bytes
+    net_clone       (handle)                                a new handle to the same socket, or error < 0
+    net_close       (handle)                                0 (the guest dropped that handle)
 
 shim.host_process defines the process functions (`IMPORTS`), shim.host_observe defines `report`
-(`OBSERVE_IMPORTS`); `ALL_IMPORTS` is the whole table.
+(`OBSERVE_IMPORTS`), shim.host_net the sockets (`NET_IMPORTS`); `ALL_IMPORTS` is the whole table.
 
 A function that writes a string copies at most `cap` bytes and returns the full length, so the guest can
 call again with a larger buffer. Errors set the message `last_error` returns.
@@ -56,10 +66,20 @@ succeed). In enforce mode the variable is absent and the facade's cost is one fl
 The host records each distinct report once and at most a fixed number per run, after which it answers
 REPORT_STOP and the guest stops reporting. Strings are UTF-8 where they can be; other bytes survive as
 surrogate escapes (os.fsdecode's convention). A malformed report gets E_INVALID and is ignored.
+
+Socket addresses cross as ADDR_SIZE-byte records (`encode_addr`, `decode_addr`):
+
+    [family: u8 (4 or 6)][0: u8][port: u16 little-endian][address: 16 bytes, an IPv4 one in the first 4]
+
+`net_resolve` takes a host name (UTF-8, no port) and writes one record per address it resolves to.
+Timeouts and the values of OPT_READ_TIMEOUT/OPT_WRITE_TIMEOUT are milliseconds, 0 meaning none.
+`net_addr` answers NET_PEER (the address connected to) or NET_LOCAL (the unspecified address of the
+same family, port 0: the host's own addresses are not the guest's business).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import struct
 from dataclasses import dataclass, field
@@ -85,8 +105,21 @@ IMPORTS: dict[str, tuple[int, int]] = {
 OBSERVE_IMPORTS: dict[str, tuple[int, int]] = {
     "report": (3, 1),
 }
+# TCP connections to granted routes (shim.host_net).
+NET_IMPORTS: dict[str, tuple[int, int]] = {
+    "net_resolve": (5, 1),
+    "net_connect": (2, 1),
+    "net_read": (4, 1),
+    "net_write": (3, 1),
+    "net_shutdown": (2, 1),
+    "net_set_option": (3, 1),
+    "net_get_option": (2, 1),
+    "net_addr": (3, 1),
+    "net_clone": (1, 1),
+    "net_close": (1, 1),
+}
 # The whole table, in the order of the facade's ffi.rs.
-ALL_IMPORTS: dict[str, tuple[int, int]] = {**IMPORTS, **OBSERVE_IMPORTS}
+ALL_IMPORTS: dict[str, tuple[int, int]] = {**IMPORTS, **OBSERVE_IMPORTS, **NET_IMPORTS}
 
 # Error codes (negative results). The guest maps them to io::ErrorKind.
 E_DENIED = -1  # PermissionDenied: the policy does not allow it; last_error says what would
@@ -94,6 +127,14 @@ E_NOT_FOUND = -2  # NotFound: no such program
 E_INVALID = -3  # InvalidInput: malformed request or bad handle
 E_IO = -4  # Other: the host failed to do it
 E_UNSUPPORTED = -5  # Unsupported
+E_TIMED_OUT = -6  # TimedOut: a connect timeout, or the run's time limit
+E_WOULD_BLOCK = -7  # WouldBlock: a read or write timeout (as std on Linux reports it), or nonblocking
+E_REFUSED = -8  # ConnectionRefused
+E_RESET = -9  # ConnectionReset
+E_ABORTED = -10  # ConnectionAborted
+E_NOT_CONNECTED = -11  # NotConnected
+E_BROKEN_PIPE = -12  # BrokenPipe
+E_ADDR_NOT_AVAILABLE = -13  # AddrNotAvailable
 
 # Record tags of a spawn request.
 TAG_PROGRAM = 1
@@ -123,6 +164,21 @@ REPORT_ENV = 2
 REPORT_ENV_FOUND = 3
 REPORT_STOP = 1
 
+# Sockets: address records, shutdown directions (std::net::Shutdown's order), options, net_addr's which.
+ADDR_SIZE = 20
+FAMILY_V4 = 4
+FAMILY_V6 = 6
+SHUT_READ = 0
+SHUT_WRITE = 1
+SHUT_BOTH = 2
+OPT_READ_TIMEOUT = 1  # milliseconds, 0: none
+OPT_WRITE_TIMEOUT = 2  # milliseconds, 0: none
+OPT_NODELAY = 3  # 0 or 1
+OPT_TTL = 4
+OPT_NONBLOCKING = 5  # 0 or 1
+NET_PEER = 0
+NET_LOCAL = 1
+
 FS_OPS: frozenset[str] = frozenset({"read", "write", "stat", "list"})
 # Errors the guest reports: those a grant could change (WASI errno names).
 REPORTED_ERRNOS: frozenset[str] = frozenset({"ENOENT", "EACCES", "EPERM", "EROFS", "ENOTCAPABLE"})
@@ -140,6 +196,10 @@ class RequestError(ValueError):
 
 class ReportError(ValueError):
     """A report that does not decode."""
+
+
+class AddrError(ValueError):
+    """A socket address record that does not decode."""
 
 
 def _text(raw: bytes) -> str:
@@ -279,3 +339,24 @@ def encode_request(req: SpawnRequest) -> bytes:
 
 def encode_status(kind: int, value: int) -> bytes:
     return struct.pack("<ii", kind, value)
+
+
+def encode_addr(ip: str, port: int) -> bytes:
+    """The ADDR_SIZE-byte record of an IP address and port."""
+    addr = ipaddress.ip_address(ip)
+    family = FAMILY_V4 if addr.version == 4 else FAMILY_V6
+    return struct.pack("<BBH16s", family, 0, port, addr.packed)
+
+
+def decode_addr(raw: bytes) -> tuple[str, int]:
+    """(IP address text, port) of a record; raises AddrError."""
+    if len(raw) != ADDR_SIZE:
+        raise AddrError("an address record is 20 bytes")
+    family, pad, port, packed = struct.unpack("<BBH16s", raw)
+    if pad != 0 or family not in (FAMILY_V4, FAMILY_V6):
+        raise AddrError(f"unknown address family {family}")
+    if family == FAMILY_V4:
+        if any(packed[4:]):
+            raise AddrError("an IPv4 address record has bytes after the address")
+        return str(ipaddress.IPv4Address(packed[:4])), port
+    return str(ipaddress.IPv6Address(packed)), port

@@ -4,7 +4,8 @@ Events are JSON lines in `<target>/cratecage/audit.jsonl` (`cargo clean` removes
 write each so parallel runs never interleave, and also logged through structlog (JSON on stderr with
 `CRATECAGE_LOG=json`). Every event names crate, version and kind; a grant event lists what the policy
 gave beyond the defaults and the entries (file:line) it came from; a denial names the capability, the
-exact target and the entry that would permit it. `cratecage audit` summarises the last run of each crate.
+exact target and the entry that would permit it; a connection (shim.host_net) names the granted route and
+the address it reached. `cratecage audit` summarises the last run of each crate.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: s
                          "entries": [str(e) for e in grant.entries]})
     for event in ctx.events:  # what ran with a grant: spawns with their argv, connections with routes
         _append(cc_dir, {**base, **event})
+    for connection in ctx.connections:
+        _append(cc_dir, {**base, "event": "connection", "capability": "network-access",
+                         "route": connection.route, "address": connection.address})
     for denial in ctx.denials:
         _append(cc_dir, {**base, "event": "denial", "capability": denial.capability, "target": denial.target,
                          "reason": denial.reason, "permit_with": denial.fix, "fatal": denial.fatal,
@@ -78,6 +82,8 @@ def summary(target_dir: Path) -> list[str]:
                     lines.append(f"    granted  {cap}: {', '.join(items)}  ({'; '.join(e['entries'])})")
             elif e["event"] == "spawn":
                 lines.append(f"    ran      {' '.join(e['argv'])[:100]}")
+            elif e["event"] == "connection":
+                lines.append(f"    used     {e['capability']}: {e['route']} ({e['address']})")
             elif e["event"] == "denial":
                 lines.append(f"    denied   {e['capability']}: {e['target']}")
     failed = sum(1 for (c, v), r in last.items()

@@ -73,6 +73,10 @@ class GuestMemory:
             raise HostCallError(abi.E_INVALID, "cratecage: a pointer passed to the host is out of bounds")
         return start, start + length
 
+    def check(self, ptr: int, length: int) -> None:
+        """Fail now, before a blocking call, if `length` bytes at `ptr` are not the guest's to receive."""
+        self._span(ptr, length)
+
     def read(self, ptr: int, length: int) -> bytes:
         start, stop = self._span(ptr, length)
         return bytes(self.memory.read(self.caller, start, stop)) if stop > start else b""
@@ -311,10 +315,11 @@ def _discard_sinks() -> Sinks:
 HostFunction = Callable[..., int]
 
 
-def guarded(table: ProcessTable, name: str) -> HostFunction:
-    """The host function for import `name`: the table's method, with the caller's memory, and every
-    failure turned into an error code plus a last_error message."""
-    method = getattr(table, f"abi_{name}")
+def guarded(table: ProcessTable, name: str, owner: object | None = None) -> HostFunction:
+    """The host function for import `name`: the method `abi_<name>` of `owner` (default: the table), with
+    the caller's memory, and every failure turned into an error code plus the table's last_error message
+    (one per run: the guest asks `last_error` whichever import failed)."""
+    method = getattr(table if owner is None else owner, f"abi_{name}")
 
     def call(caller: wasmtime.Caller, *args: int) -> int:
         try:

@@ -8,12 +8,20 @@ them all and fails the build if there were any.
 What the host cannot refuse itself (a path outside the preopens fails inside the guest) the guest reports:
 each report is an `Observation`, appended to `observations` by shim.host_observe, for the runner to turn
 into denials with the policy.
+
+Network connections are decided by the host as they happen (shim.host_net): `grant` says which routes
+are granted, `deadline` bounds every blocking socket call (epochs never interrupt a host call), and each
+permitted connection is a `Connection` in `connections`, for the audit trail.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+if False:  # typing only: the policy package is imported only when a policy applies
+    from policy import Grant
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,14 @@ class Observation:
         return self.errno == "OK"
 
 
+@dataclass(frozen=True)
+class Connection:
+    """One permitted TCP connection: the granted route that admitted it and the address it reached."""
+
+    route: str  # as granted: "127.0.0.1:5432", "db.example:5432", "localhost:*"
+    address: str  # the address connected to: "127.0.0.1:5432", "[::1]:5432"
+
+
 @dataclass
 class RunContext:
     crate: str  # package name (CARGO_PKG_NAME)
@@ -69,9 +85,10 @@ class RunContext:
     sysroot: str  # that rustc's own sysroot (read-only for confined probes)
     denials: list[Denial] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)  # distinct, capped (shim.host_observe)
-    grant: Any = None  # the crate's policy.Grant; None: the defaults alone
-    deadline: float = float("inf")  # time.monotonic() when the run's time is up: blocking host calls end
-    events: list[dict[str, Any]] = field(default_factory=list)  # what was permitted, for the audit trail
+    grant: Grant | None = None  # the crate's grant; None: the defaults (no network)
+    deadline: float = math.inf  # time.monotonic() when the run's time limit is reached
+    connections: list[Connection] = field(default_factory=list)  # permitted, in order (shim.host_net)
+    events: list[dict[str, Any]] = field(default_factory=list)  # permitted spawns, for the audit trail
 
     def deny(self, capability: str, target: str, reason: str, fix: str = "", *, fatal: bool = True,
              permitted: bool = False) -> Denial:

@@ -2,17 +2,18 @@
 
 Cargo executes the launcher cratecage left at the build script's path (shim.build_script); the launcher
 calls `main_build_script`. The module runs under wasmtime with WASI preview 1 and the host functions of
-shim.host_process, and sees only:
+shim.host_process, shim.host_observe and shim.host_net, and sees only:
   - the package directory, read-only, at its own absolute path and as "." (cargo's cwd);
   - OUT_DIR and a per-run temporary directory, read-write, at their own paths;
   - exactly the environment cargo documents for build scripts (`BUILD_SCRIPT_ENV`), never a prefix like
     `CARGO_*` that would let CARGO_REGISTRY_TOKEN through;
   - and what the crate's grant adds (shim.enforce). In warn mode that is every file the user can read
     ("/" preopened read-only) and the whole environment cargo gave the launcher; writes stay confined.
+  - TCP connections to the routes its grant permits (shim.host_net), all closed when the run ends.
 
 Limits (shim.limits): the wall clock is enforced by the epoch deadline (one ticker thread) *and* by a
 watchdog in the main thread, because epochs never fire while the guest is inside a host call (a sleep, a
-probe); memory by store limits; stdout/stderr by the capture callbacks; OUT_DIR growth by polling. The
+probe; host_net caps its own blocking calls at the deadline); memory by store limits; stdout/stderr by the capture callbacks; OUT_DIR growth by polling. The
 guest runs in its own thread with a large native stack. Every failure names the crate, version and cause.
 After the run, symbolic links in OUT_DIR that point outside it are removed and the build fails: rustc and
 cargo would follow them natively. Compiled modules are cached, serialized, per wasm hash and engine config.
@@ -194,6 +195,7 @@ class GuestRun:
         self.engine = None
         self.processes = None  # the run's host_process.ProcessTable
         self.memory = None
+        self.net = None
         self.deadline_ticks = max(1, round(limits.time_s / TICK_S))
 
     # -- capture callbacks (wasmtime calls them on its own thread, once per guest write) -----------------
@@ -218,7 +220,7 @@ class GuestRun:
     def run(self) -> Outcome:
         import wasmtime
 
-        from shim import host_observe, host_process
+        from shim import host_net, host_observe, host_process
 
         self.engine = engine_and_config()
         module = load_module(self.engine, self.wasm, self.module_cache)
@@ -227,6 +229,7 @@ class GuestRun:
         self.processes = host_process.define(linker, self.ctx)
         self.processes.sinks = host_process.Sinks(self._on_stdout, self._on_stderr)
         host_observe.define(linker, self.ctx)
+        self.net = host_net.define(linker, self.ctx, self.processes)
         wasi = wasmtime.WasiConfig()
         wasi.argv = [self.ctx.env.get("CARGO_MANIFEST_DIR", "") + "/build-script"]
         wasi.env = list(self.ctx.env.items())
@@ -250,7 +253,10 @@ class GuestRun:
             guest.start()
         finally:
             threading.stack_size(old)
-        return self._supervise(guest)
+        try:
+            return self._supervise(guest)
+        finally:
+            self.net.close_all()  # whatever the guest left open, however it ended
 
     def _guest(self, start, store) -> None:  # type: ignore[no-untyped-def]
         import wasmtime

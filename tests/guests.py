@@ -3,7 +3,7 @@
 The facade is built by shim.facade with the selected toolchain into a fresh cache per session; small guests
 are compiled against it for wasm32-wasip1 and linked as shim/build_script.py links a build script (an 8 MiB
 stack and `facade.LINK_ARGS`), and run under real wasmtime with WASI, the runner's preopens and the host
-functions of shim.host_process and shim.host_observe.
+functions of shim.host_process, shim.host_observe and shim.host_net.
 
 A test module that uses the fixtures imports them by name (`from guests import compiler, sandbox, ...`).
 """
@@ -20,7 +20,7 @@ import pytest
 import wasmtime
 
 from conftest import scrubbed
-from shim import facade, host_observe, host_process, runner, toolchain
+from shim import facade, host_net, host_observe, host_process, runner, toolchain
 from shim.replay import STACK_SIZE_ARG
 from shim.runctx import RunContext
 
@@ -117,7 +117,7 @@ class GuestTrapped(Exception):
 class Sandbox:
     """Runs WASI command modules with the runner's preopens (shim.runner.preopen_table: the package directory
     read-only at its own path and as ".", OUT_DIR and a temp dir read-write at their host paths), an explicit
-    environment, and the host functions (processes, reports) of one RunContext per run."""
+    environment, and the host functions (processes, reports, sockets) of one RunContext per run."""
 
     engine: wasmtime.Engine
     tc: toolchain.Toolchain
@@ -140,8 +140,9 @@ class Sandbox:
         ctx = ctx or self.context(**env)
         linker = wasmtime.Linker(self.engine)
         linker.define_wasi()
-        host_process.define(linker, ctx)
+        processes = host_process.define(linker, ctx)
         host_observe.define(linker, ctx)
+        net = host_net.define(linker, ctx, processes)
         out, err = Path(ctx.package_dir).parent / "stdout", Path(ctx.package_dir).parent / "stderr"
         wasi = wasmtime.WasiConfig()
         wasi.argv = ["build-script"]
@@ -159,6 +160,8 @@ class Sandbox:
             code = trap.code
         except wasmtime.Trap as trap:
             raise GuestTrapped(f"{trap}\n{err.read_text()}") from None
+        finally:
+            net.close_all()
         return Ran(code, out.read_text(), err.read_text(), ctx)
 
 

@@ -18,8 +18,11 @@
 //! every variable looked up in vain to the host, and in warn mode every successful read and lookup too
 //! (the preopens still do the enforcing).
 //!
+//! `std::net` (net.rs) replaces `TcpStream` and `ToSocketAddrs` the same way: connections and name lookups
+//! go to the host, which allows only the crate's granted routes.
+//!
 //! The code for building this crate is shim/facade.py; the host side of the imports is
-//! shim/host_process.py (processes) and shim/host_observe.py (reports).
+//! shim/host_process.py (processes), shim/host_observe.py (reports) and shim/host_net.py (sockets).
 #![no_std]
 
 extern crate std as real;
@@ -40,4 +43,5 @@ mod cratecage_observe;
 mod cratecage_threads;
 
 pub mod env;
+pub mod net;
 pub mod process;
