@@ -30,6 +30,7 @@ output goes: stdout into the captured output that the directive filter sees, std
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import select
 import shutil
@@ -169,10 +170,9 @@ def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
     it resolved to (`x86_64-linux-gnu-gcc-12` is no name anyone grants). Nothing the guest can write is
     executable: a program runs only its own files and its profile's."""
     from policy.programs import profile_for
-    from shim import landlock
 
     grant = ctx.grant
-    execute = [program, *(landlock.loader_files(program) or ("/etc/ld.so.cache", "/lib", "/lib64", "/usr/lib"))]
+    execute = [program, *_loader_files(program)]
     profile = profile_for(requested) or profile_for(program)
     if profile is not None:
         execute += profile.read
@@ -180,6 +180,14 @@ def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
     write = [ctx.out_dir, ctx.tmp_dir, *grant.writable, "/dev/null"]
     ports = tuple(sorted({int(r.rsplit(":", 1)[1]) for r in grant.routes if r.rsplit(":", 1)[1].isdigit()}))
     return Confinement([p for p in execute if p], [p for p in read if p], [p for p in write if p], ports)
+
+
+@functools.lru_cache(maxsize=32)
+def _loader_files(program: str) -> tuple[str, ...]:
+    """What the loader maps for `program` (asked once per program and run: cc-rs runs cc dozens of times)."""
+    from shim import landlock
+
+    return tuple(landlock.loader_files(program) or ("/etc/ld.so.cache", "/lib", "/lib64", "/usr/lib"))
 
 
 def child_budget(ctx: RunContext) -> float:
