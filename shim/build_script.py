@@ -26,8 +26,9 @@ from shim.rustc_args import RustcArgs
 
 # Modules the runner imports (and facade.py, whose LINK_ARGS shape the link): editing one reruns the
 # build scripts.
-RUNNER_MODULES = ("abi", "audit", "capable", "directives", "enforce", "facade", "host_net", "host_observe",
-                  "host_process", "landlock", "landlock_exec", "limits", "probe", "runctx", "runner", "workspace")
+RUNNER_MODULES = ("abi", "audit", "capable", "directives", "enforce", "facade", "files", "host_net", "host_observe",
+                  "host_process", "host_spawn", "landlock", "landlock_exec", "limits", "probe", "runctx", "runner",
+                  "seccomp", "workspace")
 
 
 def _launcher_text(*, python: str, root: str, wasm: str, rustc: str, sysroot: str, module_cache: str) -> str:
