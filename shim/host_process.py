@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # shim.host_spawn is imported on the first real spawn: most r
 MAX_REQUEST: Final = 1 << 20  # bytes; a larger spawn request is malformed
 MAX_STDIN: Final = 16 << 20  # bytes a deferred child buffers before writes fail
 MAX_CHILDREN: Final = 64  # live handles per run
-MAX_READ: Final = 1 << 20  # bytes one read of a real child's pipe returns at most
 KILL_SIGNAL: Final = 9  # the status of a child killed before it ran
 _U32: Final = 0xFFFFFFFF
 T = TypeVar("T")
@@ -95,14 +94,68 @@ class GuestMemory:
 
 @dataclass
 class DeferredChild:
-    """A compiler request: nothing runs until the guest has said all it will."""
+    """A compiler request: nothing runs until the guest has said all it will. It answers the calls a
+    `shim.host_spawn.RealChild` answers, so the table treats both alike."""
 
     request: abi.SpawnRequest
+    ctx: RunContext
     stdin: bytearray = field(default_factory=bytearray)
     stdin_open: bool = True
     status: tuple[int, int] | None = None  # (abi.STATUS_*, code or signal) once finished
     stdout: bytes = b""
     read_pos: dict[int, int] = field(default_factory=dict)
+
+    def write_stdin(self, data: bytes, deadline: float) -> int:
+        if not self.stdin_open:
+            raise HostCallError(abi.E_IO, "cratecage: the child's stdin is closed")
+        if len(self.stdin) + len(data) > MAX_STDIN:
+            raise HostCallError(abi.E_IO, f"cratecage: more than {MAX_STDIN} bytes written to a child's stdin")
+        self.stdin += data
+        return len(data)
+
+    def close_stdin(self) -> None:
+        self.finish()
+
+    def read(self, stream: int, cap: int, deadline: float) -> bytes:
+        self.finish()
+        data = self.stdout if stream == abi.STREAM_STDOUT else b""
+        pos = self.read_pos.get(stream, 0)
+        chunk = data[pos: pos + cap]
+        self.read_pos[stream] = pos + len(chunk)
+        return chunk
+
+    def wait(self, deadline: float) -> tuple[int, int]:
+        self.finish()
+        return self.status  # type: ignore[return-value]
+
+    def try_wait(self) -> tuple[int, int]:
+        return self.wait(0.0)  # a deferred child finishes as soon as it is asked about
+
+    def kill(self) -> None:
+        if self.status is None:
+            self.stdin_open = False
+            self.status = (abi.STATUS_SIGNALED, KILL_SIGNAL)
+
+    def finish(self) -> None:
+        """Run the probe once, with all the stdin the guest wrote; a refusal is a denial and status 1."""
+        self.stdin_open = False
+        if self.status is not None:
+            return
+        probe = probe_module()
+        try:
+            result = probe.run_probe(self.ctx, self.request, bytes(self.stdin))
+        except probe.ProbeDenied as denied:
+            self.ctx.deny("rustc-probe", denied.target, denied.reason, denied.fix)
+            self.status = (abi.STATUS_EXITED, 1)
+            return
+        except Exception as err:  # a failure of ours: fail closed, and say so where denials are reported
+            self.ctx.deny("rustc-probe", self.request.program, f"cratecage could not run the probe: {err}")
+            self.status = (abi.STATUS_EXITED, 1)
+            return
+        code = int(result.exit_code)
+        self.status = (abi.STATUS_EXITED, code) if code >= 0 else (abi.STATUS_SIGNALED, -code)
+        if self.request.stdout == abi.STDIO_PIPED:
+            self.stdout = bytes(result.stdout)
 
 
 def probe_module() -> ModuleType:
@@ -141,7 +194,7 @@ class ProcessTable:
         except abi.RequestError as err:
             raise HostCallError(abi.E_INVALID, f"cratecage: malformed spawn request: {err}") from None
         if probe_module().is_compiler_request(self.ctx, request):
-            return self._add(DeferredChild(request))
+            return self._add(DeferredChild(request, self.ctx))
         return self._add(self._start(request))
 
     def _start(self, request: abi.SpawnRequest) -> RealChild:
@@ -165,75 +218,39 @@ class ProcessTable:
 
     def abi_stdin_write(self, mem: GuestMemory, handle: int, buf: int, length: int) -> int:
         child = self._child(handle)
-        if not isinstance(child, DeferredChild):
-            if child.req.stdin != abi.STDIO_PIPED:
-                raise HostCallError(abi.E_INVALID, "cratecage: the child's stdin is not piped")
-            return self._blocking(lambda: child.write_stdin(mem.read(buf, length), self.ctx.deadline))
         if child.request.stdin != abi.STDIO_PIPED:
             raise HostCallError(abi.E_INVALID, "cratecage: the child's stdin is not piped")
-        if not child.stdin_open:
-            raise HostCallError(abi.E_IO, "cratecage: the child's stdin is closed")
         data = mem.read(buf, length)
-        if len(child.stdin) + len(data) > MAX_STDIN:
-            raise HostCallError(abi.E_IO, f"cratecage: more than {MAX_STDIN} bytes written to a child's stdin")
-        child.stdin += data
-        return len(data)
+        return self._blocking(lambda: child.write_stdin(data, self.ctx.deadline))
 
     def abi_stdin_close(self, mem: GuestMemory, handle: int) -> int:
-        child = self._child(handle)
-        if not isinstance(child, DeferredChild):
-            child.close_stdin()
-        else:
-            self._finish(child)
+        self._child(handle).close_stdin()
         return 0
 
     def abi_read(self, mem: GuestMemory, handle: int, stream: int, buf: int, cap: int) -> int:
         child = self._child(handle)
-        request = child.request if isinstance(child, DeferredChild) else child.req
-        modes = {abi.STREAM_STDOUT: request.stdout, abi.STREAM_STDERR: request.stderr}
+        modes = {abi.STREAM_STDOUT: child.request.stdout, abi.STREAM_STDERR: child.request.stderr}
         if modes.get(stream) != abi.STDIO_PIPED:
             raise HostCallError(abi.E_INVALID, "cratecage: that stream of the child is not piped")
-        if not isinstance(child, DeferredChild):
-            chunk = self._blocking(lambda: child.read(stream, min(cap & _U32, MAX_READ), self.ctx.deadline))
-            mem.write(buf, chunk)
-            return len(chunk)
-        self._finish(child)
-        data = child.stdout if stream == abi.STREAM_STDOUT else b""
-        pos = child.read_pos.get(stream, 0)
-        chunk = data[pos: pos + (cap & _U32)]
+        chunk = self._blocking(lambda: child.read(stream, cap & _U32, self.ctx.deadline))
         mem.write(buf, chunk)
-        child.read_pos[stream] = pos + len(chunk)
         return len(chunk)
 
     def abi_wait(self, mem: GuestMemory, handle: int, status_out: int) -> int:
         child = self._child(handle)
-        if not isinstance(child, DeferredChild):
-            status = self._blocking(lambda: child.wait(self.ctx.deadline))
-        else:
-            self._finish(child)
-            status = child.status
-        mem.write(status_out, abi.encode_status(*status))  # type: ignore[misc]
+        status = self._blocking(lambda: child.wait(self.ctx.deadline))
+        mem.write(status_out, abi.encode_status(*status))
         return 0
 
     def abi_try_wait(self, mem: GuestMemory, handle: int, status_out: int) -> int:
-        child = self._child(handle)
-        if not isinstance(child, DeferredChild):
-            status = child.try_wait()
-            if status is None:
-                return 0
-            mem.write(status_out, abi.encode_status(*status))
-            return 1
-        self.abi_wait(mem, handle, status_out)  # a deferred child finishes as soon as it is asked about
+        status = self._child(handle).try_wait()
+        if status is None:
+            return 0
+        mem.write(status_out, abi.encode_status(*status))
         return 1
 
     def abi_kill(self, mem: GuestMemory, handle: int) -> int:
-        child = self._child(handle)
-        if not isinstance(child, DeferredChild):
-            child.kill()
-            return 0
-        if child.status is None:
-            child.stdin_open = False
-            child.status = (abi.STATUS_SIGNALED, KILL_SIGNAL)
+        self._child(handle).kill()
         return 0
 
     def abi_release(self, mem: GuestMemory, handle: int) -> int:
@@ -243,7 +260,7 @@ class ProcessTable:
 
     # -- children ------------------------------------------------------------------------------------------
 
-    def _add(self, child: DeferredChild) -> int:
+    def _add(self, child: DeferredChild | RealChild) -> int:
         if len(self.children) >= MAX_CHILDREN:
             raise HostCallError(abi.E_IO, f"cratecage: more than {MAX_CHILDREN} live child processes")
         handle = self._next_handle
@@ -252,7 +269,7 @@ class ProcessTable:
         return handle
 
     def _blocking(self, call: Callable[[], T]) -> T:
-        """A call that waits on a real child, ended by the run's deadline or a closed pipe."""
+        """A call on a child that may wait (a real one), ended by the run's deadline or a closed pipe."""
         try:
             return call()
         except TimeoutError:
@@ -276,27 +293,6 @@ class ProcessTable:
         if child is None:
             raise HostCallError(abi.E_INVALID, f"cratecage: no child with handle {handle}")
         return child
-
-    def _finish(self, child: DeferredChild) -> None:
-        """Run the probe once, with all the stdin the guest wrote; a refusal is a denial and status 1."""
-        child.stdin_open = False
-        if child.status is not None:
-            return
-        probe = probe_module()
-        try:
-            result = probe.run_probe(self.ctx, child.request, bytes(child.stdin))
-        except probe.ProbeDenied as denied:
-            self.ctx.deny("rustc-probe", denied.target, denied.reason, denied.fix)
-            child.status = (abi.STATUS_EXITED, 1)
-            return
-        except Exception as err:  # a failure of ours: fail closed, and say so where denials are reported
-            self.ctx.deny("rustc-probe", child.request.program, f"cratecage could not run the probe: {err}")
-            child.status = (abi.STATUS_EXITED, 1)
-            return
-        code = int(result.exit_code)
-        child.status = (abi.STATUS_EXITED, code) if code >= 0 else (abi.STATUS_SIGNALED, -code)
-        if child.request.stdout == abi.STDIO_PIPED:
-            child.stdout = bytes(result.stdout)
 
 
 @dataclass

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CHILD_TIME_S: Final = 300.0
 MAX_BUFFERED: Final = 64 << 20  # bytes of one piped stream not yet read by the guest
+MAX_READ: Final = 1 << 20  # bytes one read of a pipe returns at most
 _PR_SET_CHILD_SUBREAPER: Final = 36
 _CHUNK: Final = 64 << 10
 NOT_GRANTED: Final = "the policy does not grant this program to the crate"
@@ -260,7 +261,7 @@ class RealChild:
     def __init__(self, ctx: RunContext, req: abi.SpawnRequest, program: str, sinks: Sinks) -> None:
         from shim import landlock
 
-        self.req = req
+        self.request = req
         self.program = program
         self.overflowed = False
         self.timed_out = False
@@ -314,7 +315,7 @@ class RealChild:
                 pass
 
     def read(self, stream: int, cap: int, deadline: float) -> bytes:
-        return self.streams[stream].read(cap, deadline)
+        return self.streams[stream].read(min(cap, MAX_READ), deadline)
 
     def wait(self, deadline: float) -> tuple[int, int]:
         self.close_stdin()
