@@ -17,7 +17,8 @@ child is started like this, and nothing is left to the guest:
     curated profile (policy/programs.toml: a C compiler reads system headers), the package, OUT_DIR,
     the temp dir and the crate's granted paths; write OUT_DIR, the temp dir and writable grants; TCP
     connect only to the ports of the crate's network routes.
-  - its own wall-clock budget (CRATECAGE_LIMIT_CHILD_TIME, default 300 s), and the run's deadline.
+  - its own wall-clock budget (shim.limits: CRATECAGE_LIMIT_CHILD_TIME, default 300 s), and the run's
+    deadline.
   - the end of the run ends it: every child is in its own process group, the runner is a child
     subreaper, so a double-forked grandchild is reparented to it, and `sweep()` kills every
     descendant (psutil) before the runner exits.
@@ -48,7 +49,6 @@ from shim.runctx import RunContext
 if TYPE_CHECKING:
     from shim.host_process import Sinks
 
-DEFAULT_CHILD_TIME_S: Final = 300.0
 MAX_BUFFERED: Final = 64 << 20  # bytes of one piped stream not yet read by the guest
 MAX_READ: Final = 1 << 20  # bytes one read of a pipe returns at most
 _PR_SET_CHILD_SUBREAPER: Final = 36
@@ -170,6 +170,7 @@ def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
     """See the module docstring. The profile is found by the name the guest asked for (`cc`) or the file
     it resolved to (`x86_64-linux-gnu-gcc-12` is no name anyone grants). Nothing the guest can write is
     executable: a program runs only its own files and its profile's."""
+    from policy.capabilities import parse_route
     from policy.programs import profile_for
 
     grant = ctx.grant
@@ -179,7 +180,7 @@ def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
         execute += profile.read
     read = [ctx.package_dir, ctx.out_dir, ctx.tmp_dir, *grant.readable]
     write = [ctx.out_dir, ctx.tmp_dir, *grant.writable, "/dev/null"]
-    ports = tuple(sorted({int(r.rsplit(":", 1)[1]) for r in grant.routes if r.rsplit(":", 1)[1].isdigit()}))
+    ports = tuple(sorted({int(port) for port in (parse_route(r)[1] for r in grant.routes) if port != "*"}))
     return Confinement([p for p in execute if p], [p for p in read if p], [p for p in write if p], ports)
 
 
@@ -192,13 +193,11 @@ def _loader_files(program: str) -> tuple[str, ...]:
 
 
 def child_budget(ctx: RunContext) -> float:
-    from shim.limits import parse_duration
+    """CRATECAGE_LIMIT_CHILD_TIME, read like every other limit (shim.limits; the runner already refused a
+    malformed value before the guest started)."""
+    from shim.limits import from_env
 
-    raw = ctx.host_env.get("CRATECAGE_LIMIT_CHILD_TIME")
-    try:
-        return parse_duration(raw) if raw else DEFAULT_CHILD_TIME_S
-    except ValueError:
-        return DEFAULT_CHILD_TIME_S
+    return from_env(ctx.host_env).child_time_s
 
 
 # -- a running child --------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
     CRATECAGE_LIMIT_STDOUT   captured stdout         default 64 MiB
     CRATECAGE_LIMIT_STDERR   forwarded stderr        default 64 MiB
     CRATECAGE_LIMIT_OUT_DIR  bytes added to OUT_DIR  default 4 GiB
+    CRATECAGE_LIMIT_CHILD_TIME  wall clock of each program the run starts (shim.host_spawn)  default 300 s
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Limits:
     stdout: int = 64 << 20
     stderr: int = 64 << 20
     out_dir: int = 4 << 30
+    child_time_s: float = 300.0
 
 
 # field -> (environment variable, parser kind)
@@ -37,6 +39,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "stdout": ("CRATECAGE_LIMIT_STDOUT", "size"),
     "stderr": ("CRATECAGE_LIMIT_STDERR", "size"),
     "out_dir": ("CRATECAGE_LIMIT_OUT_DIR", "size"),
+    "child_time_s": ("CRATECAGE_LIMIT_CHILD_TIME", "time"),
 }
 
 
