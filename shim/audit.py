@@ -43,8 +43,9 @@ def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: s
     if granted or (grant is not None and grant.native):
         _append(cc_dir, {**base, "event": "grant", "granted": granted, "mode": grant.mode,
                          "entries": [str(e) for e in grant.entries]})
-    for event in ctx.events:  # what ran with a grant: spawns with their argv, connections with routes
-        _append(cc_dir, {**base, **event})
+    for spawn in ctx.spawns:
+        _append(cc_dir, {**base, "event": "spawn", "capability": "process-spawn", "program": spawn.program,
+                         "argv": list(spawn.argv)})
     for connection in ctx.connections:
         _append(cc_dir, {**base, "event": "connection", "capability": "network-access",
                          "route": connection.route, "address": connection.address})

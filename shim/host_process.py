@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Callable, Final, TypeVar
 import wasmtime
 
 from shim import abi
-from shim.runctx import RunContext
+from shim.runctx import RunContext, Spawn
 
 if TYPE_CHECKING:  # shim.host_spawn is imported on the first real spawn: most runs never spawn
     from shim.host_spawn import RealChild
@@ -213,7 +213,7 @@ class ProcessTable:
         except OSError as err:
             raise HostCallError(abi.E_IO, f"cratecage: could not start {request.program}: {err}") from None
         self.started.append(child)
-        self.ctx.events.append({"event": "spawn", "program": program, "argv": child.argv_shown})
+        self.ctx.spawns.append(Spawn(program, tuple(child.argv_shown)))
         return child
 
     def abi_stdin_write(self, mem: GuestMemory, handle: int, buf: int, length: int) -> int:

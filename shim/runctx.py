@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 if False:  # typing only: the policy package is imported only when a policy applies
     from policy import Grant
@@ -72,6 +71,14 @@ class Connection:
     address: str  # the address connected to: "127.0.0.1:5432", "[::1]:5432"
 
 
+@dataclass(frozen=True)
+class Spawn:
+    """One program a grant let the guest run: the executable it resolved to and the argv it asked for."""
+
+    program: str  # "/usr/bin/x86_64-linux-gnu-gcc-12"
+    argv: tuple[str, ...]  # ("cc", "-c", "src/answer.c", ...), the program as the guest named it
+
+
 @dataclass
 class RunContext:
     crate: str  # package name (CARGO_PKG_NAME)
@@ -88,7 +95,7 @@ class RunContext:
     grant: Grant | None = None  # the crate's grant; None: the defaults (no network)
     deadline: float = math.inf  # time.monotonic() when the run's time limit is reached
     connections: list[Connection] = field(default_factory=list)  # permitted, in order (shim.host_net)
-    events: list[dict[str, Any]] = field(default_factory=list)  # permitted spawns, for the audit trail
+    spawns: list[Spawn] = field(default_factory=list)  # permitted programs, in order (shim.host_spawn)
 
     def deny(self, capability: str, target: str, reason: str, fix: str = "", *, fatal: bool = True,
              permitted: bool = False) -> Denial:
