@@ -96,6 +96,15 @@ class RunContext:
     deadline: float = math.inf  # time.monotonic() when the run's time limit is reached
     connections: list[Connection] = field(default_factory=list)  # permitted, in order (shim.host_net)
     spawns: list[Spawn] = field(default_factory=list)  # permitted programs, in order (shim.host_spawn)
+    # Per-run scratch space of the host's own (probe output dirs, views of granted files): never preopened,
+    # never in a child's write set; removed with the run. "" where a caller made no run directory (tests).
+    host_dir: str = ""
+
+    def host_scratch(self, prefix: str) -> str:
+        """A fresh directory the guest and its children cannot reach, removed when the run ends."""
+        import tempfile
+
+        return tempfile.mkdtemp(prefix=prefix, dir=self.host_dir or None)
 
     def deny(self, capability: str, target: str, reason: str, fix: str = "", *, fatal: bool = True,
              permitted: bool = False) -> Denial:

@@ -454,11 +454,15 @@ def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) ->
     enable_site_packages()
     environ = dict(os.environ)
     code = 101
-    tmp_dir = tempfile.mkdtemp(prefix="cratecage-run-")
+    run_dir = tempfile.mkdtemp(prefix="cratecage-run-")  # host/ is the host's own, tmp/ the guest's TMPDIR
+    host_dir, tmp_dir = os.path.join(run_dir, "host"), os.path.join(run_dir, "tmp")
+    os.mkdir(host_dir, 0o700)
+    os.mkdir(tmp_dir, 0o700)
     try:
         if not environ.get("OUT_DIR"):
             raise CratecageError("the build script launcher must be run by cargo (OUT_DIR is not set)")
         ctx = context_from_env(environ, rustc, sysroot, tmp_dir)
+        ctx.host_dir = host_dir
         from shim import enforce
 
         grant, policy = enforce.grant("build", ctx.crate, ctx.version, environ)
@@ -476,7 +480,7 @@ def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) ->
         print(f"cratecage: internal error running build script of {environ.get('CARGO_PKG_NAME', '?')}: "
               f"{type(err).__name__}: {err}", file=sys.stderr)
     finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
         sys.stdout.flush()
         sys.stderr.flush()
     os._exit(code)
