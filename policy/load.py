@@ -267,15 +267,28 @@ def _positive(parse: Callable[[str], float], example: str) -> Callable[[_Checker
     return read
 
 
+def _count(example: str) -> Callable[[_Checker, Path_, Any], int]:
+    def read(c: _Checker, path: Path_, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise c.fail(path, f"expected a whole number of processes such as {example}, found {_kind_of(value)}")
+        if value <= 0:
+            raise c.fail(path, f"expected a number above zero such as {example}")
+        return value
+    return read
+
+
 # limits subkey -> (Limits field, reader)
 LIMIT_KEYS: Final = {
     "time": ("time_s", _positive(parse_duration, '"5m", "90s" or 300 (seconds)')),
     "memory": ("memory", _positive(parse_size, '"2GiB", "512MiB" or a number of bytes')),
+    "processes": ("processes", _count('512')),
+    "child-memory": ("child_memory", _positive(parse_size, '"8GiB", "512MiB" or a number of bytes')),
+    "disk": ("disk", _positive(parse_size, '"8GiB", "512MiB" or a number of bytes')),
 }
 
 
 def _read_limits(c: _Checker, path: Path_, value: Any) -> Limits:
-    c.expect(path, value, dict, 'a table such as { time = "5m", memory = "2GiB" }')
+    c.expect(path, value, dict, 'a table such as { time = "5m", memory = "2GiB", processes = 512 }')
     fields = {}
     for key, raw in value.items():
         if key not in LIMIT_KEYS:

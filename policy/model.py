@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Final, Mapping
 
@@ -55,12 +55,21 @@ class Limits:
 
     time_s: float | None = None
     memory: int | None = None
+    processes: int | None = None  # live native processes (granted programs, probes, what they start)
+    child_memory: int | None = None  # their summed resident memory
+    disk: int | None = None  # bytes added to OUT_DIR, the temp dir and writable grants
 
     def merge(self, other: Limits) -> Limits:
         """Entries merge by granting the larger limit: a limit is a grant like any other."""
         def larger(a, b):  # type: ignore[no-untyped-def]
             return b if a is None else a if b is None else max(a, b)
-        return Limits(larger(self.time_s, other.time_s), larger(self.memory, other.memory))
+        return Limits(*(larger(getattr(self, f.name), getattr(other, f.name)) for f in fields(Limits)))
+
+    def digest_value(self) -> list[object]:
+        """For Grant.digest: the first two as they always were (digests of existing grants stay), the
+        others only when set."""
+        rest = {f.name: getattr(self, f.name) for f in fields(Limits)[2:] if getattr(self, f.name) is not None}
+        return [self.time_s, self.memory, *([rest] if rest else [])]
 
 
 @dataclass(frozen=True)
@@ -185,7 +194,7 @@ class Grant:
             "denies": {k: sorted(set(v)) for k, v in sorted(self.denies.items()) if v},
             "denied_all": sorted(self.denied_all),
             "native": self.native,
-            "limits": [self.limits.time_s, self.limits.memory],
+            "limits": self.limits.digest_value(),
         }
         return hashlib.sha256(json.dumps(granted, sort_keys=True).encode()).hexdigest()
 

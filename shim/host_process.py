@@ -15,7 +15,8 @@ small integer handles in a `ProcessTable`, one per run. Policy for this version:
     and E_DENIED with a last_error message that starts with `cratecage:` and names the program.
 
 Blocking calls (read, wait, stdin_write on a real child) end at the run's deadline (`ctx.deadline`);
-`close` at the end of the run kills every child and descendant still alive (shim.host_spawn.sweep).
+`close` at the end of the run kills every child and descendant still alive, probes included
+(shim.host_spawn.sweep, shim.reaper).
 
 Host functions never raise. An exception escaping into wasmtime travels through wasmtime-py's
 process-global LAST_EXCEPTION (notes/wasmtime-py.md §7), unsafe with guests on several threads; so every
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Callable, Final, TypeVar
 
 import wasmtime
 
-from shim import abi
+from shim import abi, reaper
 from shim.runctx import RunContext, Spawn
 
 if TYPE_CHECKING:  # shim.host_spawn is imported on the first real spawn: most runs never spawn
@@ -204,12 +205,13 @@ class ProcessTable:
             program = host_spawn.resolve(self.ctx, request.program)
             if sum(1 for c in self.started if c.proc.poll() is None) >= MAX_CHILDREN:  # released ones too
                 raise HostCallError(abi.E_IO, f"cratecage: more than {MAX_CHILDREN} running child processes")
-            host_spawn.become_subreaper()
             child = host_spawn.RealChild(self.ctx, request, program, self.sinks or _discard_sinks())
         except host_spawn.SpawnRefused as refused:
             fix = host_spawn.suggest(self.ctx, refused.target) if refused.program_denial else ""
             denial = self.ctx.deny("process-spawn", refused.target, refused.reason, fix)
             raise HostCallError(abi.E_DENIED, denial.render(self.ctx.crate, self.ctx.version)) from None
+        except reaper.RunEnded as ended:
+            raise HostCallError(abi.E_IO, f"cratecage: could not start {request.program}: {ended}") from None
         except OSError as err:
             raise HostCallError(abi.E_IO, f"cratecage: could not start {request.program}: {err}") from None
         self.started.append(child)
@@ -278,8 +280,10 @@ class ProcessTable:
             raise HostCallError(abi.E_IO, "cratecage: the child's stdin is closed (broken pipe)") from None
 
     def close(self) -> None:
-        """The end of the run: kill what is still running, and report children that overran."""
+        """The end of the run: kill what is still running, probes and their descendants too (shim.reaper),
+        and report children that overran."""
         if not self.started:
+            reaper.kill_all()
             return
         from shim import host_spawn
 

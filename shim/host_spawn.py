@@ -19,9 +19,11 @@ child is started like this, and nothing is left to the guest:
     connect only to the ports of the crate's network routes.
   - its own wall-clock budget (shim.limits: CRATECAGE_LIMIT_CHILD_TIME, default 300 s), and the run's
     deadline.
+  - a hard RLIMIT_FSIZE of the run's disk limit (CRATECAGE_LIMIT_DISK); the supervisor (shim.runner)
+    counts its processes, their memory and the bytes in every writable directory while it runs.
   - the end of the run ends it: every child is in its own process group, the runner is a child
-    subreaper, so a double-forked grandchild is reparented to it, and `sweep()` kills every
-    descendant (psutil) before the runner exits.
+    subreaper, so a double-forked grandchild is reparented to it, and `sweep()` stops and kills every
+    descendant, round after round, until none is left (shim.reaper), before the post-run checks.
 
 Pipes are served from threads that drain the child's stdout and stderr into buffers (so a child never
 blocks on a full pipe the guest is not reading); a stream the guest inherits goes where the guest's own
@@ -30,7 +32,6 @@ output goes: stdout into the captured output that the directive filter sees, std
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import select
@@ -42,7 +43,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Final
 
-from shim import abi
+from shim import abi, reaper
 from shim.directives import LOADER_ENV_NAMES, LOADER_ENV_PREFIXES, inside
 from shim.runctx import RunContext
 
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 
 MAX_BUFFERED: Final = 64 << 20  # bytes of one piped stream not yet read by the guest
 MAX_READ: Final = 1 << 20  # bytes one read of a pipe returns at most
-_PR_SET_CHILD_SUBREAPER: Final = 36
 _CHUNK: Final = 64 << 10
 NOT_GRANTED: Final = "the policy does not grant this program to the crate"
 
@@ -271,11 +271,12 @@ class RealChild:
         if landlock.abi_version() > 0:
             argv = confinement(ctx, program, req.program).command(argv)
         pipe, null = subprocess.PIPE, subprocess.DEVNULL
-        self.proc = subprocess.Popen(
+        self.proc = reaper.popen(
             argv, env=env, cwd=cwd, start_new_session=True, close_fds=True,
             stdin=pipe if req.stdin == abi.STDIO_PIPED else null,
             stdout=null if req.stdout == abi.STDIO_NULL else pipe,
             stderr=null if req.stderr == abi.STDIO_NULL else pipe)
+        _limit_file_size(self.proc.pid, ctx)
         self.argv_shown = [req.program, *req.args]
         self.streams: dict[int, Stream] = {}
         for stream, mode, pipe_file, sink in ((abi.STREAM_STDOUT, req.stdout, self.proc.stdout, sinks.stdout),
@@ -359,40 +360,38 @@ class RealChild:
 
 # -- the end of the run -----------------------------------------------------------------------------------
 
-_subreaper_set = False
-
-
 def become_subreaper() -> None:
-    """Orphaned descendants of our children are reparented to this process, so `sweep` finds them."""
-    global _subreaper_set
-    if _subreaper_set:
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
-    _subreaper_set = True
+    """Orphaned descendants of our children are reparented to this process (shim.reaper)."""
+    reaper.become_subreaper()
+
+
+def _limit_file_size(pid: int, ctx: RunContext) -> None:
+    """RLIMIT_FSIZE = the run's disk limit, hard, on the child (inherited by what it starts): no single file
+    it writes outgrows the limit between two polls of the supervisor. Set on the launcher right after it
+    started, before it execs the program (shim.landlock_exec); a failure leaves the poll to enforce it."""
+    import resource
+
+    from shim.limits import from_env
+
+    size = from_env(ctx.host_env).disk
+    try:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (size, size))
+    except (OSError, ValueError):
+        pass
 
 
 def sweep(children: list[RealChild]) -> int:
-    """Kill every child, its process group and every other descendant of this process; returns how many
-    processes were still alive."""
-    import psutil
-
+    """Kill every child, its process group and every other descendant of this process (shim.reaper: stop
+    them all so none can fork, then kill, until none is left); returns how many processes were ended."""
     for child in children:
         child.budget.cancel()
-        child.kill()
-    me = psutil.Process()
-    alive = me.children(recursive=True)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    ended = reaper.kill_all()
+    for child in children:
+        child.kill()  # its process group: anything outside this process's tree that kept it
     for child in children:
         child.close_stdin()
         try:
             child.proc.wait(timeout=1)
         except subprocess.TimeoutExpired:
             pass
-    return len(alive)
+    return ended

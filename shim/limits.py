@@ -4,8 +4,16 @@
     CRATECAGE_LIMIT_MEMORY   linear memory           default 1 GiB   ("512MiB", "2GiB", bytes)
     CRATECAGE_LIMIT_STDOUT   captured stdout         default 64 MiB
     CRATECAGE_LIMIT_STDERR   forwarded stderr        default 64 MiB
-    CRATECAGE_LIMIT_OUT_DIR  bytes added to OUT_DIR  default 4 GiB
-    CRATECAGE_LIMIT_CHILD_TIME  wall clock of each program the run starts (shim.host_spawn)  default 300 s
+    CRATECAGE_LIMIT_DISK     bytes added to OUT_DIR, the temp dir and writable grants   default 4 GiB
+                             (CRATECAGE_LIMIT_OUT_DIR, its name before it counted more than OUT_DIR, is an alias)
+    CRATECAGE_LIMIT_CHILD_TIME    wall clock of each program the run starts (shim.host_spawn)  default 300 s
+    CRATECAGE_LIMIT_PROCESSES     live native processes the run has at once (programs, probes and all
+                                  they start)                                                   default 256
+    CRATECAGE_LIMIT_CHILD_MEMORY  their summed resident memory                                  default 4 GiB
+
+The last three exist because granted programs are native: wasmtime's store limits bound only the guest.
+RLIMIT_NPROC would not do for processes (it counts every process of the user, and root ignores it), so the
+supervisor (shim.runner) counts the run's descendants itself (shim.reaper).
 """
 
 from __future__ import annotations
@@ -28,18 +36,22 @@ class Limits:
     memory: int = 1 << 30
     stdout: int = 64 << 20
     stderr: int = 64 << 20
-    out_dir: int = 4 << 30
+    disk: int = 4 << 30
     child_time_s: float = 300.0
+    processes: int = 256
+    child_memory: int = 4 << 30
 
 
-# field -> (environment variable, parser kind)
-_ENV: dict[str, tuple[str, str]] = {
-    "time_s": ("CRATECAGE_LIMIT_TIME", "time"),
-    "memory": ("CRATECAGE_LIMIT_MEMORY", "size"),
-    "stdout": ("CRATECAGE_LIMIT_STDOUT", "size"),
-    "stderr": ("CRATECAGE_LIMIT_STDERR", "size"),
-    "out_dir": ("CRATECAGE_LIMIT_OUT_DIR", "size"),
-    "child_time_s": ("CRATECAGE_LIMIT_CHILD_TIME", "time"),
+# field -> (environment variable, parser kind); a field's later rows are aliases the first one beats
+ENV: dict[str, tuple[tuple[str, str], ...]] = {
+    "time_s": (("CRATECAGE_LIMIT_TIME", "time"),),
+    "memory": (("CRATECAGE_LIMIT_MEMORY", "size"),),
+    "stdout": (("CRATECAGE_LIMIT_STDOUT", "size"),),
+    "stderr": (("CRATECAGE_LIMIT_STDERR", "size"),),
+    "disk": (("CRATECAGE_LIMIT_DISK", "size"), ("CRATECAGE_LIMIT_OUT_DIR", "size")),
+    "child_time_s": (("CRATECAGE_LIMIT_CHILD_TIME", "time"),),
+    "processes": (("CRATECAGE_LIMIT_PROCESSES", "count"),),
+    "child_memory": (("CRATECAGE_LIMIT_CHILD_MEMORY", "size"),),
 }
 
 
@@ -57,14 +69,31 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _TIME_UNITS[m.group(2).lower()]
 
 
+def parse_count(text: str) -> int:
+    m = re.fullmatch(r"\s*([1-9][0-9]*)\s*", text)
+    if not m:
+        raise ValueError(f"not a count above zero: {text!r} (examples: 64, 512)")
+    return int(m.group(1))
+
+
+_PARSERS = {"time": parse_duration, "size": parse_size, "count": parse_count}
+
+
+def set_in_env(name: str, environ: Mapping[str, str]) -> bool:
+    """Whether a variable (or an alias) sets field `name`: then it beats the policy's `limits`."""
+    return any(environ.get(var) for var, _ in ENV[name])
+
+
 def from_env(environ: Mapping[str, str] = os.environ) -> Limits:
     values: dict[str, float | int] = {}
-    for name, (var, kind) in _ENV.items():
-        raw = environ.get(var)
-        if not raw:
-            continue
-        try:
-            values[name] = parse_duration(raw) if kind == "time" else parse_size(raw)
-        except ValueError as err:
-            raise UsageError(f"{var}: {err}") from None
+    for name, rows in ENV.items():
+        for var, kind in rows:
+            raw = environ.get(var)
+            if not raw:
+                continue
+            try:
+                values[name] = _PARSERS[kind](raw)
+            except ValueError as err:
+                raise UsageError(f"{var}: {err}") from None
+            break
     return Limits(**values)  # type: ignore[arg-type]

@@ -12,7 +12,9 @@ cargo's chain `[$RUSTC_WRAPPER] [$RUSTC_WORKSPACE_WRAPPER] $RUSTC args`, compari
   - the input is stdin or one file under the package or OUT_DIR; outputs (`--out-dir`, `-o`) may only name
     places the guest could write itself, and are replaced by a throwaway directory;
   - probes never link an executable or a dynamic library (that would run the system linker);
-  - the environment is fixed and scrubbed, the cwd is the throwaway directory, there is a time limit;
+  - the environment is fixed and scrubbed, the cwd is the throwaway directory (under the run's host-only
+    scratch dir, ctx.host_scratch), there is a time limit (TIMEOUT_S, or the run's deadline if sooner)
+    after which its process group is killed, and the run's end sweeps it like any child (shim.reaper);
   - stderr is discarded (it can quote source and file contents); stdout comes back only for version and
     `--print` queries;
   - on Linux the child runs confined by Landlock (shim.landlock, via shim.landlock_exec): it may read the
@@ -32,12 +34,13 @@ import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
-import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Final
 
-from shim import abi, landlock, landlock_exec, rustc_args
+from shim import abi, landlock, landlock_exec, reaper, rustc_args
 from shim.runctx import RunContext
 
 __all__ = ["ALLOWED", "CODEGEN_ALLOWED", "CODEGEN_DENIED", "DENIED", "ProbeDenied", "ProbeResult", "check",
@@ -356,7 +359,7 @@ def _check_shape(plan: _Plan) -> None:
 def run_probe(ctx: RunContext, req: abi.SpawnRequest, stdin: bytes) -> ProbeResult:
     """Run the checked probe with ctx.rustc. Raises ProbeDenied when refused; the caller records it."""
     plan = check(ctx, req)
-    base = tempfile.mkdtemp(prefix="cratecage-probe-")
+    base = ctx.host_scratch("probe-")  # under the run's host dir: gone with the run however it ends
     try:
         out = os.path.join(base, "out")
         os.mkdir(out)
@@ -373,20 +376,45 @@ def _output_args(plan: _Plan, out: str) -> list[str]:
 
 
 def _run(ctx: RunContext, plan: _Plan, argv: list[str], base: str, out: str, stdin: bytes) -> ProbeResult:
+    """A probe is a child like any other (shim.reaper): started through the run's gate, in its own process
+    group that is killed when its time is up, which is TIMEOUT_S or the run's deadline, whichever is first;
+    and swept with the run's other descendants if the run ends while it is still running."""
     env = probe_env(ctx, out)
     confined = landlock.abi_version() > 0
     if confined:
         argv = landlock_exec.command(argv, read_set(ctx, env), [out])
+    timeout, cause = min((TIMEOUT_S, f"ran longer than {TIMEOUT_S} s"),
+                         (ctx.deadline - time.monotonic(), "was still running at the run's time limit "
+                                                           "(CRATECAGE_LIMIT_TIME)"))
+    if timeout <= 0:
+        raise ProbeDenied("rustc", f"the probe {cause}; not started")
     with open(os.path.join(base, "stderr"), "w+b") as err:
-        feed = {"input": stdin} if "-" in plan.inputs else {"stdin": subprocess.DEVNULL}
+        piped = "-" in plan.inputs
         try:
-            proc = subprocess.run(argv, env=env, cwd=out, stdout=subprocess.PIPE if plan.query else
-                                  subprocess.DEVNULL, stderr=err, timeout=TIMEOUT_S, **feed)
+            proc = reaper.popen(argv, env=env, cwd=out, start_new_session=True,
+                                stdin=subprocess.PIPE if piped else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE if plan.query else subprocess.DEVNULL, stderr=err)
+        except reaper.RunEnded as ended:
+            raise ProbeDenied("rustc", str(ended)) from None
+        try:
+            stdout, _ = proc.communicate(stdin if piped else None, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise ProbeDenied("rustc", f"the probe ran longer than {TIMEOUT_S} s and was killed") from None
+            _kill_group(proc)
+            raise ProbeDenied("rustc", f"the probe {cause} and was killed") from None
+        finally:
+            if proc.poll() is None:  # an error of ours mid-wait: never leave it running
+                _kill_group(proc)
         if confined and proc.returncode == landlock_exec.LAUNCH_FAILED:
             _raise_if_launch_failed(err)
-    return ProbeResult(proc.returncode, proc.stdout if plan.query else b"")
+    return ProbeResult(proc.returncode, stdout if plan.query else b"")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.communicate()
 
 
 def _raise_if_launch_failed(err: BinaryIO) -> None:

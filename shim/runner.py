@@ -13,7 +13,10 @@ shim.host_process, shim.host_observe and shim.host_net, and sees only:
 
 Limits (shim.limits): the wall clock is enforced by the epoch deadline (one ticker thread) *and* by a
 watchdog in the main thread, because epochs never fire while the guest is inside a host call (a sleep, a
-probe; host_net caps its own blocking calls at the deadline); memory by store limits; stdout/stderr by the capture callbacks; OUT_DIR growth by polling. The
+probe; host_net caps its own blocking calls at the deadline); memory by store limits; stdout/stderr by the
+capture callbacks; what native children use (processes, their memory) and disk growth (OUT_DIR, the temp
+dir, writable grants) by polling (shim.usage). Any stop kills every descendant at once, and `close`, which
+runs before every post-run check, kills whatever is left (shim.reaper). The
 guest runs in its own thread with a large native stack. Every failure names the crate, version and cause.
 After the run, symbolic links in OUT_DIR that point outside it are removed and the build fails: rustc and
 cargo would follow them natively. Compiled modules are cached, serialized, per wasm hash and engine config.
@@ -39,7 +42,6 @@ if False:  # typing only: policy is imported when a run starts
 
 TICK_S = 0.05
 GRACE_S = 2.0  # after the time limit, how long the watchdog waits for the epoch trap before killing
-OUT_DIR_POLL_S = 0.2
 GUEST_THREAD_STACK = 256 << 20
 MAX_WASM_STACK = 2 << 20  # wasmtime caps it at its async stack size (2 MiB)
 ENGINE_TAG = "epoch-stack2m-v1"  # part of the module cache key: change with the Config below
@@ -194,6 +196,7 @@ class GuestRun:
         self.store = None
         self.engine = None
         self.processes = None  # the run's host_process.ProcessTable
+        self.usage = None  # shim.usage.Usage, made when the run starts
         self.memory = None
         self.net = None
         self.deadline_ticks = max(1, round(limits.time_s / TICK_S))
@@ -213,15 +216,22 @@ class GuestRun:
         os.write(2, data)
 
     def _stop(self, reason: str) -> None:
-        if self.interrupt.set(reason) and self.engine is not None:
+        """Stop the guest (epochs) and everything it started (shim.reaper), once, for the first reason."""
+        if not self.interrupt.set(reason):
+            return
+        if self.engine is not None:
             for _ in range(self.deadline_ticks + 2):
                 self.engine.increment_epoch()
+        from shim import reaper
+
+        reaper.end()  # nothing new starts; a guest waiting on a child gets its status now
 
     def run(self) -> Outcome:
         import wasmtime
 
-        from shim import host_net, host_observe, host_process
+        from shim import host_net, host_observe, host_process, reaper, usage
 
+        reaper.begin_run()  # before any child: every orphan below the runner comes back to it
         self.engine = engine_and_config()
         module = load_module(self.engine, self.wasm, self.module_cache)
         linker = wasmtime.Linker(self.engine)
@@ -246,6 +256,7 @@ class GuestRun:
         start = instance.exports(store)["_start"]
         self.memory = instance.exports(store).get("memory")
 
+        self.usage = usage.Usage(self.ctx, self.limits)  # the disk baseline, before the guest writes
         self.ctx.deadline = time.monotonic() + self.limits.time_s
         old = threading.stack_size(GUEST_THREAD_STACK)
         try:
@@ -275,28 +286,33 @@ class GuestRun:
 
     def _supervise(self, guest: threading.Thread) -> Outcome:
         started = time.monotonic()
-        base_out = _dir_size(self.ctx.out_dir)
         hard_deadline: float | None = None
         while not self.done.wait(TICK_S):
             self.engine.increment_epoch()
             now = time.monotonic()
             if now - started >= self.limits.time_s:
                 self._stop(f"ran longer than {self.limits.time_s:g} s (CRATECAGE_LIMIT_TIME)")
-            if int((now - started) / OUT_DIR_POLL_S) != int((now - started - TICK_S) / OUT_DIR_POLL_S):
-                if _dir_size(self.ctx.out_dir) - base_out > self.limits.out_dir:
-                    self._stop(f"wrote more than {self.limits.out_dir} bytes into OUT_DIR "
-                               "(CRATECAGE_LIMIT_OUT_DIR)")
+            elif not self.interrupt.reason:
+                exceeded = self.usage.check(now)  # processes, their memory, disk (shim.usage)
+                if exceeded:
+                    self._stop(exceeded)
             if self.interrupt.reason and hard_deadline is None:
                 hard_deadline = now + GRACE_S
             if hard_deadline is not None and now >= hard_deadline:
                 # The guest is stuck inside a host call, where epochs do not fire.
                 return Outcome(101, self._message(f"{self.interrupt.reason}; stopped while inside a host call"))
-        if _dir_size(self.ctx.out_dir) - base_out > self.limits.out_dir:
-            self.interrupt.set(f"wrote more than {self.limits.out_dir} bytes into OUT_DIR (CRATECAGE_LIMIT_OUT_DIR)")
+        exceeded = self.usage.final()
+        if exceeded:
+            self.interrupt.set(exceeded)
         return self._outcome()
 
     def close(self) -> None:
-        """After the run: no child of it outlives it."""
+        """After the run, before anything checks what it left: no process of it outlives it. The gate
+        closes and every descendant is stopped and killed until none is left (shim.reaper), also when only
+        probes ran and when the watchdog gave up on a guest still inside a host call."""
+        from shim import reaper
+
+        reaper.end()
         if self.processes is not None:
             self.processes.close()
 
@@ -434,15 +450,15 @@ def context_from_env(environ: dict[str, str], rustc: str, sysroot: str, tmp_dir:
 
 
 def with_grant_limits(limits: Limits, grant: Grant, environ: dict[str, str]) -> Limits:
-    """The policy's `limits` replace the defaults; CRATECAGE_LIMIT_* (tests, one-off runs) beats both."""
+    """The policy's `limits` replace the defaults; CRATECAGE_LIMIT_* (tests, one-off runs) beats both. The
+    policy's fields are named as shim.limits' (policy.model.Limits)."""
     import dataclasses
 
-    changes: dict[str, float | int] = {}
-    if grant.limits.time_s is not None and not environ.get("CRATECAGE_LIMIT_TIME"):
-        changes["time_s"] = grant.limits.time_s
-    if grant.limits.memory is not None and not environ.get("CRATECAGE_LIMIT_MEMORY"):
-        changes["memory"] = grant.limits.memory
-    return dataclasses.replace(limits, **changes)  # type: ignore[arg-type]
+    from shim.limits import set_in_env
+
+    changes = {f.name: getattr(grant.limits, f.name) for f in dataclasses.fields(grant.limits)
+               if getattr(grant.limits, f.name) is not None and not set_in_env(f.name, environ)}
+    return dataclasses.replace(limits, **changes)
 
 
 def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) -> None:

@@ -1,0 +1,94 @@
+"""What a run uses outside wasmtime's own limits, measured by the supervisor (shim.runner) as it runs.
+
+wasmtime bounds the guest (time by epochs, memory by store limits). What its granted programs and probes do
+is native, so the supervisor polls, and stops the run (shim.reaper kills the whole tree) when a limit of
+shim.limits is exceeded:
+
+    what                                         how it is read                          how often
+    live native processes  CRATECAGE_LIMIT_PROCESSES    shim.reaper.census: /proc of the     every tick, only once
+    their summed RSS       CRATECAGE_LIMIT_CHILD_MEMORY  runner's descendants                 the run has started one
+    bytes added to OUT_DIR and the temp dir              a walk of each (lstat sizes)          every POLL_S
+    bytes added to writable grants (same limit,          a walk of each                        every max(GRANT_POLL_S,
+      CRATECAGE_LIMIT_DISK)                                                                  GRANT_DUTY x its walk time)
+
+Writable grants are walked less often because they may be large trees the owner granted (a `target/gen`):
+the interval grows with what one walk costs, so the supervisor never spends more than 1/GRANT_DUTY of
+its time there. Between polls a single file cannot outgrow the disk limit: granted programs run with a hard
+RLIMIT_FSIZE of it (shim.host_spawn). Each check's reason names the limit and its variable.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Final
+
+from shim import reaper
+from shim.limits import Limits
+from shim.runctx import RunContext
+
+POLL_S: Final = 0.2
+GRANT_POLL_S: Final = 1.0
+GRANT_DUTY: Final = 20
+
+
+def dir_size(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+class Usage:
+    """The run's baseline (sizes before the guest starts) and the polls against `limits`."""
+
+    def __init__(self, ctx: RunContext, limits: Limits) -> None:
+        self.limits = limits
+        self.near = [d for d in dict.fromkeys((ctx.out_dir, ctx.tmp_dir)) if d]
+        grant = ctx.grant
+        self.grants = [d for d in dict.fromkeys(grant.writable if grant is not None else ())
+                       if d and d not in self.near and os.path.isdir(d)]
+        self.base = {d: dir_size(d) for d in (*self.near, *self.grants)}
+        self.size = dict(self.base)
+        self.next_near = 0.0
+        self.next_grants = 0.0
+
+    def check(self, now: float) -> str:
+        """The reason to stop the run now, or ""."""
+        return self._processes() or self._disk(now)
+
+    def final(self) -> str:
+        """After the guest ended: every directory once more."""
+        return self._disk(time.monotonic(), force=True)
+
+    def _processes(self) -> str:
+        if not reaper.spawned():
+            return ""
+        census = reaper.census()
+        if census.processes > self.limits.processes:
+            return (f"its programs ran more than {self.limits.processes} processes at once "
+                    "(CRATECAGE_LIMIT_PROCESSES)")
+        if census.rss > self.limits.child_memory:
+            return (f"its programs used more than {self.limits.child_memory} bytes of memory "
+                    f"({census.rss} resident, CRATECAGE_LIMIT_CHILD_MEMORY)")
+        return ""
+
+    def _disk(self, now: float, force: bool = False) -> str:
+        if force or now >= self.next_near:
+            self.next_near = now + POLL_S
+            for d in self.near:
+                self.size[d] = dir_size(d)
+        if self.grants and (force or now >= self.next_grants):
+            started = time.monotonic()
+            for d in self.grants:
+                self.size[d] = dir_size(d)
+            self.next_grants = now + max(GRANT_POLL_S, GRANT_DUTY * (time.monotonic() - started))
+        added = sum(self.size.values()) - sum(self.base.values())
+        if added > self.limits.disk:
+            where = "OUT_DIR, the temp dir and writable grants" if self.grants else "OUT_DIR and the temp dir"
+            return f"wrote more than {self.limits.disk} bytes into {where} (CRATECAGE_LIMIT_DISK)"
+        return ""
