@@ -47,6 +47,7 @@ __all__ = ["ALLOWED", "CODEGEN_ALLOWED", "CODEGEN_DENIED", "DENIED", "ProbeDenie
            "is_compiler_request", "landlock_status", "run_probe"]
 
 TIMEOUT_S: Final = 60
+DEADLINE_MARGIN_S: Final = 1.0  # a probe still running this long after the run's deadline is killed by itself
 SAFE_PATH: Final = "/usr/bin:/bin"
 LINK_FREE_CRATE_TYPES: Final = frozenset({"lib", "rlib", "staticlib"})  # rustc writes these itself
 # `--print` requests answered while compiling; every other one makes rustc print and stop.
@@ -383,9 +384,11 @@ def _run(ctx: RunContext, plan: _Plan, argv: list[str], base: str, out: str, std
     confined = landlock.abi_version() > 0
     if confined:
         argv = landlock_exec.command(argv, read_set(ctx, env), [out])
+    # At the run's deadline the supervisor stops the run and kills the probe with it (shim.runner); this
+    # timeout, a little later, is the backstop for a caller without a supervisor.
     timeout, cause = min((TIMEOUT_S, f"ran longer than {TIMEOUT_S} s"),
-                         (ctx.deadline - time.monotonic(), "was still running at the run's time limit "
-                                                           "(CRATECAGE_LIMIT_TIME)"))
+                         (ctx.deadline + DEADLINE_MARGIN_S - time.monotonic(),
+                          "was still running at the run's time limit (CRATECAGE_LIMIT_TIME)"))
     if timeout <= 0:
         raise ProbeDenied("rustc", f"the probe {cause}; not started")
     with open(os.path.join(base, "stderr"), "w+b") as err:

@@ -285,12 +285,11 @@ class GuestRun:
             self.done.set()
 
     def _supervise(self, guest: threading.Thread) -> Outcome:
-        started = time.monotonic()
         hard_deadline: float | None = None
         while not self.done.wait(TICK_S):
             self.engine.increment_epoch()
             now = time.monotonic()
-            if now - started >= self.limits.time_s:
+            if now >= self.ctx.deadline:
                 self._stop(f"ran longer than {self.limits.time_s:g} s (CRATECAGE_LIMIT_TIME)")
             elif not self.interrupt.reason:
                 exceeded = self.usage.check(now)  # processes, their memory, disk (shim.usage)

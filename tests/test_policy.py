@@ -119,6 +119,12 @@ def test_sandbox_native_and_limits(tmp_path: Path) -> None:
     assert not grant_of(tmp_path, "").native
 
 
+
+def test_limits_on_native_children_and_disk(tmp_path: Path) -> None:
+    g = grant_of(tmp_path, 'limits = { processes = 512, child-memory = "8GiB", disk = "10GiB" }')
+    assert (g.limits.processes, g.limits.child_memory, g.limits.disk) == (512, 8 << 30, 10 << 30)
+
+
 def test_mode_is_global(tmp_path: Path) -> None:
     assert load(tmp_path, '[permissions]\nmode = "warn"').mode == "warn"
     assert load(tmp_path, "[permissions]").mode == "enforce"
@@ -197,6 +203,14 @@ def test_mode_is_global(tmp_path: Path) -> None:
          "unknown key; expected one of time, memory"),
         ('[permissions.build."a b".limits]\nmemory = true\n', 2, 'permissions.build."a b".limits.memory',
          "found a boolean"),
+        ('[permissions.build.foo]\nlimits = { processes = "many" }\n', 2, "permissions.build.foo.limits.processes",
+         "expected a whole number of processes such as 512, found a string"),
+        ('[permissions.build.foo]\nlimits = { processes = 0 }\n', 2, "permissions.build.foo.limits.processes",
+         "expected a number above zero"),
+        ('[permissions.build.foo]\nlimits = { child-memory = "lots" }\n', 2,
+         "permissions.build.foo.limits.child-memory", 'expected a value such as "8GiB"'),
+        ('[permissions.build.foo]\nlimits = { disk = -1 }\n', 2, "permissions.build.foo.limits.disk",
+         "expected a value above zero"),
         ("[[permissions.build.foo]]\nversion = '1'\n[[permissions.build.foo]]\nversion = 'y'\n", 4,
          "permissions.build.foo[1].version", "expected a semver requirement"),
         ('# a comment with "[permissions.build.foo]" in it\ns = """\n[permissions.build.foo]\n"""\n', 2, "s",

@@ -42,3 +42,14 @@ def test_dot_comes_before_granted_preopens_so_a_granted_root_wins_absolute_paths
     guests = [guest for _host, guest, _writable in table]
     assert guests == ["/ws/app", ".", "/ws/target/out", "/tmp/run", "/"]
     assert [writable for _h, _g, writable in table] == [False, False, True, True, False]
+
+
+def test_policy_limits_fill_every_field_the_environment_leaves_unset() -> None:
+    from policy.model import Grant, Limits as PolicyLimits
+    from shim.limits import from_env
+
+    grant = Grant("build", "c", "1.0.0", limits=PolicyLimits(time_s=300, processes=512, child_memory=8 << 30,
+                                                                 disk=1 << 40))
+    env = {"CRATECAGE_LIMIT_OUT_DIR": "1MiB", "CRATECAGE_LIMIT_PROCESSES": "7"}  # OUT_DIR: DISK's old name
+    limits = runner.with_grant_limits(from_env(env), grant, env)
+    assert (limits.time_s, limits.processes, limits.child_memory, limits.disk) == (300, 7, 8 << 30, 1 << 20)

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,16 +197,26 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> dict:
     subprocess.run(["cc", "-shared", "-fPIC", f'-DCANARY="{canary}"', f'-DOUTSIDE="{outside}"', f"-DPORT={port}",
                     "-o", str(package / "evil.so"), str(native / "evil_plugin.c")], check=True)
     subprocess.run(["cc", "-o", str(tools / "forker"), str(native / "forker.c")], check=True)
-    policy(package, "hostile-spawn", "cc", "cat", str(tools / "forker"))
+    subprocess.run(["cc", "-o", str(tools / "procs"), str(native / "procs.c")], check=True)
+    gen = root / "gen"  # a writable grant
+    gen.mkdir()
+    policy(package, "hostile-spawn", "cc", "cat", str(tools / "forker"), str(tools / "procs"))
+    with (package / "cratecage.toml").open("a") as f:
+        f.write(f'filesystem-access = {{ action = "permit", writable = [{json.dumps(str(gen))}] }}\n')
+    tmp = root / "tmp"  # the runner's TMPDIR: its run directories (and probes' scratch dirs) must not stay
+    tmp.mkdir()
     yield {"package": package, "canary": canary, "token": token, "outside": outside, "accepted": accepted,
-           "forker": tools / "forker"}
+           "forker": tools / "forker", "procs": tools / "procs", "marker": "cratecage_procs_" + secrets.token_hex(6),
+           "gen": gen, "tmp": tmp}
     stop.set()
     server.close()
 
 
-def build(cargo: Cargo, arena: dict, targets: Path, feature: str) -> CargoRun:
+def build(cargo: Cargo, arena: dict, targets: Path, feature: str, limits: dict[str, str] | None = None) -> CargoRun:
     env = {"HOSTILE_CANARY": str(arena["canary"]), "HOSTILE_PLUGIN": str(arena["package"] / "evil.so"),
-           "HOSTILE_FORKER": str(arena["forker"])}
+           "HOSTILE_FORKER": str(arena["forker"]), "HOSTILE_PROCS": str(arena["procs"]),
+           "HOSTILE_MARKER": arena["marker"], "HOSTILE_GEN": str(arena["gen"]), "TMPDIR": str(arena["tmp"]),
+           **(limits or {})}
     return cargo(arena["package"], "build", "--features", feature, wrapped=True,
                  target_dir=targets / "hostile-spawn", extra_env=env, check=False)
 
@@ -246,3 +257,95 @@ def test_a_double_forked_grandchild_does_not_outlive_the_run(cargo: Cargo, arena
         assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # killed; only its exit status remains
     except psutil.NoSuchProcess:
         pass
+
+
+# -- processes, memory and disk of granted programs and probes (issue 9, class D) ------------------------------
+
+def marked_processes(marker: str) -> list[int]:
+    """PIDs whose argv holds `marker` (procs.c and the probes carry it; fork keeps the argv)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def assert_nothing_survives(arena: dict) -> None:
+    survivors = marked_processes(arena["marker"])
+    for pid in survivors:  # ours by the marker: never leave them running, even when the test fails
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    assert survivors == [], "processes of the run outlived it"
+    assert [p.name for p in arena["tmp"].iterdir()] == [], "a run or probe directory was left behind"
+
+
+@dataclass(frozen=True)
+class Limit:
+    feature: str
+    ok: bool
+    expect: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+STOPPED = "cratecage: build script of hostile-spawn 0.1.0 stopped: "
+DISK_32M = {"CRATECAGE_LIMIT_DISK": "32MiB"}
+MEM_128M = {"CRATECAGE_LIMIT_CHILD_MEMORY": "128MiB"}
+LIMITS = [
+    Limit("fork-twin", True, ('hostile fork-twin: exit status: 0 stdout="children done\\n"',),
+          {"CRATECAGE_LIMIT_PROCESSES": "50"}),
+    Limit("fork-flood", False, (STOPPED + "its programs ran more than 50 processes at once (CRATECAGE_LIMIT_PROCESSES)",),
+          {"CRATECAGE_LIMIT_PROCESSES": "50"}),
+    Limit("memory-twin", True, ('hostile memory-twin: exit status: 0 stdout="allocated 32 MiB\\n"',), MEM_128M),
+    Limit("memory-hog", False, (STOPPED + "its programs used more than 134217728 bytes of memory",
+                                "CRATECAGE_LIMIT_CHILD_MEMORY)"), MEM_128M),
+    Limit("disk-twin", True, ('hostile disk-twin: exit status: 0 stdout="wrote 8 MiB\\n"',), DISK_32M),
+    Limit("disk-tmp", False, (STOPPED + "wrote more than 33554432 bytes into OUT_DIR, the temp dir and writable "
+                                        "grants (CRATECAGE_LIMIT_DISK)",), DISK_32M),
+    Limit("disk-grant", False, (STOPPED + "wrote more than 33554432 bytes into OUT_DIR, the temp dir and writable "
+                                          "grants (CRATECAGE_LIMIT_DISK)",), DISK_32M),
+    Limit("probe-twin", True, ("hostile probe-twin: exit status: 0",), {"CRATECAGE_LIMIT_TIME": "5"}),
+    Limit("probe-forever", False, ("cratecage: build script of hostile-spawn 0.1.0 ",
+                                   "ran longer than 5 s (CRATECAGE_LIMIT_TIME)"), {"CRATECAGE_LIMIT_TIME": "5"}),
+]
+
+
+@pytest.mark.skipif(landlock.abi_version() < 4, reason="needs Landlock ABI 4 (TCP) to confine granted programs")
+@pytest.mark.parametrize("limit", LIMITS, ids=[a.feature for a in LIMITS])
+def test_limit(cargo: Cargo, arena: dict, targets: Path, limit: Limit) -> None:
+    run = build(cargo, arena, targets, limit.feature, limit.env)
+    text = run.proc.stderr + run.proc.stdout
+    assert run.ok == limit.ok, text[-3000:]
+    for expected in limit.expect:
+        assert expected in text, text[-3000:]
+    assert "Traceback" not in text and arena["token"] not in text
+    assert_nothing_survives(arena)
+    for leftover in arena["gen"].iterdir():
+        leftover.unlink()
+
+
+@pytest.mark.skipif(landlock.abi_version() < 4, reason="needs Landlock ABI 4 (TCP) to confine granted programs")
+def test_a_reforking_daemon_is_gone_before_the_checks_and_plants_nothing(cargo: Cargo, arena: dict,
+                                                                          targets: Path) -> None:
+    """Each generation of the daemon forks the next and exits, so a one-shot sweep always misses the newest;
+    1.5 s in, it would replace OUT_DIR/target.txt (which src/main.rs include_str!s) by a symlink to the
+    canary, after the post-run checks. The run stops the whole tree first. (A generation lives 2 ms, less
+    than one scan of /proc takes, so the marker scan cannot see this daemon; the planted file is the proof
+    it is gone: with the old one-shot psutil sweep this test fails on it.)"""
+    run = build(cargo, arena, targets, "chain-plant")
+    text = run.proc.stderr + run.proc.stdout
+    assert run.ok, text[-3000:]
+    assert 'hostile chain-plant: exit status: 0 stdout="chain started\\n"' in text, text[-3000:]
+    assert_nothing_survives(arena)
+    time.sleep(2.0)  # past the daemon's planting time: still nothing, nowhere
+    assert_nothing_survives(arena)
+    planted = list((targets / "hostile-spawn" / "debug" / "build").glob("hostile-spawn-*/out/target.txt"))
+    assert planted and all(not p.is_symlink() and p.read_text() == "harmless\n" for p in planted)
+    binary = (targets / "hostile-spawn" / "debug" / "hostile-spawn").read_bytes()
+    assert arena["token"].encode() not in binary + outputs_of(targets / "hostile-spawn")
+    assert arena["token"] not in text
