@@ -134,8 +134,8 @@ def preopens(root: str, guests: tuple[str, ...], hidden: Iterable[str],
         except OSError:
             continue
         if stat.S_ISDIR(st.st_mode):
-            os.mkdir(dest)  # the stand-in lists the name; the child's own preopen (longer prefix) serves it
-            if child not in inner:  # a hidden dir stays an empty stand-in
+            if child not in inner:  # a hidden dir is not there at all
+                os.mkdir(dest)  # the stand-in lists the name; the child's own preopen (longer prefix) serves it
                 deeper += preopens(child, (child,), inner, scratch)
         elif stat.S_ISLNK(st.st_mode):
             try:
