@@ -134,7 +134,7 @@ def preopens(root: str, guests: tuple[str, ...], hidden: Iterable[str],
         except OSError:
             continue
         if stat.S_ISDIR(st.st_mode):
-            if child not in inner:  # a hidden dir is not there at all
+            if child not in inner and os.access(child, os.R_OK | os.X_OK):  # a hidden dir is not there at all
                 os.mkdir(dest)  # the stand-in lists the name; the child's own preopen (longer prefix) serves it
                 deeper += preopens(child, (child,), inner, scratch)
         elif stat.S_ISLNK(st.st_mode):

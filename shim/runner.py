@@ -311,7 +311,12 @@ class GuestRun:
         wasi.stdout_custom = self._on_stdout
         wasi.stderr_custom = self._on_stderr
         for host, guest, writable in self.preopens:
-            wasi.preopen_dir(host, guest, writable)
+            try:
+                wasi.preopen_dir(host, guest, writable)
+            except wasmtime.WasmtimeError:
+                if os.path.isdir(host) and os.access(host, os.R_OK | os.X_OK):
+                    raise
+                # gone since it was listed (a view of warn mode's "/" lists /tmp), or unreadable: not shown
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         store.set_limits(memory_size=self.limits.memory)
