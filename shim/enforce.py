@@ -2,9 +2,9 @@
 
     load(environ)            the build's policy (policy.discover from the workspace root), once per process
     grant(...)               what this crate's build script may do
-    preopens(grant, ctx)     extra WASI directories: granted trees at their own paths; a granted *file*
-                             appears alone, through a directory of hard links (or copies, read-only)
-                             preopened at the file's parent path, since WASI preopens only directories
+    preopens(grant, ctx)     extra WASI directories: granted trees at their own paths, minus the target
+                             directory; a granted *file* appears alone, through a view of hard links (or
+                             copies, read-only) preopened at the file's parent path (shim.fsview)
     env_extra(grant, ctx)    host variables the grant adds to the guest's environment
     filter_stdout(...)       the directives cargo will see (shim.directives), denials for the rest
     observed_denials(...)    failed accesses the guest reported (shim.host_observe) that a grant would allow,
@@ -24,7 +24,6 @@ without failing the build.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Mapping
 
@@ -99,37 +98,39 @@ def preopens(grant: Grant | None, ctx: RunContext) -> list[tuple[str, str, bool]
     """(host dir, guest path, writable) for every granted path not already preopened; in warn mode the
     writable ones and "/" read-only, last (shim.runner.preopen_table says why the order matters). Read-only
     grants need no preopen of their own under "/", and a granted file's directory of links would hide the
-    file's siblings from it."""
+    file's siblings from it.
+
+    Granted files are shown through views in the run's host-only scratch directory (shim.fsview: never under
+    the guest's temp dir, where a write through the link would reach a read-only host file). A readable tree
+    that holds the target directory, warn mode's "/" included, is shown without it (shim.fsview)."""
     if grant is None:
         return []
-    base = [ctx.package_dir, ctx.out_dir, ctx.tmp_dir]
+    from shim import fsview
+
+    hidden = fsview.hidden_dirs(ctx)
     out: list[tuple[str, str, bool]] = []
-    files: dict[str, list[tuple[str, bool]]] = {}
+    files: list[tuple[str, bool]] = []
     granted = ((grant.writable, True),) if _warn(grant) else ((grant.writable, True), (grant.readable, False))
     for paths, writable in granted:
         for path in paths:
-            if _covered(path, base) or any(_covered(path, [d]) for d, _g, _w in out):
+            in_hidden = any(_covered(path, [h]) for h in hidden)  # only an explicit grant reaches it
+            shown = [g for _h, g, w in out if w or not (writable or in_hidden)]
+            if _covered(path, [ctx.out_dir, ctx.tmp_dir, *shown]) or (
+                    not writable and not in_hidden and _covered(path, [ctx.package_dir])):
                 continue
             if os.path.isdir(path):
-                out.append((path, path, writable))
+                if writable or in_hidden:
+                    out.append((path, path, writable))
+                else:
+                    out += fsview.preopens(path, (path,), hidden, ctx.host_scratch)
             elif os.path.exists(path):
-                files.setdefault(os.path.dirname(path), []).append((path, writable))
-    for parent, members in files.items():
-        view = os.path.join(ctx.tmp_dir, ".cratecage-files", str(len(out)))
-        os.makedirs(view)
-        writable_view = False
-        for path, writable in members:
-            dest = os.path.join(view, os.path.basename(path))
-            try:
-                os.link(path, dest)
-                writable_view = writable_view or writable
-            except OSError:
-                if writable:
-                    continue  # a copy would lose the writes: leave it out, the guest will report it
-                shutil.copy2(path, dest)
-        out.append((view, parent, writable_view))
+                files.append((path, writable))
+    out += fsview.file_views(files, ctx.host_scratch)
     if _warn(grant):
-        out.append(("/", "/", False))
+        seen = {guest for _h, guest, _w in out}
+        view = fsview.preopens("/", ("/",), [*hidden, *([ctx.host_dir] if ctx.host_dir else [])],
+                               ctx.host_scratch)
+        out += [p for p in view if p[1] == "/" or p[1] not in seen]
     return out
 
 

@@ -15,8 +15,10 @@ child is started like this, and nothing is left to the guest:
   - the working directory: the guest's choice, inside the package, OUT_DIR, the temp dir or a grant.
   - confinement (Landlock, through shim.landlock_exec): read and execute the program's own files, its
     curated profile (policy/programs.toml: a C compiler reads system headers), the package, OUT_DIR,
-    the temp dir and the crate's granted paths; write OUT_DIR, the temp dir and writable grants; TCP
-    connect only to the ports of the crate's network routes.
+    the temp dir and the crate's granted paths, never the rest of the target directory (shim.fsview);
+    write OUT_DIR, the temp dir and writable grants, where it may create regular files, directories and
+    symbolic links but no FIFO, socket or device node (shim.landlock); TCP connect only to the ports of
+    the crate's network routes; change the metadata of nothing outside the write set (shim.landlock_exec).
   - its own wall-clock budget (shim.limits: CRATECAGE_LIMIT_CHILD_TIME, default 300 s), and the run's
     deadline.
   - a hard RLIMIT_FSIZE of the run's disk limit (CRATECAGE_LIMIT_DISK); the supervisor (shim.runner)
@@ -178,7 +180,11 @@ def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
     profile = profile_for(requested) or profile_for(program)
     if profile is not None:
         execute += profile.read
-    read = [ctx.package_dir, ctx.out_dir, ctx.tmp_dir, *grant.readable]
+    from shim import fsview
+
+    hidden = fsview.hidden_dirs(ctx)  # the package and readable grants minus the target dir, but OUT_DIR
+    read = [*(p for root in (ctx.package_dir, *grant.readable) if root for p in fsview.landlock_paths(root, hidden)),
+            ctx.out_dir, ctx.tmp_dir]
     write = [ctx.out_dir, ctx.tmp_dir, *grant.writable, "/dev/null"]
     ports = tuple(sorted({int(port) for port in (parse_route(r)[1] for r in grant.routes) if port != "*"}))
     return Confinement([p for p in execute if p], [p for p in read if p], [p for p in write if p], ports)

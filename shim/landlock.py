@@ -6,8 +6,8 @@ guest-chosen input. A probe whose source says `include_bytes!("/home/me/.ssh/id_
 stop that, confining what the child can *read* does (notes/sandbox-experiments.md §7). Landlock is
 unprivileged, applies to the calling process and its descendants, and cannot be lifted.
 
-`restrict(read, write)` allows reading/executing under `read`, everything under `write`, and nothing else
-on the filesystem; with ABI >= 4 it also refuses every TCP bind/connect except `allow_connect_ports`, and
+`restrict(read, write)` allows reading/executing under `read`, everything under `write` but creating
+FIFOs, sockets and device nodes, and nothing else on the filesystem; with ABI >= 4 it also refuses every TCP bind/connect except `allow_connect_ports`, and
 with ABI >= 6 signals and abstract unix sockets that leave the domain. Rights the running kernel does not
 know are simply not handled (best effort, as the kernel documentation recommends): the caller reports
 `abi_version()` so a person knows what they got. Paths that do not exist are skipped.
@@ -50,6 +50,9 @@ _FS_RIGHTS_BY_ABI: Final = ((1, (1 << 13) - 1),  # EXECUTE .. MAKE_SYM
 _EXECUTE, _WRITE_FILE, _READ_FILE, _READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 _FILE_ONLY_RIGHTS: Final = _EXECUTE | _WRITE_FILE | _READ_FILE | (1 << 14) | (1 << 15)
 _READ_RIGHTS: Final = _EXECUTE | _READ_FILE | _READ_DIR
+# Never granted, not even under `write`: a FIFO left in OUT_DIR blocks the next rustc that opens it, a
+# socket or device node there is a door to something else. Directories, regular files and symlinks only.
+_MAKE_SPECIAL: Final = (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11)  # MAKE_CHAR, MAKE_SOCK, MAKE_FIFO, MAKE_BLOCK
 _NET_BIND_TCP, _NET_CONNECT_TCP, _RULE_NET_PORT = 1 << 0, 1 << 1, 2
 _SCOPES_ABI6: Final = (1 << 0) | (1 << 1)  # abstract unix sockets, signals
 
@@ -135,7 +138,7 @@ def restrict(read: Iterable[str], write: Iterable[str], *, allow_connect_ports: 
         for path in read:
             _add_path(fd, path, _READ_RIGHTS & handled & no_exec)
         for path in write:
-            _add_path(fd, path, handled & no_exec)
+            _add_path(fd, path, handled & no_exec & ~_MAKE_SPECIAL)
         for path in execute or ():
             _add_path(fd, path, _READ_RIGHTS & handled)
         for port in allow_connect_ports if abi >= 4 else ():

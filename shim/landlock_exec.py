@@ -8,7 +8,9 @@ With `--exec` or `--no-exec`, only the `--exec` trees may be executed (landlock.
 Why a launcher rather than `preexec_fn`: see shim.landlock. `command()` builds this argv for a caller.
 It runs as a script (not `-m`), in isolated mode and without site, so it starts fast (~15 ms) and nothing in
 the caller's environment (PYTHONPATH, .pth files) can run code before the restriction; it imports only
-shim.landlock, shim.seccomp (TCP sockets only, applied after Landlock) and the standard library.
+shim.mountns (a private mount namespace, read-only outside `--write`: no chmod, chown, utimes or xattr
+change outside the write set; ~3 ms), shim.landlock, shim.seccomp (TCP sockets only, applied after
+Landlock) and the standard library.
 
 Exit status `LAUNCH_FAILED` (with one `cratecage-landlock:` line on stderr) means the program never ran
 because the confinement could not be applied: the launcher fails closed, it never runs a program unconfined.
@@ -60,8 +62,12 @@ def parse(argv: list[str]) -> tuple[list[str], list[str], list[int], list[str] |
 def main(argv: list[str]) -> None:
     try:
         read, write, ports, execute, program = parse(argv)
-        from shim import landlock, seccomp  # both before the restriction: after it, shim/ is unreadable
+        from shim import landlock, mountns, seccomp  # before the restriction: after it, shim/ is unreadable
 
+        try:  # before Landlock, which forbids mounting: metadata outside the write set (shim.mountns)
+            mountns.read_only_outside(write)
+        except mountns.Unavailable:
+            pass  # no namespace can be made here: metadata changes stay possible (README, Limits)
         landlock.restrict(read, write, allow_connect_ports=ports, execute=execute)
         seccomp.restrict_sockets(udp=bool(ports))  # what Landlock leaves open: Unix sockets, UDP (shim.seccomp)
         os.execv(program[0], program)

@@ -442,9 +442,13 @@ def probe_env(ctx: RunContext, out: str) -> dict[str, str]:
 
 def read_set(ctx: RunContext, env: dict[str, str]) -> list[str]:
     """What the confined rustc may read: what the loader maps to start it, the sysroot's rustlib (std for
-    every installed target), a target spec file if TARGET is one, the package and OUT_DIR."""
+    every installed target), a target spec file if TARGET is one, the package minus the target directory
+    (shim.fsview) and OUT_DIR."""
+    from shim import fsview
+
+    package = fsview.landlock_paths(ctx.package_dir, fsview.hidden_dirs(ctx)) if ctx.package_dir else []
     paths = [*_loader_files(ctx.rustc, env.get("LD_LIBRARY_PATH", ""), ctx.sysroot),
-             os.path.join(ctx.sysroot, "lib", "rustlib"), ctx.package_dir, ctx.out_dir]
+             os.path.join(ctx.sysroot, "lib", "rustlib"), *package, ctx.out_dir]
     target = ctx.env.get("TARGET", "")
     if target.endswith(".json") and os.path.isfile(target):
         paths.append(target)

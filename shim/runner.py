@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -82,9 +83,16 @@ def preopen_table(ctx: RunContext, granted: list[tuple[str, str, bool]]) -> list
     or absolute paths outside every other preopen would be looked up below the package directory. Relative
     paths are absolute by then (the facade's env.rs changes to the package directory before `main`), and
     the longer package, OUT_DIR, temp dir and granted prefixes win over "/".
+
+    Longest-prefix resolution is also how a package that holds the target directory (every single-package
+    project) is shown without it: shim.fsview preopens a view of the package's top level and each of its
+    other subdirectories at its own path, so OUT_DIR (longer still) is reachable and the rest of the target
+    directory (other crates' fingerprints and `.d` files, which hold variables' values) is not.
     """
-    return [(ctx.package_dir, ctx.package_dir, False), (ctx.package_dir, ".", False),
-            (ctx.out_dir, ctx.out_dir, True), (ctx.tmp_dir, ctx.tmp_dir, True), *granted]
+    from shim import fsview
+
+    package = fsview.preopens(ctx.package_dir, (ctx.package_dir, "."), fsview.hidden_dirs(ctx), ctx.host_scratch)
+    return [*package, (ctx.out_dir, ctx.out_dir, True), (ctx.tmp_dir, ctx.tmp_dir, True), *granted]
 
 
 @dataclass(frozen=True)
@@ -166,16 +174,83 @@ def _dir_size(path: str) -> int:
 
 def escaping_symlinks(out_dir: str) -> list[tuple[str, str]]:
     """Symbolic links under OUT_DIR whose target resolves outside it: (link, target)."""
-    root = os.path.realpath(out_dir)
+    return [(path, what[len(_LINK_TO):]) for path, what in leftovers(out_dir) if what.startswith(_LINK_TO)]
+
+
+_LINK_TO = "symbolic link to "
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                  (stat.S_ISBLK, "block device"))
+
+
+def leftovers(root: str) -> list[tuple[str, str]]:
+    """What a run may not leave under a directory it could write (OUT_DIR, the temp dir, a writable grant):
+    anything but a regular file, a directory or a symbolic link that resolves inside `root`, as
+    (path, what it is). A FIFO blocks the next rustc that opens it; rustc and cargo follow links natively."""
+    real_root = os.path.realpath(root)
     found = []
-    for base, dirs, files in os.walk(out_dir):
+    if not os.path.isdir(root):  # a writable *file* grant is the owner's file: Landlock keeps it one
+        return []
+    for base, dirs, files in os.walk(root):  # never descends through a link
         for name in dirs + files:
             path = os.path.join(base, name)
-            if os.path.islink(path):
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                continue
+            if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+                continue
+            if stat.S_ISLNK(mode):
                 target = os.path.realpath(path)
-                if target != root and not target.startswith(root + os.sep):
-                    found.append((path, os.readlink(path)))
+                if target == real_root or target.startswith(real_root.rstrip(os.sep) + os.sep):
+                    continue
+            found.append((path, _kind(mode, path, real_root)))
     return found
+
+
+def _kind(mode: int, path: str, root: str) -> str:
+    if stat.S_ISLNK(mode):
+        try:
+            return _LINK_TO + os.readlink(path)
+        except OSError:
+            return _LINK_TO + "?"
+    return next((name for test, name in _SPECIAL_KINDS if test(mode)), "special file")
+
+
+def _writable_roots(ctx: RunContext) -> list[tuple[str, str]]:
+    grant = ctx.grant
+    return [("OUT_DIR", ctx.out_dir), ("the temp dir", ctx.tmp_dir),
+            *(("the writable grant " + w, w) for w in (grant.writable if grant is not None else ())
+              if os.path.isdir(w))]
+
+
+def leftovers_before(ctx: RunContext) -> set[tuple[str, str]]:
+    """What `leftovers` finds in the writable grants before the run: the owner's own links and special
+    files there are not the run's doing, and are left alone."""
+    return {found for label, root in _writable_roots(ctx) if label.startswith("the writable grant")
+            for found in leftovers(root)}
+
+
+def check_leftovers(ctx: RunContext, before: set[tuple[str, str]] = frozenset()) -> None:  # type: ignore[assignment]
+    """After every descendant of the run is gone: remove what `leftovers` finds under OUT_DIR, the temp dir
+    and each writable grant (but what was there `before`), each a fatal denial."""
+    for label, root in _writable_roots(ctx):
+        if not root:
+            continue
+        for path, what in leftovers(root):
+            if (path, what) in before:
+                continue
+            if what.startswith(_LINK_TO):
+                reason = f"symbolic link in {label} points outside it (to {what[len(_LINK_TO):]})"
+                fix = f"build scripts may only leave links inside {label}; the link was removed"
+            else:
+                reason = f"a {what} in {label}"
+                fix = (f"build scripts may leave only regular files, directories and links inside {label}; "
+                       f"the {what} was removed")
+            ctx.deny("filesystem-access", path, reason, fix)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 class GuestRun:
@@ -246,7 +321,12 @@ class GuestRun:
         wasi.stdout_custom = self._on_stdout
         wasi.stderr_custom = self._on_stderr
         for host, guest, writable in self.preopens:
-            wasi.preopen_dir(host, guest, writable)
+            try:
+                wasi.preopen_dir(host, guest, writable)
+            except wasmtime.WasmtimeError:
+                if os.path.isdir(host) and os.access(host, os.R_OK | os.X_OK):
+                    raise
+                # gone since it was listed (a view of warn mode's "/" lists /tmp), or unreadable: not shown
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         store.set_limits(memory_size=self.limits.memory)
@@ -370,18 +450,14 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
     started = time.monotonic()
     ctx.env.update(enforce.env_extra(grant, ctx))
     ctx.grant = grant
+    before = leftovers_before(ctx)
     run = GuestRun(ctx, wasm, limits, module_cache, enforce.preopens(grant, ctx))
     try:
         outcome = run.run()
     finally:
         run.close()
-    for link, target in escaping_symlinks(ctx.out_dir):
-        ctx.deny("filesystem-access", link, f"symbolic link in OUT_DIR points outside it (to {target})",
-                 "build scripts may only leave links inside OUT_DIR; the link was removed")
-        try:
-            os.unlink(link)
-        except OSError:
-            pass
+    check_leftovers(ctx, before)
+    target_reads(ctx)
     enforce.observed_denials(ctx, grant)
     stdout = enforce.filter_stdout(bytes(run.stdout), ctx, grant)
     if policy_file:
@@ -409,6 +485,28 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
     audit.record(wasm.parent.parent.parent, ctx, grant, outcome.exit_code, outcome.message,
                  time.monotonic() - started)
     return outcome
+
+
+def target_reads(ctx: RunContext) -> None:
+    """A read the guest reported failing inside the target directory but OUT_DIR (shim.fsview hides the
+    rest: other crates' fingerprints and `.d` files hold variables' values) is a fatal denial; no policy
+    entry grants it, short of naming a path inside the target directory."""
+    from shim import fsview
+    from shim.directives import inside
+
+    hidden = fsview.hidden_dirs(ctx)
+    grant = ctx.grant
+    granted = [*(grant.readable if grant is not None else ()), *(grant.writable if grant is not None else ())]
+    for obs in ctx.observations:
+        if obs.kind != "fs" or obs.op not in ("read", "list") or obs.succeeded:
+            continue
+        path = os.path.normpath(obs.target)
+        if (any(inside(path, h) for h in hidden) and not inside(path, ctx.out_dir)
+                and not any(inside(path, g) for g in granted)):
+            ctx.deny("filesystem-access", f"{obs.op} {path}",
+                     "inside the target directory, which holds other crates' build state; a build script "
+                     "reads only its own OUT_DIR there", "read what the build needs from the package or "
+                     "OUT_DIR instead")
 
 
 def rerun_on_policy_edits(stdout: bytes, ctx: RunContext, policy_file: str) -> bytes:

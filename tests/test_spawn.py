@@ -155,8 +155,9 @@ ATTACKS = [
     Attack("cat-canary", True, ("hostile cat-canary: exit status: 1", "Permission denied")),
     Attack("cat-twin", True, ('hostile cat-twin: exit status: 0 stdout="harmless data inside the package\\n"',)),
     Attack("cc-plugin", True, ("hostile plugin-report: read: Permission denied",
-                               "hostile plugin-report: write: Permission denied",
-                               "hostile plugin-report: connect: Permission denied"), ("read: ok", "connect: ok")),
+                               "hostile plugin-report: write: ",  # EACCES, or EROFS (shim.mountns)
+                               "hostile plugin-report: connect: Permission denied"),
+           ("read: ok", "write: ok", "connect: ok")),
     Attack("cc-twin", True, ("hostile cc-twin: exit status: 0",)),
     Attack("path-hijack", True, ("hostile build-fake-as: exit status: 0", "hostile env-hijack: exit status: 0",
                                  "hostile env-hijack-ran: false", "hostile b-hijack-ran: false")),
