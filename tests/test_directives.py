@@ -12,6 +12,7 @@ from shim import directives
 from shim.directives import CARGO_KEYS, RULES, Directive, filter, parse, parse_lines
 
 OUT = "/t/debug/build/foo-1234/out"
+ENV_DENIED = "rustc, the linker or a program they start reads this variable: "
 
 
 @pytest.mark.parametrize(
@@ -110,22 +111,31 @@ def nothing_granted(key: str, target: str) -> bool:
     return False
 
 
-def run(stdout: str | bytes, out_dir: str = OUT,
-        grant: directives.GrantCheck = nothing_granted) -> tuple[list[str], list[tuple[str, str]]]:
-    kept, denied = filter(stdout, out_dir=out_dir, grant_allows_directive=grant)
+def run(stdout: str | bytes, out_dir: str = OUT, grant: directives.GrantCheck = nothing_granted,
+        env_visible: directives.EnvCheck = directives._no_env) -> tuple[list[str], list[tuple[str, str]]]:
+    kept, denied = filter(stdout, out_dir=out_dir, grant_allows_directive=grant, env_visible=env_visible)
     return kept, [(d.raw, reason) for d, reason in denied]
 
 
 @pytest.mark.parametrize(
     "line",
-    ["cargo:rerun-if-changed=build.rs", "cargo::rerun-if-env-changed=FOO", "cargo:rustc-cfg=has_foo",
+    ["cargo:rerun-if-changed=build.rs", "cargo:rustc-cfg=has_foo",
      'cargo::rustc-check-cfg=cfg(has_foo, values("a"))', "cargo:warning=careful", "cargo::error=broken",
      "cargo::metadata=include=/x", "cargo:include=/x", "cargo:rustc-env=GIT_HASH=abc123",
-     f"cargo:rustc-link-search={OUT}", f"cargo:rustc-link-search=native={OUT}/lib",
-     f"cargo::rustc-link-search=all={OUT}/", f"cargo:rustc-link-search=dependency={OUT}/a/./b"],
+     f"cargo:rustc-link-search=native={OUT}/lib", f"cargo::rustc-link-search=native={OUT}/a/./b"],
 )
 def test_harmless_directives_pass_without_a_grant(line: str) -> None:
     assert run(line + "\n") == ([line], [])
+
+
+@pytest.mark.parametrize(
+    "line, rendered",
+    [(f"cargo:rustc-link-search={OUT}", f"cargo:rustc-link-search=native={OUT}"),
+     (f"cargo::rustc-link-search=all={OUT}/", f"cargo::rustc-link-search=native={OUT}/"),
+     (f"  cargo:rustc-link-search=all={OUT}/lib\r", f"cargo:rustc-link-search=native={OUT}/lib")],
+)
+def test_search_paths_into_out_dir_search_native_libraries_only(line: str, rendered: str) -> None:
+    assert run(line + "\n") == ([rendered], [])
 
 
 @pytest.mark.parametrize(
@@ -135,30 +145,35 @@ def test_harmless_directives_pass_without_a_grant(line: str) -> None:
         ("cargo::rustc-link-arg-bins=-fuse-ld=/tmp/ld", "needs a grant"),
         ("cargo:rustc-cdylib-link-arg=-x", "needs a grant"),
         ("cargo:rustc-flags=-L /usr/lib -lz", "needs a grant"),
-        ("cargo:rustc-env=LD_PRELOAD=/tmp/evil.so", "variable changes how programs load or run"),
-        ("   cargo:rustc-env=LD_PRELOAD=/tmp/evil.so", "variable changes how programs load or run"),
-        ("cargo:rustc-env=LD_PRELOAD=/tmp/evil.so\r", "variable changes how programs load or run"),
-        ("\t cargo::rustc-env=LD_PRELOAD=/tmp/evil.so \r", "variable changes how programs load or run"),
-        ("cargo:rustc-env=ld_preload=/tmp/evil.so", "variable changes how programs load or run"),
-        ("cargo:rustc-env=PATH=/tmp", "variable changes how programs load or run"),
-        ("cargo:rustc-env=RUSTC_WRAPPER=/tmp/x", "variable changes how programs load or run"),
-        ("cargo:rustc-env=CRATECAGE_WRAPPER=/tmp/x", "variable changes how programs load or run"),
-        ("cargo:rustc-env=GCONV_PATH=/tmp", "variable changes how programs load or run"),
-        ("cargo:rustc-env=PYTHONPATH=/tmp", "variable changes how programs load or run"),
-        ("cargo:rustc-env==x", "variable changes how programs load or run"),
+        ("cargo:rustc-env=LD_PRELOAD=/tmp/evil.so", ENV_DENIED),
+        ("   cargo:rustc-env=LD_PRELOAD=/tmp/evil.so", ENV_DENIED),
+        ("cargo:rustc-env=LD_PRELOAD=/tmp/evil.so\r", ENV_DENIED),
+        ("\t cargo::rustc-env=LD_PRELOAD=/tmp/evil.so \r", ENV_DENIED),
+        ("cargo:rustc-env=ld_preload=/tmp/evil.so", ENV_DENIED),
+        ("cargo:rustc-env=PATH=/tmp", ENV_DENIED),
+        ("cargo:rustc-env=RUSTC_WRAPPER=/tmp/x", ENV_DENIED),
+        ("cargo:rustc-env=CRATECAGE_WRAPPER=/tmp/x", ENV_DENIED),
+        ("cargo:rustc-env=GCONV_PATH=/tmp", ENV_DENIED),
+        ("cargo:rustc-env=PYTHONPATH=/tmp", ENV_DENIED),
+        ("cargo:rustc-env==x", ENV_DENIED),
         ("cargo:rustc-link-search=/usr/lib", "search path outside OUT_DIR"),
         ("cargo:rustc-link-search=native=/tmp", "search path outside OUT_DIR"),
         (f"cargo:rustc-link-search={OUT}/../../../../../../tmp", "search path outside OUT_DIR"),
         (f"cargo:rustc-link-search={OUT}-sibling", "search path outside OUT_DIR"),
         ("cargo:rustc-link-search=out", "search path outside OUT_DIR"),
         (f"cargo:rustc-link-search=bogus={OUT}", "search path outside OUT_DIR"),  # rustc: path "bogus=..."
+        (f"cargo:rustc-link-search=dependency={OUT}/a/./b", "`dependency=` makes rustc look for crates there"),
+        (f"cargo::rustc-link-search=crate={OUT}", "`crate=` makes rustc look for crates there"),
+        (f"cargo:rustc-link-search=framework={OUT}", "`framework=` search paths are for macOS frameworks"),
+        ("cargo:rerun-if-env-changed=AWS_SECRET_ACCESS_KEY", "the build script may not see this variable"),
         ("cargo:rustc-link-lib=ssl", "library not found in a search path inside OUT_DIR"),
         ("cargo::foo=bar", "cargo would reject this line: unknown key `foo`"),
         ("cargo:rustc-env=NOVALUE", "cargo would reject this line: `rustc-env` needs `NAME=VALUE`, found no `=`"),
     ],
 )
 def test_other_directives_are_dropped_and_reported(line: str, reason: str) -> None:
-    assert run(line + "\n") == ([], [(line, reason)])
+    kept, [(raw, why)] = run(line + "\n")
+    assert (kept, raw) == ([], line) and why.startswith(reason), why
 
 
 def test_a_grant_lets_a_directive_through_in_canonical_form() -> None:
