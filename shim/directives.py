@@ -386,17 +386,18 @@ def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the
             if OLD_PREFIX not in item:
                 kept.append(item)
             continue
+        item = _render(item, root)
         reason = _check(item, ctx, grant_allows_directive)
         if reason:
             denied.append((item, reason))
         else:
-            kept.append(_render(item, root).canonical or "")
+            kept.append(item.canonical or "")
     return kept, denied
 
 
 def _render(directive: Directive, out_dir: str) -> Directive:
     """The directive as passed on: a search path inside OUT_DIR of kind `all=` or none becomes `native=`."""
-    if directive.key == "rustc-link-search":
+    if directive.key == "rustc-link-search" and not directive.problem:
         kind, path = split_search(directive.value)
         if kind in NATIVE_RENDERED_KINDS and inside(path, out_dir):
             return replace(directive, value=f"native={path}")
