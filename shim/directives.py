@@ -19,9 +19,16 @@ How cargo reads the output (`BuildOutput::parse`, cargo/src/cargo/core/compiler/
 Malformed directives (no "=", unknown new-form key, `rustc-env` without "=", bad `rustc-flags`) make
 cargo fail the build; here they are denials whose reason says cargo would reject the line.
 
-`filter` decides per directive by one table, `RULES`: some keys always pass, three pass when their
-target is inside OUT_DIR or harmless (`rustc-link-search`, `rustc-link-lib`, `rustc-env`), everything
-else only when the crate's grant allows `KEY=TARGET` (see policy/__init__.py for the grant syntax).
+`filter` decides per directive by one table, `RULES`: some keys always pass; `rerun-if-env-changed` passes
+for variables the script may see (cargo stores the value in the target dir); three pass when harmless:
+  - `rustc-env` when its name is none that rustc, the linker or a program they start reads (the class
+    rule of shim/env_names.py);
+  - `rustc-link-search` when the path is inside OUT_DIR, its kind looks for native libraries only (`all=`
+    and no kind are rendered `native=`; `crate=`/`dependency=` would let rustc load a planted crate), and
+    every file there the linker could open for any `-l` of any link is an archive, object or shared object
+    of the host's format (shim/linkinput.py: a linker script under a library's name reads host files);
+  - `rustc-link-lib` when its file is in such a directory;
+everything else only when the crate's grant allows `KEY=TARGET` (see policy/__init__.py for the grant syntax).
 Kept directives are re-rendered from the parsed key and value (`Directive.canonical`), so what cargo
 reads is exactly what was checked. Lines that are not directives pass unchanged unless they contain
 "cargo:" anywhere (cargo ignores them either way; this just leaves no room for a parser difference).

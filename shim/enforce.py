@@ -6,7 +6,8 @@
                              appears alone, through a directory of hard links (or copies, read-only)
                              preopened at the file's parent path, since WASI preopens only directories
     env_extra(grant, ctx)    host variables the grant adds to the guest's environment
-    filter_stdout(...)       the directives cargo will see (shim.directives), denials for the rest
+    filter_stdout(...)       the directives cargo will see (shim.directives), denials for the rest; a
+                             `rerun-if-env-changed` of a variable the script may not see is an env-access one
     observed_denials(...)    failed accesses the guest reported (shim.host_observe) that a grant would allow,
                              and in warn mode successful ones that enforce mode would have refused
 

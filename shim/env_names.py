@@ -38,10 +38,7 @@ code or finds tools; shim.host_spawn strips those from a granted child's environ
 
 from __future__ import annotations
 
-import re
 from typing import Final
-
-IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 # Rule 2: namespaces, by prefix, each with who reads it.
 NAMESPACES: Final[dict[str, str]] = {
@@ -146,7 +143,7 @@ _NAMESPACE_PREFIXES: Final = tuple(NAMESPACES)
 
 def tool_variable(name: str) -> str:
     """"" when `rustc-env` may set `name` without a grant; else why not (rules 1-5 of the docstring)."""
-    if not IDENTIFIER.match(name):
+    if not (name.isascii() and name.isidentifier()):  # exactly [A-Za-z_][A-Za-z0-9_]*
         return "not a plain identifier"
     upper = name.upper()
     if upper in NAMES:
