@@ -19,9 +19,16 @@ How cargo reads the output (`BuildOutput::parse`, cargo/src/cargo/core/compiler/
 Malformed directives (no "=", unknown new-form key, `rustc-env` without "=", bad `rustc-flags`) make
 cargo fail the build; here they are denials whose reason says cargo would reject the line.
 
-`filter` decides per directive by one table, `RULES`: some keys always pass, three pass when their
-target is inside OUT_DIR or harmless (`rustc-link-search`, `rustc-link-lib`, `rustc-env`), everything
-else only when the crate's grant allows `KEY=TARGET` (see policy/__init__.py for the grant syntax).
+`filter` decides per directive by one table, `RULES`: some keys always pass; `rerun-if-env-changed` passes
+for variables the script may see (cargo stores the value in the target dir); three pass when harmless:
+  - `rustc-env` when its name is none that rustc, the linker or a program they start reads (the class
+    rule of shim/env_names.py);
+  - `rustc-link-search` when the path is inside OUT_DIR, its kind looks for native libraries only (`all=`
+    and no kind are rendered `native=`; `crate=`/`dependency=` would let rustc load a planted crate), and
+    every file there the linker could open for any `-l` of any link is an archive, object or shared object
+    of the host's format (shim/linkinput.py: a linker script under a library's name reads host files);
+  - `rustc-link-lib` when its file is in such a directory;
+everything else only when the crate's grant allows `KEY=TARGET` (see policy/__init__.py for the grant syntax).
 Kept directives are re-rendered from the parsed key and value (`Directive.canonical`), so what cargo
 reads is exactly what was checked. Lines that are not directives pass unchanged unless they contain
 "cargo:" anywhere (cargo ignores them either way; this just leaves no room for a parser difference).
@@ -31,8 +38,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Final, Iterator, Union
+
+from shim import linkinput
+from shim.env_names import LOADER_ENV_NAMES, LOADER_ENV_PREFIXES, loader_variable, tool_variable
+
+__all__ = ["LOADER_ENV_NAMES", "LOADER_ENV_PREFIXES", "Directive", "Rule", "RULES", "filter", "inside",
+           "loader_variable", "parse", "parse_lines", "split_lib", "split_search", "tool_variable"]
 
 # Rust's `char::is_whitespace` (Unicode White_Space), which `str::trim` removes. Python's own `str.strip()`
 # would also remove U+001C..U+001F, which Rust keeps: a line starting with one of those is no directive.
@@ -61,33 +74,13 @@ LIB_FILES: Final[dict[str, tuple[str, ...]]] = {
     "dylib": ("lib{}.so",),
 }
 
-# Variables `rustc-env` may not set without a grant: cargo sets them on rustc (that is, on cratecage, an
-# inner wrapper, rustc, the linker and what they start) and on `cargo run`/`cargo test` of the package.
-# Each changes how a program loads code, finds files or behaves. Names are compared upper-cased.
-LOADER_ENV_PREFIXES: Final[tuple[str, ...]] = (
-    "LD_", "DYLD_",             # dynamic loader: LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, DYLD_INSERT_LIBRARIES
-    "MALLOC_", "GLIBC_", "GCONV_",  # glibc tunables and charset modules (GCONV_PATH loads .so files)
-    "RUST", "CARGO",            # rustc, rustdoc, RUSTC_WRAPPER, RUSTFLAGS, RUSTC_BOOTSTRAP, cargo's own
-    "CRATECAGE_",               # this wrapper: CRATECAGE_WRAPPER would run a program, _POLICY grant
-    "SCCACHE_", "CCACHE_",      # inner wrappers
-    "PYTHON", "PERL5", "PERL", "RUBY", "NODE_", "JAVA_", "_JAVA_", "JDK_JAVA_", "DOTNET_", "COMPLUS_",
-    "GCC_", "COLLECT_",         # the C toolchain the linker driver starts
-    "ASAN_", "UBSAN_", "LSAN_", "MSAN_", "TSAN_",  # sanitizer runtimes read files named here
-)
-LOADER_ENV_NAMES: Final[frozenset[str]] = frozenset({
-    "PATH",                     # which linker, cc, wrapper runs
-    "LIBRARY_PATH", "COMPILER_PATH", "CPATH",  # where the linker driver finds libraries and tools
-    "LOCPATH", "NLSPATH", "HOSTALIASES", "RES_OPTIONS", "LOCALDOMAIN", "TZDIR",  # glibc reads these files
-    "TMPDIR", "TMP", "TEMP",    # where rustc and the linker write intermediate files
-    "HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME",  # configuration programs read
-    "SHELL", "BASH_ENV", "ENV", "IFS", "PS4", "PROMPT_COMMAND",  # a shell anything starts runs these
-    "NODE_OPTIONS", "RUBYOPT", "RUBYLIB",
-    "OPENSSL_CONF", "OPENSSL_ENGINES", "SSL_CERT_FILE", "SSL_CERT_DIR",  # loads engines, trusts CAs
-    "GIT_SSH", "GIT_SSH_COMMAND", "GIT_EXEC_PATH", "GIT_CONFIG", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
-    "EDITOR", "VISUAL", "PAGER", "LESSOPEN", "LESSCLOSE",
-    "MAKEFLAGS", "MFLAGS",      # jobserver file descriptors
-})
-
+# `-L` kinds that make rustc look for *crates* in the directory (it would load a proc macro found there) or
+# frameworks: inside OUT_DIR they need a grant. `all=` and no kind are rendered `native=` there instead,
+# which finds the same native libraries and no crates.
+CRATE_SEARCH_KINDS: Final = ("crate", "dependency", "framework")
+NATIVE_RENDERED_KINDS: Final = ("", "all")
+# Files of a search directory the linker can open for some `-l` (glob-like: prefix, then suffix or infix).
+LINKABLE_SUFFIXES: Final = (".a", ".so")
 
 @dataclass(frozen=True)
 class Directive:
@@ -238,10 +231,16 @@ def _rustc_flags_problem(value: str) -> str:
 
 # --- the policy check ------------------------------------------------------------------------------------
 
+EnvCheck = Callable[[str], bool]  # variable name -> the build script may see it
+
+
 @dataclass(frozen=True)
 class _Context:
     out_dir: str  # normalised, absolute
-    search_dirs: tuple[str, ...]  # kept `rustc-link-search` directories inside OUT_DIR
+    # `rustc-link-search` directories inside OUT_DIR -> "" when every file the linker could open there
+    # by `-l` is a linker input of the host's format (shim.linkinput), else what the first bad one is
+    search_dirs: dict[str, str]
+    env_visible: EnvCheck
 
 
 def inside(path: str, root: str) -> bool:
@@ -262,39 +261,76 @@ def _never(value: str, ctx: _Context) -> str:
 
 
 def _search_default(value: str, ctx: _Context) -> str:
-    path = split_search(value)[1]
-    return "" if inside(path, ctx.out_dir) else "search path outside OUT_DIR"
+    kind, path = split_search(value)
+    if not inside(path, ctx.out_dir):
+        return "search path outside OUT_DIR"
+    if kind in CRATE_SEARCH_KINDS:
+        return (f"`{kind}=` makes rustc look for crates there (and load any proc macro it finds)"
+                if kind != "framework" else "`framework=` search paths are for macOS frameworks")
+    return ctx.search_dirs.get(os.path.normpath(path), "")
+
+
+def _linkable(name: str, verbatim: frozenset[str]) -> bool:
+    """Whether the linker could open the file `name` for some `-l`: lib*.a, lib*.so, lib*.so.*, or
+    a `+verbatim` library's exact name."""
+    return name in verbatim or (name.startswith("lib") and (name.endswith(LINKABLE_SUFFIXES) or ".so." in name))
+
+
+def search_dir_problem(directory: str, verbatim: frozenset[str] = frozenset()) -> str:
+    """"" when every file of `directory` the linker could open by `-l` is a linker input of the host's
+    format (shim.linkinput), else which file is not and what it is."""
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return ""  # nothing there for the linker to find
+    except OSError as err:
+        return f"cannot list the directory ({err.strerror})"
+    for name in names:
+        if _linkable(name, verbatim):
+            problem = linkinput.problem(os.path.join(directory, name))
+            if problem:
+                return f"the linker would read {name} there, which is {problem}"
+    return ""
+
+
+def _lib_files(value: str) -> tuple[str, ...]:
+    """The file names `-l` of this `rustc-link-lib` value can open; () when it names no plain library."""
+    kind, modifiers, name = split_lib(value)
+    if kind not in LIB_FILES or not name or "/" in name or name in (".", ".."):
+        return ()
+    return (name,) if "+verbatim" in modifiers else tuple(f.format(name) for f in LIB_FILES[kind])
 
 
 def _lib_default(value: str, ctx: _Context) -> str:
-    kind, modifiers, name = split_lib(value)
-    if kind not in LIB_FILES or not name or "/" in name or name in (".", ".."):
-        return "library not found in a search path inside OUT_DIR"
-    files = (name,) if "+verbatim" in modifiers else tuple(f.format(name) for f in LIB_FILES[kind])
-    for directory in ctx.search_dirs:
-        if any(os.path.isfile(os.path.join(directory, f)) for f in files):
-            return ""
+    files = _lib_files(value)
+    for directory, problem in ctx.search_dirs.items():
+        for file in files:
+            if not problem and os.path.isfile(os.path.join(directory, file)):
+                return ""  # the directory passed, so this file is of the host's format (search_dir_problem)
     return "library not found in a search path inside OUT_DIR"
 
 
-def loader_variable(name: str) -> bool:
-    """Whether `rustc-env` of this variable needs a grant (see LOADER_ENV_*)."""
-    upper = name.upper()
-    return upper in LOADER_ENV_NAMES or upper.startswith(LOADER_ENV_PREFIXES) or not name or "\0" in name
-
-
 def _env_default(value: str, ctx: _Context) -> str:
-    name = value.partition("=")[0]
-    return "variable changes how programs load or run" if loader_variable(name) else ""
+    reason = tool_variable(value.partition("=")[0])
+    return f"rustc, the linker or a program they start reads this variable: {reason}" if reason else ""
+
+
+def _env_visible(value: str, ctx: _Context) -> str:
+    return "" if ctx.env_visible(value) else ("the build script may not see this variable, and cargo would store "
+                                              "its value in the target directory")
 
 
 @dataclass(frozen=True)
 class Rule:
     """How one cargo key is checked: `default` returns "" when the directive passes without a grant, or
-    why it needs one; `target` is what a grant names (see Directive.target)."""
+    why it needs one; `target` is what a grant names (see Directive.target). A denial is reported as
+    `capability` (its paste-ready entry is one of that capability for the target), failing the build
+    when `fatal`."""
 
     default: Callable[[str, _Context], str]
     target: Callable[[str], str] = _whole
+    capability: str = "directives"
+    fatal: bool = True
 
 
 _LINK_ARG_KEYS: Final = ("rustc-link-arg", "rustc-link-arg-bins", "rustc-link-arg-bin", "rustc-link-arg-tests",
@@ -305,16 +341,20 @@ _LINK_ARG_KEYS: Final = ("rustc-link-arg", "rustc-link-arg-bins", "rustc-link-ar
 RULES: Final[dict[str, Rule]] = {
     # Affect only when the script reruns, messages, and this crate's own cfgs: nothing runs from them.
     "rerun-if-changed": Rule(_always),
-    "rerun-if-env-changed": Rule(_always),
     "rustc-cfg": Rule(_always),
     "rustc-check-cfg": Rule(_always),
     "warning": Rule(_always),
     "error": Rule(_always),
+    # cargo stores the variable's value in the target dir's fingerprint: only for variables the script
+    # may see. Dropping one is harmless (the script's output cannot depend on what it cannot see), so it
+    # is reported like a lookup of an ungranted variable: with its env-access entry, not failing the build.
+    "rerun-if-env-changed": Rule(_env_visible, capability="env-access", fatal=False),
     # DEP_<links>_<NAME> for dependents' build scripts, which run sandboxed too.
     "metadata": Rule(_always, _before_eq),
     # Linker inputs the script built itself are fine; anything else links code from outside.
     "rustc-link-search": Rule(_search_default, _search_target),
     "rustc-link-lib": Rule(_lib_default, _lib_target),
+    # Names of the class tools read (shim.env_names) need a grant; values are the crate's business.
     "rustc-env": Rule(_env_default, _before_eq),
     "rustc-flags": Rule(_never),
     **{key: Rule(_never) for key in _LINK_ARG_KEYS},
@@ -323,20 +363,29 @@ RULES: Final[dict[str, Rule]] = {
 GrantCheck = Callable[[str, str], bool]  # (key, target) -> permitted; e.g. policy.Grant.allows_directive
 
 
+def _no_env(name: str) -> bool:
+    return False
+
+
 def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the name the runner uses
-           grant_allows_directive: GrantCheck) -> tuple[list[str], list[tuple[Directive, str]]]:
+           grant_allows_directive: GrantCheck,
+           env_visible: EnvCheck = _no_env) -> tuple[list[str], list[tuple[Directive, str]]]:
     """(lines to hand to cargo, denied directives with the reason). Kept directives are canonical lines;
     kept non-directive lines are unchanged. The runner writes `"\\n".join(kept)` plus a final newline.
     In warn mode it may pass a denied directive on too, as its `canonical` line (None: cargo would
-    reject the line anyway, so there is nothing to pass).
+    reject the line anyway, so there is nothing to pass). `env_visible` says which variables the script
+    may see (for `rerun-if-env-changed`); by default none.
 
-    Two passes, because a `rustc-link-lib` may come before the `rustc-link-search` that finds it."""
+    Two passes, because a `rustc-link-lib` may come before the `rustc-link-search` that finds it: the
+    first judges each search directory inside OUT_DIR by its files."""
     items = list(parse_lines(stdout))
     root = os.path.normpath(out_dir)
-    search = tuple(os.path.normpath(split_search(d.value)[1]) for d in items
-                   if isinstance(d, Directive) and d.key == "rustc-link-search" and not d.problem
-                   and inside(split_search(d.value)[1], root))
-    ctx = _Context(root, search)
+    valid = [d for d in items if isinstance(d, Directive) and not d.problem]
+    verbatim = frozenset(f for d in valid if d.key == "rustc-link-lib" and "+verbatim" in split_lib(d.value)[1]
+                         for f in _lib_files(d.value))
+    dirs = {os.path.normpath(path) for d in valid if d.key == "rustc-link-search"
+            for kind, path in [split_search(d.value)] if kind not in CRATE_SEARCH_KINDS and inside(path, root)}
+    ctx = _Context(root, {d: search_dir_problem(d, verbatim) for d in sorted(dirs)}, env_visible)
     kept: list[str] = []
     denied: list[tuple[Directive, str]] = []
     for item in items:
@@ -344,12 +393,22 @@ def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the
             if OLD_PREFIX not in item:
                 kept.append(item)
             continue
+        item = _render(item, root)
         reason = _check(item, ctx, grant_allows_directive)
         if reason:
             denied.append((item, reason))
         else:
             kept.append(item.canonical or "")
     return kept, denied
+
+
+def _render(directive: Directive, out_dir: str) -> Directive:
+    """The directive as passed on: a search path inside OUT_DIR of kind `all=` or none becomes `native=`."""
+    if directive.key == "rustc-link-search" and not directive.problem:
+        kind, path = split_search(directive.value)
+        if kind in NATIVE_RENDERED_KINDS and inside(path, out_dir):
+            return replace(directive, value=f"native={path}")
+    return directive
 
 
 def _check(directive: Directive, ctx: _Context, grant_allows_directive: GrantCheck) -> str:

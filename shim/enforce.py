@@ -6,7 +6,8 @@
                              directory; a granted *file* appears alone, through a view of hard links (or
                              copies, read-only) preopened at the file's parent path (shim.fsview)
     env_extra(grant, ctx)    host variables the grant adds to the guest's environment
-    filter_stdout(...)       the directives cargo will see (shim.directives), denials for the rest
+    filter_stdout(...)       the directives cargo will see (shim.directives), denials for the rest; a
+                             `rerun-if-env-changed` of a variable the script may not see is an env-access one
     observed_denials(...)    failed accesses the guest reported (shim.host_observe) that a grant would allow,
                              and in warn mode successful ones that enforce mode would have refused
 
@@ -151,15 +152,34 @@ def _suggest(kind: str, crate: str, capability: str, target: str, *, writable: b
 
 
 def filter_stdout(stdout: bytes, ctx: RunContext, grant: Grant | None, kind: str = "build") -> bytes:
+    """The build script's stdout as cargo will read it (shim.directives.filter), each denial recorded on
+    `ctx` with the entry that would permit it: a `directives` item, or for `rerun-if-env-changed` of a
+    variable the script may not see (only cargo's defaults and granted variables) an `env-access` one.
+    That denial does not fail the build (the dropped line changes nothing the script could see) and is
+    reported only when the variable is set on the host and no lookup of it was reported already. In warn
+    mode denied directives pass on, marked `permitted`."""
+    from shim.directives import RULES
     from shim.directives import filter as filter_directives
 
     allows = grant.allows_directive if grant is not None else (lambda key, target=None: False)
-    kept, denied = filter_directives(stdout, out_dir=ctx.out_dir, grant_allows_directive=allows)
+
+    def visible(name: str) -> bool:
+        return is_default_env(name) or (grant is not None and grant.allows_env(name))
+
+    kept, denied = filter_directives(stdout, out_dir=ctx.out_dir, grant_allows_directive=allows,
+                                     env_visible=visible)
     for directive, reason in denied:
-        item = directive.grant_item
-        fix = _suggest(kind, ctx.crate, "directives", item) if item else ""
+        rule = RULES.get(directive.key)
+        capability = rule.capability if rule is not None and not directive.problem else "directives"
         passed_on = _warn(grant) and directive.canonical is not None
-        ctx.deny("directives", directive.canonical or directive.raw, reason, fix, permitted=passed_on)
+        if capability == "directives":
+            item = directive.grant_item
+            fix = _suggest(kind, ctx.crate, "directives", item) if item else ""
+            ctx.deny("directives", directive.canonical or directive.raw, reason, fix, permitted=passed_on)
+        elif passed_on or (directive.target in ctx.host_env and not any(
+                d.capability == capability and d.target == directive.target for d in ctx.denials)):
+            ctx.deny(capability, directive.target, reason, _suggest(kind, ctx.crate, capability, directive.target),
+                     fatal=rule is not None and rule.fatal, permitted=passed_on)
         if passed_on:
             kept.append(directive.canonical)
     return ("\n".join(kept) + "\n").encode() if kept else b""

@@ -12,6 +12,7 @@ from shim import directives
 from shim.directives import CARGO_KEYS, RULES, Directive, filter, parse, parse_lines
 
 OUT = "/t/debug/build/foo-1234/out"
+ENV_DENIED = "rustc, the linker or a program they start reads this variable: "
 
 
 @pytest.mark.parametrize(
@@ -110,22 +111,31 @@ def nothing_granted(key: str, target: str) -> bool:
     return False
 
 
-def run(stdout: str | bytes, out_dir: str = OUT,
-        grant: directives.GrantCheck = nothing_granted) -> tuple[list[str], list[tuple[str, str]]]:
-    kept, denied = filter(stdout, out_dir=out_dir, grant_allows_directive=grant)
+def run(stdout: str | bytes, out_dir: str = OUT, grant: directives.GrantCheck = nothing_granted,
+        env_visible: directives.EnvCheck = directives._no_env) -> tuple[list[str], list[tuple[str, str]]]:
+    kept, denied = filter(stdout, out_dir=out_dir, grant_allows_directive=grant, env_visible=env_visible)
     return kept, [(d.raw, reason) for d, reason in denied]
 
 
 @pytest.mark.parametrize(
     "line",
-    ["cargo:rerun-if-changed=build.rs", "cargo::rerun-if-env-changed=FOO", "cargo:rustc-cfg=has_foo",
+    ["cargo:rerun-if-changed=build.rs", "cargo:rustc-cfg=has_foo",
      'cargo::rustc-check-cfg=cfg(has_foo, values("a"))', "cargo:warning=careful", "cargo::error=broken",
      "cargo::metadata=include=/x", "cargo:include=/x", "cargo:rustc-env=GIT_HASH=abc123",
-     f"cargo:rustc-link-search={OUT}", f"cargo:rustc-link-search=native={OUT}/lib",
-     f"cargo::rustc-link-search=all={OUT}/", f"cargo:rustc-link-search=dependency={OUT}/a/./b"],
+     f"cargo:rustc-link-search=native={OUT}/lib", f"cargo::rustc-link-search=native={OUT}/a/./b"],
 )
 def test_harmless_directives_pass_without_a_grant(line: str) -> None:
     assert run(line + "\n") == ([line], [])
+
+
+@pytest.mark.parametrize(
+    "line, rendered",
+    [(f"cargo:rustc-link-search={OUT}", f"cargo:rustc-link-search=native={OUT}"),
+     (f"cargo::rustc-link-search=all={OUT}/", f"cargo::rustc-link-search=native={OUT}/"),
+     (f"  cargo:rustc-link-search=all={OUT}/lib\r", f"cargo:rustc-link-search=native={OUT}/lib")],
+)
+def test_search_paths_into_out_dir_search_native_libraries_only(line: str, rendered: str) -> None:
+    assert run(line + "\n") == ([rendered], [])
 
 
 @pytest.mark.parametrize(
@@ -135,30 +145,35 @@ def test_harmless_directives_pass_without_a_grant(line: str) -> None:
         ("cargo::rustc-link-arg-bins=-fuse-ld=/tmp/ld", "needs a grant"),
         ("cargo:rustc-cdylib-link-arg=-x", "needs a grant"),
         ("cargo:rustc-flags=-L /usr/lib -lz", "needs a grant"),
-        ("cargo:rustc-env=LD_PRELOAD=/tmp/evil.so", "variable changes how programs load or run"),
-        ("   cargo:rustc-env=LD_PRELOAD=/tmp/evil.so", "variable changes how programs load or run"),
-        ("cargo:rustc-env=LD_PRELOAD=/tmp/evil.so\r", "variable changes how programs load or run"),
-        ("\t cargo::rustc-env=LD_PRELOAD=/tmp/evil.so \r", "variable changes how programs load or run"),
-        ("cargo:rustc-env=ld_preload=/tmp/evil.so", "variable changes how programs load or run"),
-        ("cargo:rustc-env=PATH=/tmp", "variable changes how programs load or run"),
-        ("cargo:rustc-env=RUSTC_WRAPPER=/tmp/x", "variable changes how programs load or run"),
-        ("cargo:rustc-env=CRATECAGE_WRAPPER=/tmp/x", "variable changes how programs load or run"),
-        ("cargo:rustc-env=GCONV_PATH=/tmp", "variable changes how programs load or run"),
-        ("cargo:rustc-env=PYTHONPATH=/tmp", "variable changes how programs load or run"),
-        ("cargo:rustc-env==x", "variable changes how programs load or run"),
+        ("cargo:rustc-env=LD_PRELOAD=/tmp/evil.so", ENV_DENIED),
+        ("   cargo:rustc-env=LD_PRELOAD=/tmp/evil.so", ENV_DENIED),
+        ("cargo:rustc-env=LD_PRELOAD=/tmp/evil.so\r", ENV_DENIED),
+        ("\t cargo::rustc-env=LD_PRELOAD=/tmp/evil.so \r", ENV_DENIED),
+        ("cargo:rustc-env=ld_preload=/tmp/evil.so", ENV_DENIED),
+        ("cargo:rustc-env=PATH=/tmp", ENV_DENIED),
+        ("cargo:rustc-env=RUSTC_WRAPPER=/tmp/x", ENV_DENIED),
+        ("cargo:rustc-env=CRATECAGE_WRAPPER=/tmp/x", ENV_DENIED),
+        ("cargo:rustc-env=GCONV_PATH=/tmp", ENV_DENIED),
+        ("cargo:rustc-env=PYTHONPATH=/tmp", ENV_DENIED),
+        ("cargo:rustc-env==x", ENV_DENIED),
         ("cargo:rustc-link-search=/usr/lib", "search path outside OUT_DIR"),
         ("cargo:rustc-link-search=native=/tmp", "search path outside OUT_DIR"),
         (f"cargo:rustc-link-search={OUT}/../../../../../../tmp", "search path outside OUT_DIR"),
         (f"cargo:rustc-link-search={OUT}-sibling", "search path outside OUT_DIR"),
         ("cargo:rustc-link-search=out", "search path outside OUT_DIR"),
         (f"cargo:rustc-link-search=bogus={OUT}", "search path outside OUT_DIR"),  # rustc: path "bogus=..."
+        (f"cargo:rustc-link-search=dependency={OUT}/a/./b", "`dependency=` makes rustc look for crates there"),
+        (f"cargo::rustc-link-search=crate={OUT}", "`crate=` makes rustc look for crates there"),
+        (f"cargo:rustc-link-search=framework={OUT}", "`framework=` search paths are for macOS frameworks"),
+        ("cargo:rerun-if-env-changed=AWS_SECRET_ACCESS_KEY", "the build script may not see this variable"),
         ("cargo:rustc-link-lib=ssl", "library not found in a search path inside OUT_DIR"),
         ("cargo::foo=bar", "cargo would reject this line: unknown key `foo`"),
         ("cargo:rustc-env=NOVALUE", "cargo would reject this line: `rustc-env` needs `NAME=VALUE`, found no `=`"),
     ],
 )
 def test_other_directives_are_dropped_and_reported(line: str, reason: str) -> None:
-    assert run(line + "\n") == ([], [(line, reason)])
+    kept, [(raw, why)] = run(line + "\n")
+    assert (kept, raw) == ([], line) and why.startswith(reason), why
 
 
 def test_a_grant_lets_a_directive_through_in_canonical_form() -> None:
@@ -248,3 +263,122 @@ def test_whatever_a_script_prints_only_canonical_or_inert_lines_come_out(stdout:
         else:
             assert "cargo:" not in line
     assert all(reason for _, reason in denied)
+
+
+# --- rustc-env: the class rule (shim.env_names) -------------------------------------------------------------
+
+ENV_PASSES = ["TARGET", "HOST", "PROFILE", "OPT_LEVEL", "DEBUG", "NUM_JOBS", "BUILD_VERSION", "BUILD_TIMESTAMP",
+              "VERGEN_BUILD_TIMESTAMP", "VERGEN_GIT_SHA", "VERGEN_GIT_DIRTY", "VERGEN_RUSTC_HOST_TRIPLE",
+              "VERGEN_CARGO_OPT_LEVEL", "PROTOC_VERSION", "SOME_CRATE_FEATURES", "GIT_HASH", "git_commit_hash",
+              "RING_CORE_PREFIX", "DEMO_PROFILE", "APP_DESCRIPTION", "TARGET_TRIPLE", "x"]
+ENV_REFUSED = [
+    # namespaces
+    "LLVM_SYMBOLIZER_PATH", "llvm_symbolizer_path", "Llvm_Profile_File", "LLD_REPRODUCE", "lld_reproduce",
+    "LLD_VERSION", "LD_PRELOAD", "ld_audit", "DYLD_INSERT_LIBRARIES", "RUSTC_BOOTSTRAP", "RUSTC_ICE",
+    "RUSTC_VERSION", "CARGO_PKG_VERSION", "CRATECAGE_POLICY", "CLANG_MODULE_CACHE", "CCC_OVERRIDE_OPTIONS",
+    "GCC_EXEC_PREFIX", "COLLECT_LTO_WRAPPER", "ASAN_SYMBOLIZER_PATH", "PYTHONWARNINGS", "PERL5OPT",
+    "RUBYOPT", "NODE_OPTIONS", "JAVA_TOOL_OPTIONS", "GIT_SSH_COMMAND", "GIT_CONFIG_KEY_0", "SSH_AUTH_SOCK",
+    "DOCKER_HOST", "KUBECONFIG", "AWS_PROFILE", "LC_ALL", "LANGUAGE", "TERMINFO", "XDG_CONFIG_HOME",
+    "OPENSSL_CONF", "SSL_CERT_FILE", "GLIBC_TUNABLES", "DEBUGINFOD_URLS", "NIX_LDFLAGS_AFTER", "PGPASSFILE",
+    # shapes
+    "MY_TOOL_PATH", "CLASSPATH", "FOO_CACHE_DIR", "TMPDIR", "GNUPGHOME", "WIDGET_HOME", "X_LOG_FILE",
+    "APP_CONF", "KUBE_LIKE_CONFIG", "XZ_OPT", "FOO_OPTS", "CFLAGS", "LDFLAGS", "http_proxy", "HTTPS_PROXY",
+    "no_proxy", "GOPROXY", "REQUESTS_CA_BUNDLE", "BAR_PLUGINS", "THING_PROGRAM", "TOOL_EXE", "RUN_CMD",
+    "HOOK_COMMAND", "MY_SHELL", "DEPENDENCIES_OUTPUT", "GOROOT", "GOTOOLCHAIN", "DATABASE_URL",
+    "SSLKEYLOGFILE", "SOME_PRELOAD", "X_REPRODUCE", "AUDIT_LIB", "_PYTHON_SYSCONFIGDATA_NAME", "_LINK_",
+    # single names
+    "HOME", "SHELL", "EDITOR", "PAGER", "TZ", "LANG", "CC", "CXX", "AR", "MAKE", "LINK", "INCLUDE", "ENV",
+    "IFS", "PATH", "path",
+    # not identifiers
+    "", "A=B", "BASH_FUNC_f%%", "1ABC", "A B", "A-B", "Ä",
+]
+
+
+@pytest.mark.parametrize("name", ENV_PASSES)
+def test_rustc_env_of_a_name_that_describes_the_build_passes(name: str) -> None:
+    assert directives.tool_variable(name) == ""
+    assert run(f"cargo:rustc-env={name}=v\n") == ([f"cargo:rustc-env={name}=v"], [])
+
+
+@pytest.mark.parametrize("name", ENV_REFUSED)
+def test_rustc_env_of_a_name_tools_read_needs_a_grant(name: str) -> None:
+    reason = directives.tool_variable(name)
+    assert reason
+    if "=" in name:
+        return  # cargo splits at the first "=": the name is "A", a name that passes
+    line = f"cargo:rustc-env={name}=/tmp/x"
+    assert run(line + "\n") == ([], [(line, ENV_DENIED + reason)])
+    assert run(line + "\n", grant=lambda k, t: (k, t) == ("rustc-env", name)) == ([line], [])
+
+
+def test_the_loader_subset_is_inside_the_class_and_still_exported() -> None:
+    from shim import env_names
+
+    for name in [*env_names.LOADER_ENV_NAMES, *(p + "X" for p in env_names.LOADER_ENV_PREFIXES)]:
+        assert directives.loader_variable(name) and directives.tool_variable(name), name
+    assert directives.LOADER_ENV_PREFIXES is env_names.LOADER_ENV_PREFIXES
+
+
+# --- rerun-if-env-changed -----------------------------------------------------------------------------------
+
+def test_rerun_if_env_changed_passes_only_for_variables_the_script_may_see() -> None:
+    visible = {"PROFILE", "CARGO_FEATURE_X", "GRANTED"}.__contains__
+    stdout = ("cargo:rerun-if-env-changed=PROFILE\ncargo::rerun-if-env-changed=GRANTED\n"
+              "cargo:rerun-if-env-changed=CARGO_FEATURE_X\ncargo:rerun-if-env-changed=SECRET_TOKEN\n"
+              " cargo:rerun-if-env-changed=granted\r\n")
+    kept, denied = run(stdout, env_visible=visible)
+    assert kept == ["cargo:rerun-if-env-changed=PROFILE", "cargo::rerun-if-env-changed=GRANTED",
+                    "cargo:rerun-if-env-changed=CARGO_FEATURE_X"]
+    assert [(raw.strip(), reason.split(",")[0]) for raw, reason in denied] == [
+        ("cargo:rerun-if-env-changed=SECRET_TOKEN", "the build script may not see this variable"),
+        ("cargo:rerun-if-env-changed=granted", "the build script may not see this variable")]
+    [(d, _)] = filter("cargo:rerun-if-env-changed=S\n", out_dir=OUT, grant_allows_directive=nothing_granted)[1]
+    assert (RULES[d.key].capability, RULES[d.key].fatal, d.target) == ("env-access", False, "S")
+
+
+# --- enforce.filter_stdout: what the runner reports ---------------------------------------------------------
+
+def _ctx(tmp_path: Path, host_env: dict[str, str]):  # noqa: ANN202 - a RunContext
+    from shim.runctx import RunContext
+
+    return RunContext(crate="c", version="1.0.0", package_dir=str(tmp_path), out_dir=str(tmp_path / "out"),
+                      tmp_dir=str(tmp_path), env={}, host_env=host_env, rustc="rustc", sysroot="/")
+
+
+def test_rerun_of_a_hidden_variable_is_dropped_and_reported_with_its_env_access_entry(tmp_path: Path) -> None:
+    from policy.model import Grant
+    from shim import enforce
+
+    ctx = _ctx(tmp_path, {"SECRET": "s", "GRANTED": "g", "PROFILE": "debug"})
+    grant = Grant(kind="build", crate="c", version="1.0.0", permits={"env-access.vars": ("GRANTED",)})
+    stdout = (b"cargo:rerun-if-env-changed=SECRET\ncargo:rerun-if-env-changed=GRANTED\n"
+              b"cargo:rerun-if-env-changed=PROFILE\ncargo:rerun-if-env-changed=UNSET_ON_HOST\n")
+    assert enforce.filter_stdout(stdout, ctx, grant) == (b"cargo:rerun-if-env-changed=GRANTED\n"
+                                                          b"cargo:rerun-if-env-changed=PROFILE\n")
+    [denial] = ctx.denials
+    assert (denial.capability, denial.target, denial.fatal) == ("env-access", "SECRET", False)
+    assert 'env-access = { action = "permit", vars = ["SECRET"] }' in denial.fix
+    assert denial.render("c", "1.0.0").startswith("cratecage: build script of c 1.0.0: env-access not granted: "
+                                                  "SECRET: the build script may not see this variable")
+
+
+def test_warn_mode_passes_a_hidden_rerun_on_and_marks_it_permitted(tmp_path: Path) -> None:
+    from policy.model import Grant
+    from shim import enforce
+
+    ctx = _ctx(tmp_path, {"SECRET": "s"})
+    grant = Grant(kind="build", crate="c", version="1.0.0", mode="warn")
+    out = enforce.filter_stdout(b"cargo:rerun-if-env-changed=SECRET\ncargo:rustc-env=LLD_REPRODUCE=/x\n", ctx, grant)
+    assert out == b"cargo:rerun-if-env-changed=SECRET\ncargo:rustc-env=LLD_REPRODUCE=/x\n"
+    assert [(d.capability, d.permitted, d.fatal) for d in ctx.denials] == [("env-access", True, False),
+                                                                           ("directives", True, True)]
+
+
+def test_a_tool_variable_is_a_fatal_directives_denial_with_its_entry(tmp_path: Path) -> None:
+    from shim import enforce
+
+    ctx = _ctx(tmp_path, {})
+    assert enforce.filter_stdout(b"cargo:rustc-env=LLVM_SYMBOLIZER_PATH=/x\n", ctx, None) == b""
+    [denial] = ctx.denials
+    assert (denial.capability, denial.fatal) == ("directives", True)
+    assert '"rustc-env=LLVM_SYMBOLIZER_PATH"' in denial.fix

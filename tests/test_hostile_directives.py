@@ -1,0 +1,133 @@
+"""Directives that would drive native tools (fixtures/hostile-directives, one cargo feature per attack):
+rustc-env names of the class tools read, libraries and search paths in OUT_DIR that are not linker inputs
+of the host's format, crate search paths into OUT_DIR, rerun-if-env-changed of a secret. Each must end in
+its specific `cratecage:` denial with the canary's token in no output and no file of the target dir, and
+nothing written outside it; each has a harmless twin that builds (and runs)."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, Cargo, CargoRun
+
+pytestmark = pytest.mark.integration
+
+CRATE = "cratecage: build script of hostile-directives 0.1.0: "
+ENV = CRATE + "directives denied: cargo:rustc-env="
+READS = "rustc, the linker or a program they start reads this variable: "
+LINKER_READS = "the linker would read libevil.a there, which is "
+
+
+@dataclass(frozen=True)
+class Attack:
+    feature: str
+    ok: bool  # does the build succeed?
+    expect: tuple[str, ...]  # substrings of cargo's stderr
+
+
+ATTACKS = [
+    Attack("env-llvm-symbolizer", False, (ENV + "LLVM_SYMBOLIZER_PATH=", READS + "`LLVM_*` is read by LLVM")),
+    Attack("env-lld-reproduce", False, (ENV.replace("cargo:", "cargo::") + "LLD_REPRODUCE=", READS + "`LLD_*` is read by lld",
+                                        '"rustc-env=LLD_REPRODUCE"')),
+    Attack("env-lowercase", False, (ENV + "lld_reproduce=", ENV + "Llvm_Profile_File=")),
+    Attack("env-path-shape", False, (ENV + "WIDGET_SEARCH_PATH=", READS + "names with the word PATH",
+                                     ENV + "FOO_PLUGIN_DIR=")),
+    Attack("env-proxy", False, (ENV + "https_proxy=", ENV + "ALL_PROXY=", "names with the word PROXY")),
+    Attack("env-twin", True, ()),
+    *(Attack(f"script-{kind}", False, (CRATE + "directives denied: cargo:rustc-link-search=native=",
+                                       LINKER_READS + "not an archive, object or shared object",
+                                       CRATE + "directives denied: cargo:rustc-link-lib=static=evil: library not "
+                                               "found in a search path inside OUT_DIR"))
+      for kind in ("input", "group", "include")),
+    Attack("planted-libc", False, ("the linker would read libc.so there, which is not an archive",)),
+    Attack("thin-archive", False, (LINKER_READS + "a thin archive",)),
+    Attack("foreign-object", False, (LINKER_READS + "an archive with a member that is an ELF file for another "
+                                                    "machine",)),
+    Attack("crate-search", False, ("directives denied: cargo:rustc-link-search=crate=",
+                                   "`crate=` makes rustc look for crates there",
+                                   "directives denied: cargo:rustc-link-search=dependency=",
+                                   "`dependency=` makes rustc look for crates there")),
+    Attack("static-twin", True, ()),
+    Attack("rerun-secret", True, (CRATE + "env-access not granted: HOSTILE_DIRECTIVES_SECRET: the build script "
+                                          "may not see this variable",
+                                  'vars = ["HOSTILE_DIRECTIVES_SECRET"]', "env-access not granted: Aws_Secret")),
+    Attack("rerun-twin", True, ()),
+]
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    """A copy of the package with its native inputs built by the host's cc and ar, a canary file it must
+    never get read, and an empty directory outside everything that must stay empty."""
+    root = tmp_path_factory.mktemp("hostile-directives")
+    package = root / "pkg"
+    shutil.copytree(FIXTURES / "hostile-directives", package)
+    token = "CANARY" + secrets.token_hex(12)
+    canary = root / "secret" / "id_rsa"
+    canary.parent.mkdir()
+    canary.write_text(token + "\n")
+    outside = root / "outside"
+    outside.mkdir()
+    (package / "canary-path.txt").write_text(f"{canary}\n")
+    (package / "outside-path.txt").write_text(f"{outside}\n")
+    native = package / "native"
+    native.mkdir()
+    subprocess.run(["cc", "-c", "-fPIC", "../native-answer.c", "-o", "answer.o"], cwd=native, check=True)
+    subprocess.run(["ar", "rcs", "libanswer.a", "answer.o"], cwd=native, check=True)
+    subprocess.run(["ar", "rcsT", "libthin.a", str(canary)], cwd=native, check=True)
+    foreign = bytearray((native / "answer.o").read_bytes())
+    foreign[18:20] = (183 if foreign[18] != 183 else 62).to_bytes(2, "little")  # aarch64 (or x86-64)
+    (native / "foreign.o").write_bytes(bytes(foreign))
+    subprocess.run(["ar", "rcs", "libforeign.a", "foreign.o"], cwd=native, check=True)
+    return {"package": package, "outside": outside, "token": token,
+            "files": sorted(str(p.relative_to(package)) for p in package.rglob("*"))}
+
+
+def build(cargo: Cargo, arena: dict, target: Path, feature: str) -> CargoRun:
+    env = {"HOSTILE_DIRECTIVES_SECRET": arena["token"], "Aws_Secret_Access_Key": arena["token"]}
+    return cargo(arena["package"], "build", "--features", feature, wrapped=True, target_dir=target,
+                 extra_env=env, check=False)
+
+
+def files_of(target: Path) -> bytes:
+    data = b""
+    for path in target.rglob("*") if target.exists() else []:
+        if path.is_file() and not path.is_symlink() and path.stat().st_size < (16 << 20):
+            data += path.read_bytes()
+    return data
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=[a.feature for a in ATTACKS])
+def test_attack(cargo: Cargo, arena: dict, targets: Path, attack: Attack) -> None:
+    target = targets / "hostile-directives"
+    run = build(cargo, arena, target, attack.feature)
+    stderr = run.proc.stderr
+    assert run.ok == attack.ok, stderr[-4000:]
+    for text in attack.expect:
+        assert text in stderr, stderr[-4000:]
+    assert "Traceback" not in stderr
+    token = arena["token"]
+    assert token not in stderr and token not in run.proc.stdout
+    assert token.encode() not in files_of(target)
+    assert list(arena["outside"].iterdir()) == []
+    assert sorted(str(p.relative_to(arena["package"])) for p in arena["package"].rglob("*")) == arena["files"]
+    if not attack.ok:
+        assert "cratecage: " in stderr and "denied" in stderr
+    else:
+        assert "denied" not in stderr
+
+
+@pytest.mark.parametrize("feature, says", [("env-twin", "version 1.2.3-twin+0123abc answer 0"),
+                                           ("static-twin", "version none answer 42")])
+def test_the_twins_build_and_run(cargo: Cargo, arena: dict, targets: Path, feature: str, says: str) -> None:
+    target = targets / "hostile-directives"
+    run = build(cargo, arena, target, feature)
+    assert run.ok, run.proc.stderr[-4000:]
+    out = subprocess.run([str(target / "debug" / "hostile-directives")], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == says
