@@ -20,6 +20,9 @@ pytestmark = pytest.mark.integration
 def demo_copy(tmp_path: Path) -> Path:
     dst = tmp_path / "demo"
     shutil.copytree(FIXTURES / "demo", dst)
+    # the script's rerun-if-env-changed=DEMO_TRIGGER reaches cargo only for a variable the script may see
+    (dst / "cratecage.toml").write_text('[permissions.build.app]\n'
+                                        'env-access = { action = "permit", vars = ["DEMO_TRIGGER"] }\n')
     return dst
 
 
@@ -52,6 +55,19 @@ def test_no_op_builds_are_fresh_and_edits_rerun_the_right_things(cargo: Cargo, d
     trigger = cargo(demo_copy, "build", "-v", wrapped=True, target_dir=target, extra_env={"DEMO_TRIGGER": "x"})
     assert ran_build_script(trigger.proc.stderr)  # rerun-if-env-changed reached cargo from the sandbox
     assert not any(e["kind"] == "build-script" for e in trigger.trace)  # rerun, not recompiled
+
+
+def test_rerun_if_env_changed_of_an_ungranted_variable_never_reaches_cargo(cargo: Cargo, demo_copy: Path,
+                                                                          tmp_path: Path) -> None:
+    """cargo would store the variable's value in the target dir's fingerprint: without a grant the line is
+    dropped, so a change of the variable reruns nothing, and the value is nowhere under the target dir."""
+    (demo_copy / "cratecage.toml").unlink()
+    target = tmp_path / "target"
+    cargo(demo_copy, "build", "-v", wrapped=True, target_dir=target)
+    token = "TRIGGER" + os.urandom(6).hex()
+    trigger = cargo(demo_copy, "build", "-v", wrapped=True, target_dir=target, extra_env={"DEMO_TRIGGER": token})
+    assert not ran_build_script(trigger.proc.stderr)
+    assert not any(token.encode() in f.read_bytes() for f in target.rglob("*") if f.is_file())
 
 
 def test_turning_the_wrapper_on_over_a_native_target_dir_rebuilds(cargo: Cargo, demo_copy: Path,
