@@ -122,7 +122,7 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
 
     tools = wasm_rustc.Tools(rustc=tc.compiler.rustc, sysroot=tc.compiler.sysroot, wasm_sysroot=tc.wasm_sysroot,
                              facade_dir=os.path.dirname(facade_rlib), host=tc.compiler.host)
-    replayer = Replayer(tools=tools, cratecage_dir=cc_dir, environ=dict(environ), consumer=f"{pkg} {version}")
+    replayer = Replayer(tools=tools, facade=facade_rlib, cratecage_dir=cc_dir, environ=dict(environ), consumer=f"{pkg} {version}")
     externs = replayer.externs_for(expanded)
     argv, _dropped = wasm_argv(expanded, wasm_sysroot=tc.wasm_sysroot, facade=facade_rlib, out_dir=str(unit_dir),
                                wasm_deps=replayer.wasm_deps, extern_map=externs, emit="dep-info,link",
