@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, scrubbed
+from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, scrubbed, write_test_env
 from shim import landlock
 
 pytestmark = pytest.mark.integration
@@ -206,6 +206,7 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def build(cargo: Cargo, arena: dict, targets: Path, feature: str) -> CargoRun:
     env = {"HOSTILE_CANARY": str(arena["canary"]), "HOSTILE_PLUGIN": str(arena["package"] / "evil.so"),
            "HOSTILE_FORKER": str(arena["forker"])}
+    write_test_env(arena["package"], env)
     return cargo(arena["package"], "build", "--features", feature, wrapped=True,
                  target_dir=targets / "hostile-spawn", extra_env=env, check=False)
 
