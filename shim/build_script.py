@@ -2,14 +2,17 @@
 
 Cargo asked rustc for `<out-dir>/<crate-name><extra-filename>` (notes/cargo-and-rustc.md §7). Instead:
   1. the build script's library dependencies are replayed for wasm32-wasip1 (shim.replay);
-  2. the script itself is compiled for wasm32-wasip1 with the same edition, cfgs, features, env and
+  2. the script itself is compiled for wasm32-wasip1 with the same edition, cfgs, features and
      `-C metadata`, linked with an 8 MiB stack, into `<target>/cratecage/build/<unit>/`; its diagnostics go
-     to cargo as usual (minus artifact notifications, which would name the wasm file);
+     to cargo as usual (minus artifact notifications, which would name the wasm file). That rustc is
+     confined and sees only the package's documented variables and its grants (shim.wasm_rustc): what it
+     refused becomes `cratecage:` lines naming the policy entry;
   3. a launcher is written where cargo expects the binary: a Python script that runs the module with
      shim.runner when cargo executes it;
-  4. the `.d` dep-info lists the original sources plus the runner's own sources and the facade's (all of
-     which existed before the compile started; the `.wasm`, written during it, would make every later
-     build dirty, so it is not listed).
+  4. the `.d` dep-info lists the original sources plus the runner's own sources, the facade's and the
+     policy file (all of which existed before the compile started; the `.wasm`, written during it, would
+     make every later build dirty, so it is not listed), and `# env-dep:` lines only of variables the
+     compile could see (`visible_env_lines`).
 """
 
 from __future__ import annotations
