@@ -2,14 +2,17 @@
 
 Cargo asked rustc for `<out-dir>/<crate-name><extra-filename>` (notes/cargo-and-rustc.md §7). Instead:
   1. the build script's library dependencies are replayed for wasm32-wasip1 (shim.replay);
-  2. the script itself is compiled for wasm32-wasip1 with the same edition, cfgs, features, env and
+  2. the script itself is compiled for wasm32-wasip1 with the same edition, cfgs, features and
      `-C metadata`, linked with an 8 MiB stack, into `<target>/cratecage/build/<unit>/`; its diagnostics go
-     to cargo as usual (minus artifact notifications, which would name the wasm file);
+     to cargo as usual (minus artifact notifications, which would name the wasm file). That rustc is
+     confined and sees only the package's documented variables and its grants (shim.wasm_rustc): what it
+     refused becomes `cratecage:` lines naming the policy entry;
   3. a launcher is written where cargo expects the binary: a Python script that runs the module with
      shim.runner when cargo executes it;
-  4. the `.d` dep-info lists the original sources plus the runner's own sources and the facade's (all of
-     which existed before the compile started; the `.wasm`, written during it, would make every later
-     build dirty, so it is not listed).
+  4. the `.d` dep-info lists the original sources plus the runner's own sources, the facade's and the
+     policy file (all of which existed before the compile started; the `.wasm`, written during it, would
+     make every later build dirty, so it is not listed), and `# env-dep:` lines only of variables the
+     compile could see (`visible_env_lines`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from shim import journal
 from shim.files import atomic_write
 from shim.replay import STACK_SIZE_ARG, Replayer, wasm_argv
 from shim.rustc_args import RustcArgs
+
+if False:  # typing only
+    from shim import wasm_rustc
 
 # Modules the runner imports (and facade.py, whose LINK_ARGS shape the link): editing one reruns the
 # build scripts.
@@ -98,15 +104,13 @@ def runner_sources() -> list[str]:
 
 def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
                          environ: dict[str, str]) -> int:
-    from shim import facade, toolchain
+    from shim import enforce, facade, toolchain, wasm_rustc
     from shim.capable import cache_root
 
-    from shim import enforce
-
     rustc = chain[-1]
+    pkg, version = environ.get("CARGO_PKG_NAME", "?"), environ.get("CARGO_PKG_VERSION", "?")
     # The policy is read before anything runs: a malformed one stops the build here, at the first unit.
-    grant, policy = enforce.grant("build", environ.get("CARGO_PKG_NAME", "?"), environ.get("CARGO_PKG_VERSION", "?"),
-                                  environ)
+    grant, policy = enforce.grant("build", pkg, version, environ)
     if grant is not None and grant.native and policy is not None:
         return compile_native(chain, args, expanded, environ, str(policy.source))
     tc = toolchain.require_wasm_capable(rustc, what=f"build-script `{args.crate_name}`", environ=environ)
@@ -119,13 +123,22 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
     unit_dir = Path(cc_dir, "build", out_dir.name)
     unit_dir.mkdir(parents=True, exist_ok=True)
 
-    replayer = Replayer(rustc=rustc, wasm_sysroot=tc.wasm_sysroot, facade=facade_rlib, cratecage_dir=cc_dir,
-                        environ=dict(environ))
+    tools = wasm_rustc.Tools(rustc=tc.compiler.rustc, sysroot=tc.compiler.sysroot, wasm_sysroot=tc.wasm_sysroot,
+                             facade_dir=os.path.dirname(facade_rlib), host=tc.compiler.host)
+    replayer = Replayer(tools=tools, facade=facade_rlib, cratecage_dir=cc_dir, environ=dict(environ), consumer=f"{pkg} {version}")
     externs = replayer.externs_for(expanded)
     argv, _dropped = wasm_argv(expanded, wasm_sysroot=tc.wasm_sysroot, facade=facade_rlib, out_dir=str(unit_dir),
                                wasm_deps=replayer.wasm_deps, extern_map=externs, emit="dep-info,link",
                                lints_capped=False, extra_codegen=(STACK_SIZE_ARG, *facade.LINK_ARGS), json_diagnostics=True)
-    done = subprocess.run([rustc, *argv], cwd=cwd, env=environ, close_fds=False)
+    scope = wasm_rustc.Scope(subject=f"build script of {pkg} {version}", package=pkg, version=version,
+                             manifest_dir=environ.get("CARGO_MANIFEST_DIR") or cwd, out_dir=None,
+                             build_dir=str(out_dir), sources=tuple(str(Path(cwd, i)) for i in args.inputs),
+                             cargo_vars=environ, grant=grant)
+    done = wasm_rustc.run(tools, scope, argv, cwd=cwd, outputs=[str(unit_dir)],
+                          inputs=[replayer.wasm_deps, *native_externs(expanded, cwd)], host_env=environ,
+                          dep_info=str(unit_dir / f"{stem}.d"), stream=True)
+    for message in done.messages(scope.subject):
+        print(message, file=sys.stderr)
     if done.returncode != 0:
         return done.returncode
     wasm = unit_dir / f"{stem}.wasm"
@@ -141,8 +154,33 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
     deps, env_lines = read_dep_info(unit_dir / f"{stem}.d")
     deps = [str(Path(cwd, d)) if not os.path.isabs(d) else d for d in deps]
     extra = runner_sources() + [str(p) for p in facade.facade_sources()]
-    write_dep_info(out_dir / f"{stem}.d", [str(launcher), str(out_dir / f"{stem}.d")], deps + extra, env_lines)
+    if policy is not None and policy.source:
+        extra.append(str(policy.source))  # a grant edit changes what the compile may read and see
+    write_dep_info(out_dir / f"{stem}.d", [str(launcher), str(out_dir / f"{stem}.d")], deps + extra,
+                   visible_env_lines(env_lines, scope))
     return 0
+
+
+def native_externs(argv: list[str], cwd: str) -> list[str]:
+    """The native proc-macro libraries a compile names with `--extern` (rustc loads them for any target)."""
+    from shim.rustc_args import parse
+
+    return [os.path.join(cwd, path) for _name, path in parse(argv).externs
+            if path and not path.endswith((".rlib", ".rmeta"))]
+
+
+def visible_env_lines(env_lines: list[str], scope: wasm_rustc.Scope) -> list[str]:
+    """The `# env-dep:` lines cargo may keep: of variables the compile could see. A line for an ungranted
+    variable would make cargo compare (and store, in its fingerprint) the host's value on every build;
+    the policy file in the `.d` covers a grant that later makes it visible."""
+    from shim import compile_env
+
+    kept = []
+    for line in env_lines:
+        name = line[len("# env-dep:"):].partition("=")[0]
+        if compile_env.visible(name, rustc_env=scope.rustc_env, allows_env=scope.allows_env):
+            kept.append(line)
+    return kept
 
 
 def compile_native(chain: list[str], args: RustcArgs, expanded: list[str], environ: dict[str, str],

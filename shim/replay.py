@@ -9,8 +9,11 @@ crates of one wasm graph agree on `std::process::Command`), and its `--extern`s 
 at the wasm copies. Proc-macro externs stay native: rustc loads them for any target.
 
 `Replayer.wasm_rlib` replays a library (and first its own dependencies) from the journal (shim.journal) into
-`<target>/cratecage/wasm-deps/`, once per artifact under a file lock, again whenever the native rlib or its
-recorded command line changes. Replays run one after another inside the build-script unit's own jobserver
+`<target>/cratecage/wasm-deps/`, once per artifact under a file lock, again whenever the native rlib, its
+recorded command line or what its compile may read and see changes. Each replay is a confined compile
+(shim.wasm_rustc) with the library's own package directory, OUT_DIR, recorded cargo variables, its build
+script's `rustc-env` and its own grant (`[permissions.build.<library package>]`); the values its native
+compile read (`# env-dep:` lines of the native `.d`) are never copied. Replays run one after another inside the build-script unit's own jobserver
 token (the wrapper is that unit); their diagnostics are ours to read, not cargo's: lints are capped and
 only a failure is reported, with the crate and the first error.
 """
@@ -21,11 +24,11 @@ import fcntl
 import hashlib
 import json
 import os
-import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shim import facade, journal, trace
+from shim import compile_env, facade, journal, trace, wasm_rustc
 from shim.errors import CratecageError
 from shim.rustc_args import parse, tokens
 
@@ -119,25 +122,6 @@ def wasm_argv(recorded: list[str], *, wasm_sysroot: str, facade: str, out_dir: s
     return out, dropped
 
 
-def env_deps(dep_info: Path) -> dict[str, str]:
-    """The `# env-dep:NAME=value` lines of a rustc `.d` file (a name without `=` was unset)."""
-    found: dict[str, str] = {}
-    try:
-        text = dep_info.read_text(errors="surrogateescape")
-    except OSError:
-        return found
-    for line in text.splitlines():
-        if line.startswith("# env-dep:"):
-            name, eq, value = line[len("# env-dep:"):].partition("=")
-            if eq:
-                found[name] = _unescape_dep_value(value)
-    return found
-
-
-def _unescape_dep_value(value: str) -> str:
-    return value.replace("\\n", "\n").replace("\\r", "\r").replace("\\\\", "\\")
-
-
 def first_error(stderr: str) -> str:
     """The first error rustc reported in JSON diagnostics, rendered, else the last lines of stderr."""
     for line in stderr.splitlines():
@@ -162,13 +146,15 @@ def _strip_ansi(text: str) -> str:
 class Replayer:
     """Replays libraries for wasm for one build (one target directory), with one compiler and facade."""
 
-    def __init__(self, *, rustc: str, wasm_sysroot: str, facade: str, cratecage_dir: str,
-                 environ: dict[str, str]) -> None:
-        self.rustc = rustc
-        self.wasm_sysroot = wasm_sysroot
+    def __init__(self, *, tools: wasm_rustc.Tools, facade: str, cratecage_dir: str, environ: dict[str, str],
+                 consumer: str = "?") -> None:
+        self.tools = tools
+        self.rustc = tools.rustc
+        self.wasm_sysroot = tools.wasm_sysroot
         self.facade = facade
         self.wasm_deps = os.path.join(cratecage_dir, "wasm-deps")
         self.environ = environ
+        self.consumer = consumer  # "<package> <version>" of the build script being compiled, for messages
         self.replayed: list[str] = []  # crate names compiled by this process (tests count them)
 
     def externs_for(self, recorded: list[str], stack: tuple[str, ...] = ()) -> dict[str, str]:
@@ -188,28 +174,45 @@ class Replayer:
         if entry is None:
             raise ReplayError(
                 f"no record of how {name} was compiled, so it cannot be compiled for wasm",
-                hint="the target directory predates cratecage: run `cargo clean` once and build again",
+                hint="the target directory predates this cratecage: run `cargo clean` once and build again",
             )
         externs = self.externs_for(entry.argv, stack + (rlib,))
         out = os.path.join(self.wasm_deps, name)
-        stamp = self._stamp(entry.raw, rlib, externs)
+        scope = self._scope(entry, rlib)
+        stamp = self._stamp(entry.raw, rlib, externs, wasm_rustc.scope_key(self.tools, scope, self.environ))
         os.makedirs(self.wasm_deps, exist_ok=True)
         with open(os.path.join(self.wasm_deps, f".{name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self._fresh(out, stamp):
                 return out
-            self._compile(entry, externs, rlib)
+            self._compile(entry, externs, rlib, scope)
             Path(out + ".stamp").write_text(stamp)
         return out
 
-    def _stamp(self, raw: bytes, rlib: str, externs: dict[str, str]) -> str:
+    def _scope(self, entry: journal.Entry, rlib: str) -> wasm_rustc.Scope:
+        """The library's own package, OUT_DIR, environment and grant (shim.wasm_rustc says why its own)."""
+        from shim import enforce
+
+        args = parse(entry.argv)
+        package = entry.env.get("CARGO_PKG_NAME") or args.crate_name or os.path.basename(rlib)
+        version = entry.env.get("CARGO_PKG_VERSION", "?")
+        grant, _policy = enforce.grant("build", package, version, self.environ)
+        out_dir = entry.env.get("OUT_DIR")
+        return wasm_rustc.Scope(
+            subject=f"build-dependency {package} {version} (of the build script of {self.consumer})",
+            package=package, version=version, manifest_dir=entry.env.get("CARGO_MANIFEST_DIR") or entry.cwd,
+            out_dir=out_dir, build_dir=os.path.dirname(rlib),
+            sources=tuple(os.path.join(entry.cwd, i) for i in args.inputs), cargo_vars=entry.env, grant=grant,
+            rustc_env=compile_env.script_rustc_env(out_dir))
+
+    def _stamp(self, raw: bytes, rlib: str, externs: dict[str, str], scope_key: str) -> str:
         h = hashlib.sha256(raw)
         try:
             st = os.stat(rlib)
             h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
         except OSError:
             h.update(b"|missing")
-        h.update(f"|{self.facade}|{self.wasm_sysroot}".encode())
+        h.update(f"|{self.facade}|{self.wasm_sysroot}|{scope_key}".encode())
         for dep in sorted(externs.values()):
             try:
                 h.update(Path(dep + ".stamp").read_bytes())
@@ -224,26 +227,31 @@ class Replayer:
         except OSError:
             return False
 
-    def _compile(self, entry: journal.Entry, externs: dict[str, str], rlib: str) -> None:
+    def _compile(self, entry: journal.Entry, externs: dict[str, str], rlib: str, scope: wasm_rustc.Scope) -> None:
+        from shim.build_script import native_externs
+
         args = parse(entry.argv)
         argv, dropped = wasm_argv(entry.argv, wasm_sysroot=self.wasm_sysroot, facade=self.facade,
                                   out_dir=self.wasm_deps, wasm_deps=self.wasm_deps, extern_map=externs,
                                   emit="dep-info,metadata,link", lints_capped=True,
                                   extra_codegen=facade.LINK_ARGS)  # a cdylib crate type links here
-        env = dict(self.environ)
-        native_out = os.path.join(entry.cwd, args.out_dir or "")
-        env.update(env_deps(Path(native_out) / f"{args.crate_name}{args.extra_filename}.d"))
-        done = subprocess.run([self.rustc, *argv], cwd=entry.cwd, env=env, capture_output=True, text=True,
-                              errors="replace", close_fds=False)
+        dep_info = os.path.join(self.wasm_deps, f"{args.crate_name}{args.extra_filename}.d")
+        done = wasm_rustc.run(self.tools, scope, argv, cwd=entry.cwd, outputs=[self.wasm_deps],
+                              inputs=[self.wasm_deps, *native_externs(entry.argv, entry.cwd)],
+                              host_env=self.environ, dep_info=dep_info, stream=False)
+        for message in done.messages(scope.subject):
+            print(message, file=sys.stderr)
         crate = args.crate_name or os.path.basename(rlib)
         if dropped:
             trace.event(self.environ, kind="replay-dropped", crate=crate, flags=dropped)
         if done.returncode != 0:
+            refused = " (refused at compile time, see the cratecage: lines above)" if done.denials else ""
             raise ReplayError(
-                f"{crate} (a dependency of a build script) does not compile for wasm32-wasip1: "
+                f"{scope.subject} does not compile for wasm32-wasip1{refused}: "
                 + first_error(done.stderr).replace("\n", "\n    "),
-                hint="build scripts and their dependencies run in the wasm sandbox; a crate that needs a "
-                     "native-only API cannot be a build-dependency under cratecage",
+                hint="build scripts and their dependencies run in the wasm sandbox, compiled with what their "
+                     "grants allow; a crate that needs a native-only API cannot be a build-dependency under "
+                     "cratecage",
             )
         self.replayed.append(crate)
         trace.event(self.environ, kind="replay", crate=crate, rlib=os.path.basename(rlib))

@@ -29,6 +29,16 @@ def scrubbed(environ: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k in _KEEP or not k.startswith(_SCRUB_PREFIXES)}
 
 
+def write_test_env(package: Path, values: dict[str, str]) -> None:
+    """Paths a hostile fixture's build script reads from `test-env/<NAME>` in its package: the sandboxed
+    script sees neither the test's environment nor (compiled confined) its variables at compile time."""
+    (package / "test-env").mkdir(exist_ok=True)
+    for name, value in values.items():
+        path = package / "test-env" / name
+        if not path.exists() or path.read_text() != value:
+            path.write_text(value)
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):

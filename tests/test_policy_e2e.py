@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, scrubbed
+from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, scrubbed, write_test_env
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +23,7 @@ def project(tmp_path: Path) -> dict[str, Path]:
     secret = tmp_path / "outside" / "config.txt"
     secret.parent.mkdir()
     secret.write_text("granted-content\n")
+    write_test_env(pkg, {"POLICY_DEMO_FILE": str(secret)})
     return {"pkg": pkg, "file": secret, "target": tmp_path / "target"}
 
 
@@ -31,6 +32,7 @@ def build(cargo: Cargo, project: dict[str, Path], policy: str | None, *args: str
     if policy is not None:
         (project["pkg"] / "cratecage.toml").write_text(policy)
     extra = {"POLICY_DEMO_FILE": str(project["file"]), "POLICY_DEMO_VAR": "host-value", **(env or {})}
+    write_test_env(project["pkg"], {k: v for k, v in extra.items() if k != "POLICY_DEMO_VAR"})
     return cargo(cwd or project["pkg"], command, *args, wrapped=True, target_dir=project["target"],
                  extra_env=extra, check=False)
 

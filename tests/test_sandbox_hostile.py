@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, Cargo, CargoRun
+from conftest import FIXTURES, Cargo, CargoRun, write_test_env
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +73,7 @@ def build(cargo: Cargo, arena: dict, targets: Path, attack: Attack) -> CargoRun:
            "HOSTILE_DOTDOT": os.path.relpath(arena["canary"], arena["package"]),
            "HOSTILE_LINK": "link-out",
            "AWS_SECRET_ACCESS_KEY": arena["token"], "CARGO_REGISTRY_TOKEN": arena["token"], **attack.env}
+    write_test_env(arena["package"], {k: v for k, v in env.items() if k.startswith("HOSTILE_")})
     return cargo(arena["package"], "build", "--features", attack.feature, wrapped=True,
                  target_dir=targets / "hostile", extra_env=env, check=False)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, scrubbed
+from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, scrubbed, write_test_env
 from shim import landlock
 
 pytestmark = pytest.mark.integration
@@ -216,8 +216,9 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def build(cargo: Cargo, arena: dict, targets: Path, feature: str, limits: dict[str, str] | None = None) -> CargoRun:
     env = {"HOSTILE_CANARY": str(arena["canary"]), "HOSTILE_PLUGIN": str(arena["package"] / "evil.so"),
            "HOSTILE_FORKER": str(arena["forker"]), "HOSTILE_PROCS": str(arena["procs"]),
-           "HOSTILE_MARKER": arena["marker"], "HOSTILE_GEN": str(arena["gen"]), "TMPDIR": str(arena["tmp"]),
-           **(limits or {})}
+           "HOSTILE_MARKER": arena["marker"], "HOSTILE_GEN": str(arena["gen"])}
+    write_test_env(arena["package"], env)
+    env.update({"TMPDIR": str(arena["tmp"]), **(limits or {})})
     return cargo(arena["package"], "build", "--features", feature, wrapped=True,
                  target_dir=targets / "hostile-spawn", extra_env=env, check=False)
 

@@ -1,0 +1,319 @@
+"""Every rustc that cratecage runs for wasm32-wasip1 runs confined, seeing only what the crate may.
+
+Why: compiling is reading. `include_str!`/`include_bytes!`/`include!`, `#[path = "..."] mod` and
+`env!`/`option_env!` make rustc read files and variables while it compiles a build script or one of its
+build-dependencies, and the sandboxed program then holds (and prints) what was read. So each such rustc:
+  - runs under Landlock through shim.landlock_exec (`read_set`): it may read the crate's package directory
+    (never the build directory inside it: `package_reads`), its own sources and OUT_DIR, the toolchain
+    (rustc's loader files, both sysroots' rustlib, the facade), the inputs cratecage gives it (wasm-deps,
+    native proc-macro libraries named by `--extern`), and what the policy grants the crate
+    (`filesystem-access`); it may execute only rustc and the wasm linker, and write only its output
+    directory and a private TMPDIR removed afterwards;
+  - gets the environment of shim.compile_env (cargo's per-crate variables, the crate's own `rustc-env`,
+    its `env-access` grant), never cargo's whole environment;
+  - and when that stops it, says so (`denials`): a `couldn't read` error of a file that exists outside the
+    grants, an `env!`/`option_env!` of a variable that is set on the host but not granted (the `.d` file's
+    `# env-dep:NAME` line without a value) become `cratecage:` denials naming the crate and the policy
+    entry that would permit it. Fatal when the compile failed; a warning when it succeeded (option_env!).
+Warn mode (`mode = "warn"` on the crate's entry) reads "/" and sees the whole environment, like the
+runner's warn mode, and reports every file (the `.d` dependencies) and variable beyond enforce mode's.
+Where Landlock is unavailable the compile runs with the scrubbed environment but unconfined reads (the
+runner warns once per build: shim.runner.warn_once_without_landlock).
+
+Which policy entry applies: the build script's own (`[permissions.build.<its package>]`); for a replayed
+library, the entry named after the library's package: its compile-time reads are its own, whichever script
+uses it (and its wasm rlib is shared by all of them).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from shim import compile_env, landlock, landlock_exec
+from shim.errors import CratecageError
+from shim.runctx import Denial
+
+if False:  # typing only
+    from policy import Grant
+
+STDERR_CAP = 4 << 20  # bytes of rustc's stderr kept for reading diagnostics (all of it is still shown)
+_COULDNT_READ = "couldn't read `"
+_ENV_NOT_DEFINED = ("environment variable `", "` not defined at compile time")
+
+
+@dataclass(frozen=True)
+class Tools:
+    """The toolchain a wasm compile uses: the real rustc (never a rustup proxy, which reads HOME), both
+    sysroots and the facade's directory."""
+
+    rustc: str
+    sysroot: str
+    wasm_sysroot: str
+    facade_dir: str
+    host: str
+
+
+@dataclass
+class Scope:
+    """What one compile is for, and so what it may see."""
+
+    subject: str  # "build script of foo 1.2.3", "build-dependency bar 0.1.0": the start of every message
+    package: str  # the policy key: whose grant applies
+    version: str
+    manifest_dir: str
+    out_dir: str | None  # the crate's own OUT_DIR (a library with a build script), readable
+    build_dir: str  # a directory of this build (the unit's out-dir): never read through the package grant
+    sources: tuple[str, ...]  # the compile's input files, absolute
+    cargo_vars: Mapping[str, str]  # COMPILE_ENV values cargo gave the crate's compile
+    grant: Grant | None = None
+    rustc_env: dict[str, str] = field(default_factory=dict)  # its build script's rustc-env
+
+    @property
+    def warn(self) -> bool:
+        return self.grant is not None and self.grant.mode == "warn"
+
+    def allows_env(self, name: str) -> bool:
+        return self.grant is not None and self.grant.allows_env(name)
+
+    def allows_read(self, path: str) -> bool:
+        return self.grant is not None and self.grant.allows_read(path)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    returncode: int
+    stderr: str  # what rustc printed (capped at STDERR_CAP)
+    denials: tuple[Denial, ...]
+
+    def messages(self, subject: str) -> list[str]:
+        return [render(d, subject) for d in self.denials]
+
+
+def render(denial: Denial, subject: str) -> str:
+    """Denial.render's shape (`cratecage: <subject>: <capability> denied: <target>: <reason>` and the entry
+    to paste), with a subject that may be a build-dependency rather than a build script."""
+    verb = "not granted (warn mode: permitted)" if denial.permitted else ("denied" if denial.fatal else "not granted")
+    text = f"cratecage: {subject}: {denial.capability} {verb}: {denial.target}: {denial.reason}"
+    lines = ["  to permit it, add to the policy:", *("    " + line for line in denial.fix.splitlines())]
+    return "\n".join([text, *lines]) if denial.fix else text
+
+
+# -- what the compile may read, run and see -----------------------------------------------------------
+
+def package_reads(package: str, build_dir: str) -> list[str]:
+    """The package directory, as Landlock rules. When the build directory lies inside the package (every
+    single-package project's `target/`), the path down to it is granted entry by entry, leaving out the
+    build directory's top: a compile must not read other crates' outputs, fingerprints or `.d` files."""
+    package = os.path.realpath(package)
+    inner = os.path.realpath(build_dir)
+    if not _inside(inner, package) or inner == package:
+        return [package]
+    reads: list[str] = []
+    here = package
+    for part in os.path.relpath(inner, package).split(os.sep):
+        try:
+            names = os.listdir(here)
+        except OSError:
+            return reads
+        reads += [os.path.join(here, n) for n in names if n != part]
+        here = os.path.join(here, part)
+        if os.path.exists(os.path.join(here, "CACHEDIR.TAG")) or os.path.exists(os.path.join(here, ".rustc_info.json")):
+            break  # cargo's target (or build) directory: none of it through the package grant
+    return reads
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+@functools.lru_cache(maxsize=16)
+def _loader(program: str, ld_library_path: str) -> tuple[str, ...]:
+    files = landlock.loader_files(program, {"LD_LIBRARY_PATH": ld_library_path} if ld_library_path else {})
+    if files is not None:
+        return tuple(files)
+    return (program, "/etc/ld.so.cache", "/lib", "/lib64", "/usr/lib", "/usr/lib64")
+
+
+def _linkers(tools: Tools) -> list[str]:
+    """The wasm linker rustc runs: rust-lld in either sysroot's host tools (a private sysroot holds a link
+    to the system's), with what it resolves to."""
+    found = []
+    for sysroot in dict.fromkeys((tools.wasm_sysroot, tools.sysroot)):
+        bindir = os.path.join(sysroot, "lib", "rustlib", tools.host, "bin")
+        lld = os.path.join(bindir, "rust-lld")
+        if os.path.exists(lld):
+            found += [bindir, os.path.realpath(lld)]
+    return found
+
+
+def toolchain_env(tools: Tools, host_env: Mapping[str, str], tmp: str) -> dict[str, str]:
+    """cratecage's own PATH (the toolchain's), TMPDIR (private) and LD_LIBRARY_PATH (into the sysroot)."""
+    path = [os.path.dirname(tools.rustc)] + [p for p in _linkers(tools) if os.path.isdir(p)]
+    env = {"PATH": os.pathsep.join(dict.fromkeys(path)), "TMPDIR": tmp}
+    sysroot = os.path.realpath(tools.sysroot)
+    lib = [p for p in host_env.get("LD_LIBRARY_PATH", "").split(os.pathsep)
+           if p and _inside(os.path.realpath(p), sysroot)]
+    if lib:
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(lib)
+    return env
+
+
+def execute_set(tools: Tools, ld_library_path: str) -> list[str]:
+    """What may be executed (and read): rustc with its loader files, the wasm linker with its own."""
+    out = list(_loader(tools.rustc, ld_library_path))
+    for path in _linkers(tools):
+        out.append(path)
+        if os.path.isfile(path):
+            out += _loader(path, ld_library_path)
+    return list(dict.fromkeys(out))
+
+
+def read_set(tools: Tools, scope: Scope, inputs: list[str]) -> list[str]:
+    """What the compile may read (not execute). `inputs`: what cratecage hands it (wasm-deps, the native
+    proc-macro libraries of its `--extern`s)."""
+    reads = [os.path.join(tools.sysroot, "lib", "rustlib"), os.path.join(tools.wasm_sysroot, "lib", "rustlib"),
+             tools.facade_dir, *package_reads(scope.manifest_dir, scope.build_dir), *scope.sources, *inputs]
+    if scope.out_dir:
+        reads.append(scope.out_dir)
+    if scope.warn:
+        reads.append("/")
+    elif scope.grant is not None:
+        reads += scope.grant.readable
+    return list(dict.fromkeys(reads))
+
+
+def environment(tools: Tools, scope: Scope, host_env: Mapping[str, str], tmp: str) -> dict[str, str]:
+    return compile_env.environment(scope.cargo_vars, host_env, rustc_env=scope.rustc_env,
+                                   allows_env=scope.allows_env, warn=scope.warn,
+                                   own=toolchain_env(tools, host_env, tmp))
+
+
+def scope_key(tools: Tools, scope: Scope, host_env: Mapping[str, str]) -> str:
+    """What a compile may see and read, for a replay's freshness stamp: a grant edit compiles it again."""
+    env = environment(tools, scope, host_env, "")
+    for name in ("TMPDIR", "CARGO_MAKEFLAGS"):
+        env.pop(name, None)
+    return json.dumps([sorted(env.items()), read_set(tools, scope, [])])
+
+
+# -- running it ---------------------------------------------------------------------------------------
+
+def run(tools: Tools, scope: Scope, argv: list[str], *, cwd: str, outputs: list[str], inputs: list[str],
+        host_env: Mapping[str, str], dep_info: str, stream: bool) -> Outcome:
+    """Run `rustc argv` confined; `outputs` are the directories it may write. With `stream`, rustc's stderr
+    goes on to ours as it comes (cargo renders the JSON diagnostics); else it is only returned."""
+    tmp = tempfile.mkdtemp(prefix="cratecage-rustc-")
+    try:
+        env = environment(tools, scope, host_env, tmp)
+        cmd = [tools.rustc, *argv]
+        if landlock.abi_version() > 0:
+            cmd = landlock_exec.command(cmd, read_set(tools, scope, inputs), [*outputs, tmp],
+                                        execute=execute_set(tools, env.get("LD_LIBRARY_PATH", "")))
+        code, stderr = _spawn(cmd, cwd, env, stream)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if code == landlock_exec.LAUNCH_FAILED and stderr.startswith(landlock_exec.STDERR_PREFIX):
+        raise CratecageError(f"{scope.subject}: could not confine its wasm compile with Landlock: "
+                             f"{stderr[len(landlock_exec.STDERR_PREFIX):].strip()}",
+                             hint="report this: cratecage never compiles for the sandbox unconfined where "
+                                  "Landlock exists")
+    found = denials(scope, stderr, dep_info, cwd, host_env, failed=code != 0)
+    return Outcome(code, stderr, tuple(found))
+
+
+def _spawn(cmd: list[str], cwd: str, env: dict[str, str], stream: bool) -> tuple[int, str]:
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            close_fds=False)  # cargo's jobserver fds (CARGO_MAKEFLAGS) stay open
+    kept = bytearray()
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if stream:
+            sys.stderr.buffer.write(line)
+            sys.stderr.flush()
+        if len(kept) < STDERR_CAP:
+            kept += line
+    return proc.wait(), kept.decode("utf-8", "replace")
+
+
+# -- what it was refused ------------------------------------------------------------------------------
+
+def denials(scope: Scope, stderr: str, dep_info: str, cwd: str, host_env: Mapping[str, str], *,
+            failed: bool) -> list[Denial]:
+    """Denials for what the confinement refused (or, in warn mode, what it let through)."""
+    from policy import suggest_entry
+
+    def deny(capability: str, target: str, reason: str, *, permitted: bool = False) -> None:
+        fix = suggest_entry("build", scope.package, capability, target)
+        denial = Denial(capability, target, reason, fix, fatal=failed and not permitted, permitted=permitted)
+        if denial not in out:
+            out.append(denial)
+
+    out: list[Denial] = []
+    unread, unset = _refused(stderr)
+    deps, env_lines = _dep_info(dep_info)
+    unset += [line[len("# env-dep:"):] for line in env_lines if "=" not in line]
+    visible = functools.partial(compile_env.visible, rustc_env=scope.rustc_env, allows_env=scope.allows_env)
+    for name in dict.fromkeys(unset):
+        if name in host_env and not visible(name):
+            deny("env-access", name, "set on the host but not granted, so the compile saw it unset")
+    for shown in unread:
+        path = os.path.realpath(os.path.join(cwd, shown))
+        if os.path.exists(path) and not _readable_by_default(scope, path) and not scope.allows_read(path):
+            deny("filesystem-access", path, "read at compile time (include_str!, include_bytes!, include!, "
+                 "#[path]) outside the crate's package and grants")
+    if scope.warn:
+        for line in env_lines:
+            name = line[len("# env-dep:"):].partition("=")[0]
+            if "=" in line and not visible(name):
+                deny("env-access", name, "read at compile time; enforce mode would show it unset", permitted=True)
+        for dep in deps:
+            path = os.path.realpath(os.path.join(cwd, dep))
+            if not _readable_by_default(scope, path) and not scope.allows_read(path):
+                deny("filesystem-access", path, "read at compile time; enforce mode would refuse it",
+                     permitted=True)
+    return out
+
+
+def _readable_by_default(scope: Scope, path: str) -> bool:
+    roots = [*package_reads(scope.manifest_dir, scope.build_dir), *scope.sources, scope.out_dir or ""]
+    return any(root and _inside(path, os.path.realpath(root)) for root in roots)
+
+
+def _refused(stderr: str) -> tuple[list[str], list[str]]:
+    """(paths rustc could not read, variables `env!` found undefined) from its JSON diagnostics."""
+    paths: list[str] = []
+    names: list[str] = []
+    for line in stderr.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        text = msg.get("message") if isinstance(msg, dict) and msg.get("level") == "error" else None
+        if not isinstance(text, str):
+            continue
+        if text.startswith(_COULDNT_READ) and "`: " in text:
+            paths.append(text[len(_COULDNT_READ):text.rindex("`: ")])
+        elif text.startswith(_ENV_NOT_DEFINED[0]) and text.endswith(_ENV_NOT_DEFINED[1]):
+            names.append(text[len(_ENV_NOT_DEFINED[0]):-len(_ENV_NOT_DEFINED[1])])
+    return paths, names
+
+
+def _dep_info(path: str) -> tuple[list[str], list[str]]:
+    from pathlib import Path
+
+    from shim.build_script import read_dep_info
+
+    try:
+        return read_dep_info(Path(path))
+    except OSError:
+        return [], []
