@@ -207,7 +207,8 @@ def find_workspace_root(environ: Mapping[str, str] = os.environ, pid: int | None
                              f"directories)", hint=f"set {ROOT_ENV} to the absolute path of your workspace root")
         return Path(named)
     cargo_path = environ.get("CARGO")
-    cargo = outermost_cargo(ancestors(pid or os.getpid()), _file_id(cargo_path) if cargo_path else None)
+    chain = ancestors(pid or os.getppid())  # from the parent: this process is never the build's cargo
+    cargo = outermost_cargo(chain, _file_id(cargo_path) if cargo_path else None)
     if cargo is None:
         raise _unknown(environ, "no ancestor process is the cargo that runs it (none is $CARGO or named cargo)")
     start = start_of(cargo)
