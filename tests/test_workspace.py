@@ -191,3 +191,20 @@ def test_the_psutil_chain_agrees_with_proc() -> None:
     from_proc = workspace._proc_ancestors(os.getpid())
     assert from_proc is not None
     assert workspace._psutil_ancestors(os.getpid())[:3] == from_proc[:3]
+
+
+def test_an_absolute_policy_is_read_without_a_workspace_and_a_relative_one_is_refused(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from shim import enforce
+
+    chain_of(monkeypatch, [proc("python", cwd=str(tmp_path))])
+    (tmp_path / "Cargo.toml").write_text('[package]\nname = "dep"\nversion = "1.0.0"\n'
+                                         '[package.metadata.permissions.build.dep]\nsandbox = "native"\n')
+    policy = tmp_path / "p.toml"
+    policy.write_text('[permissions.build.dep]\nenv-access = ["A"]\n')
+    grant, found = enforce.grant("build", "dep", "1.0.0", {POLICY_ENV: str(policy)})
+    assert found is not None and grant is not None and grant.env == ("A",) and not grant.native
+    with pytest.raises(WorkspaceUnknown):
+        enforce.grant("build", "dep", "1.0.0", {POLICY_ENV: "p.toml"})
+    with pytest.raises(WorkspaceUnknown):
+        enforce.grant("build", "dep", "1.0.0", {})
