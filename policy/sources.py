@@ -7,8 +7,9 @@ Order (DESIGN.md "Policy", issue 4):
   4. `[package.metadata.permissions]` in `<root>/Cargo.toml`, when that manifest is a single package
      (has `[package]` and no `[workspace]`).
 Only the winner is validated; a hidden source is not read further than "does it have permissions". The
-root is the workspace of the outermost cargo (found by the caller): policy in a dependency's own
-manifest never grants anything, because it is never looked at.
+root is the workspace of the outermost cargo (found by the caller, shim.workspace): policy in a
+dependency's own manifest never grants anything, because it is never looked at. Where that root is
+unknown, only an absolute `CRATECAGE_POLICY` is read (the caller refuses the build otherwise).
 """
 
 from __future__ import annotations
@@ -96,8 +97,18 @@ def _misplaced(manifest: _Manifest) -> list[str]:
     return []
 
 
-def discover(workspace_root: Path, environ: Mapping[str, str]) -> tuple[Policy, list[str]]:
-    """(the policy of the first source found, or an empty one; warnings about sources it hides)."""
+def discover(workspace_root: Path | None, environ: Mapping[str, str]) -> tuple[Policy, list[str]]:
+    """(the policy of the first source found, or an empty one; warnings about sources it hides).
+    `workspace_root` None: the workspace is unknown and only an absolute CRATECAGE_POLICY is read."""
+    if workspace_root is None:
+        named = environ.get(POLICY_ENV, "")
+        if not Path(named).is_absolute():
+            raise PolicyError(named or "(unset)", None, POLICY_ENV, "must be an absolute path when the "
+                              "workspace root is unknown (set CRATECAGE_WORKSPACE_ROOT)")
+        found = _from_env(Path("/"), environ, True)
+        assert found is not None
+        return load_text(found.text, file=str(found.path), base=found.path.absolute().parent,
+                         where=found.where, source=found.path), []
     root = Path(workspace_root)
     manifest = _Manifest(root / MANIFEST)
     finders: list[Callable[[bool], _Found | None]] = [

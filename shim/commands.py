@@ -169,9 +169,9 @@ def policy_check() -> int:
     """Find the policy the way a build would (from here), validate it, and list what it holds."""
     from policy import discover
 
-    from shim.workspace import find_workspace_root
+    from shim.workspace import root_for_command
 
-    root = find_workspace_root()
+    root = root_for_command()
     policy, warnings = discover(root, os.environ)
     for warning in warnings:
         print(warning, file=sys.stderr)

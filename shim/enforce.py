@@ -43,11 +43,13 @@ STD_INTERNAL_ENV = frozenset({"RUST_BACKTRACE", "RUST_LIB_BACKTRACE", "RUST_MIN_
 
 
 def load(environ: Mapping[str, str]) -> tuple[Policy, list[str]]:
-    """The build's policy and the warnings about sources it hid. Raises PolicyError when malformed."""
+    """The build's policy and the warnings about sources it hid. Raises PolicyError when malformed, and
+    shim.workspace.WorkspaceUnknown when the workspace cannot be determined (and no absolute
+    CRATECAGE_POLICY makes it unnecessary): the policy never comes from a dependency's own directory."""
     from policy import discover
-    from shim.workspace import find_workspace_root
+    from shim.workspace import workspace_root_if_known
 
-    root = find_workspace_root(environ)
+    root = workspace_root_if_known(environ)
     key = f"{root}\0{environ.get('CRATECAGE_POLICY', '')}"
     if key not in _CACHE:
         _CACHE[key] = discover(root, environ)
@@ -68,7 +70,7 @@ def _policy_may_apply(kind: str, crate: str, environ: Mapping[str, str]) -> bool
         return True
     if environ.get("CRATECAGE_POLICY"):
         return True
-    root = find_workspace_root(environ)
+    root = find_workspace_root(environ)  # no workspace: WorkspaceUnknown, never the defaults by accident
     if (root / "cratecage.toml").exists():
         return True
     try:

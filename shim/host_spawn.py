@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Final
 
-from shim import abi, reaper
+from shim import abi, reaper, workspace
 from shim.directives import LOADER_ENV_NAMES, LOADER_ENV_PREFIXES, inside
 from shim.runctx import RunContext
 
@@ -136,6 +136,9 @@ def child_env(ctx: RunContext, req: abi.SpawnRequest) -> dict[str, str]:
     env = {k: v for k, v in wanted.items() if not _loader_affecting(k) or ctx.env.get(k) == v}
     for name in ("RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"):  # a nested cargo must not run us unchecked
         env.pop(name, None)
+    # Nor choose the workspace or policy a cratecage under it would use: this build's, pinned absolutely.
+    env = {k: v for k, v in env.items() if not k.startswith("CRATECAGE_")}
+    env.update(workspace.child_env(ctx.host_env))
     env["PATH"] = host_path(ctx)
     env["HOME"] = env["TMPDIR"] = ctx.tmp_dir
     return env

@@ -65,9 +65,9 @@ def render(found: dict[tuple[str, str, str], dict[str, dict[str, list[str]]]]) -
 
 
 def run(cargo_args: list[str], *, output: str | None, force: bool) -> int:
-    from shim.workspace import find_workspace_root
+    from shim.workspace import root_for_command
 
-    root = find_workspace_root()
+    root = root_for_command()
     target = root / "target" / "cratecage-init"
     dest = Path(output) if output else root / "cratecage.toml"
     if dest.exists() and not force:
@@ -76,7 +76,8 @@ def run(cargo_args: list[str], *, output: str | None, force: bool) -> int:
     target.mkdir(parents=True)
     warn_policy = target / "warn-only.toml"
     warn_policy.write_text('[permissions]\nmode = "warn"\n')
-    env = dict(os.environ, CRATECAGE_POLICY=str(warn_policy), CARGO_TARGET_DIR=str(target),
+    env = dict(os.environ, CRATECAGE_POLICY=str(warn_policy), CRATECAGE_WORKSPACE_ROOT=str(root.absolute()),
+               CARGO_TARGET_DIR=str(target),
                RUSTC_WRAPPER=os.path.abspath(sys.argv[0]))
     print(f"cratecage: building {root} in warn mode into {target}", file=sys.stderr)
     done = subprocess.run(["cargo", "build", *cargo_args], cwd=root, env=env)

@@ -528,10 +528,11 @@ def rerun_on_policy_edits(stdout: bytes, ctx: RunContext, policy_file: str) -> b
 
     if b"rerun-if-" in stdout:
         return f"cargo:rerun-if-changed={policy_file}\n".encode()
-    from shim.workspace import find_workspace_root
+    from shim.workspace import workspace_root_if_known
 
     package = ctx.package_dir
-    if inside(ctx.out_dir, package) or inside(package, str(find_workspace_root(ctx.host_env))):
+    root = workspace_root_if_known(ctx.host_env)  # None: an absolute CRATECAGE_POLICY, no known workspace
+    if inside(ctx.out_dir, package) or (root is not None and inside(package, str(root))):
         return b""
     return f"cargo:rerun-if-changed={package}\ncargo:rerun-if-changed={policy_file}\n".encode()
 
