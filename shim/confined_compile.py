@@ -8,14 +8,14 @@ defence behind it: such a compile runs under Landlock (shim.landlock), so whatev
 file, a linker script or a plugin makes rustc or the linker do, they can only:
 
     execute  the toolchain (rustc's sysroot incl. rust-lld and gcc-ld, clippy-driver, rustup's proxy and
-             RUSTUP_HOME/toolchains when argv[1] is the proxy), the linker (`-C linker=` or `cc`, and a `#!`
-             linker script's interpreter), gcc's internal passes (/usr/lib*/gcc, /usr/libexec/gcc), the
+             RUSTUP_HOME/toolchains when argv[1] is the proxy), the linker (`-C linker=` and `cc`, and a
+             `#!` linker script's interpreter), gcc's internal passes (/usr/lib*/gcc, /usr/libexec/gcc), the
              system `ld`, `ld.bfd`, `ld.gold`, `ld.lld` and the ELF loader;
     read     the above, the package (CARGO_MANIFEST_DIR), rustc's cwd (the workspace root for members),
              OUT_DIR, every directory the argv names (--out-dir, -C incremental, -L, --extern, `@argfile`s,
              a target spec), the system library directories the linker searches, the loader's
              configuration, /dev/null and /dev/urandom;
-    write    the output directory, the incremental directory and a private TMPDIR under
+    write    the output directory, the incremental directory, /dev/null and a private TMPDIR under
              `<target>/cratecage/tmp/`, removed afterwards.
 
 TCP is left alone (`handle_tcp=False`): proc macros still run natively inside rustc, and some connect
@@ -77,15 +77,16 @@ def grants(chain: list[str], rustc_args: list[str], args: RustcArgs, environ: di
     path = environ.get("PATH", os.defpath)
     programs = [p for p in (_which(c, path) for c in chain) if p]
     execute = [*programs, *_toolchain_exec(programs, args, environ), *GCC_INTERNALS]
-    linker = _which(args.codegen_value("linker") or "cc", path)
-    if linker:
-        execute += [linker, *_interpreter(linker)]
+    for linker in {args.codegen_value("linker") or "cc", "cc"}:  # a configured linker may be a wrapper of cc
+        found = _which(linker, path)
+        if found:
+            execute += [found, *_interpreter(found)]
     multiarch = f"/usr/{os.uname().machine}-linux-gnu"
     for directory in [*path.split(os.pathsep), os.path.join(multiarch, "bin")]:
         execute += [os.path.realpath(os.path.join(directory, n)) for n in LINKERS
                     if directory and os.path.exists(os.path.join(directory, n))]
     execute += [os.path.realpath(p) for pattern in ELF_LOADERS for p in glob.glob(pattern)]
-    write = [tmp]
+    write = [tmp, "/dev/null"]
     out = args.out_dir or (os.path.dirname(os.path.abspath(args.output)) if args.output else os.getcwd())
     write.append(out)
     incremental = args.codegen_value("incremental")

@@ -176,3 +176,46 @@ def test_a_granted_search_path_outside_the_package_stays_readable(cargo: Cargo, 
     assert run.proc.stdout == "outside answer 42\nlinked\n"
     assert confined(run) == {"hostile_link": "search path"}
     assert_contained(arena, target, run, before)
+
+
+LINGERING_LINKER = """#!/bin/sh
+# A linker wrapper that leaves a detached process behind, spinning until someone kills it.
+sh -c 'echo $$ > "$LINGER_PIDFILE"; while :; do :; done' </dev/null >/dev/null 2>&1 &
+exec cc "$@"
+"""
+
+
+def host_triple() -> str:
+    out = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
+    return next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("host: "))
+
+
+@needs_landlock
+def test_nothing_the_confined_link_starts_outlives_it(cargo: Cargo, arena: dict, targets: Path) -> None:
+    tools = arena["root"] / "tools"
+    tools.mkdir(exist_ok=True)
+    linker = tools / "linger-cc"
+    linker.write_text(LINGERING_LINKER)
+    linker.chmod(0o755)
+    target = targets / "hostile-link"
+    pidfile = target / "debug" / "deps" / "linger.pid"
+    pidfile.unlink(missing_ok=True)
+    rsp = arena["package"] / "harmless.rsp"
+    (arena["package"] / "src" / "main.rs").touch()  # relink even when the last test left it fresh
+    triple = host_triple().upper().replace("-", "_")
+    env = {f"CARGO_TARGET_{triple}_LINKER": str(linker), "LINGER_PIDFILE": str(pidfile)}
+    package = arena["package"]
+    (package / "directives.txt").write_text(f"cargo:rustc-link-arg=-Wl,@{rsp}\n")
+    (package / "script.txt").unlink(missing_ok=True)
+    (package / "cratecage.toml").write_text(
+        f'[permissions.build.hostile-link]\ndirectives = {{ action = "permit", list = ["rustc-link-arg=-Wl,@{rsp}"] }}\n')
+    run = cargo(package, "run", "-q", wrapped=True, target_dir=target, extra_env=env, check=False)
+    assert run.ok, run.proc.stderr[-3000:]
+    assert confined(run) == {"hostile_link": "link argument"}
+    pid = int(pidfile.read_text())
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return  # killed and reaped
+    os.kill(pid, 9)  # do not leave it spinning on the machine
+    pytest.fail(f"the linker's detached child {pid} outlived the compile (state {state})")
