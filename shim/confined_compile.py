@@ -38,7 +38,6 @@ here, and the launcher's interpreter start-up (~15 ms) is saved.
 
 from __future__ import annotations
 
-import glob
 import os
 import signal
 import sys
@@ -57,7 +56,10 @@ SYSTEM_READ = ("/lib", "/lib32", "/lib64", "/usr/lib", "/usr/lib32", "/usr/lib64
 GCC_INTERNALS = ("/usr/lib/gcc", "/usr/lib64/gcc", "/usr/libexec/gcc", "/usr/lib/gcc-cross")
 # The linkers the driver may start, searched on PATH and in the multiarch binutils directory.
 LINKERS = ("ld", "ld.bfd", "ld.gold", "ld.lld")
-ELF_LOADERS = ("/lib64/ld-linux*.so*", "/lib/ld-linux*.so*", "/lib/ld-musl-*.so*", "/lib/*-linux-gnu*/ld-linux*.so*")
+# The ELF loaders of the usual Linux ABIs (the kernel opens a program's PT_INTERP as an executable).
+ELF_LOADERS = ("/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1", "/lib/ld-linux-armhf.so.3",
+               "/lib/ld-linux.so.2", "/lib64/ld64.so.2", "/lib/ld-linux-riscv64-lp64d.so.1",
+               "/lib/ld-musl-x86_64.so.1", "/lib/ld-musl-aarch64.so.1")
 # Sysroots shared with the rest of the system: only their rustlib is executable, not all of /usr/bin.
 SYSTEM_PREFIXES = ("/", "/usr", "/usr/local")
 
@@ -85,7 +87,7 @@ def grants(chain: list[str], rustc_args: list[str], args: RustcArgs, environ: di
     for directory in [*path.split(os.pathsep), os.path.join(multiarch, "bin")]:
         execute += [os.path.realpath(os.path.join(directory, n)) for n in LINKERS
                     if directory and os.path.exists(os.path.join(directory, n))]
-    execute += [os.path.realpath(p) for pattern in ELF_LOADERS for p in glob.glob(pattern)]
+    execute += [os.path.realpath(p) for p in ELF_LOADERS if os.path.exists(p)]
     write = [tmp, "/dev/null"]
     out = args.out_dir or (os.path.dirname(os.path.abspath(args.output)) if args.output else os.getcwd())
     write.append(out)
@@ -94,6 +96,7 @@ def grants(chain: list[str], rustc_args: list[str], args: RustcArgs, environ: di
         write.append(incremental)
     read = [*SYSTEM_READ, multiarch, os.getcwd(), *execute]
     read += [environ.get(name, "") for name in ("CARGO_MANIFEST_DIR", "OUT_DIR")]
+    read += [os.path.dirname(os.path.abspath(p)) for p in args.inputs if p != "-"]
     read += [p for _, p in args.lib_paths]
     read += [os.path.dirname(p) for _, p in args.externs if p]
     read += [a[1:] for a in rustc_args if a.startswith("@") and not a.startswith("@shell:")]
@@ -178,11 +181,8 @@ def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[st
     if abi == 0:
         _warn_once(target, args.crate_name, landlock.unavailable_reason())
         return None
-    tmp_root = os.path.join(target, "cratecage", "tmp")
-    os.makedirs(tmp_root, exist_ok=True)
-    import tempfile
-
-    tmp = tempfile.mkdtemp(prefix="native-", dir=tmp_root)
+    tmp = os.path.join(target, "cratecage", "tmp", f"native-{os.getpid()}-{os.urandom(4).hex()}")
+    os.makedirs(tmp, mode=0o700)
     try:
         allowed = grants(cmd[:len(cmd) - len(rustc_args)], rustc_args, args, environ, tmp)
         env = {**environ, "TMPDIR": tmp}
@@ -190,15 +190,31 @@ def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[st
         status = _spawn_and_wait(cmd, env, allowed, args.crate_name or "?")
         sweep()
     finally:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_tree(tmp)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)  # die the way rustc died, as exec would have
         return 128 + sig
     return os.waitstatus_to_exitcode(status)
+
+
+def _remove_tree(top: str) -> None:
+    """shutil.rmtree without importing shutil; the tree holds only what the compile left in TMPDIR."""
+    for root, dirs, files in os.walk(top, topdown=False):
+        for name in files:
+            _quietly(os.unlink, os.path.join(root, name))
+        for name in dirs:
+            path = os.path.join(root, name)
+            _quietly(os.unlink if os.path.islink(path) else os.rmdir, path)
+    _quietly(os.rmdir, top)
+
+
+def _quietly(remove, path: str) -> None:
+    try:
+        remove(path)
+    except OSError:
+        pass
 
 
 def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants, crate: str) -> int:

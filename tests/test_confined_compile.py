@@ -219,3 +219,45 @@ def test_nothing_the_confined_link_starts_outlives_it(cargo: Cargo, arena: dict,
         return  # killed and reaped
     os.kill(pid, 9)  # do not leave it spinning on the machine
     pytest.fail(f"the linker's detached child {pid} outlived the compile (state {state})")
+
+
+# -- the decision on the fast path (shim.wrapper.consumes_script_output) ----------------------------------
+
+DECISIONS = [
+    (["--crate-name", "a", "src/lib.rs", "-L", "dependency=/t/debug/deps"], None),
+    (["--crate-name", "a", "src/lib.rs", "-L", "native=/t/out/lib"], "search path"),
+    (["--crate-name", "a", "src/lib.rs", "-L/usr/lib/x"], "search path"),
+    (["--crate-name", "a", "src/lib.rs", "-l", "static=z"], "link library"),
+    (["--crate-name", "a", "src/lib.rs", "-lz"], "link library"),
+    (["--crate-name", "a", "src/lib.rs", "-C", "link-arg=-Wl,--as-needed"], "link argument"),
+    (["--crate-name", "a", "src/lib.rs", "-Clink-args=-s"], "link argument"),
+    (["--crate-name", "a", "src/lib.rs", "--cfg", "-lfoo"], None),  # a value, not the flag
+]
+
+
+@pytest.mark.parametrize(("argv", "why"), DECISIONS)
+def test_the_argv_decides_whether_a_call_consumes_script_output(argv: list[str], why: str | None) -> None:
+    from shim.rustc_args import parse
+    from shim.wrapper import consumes_script_output
+
+    assert consumes_script_output(parse(argv), argv, {}) == why
+
+
+@pytest.mark.parametrize("layout", [("output",), ("run", "stdout")])
+@pytest.mark.parametrize(("output", "why"), [
+    ("cargo:rustc-cfg=x\ncargo:rerun-if-changed=build.rs\n", None),
+    ("cargo:rustc-env=V=1\n", "build script directives"),
+    ("cargo::rustc-link-lib=z\n", "build script directives"),
+    ("cargo:rustc-flags=-l z\n", "build script directives"),
+])
+def test_a_build_script_output_with_directives_for_rustc_makes_the_package_consume_it(
+        tmp_path: Path, layout: tuple[str, ...], output: str, why: str | None) -> None:
+    from shim.rustc_args import parse
+    from shim.wrapper import consumes_script_output
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (tmp_path.joinpath(*layout)).parent.mkdir(exist_ok=True)
+    tmp_path.joinpath(*layout).write_text(output)
+    argv = ["--crate-name", "a", "src/lib.rs"]
+    assert consumes_script_output(parse(argv), argv, {"OUT_DIR": str(out_dir)}) == why
