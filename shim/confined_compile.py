@@ -79,6 +79,7 @@ def grants(chain: list[str], rustc_args: list[str], args: RustcArgs, environ: di
     path = environ.get("PATH", os.defpath)
     programs = [p for p in (_which(c, path) for c in chain) if p]
     execute = [*programs, *_toolchain_exec(programs, args, environ), *GCC_INTERNALS]
+    execute += [i for p in programs for i in _interpreter(p)]  # a workspace wrapper may be a script
     for linker in {args.codegen_value("linker") or "cc", "cc"}:  # a configured linker may be a wrapper of cc
         found = _which(linker, path)
         if found:
@@ -132,6 +133,8 @@ def _toolchain_exec(programs: list[str], args: RustcArgs, environ: dict[str, str
             out += [os.path.join(home, "toolchains"), os.path.join(home, "settings.toml")]
             continue
         sysroot = os.path.dirname(os.path.dirname(program))
+        if not os.path.isdir(os.path.join(sysroot, "lib", "rustlib")):
+            continue  # not a toolchain's program (a workspace wrapper script): only the program itself
         out.append(os.path.join(sysroot, "lib", "rustlib") if sysroot in SYSTEM_PREFIXES else sysroot)
     if args.sysroot:
         out.append(os.path.join(args.sysroot, "lib", "rustlib"))
@@ -177,7 +180,8 @@ def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[st
     target = target_dir(args)
     abi = landlock.abi_version()
     if environ.get(trace.TRACE_ENV):
-        trace.event(environ, kind="confined-compile", why=reason, crate=args.crate_name, landlock=abi)
+        trace.event(environ, kind="confined-compile", why=reason, crate=args.crate_name, landlock=abi,
+                    chain=cmd[:len(cmd) - len(rustc_args)])
     if abi == 0:
         _warn_once(target, args.crate_name, landlock.unavailable_reason())
         return None
