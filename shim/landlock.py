@@ -116,17 +116,18 @@ def _query_version() -> int:
 
 
 def restrict(read: Iterable[str], write: Iterable[str], *, allow_connect_ports: Iterable[int] = (),
-             execute: Iterable[str] | None = None) -> None:
+             execute: Iterable[str] | None = None, handle_tcp: bool = True) -> None:
     """Confine this process for good. Raises LandlockError if Landlock is unavailable or refuses.
 
     With `execute` (a granted program's own files and its profile), only those trees may be executed
     and read; `read` and `write` then grant no execution, so a program cannot run what a build script
-    wrote (a `-B` into OUT_DIR). Without it, `read` and `write` include execution (a rustc probe)."""
+    wrote (a `-B` into OUT_DIR). Without it, `read` and `write` include execution (a rustc probe).
+    `handle_tcp=False` leaves TCP as it is (shim.confined_compile: proc macros inside rustc still connect)."""
     abi = abi_version()
     if abi == 0:
         raise LandlockError(0, f"Landlock unavailable: {unavailable_reason()}")
     handled = sum(bits for since, bits in _FS_RIGHTS_BY_ABI if abi >= since)
-    attr = _RulesetAttr(handled, _NET_BIND_TCP | _NET_CONNECT_TCP if abi >= 4 else 0,
+    attr = _RulesetAttr(handled, _NET_BIND_TCP | _NET_CONNECT_TCP if abi >= 4 and handle_tcp else 0,
                         _SCOPES_ABI6 if abi >= 6 else 0)
     size = 8 if abi < 4 else 16 if abi < 6 else 24  # the struct as that ABI knows it
     try:
@@ -141,7 +142,7 @@ def restrict(read: Iterable[str], write: Iterable[str], *, allow_connect_ports: 
             _add_path(fd, path, handled & no_exec & ~_MAKE_SPECIAL)
         for path in execute or ():
             _add_path(fd, path, _READ_RIGHTS & handled)
-        for port in allow_connect_ports if abi >= 4 else ():
+        for port in allow_connect_ports if abi >= 4 and handle_tcp else ():
             rule = _NetPortAttr(_NET_CONNECT_TCP, port)
             _syscall(1, fd, ctypes.c_int(_RULE_NET_PORT), ctypes.byref(rule), ctypes.c_uint32(0))
         if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:

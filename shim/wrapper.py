@@ -8,6 +8,11 @@ Every call is classified (shim.classify):
     one, so a build never silently depends on a compiler cratecage cannot use;
   - everything else passes through.
 
+A call that consumes a build script's output (`consumes_script_output`: `-l`, a `-L` other than
+`dependency=`, `-C link-arg(s)`, or a package whose build script printed `rustc-env`/`rustc-link-*`/
+`rustc-flags`) is not exec'd but run confined (shim.confined_compile): those values drive rustc, LLVM and
+the linker natively. The decision reads the argv and at most one small file, in this process.
+
 Pass-through is `os.execvp`: the process becomes rustc (or the inner wrapper, `CRATECAGE_WRAPPER`), keeping
 stdin, stderr streaming and cargo's jobserver file descriptors. The original argv is passed on unchanged,
 `@argfile`s included (expanding them could exceed the kernel's argument limit that made cargo use them).
@@ -25,9 +30,9 @@ import sys
 from shim import VERSION_LINE
 from shim import journal, trace
 from shim.trace import TRACE_ENV
-from shim.classify import BUILD_SCRIPT, HOST_LIBRARY, SANDBOXED, Unit, classify, is_verbose_version
+from shim.classify import BUILD_SCRIPT, HOST_LIBRARY, PROBE, SANDBOXED, Unit, classify, is_verbose_version
 from shim.errors import CratecageError, UsageError
-from shim.rustc_args import ArgfileError, expand_argfiles, parse, split_chain
+from shim.rustc_args import ArgfileError, RustcArgs, expand_argfiles, parse, split_chain, tokens
 
 INNER_WRAPPER_ENV = "CRATECAGE_WRAPPER"
 
@@ -66,7 +71,48 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
         _require_wasm_toolchain(chain[-1], args.crate_name, unit, environ)
     if is_verbose_version(args):
         return _version_with_our_line(chain + rustc_args, environ)
+    if unit.kind != PROBE:
+        why = consumes_script_output(args, expanded, environ)
+        if why is not None:
+            from shim import confined_compile
+
+            status = confined_compile.run(chain + rustc_args, args, rustc_args, dict(environ), why)
+            if status is not None:
+                return status
     return _exec(chain + rustc_args, environ)
+
+
+# Directive keys whose values reach the package's own rustc (cargo's `output` file holds what the runner
+# let through, one `cargo:KEY=VALUE` or `cargo::KEY=VALUE` line each; a mention anywhere is enough).
+CONSUMED_DIRECTIVES = (b"rustc-env", b"rustc-link-", b"rustc-flags")
+# Where cargo keeps a build-script run's stdout, relative to its OUT_DIR: the classic layout, then the
+# build-dir layout of notes/cargo-build-dir-layout.md.
+SCRIPT_OUTPUT_FILES = (("..", "output"), ("..", "run", "stdout"))
+# Codegen options that hand the linker arguments.
+LINK_ARG_OPTIONS = frozenset({"link-arg", "link-args", "pre-link-arg", "pre-link-args"})
+
+
+def consumes_script_output(args: RustcArgs, expanded: list[str],
+                           environ: os._Environ[str] | dict[str, str]) -> str | None:
+    """Why this call consumes a build script's output (a stable reason), or None: it does not."""
+    if any(kind != "dependency" for kind, _ in args.lib_paths):
+        return "search path"
+    if any(key in LINK_ARG_OPTIONS for key, _ in args.codegen) or any(
+            u.partition("=")[0] in LINK_ARG_OPTIONS for u in args.unstable):
+        return "link argument"
+    if any(a.startswith("-l") for a in expanded) and any(name == "-l" for name, _, _ in tokens(expanded)):
+        return "link library"
+    out_dir = environ.get("OUT_DIR")
+    if not out_dir:
+        return None
+    for parts in SCRIPT_OUTPUT_FILES:
+        try:
+            with open(os.path.join(out_dir, *parts), "rb") as fh:
+                output = fh.read()
+        except OSError:
+            continue
+        return "build script directives" if any(d in output for d in CONSUMED_DIRECTIVES) else None
+    return None
 
 
 def _inner_wrapper(environ: os._Environ[str] | dict[str, str]) -> str | None:

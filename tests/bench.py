@@ -21,6 +21,11 @@ toolchain, the compiler check), so that no first round pays for it. Then:
      `cargo build -vv`), each in its own OUT_DIR. Their stdout must match. The first run after a build
      compiles the module and caches it (per user, `<cache>/modules`); that cold run is measured
      separately, with the launcher pointed at an empty module cache.
+  5. a confined compile (shim.confined_compile): the call consumes a build script's output (here a
+     `-L native=<dir>`, as cargo passes for a -sys crate's OUT_DIR), so the wrapper runs rustc under
+     Landlock with a private TMPDIR and sweeps its descendants instead of exec'ing it. A small library and
+     a small binary (compile and link) are compiled plain and through the wrapper, alternating, with the
+     same arguments; the ratio is the price of the confinement (plus the pass-through overhead of 1).
   4. a clean `cargo build` of a generated workspace whose one bin depends on 16 popular crates, most of
      them (or their dependencies) with build scripts or proc macros (serde + derive, serde_json, thiserror,
      typenum, rand, regex, ...; none needs a C compiler: build scripts may not start programs in this
@@ -308,6 +313,31 @@ def compare_call(name: str, rustc: str, args_for, env: dict[str, str], n: int) -
 
     plain(), wrapped()
     return Comparison(name, *alternate(plain, wrapped, n))
+
+
+def bench_confined(env: dict[str, str], n: int) -> list[Comparison]:
+    """Per-call cost of a compile the wrapper confines: a library and a linked binary with `-L native=`."""
+    rustc = env["RUSTC"]
+    work = BENCH_DIR / "confined"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "native").mkdir(parents=True)
+    for side in ("plain", "wrapped"):
+        (work / "out" / side).mkdir(parents=True)
+    src = work / "src" / "geometry.rs"
+    src.parent.mkdir(parents=True)
+    src.write_text(SMALL_LIBS["geometry"].lstrip())
+    main = work / "src" / "main.rs"
+    main.write_text(SMALL_LIBS["geometry"].lstrip() + "\nfn main() { println!(\"{}\", Point { x: 1.0, y: 2.0 }); }\n")
+    native = ["-L", f"native={work / 'native'}"]
+    rows = []
+    for name, crate_type, path in (("lib geometry", "lib", src), ("bin geometry", "bin", main)):
+        def args_for(side: str, crate_type=crate_type, path=path) -> list[str]:
+            args = lib_args("geometry", path, work / "out" / side) + native
+            return [a if a != "lib" else crate_type for a in args]
+
+        progress(f"  {name} with -L native= (confined when wrapped) x{n} pairs")
+        rows.append(compare_call(f"confined {name}", rustc, args_for, env, n))
+    return rows
 
 
 def bench_passthrough(env: dict[str, str], n: int) -> tuple[list[Comparison], Comparison]:
@@ -995,6 +1025,7 @@ class Results:
     runner_info: dict | None = None
     popular: Comparison | None = None
     popular_info: dict | None = None
+    confined: list[Comparison] | None = None
     failures: dict[str, str] = field(default_factory=dict)
 
 
@@ -1058,6 +1089,13 @@ def report(r: Results) -> dict:
         ok = runner_ms <= MAX_RUNNER_OVERHEAD_MS
         lines.append(f"  {verdict(ok)}  median runner overhead {runner_ms:.1f} ms per build-script run, "
                      f"warm cache (target <= {MAX_RUNNER_OVERHEAD_MS:.0f} ms)")
+    if r.confined:
+        print("\n  confined compile (consumes a build script's output: Landlock, private TMPDIR, sweep)")
+        print_calls_table(r.confined)
+        for row in r.confined:
+            s = row.summary()
+            lines.append(f"  ----  {row.name}: ratio {s['ratio_of_medians']:.3f}, "
+                         f"{s['overhead_median_s'] * 1000:.1f} ms more per call than plain rustc (no target)")
     if r.popular is not None and r.popular_info:
         info = r.popular_info
         print(f"\n  {info['direct']} popular crates, clean build ({info['packages']} packages, "
@@ -1100,6 +1138,8 @@ def results_json(args, env, r: Results, checks, edited: list[str]) -> dict:
         data["clean_build"] = r.build.summary() | {"raw": asdict(r.build), "workspace": r.build_info}
     if r.runner:
         data["runner"] = r.runner.summary() | {"raw": asdict(r.runner), "setup": r.runner_info}
+    if r.confined:
+        data["confined"] = [c.summary() | {"raw": asdict(c)} for c in r.confined]
     if r.popular is not None:
         summary = r.popular.summary() if r.popular.plain else {}
         data["popular_build"] = summary | {"raw": asdict(r.popular), "workspace": r.popular_info}
@@ -1121,8 +1161,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 pairs, 1 round, 1 cold run")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH")
     parser.add_argument("--only", metavar="SECTION", action="append",
-                        help="run only this section (repeatable): warm-up, pass-through, 50-crate build, runner, "
-                             "popular crates")
+                        help="run only this section (repeatable): warm-up, pass-through, confined, 50-crate build, "
+                             "runner, popular crates")
     args = parser.parse_args(argv)
     args.calls = args.calls or (5 if args.quick else 30)
     args.runs = args.runs or (5 if args.quick else 30)
@@ -1140,6 +1180,9 @@ def run_sections(args, env: dict[str, str]) -> Results:
 
     def passthrough() -> None:
         r.calls, r.version = bench_passthrough(env, args.calls)
+
+    def confined() -> None:
+        r.confined = bench_confined(env, args.calls)
 
     def workspace() -> None:
         r.build, r.build_info = bench_workspace(env, args.rounds)
@@ -1159,6 +1202,7 @@ def run_sections(args, env: dict[str, str]) -> Results:
     sections = [
         ("warm-up", "0. warm-up (untimed): per-user caches for this cratecage version", warm),
         ("pass-through", "1. pass-through per rustc call (plain vs wrapped, alternating)", passthrough),
+        ("confined", "5. confined compile per rustc call (plain vs wrapped and confined, alternating)", confined),
         ("50-crate build", "2. clean build of a generated 50-crate workspace (plain vs wrapped, alternating)",
          workspace),
         ("runner", "3. runner overhead per build-script run (native vs sandboxed, alternating)", runner),
