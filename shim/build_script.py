@@ -30,11 +30,13 @@ from shim.rustc_args import RustcArgs
 if False:  # typing only
     from shim import wasm_rustc
 
-# Modules the runner imports (and facade.py, whose LINK_ARGS shape the link): editing one reruns the
+# Modules the runner imports, and those that shape the wasm compile (facade.py, wasm_rustc, compile_env):
+# editing one recompiles and reruns the
 # build scripts.
-RUNNER_MODULES = ("abi", "audit", "capable", "directives", "enforce", "facade", "files", "host_net", "host_observe",
-                  "host_process", "host_spawn", "landlock", "landlock_exec", "limits", "probe", "runctx", "runner",
-                  "seccomp", "workspace")
+RUNNER_MODULES = ("abi", "audit", "capable", "compile_env", "directives", "enforce", "env_names", "facade", "files",
+                  "fsview", "host_net", "host_observe", "host_process", "host_spawn", "landlock", "landlock_exec",
+                  "limits", "linkinput", "mountns", "probe", "reaper", "runctx", "runner", "seccomp", "usage",
+                  "wasm_rustc", "workspace")
 
 
 def _launcher_text(*, python: str, root: str, wasm: str, rustc: str, sysroot: str, module_cache: str) -> str:
