@@ -16,7 +16,8 @@ def test_a_build_dependency_that_does_not_compile_for_wasm_stops_the_build(cargo
     run = cargo(FIXTURES / "wasm-incompatible", "build", wrapped=True, target_dir=tmp_path / "t", check=False)
     assert not run.ok
     stderr = run.proc.stderr
-    assert "cratecage: unix_only (a dependency of a build script) does not compile for wasm32-wasip1" in stderr
+    assert "cratecage: build-dependency unix-only 0.1.0 (of the build script of wasm-incompatible 0.1.0) does not " \
+           "compile for wasm32-wasip1" in stderr
     assert "std::os::unix" in stderr or "unix" in stderr.split("wasm32-wasip1", 1)[1]
     assert "Traceback" not in stderr
     assert not list((tmp_path / "t" / "debug" / "build").glob("wasm-incompatible-*/output"))  # never ran
