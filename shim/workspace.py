@@ -168,12 +168,18 @@ def start_of(cargo: Proc) -> Path | None:
 
 
 def _has_workspace_table(manifest: Path) -> bool:
+    """Whether this Cargo.toml defines a workspace, as cargo reads it: a top-level `workspace` table in any
+    TOML spelling (`[workspace]`, `[ workspace ] # note`, `workspace.members = [...]`, an inline table).
+    A manifest that does not parse is no workspace root here; cargo itself will reject it."""
     try:
-        text = manifest.read_text()
-    except OSError:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        data = tomllib.loads(manifest.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return False
-    return any(line.strip() == "[workspace]" or line.strip().startswith("[workspace.")
-               for line in text.splitlines())
+    return isinstance(data.get("workspace"), dict)
 
 
 def workspace_root_from(start: Path) -> Path:

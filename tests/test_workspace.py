@@ -208,3 +208,24 @@ def test_an_absolute_policy_is_read_without_a_workspace_and_a_relative_one_is_re
         enforce.grant("build", "dep", "1.0.0", {POLICY_ENV: "p.toml"})
     with pytest.raises(WorkspaceUnknown):
         enforce.grant("build", "dep", "1.0.0", {})
+
+
+@pytest.mark.parametrize("root_manifest, is_root", [
+    ('[workspace]\nmembers = ["m"]\n', True),
+    ('[workspace] # the root\nmembers = ["m"]\n', True),
+    ('[ workspace ]\nmembers = ["m"]\n', True),
+    ('workspace.members = ["m"]\n', True),
+    ('workspace = { members = ["m"] }\n', True),
+    ('[workspace.package]\nversion = "1.0.0"\n', True),
+    ('[package]\nname = "r"\nversion = "0.1.0"\n# [workspace] only in a comment\n', False),
+    ('[package]\nname = "r"\nversion = "0.1.0"\ndescription = """\n[workspace]\n"""\n', False),
+])
+def test_the_workspace_root_is_the_manifest_that_defines_a_workspace_in_any_spelling(
+        tmp_path: Path, root_manifest: str, is_root: bool) -> None:
+    """Started in a member, the policy must come from the root: a missed spelling would make the member its
+    own root and its own policy source (a quoted or commented `[workspace]` is none)."""
+    (tmp_path / "Cargo.toml").write_text(root_manifest)
+    member = tmp_path / "m"
+    (member / "src").mkdir(parents=True)
+    (member / "Cargo.toml").write_text('[package]\nname = "m"\nversion = "0.1.0"\n')
+    assert workspace.workspace_root_from(member / "src") == (tmp_path if is_root else member)
