@@ -161,17 +161,6 @@ def load_module(engine, wasm: Path, cache_dir: Path):  # type: ignore[no-untyped
     return module
 
 
-def _dir_size(path: str) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def escaping_symlinks(out_dir: str) -> list[tuple[str, str]]:
     """Symbolic links under OUT_DIR whose target resolves outside it: (link, target)."""
     return [(path, what[len(_LINK_TO):]) for path, what in leftovers(out_dir) if what.startswith(_LINK_TO)]
