@@ -94,7 +94,8 @@ NAMESPACES: Final[dict[str, str]] = {
     "QT_": "Qt", "ALSA_": "ALSA", "PULSE_": "PulseAudio", "PIPEWIRE_": "PipeWire", "SPA_": "PipeWire",
     "JACK_": "JACK", "SANE_": "SANE", "MOZ_": "Mozilla's libraries",
     # interactive programs `cargo run` may start: their history, pager and start-up files
-    "HIST": "shells (history files)", "LESS": "less", "SQLITE_": "sqlite3", "MYSQL": "the MySQL client",
+    "HIST": "shells (history files)", "LESS": "less", "SQLITE_": "sqlite3",
+    "MYSQL": "the MySQL client",
     "PSQL": "psql", "INPUTRC": "readline",
 }
 # Rule 2's exceptions: exact names crates print whose namespace's tools do not read them.

@@ -95,7 +95,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
               "audit": [f"-Wl,--audit={CANARY}"], "depaudit": [f"-Wl,--depaudit={CANARY}"]}
     for name, flags in shared.items():
         _sh(d, "cc", "-shared", "answer.o", *flags, "-o", f"lib{name}.so")
-    _sh(d, "cc", "-shared", "answer.o", "-Wl,--no-as-needed", f"{d}/libplain.so", "-o", "libneeded-path.so")  # no SONAME: by path
+    # libplain.so has no SONAME, so the DT_NEEDED naming it is the path it was linked by
+    _sh(d, "cc", "-shared", "answer.o", "-Wl,--no-as-needed", f"{d}/libplain.so", "-o", "libneeded-path.so")
     (d / "main.c").write_text("int main(void) { return 0; }\n")
     _sh(d, "cc", "-fPIE", "-pie", "main.c", "-o", "libpie.so")
     # malformed: each a real object with one table entry broken

@@ -182,9 +182,8 @@ def check_clean(run: CargoRun, arena: dict, target: Path) -> None:
 
 
 @pytest.mark.parametrize("feature, planted, what", CONTENTS[:2], ids=[c[0] for c in CONTENTS[:2]])
-def test_doctests_which_rustdoc_links_unwrapped_never_see_a_planted_object(cargo: Cargo, arena: dict, targets: Path,
-                                                                          feature: str, planted: str,
-                                                                          what: str) -> None:
+def test_doctests_which_rustdoc_links_unwrapped_never_see_a_planted_object(
+        cargo: Cargo, arena: dict, targets: Path, feature: str, planted: str, what: str) -> None:
     """red1 deplibs-doctest: rustdoc links doctests natively with the crate's `-L native=OUT_DIR`, so the
     directive filter (not Landlock) is what keeps the planted object out of that link."""
     target = targets / "hostile-directives-doc"

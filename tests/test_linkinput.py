@@ -161,7 +161,8 @@ NOT_ELF_TARGETS = ["wasm32-wasip1", "wasm32-unknown-unknown", "wasm64-unknown-un
                    "x86_64-pc-windows-msvc", "aarch64-apple-darwin", "x86_64-apple-ios", "aarch64-apple-visionos",
                    "x86_64-unknown-uefi", "arm64ec-pc-windows-msvc", "avr-unknown-gnu-atmega328", "bpfel-unknown-none",
                    "nvptx64-nvidia-cuda", "m68k-unknown-linux-gnu", "hexagon-unknown-linux-musl", "my-custom-spec",
-                   "x86_64", "powerpc64lx-unknown-linux-gnu", "armx-unknown-linux-gnueabi", "csky-unknown-linux-gnuabiv2"]
+                   "x86_64", "powerpc64lx-unknown-linux-gnu", "armx-unknown-linux-gnueabi",
+                   "csky-unknown-linux-gnuabiv2"]
 
 
 @pytest.mark.parametrize("triple, identity", IDENTITIES, ids=[t for t, _ in IDENTITIES])
@@ -180,12 +181,15 @@ def test_no_target_means_the_host() -> None:
 
 CROSS = [  # llvm-mc triple -> the cargo TARGET its objects are for
     ("aarch64-linux-gnu", "aarch64-unknown-linux-gnu"), ("aarch64_be-linux-gnu", "aarch64_be-unknown-linux-gnu"),
-    ("armv7-linux-gnueabihf", "armv7-unknown-linux-gnueabihf"), ("thumbv7-linux-gnueabihf", "thumbv7neon-unknown-linux-gnueabihf"),
+    ("armv7-linux-gnueabihf", "armv7-unknown-linux-gnueabihf"),
+    ("thumbv7-linux-gnueabihf", "thumbv7neon-unknown-linux-gnueabihf"),
     ("armebv7r-none-eabi", "armebv7r-none-eabi"), ("riscv64-linux-gnu", "riscv64gc-unknown-linux-gnu"),
     ("riscv32-unknown-elf", "riscv32imac-unknown-none-elf"), ("powerpc-linux-gnu", "powerpc-unknown-linux-gnu"),
-    ("powerpc64-linux-gnu", "powerpc64-unknown-linux-gnu"), ("powerpc64le-linux-gnu", "powerpc64le-unknown-linux-gnu"),
+    ("powerpc64-linux-gnu", "powerpc64-unknown-linux-gnu"),
+    ("powerpc64le-linux-gnu", "powerpc64le-unknown-linux-gnu"),
     ("s390x-linux-gnu", "s390x-unknown-linux-gnu"), ("mips-linux-gnu", "mips-unknown-linux-gnu"),
-    ("mipsel-linux-gnu", "mipsel-unknown-linux-musl"), ("mips64el-linux-gnuabi64", "mips64el-unknown-linux-gnuabi64"),
+    ("mipsel-linux-gnu", "mipsel-unknown-linux-musl"),
+    ("mips64el-linux-gnuabi64", "mips64el-unknown-linux-gnuabi64"),
     ("i686-linux-gnu", "i686-unknown-linux-gnu"), ("sparcv9-linux-gnu", "sparc64-unknown-linux-gnu"),
     ("x86_64-linux-gnux32", "x86_64-unknown-linux-gnux32"),
 ]
