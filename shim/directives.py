@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Final, Iterator, Union
 
 from shim import linkinput
+from shim.elfcheck import LIBRARY_NAME
 from shim.env_names import LOADER_ENV_NAMES, LOADER_ENV_PREFIXES, loader_variable, tool_variable
 
 __all__ = ["LOADER_ENV_NAMES", "LOADER_ENV_PREFIXES", "Directive", "Rule", "RULES", "filter", "inside",
@@ -271,14 +272,17 @@ def _search_default(value: str, ctx: _Context) -> str:
 
 
 def _linkable(name: str, verbatim: frozenset[str]) -> bool:
-    """Whether the linker could open the file `name` for some `-l`: lib*.a, lib*.so, lib*.so.*, or
-    a `+verbatim` library's exact name."""
-    return name in verbatim or (name.startswith("lib") and (name.endswith(LINKABLE_SUFFIXES) or ".so." in name))
+    """Whether the linker could open the file `name` for some `-l`: lib*.a, lib*.so, lib*.so.*, or a
+    `+verbatim` library's exact name; or for a shared object's DT_NEEDED (shim.elfcheck.LIBRARY_NAME,
+    which also allows ld-*.so*)."""
+    return (name in verbatim or (name.startswith("lib") and (name.endswith(LINKABLE_SUFFIXES) or ".so." in name))
+            or LIBRARY_NAME.fullmatch(name) is not None)
 
 
-def search_dir_problem(directory: str, verbatim: frozenset[str] = frozenset()) -> str:
-    """"" when every file of `directory` the linker could open by `-l` is a linker input of the host's
-    format (shim.linkinput), else which file is not and what it is."""
+def search_dir_problem(directory: str, verbatim: frozenset[str] = frozenset(), target: str = "") -> str:
+    """"" when every file of `directory` the linker could open by `-l` (or by a shared object's DT_NEEDED)
+    is a linker input of `target`'s format (shim.linkinput; the host's when ""), else which file is not
+    and what it is."""
     try:
         names = sorted(os.listdir(directory))
     except FileNotFoundError:
@@ -287,7 +291,7 @@ def search_dir_problem(directory: str, verbatim: frozenset[str] = frozenset()) -
         return f"cannot list the directory ({err.strerror})"
     for name in names:
         if _linkable(name, verbatim):
-            problem = linkinput.problem(os.path.join(directory, name))
+            problem = linkinput.problem(os.path.join(directory, name), target)
             if problem:
                 return f"the linker would read {name} there, which is {problem}"
     return ""
@@ -369,12 +373,13 @@ def _no_env(name: str) -> bool:
 
 def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the name the runner uses
            grant_allows_directive: GrantCheck,
-           env_visible: EnvCheck = _no_env) -> tuple[list[str], list[tuple[Directive, str]]]:
+           env_visible: EnvCheck = _no_env, target: str = "") -> tuple[list[str], list[tuple[Directive, str]]]:
     """(lines to hand to cargo, denied directives with the reason). Kept directives are canonical lines;
     kept non-directive lines are unchanged. The runner writes `"\\n".join(kept)` plus a final newline.
     In warn mode it may pass a denied directive on too, as its `canonical` line (None: cargo would
     reject the line anyway, so there is nothing to pass). `env_visible` says which variables the script
-    may see (for `rerun-if-env-changed`); by default none.
+    may see (for `rerun-if-env-changed`); by default none. `target` is cargo's TARGET: libraries in
+    OUT_DIR must be of its format (shim.linkinput), of the host's when "".
 
     Two passes, because a `rustc-link-lib` may come before the `rustc-link-search` that finds it: the
     first judges each search directory inside OUT_DIR by its files."""
@@ -385,7 +390,7 @@ def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the
                          for f in _lib_files(d.value))
     dirs = {os.path.normpath(path) for d in valid if d.key == "rustc-link-search"
             for kind, path in [split_search(d.value)] if kind not in CRATE_SEARCH_KINDS and inside(path, root)}
-    ctx = _Context(root, {d: search_dir_problem(d, verbatim) for d in sorted(dirs)}, env_visible)
+    ctx = _Context(root, {d: search_dir_problem(d, verbatim, target) for d in sorted(dirs)}, env_visible)
     kept: list[str] = []
     denied: list[tuple[Directive, str]] = []
     for item in items:

@@ -169,7 +169,7 @@ def filter_stdout(stdout: bytes, ctx: RunContext, grant: Grant | None, kind: str
         return is_default_env(name) or (grant is not None and grant.allows_env(name))
 
     kept, denied = filter_directives(stdout, out_dir=ctx.out_dir, grant_allows_directive=allows,
-                                     env_visible=visible)
+                                     env_visible=visible, target=ctx.env.get("TARGET", ""))
     for directive, reason in denied:
         rule = RULES.get(directive.key)
         capability = rule.capability if rule is not None and not directive.problem else "directives"

@@ -26,6 +26,10 @@ A name needs a grant (`directives = ["rustc-env=NAME"]`) when, compared upper-ca
      FLAGS, CONFIG, MALLOC, SANITIZER, ...);
   5. it is a well-known single name (`NAMES`: HOME, SHELL, EDITOR, TZ, LANG, CC, MAKE, LINK, ...).
 
+The namespaces and words also cover what the *programs* `cargo run`/`cargo test` start read as files to
+load: driver loaders (VK_ICD_FILENAMES, OCL_ICD_VENDORS, `*_LAYERS`, `*_LIBRARY`, `*_SO`), pagers
+(MANPAGER, `*PAGER`) and history or start-up files (HISTFILE, `*_HISTORY`, `*STARTUP`).
+
 What passes: names that describe the build rather than configure a tool, e.g. TARGET, HOST, PROFILE,
 OPT_LEVEL, BUILD_VERSION, BUILD_TIMESTAMP, VERGEN_BUILD_TIMESTAMP, VERGEN_RUSTC_HOST_TRIPLE, PROTOC_VERSION,
 MY_CRATE_FEATURES, GIT_HASH, RING_CORE_PREFIX (ring's symbol prefix: no tool reads a `*_PREFIX` outside the
@@ -81,6 +85,18 @@ NAMESPACES: Final[dict[str, str]] = {
     "PG": "libpq", "SQLX_": "sqlx's macros", "QEMU_": "qemu (a cargo runner)", "WINE": "wine",
     "EMCC": "emscripten", "EMSDK": "emscripten", "ANDROID_": "the Android NDK", "NDK_": "the Android NDK",
     "PYTEST_": "pytest",
+    # loaders of graphics, compute, media and desktop drivers: they read files naming libraries to load
+    # (VK_ICD_FILENAMES, OCL_ICD_VENDORS, __EGL_VENDOR_LIBRARY_FILENAMES, LIBGL_DRIVERS_PATH, GTK_MODULES)
+    "VK_": "the Vulkan loader", "OCL_": "the OpenCL ICD loader", "OPENCL_": "OpenCL loaders",
+    "EGL_": "the EGL loader", "GLX_": "the GLX loader", "MESA_": "Mesa", "LIBGL_": "Mesa", "GBM_": "Mesa",
+    "DRI_": "Mesa", "VDPAU_": "VDPAU", "LIBVA_": "VA-API", "CUDA_": "CUDA", "GST_": "GStreamer",
+    "GTK_": "GTK", "GDK_": "GTK", "GIO_": "GLib", "GI_": "GObject introspection", "GSETTINGS_": "GLib",
+    "QT_": "Qt", "ALSA_": "ALSA", "PULSE_": "PulseAudio", "PIPEWIRE_": "PipeWire", "SPA_": "PipeWire",
+    "JACK_": "JACK", "SANE_": "SANE", "MOZ_": "Mozilla's libraries",
+    # interactive programs `cargo run` may start: their history, pager and start-up files
+    "HIST": "shells (history files)", "LESS": "less", "SQLITE_": "sqlite3",
+    "MYSQL": "the MySQL client",
+    "PSQL": "psql", "INPUTRC": "readline",
 }
 # Rule 2's exceptions: exact names crates print whose namespace's tools do not read them.
 VALUE_NAMES: Final[frozenset[str]] = frozenset({
@@ -97,11 +113,15 @@ WORDS: Final[frozenset[str]] = frozenset({
     "LOGFILE", "TOKEN", "CREDENTIALS", "PASSWORD", "PASSWD", "AUTH", "CERT", "CERTS", "CAINFO",
     "ENGINE", "ENGINES", "PROVIDER", "CACHE", "TMP", "TEMP", "TMPDIR", "CC", "CXX", "CPP", "AR", "LD",
     "NM", "MAKE", "CMAKE", "LINK", "URL", "URLS", "ENDPOINT", "SERVER", "REPRO", "HOOK", "HOOKS",
+    # files that name libraries to load, and the libraries themselves (VK_ICD_FILENAMES, FOO_LAYERS, X_SO)
+    "FILENAME", "FILENAMES", "ICD", "ICDS", "LAYER", "LAYERS", "VENDORS", "LIBRARY", "LIBRARIES", "SO",
+    "DRIVERS", "BACKEND", "BACKENDS", "LOADER", "HISTFILE", "HISTORY", "STARTUP",
 })
 # Rule 4: endings that stay tool words when glued on (TMPDIR, GNUPGHOME, RUBYOPT, GOROOT, KUBECONFIG) ...
 ENDINGS: Final[tuple[str, ...]] = (
     "DIR", "DIRS", "HOME", "OPT", "OPTS", "OPTIONS", "ROOT", "CMD", "COMMAND", "EXE", "PROG", "PROGRAM",
     "SHELL", "RC", "CONF", "OUTPUT", "LIB", "LIBS", "BIN", "CACHE", "WRAPPER", "SOCK", "TOOLCHAIN", "ENV",
+    "PAGER", "FILENAME", "FILENAMES", "HISTFILE", "HISTORY", "LIBRARY", "LIBRARIES", "STARTUP",
 )
 # ... and fragments found anywhere (CLASSPATH, CFLAGS, LD_PRELOAD_32, GIT_PROXY_COMMAND, SSLKEYLOGFILE).
 PARTS: Final[tuple[str, ...]] = (
@@ -121,6 +141,7 @@ NAMES: Final[frozenset[str]] = frozenset({
     "LIB", "INCLUDE", "LINK", "CL", "_CL_", "_LINK_", "COMSPEC", "SYSTEMROOT", "WINDIR", "USERPROFILE",
     "APPDATA", "LOCALAPPDATA", "PROGRAMDATA", "PROGRAMFILES", "SYSTEMDRIVE", "GOOS", "GOARCH", "CLASSPATH",
     "CI", "SOURCE_DATE_EPOCH", "NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PREFIX",
+    "MAGIC", "MANOPT", "MANSECT", "MANWIDTH",
 })
 
 # The loader subset (see the module docstring): host_spawn strips these from a granted child's environment.

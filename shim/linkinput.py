@@ -1,4 +1,4 @@
-"""Whether a file a build script left in OUT_DIR is a linker input of the host's format, judged by its bytes.
+"""Whether a file a build script left in OUT_DIR is a linker input of the target's format, judged by its bytes.
 
 Why this exists: a `rustc-link-search` into OUT_DIR makes rustc pass `-L <dir>` to the linker of the
 crate and of every crate that depends on it, and the linker looks in that directory for *every* `-l` of
@@ -8,46 +8,86 @@ any library name, a text file that is a linker script: `INPUT(/home/u/.ssh/id_rs
 `OUTPUT(...)` and the rest steer it. A thin archive (`!<thin>\\n`) names its members by *path*, so the
 linker reads them from wherever they point. So a file name proves nothing; only its bytes do.
 
-A file passes when it is one of (all of the running host's ELF class, byte order and machine, the
-`HOST_ELF` identity, read from this interpreter's own executable):
+A file passes when it is one of (all of the ELF class, byte order and machine of the target being built,
+`elf_identity(TARGET)`, or of the running host when no target is given):
 
   - an ELF relocatable object (ET_REL): `name.o` through a `+verbatim` library;
-  - an ELF shared object (ET_DYN): the linker reads its dynamic symbols and, at most, looks up the
-    libraries its DT_NEEDED entries name the same way it looks up `-l` (no script is read from an ELF);
-  - a regular `!<arch>\\n` archive whose members are all such objects or LLVM bitcode (rustc and lld read
-    `-Clinker-plugin-lto` archives), besides the archive's own bookkeeping members: the symbol table
-    (`/`, `/SYM64/`, `__.SYMDEF*`) and the long-name table (`//`). A member is read only by its offset in
-    the archive itself, never by a path.
+  - an ELF shared object (ET_DYN): the linker reads its dynamic symbols and looks up the libraries its
+    DT_NEEDED entries name the same way it looks up `-l`;
+  - a regular `!<arch>\\n` archive whose members are all such objects, besides the archive's own
+    bookkeeping members: the symbol table (`/`, `/SYM64/`, `__.SYMDEF*`) and the long-name table (`//`).
+    A member is read only by its offset in the archive itself, never by a path.
 
-Anything else is refused: text (scripts), thin archives, other machines' objects, executables (ET_EXEC),
-FIFOs, devices and directories (a FIFO named `libc.a` would block the linker forever). What the linker
-does with an accepted file is parse ELF: the linker itself runs confined (Landlock, see README Limits),
-so a malformed object can at worst crash it inside that confinement.
+and, whatever its header says, nothing in it makes the linker read, load or run another file
+(shim/elfcheck.py: `.deplibs`, linker options, LTO IR, RPATH/RUNPATH, DT_NEEDED paths, ...). LLVM
+bitcode, alone or as an archive member, is refused: its metadata can name dependent libraries and linker
+options, and its words cannot be checked here; `-Clinker-plugin-lto` archives need a grant.
+
+Anything else is refused: text (scripts), thin archives, other machines' objects, executables (ET_EXEC,
+or ET_DYN with an interpreter), FIFOs, devices and directories (a FIFO named `libc.a` would block the
+linker forever), and any ELF file whose tables do not parse.
+
+Why the contents and not only the header: the confined linker (Landlock, see README Limits) is not the
+only one that reads these files. `cargo test --doc` links each doctest with rustdoc, which cargo runs
+directly, never through RUSTC_WRAPPER, with the crate's `-L native=OUT_DIR` paths: that link runs
+natively and unconfined, so this check is all that stands between a planted file and the host there.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import stat
 import sys
-from typing import BinaryIO, Final
+from typing import Final
+
+from shim.elfcheck import ET_DYN, ET_REL, Reader, contents_problem
 
 ELF_MAGIC: Final = b"\x7fELF"
 AR_MAGIC: Final = b"!<arch>\n"
 THIN_MAGIC: Final = b"!<thin>\n"
 BITCODE_MAGICS: Final = (b"BC\xc0\xde", b"\xde\xc0\x17\x0b")  # raw bitcode, and its wrapper header
-ET_REL: Final = 1
-ET_DYN: Final = 3
 AR_HEADER: Final = 60
 AR_BOOKKEEPING: Final = frozenset({"/", "//", "/SYM64/", "__.SYMDEF", "__.SYMDEF SORTED",
                                    "__.SYMDEF_64", "__.SYMDEF_64 SORTED", "/<ECSYMBOLS>/"})
 MAX_MEMBERS: Final = 1 << 20  # more than any real archive; bounds the walk over a crafted one
+ELF_HEAD: Final = 64  # an ELF64 header; an ELF32 one (52 bytes) is followed by more of the file
+
+Identity = tuple[int, int, int]  # (EI_CLASS, EI_DATA, e_machine); (0, 0, 0): no ELF file is of this format
+NOT_ELF: Final[Identity] = (0, 0, 0)
+_32, _64, _LE, _BE = 1, 2, 1, 2
+
+# The target triple's architecture (its first field), matched in order, -> the ELF identity of its objects.
+# One row per family; anything not listed, and every non-ELF target (wasm, Windows, Apple, UEFI), gets
+# NOT_ELF: its libraries need a grant.
+ARCHES: Final[tuple[tuple[str, Identity], ...]] = (
+    (r"x86_64h?", (_64, _LE, 62)),
+    (r"i[3-6]86", (_32, _LE, 3)),
+    (r"aarch64", (_64, _LE, 183)),
+    (r"aarch64_be", (_64, _BE, 183)),
+    (r"(arm|thumb)(v[0-9a-z.]*)?", (_32, _LE, 40)),
+    (r"(arm|thumb)eb(v[0-9a-z.]*)?", (_32, _BE, 40)),
+    (r"riscv64[a-z0-9_]*", (_64, _LE, 243)),
+    (r"riscv32[a-z0-9_]*", (_32, _LE, 243)),
+    (r"powerpc", (_32, _BE, 20)),
+    (r"powerpc64", (_64, _BE, 21)),
+    (r"powerpc64le", (_64, _LE, 21)),
+    (r"s390x", (_64, _BE, 22)),
+    (r"mips(isa32r6)?", (_32, _BE, 8)),
+    (r"mips(isa32r6)?el", (_32, _LE, 8)),
+    (r"mips64|mipsisa64r6", (_64, _BE, 8)),
+    (r"mips64el|mipsisa64r6el", (_64, _LE, 8)),
+    (r"loongarch64", (_64, _LE, 258)),
+    (r"sparc64|sparcv9", (_64, _BE, 43)),
+)
+NON_ELF_SYSTEMS: Final = re.compile(r"apple|darwin|ios|tvos|watchos|visionos|windows|uefi|wasm|wasi")
+ILP32_ABIS: Final = re.compile(r"-gnux32$|_ilp32$")  # 32-bit ELF on a 64-bit architecture
 
 
 @functools.lru_cache(maxsize=1)
-def host_elf() -> tuple[int, int, int]:
-    """(EI_CLASS, EI_DATA, e_machine) of the running interpreter: the host's ELF identity."""
+def host_elf() -> Identity:
+    """The ELF identity of the running interpreter: the host's."""
     for exe in ("/proc/self/exe", sys.executable):
         try:
             with open(exe, "rb") as f:
@@ -56,30 +96,55 @@ def host_elf() -> tuple[int, int, int]:
             continue
         if head[:4] == ELF_MAGIC:
             return head[4], head[5], int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
-    return (0, 0, 0)  # not an ELF host: nothing is of its format, every library needs a grant
+    return NOT_ELF  # not an ELF host: nothing is of its format, every library needs a grant
 
 
-def _elf_problem(head: bytes, types: tuple[int, ...]) -> str:
-    """"" when `head` (at least 20 bytes) starts an ELF file of the host's identity and one of `types`."""
+@functools.lru_cache(maxsize=64)
+def elf_identity(target: str = "") -> Identity:
+    """The ELF identity of objects for the target triple `target` (cargo's TARGET), by ARCHES; the
+    host's when `target` is empty; NOT_ELF for a target whose objects are not ELF or that is unknown."""
+    if not target:
+        return host_elf()
+    arch = target.split("-", 1)[0]
+    if NON_ELF_SYSTEMS.search(target) or "-" not in target:
+        return NOT_ELF
+    ident = next((ident for pattern, ident in ARCHES if re.fullmatch(pattern, arch)), NOT_ELF)
+    return (_32, ident[1], ident[2]) if ident != NOT_ELF and ILP32_ABIS.search(target) else ident
+
+
+def _elf_problem(read: Reader, size: int, types: tuple[int, ...], ident: Identity) -> str:
+    """"" when the file `read` gives is an ELF file of identity `ident`, of one of `types`, with nothing
+    in it that makes the linker read another file (shim.elfcheck)."""
+    head = read(0, ELF_HEAD)
     if len(head) < 20 or head[:4] != ELF_MAGIC:
         return "not an ELF file"
-    cls, data, machine = host_elf()
-    order = "little" if data == 1 else "big"
-    if (head[4], head[5], int.from_bytes(head[18:20], order)) != (cls, data, machine):
+    order = "little" if head[5] == 1 else "big"
+    if ident == NOT_ELF or (head[4], head[5], int.from_bytes(head[18:20], order)) != ident:
         return "an ELF file for another machine"
-    if int.from_bytes(head[16:18], order) not in types:
+    e_type = int.from_bytes(head[16:18], order)
+    if e_type not in types:
         return "an ELF file that is neither a relocatable object nor a shared object"
-    return ""
+    if len(head) < (ELF_HEAD if head[4] == 2 else 52):
+        return "a malformed ELF file (a truncated header)"
+    return contents_problem(read, size, head, e_type)
 
 
-def _archive_problem(f: BinaryIO, size: int) -> str:
+def _reader(fd: int, base: int, size: int) -> Reader:
+    """Reads of the `size` bytes at `base` in the open file `fd` (a file, or a member of an archive)."""
+    def read(offset: int, length: int) -> bytes:
+        if offset < 0 or length <= 0 or offset >= size:
+            return b""
+        return os.pread(fd, min(length, size - offset), base + offset)
+    return read
+
+
+def _archive_problem(fd: int, size: int, ident: Identity) -> str:
     """Walk the members of an `!<arch>` archive whose magic has been read."""
     pos = len(AR_MAGIC)
     for _ in range(MAX_MEMBERS):
         if pos >= size:
             return ""
-        f.seek(pos)
-        header = f.read(AR_HEADER)
+        header = os.pread(fd, AR_HEADER, pos)
         if len(header) < AR_HEADER or header[58:60] != b"`\n":
             return "a malformed archive"
         name = header[:16].decode("latin-1").rstrip(" ")
@@ -95,35 +160,45 @@ def _archive_problem(f: BinaryIO, size: int) -> str:
             if skip > length:
                 return "a malformed archive"
         if name not in AR_BOOKKEEPING:
-            f.seek(pos + AR_HEADER + skip)
-            member = f.read(20)
-            if not member.startswith(BITCODE_MAGICS):
-                problem = _elf_problem(member, (ET_REL,))
-                if problem:
-                    return f"an archive with a member that is {problem.replace('not an ', 'no ')}"
+            read = _reader(fd, pos + AR_HEADER + skip, length - skip)
+            if read(0, 4).startswith(BITCODE_MAGICS):
+                return ("an archive with an LLVM bitcode member (its metadata can name libraries and options "
+                        "for the linker)")
+            problem = _elf_problem(read, length - skip, (ET_REL,), ident)
+            if problem:
+                problem = problem.replace("not an ", "no ", 1)
+                return f"an archive with a member that is {problem}"
         pos += AR_HEADER + length + (length & 1)
     return "an archive with too many members"
 
 
-def problem(path: str) -> str:
-    """"" when the file at `path` is a linker input of the host's format (see the module docstring),
-    else what it is instead, e.g. "not an archive, object or shared object (text ...)". A FIFO or device
-    is never opened: stat first, then open non-blocking and check the opened file again."""
+def problem(path: str, target: str = "") -> str:
+    """"" when the file at `path` is a linker input of `target`'s format (cargo's TARGET triple; the
+    host's when empty) with nothing in it that makes the linker read another file (see the module
+    docstring), else what it is instead, e.g. "not an archive, object or shared object (text ...)". A
+    FIFO or device is never opened: stat first, then open non-blocking and check the opened file again."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return "not a regular file"
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
         return f"unreadable ({err.strerror})"
-    with os.fdopen(fd, "rb", buffering=0) as f:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return "not a regular file"
-        head = f.read(20)
+        ident = elf_identity(target)
+        head = os.pread(fd, ELF_HEAD, 0)
         if head.startswith(AR_MAGIC):
-            return _archive_problem(f, st.st_size)
-    if head.startswith(THIN_MAGIC):
-        return "a thin archive (its members are paths the linker would read)"
-    if head[:4] != ELF_MAGIC:
-        return "not an archive, object or shared object (text such as a linker script, or unknown data)"
-    return _elf_problem(head, (ET_REL, ET_DYN))
+            return _archive_problem(fd, st.st_size, ident)
+        if head.startswith(THIN_MAGIC):
+            return "a thin archive (its members are paths the linker would read)"
+        if head.startswith(BITCODE_MAGICS):
+            return "LLVM bitcode (its metadata can name libraries and options for the linker)"
+        if head[:4] != ELF_MAGIC:
+            return "not an archive, object or shared object (text such as a linker script, or unknown data)"
+        return _elf_problem(_reader(fd, 0, st.st_size), st.st_size, (ET_REL, ET_DYN), ident)
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    finally:
+        os.close(fd)

@@ -270,7 +270,8 @@ def test_whatever_a_script_prints_only_canonical_or_inert_lines_come_out(stdout:
 ENV_PASSES = ["TARGET", "HOST", "PROFILE", "OPT_LEVEL", "DEBUG", "NUM_JOBS", "BUILD_VERSION", "BUILD_TIMESTAMP",
               "VERGEN_BUILD_TIMESTAMP", "VERGEN_GIT_SHA", "VERGEN_GIT_DIRTY", "VERGEN_RUSTC_HOST_TRIPLE",
               "VERGEN_CARGO_OPT_LEVEL", "PROTOC_VERSION", "SOME_CRATE_FEATURES", "GIT_HASH", "git_commit_hash",
-              "RING_CORE_PREFIX", "DEMO_PROFILE", "APP_DESCRIPTION", "TARGET_TRIPLE", "x"]
+              "RING_CORE_PREFIX", "DEMO_PROFILE", "APP_DESCRIPTION", "TARGET_TRIPLE", "x", "PKG_SOURCE",
+              "BUILD_PLATFORM", "BUILD_COMMIT", "CRATE_BUILD_PROFILE", "SOME_FEATURE_ENABLED"]
 ENV_REFUSED = [
     # namespaces
     "LLVM_SYMBOLIZER_PATH", "llvm_symbolizer_path", "Llvm_Profile_File", "LLD_REPRODUCE", "lld_reproduce",
@@ -289,6 +290,14 @@ ENV_REFUSED = [
     # single names
     "HOME", "SHELL", "EDITOR", "PAGER", "TZ", "LANG", "CC", "CXX", "AR", "MAKE", "LINK", "INCLUDE", "ENV",
     "IFS", "PATH", "path",
+    # what programs `cargo run`/`cargo test` start read as files to load: driver loaders, pagers, history
+    "VK_ICD_FILENAMES", "vk_icd_filenames", "OCL_ICD_FILENAMES", "OCL_ICD_VENDORS", "VK_INSTANCE_LAYERS",
+    "VK_LOADER_LAYERS_ENABLE", "VK_DRIVER_FILES", "__EGL_VENDOR_LIBRARY_FILENAMES", "EGL_PLATFORM",
+    "MESA_LOADER_DRIVER_OVERRIDE", "LIBVA_DRIVER_NAME", "GTK_MODULES", "GST_PLUGIN_SYSTEM_PATH",
+    "GSETTINGS_BACKEND", "QT_QPA_PLATFORM", "CUDA_VISIBLE_DEVICES", "HISTFILE", "histfile", "HISTSIZE",
+    "MYSQL_HISTFILE", "SQLITE_HISTORY", "PSQLRC", "LESSKEY", "LESSHISTFILE", "MAGIC", "MANPAGER", "MANOPT",
+    "Widget_Pager", "SYSTEMD_PAGER", "APP_HISTFILE", "X_FILENAMES", "WIDGET_ICD", "FOO_LAYERS", "MY_LIBRARY",
+    "ZLIBRARY", "FOO_SO", "GPU_DRIVERS", "AUDIO_BACKEND", "NET_LOADER", "REPL_STARTUP", "FOO_MODULES",
     # not identifiers
     "", "A=B", "BASH_FUNC_f%%", "1ABC", "A B", "A-B", "Ä",
 ]

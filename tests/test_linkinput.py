@@ -135,3 +135,95 @@ def test_thin_and_foreign_libraries_are_refused(tmp_path: Path, built: dict[str,
     shutil.copy(built[name], tmp_path / target)
     kept, denied = run(f"cargo:rustc-link-search=native={tmp_path}\ncargo:rustc-link-lib=x\n", tmp_path)
     assert kept == [] and len(denied) == 2
+
+
+# --- cross-compiling: the target's ELF identity -------------------------------------------------------------
+
+IDENTITIES = [  # cargo's TARGET -> (EI_CLASS, EI_DATA, e_machine) of its objects
+    ("x86_64-unknown-linux-gnu", (2, 1, 62)), ("x86_64-unknown-linux-musl", (2, 1, 62)),
+    ("x86_64-unknown-linux-gnux32", (1, 1, 62)), ("x86_64-unknown-freebsd", (2, 1, 62)),
+    ("i686-unknown-linux-gnu", (1, 1, 3)), ("i586-unknown-linux-musl", (1, 1, 3)), ("i386-unknown-none", (1, 1, 3)),
+    ("aarch64-unknown-linux-gnu", (2, 1, 183)), ("aarch64-linux-android", (2, 1, 183)),
+    ("aarch64_be-unknown-linux-gnu", (2, 2, 183)), ("aarch64-unknown-linux-gnu_ilp32", (1, 1, 183)),
+    ("arm-unknown-linux-gnueabihf", (1, 1, 40)), ("armv7-unknown-linux-gnueabihf", (1, 1, 40)),
+    ("armv5te-unknown-linux-musleabi", (1, 1, 40)), ("thumbv7neon-unknown-linux-gnueabihf", (1, 1, 40)),
+    ("thumbv7em-none-eabihf", (1, 1, 40)), ("armebv7r-none-eabi", (1, 2, 40)),
+    ("riscv64gc-unknown-linux-gnu", (2, 1, 243)), ("riscv32imac-unknown-none-elf", (1, 1, 243)),
+    ("powerpc-unknown-linux-gnu", (1, 2, 20)), ("powerpc64-unknown-linux-gnu", (2, 2, 21)),
+    ("powerpc64le-unknown-linux-gnu", (2, 1, 21)), ("s390x-unknown-linux-gnu", (2, 2, 22)),
+    ("mips-unknown-linux-gnu", (1, 2, 8)), ("mipsel-unknown-linux-musl", (1, 1, 8)),
+    ("mips64-unknown-linux-gnuabi64", (2, 2, 8)), ("mips64el-unknown-linux-gnuabi64", (2, 1, 8)),
+    ("mipsisa32r6el-unknown-linux-gnu", (1, 1, 8)), ("mipsisa64r6-unknown-linux-gnuabi64", (2, 2, 8)),
+    ("loongarch64-unknown-linux-gnu", (2, 1, 258)), ("sparc64-unknown-linux-gnu", (2, 2, 43)),
+    ("sparcv9-sun-solaris", (2, 2, 43)),
+]
+NOT_ELF_TARGETS = ["wasm32-wasip1", "wasm32-unknown-unknown", "wasm64-unknown-unknown", "x86_64-pc-windows-gnu",
+                   "x86_64-pc-windows-msvc", "aarch64-apple-darwin", "x86_64-apple-ios", "aarch64-apple-visionos",
+                   "x86_64-unknown-uefi", "arm64ec-pc-windows-msvc", "avr-unknown-gnu-atmega328", "bpfel-unknown-none",
+                   "nvptx64-nvidia-cuda", "m68k-unknown-linux-gnu", "hexagon-unknown-linux-musl", "my-custom-spec",
+                   "x86_64", "powerpc64lx-unknown-linux-gnu", "armx-unknown-linux-gnueabi",
+                   "csky-unknown-linux-gnuabiv2"]
+
+
+@pytest.mark.parametrize("triple, identity", IDENTITIES, ids=[t for t, _ in IDENTITIES])
+def test_each_target_family_has_its_elf_identity(triple: str, identity: tuple[int, int, int]) -> None:
+    assert linkinput.elf_identity(triple) == identity
+
+
+@pytest.mark.parametrize("triple", NOT_ELF_TARGETS)
+def test_targets_without_elf_objects_or_unknown_accept_no_library(triple: str) -> None:
+    assert linkinput.elf_identity(triple) == linkinput.NOT_ELF
+
+
+def test_no_target_means_the_host() -> None:
+    assert linkinput.elf_identity("") == linkinput.host_elf() != linkinput.NOT_ELF
+
+
+CROSS = [  # llvm-mc triple -> the cargo TARGET its objects are for
+    ("aarch64-linux-gnu", "aarch64-unknown-linux-gnu"), ("aarch64_be-linux-gnu", "aarch64_be-unknown-linux-gnu"),
+    ("armv7-linux-gnueabihf", "armv7-unknown-linux-gnueabihf"),
+    ("thumbv7-linux-gnueabihf", "thumbv7neon-unknown-linux-gnueabihf"),
+    ("armebv7r-none-eabi", "armebv7r-none-eabi"), ("riscv64-linux-gnu", "riscv64gc-unknown-linux-gnu"),
+    ("riscv32-unknown-elf", "riscv32imac-unknown-none-elf"), ("powerpc-linux-gnu", "powerpc-unknown-linux-gnu"),
+    ("powerpc64-linux-gnu", "powerpc64-unknown-linux-gnu"),
+    ("powerpc64le-linux-gnu", "powerpc64le-unknown-linux-gnu"),
+    ("s390x-linux-gnu", "s390x-unknown-linux-gnu"), ("mips-linux-gnu", "mips-unknown-linux-gnu"),
+    ("mipsel-linux-gnu", "mipsel-unknown-linux-musl"),
+    ("mips64el-linux-gnuabi64", "mips64el-unknown-linux-gnuabi64"),
+    ("i686-linux-gnu", "i686-unknown-linux-gnu"), ("sparcv9-linux-gnu", "sparc64-unknown-linux-gnu"),
+    ("x86_64-linux-gnux32", "x86_64-unknown-linux-gnux32"),
+]
+DEPLIBS = '.section .deplibs,"MS",%llvm_dependent_libraries,1\n.asciz "/nonexistent/canary"\n'
+
+
+@pytest.mark.parametrize("mc_triple, target", CROSS, ids=[t for _, t in CROSS])
+def test_a_cross_target_accepts_its_own_objects_and_refuses_the_rest(tmp_path: Path, mc_triple: str,
+                                                                     target: str) -> None:
+    assert shutil.which("llvm-mc"), "the tests need llvm-mc"
+    for name, text in (("plain", ".text\n.byte 0\n"), ("deplibs", DEPLIBS + ".text\n.byte 0\n")):
+        (tmp_path / f"{name}.s").write_text(text)
+        subprocess.run(["llvm-mc", f"-triple={mc_triple}", "-filetype=obj", f"{name}.s", "-o", f"{name}.o"],
+                       cwd=tmp_path, check=True)
+    subprocess.run(["ar", "rcs", "libplain.a", "plain.o"], cwd=tmp_path, check=True)
+    assert linkinput.problem(str(tmp_path / "plain.o"), target) == ""
+    assert linkinput.problem(str(tmp_path / "libplain.a"), target) == ""
+    assert linkinput.problem(str(tmp_path / "deplibs.o"), target).startswith(
+        "an ELF file with a section of type SHT_LLVM_DEPENDENT_LIBRARIES")
+    for other in ("wasm32-wasip1", "x86_64-pc-windows-gnu", "m68k-unknown-linux-gnu",
+                  "x86_64-unknown-linux-gnu" if not target.startswith("x86_64-") else "aarch64-unknown-linux-gnu"):
+        assert linkinput.problem(str(tmp_path / "plain.o"), other) == "an ELF file for another machine"
+
+
+def test_the_directive_filter_judges_libraries_for_cargos_target(tmp_path: Path) -> None:
+    (tmp_path / "a.s").write_text(".text\n.byte 0\n")
+    subprocess.run(["llvm-mc", "-triple=aarch64-linux-gnu", "-filetype=obj", "a.s", "-o", "a.o"], cwd=tmp_path,
+                   check=True)
+    subprocess.run(["ar", "rcs", "libcross.a", "a.o"], cwd=tmp_path, check=True)
+    stdout = f"cargo:rustc-link-search=native={tmp_path}\ncargo:rustc-link-lib=static=cross\n"
+    kept, denied = filter(stdout, out_dir=str(tmp_path), grant_allows_directive=lambda k, t: False,
+                          target="aarch64-unknown-linux-gnu")
+    assert denied == [] and len(kept) == 2
+    kept, denied = filter(stdout, out_dir=str(tmp_path), grant_allows_directive=lambda k, t: False,
+                          target="riscv64gc-unknown-linux-gnu")
+    assert kept == [] and denied[0][1] == "the linker would read libcross.a there, which is an archive with a " \
+                                          "member that is an ELF file for another machine"
