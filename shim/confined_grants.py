@@ -128,8 +128,9 @@ def package_reads(package: str, target: str, environ: dict[str, str]) -> list[st
 
     ctx = RunContext(crate="", version="", package_dir=package, out_dir=environ.get("OUT_DIR", ""), tmp_dir="",
                      env={}, host_env=dict(environ), rustc="", sysroot="")
-    hidden = {*fsview.hidden_dirs(ctx), *(os.path.normpath(c) for c in candidates
-                                          if c and os.path.isfile(os.path.join(c, CACHEDIR_TAG)))}
+    # ours and CARGO_TARGET_DIR even untagged (cargo tags only a directory it creates), others when tagged
+    hidden = {*fsview.hidden_dirs(ctx), *(os.path.normpath(c) for c in candidates[:2] if os.path.isabs(c)),
+              *(os.path.normpath(c) for c in candidates[2:] if os.path.isfile(os.path.join(c, CACHEDIR_TAG)))}
     return fsview.landlock_paths(package, sorted(hidden))
 
 
@@ -181,7 +182,9 @@ def user_linkers(words: list[str], script_output: bytes, untrusted: list[str], p
         elif word.startswith("-B"):
             prefix = word[2:] or (words[i + 1] if i + 1 < len(words) else "")
             if os.path.isabs(prefix) and not any(_inside(prefix, u) for u in untrusted):
-                out.append(os.path.realpath(prefix if os.path.isdir(prefix) else os.path.dirname(prefix)))
+                directory = os.path.realpath(prefix if os.path.isdir(prefix) else os.path.dirname(prefix))
+                out.append(directory)  # and the interpreters of the linker scripts the driver finds there
+                out += [i for n in LINKERS for i in _interpreter(os.path.join(directory, n))]
     for name in names:
         for directory in [*dirs, *GCC_INTERNALS]:
             for candidate in (os.path.join(directory, f"ld.{name}"), os.path.join(directory, name)):
