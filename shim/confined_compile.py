@@ -4,24 +4,21 @@ Why: cargo hands what a build script printed to native tools. `rustc-env` values
 of the package's rustc (and so of LLVM, the linker driver `cc`, `ld` and whatever they start);
 `rustc-link-search`/`-lib`/`-arg` and `rustc-flags` become `-L`/`-l`/`-C link-arg` of the package's compiles
 and of every dependent's link. shim.directives decides which of those lines pass; this module is the
-defence behind it: such a compile runs under Landlock (shim.landlock), so whatever a variable, a library
-file, a linker script or a plugin makes rustc or the linker do, they can only:
-
-    execute  the toolchain (rustc's sysroot incl. rust-lld and gcc-ld, clippy-driver, rustup's proxy and
-             RUSTUP_HOME/toolchains when argv[1] is the proxy), the linker (`-C linker=` and `cc`, and a
-             `#!` linker script's interpreter), gcc's internal passes (/usr/lib*/gcc, /usr/libexec/gcc), the
-             system `ld`, `ld.bfd`, `ld.gold`, `ld.lld` and the ELF loader;
-    read     the above, the package (CARGO_MANIFEST_DIR), rustc's cwd (the workspace root for members),
-             OUT_DIR, every directory the argv names (--out-dir, -C incremental, -L, --extern, `@argfile`s,
-             a target spec), the system library directories the linker searches, the loader's
-             configuration, /dev/null and /dev/urandom;
-    write    the output directory, the incremental directory, /dev/null and a private TMPDIR under
-             `<target>/cratecage/tmp/`, removed afterwards.
+defence behind it: such a compile runs under Landlock (shim.landlock) with the grants of
+shim.confined_grants (the toolchain and the user's linker to execute; the package, the exact inputs and
+the crate files of the target directory to read; the output directory and a private TMPDIR, under
+`<target>/cratecage/tmp/` and removed afterwards, to write), plus what the crate's owner granted its build
+script (`[permissions.build.<crate>] filesystem-access`; the policy is loaded only when one may apply).
 
 TCP is left alone (`handle_tcp=False`): proc macros still run natively inside rustc, and some connect
 (sqlx). shim.seccomp still refuses other socket families (Unix sockets such as an ssh agent or
 docker.sock, netlink). The caller (shim.wrapper) decides which calls come here; everything else keeps the
 exec fast path.
+
+rustc's stderr passes through this process unchanged, line by line, so that a refusal can be explained
+afterwards in one `cratecage:` line: a `couldn't read` of a file outside the grants names the crate and
+the `filesystem-access` entry to paste; a proc macro that panicked on a refused file or program says that
+proc macros run under the same confinement here.
 
 Nothing outlives the call: the wrapper becomes a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so
 orphans of rustc's descendants are reparented to it; after rustc exits, every remaining descendant is
@@ -43,115 +40,12 @@ import signal
 import sys
 import time
 
+from shim.confined_grants import Grants, grants
 from shim.rustc_args import RustcArgs
 
 LAUNCH_FAILED = 71  # EX_OSERR, as shim.landlock_exec: the program never ran
 WARNED_MARKER = "native-unconfined-warned"
-
-# What a native compile and link may read besides the paths its own arguments name.
-SYSTEM_READ = ("/lib", "/lib32", "/lib64", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libexec",
-               "/usr/local/lib", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
-               "/dev/null", "/dev/urandom")
-# gcc's own passes (collect2, lto-wrapper, lto1) live here; the driver starts them.
-GCC_INTERNALS = ("/usr/lib/gcc", "/usr/lib64/gcc", "/usr/libexec/gcc", "/usr/lib/gcc-cross")
-# The linkers the driver may start, searched on PATH and in the multiarch binutils directory.
-LINKERS = ("ld", "ld.bfd", "ld.gold", "ld.lld")
-# The ELF loaders of the usual Linux ABIs (the kernel opens a program's PT_INTERP as an executable).
-ELF_LOADERS = ("/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1", "/lib/ld-linux-armhf.so.3",
-               "/lib/ld-linux.so.2", "/lib64/ld64.so.2", "/lib/ld-linux-riscv64-lp64d.so.1",
-               "/lib/ld-musl-x86_64.so.1", "/lib/ld-musl-aarch64.so.1")
-# Sysroots shared with the rest of the system: only their rustlib is executable, not all of /usr/bin.
-SYSTEM_PREFIXES = ("/", "/usr", "/usr/local")
-
-
-class Grants:
-    """What the confined rustc and everything it starts may execute, read and write (absolute paths)."""
-
-    __slots__ = ("execute", "read", "write")
-
-    def __init__(self, execute: list[str], read: list[str], write: list[str]) -> None:
-        self.execute, self.read, self.write = execute, read, write
-
-
-def grants(chain: list[str], rustc_args: list[str], args: RustcArgs, environ: dict[str, str],
-           tmp: str) -> Grants:
-    """See the module docstring; `rustc_args` are rustc's own arguments as cargo gave them."""
-    path = environ.get("PATH", os.defpath)
-    programs = [p for p in (_which(c, path) for c in chain) if p]
-    execute = [*programs, *_toolchain_exec(programs, args, environ), *GCC_INTERNALS]
-    execute += [i for p in programs for i in _interpreter(p)]  # a workspace wrapper may be a script
-    for linker in {args.codegen_value("linker") or "cc", "cc"}:  # a configured linker may be a wrapper of cc
-        found = _which(linker, path)
-        if found:
-            execute += [found, *_interpreter(found)]
-    multiarch = f"/usr/{os.uname().machine}-linux-gnu"
-    for directory in [*path.split(os.pathsep), os.path.join(multiarch, "bin")]:
-        execute += [os.path.realpath(os.path.join(directory, n)) for n in LINKERS
-                    if directory and os.path.exists(os.path.join(directory, n))]
-    execute += [os.path.realpath(p) for p in ELF_LOADERS if os.path.exists(p)]
-    write = [tmp, "/dev/null"]
-    out = args.out_dir or (os.path.dirname(os.path.abspath(args.output)) if args.output else os.getcwd())
-    write.append(out)
-    incremental = args.codegen_value("incremental")
-    if incremental:
-        write.append(incremental)
-    read = [*SYSTEM_READ, multiarch, os.getcwd(), *execute]
-    read += [environ.get(name, "") for name in ("CARGO_MANIFEST_DIR", "OUT_DIR")]
-    read += [os.path.dirname(os.path.abspath(p)) for p in args.inputs if p != "-"]
-    read += [p for _, p in args.lib_paths]
-    read += [os.path.dirname(p) for _, p in args.externs if p]
-    read += [a[1:] for a in rustc_args if a.startswith("@") and not a.startswith("@shell:")]
-    if args.target and args.target.endswith(".json"):
-        read.append(args.target)
-    if args.sysroot:
-        read.append(args.sysroot)
-    return Grants(_absolute(execute), _absolute(read), _absolute(write))
-
-
-def _absolute(paths: list[str]) -> list[str]:
-    return sorted({os.path.abspath(p) for p in paths if p})
-
-
-def _which(program: str, path: str) -> str | None:
-    """`program` resolved like execvp would (a bare name on PATH), as a real path; None if not found."""
-    if os.sep in program:
-        return os.path.realpath(program) if os.path.exists(program) else None
-    for directory in path.split(os.pathsep):
-        candidate = os.path.join(directory or ".", program)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return os.path.realpath(candidate)
-    return None
-
-
-def _toolchain_exec(programs: list[str], args: RustcArgs, environ: dict[str, str]) -> list[str]:
-    """The toolchain trees rustc may execute from: rustup's toolchains when argv[1] is rustup's proxy,
-    else the sysroot of each program (the whole sysroot, or only its rustlib when it is /usr)."""
-    out = []
-    for program in programs:
-        if os.path.basename(program).startswith("rustup"):
-            home = environ.get("RUSTUP_HOME") or os.path.join(os.path.expanduser("~"), ".rustup")
-            out += [os.path.join(home, "toolchains"), os.path.join(home, "settings.toml")]
-            continue
-        sysroot = os.path.dirname(os.path.dirname(program))
-        if not os.path.isdir(os.path.join(sysroot, "lib", "rustlib")):
-            continue  # not a toolchain's program (a workspace wrapper script): only the program itself
-        out.append(os.path.join(sysroot, "lib", "rustlib") if sysroot in SYSTEM_PREFIXES else sysroot)
-    if args.sysroot:
-        out.append(os.path.join(args.sysroot, "lib", "rustlib"))
-    return out
-
-
-def _interpreter(program: str) -> list[str]:
-    """A `#!` script's interpreter (a linker wrapper script), so the script can run; else nothing."""
-    try:
-        with open(program, "rb") as fh:
-            head = fh.read(256)
-    except OSError:
-        return []
-    if not head.startswith(b"#!"):
-        return []
-    words = head[2:].split(b"\n", 1)[0].split()
-    return [os.path.realpath(os.fsdecode(words[0]))] if words else []
+STDERR_KEEP = 64  # diagnostics lines kept for the explanation after a failure (all of stderr is shown)
 
 
 # -- running ----------------------------------------------------------------------------------------------
@@ -185,13 +79,15 @@ def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[st
     if abi == 0:
         _warn_once(target, args.crate_name, landlock.unavailable_reason())
         return None
+    owner = owner_grant(environ)
     tmp = os.path.join(target, "cratecage", "tmp", f"native-{os.getpid()}-{os.urandom(4).hex()}")
     os.makedirs(tmp, mode=0o700)
     try:
-        allowed = grants(cmd[:len(cmd) - len(rustc_args)], rustc_args, args, environ, tmp)
+        allowed = grants(cmd[:len(cmd) - len(rustc_args)], rustc_args, args, environ, tmp, target=target,
+                         owner=owner)
         env = {**environ, "TMPDIR": tmp}
         become_subreaper()
-        status = _spawn_and_wait(cmd, env, allowed, args.crate_name or "?")
+        status, seen = _spawn_and_wait(cmd, env, allowed, args.crate_name or "?")
         sweep()
     finally:
         _remove_tree(tmp)
@@ -200,7 +96,59 @@ def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[st
         signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)  # die the way rustc died, as exec would have
         return 128 + sig
-    return os.waitstatus_to_exitcode(status)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 and seen:
+        from shim.confined_explain import explain
+
+        for line in explain(seen, environ, owner, args.crate_name or "?"):
+            os.write(2, (line + "\n").encode())
+    return code
+
+
+def owner_grant(environ: dict[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(readable, writable) paths of the crate's `[permissions.build.<package>]` grant; nothing when no
+    policy may apply (a cheap test first: the policy package costs ~25 ms to import) or none can be found."""
+    crate = environ.get("CARGO_PKG_NAME")
+    if not crate:
+        return (), ()
+    from shim.errors import CratecageError
+
+    try:
+        if not _policy_may_apply(crate, environ):
+            return (), ()
+        from shim import enforce
+        from shim.cli import enable_site_packages
+
+        enable_site_packages()  # tomli on old Pythons
+        grant, _policy = enforce.grant("build", crate, environ.get("CARGO_PKG_VERSION", "0.0.0"), environ)
+    except CratecageError:
+        return (), ()  # a malformed policy or an unknown workspace stops the build script, which ran first
+    if grant is None or grant.mode == "warn":
+        return (), ()
+    return tuple(grant.readable), tuple(grant.writable)
+
+
+def _policy_may_apply(crate: str, environ: dict[str, str]) -> bool:
+    """shim.enforce._policy_may_apply for build grants, without importing shim.enforce (~30 ms)."""
+    names = {crate, crate.replace("-", "_"), crate.replace("_", "-")}
+    curated = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "policy", "curated.toml")
+    try:
+        with open(curated, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError:
+        return True
+    if any(f"[permissions.build.{n}]" in text for n in names) or environ.get("CRATECAGE_POLICY"):
+        return True
+    from shim.workspace import find_workspace_root
+
+    root = find_workspace_root(environ)
+    if os.path.exists(os.path.join(root, "cratecage.toml")):
+        return True
+    try:
+        with open(os.path.join(root, "Cargo.toml"), encoding="utf-8") as fh:
+            return "permissions" in fh.read()
+    except OSError:
+        return False
 
 
 def _remove_tree(top: str) -> None:
@@ -221,15 +169,21 @@ def _quietly(remove, path: str) -> None:
         pass
 
 
-def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants, crate: str) -> int:
-    """Fork; the child confines itself and execs `cmd` (stdin, stderr and cargo's jobserver fds are
-    inherited as they are); the parent forwards SIGINT/SIGTERM/SIGHUP and returns the wait status."""
+def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants, crate: str) -> tuple[int, list[bytes]]:
+    """Fork; the child confines itself and execs `cmd` (stdin and cargo's jobserver fds are inherited as
+    they are, stderr goes through a pipe); the parent copies stderr on as it comes, keeps the lines worth
+    explaining (`WATCHED`), forwards SIGINT/SIGTERM/SIGHUP and returns the wait status and those lines."""
     from shim import landlock, seccomp
 
+    read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         try:
-            landlock.restrict(allowed.read, allowed.write, execute=allowed.execute, handle_tcp=False)
+            os.close(read_end)
+            os.dup2(write_end, 2)
+            os.close(write_end)
+            landlock.restrict(allowed.read, allowed.write, execute=allowed.execute, handle_tcp=False,
+                              list_only=allowed.listable)
             seccomp.restrict_sockets(udp=True)
             os.execvpe(cmd[0], cmd, env)
         except OSError as err:
@@ -237,6 +191,7 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants, crate:
                         f"  (it consumes a build script's output; set CRATECAGE_TRACE to see why)\n".encode())
         finally:
             os._exit(LAUNCH_FAILED)
+    os.close(write_end)
 
     def forward(signum: int, _frame: object) -> None:
         try:
@@ -246,7 +201,56 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants, crate:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, forward)
-    return os.waitpid(pid, 0)[1]
+    try:
+        status, seen = _copy_stderr(read_end, pid)
+    finally:
+        os.close(read_end)
+    return (os.waitpid(pid, 0)[1] if status is None else status), seen
+
+
+# Lines of rustc's stderr (human or JSON diagnostics) that shim.confined_explain may explain.
+WATCHED = (b"couldn't read", b"panicked")
+
+
+def _copy_stderr(fd: int, pid: int) -> tuple[int | None, list[bytes]]:
+    """Copy `fd` to our stderr until EOF, or until rustc has exited while a descendant still holds the pipe
+    (the sweep that follows kills it); rustc's wait status when it was reaped here, and the WATCHED lines
+    (at most STDERR_KEEP)."""
+    import select
+
+    seen: list[bytes] = []
+    partial = b""
+    status = None
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        if not poller.poll(200):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return status, seen
+            status = None
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        _write_all(2, chunk)
+        lines = (partial + chunk).split(b"\n")
+        partial = lines.pop()[-65536:]
+        seen += [line for line in lines if len(seen) < STDERR_KEEP and any(w in line for w in WATCHED)]
+    if partial and any(w in partial for w in WATCHED):
+        seen.append(partial)
+    return None, seen
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            time.sleep(0.001)
+        except OSError:
+            return  # our stderr is gone (cargo was interrupted): keep draining rustc's
 
 
 _PR_SET_CHILD_SUBREAPER = 36

@@ -26,12 +26,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import stat
-import struct
-import subprocess
 import sys
-from typing import Final, Iterable
+
+if False:  # typing only: shim.confined_compile imports this module on a rustc call's path
+    from typing import Final, Iterable
 
 __all__ = ["LandlockError", "abi_version", "loader_files", "restrict", "unavailable_reason"]
 
@@ -82,9 +81,10 @@ _libc.syscall.restype = ctypes.c_long
 def _syscall(index: int, *args: object) -> int:
     if not sys.platform.startswith("linux"):
         raise OSError(0, f"Landlock is Linux-only (this is {sys.platform})")
-    numbers = _SYSCALLS.get(platform.machine().lower())
+    machine = os.uname().machine
+    numbers = _SYSCALLS.get(machine.lower())
     if numbers is None:
-        raise OSError(0, f"no Landlock syscall numbers known for {platform.machine()}")
+        raise OSError(0, f"no Landlock syscall numbers known for {machine}")
     result = _libc.syscall(ctypes.c_long(numbers[index]), *args)
     if result < 0:
         err = ctypes.get_errno()
@@ -116,13 +116,15 @@ def _query_version() -> int:
 
 
 def restrict(read: Iterable[str], write: Iterable[str], *, allow_connect_ports: Iterable[int] = (),
-             execute: Iterable[str] | None = None, handle_tcp: bool = True) -> None:
+             execute: Iterable[str] | None = None, handle_tcp: bool = True, list_only: Iterable[str] = ()) -> None:
     """Confine this process for good. Raises LandlockError if Landlock is unavailable or refuses.
 
     With `execute` (a granted program's own files and its profile), only those trees may be executed
     and read; `read` and `write` then grant no execution, so a program cannot run what a build script
     wrote (a `-B` into OUT_DIR). Without it, `read` and `write` include execution (a rustc probe).
-    `handle_tcp=False` leaves TCP as it is (shim.confined_compile: proc macros inside rustc still connect)."""
+    `handle_tcp=False` leaves TCP as it is (shim.confined_compile: proc macros inside rustc still connect).
+    `list_only` directories may be listed, nothing more: the files in them that may be read are granted
+    one by one in `read` (a directory of crates whose neighbours are other crates' dep-info)."""
     abi = abi_version()
     if abi == 0:
         raise LandlockError(0, f"Landlock unavailable: {unavailable_reason()}")
@@ -142,6 +144,8 @@ def restrict(read: Iterable[str], write: Iterable[str], *, allow_connect_ports: 
             _add_path(fd, path, handled & no_exec & ~_MAKE_SPECIAL)
         for path in execute or ():
             _add_path(fd, path, _READ_RIGHTS & handled)
+        for path in list_only:
+            _add_path(fd, path, _READ_DIR & handled)
         for port in allow_connect_ports if abi >= 4 and handle_tcp else ():
             rule = _NetPortAttr(_NET_CONNECT_TCP, port)
             _syscall(1, fd, ctypes.c_int(_RULE_NET_PORT), ctypes.byref(rule), ctypes.c_uint32(0))
@@ -173,6 +177,8 @@ def loader_files(program: str, env: dict[str, str] | None = None) -> list[str] |
     /etc/ld.so.cache), as real paths; None when the loader will not say (static, musl, not ELF).
     Asks glibc's loader the way ldd does, `<interpreter> --list <program>`: the program itself never runs.
     `env` should carry the LD_LIBRARY_PATH the program will run with."""
+    import subprocess
+
     interp = _elf_interpreter(program)
     if interp is None:
         return None
@@ -194,6 +200,8 @@ def loader_files(program: str, env: dict[str, str] | None = None) -> list[str] |
 
 def _elf_interpreter(program: str) -> str | None:
     """The PT_INTERP of an ELF executable (e.g. /lib64/ld-linux-x86-64.so.2); None if it has none."""
+    import struct
+
     try:
         with open(program, "rb") as fh:
             head = fh.read(64)

@@ -9,9 +9,16 @@ Every call is classified (shim.classify):
   - everything else passes through.
 
 A call that consumes a build script's output (`consumes_script_output`: `-l`, a `-L` other than
-`dependency=`, `-C link-arg(s)`, or a package whose build script printed `rustc-env`/`rustc-link-*`/
-`rustc-flags`) is not exec'd but run confined (shim.confined_compile): those values drive rustc, LLVM and
-the linker natively. The decision reads the argv and at most one small file, in this process.
+`dependency=`/`crate=`, or a package whose build script printed `rustc-env`/`rustc-link-*`/`rustc-flags`/
+`rustc-cdylib-link-arg`) is not exec'd but run confined (shim.confined_compile): those values drive rustc,
+LLVM and the linker natively. The decision reads the argv and at most one small file, in this process.
+A bare `-C link-arg` is no trigger: a script's link arguments reach only its own package's targets, which
+the output file shows, and a user's `RUSTFLAGS=-C link-arg=-fuse-ld=mold` must not confine every call.
+
+A call that links (bin, test, cdylib, dylib, proc-macro) a package outside the workspace root (cargo gives
+its source as an absolute path and runs rustc in the package's directory) runs in an empty directory
+instead (`link_cwd`): linkers resolve relative names against the cwd first (lld looks up the members of a
+`GROUP(libgcc_s.so.1 ...)` script there), so a file the package ships must not be found there.
 
 Pass-through is `os.execvp`: the process becomes rustc (or the inner wrapper, `CRATECAGE_WRAPPER`), keeping
 stdin, stderr streaming and cargo's jobserver file descriptors. The original argv is passed on unchanged,
@@ -72,6 +79,9 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
     if is_verbose_version(args):
         return _version_with_our_line(chain + rustc_args, environ)
     if unit.kind != PROBE:
+        empty = link_cwd(args)
+        if empty is not None:
+            os.chdir(empty)
         why = consumes_script_output(args, expanded, environ)
         if why is not None:
             from shim import confined_compile
@@ -84,22 +94,22 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
 
 # Directive keys whose values reach the package's own rustc (cargo's `output` file holds what the runner
 # let through, one `cargo:KEY=VALUE` or `cargo::KEY=VALUE` line each; a mention anywhere is enough).
-CONSUMED_DIRECTIVES = (b"rustc-env", b"rustc-link-", b"rustc-flags")
+CONSUMED_DIRECTIVES = (b"rustc-env", b"rustc-link-", b"rustc-flags", b"rustc-cdylib-link-arg")
 # Where cargo keeps a build-script run's stdout, relative to its OUT_DIR: the classic layout, then the
 # build-dir layout of notes/cargo-build-dir-layout.md.
 SCRIPT_OUTPUT_FILES = (("..", "output"), ("..", "run", "stdout"))
-# Codegen options that hand the linker arguments.
-LINK_ARG_OPTIONS = frozenset({"link-arg", "link-args", "pre-link-arg", "pre-link-args"})
+# `-L` kinds that hold crates only (cargo's own); any other kind is a native search path.
+CRATE_SEARCH = frozenset({"dependency", "crate"})
+# Crate types whose compile runs the linker.
+LINKED_TYPES = frozenset({"bin", "cdylib", "dylib", "proc-macro"})
+EMPTY_CWD = "empty"  # under <target>/cratecage/: the cwd of a link outside the workspace root
 
 
 def consumes_script_output(args: RustcArgs, expanded: list[str],
                            environ: os._Environ[str] | dict[str, str]) -> str | None:
     """Why this call consumes a build script's output (a stable reason), or None: it does not."""
-    if any(kind != "dependency" for kind, _ in args.lib_paths):
+    if any(kind not in CRATE_SEARCH for kind, _ in args.lib_paths):
         return "search path"
-    if any(key in LINK_ARG_OPTIONS for key, _ in args.codegen) or any(
-            u.partition("=")[0] in LINK_ARG_OPTIONS for u in args.unstable):
-        return "link argument"
     if any(a.startswith("-l") for a in expanded) and any(name == "-l" for name, _, _ in tokens(expanded)):
         return "link library"
     out_dir = environ.get("OUT_DIR")
@@ -113,6 +123,40 @@ def consumes_script_output(args: RustcArgs, expanded: list[str],
             continue
         return "build script directives" if any(d in output for d in CONSUMED_DIRECTIVES) else None
     return None
+
+
+def link_cwd(args: RustcArgs) -> str | None:
+    """The empty directory to run this call in, or None to keep cargo's cwd: only for a call that links
+    and whose paths are all absolute (cargo's shape for a package outside the workspace root)."""
+    links = "link" in args.emit or not args.emit
+    if not links or not (args.test or LINKED_TYPES.intersection(args.crate_types) or not args.crate_types):
+        return None
+    paths = [*args.inputs, args.out_dir or "", args.output or "", *(p for _, p in args.lib_paths),
+             *(p for _, p in args.externs if p)]
+    if not args.inputs or not args.out_dir or not all(os.path.isabs(p) for p in paths if p):
+        return None
+    here = args.out_dir
+    for _ in range(8):  # the target directory: the nearest ancestor cargo tagged (both build-dir layouts)
+        if os.path.isfile(os.path.join(here, "CACHEDIR.TAG")):
+            break
+        here = os.path.dirname(here)
+    else:
+        return None
+    empty = os.path.join(here, "cratecage", EMPTY_CWD)
+    try:
+        if not os.listdir(empty):
+            return empty
+    except FileNotFoundError:
+        try:
+            os.makedirs(empty, mode=0o555)
+            return empty
+        except FileExistsError:  # a parallel call made it
+            return empty if not os.listdir(empty) else "/"
+        except OSError:
+            return "/"
+    except OSError:
+        return "/"
+    return "/"  # something was put there: the root holds nothing a package ships either
 
 
 def _inner_wrapper(environ: os._Environ[str] | dict[str, str]) -> str | None:

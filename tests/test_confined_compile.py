@@ -151,7 +151,7 @@ def test_a_granted_link_directive_cannot_make_the_link_read_outside(cargo: Cargo
     text = run.proc.stderr
     assert "could not compile `hostile-link`" in text or "cratecage:" in text, text[-3000:]
     if "could not compile `hostile-link`" in text:  # the directive reached the link: the link was confined
-        assert confined(run).get("hostile_link") in ("link argument", "search path"), run.trace
+        assert confined(run).get("hostile_link") in ("build script directives", "search path"), run.trace
         assert "linking with `cc` failed" in text and "Permission denied" in text, text[-3000:]
     assert_contained(arena, target, run, before)
 
@@ -162,7 +162,7 @@ def test_the_twin_response_file_inside_the_package_links(cargo: Cargo, arena: di
                                 [f"rustc-link-arg=-Wl,@{rsp}"])
     assert run.ok, run.proc.stderr[-3000:]
     assert run.proc.stdout == "linked\n"
-    assert confined(run) == {"hostile_link": "link argument"}
+    assert confined(run) == {"hostile_link": "build script directives"}
     assert_contained(arena, target, run, before)
 
 
@@ -211,7 +211,7 @@ def test_nothing_the_confined_link_starts_outlives_it(cargo: Cargo, arena: dict,
         f'[permissions.build.hostile-link]\ndirectives = {{ action = "permit", list = ["rustc-link-arg=-Wl,@{rsp}"] }}\n')
     run = cargo(package, "run", "-q", wrapped=True, target_dir=target, extra_env=env, check=False)
     assert run.ok, run.proc.stderr[-3000:]
-    assert confined(run) == {"hostile_link": "link argument"}
+    assert confined(run) == {"hostile_link": "build script directives"}
     pid = int(pidfile.read_text())
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -229,8 +229,10 @@ DECISIONS = [
     (["--crate-name", "a", "src/lib.rs", "-L/usr/lib/x"], "search path"),
     (["--crate-name", "a", "src/lib.rs", "-l", "static=z"], "link library"),
     (["--crate-name", "a", "src/lib.rs", "-lz"], "link library"),
-    (["--crate-name", "a", "src/lib.rs", "-C", "link-arg=-Wl,--as-needed"], "link argument"),
-    (["--crate-name", "a", "src/lib.rs", "-Clink-args=-s"], "link argument"),
+    (["--crate-name", "a", "src/lib.rs", "-L", "crate=/t/debug/deps"], None),
+    # a user's RUSTFLAGS link argument (a script's shows in its output file): no reason to confine
+    (["--crate-name", "a", "src/lib.rs", "-C", "link-arg=-fuse-ld=mold"], None),
+    (["--crate-name", "a", "src/lib.rs", "-Clink-args=-s"], None),
     (["--crate-name", "a", "src/lib.rs", "--cfg", "-lfoo"], None),  # a value, not the flag
 ]
 
@@ -249,6 +251,8 @@ def test_the_argv_decides_whether_a_call_consumes_script_output(argv: list[str],
     ("cargo:rustc-env=V=1\n", "build script directives"),
     ("cargo::rustc-link-lib=z\n", "build script directives"),
     ("cargo:rustc-flags=-l z\n", "build script directives"),
+    ("cargo:rustc-link-arg=-Wl,--as-needed\n", "build script directives"),
+    ("cargo::rustc-cdylib-link-arg=-s\n", "build script directives"),
 ])
 def test_a_build_script_output_with_directives_for_rustc_makes_the_package_consume_it(
         tmp_path: Path, layout: tuple[str, ...], output: str, why: str | None) -> None:
