@@ -114,7 +114,9 @@ def owner_grant(environ: dict[str, str]) -> tuple[tuple[str, ...], tuple[str, ..
     from shim.errors import CratecageError
 
     try:
-        if not _policy_may_apply(crate, environ):
+        from shim.workspace import policy_may_apply
+
+        if not policy_may_apply("build", crate, environ):
             return (), ()
         from shim import enforce
         from shim.cli import enable_site_packages
@@ -126,29 +128,6 @@ def owner_grant(environ: dict[str, str]) -> tuple[tuple[str, ...], tuple[str, ..
     if grant is None or grant.mode == "warn":
         return (), ()
     return tuple(grant.readable), tuple(grant.writable)
-
-
-def _policy_may_apply(crate: str, environ: dict[str, str]) -> bool:
-    """shim.enforce._policy_may_apply for build grants, without importing shim.enforce (~30 ms)."""
-    names = {crate, crate.replace("-", "_"), crate.replace("_", "-")}
-    curated = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "policy", "curated.toml")
-    try:
-        with open(curated, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError:
-        return True
-    if any(f"[permissions.build.{n}]" in text for n in names) or environ.get("CRATECAGE_POLICY"):
-        return True
-    from shim.workspace import find_workspace_root
-
-    root = find_workspace_root(environ)
-    if os.path.exists(os.path.join(root, "cratecage.toml")):
-        return True
-    try:
-        with open(os.path.join(root, "Cargo.toml"), encoding="utf-8") as fh:
-            return "permissions" in fh.read()
-    except OSError:
-        return False
 
 
 def _remove_tree(top: str) -> None:

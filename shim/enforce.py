@@ -35,7 +35,6 @@ from shim.runner import is_default_env
 if False:  # typing only: the policy package is imported only when a policy or curated entry applies
     from policy import Grant, Policy
 
-CURATED_TOML = Path(__file__).resolve().parent.parent / "policy" / "curated.toml"
 
 _CACHE: dict[str, tuple[Policy, list[str]]] = {}
 # Variables std itself looks up (panics, thread stacks): never a script's request.
@@ -56,32 +55,11 @@ def load(environ: Mapping[str, str]) -> tuple[Policy, list[str]]:
     return _CACHE[key]
 
 
-def _policy_may_apply(kind: str, crate: str, environ: Mapping[str, str]) -> bool:
-    """Cheap test (no policy package: ~25 ms of imports per run) of whether any policy source exists for
-    this build or a curated default names this crate. False means the defaults alone."""
-    from shim.workspace import find_workspace_root
-
-    names = {crate, crate.replace("-", "_"), crate.replace("_", "-")}
-    try:
-        curated = CURATED_TOML.read_text()
-    except OSError:
-        return True
-    if any(f"[permissions.{kind}.{n}]" in curated for n in names):
-        return True
-    if environ.get("CRATECAGE_POLICY"):
-        return True
-    root = find_workspace_root(environ)  # no workspace: WorkspaceUnknown, never the defaults by accident
-    if (root / "cratecage.toml").exists():
-        return True
-    try:
-        return "permissions" in (root / "Cargo.toml").read_text()
-    except OSError:
-        return False
-
-
 def grant(kind: str, crate: str, version: str, environ: Mapping[str, str]) -> tuple[Grant | None, Policy | None]:
     """This crate's grant and the build's policy; (None, None) when no policy applies: the defaults."""
-    if not _policy_may_apply(kind, crate, environ):
+    from shim.workspace import policy_may_apply
+
+    if not policy_may_apply(kind, crate, environ):
         return None, None
     policy, _warnings = load(environ)
     return policy.resolve(kind, crate, version), policy

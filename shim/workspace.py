@@ -262,3 +262,26 @@ def child_env(environ: Mapping[str, str]) -> dict[str, str]:
     if named and (root is not None or os.path.isabs(named)):
         out[POLICY_ENV] = str(Path(root or "/", named))
     return out
+
+
+CURATED_TOML: Final = Path(__file__).resolve().parent.parent / "policy" / "curated.toml"
+
+
+def policy_may_apply(kind: str, crate: str, environ: Mapping[str, str]) -> bool:
+    """Cheap test (no policy package: ~25 ms of imports) of whether any policy source exists for this build
+    or a curated default names this crate. False means the defaults alone. Raises WorkspaceUnknown where
+    the workspace cannot be told: never the defaults by accident."""
+    names = {crate, crate.replace("-", "_"), crate.replace("_", "-")}
+    try:
+        curated = CURATED_TOML.read_text()
+    except OSError:
+        return True
+    if any(f"[permissions.{kind}.{n}]" in curated for n in names) or environ.get(POLICY_ENV):
+        return True
+    root = find_workspace_root(environ)
+    if (root / "cratecage.toml").exists():
+        return True
+    try:
+        return "permissions" in (root / "Cargo.toml").read_text()
+    except OSError:
+        return False
