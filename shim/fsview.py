@@ -45,7 +45,7 @@ What the search leaves readable (README, Limits): a target directory deeper than
 readable root, two levels below a directory of more than WIDE_DIR entries (node_modules-like fan-out) or
 beyond the first SEARCH_DIRS directories listed; one whose markers were removed (a `deps/` copied out
 alone). Cost (2 shared cores, page cache cold / warm): all 28 registry crates of this machine copied into one
-package (2,457 files, 461 dirs) 3.9 / 1.4 ms; a package with a 1,500-package node_modules 3 levels deep
+package (2,457 files, 461 dirs) 2.0 / 1.2 ms; a package with a 1,500-package node_modules 3 levels deep
 (6,000 dirs) 21 / 8 ms; the cap itself (4,096 narrow directories listed) 84 / 42 ms, once per process.
 """
 

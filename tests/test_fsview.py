@@ -365,3 +365,14 @@ def test_the_launcher_refuses_an_unknown_metadata_guard() -> None:
         landlock_exec.parse(["--metadata", "none", "--", "cat"])
     assert landlock_exec.forced_guard(["--read", "/", "--metadata", "seccomp", "--", "x", "--metadata", "y"]) \
         == "seccomp"
+
+
+def test_the_launcher_falls_back_to_seccomp_when_no_namespace_can_be_made(monkeypatch) -> None:
+    from shim import mountns
+
+    def unavailable(write):  # type: ignore[no-untyped-def]
+        raise mountns.Unavailable(1, "no mount namespace: unshare: Operation not permitted")
+
+    monkeypatch.setattr(mountns, "read_only_outside", unavailable)
+    assert landlock_exec.metadata_guard(["/tmp"]) == "seccomp"
+    assert landlock_exec.metadata_guard(["/tmp"], forced="seccomp") == "seccomp"

@@ -253,3 +253,36 @@ def test_a_plain_directory_with_deps_and_d_files_stays_readable(cargo: Cargo, ar
     finally:
         shutil.rmtree(package / "notes")
         (package / "stale.txt").unlink()
+
+
+# -- metadata where no mount namespace can be made: the seccomp fallback, forced ----------------------------
+
+SECCOMP = {"CRATECAGE_METADATA_GUARD": "seccomp"}
+
+
+def test_without_a_mount_namespace_granted_programs_change_no_metadata_anywhere(cargo: Cargo, arena: dict) -> None:
+    """chmod/touch/chown refused outside every grant (the attack) and in OUT_DIR too (the twin's cost:
+    seccomp cannot tell the paths apart; the script's own file keeps the mode it was created with)."""
+    target = arena["package"] / "target"
+    run = build(cargo, arena, "chmod-outside,chmod-twin", SECCOMP)
+    text = run.proc.stderr + run.proc.stdout
+    assert run.ok, text[-3000:]
+    for what in ("chmod-outside chmod", "chmod-outside touch", "chmod-outside chown", "chmod-twin chmod",
+                 "chmod-twin touch"):
+        assert f"hostile-fs {what}: exit status: 1" in text, text[-3000:]
+    assert 'hostile-fs chmod-twin stat: exit status: 0 stdout="644 ' in text
+    st = arena["outside"].stat()
+    assert stat.S_IMODE(st.st_mode) == 0o644 and st.st_mtime == 1_600_000_000 and st.st_uid == os.getuid()
+    no_special_files(*(target / "debug" / "build").glob("hostile-fs-*/out"))
+
+
+def test_without_a_mount_namespace_libz_sys_still_builds_its_bundled_zlib(cargo: Cargo,
+                                                                          tmp_path_factory) -> None:
+    """cc, ar and the linker set their outputs' modes at creation: the fallback breaks none of them."""
+    package = tmp_path_factory.mktemp("zlib-seccomp") / "zlib-demo"
+    shutil.copytree(FIXTURES / "zlib-demo", package)
+    (package / "cratecage.toml").write_text(
+        '[permissions.build.libz-sys]\nprocess-spawn = { action = "permit", programs = ["cc", "ar"] }\n')
+    run = cargo(package, "run", "--locked", "--features", "static", wrapped=True, target_dir=package / "target",
+                extra_env=SECCOMP)
+    assert run.proc.stdout.startswith("zlib "), run.proc.stdout + run.proc.stderr[-3000:]
