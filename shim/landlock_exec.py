@@ -1,16 +1,26 @@
 """The re-exec launcher: apply Landlock to this process, then become the program.
 
     python -I -S .../shim/landlock_exec.py [--read PATH]... [--write PATH]... [--connect PORT]...
-                                           [--exec PATH]... [--no-exec] -- PROGRAM ARG...
+                                           [--exec PATH]... [--no-exec] [--metadata seccomp]
+                                           -- PROGRAM ARG...
+    python -I -S .../shim/landlock_exec.py --which-metadata-guard     (for `cratecage doctor`)
 
 With `--exec` or `--no-exec`, only the `--exec` trees may be executed (landlock.restrict's `execute`).
 
 Why a launcher rather than `preexec_fn`: see shim.landlock. `command()` builds this argv for a caller.
 It runs as a script (not `-m`), in isolated mode and without site, so it starts fast (~15 ms) and nothing in
 the caller's environment (PYTHONPATH, .pth files) can run code before the restriction; it imports only
-shim.mountns (a private mount namespace, read-only outside `--write`: no chmod, chown, utimes or xattr
-change outside the write set; ~3 ms), shim.landlock, shim.seccomp (TCP sockets only, applied after
-Landlock) and the standard library.
+shim.mountns, shim.landlock, shim.seccomp and the standard library.
+
+Metadata (chmod, chown, utimes, xattrs: Landlock governs none of them) is guarded one of two ways, and the
+launcher knows which (`metadata_guard`):
+  - "mountns": a private mount namespace, read-only outside `--write` (shim.mountns, ~3 ms): changes
+    outside the write set fail with EROFS, inside it they work;
+  - "seccomp", where no namespace can be made (user namespaces disabled, no CAP_SYS_ADMIN) or when the
+    caller's environment sets CRATECAGE_METADATA_GUARD=seccomp (`command` reads it; the tests use it to
+    check builds on such hosts): every metadata call fails with EPERM, inside the write set too
+    (shim.seccomp.refuse_metadata says what that breaks).
+Then Landlock, then the socket filter (TCP only), then the metadata filter where it applies.
 
 Exit status `LAUNCH_FAILED` (with one `cratecage-landlock:` line on stderr) means the program never ran
 because the confinement could not be applied: the launcher fails closed, it never runs a program unconfined.
@@ -23,6 +33,8 @@ import sys
 
 LAUNCH_FAILED = 71  # EX_OSERR; rustc itself exits 0, 1 or 101
 STDERR_PREFIX = "cratecage-landlock:"
+METADATA_GUARD_ENV = "CRATECAGE_METADATA_GUARD"  # "seccomp": skip the mount namespace (tests, odd hosts)
+GUARDS = ("mountns", "seccomp")
 
 
 def command(program_argv: list[str], read: list[str], write: list[str], connect: tuple[int, ...] = (),
@@ -30,8 +42,9 @@ def command(program_argv: list[str], read: list[str], write: list[str], connect:
     """The argv that runs `program_argv` confined to `read` (read/execute) and `write` (everything); with
     `execute`, only those trees may be executed."""
     argv = [sys.executable, "-I", "-S", os.path.abspath(__file__)]
+    forced = ["seccomp"] if os.environ.get(METADATA_GUARD_ENV) == "seccomp" else []
     for flag, values in (("--read", read), ("--write", write), ("--connect", [str(p) for p in connect]),
-                         ("--exec", execute or [])):
+                         ("--exec", execute or []), ("--metadata", forced)):
         for value in values:
             argv += [flag, value]
     if execute is not None:
@@ -40,8 +53,9 @@ def command(program_argv: list[str], read: list[str], write: list[str], connect:
 
 
 def parse(argv: list[str]) -> tuple[list[str], list[str], list[int], list[str] | None, list[str]]:
-    """(read, write, connect ports, execute or None, program argv) from the launcher's own arguments."""
-    lists: dict[str, list[str]] = {"--read": [], "--write": [], "--connect": [], "--exec": []}
+    """(read, write, connect ports, execute or None, program argv) from the launcher's own arguments;
+    `--metadata` is read by `forced_guard`."""
+    lists: dict[str, list[str]] = {"--read": [], "--write": [], "--connect": [], "--exec": [], "--metadata": []}
     no_exec = False
     i = 0
     while i < len(argv) and argv[i] != "--":
@@ -55,21 +69,73 @@ def parse(argv: list[str]) -> tuple[list[str], list[str], list[int], list[str] |
     program = argv[i + 1:]
     if not program:
         raise ValueError("no program after --")
+    if any(g not in GUARDS for g in lists["--metadata"]):
+        raise ValueError(f"unknown --metadata {lists['--metadata']!r}")
     execute = lists["--exec"] if no_exec or lists["--exec"] else None
     return lists["--read"], lists["--write"], [int(p) for p in lists["--connect"]], execute, program
 
 
+def forced_guard(argv: list[str]) -> str:
+    """The launcher's `--metadata` value ("" when the launcher may choose)."""
+    head = argv[:argv.index("--")] if "--" in argv else argv
+    return next((head[i + 1] for i in range(len(head) - 1) if head[i] == "--metadata"), "")
+
+
+def metadata_guard(write: list[str], *, forced: str = "") -> str:
+    """Set up the metadata guard's first half and say which guard is in force: "mountns" (done: the
+    namespace is read-only outside `write`) or "seccomp" (the caller installs shim.seccomp.refuse_metadata
+    after Landlock, which sets the no_new_privs it needs). Runs before Landlock, which forbids mounting;
+    a namespace made but not set up raises OSError (fail closed)."""
+    from shim import mountns
+
+    if forced == "seccomp":
+        return "seccomp"
+    try:
+        mountns.read_only_outside(write)
+        return "mountns"
+    except mountns.Unavailable:
+        return "seccomp"
+
+
+def describe_guard() -> str:
+    """`cratecage doctor`'s line: which metadata guard a confined child would get here (asked of a child
+    launcher, which may make a namespace this process must not enter)."""
+    import subprocess
+
+    argv = [sys.executable, "-I", "-S", os.path.abspath(__file__), "--which-metadata-guard"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"unknown ({err})"
+    which = proc.stdout.strip()
+    if which == "mountns":
+        return ("private mount namespace: chmod, chown, utimes and xattr changes outside a confined "
+                "child's write set fail with EROFS")
+    if which == "seccomp":
+        why = f"{METADATA_GUARD_ENV}=seccomp" if os.environ.get(METADATA_GUARD_ENV) == "seccomp" else \
+            "no mount namespace can be made here"
+        return (f"seccomp filter ({why}): chmod, chown, utimes and xattr "
+                "calls of confined children fail with EPERM everywhere, their own outputs included")
+    return f"none: {proc.stderr.strip() or which or 'the launcher failed'}"
+
+
 def main(argv: list[str]) -> None:
     try:
-        read, write, ports, execute, program = parse(argv)
-        from shim import landlock, mountns, seccomp  # before the restriction: after it, shim/ is unreadable
+        if argv == ["--which-metadata-guard"]:
+            which = metadata_guard([], forced=os.environ.get(METADATA_GUARD_ENV, ""))
+            from shim import seccomp
 
-        try:  # before Landlock, which forbids mounting: metadata outside the write set (shim.mountns)
-            mountns.read_only_outside(write)
-        except mountns.Unavailable:
-            pass  # no namespace can be made here: metadata changes stay possible (README, Limits)
+            seccomp.metadata_program()  # raises on an unknown machine
+            print(which)
+            sys.exit(0)
+        read, write, ports, execute, program = parse(argv)
+        from shim import landlock, seccomp  # before the restriction: after it, shim/ is unreadable
+
+        guard = metadata_guard(write, forced=forced_guard(argv))
         landlock.restrict(read, write, allow_connect_ports=ports, execute=execute)
         seccomp.restrict_sockets(udp=bool(ports))  # what Landlock leaves open: Unix sockets, UDP (shim.seccomp)
+        if guard == "seccomp":
+            seccomp.refuse_metadata()  # no read-only mounts: refuse metadata calls everywhere (shim.seccomp)
         os.execv(program[0], program)
     except (OSError, ValueError) as err:
         print(f"{STDERR_PREFIX} {err}", file=sys.stderr)

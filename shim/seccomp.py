@@ -1,4 +1,5 @@
-"""A seccomp filter for confined children: TCP sockets only (UDP with routes), no other syscall ABI.
+"""Seccomp filters for confined children: TCP sockets only (UDP with routes), no other syscall ABI; and,
+where no mount namespace can be made, no metadata changes.
 
 Landlock (shim.landlock) decides which files a granted program reads and which TCP ports it reaches, but
 connecting to an existing Unix socket by path is not a file access it governs (a compiler made to load a
@@ -13,8 +14,21 @@ Landlock and before exec:
   - a syscall made through another ABI (i386's int 0x80, with its socketcall; x32 numbers) kills the
     process, so the socket check cannot be sidestepped.
 
+The second filter, `refuse_metadata`, is the fallback of shim.mountns: Landlock does not govern chmod,
+chown, utimes/touch or extended attributes, and where the launcher cannot make a private mount namespace
+(user namespaces disabled, no CAP_SYS_ADMIN) nothing else would refuse them outside the write set. Seccomp
+cannot see which file a call names (a path argument is a pointer it may not follow), so this filter refuses
+every call of `METADATA_SYSCALLS`, inside the write set too, with EPERM: path-based (chmod, fchmodat,
+fchmodat2, chown, lchown, fchownat, utime, utimes, futimesat, utimensat, setxattr, lsetxattr, removexattr,
+lremovexattr, setxattrat, removexattrat) and fd-based (fchmod, fchown, fsetxattr, fremovexattr; futimens is
+utimensat with a NULL path). An fd-based call is no narrower: a read-only descriptor of any readable file
+is enough to change its mode. What still works: creating files with a mode (open/mkdir take it, under the
+umask), so compilers, `ar` and linkers, which set their outputs' mode at creation, keep working; `ld`
+chmods an executable it links only when the umask took bits away, and `ar`/`ranlib`/`cp -p`/`install -m`/
+`touch` on an existing file fail with EPERM (tests/test_spawn.py builds libz-sys and zstd-sys this way).
+
 Classic BPF through prctl(PR_SET_SECCOMP), with ctypes; it needs PR_SET_NO_NEW_PRIVS, which
-landlock.restrict has set. Only x86_64 and aarch64 are known; elsewhere `deny_unix_sockets` raises.
+landlock.restrict has set. Only x86_64 and aarch64 are known; elsewhere both filters raise.
 """
 
 from __future__ import annotations
@@ -30,12 +44,28 @@ _RET_KILL_PROCESS: Final = 0x80000000
 _RET_ERRNO: Final = 0x00050000
 _RET_ALLOW: Final = 0x7FFF0000
 _EACCES: Final = 13
+_EPERM: Final = 1
 _AF_INET, _AF_INET6, _SOCK_STREAM, _SOCK_DGRAM = 2, 10, 1, 2
 _LD_ABS_W, _JEQ_K, _JGE_K, _AND_K, _RET_K = 0x20, 0x15, 0x35, 0x54, 0x06
 _X32_SYSCALL_BIT: Final = 0x40000000
 # machine -> (AUDIT_ARCH_*, __NR_socket, whether the x32 bit must be refused)
 _ARCHES: Final = {"x86_64": (0xC000003E, 41, True), "amd64": (0xC000003E, 41, True),
                   "aarch64": (0xC00000B7, 198, False), "arm64": (0xC00000B7, 198, False)}
+
+
+# The metadata calls `refuse_metadata` refuses, per machine: name -> number (aarch64 has only the *at and
+# fd forms: no chmod, chown, lchown, utime, utimes, futimesat).
+_METADATA_X86_64: Final = {
+    "chmod": 90, "fchmod": 91, "chown": 92, "fchown": 93, "lchown": 94, "utime": 132, "setxattr": 188,
+    "lsetxattr": 189, "fsetxattr": 190, "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199,
+    "utimes": 235, "fchownat": 260, "futimesat": 261, "fchmodat": 268, "utimensat": 280, "fchmodat2": 452,
+    "setxattrat": 463, "removexattrat": 466}
+_METADATA_GENERIC: Final = {
+    "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14, "lremovexattr": 15, "fremovexattr": 16,
+    "fchmod": 52, "fchmodat": 53, "fchownat": 54, "fchown": 55, "utimensat": 88, "fchmodat2": 452,
+    "setxattrat": 463, "removexattrat": 466}
+METADATA_SYSCALLS: Final = {"x86_64": _METADATA_X86_64, "amd64": _METADATA_X86_64,
+                            "aarch64": _METADATA_GENERIC, "arm64": _METADATA_GENERIC}
 
 
 class _SockFprog(ctypes.Structure):
@@ -65,11 +95,43 @@ def program(machine: str | None = None, *, udp: bool = False) -> list[tuple[int,
     ]
 
 
+def metadata_program(machine: str | None = None) -> list[tuple[int, int, int, int]]:
+    """The metadata filter for `machine`: EPERM for each of METADATA_SYSCALLS, the same ABI checks as
+    `program`. With n calls: 5 + n is ALLOW, 6 + n DENY (a jump at j to t has offset t - j - 1)."""
+    machine = (machine or platform.machine()).lower()
+    arch, _nr_socket, x32 = _ARCHES[machine]
+    numbers = sorted(METADATA_SYSCALLS[machine].values())
+    n = len(numbers)
+    return [
+        (_LD_ABS_W, 0, 0, 4),                                 # 0: A = seccomp_data.arch
+        (_JEQ_K, 1, 0, arch),                                 # 1: our ABI? -> 3
+        (_RET_K, 0, 0, _RET_KILL_PROCESS),                    # 2: another ABI: kill
+        (_LD_ABS_W, 0, 0, 0),                                 # 3: A = seccomp_data.nr
+        (_JGE_K, n + 1, 0, _X32_SYSCALL_BIT) if x32 else (_JGE_K, 0, 0, 0xFFFFFFFF),  # 4: x32 -> DENY
+        *((_JEQ_K, n - i, 0, nr) for i, nr in enumerate(numbers)),  # 5 + i: a metadata call -> DENY
+        (_RET_K, 0, 0, _RET_ALLOW),                           # 5 + n: ALLOW
+        (_RET_K, 0, 0, _RET_ERRNO | _EPERM),                  # 6 + n: DENY
+    ]
+
+
 def restrict_sockets(*, udp: bool = False) -> None:
-    """Install the filter on this thread (and what it execs). Raises OSError when it cannot."""
+    """Install the socket filter on this thread (and what it execs). Raises OSError when it cannot."""
+    _check_machine()
+    _install(program(udp=udp))
+
+
+def refuse_metadata() -> None:
+    """Install the metadata filter on this thread (and what it execs). Raises OSError when it cannot."""
+    _check_machine()
+    _install(metadata_program())
+
+
+def _check_machine() -> None:
     if platform.machine().lower() not in _ARCHES:
         raise OSError(0, f"seccomp filter: unknown architecture {platform.machine()}")
-    insns = program(udp=udp)
+
+
+def _install(insns: list[tuple[int, int, int, int]]) -> None:
     raw = b"".join(struct.pack("=HBBI", *insn) for insn in insns)
     buf = ctypes.create_string_buffer(raw, len(raw))
     prog = _SockFprog(len(insns), ctypes.cast(buf, ctypes.c_void_p))

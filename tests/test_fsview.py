@@ -174,3 +174,205 @@ for what, call in (("chmod", lambda p: os.chmod(p, 0o600)), ("utime", lambda p: 
     st = outside.stat()
     assert stat.S_IMODE(st.st_mode) == 0o644 and st.st_mtime == 1_000_000
     assert stat.S_IMODE((writable / "mine").stat().st_mode) == 0o600
+
+
+# -- every cargo build directory under a readable root (fsview.cargo_dirs) ---------------------------------
+
+TAG = b"Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by cargo.\n"
+
+
+def make_tree(root: Path, layout: dict[str, bytes | None]) -> None:
+    """`layout`: relative path -> file content, or None for a directory."""
+    for rel, content in layout.items():
+        path = root / rel
+        if content is None:
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+
+
+# (what, layout inside the package, the directory that must be found or None)
+CARGO_DIRS = [
+    ("a second target dir", {"target-ci/CACHEDIR.TAG": TAG, "target-ci/debug/deps/x.d": b"# env-dep:S=v\n"},
+     "target-ci"),
+    ("a hidden one", {".target/CACHEDIR.TAG": TAG}, ".target"),
+    ("two levels down", {"build/cargo-target/CACHEDIR.TAG": TAG}, "build/cargo-target"),
+    ("three levels down", {"ci/cache/cargo/CACHEDIR.TAG": TAG}, "ci/cache/cargo"),
+    ("a build-dir of the new layout", {"bd/.rustc_info.json": b"{}", "bd/debug/build/p/0a1b/out/x": b""}, "bd"),
+    ("a profile dir cached alone", {"cache/debug/.fingerprint/p-1/x": b"v", "cache/debug/deps/x.d": b""},
+     "cache/debug"),
+    ("a profile dir with its lock", {"old/release/.cargo-lock": b"", "old/release/deps/x.d": b""}, "old/release"),
+    ("deps without any marker (the twin)", {"notes/deps/x.d": b"# env-dep:S=v\n"}, None),
+    ("a CACHEDIR.TAG of no signature", {"data/CACHEDIR.TAG": b"not a tag\n"}, None),
+    ("a CACHEDIR.TAG that is a directory", {"odd/CACHEDIR.TAG/x": b""}, None),
+]
+
+
+@pytest.mark.parametrize("what,layout,found", CARGO_DIRS, ids=[c[0] for c in CARGO_DIRS])
+def test_cargo_dirs_finds_every_build_directory_and_only_those(tmp_path: Path, what: str,
+                                                               layout: dict[str, bytes | None],
+                                                               found: str | None) -> None:
+    pkg = tmp_path / "pkg"
+    make_tree(pkg, {"src/lib.rs": b"", **layout})
+    assert fsview.cargo_dirs(str(pkg)) == ((str(pkg / found),) if found else ())
+
+
+def test_cargo_dirs_follows_no_symlink_and_stops_at_its_depth(tmp_path: Path) -> None:
+    """The bounds of the search (README, Limits): a link is not searched, four levels down is not found."""
+    elsewhere, pkg = tmp_path / "elsewhere", tmp_path / "pkg"
+    make_tree(elsewhere, {"t/CACHEDIR.TAG": TAG})
+    make_tree(pkg, {"a/b/c/d/CACHEDIR.TAG": TAG})
+    (pkg / "link").symlink_to(elsewhere)
+    assert fsview.cargo_dirs(str(pkg)) == ()
+    assert fsview.SEARCH_DEPTH == 3
+
+
+def test_cargo_dirs_checks_the_children_of_a_wide_directory_without_listing_them(tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    pkg = tmp_path / "pkg"
+    for i in range(fsview.WIDE_DIR + 50):
+        (pkg / "node_modules" / f"m{i}" / "lib" / "x").mkdir(parents=True)
+    make_tree(pkg, {"node_modules/m7/CACHEDIR.TAG": TAG, "ci/cache/t/CACHEDIR.TAG": TAG})
+    listed: list[str] = []
+    real = os.scandir
+    monkeypatch.setattr(fsview.os, "scandir", lambda p: (listed.append(p), real(p))[1])
+    found = fsview.cargo_dirs(str(pkg))
+    assert set(found) == {str(pkg / "node_modules" / "m7"), str(pkg / "ci" / "cache" / "t")}
+    assert len(listed) < 10  # the package, node_modules, ci, ci/cache, ci/cache/t: not the fan-out
+
+
+def test_cargo_dirs_lists_at_most_search_dirs_directories(tmp_path: Path, monkeypatch) -> None:
+    import time
+
+    for i in range(300):
+        for j in range(20):
+            (tmp_path / f"d{i}" / f"e{j}").mkdir(parents=True)
+    listed: list[str] = []
+    real = os.scandir
+    monkeypatch.setattr(fsview.os, "scandir", lambda p: (listed.append(p), real(p))[1])
+    started = time.monotonic()
+    fsview.cargo_dirs(str(tmp_path))
+    assert len(listed) == fsview.SEARCH_DIRS and time.monotonic() - started < 5
+
+
+def test_hidden_dirs_holds_the_stale_target_dirs_of_the_package_and_of_readable_grants(package: Path,
+                                                                                        tmp_path: Path) -> None:
+    from policy.model import Grant
+
+    granted = tmp_path / "granted"
+    make_tree(package, {"target-ci/CACHEDIR.TAG": TAG})
+    make_tree(granted, {"sub/.target/CACHEDIR.TAG": TAG, "data.txt": b"x"})
+    ctx = context(package, tmp_path)
+    ctx.grant = Grant(kind="build", crate="p", version="1", permits={"filesystem-access.paths": (str(granted),)})
+    assert sorted(fsview.hidden_dirs(ctx)) == sorted([str(package / "target"), str(package / "target-ci"),
+                                                      str(granted / "sub" / ".target")])
+
+
+def test_landlock_rules_of_a_split_root_leave_symlinks_out(package: Path, tmp_path: Path) -> None:
+    (package / "to-target").symlink_to(package / "target")
+    (package / "to-home").symlink_to(tmp_path)
+    rules = fsview.landlock_paths(str(package), [str(package / "target")])
+    assert sorted(rules) == [str(package / "Cargo.toml"), str(package / "src")]
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="the launcher fails closed without Landlock")
+def test_a_confined_cat_reads_the_package_but_no_stale_target_dir(package: Path, tmp_path: Path) -> None:
+    make_tree(package, {"target-ci/CACHEDIR.TAG": TAG, "target-ci/debug/deps/p.d": b"# env-dep:S=secret\n",
+                        "notes/deps/p.d": b"# env-dep:S=harmless\n"})
+    ctx = context(package, tmp_path)
+    cat = "/bin/cat"
+    read = [*fsview.landlock_paths(str(package), fsview.hidden_dirs(ctx)), *(landlock.loader_files(cat) or [])]
+    for rel, ok in (("target-ci/debug/deps/p.d", False), ("notes/deps/p.d", True), ("target/debug/secret.d", False)):
+        proc = subprocess.run(landlock_exec.command([cat, str(package / rel)], [*read, cat], []),
+                              capture_output=True, text=True, timeout=60)
+        assert (proc.returncode == 0) == ok and ("secret" in proc.stdout) is False, (rel, proc.stderr)
+
+
+# -- metadata where no mount namespace can be made (shim.seccomp.refuse_metadata) --------------------------
+
+def test_the_metadata_filter_is_well_formed_for_each_known_architecture() -> None:
+    from shim import seccomp
+
+    for machine in ("x86_64", "aarch64"):
+        insns = seccomp.metadata_program(machine)
+        calls = seccomp.METADATA_SYSCALLS[machine]
+        deny = len(insns) - 1
+        assert insns[deny] == (0x06, 0, 0, 0x00050000 | 1) and insns[deny - 1] == (0x06, 0, 0, 0x7FFF0000)
+        compared = {k for code, _jt, _jf, k in insns[5:deny - 1] if code == 0x15}
+        assert compared == set(calls.values())
+        for i, (code, jt, _jf, _k) in enumerate(insns[5:deny - 1], start=5):
+            assert i + 1 + jt == deny  # every comparison lands on DENY when it matches
+        assert {"fchmodat", "fchmodat2", "fchownat", "utimensat", "fchmod", "fchown", "setxattr", "fsetxattr",
+                "lsetxattr", "removexattr", "fremovexattr", "lremovexattr"} <= set(calls)
+    assert {"chmod", "chown", "lchown", "utime", "utimes", "futimesat"} <= set(seccomp.METADATA_SYSCALLS["x86_64"])
+
+
+METADATA_SCRIPT = """
+import os, sys
+def fd(p):
+    return os.open(p, os.O_RDONLY)
+for what, call in (("chmod", lambda p: os.chmod(p, 0o600)), ("fchmod", lambda p: os.fchmod(fd(p), 0o600)),
+                   ("utime", lambda p: os.utime(p, (5, 5))), ("futimens", lambda p: os.utime(fd(p), (5, 5))),
+                   ("chown", lambda p: os.chown(p, os.getuid(), os.getgid())),
+                   ("lchown", lambda p: os.lchown(p, os.getuid(), os.getgid())),
+                   ("fchown", lambda p: os.fchown(fd(p), os.getuid(), os.getgid())),
+                   ("xattr", lambda p: os.setxattr(p, "user.cratecage", b"1")),
+                   ("fxattr", lambda p: os.setxattr(fd(p), "user.cratecage", b"1")),
+                   ("rmxattr", lambda p: os.removexattr(p, "user.cratecage"))):
+    for path in sys.argv[1:]:
+        try:
+            call(path); print(what, os.path.basename(path), "ok")
+        except OSError as err:
+            print(what, os.path.basename(path), err.errno)
+with open(os.path.join(os.path.dirname(sys.argv[2]), "new"), "w") as fh:
+    fh.write("created\\n")
+print("create ok")
+"""
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="the launcher fails closed without Landlock")
+def test_without_a_mount_namespace_every_metadata_call_fails_with_eperm(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    monkeypatch.setenv(landlock_exec.METADATA_GUARD_ENV, "seccomp")
+    outside, writable = tmp_path / "outside.txt", tmp_path / "w"
+    writable.mkdir()
+    (writable / "mine").write_text("x")
+    outside.write_text("x")
+    os.chmod(outside, 0o644)
+    os.utime(outside, (1_000_000, 1_000_000))
+    proc = confined(METADATA_SCRIPT, str(outside), str(writable / "mine"), write=[str(writable)])
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == "create ok" and (writable / "new").read_text() == "created\n"
+    assert sorted(set(lines[:-1])) == sorted({f"{what} {name} {errno.EPERM}" for name in ("outside.txt", "mine")
+                                              for what in ("chmod", "fchmod", "utime", "futimens", "chown",
+                                                           "lchown", "fchown", "xattr", "fxattr", "rmxattr")})
+    st = outside.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o644 and st.st_mtime == 1_000_000
+
+
+def test_doctor_names_the_metadata_guard_in_force(monkeypatch) -> None:
+    monkeypatch.setenv(landlock_exec.METADATA_GUARD_ENV, "seccomp")
+    assert landlock_exec.describe_guard().startswith("seccomp filter (CRATECAGE_METADATA_GUARD=seccomp): ")
+    monkeypatch.delenv(landlock_exec.METADATA_GUARD_ENV)
+    assert landlock_exec.describe_guard().split(" ", 1)[0] in ("private", "seccomp")
+
+
+def test_the_launcher_refuses_an_unknown_metadata_guard() -> None:
+    with pytest.raises(ValueError):
+        landlock_exec.parse(["--metadata", "none", "--", "cat"])
+    assert landlock_exec.forced_guard(["--read", "/", "--metadata", "seccomp", "--", "x", "--metadata", "y"]) \
+        == "seccomp"
+
+
+def test_the_launcher_falls_back_to_seccomp_when_no_namespace_can_be_made(monkeypatch) -> None:
+    from shim import mountns
+
+    def unavailable(write):  # type: ignore[no-untyped-def]
+        raise mountns.Unavailable(1, "no mount namespace: unshare: Operation not permitted")
+
+    monkeypatch.setattr(mountns, "read_only_outside", unavailable)
+    assert landlock_exec.metadata_guard(["/tmp"]) == "seccomp"
+    assert landlock_exec.metadata_guard(["/tmp"], forced="seccomp") == "seccomp"

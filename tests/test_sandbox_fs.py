@@ -167,3 +167,122 @@ def test_the_target_dir_inside_the_package_is_unreadable_but_for_out_dir(cargo: 
     assert "inside the target directory, which holds other crates' build state" in text
     assert arena["token"] not in text
     assert arena["token"].encode() not in outputs_of(target)
+
+
+# -- another build's target dir inside the package (red1 finding 4) ------------------------------------------
+
+@dataclass(frozen=True)
+class Stale:
+    """Where another build left its target dir in the package (`dir`), and what of it is left."""
+
+    name: str
+    dir: str  # relative to the package
+    profile_only: bool = False  # only `debug/` was kept (a CI cache of target/debug): no CACHEDIR.TAG
+
+
+STALE = [Stale("target-ci", "target-ci"), Stale("dot-target", ".target"),
+         Stale("build-cargo-target", "build/cargo-target"),
+         Stale("ci-cache-profile-only", "ci/cache/debug", profile_only=True)]
+
+
+@pytest.fixture(scope="module")
+def stale_build(cargo: Cargo, arena: dict) -> Path:
+    """`cargo build --target-dir target-ci` run once without cratecage with the secret set: rustc writes
+    `# env-dep:HOSTILE_FS_SECRET=<token>` into the `.d` file, cargo writes CACHEDIR.TAG."""
+    made = arena["package"] / "target-ci"
+    cargo(arena["package"], "build", wrapped=False, target_dir=made, extra_env={"HOSTILE_FS_SECRET": arena["token"]})
+    [dep] = list(made.glob("debug/deps/hostile_fs-*.d"))
+    assert f"# env-dep:HOSTILE_FS_SECRET={arena['token']}" in dep.read_text(), "no env-dep line: test is moot"
+    assert (made / "CACHEDIR.TAG").read_bytes().startswith(b"Signature: 8a477f597d28d172789f06886806bc55")
+    return made
+
+
+def stale_run(cargo: Cargo, arena: dict, where: str, dep: Path) -> tuple[CargoRun, str, set[str]]:
+    """Build with `stale-read` aimed at `where` and `dep`: the run, its text, what it created outside the
+    target dir."""
+    package = arena["package"]
+    (package / "stale.txt").write_text(f"dir={where}\nfile={dep.relative_to(package)}\n")
+    before = snapshot(arena["root"], package / "target")
+    run = build(cargo, arena, "stale-read")
+    return run, run.proc.stderr + run.proc.stdout, snapshot(arena["root"], package / "target") - before
+
+
+@pytest.mark.parametrize("stale", STALE, ids=[s.name for s in STALE])
+def test_another_build_s_target_dir_in_the_package_is_unreadable_by_every_route(
+        cargo: Cargo, arena: dict, stale_build: Path, stale: Stale) -> None:
+    package, target = arena["package"], arena["package"] / "target"
+    place = package / stale.dir
+    place.parent.mkdir(parents=True, exist_ok=True)
+    (stale_build / "debug" if stale.profile_only else stale_build).rename(place)
+    try:
+        [dep] = list(place.glob("*deps/hostile_fs-*.d") if stale.profile_only else place.glob("debug/deps/*.d"))
+        run, text, created = stale_run(cargo, arena, stale.dir, dep)
+        assert "hostile-fs stale-read path: refused" in text, text[-3000:]
+        assert "hostile-fs stale-read list: 0 files: []" in text
+        assert "hostile-fs stale-read cat: exit status: 1" in text
+        assert 'hostile-fs stale-read sh: exit status: 0 stdout="done\\n"' in text
+        assert "hostile-fs stale-read probe: failed" in text
+        assert not run.ok and "cratecage: build script of hostile-fs 0.1.0: filesystem-access denied: read " in text
+        assert "inside the target directory, which holds other crates' build state" in text
+        assert arena["token"] not in text
+        assert arena["token"].encode() not in outputs_of(target)
+        assert created == set(), created
+    finally:
+        place.rename(stale_build / "debug" if stale.profile_only else stale_build)
+        (package / "stale.txt").unlink()
+
+
+def test_a_plain_directory_with_deps_and_d_files_stays_readable(cargo: Cargo, arena: dict,
+                                                               stale_build: Path) -> None:
+    """The twin: the same `.d` file (its value replaced) in a directory no build made stays readable."""
+    package = arena["package"]
+    [dep] = list(stale_build.glob("debug/deps/hostile_fs-*.d"))
+    twin = package / "notes" / "debug" / "deps" / dep.name
+    twin.parent.mkdir(parents=True)
+    twin.write_text(dep.read_text().replace(arena["token"], "harmless"))
+    try:
+        run, text, created = stale_run(cargo, arena, "notes", twin)
+        assert run.ok, text[-3000:]
+        seen = 'secret lines: [\\"# env-dep:HOSTILE_FS_SECRET=harmless\\"]'  # inside the list's Debug form
+        [path_line] = [line for line in text.splitlines() if "hostile-fs stale-read path: " in line]
+        assert path_line.endswith(' lines, secret lines: ["# env-dep:HOSTILE_FS_SECRET=harmless"]'), path_line
+        assert "hostile-fs stale-read list: 1 files: " in text and seen in text, text[-3000:]
+        assert "hostile-fs stale-read cat: exit status: 0" in text and "HOSTILE_FS_SECRET=harmless" in text
+        assert "hostile-fs stale-read probe: compiled" in text
+        assert arena["token"] not in text and created == set(), created
+    finally:
+        shutil.rmtree(package / "notes")
+        (package / "stale.txt").unlink()
+
+
+# -- metadata where no mount namespace can be made: the seccomp fallback, forced ----------------------------
+
+SECCOMP = {"CRATECAGE_METADATA_GUARD": "seccomp"}
+
+
+def test_without_a_mount_namespace_granted_programs_change_no_metadata_anywhere(cargo: Cargo, arena: dict) -> None:
+    """chmod/touch/chown refused outside every grant (the attack) and in OUT_DIR too (the twin's cost:
+    seccomp cannot tell the paths apart; the script's own file keeps the mode it was created with)."""
+    target = arena["package"] / "target"
+    run = build(cargo, arena, "chmod-outside,chmod-twin", SECCOMP)
+    text = run.proc.stderr + run.proc.stdout
+    assert run.ok, text[-3000:]
+    for what in ("chmod-outside chmod", "chmod-outside touch", "chmod-outside chown", "chmod-twin chmod",
+                 "chmod-twin touch"):
+        assert f"hostile-fs {what}: exit status: 1" in text, text[-3000:]
+    assert 'hostile-fs chmod-twin stat: exit status: 0 stdout="644 ' in text
+    st = arena["outside"].stat()
+    assert stat.S_IMODE(st.st_mode) == 0o644 and st.st_mtime == 1_600_000_000 and st.st_uid == os.getuid()
+    no_special_files(*(target / "debug" / "build").glob("hostile-fs-*/out"))
+
+
+def test_without_a_mount_namespace_libz_sys_still_builds_its_bundled_zlib(cargo: Cargo,
+                                                                          tmp_path_factory) -> None:
+    """cc, ar and the linker set their outputs' modes at creation: the fallback breaks none of them."""
+    package = tmp_path_factory.mktemp("zlib-seccomp") / "zlib-demo"
+    shutil.copytree(FIXTURES / "zlib-demo", package)
+    (package / "cratecage.toml").write_text(
+        '[permissions.build.libz-sys]\nprocess-spawn = { action = "permit", programs = ["cc", "ar"] }\n')
+    run = cargo(package, "run", "--locked", "--features", "static", wrapped=True, target_dir=package / "target",
+                extra_env=SECCOMP)
+    assert run.proc.stdout.startswith("zlib "), run.proc.stdout + run.proc.stderr[-3000:]
