@@ -4,10 +4,10 @@ The package is entered through `shim.cli.main`, which cargo runs as `RUSTC_WRAPP
 Keep this file free of imports: it runs on the pass-through fast path.
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 # The line cratecage appends to `rustc -vV` output. Cargo hashes every line of that output into artifact
 # metadata, so sandboxed artifacts never share hashes (or target-dir files) with native ones. Bump the
 # sandbox ABI number whenever what cratecage produces for the same inputs changes.
-SANDBOX_ABI = 3
+SANDBOX_ABI = 4
 VERSION_LINE = f"cratecage: {__version__} (sandbox abi {SANDBOX_ABI})"
