@@ -175,7 +175,8 @@ class Replayer:
         return mapping
 
     def closure(self, wasm_rlibs: Iterable[str]) -> list[str]:
-        """The wasm rlibs a compile with these `--extern`s reads: them and, transitively, their own."""
+        """The files a compile with these `--extern`s reads: them and, transitively, their own wasm rlibs
+        and native proc-macro libraries."""
         out: dict[str, None] = {}
         for rlib in wasm_rlibs:
             out[rlib] = None
@@ -195,7 +196,11 @@ class Replayer:
             )
         externs = self.externs_for(entry.argv, stack + (rlib,))
         out = os.path.join(self.wasm_deps, name)
-        self._closures[out] = tuple(self.closure(externs.values()))
+        from shim.build_script import native_externs
+
+        # what a compile that links it reads: its wasm rlibs and the native proc macros they were built with
+        # (rustc loads a dependency's proc-macro crates by the `-L dependency=` search)
+        self._closures[out] = tuple(self.closure([*externs.values(), *native_externs(entry.argv, entry.cwd)]))
         scope = self._scope(entry, rlib)
         key = self._stamp(entry.raw, rlib, externs, wasm_rustc.scope_key(self.tools, scope, self.environ))
         os.makedirs(self.wasm_deps, exist_ok=True)

@@ -189,8 +189,14 @@ def read_set(tools: Tools, scope: Scope, inputs: list[str], hidden: list[str]) -
     reads = [os.path.join(tools.sysroot, "lib", "rustlib"), os.path.join(tools.wasm_sysroot, "lib", "rustlib"),
              tools.facade_dir]
     for root in readable_roots(scope):
-        reads += fsview.landlock_paths(os.path.realpath(root), hidden)
-    reads += [*scope.sources, *inputs]
+        real = os.path.realpath(root)
+        # A Landlock rule follows a symbolic link: a link among the entries (`<package>/t -> <target>`) would
+        # grant what it points at. Without the rule, reads through it are judged by where it leads.
+        reads += [p for p in fsview.landlock_paths(real, hidden) if p == real or not os.path.islink(p)]
+    # a source that is a link into a target dir (`build.rs -> <target>/...`) is not an input to grant
+    reads += [p for p in scope.sources if not any(_inside(os.path.realpath(p), h) for h in hidden)
+              or (scope.out_dir and _inside(os.path.realpath(p), os.path.realpath(scope.out_dir)))]
+    reads += inputs
     if scope.out_dir:
         reads.append(scope.out_dir)
     return list(dict.fromkeys(reads))
