@@ -13,11 +13,12 @@ at the wasm copies. Proc-macro externs stay native: rustc loads them for any tar
 recorded command line or what its compile may read and see changes, or when a file it published no longer
 has the sha256 its stamp records (`_fresh`: whatever replaced it is never linked). No compile reads or
 writes wasm-deps itself (shim.compile_dirs): each gets hard links to its own closure (`closure`) and a
-private output directory, from which cratecage publishes the rlib and rmeta; the dep-info, which holds the
-values of the variables the compile read, stays private and is dropped. Each replay is a confined compile
-(shim.wasm_rustc) with the library's own package directory, OUT_DIR, recorded cargo variables, its build
-script's `rustc-env` and its own grant (`[permissions.build.<library package>]`); the values its native
-compile read (`# env-dep:` lines of the native `.d`) are never copied. Replays run one after another inside the build-script unit's own jobserver
+private output directory, from which cratecage publishes the rlib (no rmeta: nothing reads one); the
+dep-info, which holds the values of the variables the compile read, stays private and is dropped.
+Each replay is a confined compile (shim.wasm_rustc) with the library's own package directory, OUT_DIR,
+recorded cargo variables, its build script's `rustc-env` and its own grant
+(`[permissions.build.<library package>]`); the values its native compile read (`# env-dep:` lines of the
+native `.d`) are never copied. Replays run one after another inside the build-script unit's own jobserver
 token (the wrapper is that unit); their diagnostics are ours to read, not cargo's: lints are capped and
 only a failure is reported, with the crate and the first error.
 """
@@ -291,7 +292,7 @@ class Replayer:
             argv, dropped = wasm_argv(entry.argv, wasm_sysroot=self.wasm_sysroot, facade=self.facade,
                                       out_dir=dirs.out, wasm_deps=dirs.deps,
                                       extern_map={native: linked[wasm] for native, wasm in externs.items()},
-                                      emit="dep-info,metadata,link", lints_capped=True,
+                                      emit="dep-info,link", lints_capped=True,
                                       extra_codegen=facade.LINK_ARGS)  # a cdylib crate type links here
             done = wasm_rustc.run(self.tools, scope, argv, cwd=entry.cwd, dirs=dirs,
                                   inputs=native_externs(entry.argv, entry.cwd), host_env=self.environ,
