@@ -5,8 +5,9 @@ Cargo asked rustc for `<out-dir>/<crate-name><extra-filename>` (notes/cargo-and-
   2. the script itself is compiled for wasm32-wasip1 with the same edition, cfgs, features and
      `-C metadata`, linked with an 8 MiB stack, into `<target>/cratecage/build/<unit>/`; its diagnostics go
      to cargo as usual (minus artifact notifications, which would name the wasm file). That rustc is
-     confined and sees only the package's documented variables and its grants (shim.wasm_rustc): what it
-     refused becomes `cratecage:` lines naming the policy entry;
+     confined and sees only the package's documented variables and its grants (shim.wasm_rustc), and of
+     the wasm rlibs only its own closure; it writes a private directory (shim.compile_dirs), from which
+     the module is moved into place: what it refused becomes `cratecage:` lines naming the policy entry;
   3. a launcher is written where cargo expects the binary: a Python script that runs the module with
      shim.runner when cargo executes it;
   4. the `.d` dep-info lists the original sources plus the runner's own sources, the facade's and the
@@ -23,6 +24,7 @@ import sys
 from pathlib import Path
 
 from shim import journal
+from shim.compile_dirs import CompileDirs
 from shim.files import atomic_write
 from shim.replay import STACK_SIZE_ARG, Replayer, wasm_argv
 from shim.rustc_args import RustcArgs
@@ -32,7 +34,8 @@ if False:  # typing only
 
 # Modules the runner imports, and those that shape the wasm compile (facade.py, wasm_rustc, compile_env):
 # editing one recompiles and reruns the build scripts.
-RUNNER_MODULES = ("abi", "audit", "capable", "compile_env", "directives", "elfcheck", "enforce", "env_names", "facade", "files",
+RUNNER_MODULES = ("abi", "audit", "capable", "compile_dirs", "compile_env", "directives", "elfcheck", "enforce",
+                  "env_names", "facade", "files",
                   "fsview", "host_net", "host_observe", "host_process", "host_spawn", "landlock", "landlock_exec",
                   "limits", "linkinput", "mountns", "probe", "reaper", "runctx", "runner", "seccomp", "usage",
                   "wasm_rustc", "workspace")
@@ -128,31 +131,37 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
                              facade_dir=os.path.dirname(facade_rlib), host=tc.compiler.host)
     replayer = Replayer(tools=tools, facade=facade_rlib, cratecage_dir=cc_dir, environ=dict(environ), consumer=f"{pkg} {version}")
     externs = replayer.externs_for(expanded)
-    argv, _dropped = wasm_argv(expanded, wasm_sysroot=tc.wasm_sysroot, facade=facade_rlib, out_dir=str(unit_dir),
-                               wasm_deps=replayer.wasm_deps, extern_map=externs, emit="dep-info,link",
-                               lints_capped=False, extra_codegen=(STACK_SIZE_ARG, *facade.LINK_ARGS), json_diagnostics=True)
     scope = wasm_rustc.Scope(subject=f"build script of {pkg} {version}", package=pkg, version=version,
                              manifest_dir=environ.get("CARGO_MANIFEST_DIR") or cwd, out_dir=None,
                              build_dir=str(out_dir), sources=tuple(str(Path(cwd, i)) for i in args.inputs),
                              cargo_vars=environ, grant=grant)
-    done = wasm_rustc.run(tools, scope, argv, cwd=cwd, outputs=[str(unit_dir)],
-                          inputs=[replayer.wasm_deps, *native_externs(expanded, cwd)], host_env=environ,
-                          dep_info=str(unit_dir / f"{stem}.d"), stream=True)
-    for message in done.messages(scope.subject):
-        print(message, file=sys.stderr)
-    if done.returncode != 0:
-        return done.returncode
     wasm = unit_dir / f"{stem}.wasm"
-    if not wasm.is_file():
-        print(f"cratecage: compiling build script `{args.crate_name}` for wasm left no {wasm}", file=sys.stderr)
-        return 1
+    with CompileDirs(cc_dir) as dirs:  # its closure of wasm rlibs only; its dep-info private (shim.compile_dirs)
+        linked = dirs.link(replayer.closure(externs.values()))
+        argv, _dropped = wasm_argv(expanded, wasm_sysroot=tc.wasm_sysroot, facade=facade_rlib, out_dir=dirs.out,
+                                   wasm_deps=dirs.deps, extern_map={n: linked[w] for n, w in externs.items()},
+                                   emit="dep-info,link", lints_capped=False,
+                                   extra_codegen=(STACK_SIZE_ARG, *facade.LINK_ARGS), json_diagnostics=True)
+        done = wasm_rustc.run(tools, scope, argv, cwd=cwd, dirs=dirs, inputs=native_externs(expanded, cwd),
+                              host_env=environ, dep_info=dirs.dep_info(stem), stream=True)
+        for message in done.messages(scope.subject):
+            print(message, file=sys.stderr)
+        if done.returncode != 0:
+            return done.returncode
+        built = Path(dirs.out, wasm.name)
+        if not built.is_file():
+            print(f"cratecage: compiling build script `{args.crate_name}` for wasm left no {wasm.name}",
+                  file=sys.stderr)
+            return 1
+        os.replace(built, wasm)
+        deps, env_lines = read_dep_info(Path(dirs.dep_info(stem)))
+    (unit_dir / f"{stem}.d").unlink(missing_ok=True)  # where cratecage < 0.6 left it, values and all
 
     root = str(Path(__file__).resolve().parent.parent)
     launcher = out_dir / stem
     atomic_write(launcher, _launcher_text(
         python=sys.executable, root=root, wasm=str(wasm), rustc=tc.compiler.rustc, sysroot=tc.compiler.sysroot,
         module_cache=str(cache_root(environ) / "modules")), mode=0o755)
-    deps, env_lines = read_dep_info(unit_dir / f"{stem}.d")
     deps = [str(Path(cwd, d)) if not os.path.isabs(d) else d for d in deps]
     extra = runner_sources() + [str(p) for p in facade.facade_sources()]
     if policy is not None and policy.source:

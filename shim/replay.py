@@ -10,10 +10,15 @@ at the wasm copies. Proc-macro externs stay native: rustc loads them for any tar
 
 `Replayer.wasm_rlib` replays a library (and first its own dependencies) from the journal (shim.journal) into
 `<target>/cratecage/wasm-deps/`, once per artifact under a file lock, again whenever the native rlib, its
-recorded command line or what its compile may read and see changes. Each replay is a confined compile
-(shim.wasm_rustc) with the library's own package directory, OUT_DIR, recorded cargo variables, its build
-script's `rustc-env` and its own grant (`[permissions.build.<library package>]`); the values its native
-compile read (`# env-dep:` lines of the native `.d`) are never copied. Replays run one after another inside the build-script unit's own jobserver
+recorded command line or what its compile may read and see changes, or when a file it published no longer
+has the sha256 its stamp records (`_fresh`: whatever replaced it is never linked). No compile reads or
+writes wasm-deps itself (shim.compile_dirs): each gets hard links to its own closure (`closure`) and a
+private output directory, from which cratecage publishes the rlib (no rmeta: nothing reads one); the
+dep-info, which holds the values of the variables the compile read, stays private and is dropped.
+Each replay is a confined compile (shim.wasm_rustc) with the library's own package directory, OUT_DIR,
+recorded cargo variables, its build script's `rustc-env` and its own grant
+(`[permissions.build.<library package>]`); the values its native compile read (`# env-dep:` lines of the
+native `.d`) are never copied. Replays run one after another inside the build-script unit's own jobserver
 token (the wrapper is that unit); their diagnostics are ours to read, not cargo's: lints are capped and
 only a failure is reported, with the crate and the first error.
 """
@@ -27,9 +32,12 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 from shim import compile_env, facade, journal, trace, wasm_rustc
+from shim.compile_dirs import DEP_INFO_SUFFIX, CompileDirs, sha256_of
 from shim.errors import CratecageError
+from shim.files import atomic_write
 from shim.rustc_args import parse, tokens
 
 WASM_TARGET = "wasm32-wasip1"
@@ -156,6 +164,8 @@ class Replayer:
         self.environ = environ
         self.consumer = consumer  # "<package> <version>" of the build script being compiled, for messages
         self.replayed: list[str] = []  # crate names compiled by this process (tests count them)
+        self._closures: dict[str, tuple[str, ...]] = {}  # wasm rlib -> the wasm rlibs it needs, transitively
+        self._swept = False
 
     def externs_for(self, recorded: list[str], stack: tuple[str, ...] = ()) -> dict[str, str]:
         """native extern path -> wasm rlib, for every library extern of a command line."""
@@ -164,6 +174,15 @@ class Replayer:
             if path and (path.endswith(".rlib") or path.endswith(".rmeta")):
                 mapping[path] = self.wasm_rlib(path, stack)
         return mapping
+
+    def closure(self, wasm_rlibs: Iterable[str]) -> list[str]:
+        """The files a compile with these `--extern`s reads: them and, transitively, their own wasm rlibs
+        and native proc-macro libraries."""
+        out: dict[str, None] = {}
+        for rlib in wasm_rlibs:
+            out[rlib] = None
+            out.update(dict.fromkeys(self._closures.get(rlib, ())))
+        return list(out)
 
     def wasm_rlib(self, native: str, stack: tuple[str, ...] = ()) -> str:
         rlib = native[:-len(".rmeta")] + ".rlib" if native.endswith(".rmeta") else native
@@ -178,16 +197,36 @@ class Replayer:
             )
         externs = self.externs_for(entry.argv, stack + (rlib,))
         out = os.path.join(self.wasm_deps, name)
+        from shim.build_script import native_externs
+
+        # what a compile that links it reads: its wasm rlibs and the native proc macros they were built with
+        # (rustc loads a dependency's proc-macro crates by the `-L dependency=` search)
+        self._closures[out] = tuple(self.closure([*externs.values(), *native_externs(entry.argv, entry.cwd)]))
         scope = self._scope(entry, rlib)
-        stamp = self._stamp(entry.raw, rlib, externs, wasm_rustc.scope_key(self.tools, scope, self.environ))
+        key = self._stamp(entry.raw, rlib, externs, wasm_rustc.scope_key(self.tools, scope, self.environ))
         os.makedirs(self.wasm_deps, exist_ok=True)
+        self._sweep()
         with open(os.path.join(self.wasm_deps, f".{name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if self._fresh(out, stamp):
+            if self._fresh(out, key):
                 return out
-            self._compile(entry, externs, rlib, scope)
-            Path(out + ".stamp").write_text(stamp)
+            digests = self._compile(entry, externs, rlib, scope)
+            if name not in digests:
+                raise ReplayError(f"{scope.subject}: its wasm compile left no {name}")
+            atomic_write(out + ".stamp", json.dumps({"key": key, "outputs": digests}, sort_keys=True))
         return out
+
+    def _sweep(self) -> None:
+        """Dep-info that cratecage < 0.6 left in wasm-deps held the values of granted variables: gone."""
+        if self._swept:
+            return
+        self._swept = True
+        for name in os.listdir(self.wasm_deps):
+            if name.endswith(DEP_INFO_SUFFIX):
+                try:
+                    os.unlink(os.path.join(self.wasm_deps, name))
+                except OSError:
+                    pass
 
     def _scope(self, entry: journal.Entry, rlib: str) -> wasm_rustc.Scope:
         """The library's own package, OUT_DIR, environment and grant (shim.wasm_rustc says why its own)."""
@@ -221,24 +260,44 @@ class Replayer:
         return h.hexdigest()
 
     @staticmethod
-    def _fresh(out: str, stamp: str) -> bool:
+    def _fresh(out: str, key: str) -> bool:
+        """The stamp's key matches, and every output it lists still has the sha256 it had when published
+        (a replaced rlib is compiled again, never linked)."""
         try:
-            return os.path.isfile(out) and Path(out + ".stamp").read_text() == stamp
-        except OSError:
+            stamp = json.loads(Path(out + ".stamp").read_text())
+        except (OSError, ValueError):
             return False
+        outputs = stamp.get("outputs") if isinstance(stamp, dict) and stamp.get("key") == key else None
+        if not isinstance(outputs, dict) or os.path.basename(out) not in outputs:
+            return False
+        for name, digest in outputs.items():
+            if os.sep in name or name.startswith("."):
+                return False
+            try:
+                if sha256_of(os.path.join(os.path.dirname(out), name)) != digest:
+                    return False
+            except OSError:
+                return False
+        return True
 
-    def _compile(self, entry: journal.Entry, externs: dict[str, str], rlib: str, scope: wasm_rustc.Scope) -> None:
+    def _compile(self, entry: journal.Entry, externs: dict[str, str], rlib: str,
+                 scope: wasm_rustc.Scope) -> dict[str, str]:
+        """Compile into a private directory, then publish the outputs (never the dep-info) into wasm-deps;
+        file name -> sha256 of each."""
         from shim.build_script import native_externs
 
         args = parse(entry.argv)
-        argv, dropped = wasm_argv(entry.argv, wasm_sysroot=self.wasm_sysroot, facade=self.facade,
-                                  out_dir=self.wasm_deps, wasm_deps=self.wasm_deps, extern_map=externs,
-                                  emit="dep-info,metadata,link", lints_capped=True,
-                                  extra_codegen=facade.LINK_ARGS)  # a cdylib crate type links here
-        dep_info = os.path.join(self.wasm_deps, f"{args.crate_name}{args.extra_filename}.d")
-        done = wasm_rustc.run(self.tools, scope, argv, cwd=entry.cwd, outputs=[self.wasm_deps],
-                              inputs=[self.wasm_deps, *native_externs(entry.argv, entry.cwd)],
-                              host_env=self.environ, dep_info=dep_info, stream=False)
+        with CompileDirs(os.path.dirname(self.wasm_deps)) as dirs:
+            linked = dirs.link(self.closure(externs.values()))
+            argv, dropped = wasm_argv(entry.argv, wasm_sysroot=self.wasm_sysroot, facade=self.facade,
+                                      out_dir=dirs.out, wasm_deps=dirs.deps,
+                                      extern_map={native: linked[wasm] for native, wasm in externs.items()},
+                                      emit="dep-info,link", lints_capped=True,
+                                      extra_codegen=facade.LINK_ARGS)  # a cdylib crate type links here
+            done = wasm_rustc.run(self.tools, scope, argv, cwd=entry.cwd, dirs=dirs,
+                                  inputs=native_externs(entry.argv, entry.cwd), host_env=self.environ,
+                                  dep_info=dirs.dep_info(f"{args.crate_name}{args.extra_filename}"), stream=False)
+            digests = dirs.publish(self.wasm_deps) if done.returncode == 0 else {}
         for message in done.messages(scope.subject):
             print(message, file=sys.stderr)
         crate = args.crate_name or os.path.basename(rlib)
@@ -255,3 +314,4 @@ class Replayer:
             )
         self.replayed.append(crate)
         trace.event(self.environ, kind="replay", crate=crate, rlib=os.path.basename(rlib))
+        return digests

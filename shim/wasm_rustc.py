@@ -4,18 +4,21 @@ Why: compiling is reading. `include_str!`/`include_bytes!`/`include!`, `#[path =
 `env!`/`option_env!` make rustc read files and variables while it compiles a build script or one of its
 build-dependencies, and the sandboxed program then holds (and prints) what was read. So each such rustc:
   - runs under Landlock through shim.landlock_exec (`read_set`): it may read the crate's package directory
-    (never the build directory inside it: `package_reads`), its own sources and OUT_DIR, the toolchain
-    (rustc's loader files, both sysroots' rustlib, the facade), the inputs cratecage gives it (wasm-deps,
-    native proc-macro libraries named by `--extern`), and what the policy grants the crate
-    (`filesystem-access`); it may execute only rustc and the wasm linker, and write only its output
-    directory and a private TMPDIR removed afterwards;
+    and what the policy grants the crate (`filesystem-access`), each minus cargo's target directories
+    (`hidden_dirs`, shim.fsview: other crates' outputs, `.d` files holding the values of their variables,
+    fingerprints, cratecage's journal), and of those only the exact inputs: its own sources and OUT_DIR,
+    its private closure of wasm rlibs and the native proc-macro libraries named by `--extern`
+    (shim.compile_dirs); the toolchain (rustc's loader files, both sysroots' rustlib, the facade). It
+    may execute only rustc and the wasm linker, and write only its private output directory and TMPDIR
+    (shim.compile_dirs), never the shared wasm-deps;
   - gets the environment of shim.compile_env (cargo's per-crate variables, the crate's own `rustc-env`,
     its `env-access` grant), never cargo's whole environment;
   - and when that stops it, says so (`denials`): a `couldn't read` error of a file that exists outside the
-    grants, an `env!`/`option_env!` of a variable that is set on the host but not granted (the `.d` file's
+    grants, or of any path in a target directory (existing or not: names there are predictable), an
+    `env!`/`option_env!` of a variable that is set on the host but not granted (the `.d` file's
     `# env-dep:NAME` line without a value) become `cratecage:` denials naming the crate and the policy
-    entry that would permit it. Fatal when the compile failed; a warning when it succeeded (option_env!).
-Warn mode (`mode = "warn"` on the crate's entry) reads "/" and sees the whole environment, like the
+    entry that would permit it (none for the target directory). Fatal when the compile failed; a warning when it succeeded (option_env!).
+Warn mode (`mode = "warn"` on the crate's entry) reads "/" (minus the target directories) and sees the whole environment, like the
 runner's warn mode, and reports every file (the `.d` dependencies) and variable beyond enforce mode's.
 Where Landlock is unavailable the compile runs with the scrubbed environment but unconfined reads (the
 runner warns once per build: shim.runner.warn_once_without_landlock).
@@ -30,14 +33,13 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from shim import compile_env, landlock, landlock_exec
+from shim.compile_dirs import CompileDirs
 from shim.errors import CratecageError
 from shim.runctx import Denial
 
@@ -108,26 +110,28 @@ def render(denial: Denial, subject: str) -> str:
 
 # -- what the compile may read, run and see -----------------------------------------------------------
 
-def package_reads(package: str, build_dir: str) -> list[str]:
-    """The package directory, as Landlock rules. When the build directory lies inside the package (every
-    single-package project's `target/`), the path down to it is granted entry by entry, leaving out the
-    build directory's top: a compile must not read other crates' outputs, fingerprints or `.d` files."""
-    package = os.path.realpath(package)
-    inner = os.path.realpath(build_dir)
-    if not _inside(inner, package) or inner == package:
-        return [package]
-    reads: list[str] = []
-    here = package
-    for part in os.path.relpath(inner, package).split(os.sep):
-        try:
-            names = os.listdir(here)
-        except OSError:
-            return reads
-        reads += [os.path.join(here, n) for n in names if n != part]
-        here = os.path.join(here, part)
-        if os.path.exists(os.path.join(here, "CACHEDIR.TAG")) or os.path.exists(os.path.join(here, ".rustc_info.json")):
-            break  # cargo's target (or build) directory: none of it through the package grant
-    return reads
+def hidden_dirs(scope: Scope, host_env: Mapping[str, str]) -> list[str]:
+    """cargo's target directories, which no readable root (the package, a grant, warn mode's "/") shows:
+    shim.fsview's, for the unit's own directory, plus the target directory that directory lies in."""
+    from shim import fsview
+    from shim.runctx import RunContext
+
+    unit_dir = os.path.join(scope.build_dir, "out")  # fsview looks for the target dir above an OUT_DIR
+    ctx = RunContext(crate=scope.package, version=scope.version, package_dir=scope.manifest_dir,
+                     out_dir=scope.out_dir or unit_dir, tmp_dir="", env={}, host_env=dict(host_env), rustc="",
+                     sysroot="", grant=scope.grant)
+    found = [*fsview.hidden_dirs(ctx), fsview.target_dir_of(unit_dir), scope.build_dir]
+    return list(dict.fromkeys(os.path.realpath(p) for p in found if p))
+
+
+def readable_roots(scope: Scope) -> list[str]:
+    """The trees the compile reads through (minus the target dirs): its package, and its grants."""
+    roots = [scope.manifest_dir]
+    if scope.warn:
+        roots.append("/")
+    elif scope.grant is not None:
+        roots += scope.grant.readable
+    return roots
 
 
 def _inside(path: str, root: str) -> bool:
@@ -176,17 +180,25 @@ def execute_set(tools: Tools, ld_library_path: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def read_set(tools: Tools, scope: Scope, inputs: list[str]) -> list[str]:
-    """What the compile may read (not execute). `inputs`: what cratecage hands it (wasm-deps, the native
-    proc-macro libraries of its `--extern`s)."""
+def read_set(tools: Tools, scope: Scope, inputs: list[str], hidden: list[str]) -> list[str]:
+    """What the compile may read (not execute): the toolchain, its readable roots minus the target dirs
+    `hidden`, and the exact files and directories inside them it needs: its sources, its own OUT_DIR and
+    `inputs` (its private closure of wasm rlibs, the native proc-macro libraries of its `--extern`s)."""
+    from shim import fsview
+
     reads = [os.path.join(tools.sysroot, "lib", "rustlib"), os.path.join(tools.wasm_sysroot, "lib", "rustlib"),
-             tools.facade_dir, *package_reads(scope.manifest_dir, scope.build_dir), *scope.sources, *inputs]
+             tools.facade_dir]
+    for root in readable_roots(scope):
+        real = os.path.realpath(root)
+        # A Landlock rule follows a symbolic link: a link among the entries (`<package>/t -> <target>`) would
+        # grant what it points at. Without the rule, reads through it are judged by where it leads.
+        reads += [p for p in fsview.landlock_paths(real, hidden) if p == real or not os.path.islink(p)]
+    # a source that is a link into a target dir (`build.rs -> <target>/...`) is not an input to grant
+    reads += [p for p in scope.sources if not any(_inside(os.path.realpath(p), h) for h in hidden)
+              or (scope.out_dir and _inside(os.path.realpath(p), os.path.realpath(scope.out_dir)))]
+    reads += inputs
     if scope.out_dir:
         reads.append(scope.out_dir)
-    if scope.warn:
-        reads.append("/")
-    elif scope.grant is not None:
-        reads += scope.grant.readable
     return list(dict.fromkeys(reads))
 
 
@@ -201,31 +213,30 @@ def scope_key(tools: Tools, scope: Scope, host_env: Mapping[str, str]) -> str:
     env = environment(tools, scope, host_env, "")
     for name in ("TMPDIR", "CARGO_MAKEFLAGS"):
         env.pop(name, None)
-    return json.dumps([sorted(env.items()), read_set(tools, scope, [])])
+    return json.dumps([sorted(env.items()), readable_roots(scope), scope.sources, scope.out_dir])
 
 
 # -- running it ---------------------------------------------------------------------------------------
 
-def run(tools: Tools, scope: Scope, argv: list[str], *, cwd: str, outputs: list[str], inputs: list[str],
+def run(tools: Tools, scope: Scope, argv: list[str], *, cwd: str, dirs: CompileDirs, inputs: list[str],
         host_env: Mapping[str, str], dep_info: str, stream: bool) -> Outcome:
-    """Run `rustc argv` confined; `outputs` are the directories it may write. With `stream`, rustc's stderr
-    goes on to ours as it comes (cargo renders the JSON diagnostics); else it is only returned."""
-    tmp = tempfile.mkdtemp(prefix="cratecage-rustc-")
-    try:
-        env = environment(tools, scope, host_env, tmp)
-        cmd = [tools.rustc, *argv]
-        if landlock.abi_version() > 0:
-            cmd = landlock_exec.command(cmd, read_set(tools, scope, inputs), [*outputs, tmp],
-                                        execute=execute_set(tools, env.get("LD_LIBRARY_PATH", "")))
-        code, stderr = _spawn(cmd, cwd, env, stream)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Run `rustc argv` confined. It writes only `dirs.out` (its `--out-dir`, holding `dep_info`) and
+    `dirs.tmp`; it reads `dirs.deps` and `inputs` besides what `read_set` gives every compile. With
+    `stream`, rustc's stderr goes on to ours as it comes (cargo renders the JSON diagnostics); else it is
+    only returned."""
+    env = environment(tools, scope, host_env, dirs.tmp)
+    hidden = hidden_dirs(scope, host_env)
+    cmd = [tools.rustc, *argv]
+    if landlock.abi_version() > 0:
+        cmd = landlock_exec.command(cmd, read_set(tools, scope, [dirs.deps, *inputs], hidden), [dirs.out, dirs.tmp],
+                                    execute=execute_set(tools, env.get("LD_LIBRARY_PATH", "")))
+    code, stderr = _spawn(cmd, cwd, env, stream)
     if code == landlock_exec.LAUNCH_FAILED and stderr.startswith(landlock_exec.STDERR_PREFIX):
         raise CratecageError(f"{scope.subject}: could not confine its wasm compile with Landlock: "
                              f"{stderr[len(landlock_exec.STDERR_PREFIX):].strip()}",
                              hint="report this: cratecage never compiles for the sandbox unconfined where "
                                   "Landlock exists")
-    found = denials(scope, stderr, dep_info, cwd, host_env, failed=code != 0)
+    found = denials(scope, stderr, dep_info, cwd, host_env, hidden, failed=code != 0)
     return Outcome(code, stderr, tuple(found))
 
 
@@ -245,14 +256,18 @@ def _spawn(cmd: list[str], cwd: str, env: dict[str, str], stream: bool) -> tuple
 
 # -- what it was refused ------------------------------------------------------------------------------
 
-def denials(scope: Scope, stderr: str, dep_info: str, cwd: str, host_env: Mapping[str, str], *,
-            failed: bool) -> list[Denial]:
+_TARGET_DIR_REASON = ("inside cargo's target directory (other crates' outputs and dep-info, fingerprints, "
+                      "cratecage's own state), which no grant makes readable at compile time")
+
+
+def denials(scope: Scope, stderr: str, dep_info: str, cwd: str, host_env: Mapping[str, str],
+            hidden: list[str], *, failed: bool) -> list[Denial]:
     """Denials for what the confinement refused (or, in warn mode, what it let through)."""
     from policy import suggest_entry
 
-    def deny(capability: str, target: str, reason: str, *, permitted: bool = False) -> None:
-        fix = suggest_entry("build", scope.package, capability, target)
-        denial = Denial(capability, target, reason, fix, fatal=failed and not permitted, permitted=permitted)
+    def deny(capability: str, target: str, reason: str, *, permitted: bool = False, fix: bool = True) -> None:
+        entry = suggest_entry("build", scope.package, capability, target) if fix else ""
+        denial = Denial(capability, target, reason, entry, fatal=failed and not permitted, permitted=permitted)
         if denial not in out:
             out.append(denial)
 
@@ -266,7 +281,11 @@ def denials(scope: Scope, stderr: str, dep_info: str, cwd: str, host_env: Mappin
             deny("env-access", name, "set on the host but not granted, so the compile saw it unset")
     for shown in unread:
         path = os.path.realpath(os.path.join(cwd, shown))
-        if os.path.exists(path) and not _readable_by_default(scope, path) and not scope.allows_read(path):
+        if _readable_by_default(scope, path, hidden):
+            continue
+        if any(_inside(path, h) for h in hidden):  # existing or not: a predicted name is the attack
+            deny("filesystem-access", path, _TARGET_DIR_REASON, fix=False)
+        elif os.path.exists(path) and not scope.allows_read(path):
             deny("filesystem-access", path, "read at compile time (include_str!, include_bytes!, include!, "
                  "#[path]) outside the crate's package and grants")
     if scope.warn:
@@ -276,15 +295,17 @@ def denials(scope: Scope, stderr: str, dep_info: str, cwd: str, host_env: Mappin
                 deny("env-access", name, "read at compile time; enforce mode would show it unset", permitted=True)
         for dep in deps:
             path = os.path.realpath(os.path.join(cwd, dep))
-            if not _readable_by_default(scope, path) and not scope.allows_read(path):
+            if not _readable_by_default(scope, path, hidden) and not scope.allows_read(path):
                 deny("filesystem-access", path, "read at compile time; enforce mode would refuse it",
                      permitted=True)
     return out
 
 
-def _readable_by_default(scope: Scope, path: str) -> bool:
-    roots = [*package_reads(scope.manifest_dir, scope.build_dir), *scope.sources, scope.out_dir or ""]
-    return any(root and _inside(path, os.path.realpath(root)) for root in roots)
+def _readable_by_default(scope: Scope, path: str, hidden: list[str]) -> bool:
+    """Its sources, its own OUT_DIR, and its package but the target dirs in it."""
+    if any(root and _inside(path, os.path.realpath(root)) for root in (*scope.sources, scope.out_dir)):
+        return True
+    return _inside(path, os.path.realpath(scope.manifest_dir)) and not any(_inside(path, h) for h in hidden)
 
 
 def _refused(stderr: str) -> tuple[list[str], list[str]]:
