@@ -9,7 +9,8 @@ Why a launcher rather than `preexec_fn`: see shim.landlock. `command()` builds t
 It runs as a script (not `-m`), in isolated mode and without site, so it starts fast (~15 ms) and nothing in
 the caller's environment (PYTHONPATH, .pth files) can run code before the restriction; it imports only
 shim.mountns (a private mount namespace, read-only outside `--write`: no chmod, chown, utimes or xattr
-change outside the write set; ~3 ms), shim.landlock, shim.seccomp (TCP sockets only, applied after
+change outside the write set; ~3 ms), shim.pidns (a PID namespace whose init it forks: whatever the program
+starts ends when the program does), shim.landlock, shim.seccomp (TCP sockets only, applied after
 Landlock) and the standard library.
 
 Exit status `LAUNCH_FAILED` (with one `cratecage-landlock:` line on stderr) means the program never ran
@@ -62,12 +63,13 @@ def parse(argv: list[str]) -> tuple[list[str], list[str], list[int], list[str] |
 def main(argv: list[str]) -> None:
     try:
         read, write, ports, execute, program = parse(argv)
-        from shim import landlock, mountns, seccomp  # before the restriction: after it, shim/ is unreadable
+        from shim import landlock, mountns, pidns, seccomp  # before the restriction: after it, shim/ is unreadable
 
         try:  # before Landlock, which forbids mounting: metadata outside the write set (shim.mountns)
             mountns.read_only_outside(write)
         except mountns.Unavailable:
             pass  # no namespace can be made here: metadata changes stay possible (README, Limits)
+        pidns.become_init_of_own_namespace()  # only the program's process returns (shim.pidns)
         landlock.restrict(read, write, allow_connect_ports=ports, execute=execute)
         seccomp.restrict_sockets(udp=bool(ports))  # what Landlock leaves open: Unix sockets, UDP (shim.seccomp)
         os.execv(program[0], program)
