@@ -147,7 +147,7 @@ def doctor() -> int:
     """What cratecage can and cannot do on this machine, one line each; exit 3 if builds would fail."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from shim import probe
+    from shim import pidns, probe
 
     try:
         wasmtime_version = version("wasmtime")
@@ -160,6 +160,7 @@ def doctor() -> int:
     print(f"wasm32-wasip1:  {'ready' if tc.ready else 'not ready'} ({tc.how})")
     print(f"wasmtime:       {wasmtime_version}")
     print(f"landlock:       {probe.landlock_status()}")
+    print(f"processes:      {pidns.available()}")
     if not tc.ready:
         print("fix:            cratecage toolchain install")
     return 0 if tc.ready else 3

@@ -150,6 +150,12 @@ def end(timeout: float = END_WAIT_S) -> int:
     return kill_all(timeout)
 
 
+def left() -> int:
+    """How many descendants are still alive (after `end()`: ones the sweep could not end in time, which the
+    runner reports as a fatal denial before its checks, rather than let them act after it)."""
+    return sum(1 for p in _tree() if p.alive)
+
+
 def kill_all(timeout: float = END_WAIT_S) -> int:
     """Stop, then kill, every descendant, round after round, until none is alive (or `timeout`)."""
     deadline = time.monotonic() + timeout
