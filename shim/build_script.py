@@ -37,7 +37,7 @@ if False:  # typing only
 RUNNER_MODULES = ("abi", "audit", "capable", "compile_dirs", "compile_env", "directives", "elfcheck", "enforce",
                   "env_names", "facade", "files",
                   "fsview", "host_net", "host_observe", "host_process", "host_spawn", "landlock", "landlock_exec",
-                  "limits", "linkinput", "mountns", "probe", "reaper", "runctx", "runner", "seccomp", "usage",
+                  "limits", "linkinput", "mountns", "pidns", "probe", "reaper", "runctx", "runner", "seccomp", "usage",
                   "wasm_rustc", "workspace")
 
 

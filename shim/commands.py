@@ -147,7 +147,7 @@ def doctor() -> int:
     """What cratecage can and cannot do on this machine, one line each; exit 3 if builds would fail."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from shim import landlock_exec, probe
+    from shim import landlock_exec, pidns, probe
 
     try:
         wasmtime_version = version("wasmtime")
@@ -161,6 +161,7 @@ def doctor() -> int:
     print(f"wasmtime:       {wasmtime_version}")
     print(f"landlock:       {probe.landlock_status()}")
     print(f"metadata:       {landlock_exec.describe_guard()}")
+    print(f"processes:      {pidns.available()}")
     if not tc.ready:
         print("fix:            cratecage toolchain install")
     return 0 if tc.ready else 3

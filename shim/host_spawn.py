@@ -23,9 +23,12 @@ child is started like this, and nothing is left to the guest:
     deadline.
   - a hard RLIMIT_FSIZE of the run's disk limit (CRATECAGE_LIMIT_DISK); the supervisor (shim.runner)
     counts its processes, their memory and the bytes in every writable directory while it runs.
+  - the end of the program ends what it started: the launcher runs it in a PID namespace of its own whose
+    init exits with it, and the kernel then kills the rest (shim.pidns, where namespaces can be made).
   - the end of the run ends it: every child is in its own process group, the runner is a child
     subreaper, so a double-forked grandchild is reparented to it, and `sweep()` stops and kills every
-    descendant, round after round, until none is left (shim.reaper), before the post-run checks.
+    descendant (a process is alive while any of its threads is), round after round, until none is left
+    (shim.reaper), before the post-run checks; one it cannot end fails the run.
 
 Pipes are served from threads that drain the child's stdout and stderr into buffers (so a child never
 blocks on a full pipe the guest is not reading); a stream the guest inherits goes where the guest's own

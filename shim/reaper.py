@@ -20,7 +20,15 @@ runs exactly one build script, so "the run's processes" is simply "every descend
     finds nothing new (a stopped process cannot fork, so the set is then closed), then SIGKILLs all
     through their pidfds, reaps the orphans, and starts over until no live descendant is left.
 
-The code that walks /proc is `_tree`; the kill is `_kill_round`.
+Alive means the *thread group* is: a process whose main thread ended with `syscall(SYS_exit)` while
+another thread runs on shows state Z in /proc/<pid>/stat, an empty cmdline and no memory, yet it runs, can
+fork and write files. So a process counts as alive when any task in /proc/<pid>/task is not dead (`_alive`),
+its memory is read from a live task (`_task_rss`), and it is stopped and killed like any other (a signal to a
+zombie leader's PID goes to its thread group; its pidfd polls readable once the whole group has exited).
+
+The code that walks /proc is `_tree`; the kill is `_kill_round`. Where the kernel allows, each confined child
+also runs in a PID namespace of its own (shim.pidns), which ends everything in it with the child; this sweep
+is what remains everywhere else, and the backstop for what a namespace cannot hold.
 """
 
 from __future__ import annotations
@@ -54,15 +62,16 @@ class RunEnded(Exception):
 class Proc:
     pid: int
     ppid: int
-    state: str  # /proc/<pid>/stat's state letter
+    state: str  # /proc/<pid>/stat's state letter (of the main thread: Z while other threads run on)
     start: int  # start time in clock ticks since boot: (pid, start) names one process
     rss: int  # bytes
+    alive: bool = True  # any task of the thread group not dead (`_alive`)
 
 
 @dataclass(frozen=True)
 class Census:
-    processes: int  # alive (not zombies)
-    rss: int  # their summed resident memory, bytes
+    processes: int  # alive (a task of the thread group not dead)
+    rss: int  # their summed resident memory, bytes (read from a live task)
 
 
 _lock = threading.Lock()
@@ -127,9 +136,9 @@ def census() -> Census:
     short-lived generations would otherwise pile up as zombies)."""
     tree = _tree()
     me = os.getpid()
-    if any(p.state in _DEAD and p.ppid == me for p in tree):
+    if any(not p.alive and p.ppid == me for p in tree):
         _reap()
-    alive = [p for p in tree if p.state not in _DEAD]
+    alive = [p for p in tree if p.alive]
     return Census(len(alive), sum(p.rss for p in alive))
 
 
@@ -141,6 +150,12 @@ def end(timeout: float = END_WAIT_S) -> int:
     return kill_all(timeout)
 
 
+def left() -> int:
+    """How many descendants are still alive (after `end()`: ones the sweep could not end in time, which the
+    runner reports as a fatal denial before its checks, rather than let them act after it)."""
+    return sum(1 for p in _tree() if p.alive)
+
+
 def kill_all(timeout: float = END_WAIT_S) -> int:
     """Stop, then kill, every descendant, round after round, until none is alive (or `timeout`)."""
     deadline = time.monotonic() + timeout
@@ -149,7 +164,7 @@ def kill_all(timeout: float = END_WAIT_S) -> int:
         found = _kill_round(deadline)
         ended += found
         _reap()
-        if not found and not any(p.state not in _DEAD for p in _tree()):
+        if not found and not any(p.alive for p in _tree()):
             return ended
         if time.monotonic() >= deadline:
             return ended
@@ -163,7 +178,7 @@ def _kill_round(deadline: float) -> int:
     held: dict[int, int] = {}  # pid -> pidfd
     try:
         while time.monotonic() < deadline:
-            new = [p for p in _tree() if p.pid not in held and p.state not in _DEAD]
+            new = [p for p in _tree() if p.pid not in held and p.alive]
             stopped = []
             for proc in new:  # breadth first: a parent is held before its children are checked
                 fd = _open_verified(proc.pid, {me, *held})
@@ -243,7 +258,7 @@ def _reap() -> None:
     """Collect the orphans reparented to this process; children a subprocess.Popen owns reap themselves
     (stealing their status would make Popen report a killed child as exit 0)."""
     for proc in _direct_children():
-        if proc.state in _DEAD and proc.pid not in _popen_pids:
+        if not proc.alive and proc.pid not in _popen_pids:
             try:
                 os.waitpid(proc.pid, os.WNOHANG)
             except ChildProcessError:
@@ -252,17 +267,43 @@ def _reap() -> None:
 
 # -- reading /proc -------------------------------------------------------------------------------------------------
 
-def _stat(pid: int, path: str | None = None) -> Proc | None:
+def _stat(pid: int) -> Proc | None:
     try:
-        with open(path or f"/proc/{pid}/stat", "rb") as f:
+        with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()
     except OSError:
         return None
     fields = raw[raw.rfind(b")") + 2:].split()
     try:
-        return Proc(pid, int(fields[1]), fields[0].decode(), int(fields[19]), int(fields[21]) * _PAGE)
+        state, ppid, start, rss = fields[0].decode(), int(fields[1]), int(fields[19]), int(fields[21]) * _PAGE
     except (IndexError, ValueError):
         return None
+    if state not in _DEAD:
+        return Proc(pid, ppid, state, start, rss)
+    live = _live_task(pid)  # a zombie main thread: the process lives while any other task does
+    return Proc(pid, ppid, state, start, _task_rss(pid, live) if live else 0, alive=live is not None)
+
+
+def _live_task(pid: int) -> str | None:
+    """A task of `pid`'s thread group that is not dead, or None."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        state = _state_of(f"/proc/{pid}/task/{tid}/stat")
+        if state is not None and state not in _DEAD:
+            return tid
+    return None
+
+
+def _task_rss(pid: int, tid: str) -> int:
+    """Resident bytes of the memory a live task shares with its group (the leader's own stat says 0)."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _state_of(path: str) -> str | None:

@@ -383,6 +383,10 @@ class GuestRun:
         reaper.end()
         if self.processes is not None:
             self.processes.close()
+        left = reaper.left()  # the sweep gave up (shim.reaper.END_WAIT_S): fail rather than check too early
+        if left:
+            self.ctx.deny("process-spawn", "the processes it started",
+                          f"{left} of them could not be ended within {reaper.END_WAIT_S:g} s")
 
     def _message(self, cause: str) -> str:
         return f"cratecage: build script of {self.ctx.crate} {self.ctx.version} {cause}"
