@@ -37,6 +37,7 @@ output goes: stdout into the captured output that the directive filter sees, std
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import select
@@ -167,11 +168,12 @@ class Confinement:
     read: list[str]
     write: list[str]
     ports: tuple[int, ...]
+    file_size: int | None = None  # hard RLIMIT_FSIZE, set by the launcher before the program starts
 
     def command(self, argv: list[str]) -> list[str]:
         from shim import landlock_exec
 
-        return landlock_exec.command(argv, self.read, self.write, self.ports, self.execute)
+        return landlock_exec.command(argv, self.read, self.write, self.ports, self.execute, self.file_size)
 
 
 def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
@@ -280,15 +282,18 @@ class RealChild:
         argv = [program, *req.args]
         env = child_env(ctx, req)
         cwd = child_cwd(ctx, req)
-        if landlock.abi_version() > 0:
-            argv = confinement(ctx, program, req.program).command(argv)
+        confined = landlock.abi_version() > 0
+        if confined:
+            limits = dataclasses.replace(confinement(ctx, program, req.program), file_size=_disk_limit(ctx))
+            argv = limits.command(argv)
         pipe, null = subprocess.PIPE, subprocess.DEVNULL
         self.proc = reaper.popen(
             argv, env=env, cwd=cwd, start_new_session=True, close_fds=True,
             stdin=pipe if req.stdin == abi.STDIO_PIPED else null,
             stdout=null if req.stdout == abi.STDIO_NULL else pipe,
             stderr=null if req.stderr == abi.STDIO_NULL else pipe)
-        _limit_file_size(self.proc.pid, ctx)
+        if not confined:  # unconfined children get the limit just after they start (a poll still backs it)
+            _limit_file_size(self.proc.pid, ctx)
         self.argv_shown = [req.program, *req.args]
         self.streams: dict[int, Stream] = {}
         for stream, mode, pipe_file, sink in ((abi.STREAM_STDOUT, req.stdout, self.proc.stdout, sinks.stdout),
@@ -377,15 +382,19 @@ def become_subreaper() -> None:
     reaper.become_subreaper()
 
 
-def _limit_file_size(pid: int, ctx: RunContext) -> None:
-    """RLIMIT_FSIZE = the run's disk limit, hard, on the child (inherited by what it starts): no single file
-    it writes outgrows the limit between two polls of the supervisor. Set on the launcher right after it
-    started, before it execs the program (shim.landlock_exec); a failure leaves the poll to enforce it."""
-    import resource
-
+def _disk_limit(ctx: RunContext) -> int:
     from shim.limits import from_env
 
-    size = from_env(ctx.host_env).disk
+    return from_env(ctx.host_env).disk
+
+
+def _limit_file_size(pid: int, ctx: RunContext) -> None:
+    """RLIMIT_FSIZE = the run's disk limit, hard, on a child that runs without the launcher (no Landlock),
+    right after it started: no single file it writes outgrows the limit between two polls of the
+    supervisor. The launcher sets it itself before anything runs (`Confinement.file_size`)."""
+    import resource
+
+    size = _disk_limit(ctx)
     try:
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (size, size))
     except (OSError, ValueError):

@@ -39,13 +39,15 @@ GUARDS = ("mountns", "seccomp")
 
 
 def command(program_argv: list[str], read: list[str], write: list[str], connect: tuple[int, ...] = (),
-            execute: list[str] | None = None) -> list[str]:
+            execute: list[str] | None = None, file_size: int | None = None) -> list[str]:
     """The argv that runs `program_argv` confined to `read` (read/execute) and `write` (everything); with
-    `execute`, only those trees may be executed."""
+    `execute`, only those trees may be executed; with `file_size`, a hard RLIMIT_FSIZE of that many bytes is
+    set before anything else runs (no file the program writes can outgrow it)."""
     argv = [sys.executable, "-I", "-S", os.path.abspath(__file__)]
     forced = ["seccomp"] if os.environ.get(METADATA_GUARD_ENV) == "seccomp" else []
+    sizes = [str(file_size)] if file_size is not None else []
     for flag, values in (("--read", read), ("--write", write), ("--connect", [str(p) for p in connect]),
-                         ("--exec", execute or []), ("--metadata", forced)):
+                         ("--exec", execute or []), ("--metadata", forced), ("--file-size", sizes)):
         for value in values:
             argv += [flag, value]
     if execute is not None:
@@ -56,7 +58,8 @@ def command(program_argv: list[str], read: list[str], write: list[str], connect:
 def parse(argv: list[str]) -> tuple[list[str], list[str], list[int], list[str] | None, list[str]]:
     """(read, write, connect ports, execute or None, program argv) from the launcher's own arguments;
     `--metadata` is read by `forced_guard`."""
-    lists: dict[str, list[str]] = {"--read": [], "--write": [], "--connect": [], "--exec": [], "--metadata": []}
+    lists: dict[str, list[str]] = {"--read": [], "--write": [], "--connect": [], "--exec": [], "--metadata": [],
+                                   "--file-size": []}
     no_exec = False
     i = 0
     while i < len(argv) and argv[i] != "--":
@@ -74,6 +77,13 @@ def parse(argv: list[str]) -> tuple[list[str], list[str], list[int], list[str] |
         raise ValueError(f"unknown --metadata {lists['--metadata']!r}")
     execute = lists["--exec"] if no_exec or lists["--exec"] else None
     return lists["--read"], lists["--write"], [int(p) for p in lists["--connect"]], execute, program
+
+
+def file_size_limit(argv: list[str]) -> int | None:
+    """The launcher's `--file-size` value in bytes (None: no limit asked for)."""
+    head = argv[:argv.index("--")] if "--" in argv else argv
+    sizes = [int(head[i + 1]) for i in range(len(head) - 1) if head[i] == "--file-size"]
+    return min(sizes) if sizes else None
 
 
 def forced_guard(argv: list[str]) -> str:
@@ -130,6 +140,11 @@ def main(argv: list[str]) -> None:
             print(which)
             sys.exit(0)
         read, write, ports, execute, program = parse(argv)
+        size = file_size_limit(argv)
+        if size is not None:  # first, so the program and all it starts inherit it
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         from shim import landlock, pidns, seccomp  # before the restriction: after it, shim/ is unreadable
 
         guard = metadata_guard(write, forced=forced_guard(argv))  # before Landlock, which forbids mounting

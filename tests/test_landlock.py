@@ -180,3 +180,16 @@ def test_the_seccomp_filter_is_well_formed_for_each_known_architecture() -> None
                     assert i + 1 + max(jt, jf) < len(insns)
             assert insns[-1] == (0x06, 0, 0, 0x7FFF0000) and insns[-2] == (0x06, 0, 0, 0x00050000 | 13)
             assert insns[12][1] == (1 if udp else 0)  # a datagram socket reaches ALLOW only with routes
+
+
+def test_the_launcher_sets_the_file_size_limit_before_the_program_runs(files: dict[str, Path]) -> None:
+    """A hard RLIMIT_FSIZE the program and all it starts inherit: a write past it fails (EFBIG)."""
+    out = files["writable"] / "big"
+    script = f'ulimit -H -f; head -c 300000 /dev/zero > {out}; echo "status $?"'
+    loader = landlock.loader_files(BASH) or []
+    argv = landlock_exec.command([BASH, "-c", script], [*loader, "/usr/bin", "/bin", "/dev/zero"],
+                                [str(files["writable"])], file_size=128 << 10)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    lines = done.stdout.split()
+    assert lines[0] == "128"  # bash counts 1 KiB blocks
+    assert lines[-1] != "0" and out.stat().st_size <= 128 << 10
