@@ -144,14 +144,20 @@ def confined(script: str, *args: str, write: list[str]) -> subprocess.CompletedP
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.skipif(landlock.abi_version() < 1, reason="the launcher fails closed without Landlock")
-def test_a_confined_child_changes_no_metadata_outside_its_write_set(tmp_path: Path) -> None:
+def metadata_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A file outside the write set with known mode and times, and a writable dir holding `mine`."""
     outside, writable = tmp_path / "outside.txt", tmp_path / "w"
     writable.mkdir()
     (writable / "mine").write_text("x")
     outside.write_text("x")
     os.chmod(outside, 0o644)
     os.utime(outside, (1_000_000, 1_000_000))
+    return outside, writable
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="the launcher fails closed without Landlock")
+def test_a_confined_child_changes_no_metadata_outside_its_write_set(tmp_path: Path) -> None:
+    outside, writable = metadata_files(tmp_path)
     script = """
 import os, sys
 for what, call in (("chmod", lambda p: os.chmod(p, 0o600)), ("utime", lambda p: os.utime(p, (5, 5))),
@@ -336,12 +342,7 @@ def test_without_a_mount_namespace_every_metadata_call_fails_with_eperm(tmp_path
     import errno
 
     monkeypatch.setenv(landlock_exec.METADATA_GUARD_ENV, "seccomp")
-    outside, writable = tmp_path / "outside.txt", tmp_path / "w"
-    writable.mkdir()
-    (writable / "mine").write_text("x")
-    outside.write_text("x")
-    os.chmod(outside, 0o644)
-    os.utime(outside, (1_000_000, 1_000_000))
+    outside, writable = metadata_files(tmp_path)
     proc = confined(METADATA_SCRIPT, str(outside), str(writable / "mine"), write=[str(writable)])
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
