@@ -297,15 +297,29 @@ def search_dir_problem(directory: str, verbatim: frozenset[str] = frozenset(), t
     return ""
 
 
+# A library name the linker gets as written: letters, digits and `_+.-`, never a path (a `+verbatim` name
+# is a file name in the search directory, `foo.o`).
+_LIB_NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+.-]*")
+
+
+def renames(value: str) -> bool:
+    """Whether a `rustc-link-lib` value carries `:RENAME`: rustc then passes the linker the new name (`-l:x`,
+    `-lsub/../x`), which is not the library whose file was checked."""
+    spec, eq, rest = value.partition("=")
+    return ":" in (rest if eq else spec)
+
+
 def _lib_files(value: str) -> tuple[str, ...]:
     """The file names `-l` of this `rustc-link-lib` value can open; () when it names no plain library."""
     kind, modifiers, name = split_lib(value)
-    if kind not in LIB_FILES or not name or "/" in name or name in (".", ".."):
+    if kind not in LIB_FILES or not _LIB_NAME.fullmatch(name) or name in (".", ".."):
         return ()
     return (name,) if "+verbatim" in modifiers else tuple(f.format(name) for f in LIB_FILES[kind])
 
 
 def _lib_default(value: str, ctx: _Context) -> str:
+    if renames(value):
+        return "renames the library (`:NAME`), so the linker would open a name that was never checked"
     files = _lib_files(value)
     for directory, problem in ctx.search_dirs.items():
         for file in files:

@@ -239,6 +239,26 @@ def test_libraries_found_in_a_search_path_inside_out_dir_pass(tmp_path: Path) ->
         "cargo:rustc-link-lib=framework=bundled"]
 
 
+@pytest.mark.parametrize("value", ["bundled:evil", "static=bundled::evil.txt", "static=bundled:sub/../evil",
+                                   "static:+verbatim=libbundled.a:x", "bundled:", "static=bundled::../../../etc/x"])
+def test_a_library_renamed_on_the_way_to_the_linker_needs_a_grant(tmp_path: Path, value: str) -> None:
+    """rustc gives the linker the new name (`-l:evil.txt`, `-lsub/../evil`): not the file that was checked."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "libbundled.a").write_bytes(b"!<arch>\n")
+    kept, denied = run(f"cargo:rustc-link-search=native={out}\ncargo:rustc-link-lib={value}\n", out_dir=str(out))
+    assert kept == [f"cargo:rustc-link-search=native={out}"]
+    assert [(line, "renames the library" in why) for line, why in denied] == [(f"cargo:rustc-link-lib={value}", True)]
+
+
+@pytest.mark.parametrize("name", ["-lc", "a b", "lib$x", "x;y", "\u00e9t\u00e9"])
+def test_a_library_name_that_is_no_plain_name_needs_a_grant(tmp_path: Path, name: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    kept, denied = run(f"cargo:rustc-link-search=native={out}\ncargo:rustc-link-lib=static={name}\n", out_dir=str(out))
+    assert [line for line, _ in denied] == [f"cargo:rustc-link-lib=static={name}"]
+
+
 def test_lines_that_are_not_directives_pass_unless_they_mention_cargo() -> None:
     stdout = b"building...\n  compiled 3 files\r\nsee cargo:rustc-link-arg docs\n\xff\xfe\ncargo:rustc-cfg=x\n"
     kept, denied = run(stdout)

@@ -70,6 +70,9 @@ ATTACKS = [
                                    "directives denied: cargo:rustc-link-search=dependency=",
                                    "`dependency=` makes rustc look for crates there")),
     Attack("static-twin", True, ()),
+    Attack("rename-script", False, (CRATE + "directives denied: cargo:rustc-link-lib=static=evil::evil.txt: renames "
+                                            "the library", "cargo::rustc-link-lib=evil:sub/../evil: renames",
+                                    "cargo:rustc-link-lib=static:-bundle=evil::")),
     Attack("rerun-secret", True, (CRATE + "env-access not granted: HOSTILE_DIRECTIVES_SECRET: the build script "
                                           "may not see this variable",
                                   'vars = ["HOSTILE_DIRECTIVES_SECRET"]', "env-access not granted: Aws_Secret")),
