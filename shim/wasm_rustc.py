@@ -193,9 +193,7 @@ def read_set(tools: Tools, scope: Scope, inputs: list[str], hidden: list[str]) -
         # A Landlock rule follows a symbolic link: a link among the entries (`<package>/t -> <target>`) would
         # grant what it points at. Without the rule, reads through it are judged by where it leads.
         reads += [p for p in fsview.landlock_paths(real, hidden) if p == real or not os.path.islink(p)]
-    # a source that is a link into a target dir (`build.rs -> <target>/...`) is not an input to grant
-    reads += [p for p in scope.sources if not any(_inside(os.path.realpath(p), h) for h in hidden)
-              or (scope.out_dir and _inside(os.path.realpath(p), os.path.realpath(scope.out_dir)))]
+    reads += _source_reads(scope, hidden)
     reads += inputs
     if scope.out_dir:
         reads.append(scope.out_dir)
@@ -301,9 +299,21 @@ def denials(scope: Scope, stderr: str, dep_info: str, cwd: str, host_env: Mappin
     return out
 
 
+def _source_reads(scope: Scope, hidden: list[str]) -> list[str]:
+    """The compile's own source files, as the files they really are: only those inside its package (or
+    OUT_DIR), or granted. Cargo takes `build = "/abs/file"`, `[lib] path` and a `build.rs` that is a symbolic
+    link as they are; a Landlock rule would follow the link, so the real path is judged and granted."""
+    reads = []
+    for source in scope.sources:
+        real = os.path.realpath(source)
+        if _readable_by_default(scope, real, hidden) or scope.allows_read(real):
+            reads.append(real)
+    return reads
+
+
 def _readable_by_default(scope: Scope, path: str, hidden: list[str]) -> bool:
-    """Its sources, its own OUT_DIR, and its package but the target dirs in it."""
-    if any(root and _inside(path, os.path.realpath(root)) for root in (*scope.sources, scope.out_dir)):
+    """Its own OUT_DIR, and its package but the target dirs in it."""
+    if scope.out_dir and _inside(path, os.path.realpath(scope.out_dir)):
         return True
     return _inside(path, os.path.realpath(scope.manifest_dir)) and not any(_inside(path, h) for h in hidden)
 

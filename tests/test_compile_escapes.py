@@ -168,3 +168,37 @@ def test_a_grant_of_the_variable_makes_env_work(cargo: Cargo, arena: dict, targe
         policy.write_text(original)
     assert run.ok, run.proc.stderr[-3000:]
     assert 'escape script saw "not-a-secret"' in run.proc.stderr
+
+
+@pytest.mark.parametrize("how", ["symlink", "absolute-build-path", "twin-symlink-inside"])
+def test_a_build_script_source_outside_the_package_is_not_read(cargo: Cargo, tmp_path: Path, how: str) -> None:
+    """Cargo takes `build = "/abs/file"` and a `build.rs` that is a symbolic link as they are; the wasm compile
+    may read the script's source only where it really lies inside the package (rustc quotes a file it cannot
+    parse, so reading it is leaking it)."""
+    token = "CANARY" + secrets.token_hex(10)
+    secret = tmp_path / "secret" / "notes.txt"
+    secret.parent.mkdir()
+    secret.write_text(f"SECRETLINE_{token} = 1\n")
+    pkg = tmp_path / "pkg"
+    (pkg / "src").mkdir(parents=True)
+    (pkg / "src" / "main.rs").write_text("fn main() {}\n")
+    (pkg / "tools").mkdir()
+    (pkg / "tools" / "gen.rs").write_text('fn main() { println!("cargo:warning=twin script ran"); }\n')
+    build = ""
+    if how == "symlink":
+        (pkg / "build.rs").symlink_to(secret)
+    elif how == "absolute-build-path":
+        build = f'build = "{secret}"\n'
+    else:
+        (pkg / "build.rs").symlink_to(Path("tools") / "gen.rs")
+    (pkg / "Cargo.toml").write_text(f'[package]\nname = "outside-source"\nversion = "0.1.0"\nedition = "2021"\n{build}')
+    target = tmp_path / "target"
+    run = cargo(pkg, "build", wrapped=True, target_dir=target, check=False)
+    stderr = run.proc.stderr + run.proc.stdout
+    assert token not in stderr
+    assert files_with(token, target, skip_native_dep=False) == []
+    if how.startswith("twin"):
+        assert run.ok and "twin script ran" in stderr, stderr[-3000:]
+    else:
+        assert not run.ok
+        assert "cratecage: build script of outside-source 0.1.0: filesystem-access denied" in stderr, stderr[-3000:]
