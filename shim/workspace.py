@@ -134,8 +134,10 @@ def outermost_cargo(chain: list[Proc], cargo_id: tuple[int, int] | None) -> Proc
 
 
 def start_of(cargo: Proc) -> Path | None:
-    """Where `cargo`'s command line points: its cwd, changed by `-C <dir>` (only before the subcommand, as
-    cargo reads it), then joined with `--manifest-path` (a file). None when its cwd is unreadable."""
+    """Where `cargo`'s command line points: its cwd joined with `--manifest-path` (a file). None when its
+    cwd is unreadable. Nightly's `-C <dir>` is skipped, never applied: cargo `chdir`s there before anything
+    else, so the cwd /proc shows is already `<dir>` (applying it again would land in `<dir>/<dir>`, perhaps a
+    dependency's package)."""
     if cargo.cwd is None:
         return None
     here = Path(cargo.cwd)
@@ -155,10 +157,10 @@ def start_of(cargo: Proc) -> Path | None:
             manifest = word.split("=", 1)[1]
         elif not subcommand_seen:
             if word == "-C" and following is not None:
-                here, i = here / following, i + 2
+                i += 2  # its value is no subcommand
                 continue
             if word.startswith("-C") and not word.startswith("--"):
-                here = here / word[2:].removeprefix("=")
+                pass
             elif word in _GLOBAL_VALUE_OPTIONS:
                 i += 1
             elif not word.startswith(("-", "+")):

@@ -64,18 +64,20 @@ def test_no_cargo_among_the_ancestors_is_none(chain: list[Proc], cargo_id: tuple
     (["cargo", "build"], "/ws/sub"),
     (["cargo", "build", "--manifest-path", "../other/Cargo.toml"], "/ws/other/Cargo.toml"),
     (["cargo", "build", "--manifest-path=/abs/p/Cargo.toml"], "/abs/p/Cargo.toml"),
-    (["cargo", "-C", "../c", "build"], "/ws/c"),
-    (["cargo", "-C/abs/c", "build"], "/abs/c"),
-    (["cargo", "-C=d", "build"], "/ws/sub/d"),
+    # -C: cargo has already chdir'd there, so the cwd (here /ws/sub) is where it points
+    (["cargo", "-C", "../c", "build"], "/ws/sub"),
+    (["cargo", "-C/abs/c", "build"], "/ws/sub"),
+    (["cargo", "-C=d", "build"], "/ws/sub"),
     (["cargo", "+nightly", "-Zunstable-options", "-C", "d", "build", "--manifest-path", "e/Cargo.toml"],
-     "/ws/sub/d/e/Cargo.toml"),
-    (["cargo", "--config", "x=1", "-C", "d", "build"], "/ws/sub/d"),
+     "/ws/sub/e/Cargo.toml"),
+    (["cargo", "--config", "x=1", "-C", "d", "build"], "/ws/sub"),
+    (["cargo", "-C", "build", "check"], "/ws/sub"),  # -C's value is no subcommand
     (["cargo", "--color", "never", "build"], "/ws/sub"),
     # after the subcommand, -C is not cargo's (and after `--` nothing is)
     (["cargo", "rustc", "-C", "x", "--", "-C", "opt-level=3"], "/ws/sub"),
     (["cargo", "run", "--", "--manifest-path", "/evil/Cargo.toml"], "/ws/sub"),
 ])
-def test_the_start_is_cargo_s_cwd_moved_by_dash_c_and_manifest_path(argv: list[str], start: str) -> None:
+def test_the_start_is_cargo_s_cwd_joined_with_manifest_path_never_dash_c_again(argv: list[str], start: str) -> None:
     assert workspace.start_of(proc(*argv, cwd="/ws/sub")) == Path(start)
 
 
