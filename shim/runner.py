@@ -34,6 +34,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from shim.limits import Limits
 from shim.runctx import RunContext
@@ -68,10 +69,29 @@ def is_default_env(name: str) -> bool:
     return name in BUILD_SCRIPT_ENV or name.startswith(BUILD_SCRIPT_ENV_FAMILIES) or name == "TMPDIR"
 
 
-def guest_environment(host_env: dict[str, str], tmp_dir: str) -> dict[str, str]:
-    env = {k: v for k, v in host_env.items() if is_default_env(k)}
+def guest_environment(host_env: dict[str, str], tmp_dir: str,
+                      inherited: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The documented variables, and the families cargo names after the package's features, cfgs and
+    links, less those cargo did not set but inherited (`inherited`: the environment cargo itself was
+    started with, where it can be read): a `DEP_TOKEN` or `CARGO_FEATURE_X` of the user's shell is no
+    variable cargo gives build scripts, and would otherwise pass by its prefix."""
+    inherited = inherited or {}
+    env = {k: v for k, v in host_env.items() if is_default_env(k)
+           and not (k.startswith(BUILD_SCRIPT_ENV_FAMILIES) and inherited.get(k) == v)}
     env["TMPDIR"] = tmp_dir
     return env
+
+
+def cargo_environment(pid: int | None = None) -> dict[str, str]:
+    """The environment the process that ran this launcher (cargo) was started with; {} where /proc cannot
+    say. Cargo starts build scripts itself, so the parent is the cargo that set their variables."""
+    try:
+        with open(f"/proc/{pid or os.getppid()}/environ", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return {}
+    pairs = (item.decode("utf-8", "surrogateescape").partition("=") for item in raw.split(b"\0") if item)
+    return {name: value for name, _eq, value in pairs if name}
 
 
 def preopen_table(ctx: RunContext, granted: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
@@ -536,7 +556,7 @@ def context_from_env(environ: dict[str, str], rustc: str, sysroot: str, tmp_dir:
     return RunContext(
         crate=environ.get("CARGO_PKG_NAME", "?"), version=environ.get("CARGO_PKG_VERSION", "?"),
         package_dir=package_dir, out_dir=out_dir, tmp_dir=tmp_dir,
-        env=guest_environment(environ, tmp_dir), host_env=dict(environ), rustc=rustc, sysroot=sysroot,
+        env=guest_environment(environ, tmp_dir, cargo_environment()), host_env=dict(environ), rustc=rustc, sysroot=sysroot,
     )
 
 

@@ -53,3 +53,29 @@ def test_policy_limits_fill_every_field_the_environment_leaves_unset() -> None:
     env = {"CRATECAGE_LIMIT_OUT_DIR": "1MiB", "CRATECAGE_LIMIT_PROCESSES": "7"}  # OUT_DIR: DISK's old name
     limits = runner.with_grant_limits(from_env(env), grant, env)
     assert (limits.time_s, limits.processes, limits.child_memory, limits.disk) == (300, 7, 8 << 30, 1 << 20)
+
+
+def test_family_variables_cargo_did_not_set_but_inherited_never_reach_the_script() -> None:
+    """`DEP_*`, `CARGO_FEATURE_*` and `CARGO_CFG_*` pass by prefix only when cargo set them: the same name and
+    value in the environment cargo was started with is the user's shell (a CI secret named DEP_TOKEN)."""
+    host = {"DEP_Z_INCLUDE": "/inc", "DEP_TOKEN": "s3cret", "CARGO_FEATURE_STD": "1", "CARGO_FEATURE_SECRET": "s",
+            "CARGO_CFG_UNIX": "", "CARGO_CFG_SECRET": "s", "OUT_DIR": "/o", "CARGO_PKG_NAME": "c", "HOME": "/root"}
+    inherited = {"DEP_TOKEN": "s3cret", "CARGO_FEATURE_SECRET": "s", "CARGO_CFG_SECRET": "s", "HOME": "/root",
+                 "CARGO_PKG_NAME": "c", "CARGO_FEATURE_STD": "0"}  # a different value: cargo set it
+    env = runner.guest_environment(host, "/tmp/run", inherited)
+    assert env == {"DEP_Z_INCLUDE": "/inc", "CARGO_FEATURE_STD": "1", "CARGO_CFG_UNIX": "", "OUT_DIR": "/o",
+                   "CARGO_PKG_NAME": "c", "TMPDIR": "/tmp/run"}
+
+
+def test_the_environment_cargo_started_with_is_read_from_proc() -> None:
+    import os
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE,
+                             env={"DEP_PROBE_MARK": "x=1", "PATH": os.environ.get("PATH", "")})
+    try:
+        assert runner.cargo_environment(child.pid)["DEP_PROBE_MARK"] == "x=1"
+    finally:
+        child.communicate(b"")
+    assert runner.cargo_environment(2 ** 22 + 7) == {}

@@ -37,7 +37,8 @@ ATTACKS = [
     Attack("plant-symlink", False, ("filesystem-access denied", "symbolic link in OUT_DIR points outside it")),
     Attack("plant-symlink-twin", True, ()),
     Attack("read-secrets", True, ("hostile env AWS_SECRET_ACCESS_KEY=None", "hostile env CARGO_REGISTRY_TOKEN=None",
-                                  "hostile env HOME=None", "hostile env PATH=None",
+                                  "hostile env HOME=None", "hostile env PATH=None", "hostile env DEP_CI_TOKEN=None",
+                                  "hostile env CARGO_FEATURE_DEPLOY_KEY=None", "hostile env CARGO_CFG_SECRET=None",
                                   "env-access not granted: AWS_SECRET_ACCESS_KEY")),
     Attack("spawn-shell", False, ("process-spawn denied: sh",)),
     Attack("spin", False, ("ran longer than 3 s",), SMALL),
@@ -72,7 +73,10 @@ def build(cargo: Cargo, arena: dict, targets: Path, attack: Attack) -> CargoRun:
     env = {"HOSTILE_CANARY": str(arena["canary"]),
            "HOSTILE_DOTDOT": os.path.relpath(arena["canary"], arena["package"]),
            "HOSTILE_LINK": "link-out",
-           "AWS_SECRET_ACCESS_KEY": arena["token"], "CARGO_REGISTRY_TOKEN": arena["token"], **attack.env}
+           "AWS_SECRET_ACCESS_KEY": arena["token"], "CARGO_REGISTRY_TOKEN": arena["token"],
+           # named like the variables cargo gives build scripts by family, but the user's (a CI's) own
+           "DEP_CI_TOKEN": arena["token"], "CARGO_FEATURE_DEPLOY_KEY": arena["token"], "CARGO_CFG_SECRET": arena["token"],
+           **attack.env}
     write_test_env(arena["package"], {k: v for k, v in env.items() if k.startswith("HOSTILE_")})
     return cargo(arena["package"], "build", "--features", attack.feature, wrapped=True,
                  target_dir=targets / "hostile", extra_env=env, check=False)
