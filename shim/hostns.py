@@ -24,9 +24,10 @@ Standard library and ctypes only: it runs in the launcher before anything else c
 from __future__ import annotations
 
 import ctypes
+import os
 from typing import Final
 
-__all__ = ["NAMESPACES", "separate"]
+__all__ = ["NAMESPACES", "available", "separate"]
 
 # name -> clone flag; "net" only when the child has no network routes
 NAMESPACES: Final = {"ipc": 0x08000000, "uts": 0x04000000, "net": 0x40000000}
@@ -44,3 +45,31 @@ def separate(*, network: bool) -> list[str]:
         if _libc.unshare(NAMESPACES[name]) != 0:
             missing.append(name)
     return missing
+
+
+def available() -> str:
+    """`cratecage doctor`'s line: what a confined child gets here (tried in a throwaway child, as a launcher
+    would: after its mount namespace)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            from shim import mountns
+
+            try:
+                mountns.read_only_outside([])
+            except OSError:
+                pass
+            os.write(write_end, ",".join(separate(network=False)).encode() or b"-")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    missing = os.read(read_end, 100).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    if not missing:
+        return "unknown (the check failed)"
+    made = [n for n in NAMESPACES if n not in missing.split(",")]
+    text = (f"own {'/'.join(n.upper() for n in made)} namespaces (network: only for crates without routes)"
+            if made else "no IPC, UTS or network namespace can be made here")
+    return text + "; every capability dropped; io_uring, mount API, new namespaces, fallocate refused"

@@ -217,3 +217,10 @@ def test_drop_all_leaves_no_capability_in_a_child() -> None:
             "print(sorted(caps.held().items()))") % str(ROOT)
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(sorted({k: 0 for k in caps.held()}.items()))
+
+
+def test_doctor_says_what_a_confined_child_gets() -> None:
+    from shim import hostns
+
+    line = hostns.available()
+    assert "every capability dropped" in line and ("IPC" in line or "no IPC" in line), line
