@@ -147,7 +147,7 @@ def doctor() -> int:
     """What cratecage can and cannot do on this machine, one line each; exit 3 if builds would fail."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from shim import landlock_exec, pidns, probe
+    from shim import hostns, landlock_exec, pidns, probe
 
     try:
         wasmtime_version = version("wasmtime")
@@ -162,6 +162,7 @@ def doctor() -> int:
     print(f"landlock:       {probe.landlock_status()}")
     print(f"metadata:       {landlock_exec.describe_guard()}")
     print(f"processes:      {pidns.available()}")
+    print(f"privileges:     {hostns.available()}")
     if not tc.ready:
         print("fix:            cratecage toolchain install")
     return 0 if tc.ready else 3

@@ -12,7 +12,10 @@ script (`[permissions.build.<crate>] filesystem-access`; the policy is loaded on
 
 TCP is left alone (`handle_tcp=False`): proc macros still run natively inside rustc, and some connect
 (sqlx). shim.seccomp still refuses other socket families (Unix sockets such as an ssh agent or
-docker.sock, netlink). The caller (shim.wrapper) decides which calls come here; everything else keeps the
+docker.sock, netlink) and the calls that would undo the rest (`refuse_host_calls`: io_uring, the mount API,
+new namespaces, fallocate, memfd_create), and every capability is dropped first (shim.caps): root's rustc,
+linker and proc macros need none. No namespaces here (no mount namespace: Landlock alone guards files, and
+metadata changes outside the write set are not refused; no PID namespace: the subreaper sweep below). The caller (shim.wrapper) decides which calls come here; everything else keeps the
 exec fast path.
 
 rustc's stderr passes through this process unchanged, line by line, so that a refusal can be explained
@@ -152,7 +155,7 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants, crate:
     """Fork; the child confines itself and execs `cmd` (stdin and cargo's jobserver fds are inherited as
     they are, stderr goes through a pipe); the parent copies stderr on as it comes, keeps the lines worth
     explaining (`WATCHED`), forwards SIGINT/SIGTERM/SIGHUP and returns the wait status and those lines."""
-    from shim import landlock, seccomp
+    from shim import caps, landlock, seccomp
 
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -161,9 +164,11 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants, crate:
             os.close(read_end)
             os.dup2(write_end, 2)
             os.close(write_end)
+            caps.drop_all()  # a root build's rustc, linker and proc macros need none (shim.caps)
             landlock.restrict(allowed.read, allowed.write, execute=allowed.execute, handle_tcp=False,
                               list_only=allowed.listable)
             seccomp.restrict_sockets(udp=True)
+            seccomp.refuse_host_calls()  # io_uring, the mount API, new namespaces, ... (shim.seccomp)
             os.execvpe(cmd[0], cmd, env)
         except OSError as err:
             os.write(2, f"error: cratecage: could not run the compile of crate `{crate}` confined: {err}\n"

@@ -10,7 +10,7 @@ With `--exec` or `--no-exec`, only the `--exec` trees may be executed (landlock.
 Why a launcher rather than `preexec_fn`: see shim.landlock. `command()` builds this argv for a caller.
 It runs as a script (not `-m`), in isolated mode and without site, so it starts fast (~15 ms) and nothing in
 the caller's environment (PYTHONPATH, .pth files) can run code before the restriction; it imports only
-shim.mountns, shim.pidns, shim.landlock, shim.seccomp and the standard library.
+shim.mountns, shim.hostns, shim.pidns, shim.caps, shim.landlock, shim.seccomp and the standard library.
 
 Metadata (chmod, chown, utimes, xattrs: Landlock governs none of them) is guarded one of two ways, and the
 launcher knows which (`metadata_guard`):
@@ -20,8 +20,11 @@ launcher knows which (`metadata_guard`):
     caller's environment sets CRATECAGE_METADATA_GUARD=seccomp (`command` reads it; the tests use it to
     check builds on such hosts): every metadata call fails with EPERM, inside the write set too
     (shim.seccomp.refuse_metadata says what that breaks).
-Then a PID namespace whose init the launcher forks (shim.pidns: whatever the program starts ends when the
-program does), then Landlock, then the socket filter (TCP only), then the metadata filter where it applies.
+Then IPC and UTS namespaces, and a network namespace when no `--connect` port is given (shim.hostns), then
+a PID namespace whose init the launcher forks (shim.pidns: whatever the program starts ends when the program
+does); then, in the program's process, every capability is dropped (shim.caps), then Landlock, then the
+socket filter (TCP only), the metadata filter where it applies, and the filter of calls that would undo
+the rest (io_uring, the mount API, new namespaces, fallocate, memfd_create: shim.seccomp.REFUSED).
 
 Exit status `LAUNCH_FAILED` (with one `cratecage-landlock:` line on stderr) means the program never ran
 because the confinement could not be applied: the launcher fails closed, it never runs a program unconfined.
@@ -145,14 +148,17 @@ def main(argv: list[str]) -> None:
             import resource
 
             resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        from shim import landlock, pidns, seccomp  # before the restriction: after it, shim/ is unreadable
+        from shim import caps, hostns, landlock, pidns, seccomp  # before the restriction: shim/ is unreadable after
 
         guard = metadata_guard(write, forced=forced_guard(argv))  # before Landlock, which forbids mounting
+        hostns.separate(network=bool(ports))  # IPC, UTS, and the network without routes (shim.hostns)
         pidns.become_init_of_own_namespace()  # only the program's process returns (shim.pidns)
+        caps.drop_all()  # the namespaces are made: no capability is needed any more (shim.caps)
         landlock.restrict(read, write, allow_connect_ports=ports, execute=execute)
         seccomp.restrict_sockets(udp=bool(ports))  # what Landlock leaves open: Unix sockets, UDP (shim.seccomp)
         if guard == "seccomp":
             seccomp.refuse_metadata()  # no read-only mounts: refuse metadata calls everywhere (shim.seccomp)
+        seccomp.refuse_host_calls()  # io_uring, the mount API, new namespaces, fallocate, ... (shim.seccomp)
         os.execv(program[0], program)
     except (OSError, ValueError) as err:
         print(f"{STDERR_PREFIX} {err}", file=sys.stderr)

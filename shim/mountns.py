@@ -10,7 +10,9 @@ may not mount), and then execs the program:
      with the user's own uid and gid mapped (an unprivileged user namespace: some distributions disable
      them, and then this module raises `Unavailable`);
   2. make every mount private, so nothing done here reaches the host's namespace;
-  3. bind-mount each existing path of the write set onto itself (files too: /dev/null, a writable file);
+  3. bind-mount each existing path of the write set onto itself (files too: a writable file), but device
+     nodes: /dev/null is in every write set for Landlock, and writing to a device works on a read-only
+     mount, while its bind mount would leave the host's /dev/null open to chmod and utimes;
   4. remount every other mount read-only, keeping the flags it had (a user namespace must keep them);
      a pseudo filesystem (proc, sysfs, cgroup, ...) that refuses is left as it is.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import stat
 from typing import Final, Iterable
 
 __all__ = ["Unavailable", "read_only_outside"]
@@ -96,6 +99,11 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+def _is_device(path: str) -> bool:
+    mode = os.stat(path).st_mode
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+
+
 def read_only_outside(write: Iterable[str]) -> str:
     """Make every mount read-only except the paths of `write`; returns how (see `_unshare`).
     Raises Unavailable when no namespace can be made, OSError when one was made but could not be set up
@@ -105,7 +113,7 @@ def read_only_outside(write: Iterable[str]) -> str:
     kept = []
     for path in write:
         real = os.path.realpath(path)
-        if os.path.exists(real):
+        if os.path.exists(real) and not _is_device(real):
             _mount(real, real, _MS_BIND | _MS_REC)
             kept.append(real)
     for point, fstype in mounts():

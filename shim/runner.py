@@ -453,6 +453,13 @@ def warn_once_without_landlock(cc_dir: Path) -> None:
         pass
 
 
+def removed_note(freed: int, ctx: RunContext) -> str:
+    """What the stop for the disk limit removed, said after its message."""
+    grant = ctx.grant
+    kept = "; what it wrote into writable grants was left there" if grant is not None and grant.writable else ""
+    return f"; what it added to OUT_DIR ({freed} bytes) was removed{kept}"
+
+
 def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: Path,
                      grant: Grant | None = None, policy_file: str | None = None) -> Outcome:
     """Run the module under `grant` (None: the defaults alone), then check what it did and left behind.
@@ -470,6 +477,8 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
     finally:
         run.close()
     check_leftovers(ctx, before)
+    if run.usage is not None and run.usage.disk_exceeded:  # no gigabytes left behind (shim.usage)
+        outcome = Outcome(outcome.exit_code, outcome.message + removed_note(run.usage.remove_added(), ctx))
     target_reads(ctx)
     enforce.observed_denials(ctx, grant)
     stdout = enforce.filter_stdout(bytes(run.stdout), ctx, grant)

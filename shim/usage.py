@@ -14,12 +14,20 @@ shim.limits is exceeded:
 Writable grants are walked less often because they may be large trees the owner granted (a `target/gen`):
 the interval grows with what one walk costs, so the supervisor never spends more than 1/GRANT_DUTY of
 its time there. Between polls a single file cannot outgrow the disk limit: granted programs run with a hard
-RLIMIT_FSIZE of it (shim.host_spawn). Each check's reason names the limit and its variable.
+RLIMIT_FSIZE of it (shim.host_spawn), and fallocate is refused (shim.seccomp), so the blocks a burst
+allocates are written, at disk speed. Each check's reason names the limit and its variable.
+
+When the disk limit stops a run, `remove_added` (called by shim.runner once every process of the run is
+gone) deletes what the run added to OUT_DIR or changed there, by a listing taken before the guest started
+(path -> inode, size, mtime): OUT_DIR is the build script's own, cargo reruns a script that failed, and a
+burst must not leave gigabytes in the target directory. The temp dir is removed after every run anyway.
+Writable grants are the owner's directories: what the run added there is left, and the message says so.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import time
 from typing import Final
 
@@ -56,6 +64,9 @@ class Usage:
         self.size = dict(self.base)
         self.next_near = 0.0
         self.next_grants = 0.0
+        self.out_dir = ctx.out_dir
+        self.out_before = listing(ctx.out_dir) if ctx.out_dir else {}
+        self.disk_exceeded = False
 
     def check(self, now: float) -> str:
         """The reason to stop the run now, or ""."""
@@ -89,6 +100,48 @@ class Usage:
             self.next_grants = now + max(GRANT_POLL_S, GRANT_DUTY * (time.monotonic() - started))
         added = sum(self.size.values()) - sum(self.base.values())
         if added > self.limits.disk:
+            self.disk_exceeded = True
             where = "OUT_DIR, the temp dir and writable grants" if self.grants else "OUT_DIR and the temp dir"
             return f"wrote more than {self.limits.disk} bytes into {where} (CRATECAGE_LIMIT_DISK)"
         return ""
+
+    def remove_added(self) -> int:
+        """After the run, when the disk limit stopped it: remove what it added to OUT_DIR or changed there
+        (files, links, then the directories it made, deepest first); returns the bytes removed."""
+        if not self.out_dir:
+            return 0
+        now = listing(self.out_dir)
+        freed = 0
+        for path in sorted(now, key=len, reverse=True):  # children before their directories
+            if self.out_before.get(path) == now[path]:
+                continue
+            ino, size, _mtime, is_dir = now[path]
+            if is_dir:
+                if path not in self.out_before:
+                    _quietly(os.rmdir, path)
+                continue
+            if _quietly(os.unlink, path):
+                freed += size
+        return freed
+
+
+def listing(root: str) -> dict[str, tuple[int, int, int, bool]]:
+    """Every path under `root` (links not followed) -> (inode, size, mtime in ns, is a directory)."""
+    out: dict[str, tuple[int, int, int, bool]] = {}
+    for base, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(base, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            out[path] = (st.st_ino, st.st_size, st.st_mtime_ns, stat.S_ISDIR(st.st_mode))
+    return out
+
+
+def _quietly(remove, path: str) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        remove(path)
+        return True
+    except OSError:
+        return False

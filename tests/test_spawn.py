@@ -338,6 +338,21 @@ def test_limit(cargo: Cargo, arena: dict, targets: Path, limit: Limit) -> None:
 
 
 @pytest.mark.skipif(landlock.abi_version() < 4, reason="needs Landlock ABI 4 (TCP) to confine granted programs")
+def test_a_fallocate_burst_is_written_block_by_block_and_what_it_added_to_out_dir_is_removed(
+        cargo: Cargo, arena: dict, targets: Path) -> None:
+    """fallocate is refused (shim.seccomp: EOPNOTSUPP), so glibc's posix_fallocate writes the blocks, which
+    the poll sees; the stop for the disk limit removes what the run added to OUT_DIR (shim.usage): red4 left
+    2.4 GiB there. The twin is disk-twin above (8 MiB written, the run succeeds)."""
+    run = build(cargo, arena, targets, "disk-falloc", DISK_32M)
+    text = run.proc.stderr + run.proc.stdout
+    assert not run.ok and STOPPED + "wrote more than 33554432 bytes into OUT_DIR" in text, text[-3000:]
+    assert "what it added to OUT_DIR (" in text and ") was removed" in text, text[-3000:]
+    left = list((targets / "hostile-spawn" / "debug" / "build").glob("hostile-spawn-*/out/falloc-*"))
+    assert left == [], left
+    assert_nothing_survives(arena)
+
+
+@pytest.mark.skipif(landlock.abi_version() < 4, reason="needs Landlock ABI 4 (TCP) to confine granted programs")
 def test_a_reforking_daemon_is_gone_before_the_checks_and_plants_nothing(cargo: Cargo, arena: dict,
                                                                           targets: Path) -> None:
     """Each generation of the daemon forks the next and exits, so a one-shot sweep always misses the newest;
