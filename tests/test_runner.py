@@ -72,9 +72,11 @@ def test_the_environment_cargo_started_with_is_read_from_proc() -> None:
     import subprocess
     import sys
 
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              env={"DEP_PROBE_MARK": "x=1", "PATH": os.environ.get("PATH", "")})
     try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"  # exec'd: its own environ
         assert runner.cargo_environment(child.pid)["DEP_PROBE_MARK"] == "x=1"
     finally:
         child.communicate(b"")
