@@ -14,9 +14,11 @@ TCP is left alone (`handle_tcp=False`): proc macros still run natively inside ru
 (sqlx). shim.seccomp still refuses other socket families (Unix sockets such as an ssh agent or
 docker.sock, netlink) and the calls that would undo the rest (`refuse_host_calls`: io_uring, the mount API,
 new namespaces, fallocate, memfd_create), and every capability is dropped first (shim.caps): root's rustc,
-linker and proc macros need none. No namespaces here (no mount namespace: Landlock alone guards files, and
-metadata changes outside the write set are not refused; no PID namespace: the subreaper sweep below). The caller (shim.wrapper) decides which calls come here; everything else keeps the
-exec fast path.
+linker and proc macros need none. A private mount namespace, read-only outside the write set (shim.mountns,
+as for the launcher's children), refuses chmod, chown, utimes, xattrs and inode flags elsewhere; where none
+can be made they are not refused (seccomp's blanket refusal would also stop the linker making its output
+executable). No PID namespace: the subreaper sweep below ends what rustc leaves. The caller (shim.wrapper)
+decides which calls come here; everything else keeps the exec fast path.
 
 rustc's stderr passes through this process unchanged, line by line, so that a refusal can be explained
 afterwards in one `cratecage:` line: a `couldn't read` of a file outside the grants names the crate and
@@ -155,7 +157,7 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants, crate:
     """Fork; the child confines itself and execs `cmd` (stdin and cargo's jobserver fds are inherited as
     they are, stderr goes through a pipe); the parent copies stderr on as it comes, keeps the lines worth
     explaining (`WATCHED`), forwards SIGINT/SIGTERM/SIGHUP and returns the wait status and those lines."""
-    from shim import caps, landlock, seccomp
+    from shim import caps, landlock, mountns, seccomp
 
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -164,6 +166,10 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants, crate:
             os.close(read_end)
             os.dup2(write_end, 2)
             os.close(write_end)
+            try:  # chmod, chown, utimes, xattrs and inode flags outside the write set fail (shim.mountns)
+                mountns.read_only_outside(allowed.write)
+            except mountns.Unavailable:
+                pass  # no namespace here: not refused (seccomp's refusal would also break the link's chmod)
             caps.drop_all()  # a root build's rustc, linker and proc macros need none (shim.caps)
             landlock.restrict(allowed.read, allowed.write, execute=allowed.execute, handle_tcp=False,
                               list_only=allowed.listable)

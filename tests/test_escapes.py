@@ -212,6 +212,47 @@ def test_the_confined_compiles_child_holds_no_capability_and_gets_the_filter(esc
     assert got["pthread_create"] == "ok" and got["posix_fallocate"] == "ok"
 
 
+def test_the_confined_compile_changes_no_metadata_outside_its_write_set(tmp_path: Path) -> None:
+    """What runs inside a confined compile (rustc, the linker, a proc macro) keeps uid 0 as root and owns
+    the host's files; the read-only mount namespace refuses their mode, times and xattrs outside the write
+    set, and leaves the write set's own (the link's chmod of its output) working."""
+    from shim import confined_compile
+    from shim.confined_grants import Grants
+
+    victim, out = tmp_path / "victim.txt", tmp_path / "out"
+    victim.write_text("x")
+    os.chmod(victim, 0o600)
+    os.utime(victim, (1_000_000, 1_000_000))
+    out.mkdir()
+    (out / "bin").write_text("x")
+    script = ("import os, sys\n"
+              "for path in sys.argv[1:]:\n"
+              "    for what, call in (('chmod', lambda p: os.chmod(p, 0o755)), ('utime', lambda p: os.utime(p, (5, 5))),\n"
+              "                       ('xattr', lambda p: os.setxattr(p, 'user.cratecage', b'1'))):\n"
+              "        try:\n"
+              "            call(path); print(what, os.path.basename(path), 'ok')\n"
+              "        except OSError as err:\n"
+              "            print(what, os.path.basename(path), err.errno)\n")
+    read = [*(landlock.loader_files(sys.executable) or []), sys.prefix, sys.base_prefix, "/usr/lib", "/lib", "/lib64"]
+    allowed = Grants(execute=[sys.executable, *read], read=[*read, str(tmp_path)], write=[str(out), "/dev/null"])
+    read_end, write_end = os.pipe()
+    saved = os.dup(1)
+    os.dup2(write_end, 1)
+    try:
+        status, _ = confined_compile._spawn_and_wait([sys.executable, "-I", "-S", "-c", script, str(victim),
+                                                      str(out / "bin")], {}, allowed, "x")
+    finally:
+        os.dup2(saved, 1)
+        os.close(write_end)
+    lines = os.read(read_end, 65536).decode().splitlines()
+    assert os.waitstatus_to_exitcode(status) == 0, lines
+    assert {"chmod bin ok", "utime bin ok"} <= set(lines), lines
+    assert not any(line.startswith(("chmod victim.txt ok", "utime victim.txt ok", "xattr victim.txt ok"))
+                   for line in lines), lines
+    st = victim.stat()
+    assert (st.st_mode & 0o777, int(st.st_mtime)) == (0o600, 1_000_000)
+
+
 def test_drop_all_leaves_no_capability_in_a_child() -> None:
     code = ("import sys; sys.path.insert(0, %r)\nfrom shim import caps\ncaps.drop_all()\n"
             "print(sorted(caps.held().items()))") % str(ROOT)
