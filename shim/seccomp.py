@@ -116,6 +116,8 @@ REFUSED: Final = {
     "perf_event_open": (_EPERM, "perf events: host-wide observation"),
     "fallocate": (_EOPNOTSUPP, "gigabytes between two polls of the disk limit"),
     "memfd_create": (_ENOSYS, "memory in no process's RSS: past CRATECAGE_LIMIT_CHILD_MEMORY"),
+    "open_by_handle_at": (_EPERM, "opens a file by inode handle, around every path rule"),
+    "name_to_handle_at": (_EPERM, "the handles open_by_handle_at takes"),
 }
 # clone itself stays (fork, threads, posix_spawn); with any of these flags in args[0] it fails with EPERM.
 CLONE_NEW_FLAGS: Final = {"CLONE_NEWNS": 0x00020000, "CLONE_NEWCGROUP": 0x02000000, "CLONE_NEWUTS": 0x04000000,
@@ -126,13 +128,13 @@ _REFUSED_X86_64: Final = {
     "pivot_root": 155, "mount_setattr": 442, "open_tree": 428, "open_tree_attr": 467, "move_mount": 429,
     "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "unshare": 272, "setns": 308,
     "clone3": 435, "keyctl": 250, "add_key": 248, "request_key": 249, "bpf": 321, "perf_event_open": 298,
-    "fallocate": 285, "memfd_create": 319, "clone": 56}
+    "fallocate": 285, "memfd_create": 319, "open_by_handle_at": 304, "name_to_handle_at": 303, "clone": 56}
 _REFUSED_GENERIC: Final = {
     "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "mount": 40, "umount2": 39,
     "pivot_root": 41, "mount_setattr": 442, "open_tree": 428, "open_tree_attr": 467, "move_mount": 429,
     "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "unshare": 97, "setns": 268,
     "clone3": 435, "keyctl": 219, "add_key": 217, "request_key": 218, "bpf": 280, "perf_event_open": 241,
-    "fallocate": 47, "memfd_create": 279, "clone": 220}
+    "fallocate": 47, "memfd_create": 279, "open_by_handle_at": 265, "name_to_handle_at": 264, "clone": 220}
 REFUSED_SYSCALLS: Final = {"x86_64": _REFUSED_X86_64, "amd64": _REFUSED_X86_64,
                            "aarch64": _REFUSED_GENERIC, "arm64": _REFUSED_GENERIC}
 
