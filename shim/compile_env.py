@@ -21,7 +21,8 @@ Standard library only: shim.journal imports `recorded` on the pass-through fast 
 from __future__ import annotations
 
 import os
-from typing import Callable, Final, Mapping
+if False:  # typing only: importing typing costs ~10 ms on the pass-through fast path
+    from typing import Callable, Final, Mapping
 
 # Set by cargo for a crate's compile (exact names). CARGO_BIN_EXE_*/CARGO_TARGET_TMPDIR are for integration
 # tests only, which are never compiled for the sandbox.

@@ -20,7 +20,8 @@ Entries live in `<target>/cratecage/journal/` (`cargo clean` removes them).
 from __future__ import annotations
 
 import os
-from typing import Mapping
+if False:  # typing only: importing typing costs ~10 ms on the pass-through fast path
+    from typing import Mapping
 
 from shim.compile_env import recorded
 from shim.files import atomic_write
