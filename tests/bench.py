@@ -627,7 +627,11 @@ def build_once_verbose(pkg: Path, target: Path, env: dict[str, str]) -> ScriptRu
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
         raise BenchError(f"`cargo build -vv` of {pkg.name} into {target.name} exited {done.returncode}:\n{tail}")
-    return build_script_invocation(done.stderr, build_env)
+    run = build_script_invocation(done.stderr, build_env)
+    # Run by hand, outside cargo's process tree, a launcher cannot find the workspace (and so the policy)
+    # from its ancestors; it is told, as a person running a build script by hand would tell it.
+    run.env["CRATECAGE_WORKSPACE_ROOT"] = str(pkg)
+    return run
 
 
 def run_script(run: ScriptRun, program: str | None = None) -> tuple[bytes, str]:
