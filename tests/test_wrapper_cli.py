@@ -146,3 +146,23 @@ def test_help_and_version_commands() -> None:
     bad = run([str(WRAPPER), "toolchain", "--frob"])
     assert bad.returncode == 2
     assert_one_cratecage_line(bad.stderr)
+
+
+# Modules that cost milliseconds to import: the pass-through path, which cargo pays on every rustc call,
+# must never load them (a stray `from typing import ...` once cost 14 ms a call).
+HEAVY_ON_THE_FAST_PATH = ("typing", "subprocess", "json", "ctypes", "tomllib", "psutil", "wasmtime", "policy",
+                          "shim.landlock", "shim.enforce", "shim.runner")
+
+
+@pytest.mark.parametrize("extra", [[], ["-L", "dependency=/nonexistent"]])
+def test_a_pass_through_compile_imports_nothing_heavy(rustc: str, tmp_path: Path, extra: list[str]) -> None:
+    src = tmp_path / "lib.rs"
+    src.write_text(LIB_SOURCE)
+    (tmp_path / "out").mkdir()
+    p = run([str(WRAPPER), rustc, "--crate-name", "fast", "--edition", "2021", str(src), "--crate-type", "lib",
+             "--emit=dep-info,metadata,link", "--out-dir", str(tmp_path / "out"), *extra],
+            env_extra={"PYTHONPROFILEIMPORTTIME": "1"}, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    imported = {line.split("|")[-1].strip() for line in p.stderr.decode().splitlines() if line.startswith("import time:")}
+    assert "shim.wrapper" in imported  # the profile is there
+    assert sorted(m for m in imported if m in HEAVY_ON_THE_FAST_PATH or m.startswith("policy.")) == []
