@@ -126,6 +126,9 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
     cc_dir = journal.cratecage_dir(str(out_dir.parent))
     unit_dir = Path(cc_dir, "build", out_dir.name)
     unit_dir.mkdir(parents=True, exist_ok=True)
+    from shim.fsview import tag_build_state
+
+    tag_build_state(cc_dir)  # other crates' journal, audit and wasm rlibs: hidden from every build script
 
     tools = wasm_rustc.Tools(rustc=tc.compiler.rustc, sysroot=tc.compiler.sysroot, wasm_sysroot=tc.wasm_sysroot,
                              facade_dir=os.path.dirname(facade_rlib), host=tc.compiler.host)

@@ -78,13 +78,29 @@ def _inside(path: str, root: str) -> bool:
 
 
 def target_dir_of(out_dir: str) -> str | None:
-    """The nearest ancestor of OUT_DIR holding cargo's CACHEDIR.TAG; None outside cargo."""
+    """The nearest ancestor of OUT_DIR holding cargo's CACHEDIR.TAG, or the `cratecage/` directory cratecage
+    tags itself (`tag_build_state`): cargo tags only a target dir it created, not one that already existed
+    (`mkdir target`, a CI cache mount); None outside cargo."""
     path = os.path.dirname(os.path.abspath(out_dir)) if out_dir else ""
     while path and path != os.path.dirname(path):
-        if os.path.isfile(os.path.join(path, CACHEDIR_TAG)):
+        if os.path.isfile(os.path.join(path, CACHEDIR_TAG)) or _tagged(os.path.join(path, "cratecage")):
             return path
         path = os.path.dirname(path)
     return None
+
+
+def tag_build_state(directory: str) -> None:
+    """Write cargo's CACHEDIR.TAG into `directory` (cratecage's own `<target>/cratecage/`) unless there:
+    the journal, audit log and wasm rlibs there hold other crates' environments and grants, and the tag is
+    what hides a directory from every build script (`cargo_dirs`, `target_dir_of`)."""
+    path = os.path.join(directory, CACHEDIR_TAG)
+    if _tagged(directory):
+        return
+    from shim.files import atomic_write
+
+    atomic_write(path, CACHEDIR_SIGNATURE.decode() + "\n# This file is a cache directory tag created by cratecage.\n"
+                 "# For information about cache directory tags, see https://bford.info/cachedir/\n",
+                 make_parents=True)
 
 
 def _marked(entry: os.DirEntry[str], kind: str) -> bool:
@@ -146,7 +162,8 @@ def hidden_dirs(ctx: RunContext) -> list[str]:
              os.path.join(ctx.package_dir, "target") if ctx.package_dir else None]
     out: list[str] = []
     for path in found:
-        if path and os.path.isabs(path) and os.path.isfile(os.path.join(path, CACHEDIR_TAG)):
+        if path and os.path.isabs(path) and (os.path.isfile(os.path.join(path, CACHEDIR_TAG))
+                                             or _tagged(os.path.join(path, "cratecage"))):
             path = os.path.normpath(path)
             if path not in out:
                 out.append(path)

@@ -599,6 +599,9 @@ def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) ->
             raise CratecageError("the build script launcher must be run by cargo (OUT_DIR is not set)")
         ctx = context_from_env(environ, rustc, sysroot, tmp_dir)
         ctx.host_dir = host_dir
+        from shim.fsview import tag_build_state
+
+        tag_build_state(str(Path(wasm).parent.parent.parent))  # <target>/cratecage, before anything is hidden
         from shim import enforce
 
         grant, policy = enforce.grant("build", ctx.crate, ctx.version, environ)

@@ -192,3 +192,57 @@ def test_a_replaced_wasm_rlib_is_compiled_again_never_linked(cargo: Cargo, arena
     assert rlib.read_bytes() == good
     assert f"victim len {len(arena['token'])} " in run.proc.stderr
     check_clean(run, arena, target)
+
+
+UNTAGGED_SCRIPT = r'''
+use std::{env, fs, path::Path};
+fn main() {
+    let target = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap()).join("target");
+    match fs::read_dir(&target) {
+        Ok(entries) => for e in entries.flatten() { println!("cargo:warning=LISTED {}", e.file_name().to_string_lossy()); },
+        Err(err) => println!("cargo:warning=LIST REFUSED {}", err.kind() as u8),
+    }
+    for rel in ["cratecage/audit.jsonl", "cratecage/journal"] {
+        match fs::read(target.join(rel)) {
+            Ok(bytes) => println!("cargo:warning=READ {rel} {}", String::from_utf8_lossy(&bytes).replace('\n', " ")),
+            Err(_) => println!("cargo:warning=READ REFUSED {rel}"),
+        }
+    }
+    if let Ok(entries) = fs::read_dir(target.join("cratecage/journal")) {
+        for e in entries.flatten() {
+            let text = fs::read(e.path()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+            println!("cargo:warning=JOURNAL {}", text.replace('\0', " "));
+        }
+    }
+    println!("cargo:rerun-if-env-changed=PROFILE");
+}
+'''
+
+
+def test_a_target_dir_cargo_did_not_create_is_hidden_too(cargo: Cargo, tmp_path: Path) -> None:
+    """Cargo tags only a target dir it creates (a `mkdir target`, a CI cache mount point, an existing
+    `--target-dir` carry no CACHEDIR.TAG, and CARGO_CACHE_RUSTC_INFO=0 leaves no .rustc_info.json): the
+    journal, audit log and wasm rlibs under `target/cratecage/` hold other crates' environments, and stay
+    hidden from a build script all the same (cratecage tags its own directory)."""
+    token = "TOKEN" + secrets.token_hex(8)
+    pkg = tmp_path / "untagged"
+    (pkg / "src").mkdir(parents=True)
+    (pkg / "bdep" / "src").mkdir(parents=True)
+    (pkg / "bdep" / "Cargo.toml").write_text('[package]\nname = "bdep"\nversion = "0.1.0"\nedition = "2021"\n')
+    (pkg / "bdep" / "src" / "lib.rs").write_text('pub const SEEN: Option<&str> = option_env!("UNTAGGED_SECRET");\n')
+    (pkg / "Cargo.toml").write_text('[package]\nname = "untagged"\nversion = "0.1.0"\nedition = "2021"\n\n'
+                                    '[build-dependencies]\nbdep = { path = "bdep" }\n')
+    (pkg / "build.rs").write_text('fn main() { println!("cargo:rerun-if-changed=build.rs"); }\n')  # the twin
+    (pkg / "src" / "main.rs").write_text("fn main() {}\n")
+    target = pkg / "target"
+    target.mkdir()  # exists before cargo runs: cargo writes no CACHEDIR.TAG into it
+    env = {"CARGO_CACHE_RUSTC_INFO": "0", "UNTAGGED_SECRET": token}
+    cargo(pkg, "build", wrapped=True, target_dir=target, extra_env=env)  # journal, audit log, wasm rlibs now exist
+    assert not (target / "CACHEDIR.TAG").exists() and (target / "cratecage" / "audit.jsonl").is_file()
+    (pkg / "build.rs").write_text(UNTAGGED_SCRIPT)
+    run = cargo(pkg, "build", "-vv", wrapped=True, target_dir=target, extra_env=env, check=False)
+    out = run.proc.stderr + run.proc.stdout
+    assert not run.ok
+    assert "LIST REFUSED" in out and "READ REFUSED cratecage/audit.jsonl" in out, out[-3000:]
+    assert "filesystem-access denied: list " in out and "inside the target directory" in out
+    assert "LISTED" not in out and "JOURNAL" not in out and token not in out
