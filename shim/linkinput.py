@@ -141,6 +141,9 @@ def _reader(fd: int, base: int, size: int) -> Reader:
 def _archive_problem(fd: int, size: int, ident: Identity) -> str:
     """Walk the members of an `!<arch>` archive whose magic has been read."""
     pos = len(AR_MAGIC)
+    # Readers take a symbol table only as the first member and the GNU name table (`//`) only right after it
+    # (or first); a later member of either name is an ordinary member to lld, and is judged as one here.
+    allowed = set(AR_BOOKKEEPING)
     for _ in range(MAX_MEMBERS):
         if pos >= size:
             return ""
@@ -159,7 +162,9 @@ def _archive_problem(fd: int, size: int, ident: Identity) -> str:
             skip = int(name[3:]) if name[3:].isdigit() else length + 1
             if skip > length:
                 return "a malformed archive"
-        if name not in AR_BOOKKEEPING:
+        bookkeeping = name in allowed
+        allowed = {"//"} if bookkeeping and name != "//" else set()
+        if not bookkeeping:
             read = _reader(fd, pos + AR_HEADER + skip, length - skip)
             if read(0, 4).startswith(BITCODE_MAGICS):
                 return ("an archive with an LLVM bitcode member (its metadata can name libraries and options "

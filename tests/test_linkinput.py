@@ -79,6 +79,33 @@ def test_an_archive_hiding_a_script_member_or_a_lying_header_is_refused(tmp_path
     assert linkinput.problem(str(tmp_path / "libc.a")) == ""
 
 
+def _archive(*members: tuple[str, bytes]) -> bytes:
+    out = b"!<arch>\n"
+    for name, data in members:
+        out += f"{name:<16}{0:<12}{0:<6}{0:<6}{644:<8}{len(data):<10}`\n".encode() + data + b"\n" * (len(data) & 1)
+    return out
+
+
+@pytest.mark.parametrize("name", ["/", "//", "/SYM64/", "__.SYMDEF", "__.SYMDEF SORTED"])
+def test_a_bookkeeping_name_after_the_first_members_is_an_ordinary_member(tmp_path: Path, built: dict[str, Path],
+                                                                          name: str) -> None:
+    """lld reads only a leading symbol table (and the `//` name table after it) as bookkeeping: a later
+    member named `/` is linked like any other, so it is judged like any other (red team 6)."""
+    obj = built["answer.o"].read_bytes()
+    (tmp_path / "liba.a").write_bytes(_archive(("ok.o/", obj), (name, SCRIPTS["input"])))
+    assert linkinput.problem(str(tmp_path / "liba.a")).startswith("an archive with a member that is no ELF")
+    (tmp_path / "libb.a").write_bytes(_archive(("ok.o/", obj), (name, obj)))
+    assert linkinput.problem(str(tmp_path / "libb.a")) == ""  # a host object under that name is still one
+
+
+@pytest.mark.parametrize("members", [[("/", b"\0\0\0\0")], [("/", b"\0\0\0\0"), ("//", b"long_name.o/\n")],
+                                     [("//", b"long_name.o/\n")], [("/SYM64/", b"\0" * 8)]])
+def test_leading_symbol_and_name_tables_are_bookkeeping(tmp_path: Path, built: dict[str, Path],
+                                                        members: list[tuple[str, bytes]]) -> None:
+    (tmp_path / "liba.a").write_bytes(_archive(*members, ("ok.o/", built["answer.o"].read_bytes())))
+    assert linkinput.problem(str(tmp_path / "liba.a")) == ""
+
+
 def test_fifos_and_directories_are_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "libfifo.a")
     (tmp_path / "libdir.so").mkdir()
