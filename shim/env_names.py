@@ -97,6 +97,10 @@ NAMESPACES: Final[dict[str, str]] = {
     "HIST": "shells (history files)", "LESS": "less", "SQLITE_": "sqlite3",
     "MYSQL": "the MySQL client",
     "PSQL": "psql", "INPUTRC": "readline",
+    # runtimes that load libraries, data or agents named in a variable (SDL_DYNAMIC_API, ODBCINI,
+    # OMPI_MCA_plm_rsh_agent runs a program, LOCALE_ARCHIVE on NixOS's glibc, ICU_DATA)
+    "SDL_": "SDL", "ODBC": "unixODBC", "OMPI_": "Open MPI", "PMIX_": "PMIx", "HWLOC_": "hwloc",
+    "ICU_": "ICU", "LOCALE_": "glibc's locales", "ELECTRON_": "Electron",
 }
 # Rule 2's exceptions: exact names crates print whose namespace's tools do not read them.
 VALUE_NAMES: Final[frozenset[str]] = frozenset({
@@ -122,6 +126,7 @@ ENDINGS: Final[tuple[str, ...]] = (
     "DIR", "DIRS", "HOME", "OPT", "OPTS", "OPTIONS", "ROOT", "CMD", "COMMAND", "EXE", "PROG", "PROGRAM",
     "SHELL", "RC", "CONF", "OUTPUT", "LIB", "LIBS", "BIN", "CACHE", "WRAPPER", "SOCK", "TOOLCHAIN", "ENV",
     "PAGER", "FILENAME", "FILENAMES", "HISTFILE", "HISTORY", "LIBRARY", "LIBRARIES", "STARTUP",
+    "INIT", "INI", "XMLFILE",  # VIMINIT/EXINIT (ex commands, `!cmd` too), ODBCSYSINI, HWLOC_XMLFILE
 )
 # ... and fragments found anywhere (CLASSPATH, CFLAGS, LD_PRELOAD_32, GIT_PROXY_COMMAND, SSLKEYLOGFILE).
 PARTS: Final[tuple[str, ...]] = (

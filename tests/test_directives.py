@@ -293,6 +293,10 @@ ENV_PASSES = ["TARGET", "HOST", "PROFILE", "OPT_LEVEL", "DEBUG", "NUM_JOBS", "BU
               "RING_CORE_PREFIX", "DEMO_PROFILE", "APP_DESCRIPTION", "TARGET_TRIPLE", "x", "PKG_SOURCE",
               "BUILD_PLATFORM", "BUILD_COMMIT", "CRATE_BUILD_PROFILE", "SOME_FEATURE_ENABLED"]
 ENV_REFUSED = [
+    # runtimes that load what a variable names (red team 6)
+    "LOCALE_ARCHIVE", "LOCALE_ARCHIVE_2_27", "SDL_DYNAMIC_API", "ODBCINI", "ODBCSYSINI",
+    "OMPI_MCA_plm_rsh_agent", "OMPI_MCA_orte_launch_agent", "VIMINIT", "EXINIT", "ELECTRON_RUN_AS_NODE",
+    "ICU_DATA", "HWLOC_XMLFILE", "PMIX_MCA_ptl",
     # namespaces
     "LLVM_SYMBOLIZER_PATH", "llvm_symbolizer_path", "Llvm_Profile_File", "LLD_REPRODUCE", "lld_reproduce",
     "LLD_VERSION", "LD_PRELOAD", "ld_audit", "DYLD_INSERT_LIBRARIES", "RUSTC_BOOTSTRAP", "RUSTC_ICE",
