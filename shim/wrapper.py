@@ -78,6 +78,8 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
         _require_wasm_toolchain(chain[-1], args.crate_name, unit, environ)
     if is_verbose_version(args):
         return _version_with_our_line(chain + rustc_args, environ)
+    if unit.kind != PROBE and outside_workspace(args):
+        environ = without_user_credentials(environ)
     if unit.kind != PROBE:
         empty = link_cwd(args)
         if empty is not None:
@@ -159,6 +161,45 @@ def link_cwd(args: RustcArgs) -> str | None:
     return "/"  # something was put there: the root holds nothing a package ships either
 
 
+# Words of a variable name that make it a credential (CARGO_REGISTRY_TOKEN, GITHUB_TOKEN, CI_JOB_TOKEN,
+# AWS_SECRET_ACCESS_KEY, NPM_TOKEN, DB_PASSWORD, SENTRY_AUTH_TOKEN), and KEY after one of KEY_QUALIFIERS.
+CREDENTIAL_WORDS = frozenset({"TOKEN", "TOKENS", "SECRET", "SECRETS", "PASSWORD", "PASSWORDS", "PASSWD",
+                              "PASSPHRASE", "CREDENTIAL", "CREDENTIALS", "APIKEY", "AUTH", "COOKIE"})
+KEY_QUALIFIERS = frozenset({"API", "ACCESS", "PRIVATE", "SECRET", "SIGNING", "DEPLOY", "ENCRYPTION", "MASTER",
+                            "LICENSE", "SSH"})
+
+
+def credential_name(name: str) -> bool:
+    words = set(name.upper().split("_"))
+    return bool(words & CREDENTIAL_WORDS) or ("KEY" in words and bool(words & KEY_QUALIFIERS))
+
+
+def outside_workspace(args: RustcArgs) -> bool:
+    """Cargo passes a package outside the workspace (registry, git, a path elsewhere) by absolute source
+    paths, a workspace member by paths relative to the workspace root (notes/cargo-and-rustc.md §6)."""
+    return bool(args.inputs) and all(os.path.isabs(p) for p in args.inputs)
+
+
+def without_user_credentials(environ: os._Environ[str] | dict[str, str]) -> os._Environ[str] | dict[str, str]:
+    """The environment for a compile of a package outside the workspace, less the user's credentials
+    (named like CREDENTIAL_WORDS and present, with the same value, in the environment cargo was started
+    with: a dependency's own build script may set such a name for its crate with `rustc-env`). Cargo hands
+    every rustc its whole environment, so `option_env!("CARGO_REGISTRY_TOKEN")` in any dependency, a
+    build-dependency's native compile included, would compile the token in; without it the variable reads
+    as unset. Where cargo's environment cannot be read, every credential-named variable goes."""
+    names = [k for k in environ if credential_name(k)]
+    if not names:
+        return environ
+    try:
+        with open(f"/proc/{os.getppid()}/environ", "rb") as fh:
+            cargo_env = dict(item.decode("utf-8", "surrogateescape").partition("=")[::2]
+                             for item in fh.read().split(b"\0") if item)
+    except OSError:
+        cargo_env = None
+    drop = {k for k in names if cargo_env is None or cargo_env.get(k) == environ[k]}
+    return {k: v for k, v in environ.items() if k not in drop} if drop else environ
+
+
 def _inner_wrapper(environ: os._Environ[str] | dict[str, str]) -> str | None:
     value = environ.get(INNER_WRAPPER_ENV, "").strip()
     return value or None
@@ -172,7 +213,9 @@ def _command(cmd: list[str], environ: os._Environ[str] | dict[str, str]) -> list
 def _exec(cmd: list[str], environ: os._Environ[str] | dict[str, str]) -> int:
     full = _command(cmd, environ)
     try:
-        os.execvp(full[0], full)
+        if environ is os.environ:
+            os.execvp(full[0], full)
+        os.execvpe(full[0], full, environ)
     except OSError as err:
         raise _cannot_run(full[0], err, environ) from None
     return 127  # not reached

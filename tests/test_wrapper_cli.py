@@ -166,3 +166,43 @@ def test_a_pass_through_compile_imports_nothing_heavy(rustc: str, tmp_path: Path
     imported = {line.split("|")[-1].strip() for line in p.stderr.decode().splitlines() if line.startswith("import time:")}
     assert "shim.wrapper" in imported  # the profile is there
     assert sorted(m for m in imported if m in HEAVY_ON_THE_FAST_PATH or m.startswith("policy.")) == []
+
+
+@pytest.mark.parametrize("name, credential", [
+    ("CARGO_REGISTRY_TOKEN", True), ("CARGO_REGISTRIES_MY_CORP_TOKEN", True), ("GITHUB_TOKEN", True),
+    ("CI_JOB_TOKEN", True), ("NPM_TOKEN", True), ("AWS_SECRET_ACCESS_KEY", True), ("AWS_SESSION_TOKEN", True),
+    ("DB_PASSWORD", True), ("SENTRY_AUTH_TOKEN", True), ("my_api_key", True), ("DEPLOY_KEY", True),
+    ("VAULT_SECRET", True), ("SSH_AUTH_SOCK", True),
+    ("CARGO_PKG_AUTHORS", False), ("CARGO_PKG_NAME", False), ("OUT_DIR", False), ("PATH", False),
+    ("KEYBOARD_LAYOUT", False), ("MONKEY_BUSINESS", False), ("TOKENIZER_MODEL", False), ("AUTHOR", False),
+])
+def test_credential_names(name: str, credential: bool) -> None:
+    from shim import wrapper
+
+    assert wrapper.credential_name(name) is credential
+
+
+def test_a_dependency_outside_the_workspace_compiles_without_the_users_credentials(cargo, tmp_path: Path) -> None:
+    """cargo hands every rustc its whole environment: a dependency's `option_env!("CARGO_REGISTRY_TOKEN")`
+    (a build-dependency's native compile included) would compile the token in. Outside the workspace the
+    user's credentials are not there; the workspace's own crates still see them."""
+    token = "TOKEN" + os.urandom(8).hex()
+    dep = tmp_path / "registry-like" / "outdep"
+    (dep / "src").mkdir(parents=True)
+    (dep / "Cargo.toml").write_text('[package]\nname = "outdep"\nversion = "0.1.0"\nedition = "2021"\n')
+    (dep / "src" / "lib.rs").write_text('pub const SEEN: [bool; 2] = [option_env!("CARGO_REGISTRY_TOKEN").is_some(), '
+                                        'option_env!("AWS_SECRET_ACCESS_KEY").is_some()];\n'
+                                        'pub const NAME: &str = env!("CARGO_PKG_NAME");\n')
+    ws = tmp_path / "ws"
+    (ws / "src").mkdir(parents=True)
+    (ws / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\nedition = "2021"\n\n'
+                                   f'[dependencies]\noutdep = {{ path = "{dep}" }}\n')
+    (ws / "src" / "main.rs").write_text('fn main() { println!("dep {:?} {} app {}", outdep::SEEN, outdep::NAME, '
+                                        'option_env!("APP_API_TOKEN").is_some()); }\n')
+    env = {"CARGO_REGISTRY_TOKEN": token, "AWS_SECRET_ACCESS_KEY": token, "APP_API_TOKEN": token}
+    target = tmp_path / "target"
+    cargo(ws, "build", wrapped=True, target_dir=target, extra_env=env)
+    out = subprocess.run([str(target / "debug" / "app")], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "dep [false, false] outdep app true"
+    leaked = [p for p in target.rglob("*") if p.is_file() and "outdep" in p.name and token.encode() in p.read_bytes()]
+    assert leaked == []
