@@ -153,10 +153,12 @@ def _quietly(remove, path: str) -> None:
         pass
 
 
-def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants, crate: str) -> tuple[int, list[bytes]]:
-    """Fork; the child confines itself and execs `cmd` (stdin and cargo's jobserver fds are inherited as
-    they are, stderr goes through a pipe); the parent copies stderr on as it comes, keeps the lines worth
-    explaining (`WATCHED`), forwards SIGINT/SIGTERM/SIGHUP and returns the wait status and those lines."""
+def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants | None, crate: str,
+                    watched: tuple[bytes, ...] | None = None) -> tuple[int, list[bytes]]:
+    """Fork; the child confines itself (unless `allowed` is None) and execs `cmd` (stdin and cargo's
+    jobserver fds are inherited as they are, stderr goes through a pipe); the parent copies stderr on as it
+    comes, keeps the lines worth explaining (`watched`, default `WATCHED`), forwards SIGINT/SIGTERM/SIGHUP
+    and returns the wait status and those lines."""
     from shim import caps, landlock, mountns, seccomp
 
     read_end, write_end = os.pipe()
@@ -166,6 +168,8 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants, crate:
             os.close(read_end)
             os.dup2(write_end, 2)
             os.close(write_end)
+            if allowed is None:
+                os.execvpe(cmd[0], cmd, env)
             try:  # chmod, chown, utimes, xattrs and inode flags outside the write set fail (shim.mountns)
                 mountns.read_only_outside(allowed.write)
             except mountns.Unavailable:
@@ -192,7 +196,7 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants, crate:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, forward)
     try:
-        status, seen = _copy_stderr(read_end, pid)
+        status, seen = _copy_stderr(read_end, pid, WATCHED if watched is None else watched)
     finally:
         os.close(read_end)
     return (os.waitpid(pid, 0)[1] if status is None else status), seen
@@ -202,7 +206,7 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants, crate:
 WATCHED = (b"couldn't read", b"panicked")
 
 
-def _copy_stderr(fd: int, pid: int) -> tuple[int | None, list[bytes]]:
+def _copy_stderr(fd: int, pid: int, watched: tuple[bytes, ...] = WATCHED) -> tuple[int | None, list[bytes]]:
     """Copy `fd` to our stderr until EOF, or until rustc has exited while a descendant still holds the pipe
     (the sweep that follows kills it); rustc's wait status when it was reaped here, and the WATCHED lines
     (at most STDERR_KEEP)."""
@@ -226,8 +230,8 @@ def _copy_stderr(fd: int, pid: int) -> tuple[int | None, list[bytes]]:
         _write_all(2, chunk)
         lines = (partial + chunk).split(b"\n")
         partial = lines.pop()[-65536:]
-        seen += [line for line in lines if len(seen) < STDERR_KEEP and any(w in line for w in WATCHED)]
-    if partial and any(w in partial for w in WATCHED):
+        seen += [line for line in lines if len(seen) < STDERR_KEEP and any(w in line for w in watched)]
+    if partial and any(w in partial for w in watched):
         seen.append(partial)
     return None, seen
 
@@ -320,3 +324,23 @@ def _warn_once(target: str, crate: str | None, why: str) -> None:
         open(marker, "a").close()
     except OSError:
         pass
+
+
+def run_without_credentials(cmd: list[str], env: dict[str, str], dropped: set[str], crate: str) -> int:
+    """Run `cmd` (unconfined) with the user's credentials `dropped` from `env` (shim.wrapper), and when the
+    compile then fails on `env!` of one of them, say why in one `cratecage:` line: rustc's own error names
+    the variable, not the reason it is unset."""
+    status, seen = _spawn_and_wait(cmd, env, None, crate, watched=(b"not defined at compile time",))
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        return 128 + sig
+    code = os.waitstatus_to_exitcode(status)
+    named = sorted(name for name in dropped if any(f"`{name}`".encode() in line for line in seen))
+    if code != 0 and named:
+        os.write(2, (f"error: cratecage: `{crate}` is a package outside the workspace and read "
+                     f"{', '.join(named)} at compile time: cratecage does not pass the user's credentials "
+                     f"(variables named like tokens, secrets, passwords and keys) to dependencies' compiles\n"
+                     ).encode())
+    return code

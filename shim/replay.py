@@ -38,7 +38,7 @@ from shim import compile_env, facade, journal, trace, wasm_rustc
 from shim.compile_dirs import DEP_INFO_SUFFIX, CompileDirs, sha256_of
 from shim.errors import CratecageError
 from shim.files import atomic_write
-from shim.rustc_args import parse, tokens
+from shim.rustc_args import RustcArgs, parse, tokens
 
 WASM_TARGET = "wasm32-wasip1"
 STACK_SIZE_ARG = "link-arg=-zstack-size=8388608"  # 8 MiB, so deep recursion behaves as natively
@@ -304,6 +304,8 @@ class Replayer:
         if dropped:
             trace.event(self.environ, kind="replay-dropped", crate=crate, flags=dropped)
         if done.returncode != 0:
+            if any(d.fatal for d in done.denials):
+                forget_native(rlib, args, entry.env.get("CARGO_PKG_NAME", ""))
             refused = " (refused at compile time, see the cratecage: lines above)" if done.denials else ""
             raise ReplayError(
                 f"{scope.subject} does not compile for wasm32-wasip1{refused}: "
@@ -315,3 +317,26 @@ class Replayer:
         self.replayed.append(crate)
         trace.event(self.environ, kind="replay", crate=crate, rlib=os.path.basename(rlib))
         return digests
+
+
+def forget_native(rlib: str, args: RustcArgs, package: str) -> None:
+    """Remove cargo's native build of a library whose wasm replay was refused a file or variable: cargo
+    compiled it natively, unconfined, before anyone knew it was a build-dependency, so its rlib, metadata,
+    dep-info, cached diagnostics and incremental state hold what the wasm compile just refused (a host
+    file's bytes, a variable's value). The build fails anyway; cargo compiles the library again next time."""
+    import glob
+    import shutil
+
+    deps = os.path.dirname(rlib)
+    profile = os.path.dirname(deps)
+    stem = f"{args.crate_name}{args.extra_filename}"
+    for path in (rlib, rlib[:-len(".rlib")] + ".rmeta", os.path.join(deps, stem + ".d")):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    doomed = glob.glob(os.path.join(profile, "incremental", f"{glob.escape(args.crate_name or '')}-*"))
+    if package and args.extra_filename:
+        doomed.append(os.path.join(profile, ".fingerprint", f"{package}{args.extra_filename}"))
+    for directory in doomed:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -78,8 +78,10 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
         _require_wasm_toolchain(chain[-1], args.crate_name, unit, environ)
     if is_verbose_version(args):
         return _version_with_our_line(chain + rustc_args, environ)
+    dropped: set[str] = set()
     if unit.kind != PROBE and outside_workspace(args):
-        environ = without_user_credentials(environ)
+        scrubbed = without_user_credentials(environ)
+        dropped, environ = set(environ) - set(scrubbed), scrubbed
     if unit.kind != PROBE:
         empty = link_cwd(args)
         if empty is not None:
@@ -91,6 +93,11 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
             status = confined_compile.run(chain + rustc_args, args, rustc_args, dict(environ), why)
             if status is not None:
                 return status
+    if dropped and not _inner_wrapper(environ):
+        from shim import confined_compile
+
+        return confined_compile.run_without_credentials(chain + rustc_args, dict(environ), dropped,
+                                                        args.crate_name or "?")
     return _exec(chain + rustc_args, environ)
 
 

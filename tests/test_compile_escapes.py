@@ -58,7 +58,9 @@ ATTACKS = [
     Attack("dep-path-abs", False, _fs(DEP, DEP_TABLE)),
     Attack("dep-path-rel", False, _fs(DEP, DEP_TABLE)),
     Attack("dep-option-env", True, (*_env(DEP, DEP_TABLE, "GITHUB_TOKEN", "not granted"), 'escape dep saw "None"')),
-    Attack("dep-env-token", False, _env(DEP, DEP_TABLE, "AWS_SECRET_ACCESS_KEY")),
+    # the dependency lies outside the workspace: its native compile never sees the user's credentials
+    Attack("dep-env-token", False, ("cratecage: `escape_dep` is a package outside the workspace and read "
+                                    "AWS_SECRET_ACCESS_KEY at compile time",)),
     Attack("dep-twin-include-str", True, ('escape dep saw "\\"harmless data of the dependency\\\\n\\""',)),
     Attack("dep-twin-pkg-name", True, ('escape dep saw "\\"escape-dep\\""',)),
     Attack("dep-twin-granted-env", True, ('escape dep saw "\\"granted-value\\""',)),
@@ -150,7 +152,7 @@ def test_compile_time_escape(cargo: Cargo, arena: dict, targets: Path, attack: A
     assert "Traceback" not in stderr and "internal error" not in stderr
     token = arena["token"]
     assert token not in stderr and token not in run.proc.stdout
-    assert files_with(token, target, skip_native_dep=attack.feature.startswith("dep-")) == []
+    assert files_with(token, target, skip_native_dep=False) == []  # no native copy keeps what wasm refused
     assert tree(arena["root"], target) == before  # nothing created outside the target dir
 
 
