@@ -203,8 +203,34 @@ def without_user_credentials(environ: os._Environ[str] | dict[str, str]) -> os._
                              for item in fh.read().split(b"\0") if item)
     except OSError:
         cargo_env = None
-    drop = {k for k in names if cargo_env is None or cargo_env.get(k) == environ[k]}
+    drop = {k for k in names if cargo_env is None or cargo_env.get(k) == environ[k]} - _named_by_policy(environ)
     return {k: v for k, v in environ.items() if k not in drop} if drop else environ
+
+
+def _named_by_policy(environ: os._Environ[str] | dict[str, str]) -> set[str]:
+    """Credential names the project's policy mentions (an `env-access` grant such as "VICTIM_TOKEN" or
+    "DEPLOY_*" for a crate whose compile reads it): the owner's decision, so those stay. Read as text (the
+    policy package costs ~25 ms to import, and this runs on every compile outside the workspace)."""
+    from shim import workspace
+
+    try:
+        root = workspace.find_workspace_root(environ)
+    except CratecageError:
+        return set()
+    named = environ.get(workspace.POLICY_ENV, "")
+    texts = []
+    for path in (os.path.join(root, named) if named else "", os.path.join(root, "cratecage.toml"),
+                 os.path.join(root, "Cargo.toml")):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                texts.append(fh.read())
+        except OSError:
+            pass
+    words = {w.strip("\"'") for text in texts for w in text.replace(",", " ").replace("[", " ").replace("]", " ").split()
+             if w[:1] in "\"'"}
+    exact = {w for w in words if not w.endswith("*")}
+    prefixes = tuple(w[:-1] for w in words if w.endswith("*"))
+    return {k for k in environ if credential_name(k) and (k in exact or (prefixes and k.startswith(prefixes)))}
 
 
 def _inner_wrapper(environ: os._Environ[str] | dict[str, str]) -> str | None:

@@ -190,8 +190,9 @@ def test_a_dependency_outside_the_workspace_compiles_without_the_users_credentia
     dep = tmp_path / "registry-like" / "outdep"
     (dep / "src").mkdir(parents=True)
     (dep / "Cargo.toml").write_text('[package]\nname = "outdep"\nversion = "0.1.0"\nedition = "2021"\n')
-    (dep / "src" / "lib.rs").write_text('pub const SEEN: [bool; 2] = [option_env!("CARGO_REGISTRY_TOKEN").is_some(), '
-                                        'option_env!("AWS_SECRET_ACCESS_KEY").is_some()];\n'
+    (dep / "src" / "lib.rs").write_text('pub const SEEN: [bool; 3] = [option_env!("CARGO_REGISTRY_TOKEN").is_some(), '
+                                        'option_env!("AWS_SECRET_ACCESS_KEY").is_some(), '
+                                        'option_env!("OUTDEP_DEPLOY_TOKEN").is_some()];\n'
                                         'pub const NAME: &str = env!("CARGO_PKG_NAME");\n')
     ws = tmp_path / "ws"
     (ws / "src").mkdir(parents=True)
@@ -199,10 +200,14 @@ def test_a_dependency_outside_the_workspace_compiles_without_the_users_credentia
                                    f'[dependencies]\noutdep = {{ path = "{dep}" }}\n')
     (ws / "src" / "main.rs").write_text('fn main() { println!("dep {:?} {} app {}", outdep::SEEN, outdep::NAME, '
                                         'option_env!("APP_API_TOKEN").is_some()); }\n')
-    env = {"CARGO_REGISTRY_TOKEN": token, "AWS_SECRET_ACCESS_KEY": token, "APP_API_TOKEN": token}
+    # the owner's grant of a credential to the dependency keeps it (the policy names it)
+    (ws / "cratecage.toml").write_text('[permissions.build.outdep]\n'
+                                       'env-access = { action = "permit", vars = ["OUTDEP_DEPLOY_*"] }\n')
+    env = {"CARGO_REGISTRY_TOKEN": token, "AWS_SECRET_ACCESS_KEY": token, "APP_API_TOKEN": token,
+           "OUTDEP_DEPLOY_TOKEN": "granted"}
     target = tmp_path / "target"
     cargo(ws, "build", wrapped=True, target_dir=target, extra_env=env)
     out = subprocess.run([str(target / "debug" / "app")], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "dep [false, false] outdep app true"
+    assert out.strip() == "dep [false, false, true] outdep app true"
     leaked = [p for p in target.rglob("*") if p.is_file() and "outdep" in p.name and token.encode() in p.read_bytes()]
     assert leaked == []
