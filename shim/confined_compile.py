@@ -26,8 +26,8 @@ the `filesystem-access` entry to paste; a proc macro that panicked on a refused 
 proc macros run under the same confinement here.
 
 Nothing outlives the call: the wrapper becomes a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so
-orphans of rustc's descendants are reparented to it; after rustc exits, every remaining descendant is
-killed with SIGKILL, found in /proc, repeatedly until none is left.
+orphans of rustc's descendants are reparented to it; after rustc exits, shim.reaper's sweep (the runner's:
+stop through pidfds until nothing new appears, then kill, round after round) ends every one left.
 
 The inner wrapper (CRATECAGE_WRAPPER, e.g. sccache) is skipped here: its server, started outside this call,
 would run rustc outside the confinement. Where Landlock is unavailable the call runs as before, with one
@@ -91,9 +91,11 @@ def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[st
         allowed = grants(cmd[:len(cmd) - len(rustc_args)], rustc_args, args, environ, tmp, target=target,
                          owner=owner)
         env = {**environ, "TMPDIR": tmp}
-        become_subreaper()
+        from shim import reaper
+
+        reaper.become_subreaper()
         status, seen = _spawn_and_wait(cmd, env, allowed, args.crate_name or "?")
-        sweep()
+        reaper.kill_all()  # the runner's sweep: frozen through pidfds, thread groups counted
     finally:
         _remove_tree(tmp)
     if os.WIFSIGNALED(status):
@@ -245,71 +247,6 @@ def _write_all(fd: int, data: bytes) -> None:
             time.sleep(0.001)
         except OSError:
             return  # our stderr is gone (cargo was interrupted): keep draining rustc's
-
-
-_PR_SET_CHILD_SUBREAPER = 36
-
-
-def become_subreaper() -> None:
-    """Orphaned descendants are reparented to this process instead of init, so `sweep` finds them."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
-
-
-def sweep(limit_s: float = 10.0) -> int:
-    """Kill every descendant of this process and reap it, until none is left (a descendant that keeps
-    forking is caught on a later pass: its orphans come to us); returns how many were killed."""
-    killed = 0
-    deadline = time.monotonic() + limit_s
-    while True:
-        found = descendants(os.getpid())
-        for pid in found:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        killed += len(found)
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                pid = -1
-            if pid <= 0:
-                break
-        if (not found and pid == -1) or time.monotonic() > deadline:
-            return killed
-        time.sleep(0.005)
-
-
-def descendants(root: int) -> list[int]:
-    """Live or zombie descendants of `root`, from /proc (no psutil on this path)."""
-    try:
-        direct = open(f"/proc/{root}/task/{root}/children").read().split()
-    except OSError:
-        direct = ["?"]  # no CONFIG_PROC_CHILDREN: scan everything
-    if not direct:
-        return []
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rfind(b")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(name))
-    out: list[int] = []
-    todo = [root]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        out += kids
-        todo += kids
-    return out
 
 
 def _warn_once(target: str, crate: str | None, why: str) -> None:
