@@ -85,13 +85,9 @@ def guest_environment(host_env: dict[str, str], tmp_dir: str,
 def cargo_environment(pid: int | None = None) -> dict[str, str]:
     """The environment the process that ran this launcher (cargo) was started with; {} where /proc cannot
     say. Cargo starts build scripts itself, so the parent is the cargo that set their variables."""
-    try:
-        with open(f"/proc/{pid or os.getppid()}/environ", "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        return {}
-    pairs = (item.decode("utf-8", "surrogateescape").partition("=") for item in raw.split(b"\0") if item)
-    return {name: value for name, _eq, value in pairs if name}
+    from shim.workspace import process_environ
+
+    return process_environ(pid or os.getppid()) or {}
 
 
 def preopen_table(ctx: RunContext, granted: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:

@@ -287,3 +287,14 @@ def policy_may_apply(kind: str, crate: str, environ: Mapping[str, str]) -> bool:
         return "permissions" in (root / "Cargo.toml").read_text()
     except OSError:
         return False
+
+
+def process_environ(pid: int) -> dict[str, str] | None:
+    """The environment process `pid` was started with (/proc/<pid>/environ); None where /proc cannot say."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    pairs = (item.decode("utf-8", "surrogateescape").partition("=") for item in raw.split(b"\0") if item)
+    return {name: value for name, _eq, value in pairs if name}

@@ -197,12 +197,9 @@ def without_user_credentials(environ: os._Environ[str] | dict[str, str]) -> os._
     names = [k for k in environ if credential_name(k)]
     if not names:
         return environ
-    try:
-        with open(f"/proc/{os.getppid()}/environ", "rb") as fh:
-            cargo_env = dict(item.decode("utf-8", "surrogateescape").partition("=")[::2]
-                             for item in fh.read().split(b"\0") if item)
-    except OSError:
-        cargo_env = None
+    from shim.workspace import process_environ
+
+    cargo_env = process_environ(os.getppid())
     drop = {k for k in names if cargo_env is None or cargo_env.get(k) == environ[k]} - _named_by_policy(environ)
     return {k: v for k, v in environ.items() if k not in drop} if drop else environ
 
