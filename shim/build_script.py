@@ -117,7 +117,7 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
     grant, policy = enforce.grant("build", pkg, version, environ)
     if grant is not None and grant.native and policy is not None:
         return compile_native(chain, args, expanded, environ, str(policy.source))
-    tc = toolchain.require_wasm_capable(rustc, what=f"build-script `{args.crate_name}`", environ=environ)
+    tc = toolchain.require_wasm_capable(rustc, what=f"build script of {pkg} {version}", environ=environ)
     assert tc.wasm_sysroot is not None
     facade_rlib = str(facade.facade_rlib(tc))
     cwd = os.getcwd()

@@ -1,9 +1,9 @@
 """The `cratecage` program: cargo's RUSTC_WRAPPER, and a few commands for people.
 
     cratecage <rustc> <args...>        what cargo runs for every rustc call (shim.wrapper)
-    cratecage toolchain                which rustc/cargo will be used; can it compile for wasm32-wasip1?
-    cratecage toolchain install        make it so (rustup target, or build std from rust-src)
-    cratecage toolchain env            shell `export` lines that select that toolchain
+    cratecage toolchain                the rustc cargo runs here: can it compile for wasm32-wasip1?
+    cratecage toolchain install        make it so now (builds also do it on first use) and select it
+    cratecage toolchain env            `export` lines selecting it (for a rustc that cannot be made so)
     cratecage doctor                   toolchain, wasmtime and Landlock, one line each
     cratecage policy check             find and validate the build's policy
     cratecage init [-- cargo args]     build in warn mode, propose a cratecage.toml of the grants used
@@ -53,11 +53,12 @@ def main(argv: list[str] | None = None) -> int:
 
             return wrapper.run(args)
         if not args:
+            from shim import program
             from shim.errors import UsageError
 
             raise UsageError(
                 "no arguments: cargo runs cratecage as `cratecage <rustc> <args>`",
-                hint="set RUSTC_WRAPPER=<path to cratecage>, or run `cratecage --help`",
+                hint=f"set RUSTC_WRAPPER={program.path()}, or run `{program.command('--help')}`",
             )
         enable_site_packages()
         from shim import commands

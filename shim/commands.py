@@ -1,4 +1,8 @@
-"""The commands a person types: `cratecage toolchain [install|env]`, `--version`, `--help`.
+"""The commands a person types: `cratecage toolchain [install|env]`, `doctor`, `--version`, `--help`.
+
+`toolchain`, `toolchain --check` and `doctor` answer for the compiler cargo would run in the current
+directory (RUSTC, or rustup's choice from RUSTUP_TOOLCHAIN, rust-toolchain.toml, `rustup override`), which
+is the one a build uses; `toolchain env` exports the *selected* one (`toolchain install`).
 
 Parsed with argparse into plain functions; errors are raised as CratecageError and rendered by shim.cli.
 """
@@ -11,6 +15,7 @@ import shlex
 import sys
 
 from shim import VERSION_LINE, __version__
+from shim import program
 from shim import toolchain as tcmod
 from shim.errors import ToolchainError, UsageError
 
@@ -28,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"cratecage {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    t = sub.add_parser("toolchain", help="show, install or export the wasm32-wasip1-capable toolchain")
-    t.add_argument("--check", action="store_true", help="print nothing; exit 0 only if the toolchain is ready")
+    t = sub.add_parser("toolchain", help="the rustc cargo runs here: can it do wasm32-wasip1? install, export")
+    t.add_argument("--check", action="store_true",
+                   help="print nothing; exit 0 only if the rustc cargo runs here can compile for wasm32-wasip1")
     tsub = t.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     i = tsub.add_parser("install", help="make a compiler wasm32-wasip1-capable and select it")
     i.add_argument("--rustc", help="the compiler to make capable (default: $RUSTC, rustc on PATH, Debian's)")
@@ -83,8 +89,8 @@ def toolchain_install(*, rustc: str | None) -> int:
     tc = tcmod.install(rustc, log=get_logger("toolchain").info)
     print(f"rustc:          {tc.compiler.rustc} ({tc.compiler.version_line})")
     print(f"wasm32-wasip1:  ready ({tc.how}, sysroot {tc.wasm_sysroot})")
-    if _shell_rustc_key() != tc.compiler.key:
-        print(f"next:           {tcmod.ENV_HINT}")
+    if _cargo_key() != tc.compiler.key:
+        print(f"next:           cargo here runs another rustc; {tcmod.env_hint()}")
     return 0
 
 
@@ -93,7 +99,7 @@ def toolchain_env(*, shell: str) -> int:
     if not tc.ready:
         raise ToolchainError(
             f"{tc.compiler.rustc} ({tc.compiler.version_line}) cannot compile for wasm32-wasip1",
-            hint="run `cratecage toolchain install` first",
+            hint=f"run `{program.command('toolchain install')}` first",
         )
     for name, value in tcmod.env_vars(tc).items():
         if shell == "fish":
@@ -103,16 +109,28 @@ def toolchain_env(*, shell: str) -> int:
     return 0
 
 
-def _shell_rustc_key() -> str | None:
-    """The compiler cargo would run in this shell right now, if it can be asked."""
+def _cargo_key() -> str | None:
+    """The compiler cargo would run here right now, if it can be asked."""
     try:
-        return tcmod.probe_compiler(os.environ.get("RUSTC") or "rustc").key
+        return tcmod.probe_compiler(tcmod.cargo_rustc()).key
     except ToolchainError:
         return None
 
 
+def _wasm_lines(tc: tcmod.Toolchain) -> list[str]:
+    """`wasm32-wasip1:` and what the first build would do about it, for the report and the doctor."""
+    if tc.ready:
+        return [f"wasm32-wasip1:  ready ({tc.how}, sysroot {tc.wasm_sysroot})"]
+    from shim import first_use
+
+    return [f"wasm32-wasip1:  not ready ({tc.how})",
+            f"first use:      {first_use.describe(tc.compiler, os.environ)}",
+            f"fix now:        {program.command('toolchain install')}"]
+
+
 def toolchain_report(*, check: bool) -> int:
-    tc = tcmod.resolve()
+    """The compiler cargo would run in this directory (not the selected one): can it do wasm32-wasip1?"""
+    tc = tcmod.cargo_toolchain()
     if check:
         return 0 if tc.ready else 3
     comp = tc.compiler
@@ -120,14 +138,10 @@ def toolchain_report(*, check: bool) -> int:
     print(f"cargo:          {tc.cargo or 'not found beside rustc'}")
     print(f"rustdoc:        {tc.rustdoc or 'not found beside rustc'}")
     print(f"cache:          {tcmod.cache_root()}")
-    if tc.ready:
-        print(f"wasm32-wasip1:  ready ({tc.how}, sysroot {tc.wasm_sysroot})")
-    else:
-        print(f"wasm32-wasip1:  not ready ({tc.how})")
-        print("fix:            cratecage toolchain install")
-    shell_key = _shell_rustc_key()
-    if tc.ready and shell_key != comp.key:
-        print(f"this shell:     cargo would use another rustc; {tcmod.ENV_HINT}")
+    print("\n".join(_wasm_lines(tc)))
+    chosen = tcmod.load_selected()
+    if chosen and chosen.get("key") != comp.key:
+        print(f"toolchain env:  selects {chosen['rustc']} ({chosen.get('version', '?')})")
     return 0 if tc.ready else 3
 
 
@@ -138,13 +152,14 @@ def audit_summary(target_dir: str) -> int:
 
     log = Path(target_dir) / "cratecage" / audit.AUDIT_LOG
     if not log.is_file():
-        raise UsageError(f"no sandboxed runs recorded in {log}", hint="build with RUSTC_WRAPPER=cratecage first")
+        raise UsageError(f"no sandboxed runs recorded in {log}", hint=f"build with RUSTC_WRAPPER={program.path()} first")
     print("\n".join(audit.summary(Path(target_dir))))
     return 0
 
 
 def doctor() -> int:
-    """What cratecage can and cannot do on this machine, one line each; exit 3 if builds would fail."""
+    """What cratecage can and cannot do on this machine, one line each, for the compiler cargo would run
+    in this directory; exit 3 if builds would fail (not capable, and the first build could not fix it)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from shim import hostns, landlock_exec, pidns, probe
@@ -154,18 +169,20 @@ def doctor() -> int:
     except PackageNotFoundError:
         wasmtime_version = "not installed"
 
-    tc = tcmod.resolve()
+    tc = tcmod.cargo_toolchain()
     print(f"cratecage:      {VERSION_LINE}")
     print(f"rustc:          {tc.compiler.rustc} ({tc.compiler.version_line})")
-    print(f"wasm32-wasip1:  {'ready' if tc.ready else 'not ready'} ({tc.how})")
+    print("\n".join(_wasm_lines(tc)))
     print(f"wasmtime:       {wasmtime_version}")
     print(f"landlock:       {probe.landlock_status()}")
     print(f"metadata:       {landlock_exec.describe_guard()}")
     print(f"processes:      {pidns.available()}")
     print(f"privileges:     {hostns.available()}")
-    if not tc.ready:
-        print("fix:            cratecage toolchain install")
-    return 0 if tc.ready else 3
+    if tc.ready:
+        return 0
+    from shim import first_use
+
+    return 0 if first_use.plan(tc.compiler, os.environ).route else 3
 
 
 def policy_check() -> int:

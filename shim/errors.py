@@ -5,7 +5,7 @@
     ├── policy.PolicyError         a malformed policy: file, line, key, what was expected (exit 2)
     ├── replay.ReplayError         a build-dependency does not compile for wasm32-wasip1 (exit 1)
     ├── ToolchainError             the compiler cannot do what is needed (exit 3)
-    │   └── ToolchainMismatch      cargo's rustc is not the wasm-capable one (exit 3)
+    │   └── ToolchainMismatch      cargo's rustc cannot be made wasm-capable; the selected one is (exit 3)
     └── ProvisionError             `toolchain install` could not finish (exit 4)
 
 Only `shim.cli.main` turns these into exit codes and one-line messages; nothing else prints tracebacks or

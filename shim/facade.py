@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, Iterator, Mapping, Sequence
 
+from shim import program
 from shim.capable import WASM_TARGET, cache_root
 from shim.errors import ToolchainError
 from shim.toolchain import Toolchain, scrubbed_env
@@ -91,7 +92,7 @@ def facade_rlib(tc: Toolchain, environ: Mapping[str, str] = os.environ) -> Path:
     """The facade rlib for this toolchain, built first if needed. Raises ToolchainError."""
     if tc.wasm_sysroot is None:
         raise ToolchainError(f"cannot build the std facade: {tc.compiler.rustc} has no wasm32-wasip1 std "
-                             f"({tc.how})", hint="run `cratecage toolchain install`")
+                             f"({tc.how})", hint=f"run `{program.command('toolchain install')}`")
     flags = build_flags(tc)
     digest = source_hash(flags)
     parent = facade_dir(tc, environ)

@@ -5,8 +5,8 @@ The offline route (verified in notes/toolchain.md): a scratch cargo package buil
 dependencies taken from rust-src's `library/vendor` (or crates.io when rust-src has none), then the std
 rlibs plus wasi-libc's `crt1-command.o`/`libc.a` copied into `<cache>/toolchains/<key>/sysroot`. The
 sysroot is assembled in a temporary directory and renamed into place, under a lock, so concurrent installs
-and builds never see half of one. It is built only here (`cratecage toolchain install`), never inside a
-compile.
+and builds never see half of one. `cratecage toolchain install` builds it, and so does the first sandboxed
+unit of a compiler that has none (shim.first_use).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Callable, Final, Mapping
 
-from shim.capable import COMPLETE_MARKER, WASM_TARGET, cache_root
+from shim import program
+from shim.capable import COMPLETE_MARKER, WASM_TARGET, cache_root, rustup_home
 from shim.errors import ProvisionError
 from shim.toolchain import Compiler, Toolchain, private_sysroot, scrubbed_env
 
@@ -35,7 +36,7 @@ WASI_LIBC_DIRS: Final = (
     "/opt/wasi-sdk/share/wasi-sysroot/lib/wasm32-wasi",
     "/opt/wasi-sdk/share/wasi-sysroot/lib/wasm32-wasip1",
 )
-RUSTUP_TIMEOUT_S: Final = 120
+RUSTUP_TIMEOUT_S: Final = 300
 STD_BUILD_TIMEOUT_S: Final = 1800
 _PLACEHOLDER_CRATE: Final = "cratecage_std_build"
 
@@ -45,42 +46,52 @@ Log = Callable[..., None]  # log(event, **fields): a structlog method, e.g. shim
 def make_capable(compiler: Compiler, environ: Mapping[str, str], *, log: Log) -> list[str]:
     """Try each route; return [] when the compiler is now capable, else why each route failed."""
     reasons: list[str] = []
-    rustup_reason = _rustup_target_add(compiler, environ, log=log)
-    if rustup_reason is None:
-        return []
-    reasons.append(rustup_reason)
-    missing = _missing_for_build(compiler, environ)
+    name = rustup_toolchain(compiler, environ)
+    if name is None or find_rustup(environ) is None:
+        reasons.append("not managed by rustup")
+    else:
+        log("running rustup target add", target=WASM_TARGET, toolchain=name)
+        why = rustup_target_add(name, environ)
+        if why is None:
+            return []
+        reasons.append(f"`rustup target add {WASM_TARGET}` failed ({why})")
+    missing = missing_for_build(compiler, environ)
     if missing:
         return reasons + missing
     build_private_sysroot(compiler, environ, log=log)
     return []
 
 
-def _rustup_toolchain_name(compiler: Compiler, environ: Mapping[str, str]) -> str | None:
-    rustup_home = environ.get("RUSTUP_HOME") or os.path.join(os.path.expanduser("~"), ".rustup")
-    parent = os.path.join(os.path.realpath(rustup_home), "toolchains")
+def rustup_toolchain(compiler: Compiler, environ: Mapping[str, str]) -> str | None:
+    """rustup's name of this compiler's toolchain, when its sysroot is one of rustup's toolchains."""
+    parent = os.path.join(os.path.realpath(rustup_home(environ)), "toolchains")
     sysroot = os.path.realpath(compiler.sysroot)
-    if os.path.dirname(sysroot) == parent:
-        return os.path.basename(sysroot)
+    return os.path.basename(sysroot) if os.path.dirname(sysroot) == parent else None
+
+
+def find_rustup(environ: Mapping[str, str]) -> str | None:
+    """The rustup program: in cargo's CARGO_HOME (set for every rustc call), on PATH, or in ~/.cargo."""
+    home = environ.get("CARGO_HOME") or os.path.join(os.path.expanduser("~"), ".cargo")
+    for candidate in (os.path.join(home, "bin", "rustup"), shutil.which("rustup", path=environ.get("PATH"))):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
     return None
 
 
-def _rustup_target_add(compiler: Compiler, environ: Mapping[str, str], *, log: Log) -> str | None:
-    """None on success, else the reason it did not work."""
-    name = _rustup_toolchain_name(compiler, environ)
-    rustup = shutil.which("rustup", path=environ.get("PATH"))
-    if name is None or rustup is None:
-        return "not managed by rustup"
-    log("running rustup target add", target=WASM_TARGET, toolchain=name)
+def rustup_target_add(toolchain: str, environ: Mapping[str, str]) -> str | None:
+    """`rustup target add wasm32-wasip1 --toolchain <toolchain>`: None on success, else rustup's error."""
+    rustup = find_rustup(environ)
+    if rustup is None:
+        return "no rustup found"
     try:
-        done = subprocess.run([rustup, "target", "add", WASM_TARGET, "--toolchain", name],
+        done = subprocess.run([rustup, "target", "add", WASM_TARGET, "--toolchain", toolchain],
                               capture_output=True, text=True, timeout=RUSTUP_TIMEOUT_S,
                               env=scrubbed_env(environ))
     except (OSError, subprocess.TimeoutExpired) as err:
-        return f"`rustup target add {WASM_TARGET}` failed: {err}"
+        return str(err)
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return f"`rustup target add {WASM_TARGET}` failed ({last.strip()})"
+        errors = [line.strip() for line in done.stderr.splitlines() if line.strip().startswith("error")]
+        return (errors or done.stderr.strip().splitlines() or ["no output"])[-1].strip()
     return None
 
 
@@ -109,7 +120,7 @@ def find_rust_lld(compiler: Compiler, environ: Mapping[str, str]) -> str | None:
     )
 
 
-def _missing_for_build(compiler: Compiler, environ: Mapping[str, str]) -> list[str]:
+def missing_for_build(compiler: Compiler, environ: Mapping[str, str]) -> list[str]:
     missing = []
     if rust_src_library(compiler) is None:
         missing.append("no rust-src for this compiler (rustup component add rust-src; Debian: rust-web-src)")
@@ -128,7 +139,7 @@ def build_private_sysroot(compiler: Compiler, environ: Mapping[str, str], *, log
     cargo = compiler.sibling("cargo")
     wasi_libc = find_wasi_libc(environ)
     lld = find_rust_lld(compiler, environ)
-    assert library and cargo and wasi_libc and lld, "checked by _missing_for_build"
+    assert library and cargo and wasi_libc and lld, "checked by missing_for_build"
     final = private_sysroot(compiler, environ)
     final.parent.mkdir(parents=True, exist_ok=True)
     with open(final.parent / "install.lock", "w") as lock:
@@ -251,7 +262,7 @@ def smoke_test(tc: Toolchain, environ: Mapping[str, str]) -> None:
             raise ProvisionError(
                 f"{tc.compiler.rustc} cannot link a wasm32-wasip1 program with sysroot {tc.wasm_sysroot}:\n    "
                 + "\n    ".join(done.stderr.strip().splitlines()[-10:]),
-                hint="rerun `cratecage toolchain install`; if it persists, remove the sysroot directory",
+                hint=f"rerun `{program.command('toolchain install')}`; if it persists, remove the sysroot directory",
             )
         text = run_wasm_command(out, ["smoke", "a"])
         if text.strip() != "ok 2":

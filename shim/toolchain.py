@@ -11,8 +11,11 @@ A compiler is wasm-capable when either
     `<cache>/toolchains/<key>/sysroot/lib/rustlib/wasm32-wasip1/lib/` (std rlibs from the toolchain's
     rust-src via `-Zbuild-std`, wasi-libc's crt1-command.o and libc.a under `self-contained/`).
 
-`install()` makes one so (rustup first, then a build from rust-src) and records it as *selected* in
-`<cache>/selected.json`; `env_vars()` gives the variables that make a shell use it. The build itself lives
+Cargo's own rustc is made capable on first use (`require_wasm_capable`, shim.first_use), so
+`RUSTC_WRAPPER` alone works with whatever toolchain cargo picks. `install()` makes one so ahead of time
+(rustup first, then a build from rust-src) and records it as *selected* in `<cache>/selected.json`;
+`env_vars()` gives the variables that make a shell use it, for compilers that cannot be made capable in
+place. The build itself lives
 in shim.sysroot_build. Debian's packages for an offline machine are listed in DEBIAN_PACKAGES; the Makefile
 installs them when nothing else works (notes/toolchain.md).
 """
@@ -29,14 +32,13 @@ from pathlib import Path
 from typing import Final, Mapping
 
 from shim.capable import cache_root, is_capable_sysroot, remember, verified
-from shim.errors import ProvisionError, ToolchainError, ToolchainMismatch
+from shim.errors import ProvisionError, ToolchainError
 from shim.files import atomic_write
 
 # rust-web-clippy is not needed for wasm; it makes `cargo clippy` work with the same selected compiler.
 DEBIAN_PACKAGES: Final = ("rustc-web", "cargo-web", "rust-web-src", "rust-web-llvm", "lld-22", "wasi-libc",
                           "rust-web-clippy")
 DEBIAN_INSTALL: Final = "sudo apt-get install --no-install-recommends " + " ".join(DEBIAN_PACKAGES)
-ENV_HINT: Final = 'run `eval "$(cratecage toolchain env)"` in this shell or CI step, then cargo as usual'
 # Variables that would route our own compiler calls through a wrapper (possibly cratecage itself).
 WRAPPER_VARS: Final = ("RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_RUSTC_WRAPPER",
                        "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER")
@@ -186,32 +188,43 @@ def resolve(rustc: str | None = None, environ: Mapping[str, str] = os.environ) -
 
 
 def require_wasm_capable(rustc: str, *, what: str, environ: Mapping[str, str] = os.environ) -> Toolchain:
-    """The wrapper's check before a sandboxed unit: cargo's rustc must be the wasm-capable one.
-    Returns the toolchain. A positive answer is remembered per compiler binary (shim.capable), so
-    only the first unit of a build pays for running the compiler twice."""
+    """The wrapper's check before a sandboxed unit: cargo's rustc (argv[1], the very compiler cargo runs)
+    must compile for wasm32-wasip1. One that cannot yet is made capable in place (shim.first_use), once.
+    Returns the toolchain. A positive answer is remembered per compiler binary (shim.capable), so only the
+    first unit of a build pays for running the compiler twice."""
     info = verified(rustc, environ)
     if info is not None:
         return Toolchain(Compiler(info["rustc"], info["verbose_version"], info["sysroot"]),
                          info["wasm_sysroot"], info.get("how", ""))
     compiler = probe_compiler(rustc, environ)
     tc = toolchain_for(compiler, environ)
-    if tc.wasm_sysroot is not None:
-        remember(rustc, {"wasm_sysroot": tc.wasm_sysroot, "sysroot": compiler.sysroot, "rustc": compiler.rustc,
-                         "verbose_version": compiler.verbose_version, "how": tc.how}, environ)
-        return tc
-    chosen = load_selected(environ)
-    if chosen and chosen.get("key") != compiler.key:
-        raise ToolchainMismatch(
-            f"the {what} must be compiled for wasm32-wasip1 by the compiler cargo runs, but cargo's rustc "
-            f"({rustc}, {compiler.version_line}) cannot; the wasm-capable one is "
-            f"{chosen['rustc']} ({chosen.get('version', '?')})",
-            hint=ENV_HINT,
-        )
-    raise ToolchainError(
-        f"the {what} must run in the wasm sandbox, but cargo's rustc ({rustc}, "
-        f"{compiler.version_line}) cannot compile for wasm32-wasip1",
-        hint='run `cratecage toolchain install`, then `eval "$(cratecage toolchain env)"`',
-    )
+    if tc.wasm_sysroot is None:
+        from shim import first_use
+
+        tc = first_use.make_capable(compiler, what=what, environ=environ)
+    assert tc.wasm_sysroot is not None
+    remember(rustc, {"wasm_sysroot": tc.wasm_sysroot, "sysroot": compiler.sysroot, "rustc": compiler.rustc,
+                     "verbose_version": compiler.verbose_version, "how": tc.how}, environ)
+    return tc
+
+
+def cargo_rustc(environ: Mapping[str, str] = os.environ) -> str:
+    """The compiler cargo would run from this directory: $RUSTC, else `rustc` on PATH (rustup's proxy
+    picks the toolchain from RUSTUP_TOOLCHAIN, rust-toolchain.toml and `rustup override` of the cwd, as
+    it does for cargo). `build.rustc` in a cargo config file is not read."""
+    return environ.get("RUSTC") or environ.get("CARGO_BUILD_RUSTC") or "rustc"
+
+
+def cargo_toolchain(environ: Mapping[str, str] = os.environ) -> Toolchain:
+    """What `cratecage doctor` and `toolchain --check` answer for: the compiler cargo would run here."""
+    return toolchain_for(probe_compiler(cargo_rustc(environ), environ), environ)
+
+
+def env_hint() -> str:
+    """For a compiler that cannot be made capable in place: how to make a shell use the selected one."""
+    from shim import program
+
+    return f'run `eval "$({program.command("toolchain env")})"` in this shell or CI step, then cargo as usual'
 
 
 def env_vars(tc: Toolchain, environ: Mapping[str, str] = os.environ) -> dict[str, str]:

@@ -47,9 +47,11 @@ INNER_WRAPPER_ENV = "CRATECAGE_WRAPPER"
 def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ) -> int:
     """Handle one wrapper call; `argv` is everything after cratecage's own name. Returns only on error."""
     if not argv:
+        from shim import program
+
         raise UsageError(
             "no program to run: cargo calls the wrapper as `cratecage <rustc> <args>`",
-            hint="set RUSTC_WRAPPER to this program and run cargo, or see `cratecage --help`",
+            hint=f"set RUSTC_WRAPPER to this program and run cargo, or see `{program.command('--help')}`",
         )
     chain, rustc_args = split_chain(argv, cargo_env="CARGO" in environ)
     try:
