@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import shlex
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ def make_capable(compiler: Compiler, *, what: str, environ: Mapping[str, str]) -
         if failed is not None:
             trace.event(environ, kind="first-use", outcome="remembered", compiler=compiler.version_line)
             raise _failure(compiler, what, failed, environ)
-        print(p.announcement(compiler), file=sys.stderr, flush=True)
+        announce(p.announcement(compiler), environ)
         start = time.monotonic()
         failed = _attempt(compiler, p, environ)
         tc = toolchain_for(compiler, environ)
@@ -132,9 +133,8 @@ def _attempt(compiler: Compiler, p: Plan, environ: Mapping[str, str]) -> dict[st
         if p.missing:
             return {"reason": f"rustup could not add it ({why})",
                     "fix": f"run `{p.rustup_command}` where rustup can reach its server, then build again"}
-        print(f"cratecage: rustup could not add the target ({why}); building the {WASM_TARGET} std from "
-              "rust-src instead (about a minute)",
-              file=sys.stderr, flush=True)
+        announce(f"cratecage: rustup could not add the target ({why}); building the {WASM_TARGET} std from "
+                 "rust-src instead (about a minute)", environ)
     try:
         sysroot_build.build_private_sysroot(compiler, environ, log=lambda *a, **k: None)
     except (ProvisionError, OSError) as err:
@@ -142,6 +142,30 @@ def _attempt(compiler: Compiler, p: Plan, environ: Mapping[str, str]) -> dict[st
         return {"reason": f"building it from rust-src failed: {text.splitlines()[0]}",
                 "fix": f"run `{program.command('toolchain install --rustc ' + shlex.quote(compiler.rustc))}` to see why"}
     return None
+
+
+def announce(line: str, environ: Mapping[str, str]) -> None:
+    """Say `line` where cargo's own messages go. Not on this unit's stderr when that can be helped: cargo
+    keeps a unit's stderr and replays it whenever the unit is fresh, which would repeat a one-time message
+    on every later build. So the line goes straight to cargo's stderr (the wrapper's parent, checked
+    against $CARGO) when that is a terminal or a pipe; a file has its own offset, which a second writer
+    would overwrite, so there, and anywhere cargo cannot be found, the unit's stderr it is."""
+    ppid = os.getppid()
+    cargo = environ.get("CARGO", "")
+    try:
+        if cargo and os.path.realpath(f"/proc/{ppid}/exe") == os.path.realpath(cargo):
+            fd = os.open(f"/proc/{ppid}/fd/2", os.O_WRONLY | os.O_NOCTTY)
+            try:
+                mode = os.fstat(fd).st_mode
+                if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+                    clear = "\r\x1b[K" if os.isatty(fd) else ""  # over cargo's progress bar
+                    os.write(fd, f"{clear}{line}\n".encode())
+                    return
+            finally:
+                os.close(fd)
+    except OSError:
+        pass
+    print(line, file=sys.stderr, flush=True)
 
 
 def _impossible(compiler: Compiler, p: Plan) -> dict[str, str]:

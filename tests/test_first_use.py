@@ -82,12 +82,14 @@ def test_the_toolchain_cargo_picks_gets_the_wasm_target_on_first_use_with_only_t
     assert len(modules) == 2
     for module in modules:  # the producers section names the rustc that compiled it
         assert version.removeprefix("rustc ").encode() in module.read_bytes()
-    # Later builds find the compiler capable: nothing more is said.
-    for script in ("app/build.rs", "probe/build.rs"):
-        (ws / script).touch()
-    again, events = build(r, ws, argv, **extra)
-    assert again.returncode == 0, again.stderr[-4000:]
-    assert cratecage_lines(again.stderr) == [] and events == []
+    # Later builds say nothing more: cargo does not replay the line for fresh units, and recompiled
+    # build scripts find the compiler capable.
+    for touch in ((), ("app/build.rs", "probe/build.rs")):
+        for script in touch:
+            (ws / script).touch()
+        again, events = build(r, ws, argv, **extra)
+        assert again.returncode == 0, again.stderr[-4000:]
+        assert cratecage_lines(again.stderr) == [] and events == []
     assert shared_state(r) == before  # the shared toolchain was not touched
 
 
