@@ -3,7 +3,8 @@
 #   make setup   .venv with cratecage + a wasm32-wasip1-capable toolchain (rustup target, or std built from
 #                rust-src; on Debian without either, Debian's rustc-web packages are installed first)
 #   make demo    build fixtures/crates-io through the wrapper, build scripts sandboxed, and summarise
-#   make test    the whole test suite (.ci/run runs exactly this)
+#   make test    the whole test suite (.ci/run runs exactly this); installs rustup toolchain 1.99.1 (minimal)
+#                for the first-use tests
 #   make bench   pass-through overhead and a 50-crate clean build, wrapped vs plain
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ DEBIAN_PACKAGES := rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-li
 # The selected toolchain's PATH/RUSTC/RUSTDOC/CARGO, for recipes that run cargo.
 TOOLCHAIN_ENV = eval "$$($(CRATECAGE) toolchain env)"
 
-.PHONY: setup venv toolchain debian-rust c-tools demo test bench clean
+.PHONY: setup venv toolchain debian-rust c-tools fresh-toolchain demo test bench clean
 
 setup: venv toolchain
 
@@ -55,7 +56,16 @@ c-tools:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(C_PACKAGES); }
 
-test: setup c-tools
+# tests/test_first_use.py and test_ci_recipe.py need a rustup toolchain without the wasm32-wasip1 target: they
+# copy this one (hard links) into private rustup homes and add the target there, never to this one. Keep it
+# equal to FRESH_TOOLCHAIN in tests/fresh_rustup.py.
+FRESH_TOOLCHAIN := 1.99.1
+fresh-toolchain:
+	@command -v rustup >/dev/null || { echo "cratecage: the first-use tests need rustup (rustup.rs) and its toolchain $(FRESH_TOOLCHAIN)" >&2; exit 1; }
+	@rustup toolchain list | grep -q '^$(FRESH_TOOLCHAIN)-' || rustup toolchain install $(FRESH_TOOLCHAIN) --profile minimal --no-self-update || \
+	  { echo "cratecage: cannot install toolchain $(FRESH_TOOLCHAIN) (tests/test_first_use.py needs it): is rustup's server reachable?" >&2; exit 1; }
+
+test: setup c-tools fresh-toolchain
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 bench: setup c-tools
