@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 
+from shim.capable import is_rustup_proxy, rustup_home
 from shim.rustc_args import RustcArgs
 
 # What a native compile and link may read besides the paths its own arguments name.
@@ -113,6 +114,8 @@ def grants(chain: list[str], rustc_args: list[str], args: RustcArgs, environ: di
         read.append(args.target)
     if args.sysroot:
         read.append(args.sysroot)
+    if any(is_rustup_proxy(p) for p in programs):
+        read += rustup_toolchain_files(os.getcwd())
     return Grants(_absolute(execute), _absolute(read), _absolute(write), _absolute(listed))
 
 
@@ -235,8 +238,8 @@ def _toolchain_exec(programs: list[str], args: RustcArgs, environ: dict[str, str
     else the sysroot of each program (the whole sysroot, or only its rustlib when it is /usr)."""
     out = []
     for program in programs:
-        if os.path.basename(program).startswith("rustup"):
-            home = environ.get("RUSTUP_HOME") or os.path.join(os.path.expanduser("~"), ".rustup")
+        if is_rustup_proxy(program):  # a symbolic link to rustup, or a hard link (rustup's installer)
+            home = rustup_home(environ)
             out += [os.path.join(home, "toolchains"), os.path.join(home, "settings.toml")]
             continue
         sysroot = os.path.dirname(os.path.dirname(program))
@@ -246,6 +249,18 @@ def _toolchain_exec(programs: list[str], args: RustcArgs, environ: dict[str, str
     if args.sysroot:
         out.append(os.path.join(args.sysroot, "lib", "rustlib"))
     return out
+
+
+def rustup_toolchain_files(cwd: str) -> list[str]:
+    """The `rust-toolchain.toml`/`rust-toolchain` files rustup's proxy reads to choose the toolchain:
+    those of the cwd and each directory above it."""
+    found, here = [], os.path.abspath(cwd)
+    while True:
+        found += [f for f in (os.path.join(here, n) for n in ("rust-toolchain.toml", "rust-toolchain"))
+                  if os.path.isfile(f)]
+        if os.path.dirname(here) == here:
+            return found
+        here = os.path.dirname(here)
 
 
 def _interpreter(program: str) -> list[str]:

@@ -20,6 +20,7 @@ from fresh_rustup import FRESH_TOOLCHAIN, WASM, Rustup, private_rustup, shared_r
 from shim import capable, toolchain
 from shim.errors import ToolchainError
 
+TOOLCHAIN_CARGO = "<the fresh toolchain's own cargo>"
 ANNOUNCEMENT = f"cratecage: adding the {WASM} target to toolchain {FRESH_TOOLCHAIN} (once; about 20 s)"
 OFFLINE = {"RUSTUP_DIST_SERVER": "http://127.0.0.1:9"}  # nothing listens there: every download fails
 # How a project names its toolchain: cargo's argv, extra environment, a rust-toolchain.toml.
@@ -27,6 +28,9 @@ MECHANISMS = {
     "cargo +toolchain": (["cargo", f"+{FRESH_TOOLCHAIN}", "build"], {}, None),
     "rust-toolchain.toml": (["cargo", "build"], {}, f'[toolchain]\nchannel = "{FRESH_TOOLCHAIN}"\n'),
     "RUSTUP_TOOLCHAIN": (["cargo", "build"], {"RUSTUP_TOOLCHAIN": FRESH_TOOLCHAIN}, None),
+    # The toolchain's own cargo, run without rustup: it passes `rustc`, rustup's proxy on PATH, which picks
+    # the toolchain from the cwd, in the wrapper and in the confined compiles alike.
+    "rustc proxy": ([TOOLCHAIN_CARGO, "build"], {}, f'[toolchain]\nchannel = "{FRESH_TOOLCHAIN}"\n'),
 }
 
 
@@ -63,6 +67,7 @@ def test_the_toolchain_cargo_picks_gets_the_wasm_target_on_first_use_with_only_t
     before = shared_state(r)
     ws = workspace(tmp_path)
     argv, extra, toolchain_file = MECHANISMS[mechanism]
+    argv = [str(r.rustc.parent / "cargo") if a == TOOLCHAIN_CARGO else a for a in argv]
     if toolchain_file:
         (ws / "rust-toolchain.toml").write_text(toolchain_file)
     p, events = build(r, ws, argv, **extra)
