@@ -17,7 +17,7 @@ import pytest
 
 from conftest import FIXTURES, WRAPPER
 from fresh_rustup import FRESH_TOOLCHAIN, WASM, Rustup, private_rustup, shared_rustup_home
-from shim import capable, toolchain
+from shim import capable, first_use, toolchain
 from shim.errors import ToolchainError
 
 TOOLCHAIN_CARGO = "<the fresh toolchain's own cargo>"
@@ -201,3 +201,29 @@ def test_a_rustup_proxy_never_answers_for_another_toolchain(tmp_path: Path) -> N
     with pytest.raises(ToolchainError, match=f"rustc {FRESH_TOOLCHAIN}"):
         toolchain.require_wasm_capable(str(chooser), what="x",
                                        environ=r.env(CHOICE=str(r.rustc.parent.parent), **OFFLINE))
+
+
+def test_a_compiler_outside_rustup_with_rust_src_wasi_libc_and_lld_is_built_for_on_first_use(tmp_path: Path) -> None:
+    sysroot = tmp_path / "sysroot"
+    library = sysroot / "lib" / "rustlib" / "src" / "rust" / "library"
+    (library / "std").mkdir(parents=True)
+    for piece in (library / "std" / "Cargo.toml", library / "Cargo.lock", tmp_path / "wasi" / "lib" / WASM /
+                  "crt1-command.o", tmp_path / "wasi" / "lib" / WASM / "libc.a"):
+        piece.parent.mkdir(parents=True, exist_ok=True)
+        piece.write_text("")
+    for program in (sysroot / "bin" / "cargo", sysroot / "lib" / "rustlib" / "x86_64-unknown-linux-gnu" / "bin" /
+                    "rust-lld"):
+        program.parent.mkdir(parents=True, exist_ok=True)
+        program.write_text("#!/bin/sh\n")
+        program.chmod(0o755)
+    compiler = toolchain.Compiler(rustc=str(sysroot / "bin" / "rustc"), sysroot=str(sysroot), verbose_version=(
+        "rustc 1.96.0 (ac68faa20 2026-05-25)\nhost: x86_64-unknown-linux-gnu\nrelease: 1.96.0\n"))
+    env = {"PATH": "", "WASI_SYSROOT": str(tmp_path / "wasi"), "RUSTUP_HOME": str(tmp_path / "rustup"),
+           "CARGO_HOME": str(tmp_path / "cargo")}
+    plan = first_use.plan(compiler, env)
+    assert (plan.route, plan.toolchain, plan.missing) == (first_use.RUST_SRC, None, ())
+    assert first_use.describe(compiler, env) == "the first build builds it from rust-src (about a minute)"
+    assert "from its rust-src (once; about a minute)" in plan.announcement(compiler)
+    (tmp_path / "wasi" / "lib" / WASM / "libc.a").unlink()
+    assert first_use.plan(compiler, env).route is None
+    assert "no wasi-libc" in first_use.describe(compiler, env)
