@@ -4,11 +4,14 @@
 //! and `free`s the answer) would not link; rustup's newer wasi-libc has musl's, which fails for every
 //! absolute path below a preopen. Wrapping instead of defining `realpath` avoids a duplicate definition.
 //!
-//! POSIX semantics, in Rust over std (never `fs::canonicalize`, which would call this very function): a
-//! relative path starts at `env::current_dir()`; every component is `lstat`ed (`fs::symlink_metadata`) and
-//! symbolic links are replaced by their `fs::read_link` target (relative to the link's directory, or from "/"
-//! for an absolute one), at most 40 times (then ELOOP); `.` is dropped and `..` removes the last component of
-//! the resolved prefix, after that prefix's links were followed (physical, not textual). A missing component
+//! POSIX semantics, in Rust over std (never `fs::canonicalize`, which would call this very function), but
+//! for the `..` the caller wrote: the path is first made absolute against `env::current_dir()` and
+//! normalised lexically, as every path function resolves it (paths.rs), so `canonicalize(p)` names the file
+//! that opening `p` opens (`OUT_DIR/l/../x` is `OUT_DIR/x` whatever the link `l` points to). Then every
+//! component is `lstat`ed (`fs::symlink_metadata`) and symbolic links are replaced by their `fs::read_link`
+//! target (relative to the link's directory, or from "/" for an absolute one), at most 40 times (then
+//! ELOOP); a `..` *in a link's target* removes the last component of the resolved prefix, after that
+//! prefix's links were followed (physical, as wasmtime follows links on the host). A missing component
 //! is ENOENT; a component that is not a directory but is followed by `/` (`file/x`, `file/`, `file/..`) is
 //! ENOTDIR. The result goes to `resolved` (the caller's `PATH_MAX` = 4096 byte buffer; ENAMETOOLONG if it
 //! does not fit) or, when `resolved` is NULL, to a string from libc's `malloc` that the caller `free`s.
@@ -32,6 +35,7 @@
 use core::ffi::{c_char, c_int, c_void, CStr};
 
 use crate::cratecage_observe as observe;
+use crate::cratecage_paths as paths;
 
 use real::ffi::OsStr;
 use real::io;
@@ -39,7 +43,7 @@ use real::os::wasi::ffi::{OsStrExt, OsStringExt};
 use real::path::Path;
 use real::vec::Vec;
 
-const PATH_MAX: usize = 4096;
+const PATH_MAX: usize = paths::PATH_MAX;
 /// Linux's MAXSYMLINKS.
 const MAX_SYMLINKS: u32 = 40;
 
@@ -125,18 +129,25 @@ fn canonical(path: &[u8]) -> Result<Vec<u8>, c_int> {
     if path.is_empty() {
         return Err(ENOENT);
     }
-    let mut out: Vec<u8> = if path[0] == b'/' {
-        Vec::from(&b"/"[..])
+    let cwd: Vec<u8> = if path[0] == b'/' {
+        Vec::new()
     } else {
         real::env::current_dir().map_err(code_of)?.into_os_string().into_vec()
     };
-    if out.first() != Some(&b'/') {
+    if path[0] != b'/' && cwd.first() != Some(&b'/') {
         return Err(ENOENT);
     }
+    if path.len() >= PATH_MAX {
+        return Err(ENAMETOOLONG);
+    }
+    // The caller's `..` are gone from here on; `rest` ends in "/" where the path must name a directory.
+    let mut rest: Vec<u8> = real::vec![0; cwd.len() + path.len() + 3];
+    let len = paths::absolute_into(&mut rest, &cwd, path);
+    rest.truncate(len);
+    let mut out: Vec<u8> = Vec::from(&b"/"[..]);
     // The first error of a component not yet proven to exist (0: `out` is known to exist).
     let mut unproven: c_int = 0;
     let mut links = 0u32;
-    let mut rest: Vec<u8> = path.to_vec();
     let mut pos = 0usize;
     loop {
         while pos < rest.len() && rest[pos] == b'/' {
