@@ -11,6 +11,7 @@ normpath keeps; Linux and the guest take it as "/".
 
 from __future__ import annotations
 
+import os
 import posixpath
 
 
@@ -18,3 +19,11 @@ def normal_path(path: str) -> str:
     """`path` with `.`, `..` and repeated or trailing slashes resolved lexically; absolute stays absolute."""
     path = posixpath.normpath(path)
     return "/" + path.lstrip("/") if path.startswith("//") else path
+
+
+def normal_dir(path: str) -> str:
+    """A directory cargo names for a run (CARGO_MANIFEST_DIR, OUT_DIR: `CARGO_TARGET_DIR=../t` leaves a `..`
+    in it) as the guest must find it among its preopens: in normal form where that names the same
+    directory, resolved where a symbolic link before a `..` makes the two differ."""
+    normal = normal_path(path)
+    return normal if os.path.realpath(normal) == os.path.realpath(path) else os.path.realpath(path)

@@ -207,3 +207,17 @@ def test_a_programs_relative_working_directory_follows_the_scripts_own(cargo: Ca
         assert got[("spawn-pwd", path)] == f"ok exit status: 0 {ws / 'data-a'}", path
     assert got[("spawn-pwd", "data-b")].startswith("err ")  # <ws>/data-b: not granted
     assert not run.ok
+
+
+def test_a_target_dir_named_with_dotdot_still_holds_out_dir(cargo: Cargo, ws: Path) -> None:
+    """Cargo passes `CARGO_TARGET_DIR=<ws>/member/../target` on in OUT_DIR, `..` and all; the guest looks every
+    path up by its normal form, so the runner preopens OUT_DIR by that form too."""
+    (ws / "cratecage.toml").write_text(policy("VERSION"))
+    write_test_env(ws / "member", {"CASES": "write $O/x.txt\nread $O/x.txt\n"})
+    run = cargo(ws, "build", wrapped=True, target_dir=ws / "member" / ".." / "target", check=False)
+    assert run.ok, run.proc.stderr[-3000:]
+    got = outcomes(run)
+    assert got[("write", "$O/x.txt")] == "ok" and got[("read", "$O/x.txt")] == "ok written by dotdot"
+    (out,) = out_dirs(ws)
+    assert (out / "x.txt").read_text() == "written by dotdot\n"
+    assert not denials(run)
