@@ -151,6 +151,8 @@ def test_a_link_planted_in_out_dir_never_leads_a_dotdot_to_an_ungranted_file(car
              "read $O/m/../../secret.txt", "read $O/m/build.rs", "read $O/root$M/../secret.txt",
              "chdir $O/m", "read $O/$UP1500$M/../secret.txt",
              "write $O/$UP60$M/../planted.txt", "write $M/../VERSION", "mkdir $M/../data-a/../made",
+             "hardlink $M/../VERSION $O/stolen", "write $O/stolen", "rename $M/src/../../VERSION $O/moved",
+             "remove ./../VERSION", "symlink VERSION $M/../data-a/../link",
              "remove $O/m", "remove $O/root"]
     version = (ws / "VERSION").read_text()
     secret = (ws / "secret.txt").read_text().strip()
@@ -165,11 +167,13 @@ def test_a_link_planted_in_out_dir_never_leads_a_dotdot_to_an_ungranted_file(car
     assert got[("list", "$O/m/..")].startswith("ok ") and "secret.txt" in got[("list", "$O/m/..")].split(",")
     for case in (("read", "$O/m/../../secret.txt"), ("read", "$O/m/build.rs"), ("read", "$O/root$M/../secret.txt"),
                  ("chdir", "$O/m"), ("read", "$O/$UP1500$M/../secret.txt"),
-                 ("write", "$O/$UP60$M/../planted.txt"), ("write", "$M/../VERSION"), ("mkdir", "$M/../data-a/../made")):
+                 ("write", "$O/$UP60$M/../planted.txt"), ("write", "$M/../VERSION"), ("mkdir", "$M/../data-a/../made"),
+                 ("hardlink", "$M/../VERSION"), ("rename", "$M/src/../../VERSION"), ("remove", "./../VERSION"),
+                 ("symlink", "VERSION")):
         assert got[case].startswith("err "), (case, got[case])
     assert secret not in text
     assert all(secret.encode() not in p.read_bytes() for p in out.rglob("*") if p.is_file() and not p.is_symlink())
-    assert not (ws / "planted.txt").exists() and not (ws / "made").exists()
+    assert not (ws / "planted.txt").exists() and not (ws / "made").exists() and not (ws / "link").is_symlink()
     assert (ws / "VERSION").read_text() == version
     # Every denial names a normalised path.
     for _status, _op, path in denials(run):
