@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
 CRATE = "dotdot-member"
 # How a script may name <workspace>/<file>: $M is its manifest dir (and cwd), $O its OUT_DIR, $UPn n "../".
 SPELLINGS = ["$M/../{f}", "../{f}", "./../{f}", "src/../../{f}", "$M//..//{f}", "/$M/../{f}",
-             "$M/./../member/../{f}", "/../../..$M/../{f}", "$O/$UP40$M/../{f}", "$M/../data-a/../{f}"]
+             "$M/./../member/../{f}", "/../../..$M/../{f}", "$O/$UP40$M/../{f}", "$M/../data-a/../{f}",
+             "$O/$UP1500$M/../{f}"]  # longer than PATH_MAX, shorter once normalised
 OPS = ["read", "metadata", "exists", "canonicalize"]
 CASE = re.compile(r"case (\S+) (\S+)(?: \S+)? => (.*)$", re.M)
 DENIAL = re.compile(r"filesystem-access (denied|not granted \(warn mode: permitted\)): (\w+) (\S+): ")
