@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Final
 
 from shim.directives import CARGO_KEYS
+from shim.lexical import normal_path
 
 _HOSTNAME_RE: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
@@ -49,12 +50,14 @@ def prefix_match(pattern: str, target: str) -> bool:
 # -- paths: a granted path is a tree ------------------------------------------------------------------------
 
 def _policy_path(raw: str, base: Path) -> str:
+    """A policy's path in the guest's normal form (shim.lexical): relative to the policy file's directory,
+    `~` expanded, `.`/`..`/`//`/a trailing `/` resolved, so every spelling of a path grants the same tree."""
     path = _expand_home(_text(raw))
-    return os.path.normpath(path if os.path.isabs(path) else os.path.join(base, path))
+    return normal_path(path if os.path.isabs(path) else os.path.join(base, path))
 
 
 def _request_path(target: str) -> str | None:
-    return os.path.normpath(target) if target and os.path.isabs(target) and "\0" not in target else None
+    return normal_path(target) if target and os.path.isabs(target) and "\0" not in target else None
 
 
 def _under(tree: str, path: str) -> bool:

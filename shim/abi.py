@@ -80,10 +80,10 @@ same family, port 0: the host's own addresses are not the guest's business).
 from __future__ import annotations
 
 import ipaddress
-import posixpath
 import struct
 from dataclasses import dataclass, field
 
+from shim.lexical import normal_path
 from shim.runctx import Observation
 
 IMPORT_MODULE = "cratecage-1"
@@ -227,10 +227,7 @@ def decode_report(kind: int, data: bytes) -> Observation:
     if not (error in REPORTED_ERRNOS or error == ACCESS_OK
             or (error.isascii() and error.isdigit() and len(error) <= 5)):
         raise ReportError("bad error")
-    path = posixpath.normpath(path)
-    if path.startswith("//"):  # normpath keeps POSIX's implementation-defined "//"
-        path = "/" + path.lstrip("/")
-    return Observation("fs", op, path, error)
+    return Observation("fs", op, normal_path(path), error)
 
 
 def encode_report(report: Observation) -> tuple[int, bytes]:

@@ -202,9 +202,31 @@ def _fs_denial(ctx: RunContext, grant: Grant | None, kind: str, op: str, path: s
         return  # inside the default grants, or missing on the host too: nothing to grant
     if write and _covered(path, [ctx.out_dir, ctx.tmp_dir]):
         return
+    if grant is not None and (grant.allows_write(path) if write else grant.allows_read(path)):
+        _granted_yet_refused(ctx, grant, op, path, errno, write, fatal)
+        return
     ctx.deny("filesystem-access", f"{op} {path}", f"outside the build script's grants ({errno})",
              _suggest(kind, ctx.crate, "filesystem-access", _grant_target(path, write), writable=write),
              fatal=fatal)
+
+
+def _granted_yet_refused(ctx: RunContext, grant: Grant, op: str, path: str, errno: str, write: bool,
+                         fatal: bool) -> None:
+    """A refused access to a path the grant covers: an entry for the path would change nothing (and be
+    printed again on every build). The usual cause is a symbolic link on the way that leads out of the
+    granted directory holding it: wasmtime follows links only inside their preopen."""
+    real = os.path.realpath(path)
+    if real == path:
+        ctx.deny("filesystem-access", f"{op} {path}", f"granted, yet refused by the sandbox ({errno})",
+                 "see the README's Limits", fatal=fatal)
+        return
+    key = "writable" if write else "paths"
+    allowed = grant.allows_write(real) if write else grant.allows_read(real)
+    ctx.deny("filesystem-access", f"{op} {path}",
+             f"granted, but reached through a symbolic link to {real}, which the sandbox follows only inside the "
+             f"granted directory holding the link ({errno})",
+             f"no policy entry makes this path work: the script must open {real} itself"
+             + ("" if allowed else f", which needs filesystem-access {key} = [\"{real}\"]"), fatal=fatal)
 
 
 def _grant_target(path: str, write: bool) -> str:

@@ -19,6 +19,12 @@ wasi-libc differs between sysroots: Debian's (2022), which cratecage's private s
 paths into preopened directories. So `realpath` is wrapped like `stat` (LINK_ARGS): every call reaches the
 facade's own implementation (src/realpath.rs), whatever the libc has. The same goes for the pthread
 functions std's `thread::spawn` links to (src/threads.rs: there are no threads, spawning fails).
+
+One libc function is replaced without `--wrap`: wasi-libc defines `__wasilibc_find_relpath_alloc`, where every
+path function (and chdir, from inside its own object file) picks the preopened directory for a path, *weak*,
+so src/paths.rs's strong definition takes its place in every link; it normalises the path lexically first,
+so `<manifest>/../VERSION` is looked up as `<workspace>/VERSION`. A libc whose definition were strong would
+stop the link with a duplicate symbol, never link silently without it.
 """
 
 from __future__ import annotations

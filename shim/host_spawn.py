@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Callable, Final
 
 from shim import abi, reaper, workspace
 from shim.directives import LOADER_ENV_NAMES, LOADER_ENV_PREFIXES, inside
+from shim.lexical import normal_path
 from shim.runctx import RunContext
 
 if TYPE_CHECKING:
@@ -106,10 +107,13 @@ def resolve(ctx: RunContext, program: str) -> str:
     else:
         if not os.path.isabs(program):
             raise SpawnRefused(program, "a relative program path; name the program or give an absolute path")
+        # What the guest means by it (`..` lexically, shim.lexical) is what is checked and what runs: a link
+        # before a `..` (planted in OUT_DIR) must not make the host run another binary than the one granted.
+        program = normal_path(program)
         resolved = os.path.realpath(program)
         named = [os.path.realpath(w) for g in grant.programs if "/" not in g
                  for w in [shutil.which(g, path=path)] if w]
-        if not (grant.allows_program(os.path.normpath(program)) or resolved in named):
+        if not (grant.allows_program(program) or resolved in named):
             if not warn:
                 raise SpawnRefused(program, NOT_GRANTED + " (nor is it what a granted name resolves to)")
             ctx.deny("process-spawn", program, NOT_GRANTED, suggest(ctx, program), permitted=True)
@@ -149,7 +153,7 @@ def child_env(ctx: RunContext, req: abi.SpawnRequest) -> dict[str, str]:
 
 
 def child_cwd(ctx: RunContext, req: abi.SpawnRequest) -> str:
-    cwd = os.path.normpath(os.path.join(ctx.package_dir, req.cwd)) if req.cwd else ctx.package_dir
+    cwd = normal_path(os.path.join(ctx.package_dir, req.cwd)) if req.cwd else ctx.package_dir
     grant = ctx.grant
     roots = [ctx.package_dir, ctx.out_dir, ctx.tmp_dir,
              *(grant.readable if grant is not None else ()), *(grant.writable if grant is not None else ())]

@@ -310,6 +310,7 @@ class GuestRun:
         import wasmtime
 
         from shim import host_net, host_observe, host_process, reaper, usage
+        from shim.lexical import normal_path
 
         reaper.begin_run()  # before any child: every orphan below the runner comes back to it
         self.engine = engine_and_config()
@@ -326,8 +327,8 @@ class GuestRun:
         wasi.stdout_custom = self._on_stdout
         wasi.stderr_custom = self._on_stderr
         for host, guest, writable in self.preopens:
-            try:
-                wasi.preopen_dir(host, guest, writable)
+            try:  # the guest finds a path's preopen by its normal form (facade paths.rs)
+                wasi.preopen_dir(host, guest if guest == "." else normal_path(guest), writable)
             except wasmtime.WasmtimeError:
                 if os.path.isdir(host) and os.access(host, os.R_OK | os.X_OK):
                     raise
@@ -556,12 +557,23 @@ def rerun_on_policy_edits(stdout: bytes, ctx: RunContext, policy_file: str) -> b
 
 
 def context_from_env(environ: dict[str, str], rustc: str, sysroot: str, tmp_dir: str) -> RunContext:
-    package_dir = environ.get("CARGO_MANIFEST_DIR") or os.getcwd()
-    out_dir = environ.get("OUT_DIR", "")
+    """The run's context. The package and OUT_DIR take shim.lexical's form, which is how the guest resolves
+    every path (a preopen at `/w/m/../t/out` would match nothing) and what reports are compared with; where
+    a link made that another directory, the guest's variables name the resolved one."""
+    from shim.lexical import normal_dir, normal_path
+
+    package_dir = normal_dir(environ.get("CARGO_MANIFEST_DIR") or os.getcwd())
+    out_dir = normal_dir(environ["OUT_DIR"]) if environ.get("OUT_DIR") else ""
+    env = guest_environment(environ, tmp_dir, cargo_environment())
+    for name, value in (("CARGO_MANIFEST_DIR", package_dir), ("OUT_DIR", out_dir)):
+        if name in env and normal_path(env[name]) != value:
+            env[name] = value
+            if name == "CARGO_MANIFEST_DIR" and "CARGO_MANIFEST_PATH" in env:
+                env["CARGO_MANIFEST_PATH"] = os.path.join(value, os.path.basename(env["CARGO_MANIFEST_PATH"]))
     return RunContext(
         crate=environ.get("CARGO_PKG_NAME", "?"), version=environ.get("CARGO_PKG_VERSION", "?"),
         package_dir=package_dir, out_dir=out_dir, tmp_dir=tmp_dir,
-        env=guest_environment(environ, tmp_dir, cargo_environment()), host_env=dict(environ), rustc=rustc, sysroot=sysroot,
+        env=env, host_env=dict(environ), rustc=rustc, sysroot=sysroot,
     )
 
 

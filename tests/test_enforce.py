@@ -98,3 +98,27 @@ def test_in_warn_mode_a_refused_write_is_still_denied(ctx: RunContext, tmp_path:
     [denial] = ctx.denials
     assert denial.fatal and not denial.permitted
     assert f"filesystem-access denied: write {tmp_path / 'canary'}" in denial.render("c", "1.0.0")
+
+
+def test_a_granted_path_refused_through_a_link_gets_no_entry_that_would_change_nothing(
+        ctx: RunContext, tmp_path: Path) -> None:
+    granted, other = tmp_path / "granted", tmp_path / "other"
+    granted.mkdir()
+    other.mkdir()
+    (other / "x.txt").write_text("x")
+    (granted / "out").symlink_to(other)
+    (granted / "plain.txt").write_text("p")
+    g = Grant(kind="build", crate="c", version="1", permits={"filesystem-access.paths": (str(granted),)})
+    ctx.observations += [Observation("fs", "read", str(granted / "out" / "x.txt"), "EPERM"),
+                         Observation("fs", "read", str(granted / "plain.txt"), "ENOENT")]
+    enforce.observed_denials(ctx, g)
+    link, plain = ctx.denials
+    assert link.fatal and "\n" not in link.fix and str(other / "x.txt") in link.reason
+    assert f'filesystem-access paths = ["{other / "x.txt"}"]' in link.fix  # what opening the target needs
+    assert plain.fatal and "\n" not in plain.fix and "granted, yet refused" in plain.reason
+    # the same refusal of an ungranted path prints the entry that permits it
+    ctx.denials.clear()
+    ctx.observations[:] = [Observation("fs", "read", str(other / "x.txt"), "ENOENT")]
+    enforce.observed_denials(ctx, g)
+    [denial] = ctx.denials
+    assert f'paths = ["{other / "x.txt"}"]' in denial.fix.splitlines()[-1]

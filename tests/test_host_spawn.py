@@ -76,6 +76,22 @@ def test_a_binary_the_script_can_write_is_refused_even_when_granted(tmp_path: Pa
             host_spawn.resolve(ctx, program)
 
 
+def test_a_program_path_with_dotdot_runs_what_it_names_lexically(tmp_path: Path) -> None:
+    """The guest resolves `..` lexically (facade paths.rs); the policy is checked on that meaning, so the
+    host runs that meaning too: a link the script planted before a `..` cannot swap in another binary."""
+    tools, elsewhere = tmp_path / "tools", tmp_path / "elsewhere"
+    (elsewhere / "sub").mkdir(parents=True)
+    tools.mkdir()
+    shutil.copy2(CAT, tools / "tool")
+    shutil.copy2(CAT, elsewhere / "tool")  # a host binary nobody granted
+    ctx = make_ctx(tmp_path, grant_of(str(tools / "tool"), str(tmp_path / "out" / "tool")))
+    for spelling in (f"{tools}/./x/../tool", f"/{tools}//tool", f"{tmp_path}/out/../tools/tool"):
+        assert host_spawn.resolve(ctx, spelling) == str(tools / "tool")
+    os.symlink(elsewhere / "sub", tmp_path / "out" / "l")  # planted in OUT_DIR, which it may write
+    with pytest.raises(host_spawn.SpawnRefused, match="can write"):
+        host_spawn.resolve(ctx, f"{tmp_path}/out/l/../tool")  # granted as OUT_DIR/tool; never elsewhere/tool
+
+
 def test_warn_mode_runs_what_is_not_granted_and_reports_it(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path, grant_of("ar"), mode="warn")
     assert host_spawn.resolve(ctx, "cat") == CAT

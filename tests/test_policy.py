@@ -456,6 +456,26 @@ def test_relative_paths_are_relative_to_the_policy_file(tmp_path: Path, monkeypa
     assert g.programs == (str(sub / "bin/tool"), "cc")
 
 
+GRANT_SPELLINGS = ["VERSION", "./VERSION", "member/../VERSION", "./member/..//VERSION", "VERSION/", "VERSION/.",
+                   "{ws}/VERSION", "{ws}//VERSION", "/{ws}/./VERSION", "{ws}/member/../VERSION",
+                   "/../..{ws}/VERSION", "../{name}/VERSION"]
+REQUEST_SPELLINGS = ["{ws}/VERSION", "{ws}//VERSION", "/{ws}/VERSION", "{ws}/member/../VERSION", "{ws}/./VERSION/",
+                     "/../{ws}/VERSION"]
+
+
+@pytest.mark.parametrize("spelling", GRANT_SPELLINGS)
+def test_every_spelling_of_a_granted_path_grants_every_spelling_of_it(tmp_path: Path, spelling: str) -> None:
+    ws = str(tmp_path)
+    written = spelling.format(ws=ws, name=tmp_path.name)
+    g = load(tmp_path, f'[permissions.build.foo]\nfilesystem-access = {{ action = "permit", paths = ["{written}"] }}\n'
+                       ).resolve("build", "foo", "1.0.0")
+    assert g.readable == (os.path.join(ws, "VERSION"),)
+    for request in REQUEST_SPELLINGS:
+        assert g.allows_read(request.format(ws=ws)), request
+    for other in ("{ws}/VERSION2", "{ws}/secret.txt", "{ws}/VERSION/../secret.txt", "{ws}/../VERSION"):
+        assert not g.allows_read(other.format(ws=ws)), other
+
+
 def test_home_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", "/home/someone")
     g = grant_of(tmp_path, 'filesystem-access = { action = "permit", paths = ["~/.config/foo"], writable = ["~"] }')

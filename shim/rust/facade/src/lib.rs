@@ -12,7 +12,9 @@
 //!
 //! Below std's API, stat.rs wraps libc's `stat` family at link time (shim/facade.py's `LINK_ARGS`) so that
 //! `fs::Metadata::permissions()` reports plausible bits instead of "read-only" for everything, and
-//! realpath.rs replaces libc's `realpath` (for `fs::canonicalize`) through `--wrap=realpath`: Debian's
+//! paths.rs gives every spelling of a path one meaning (`<manifest>/../VERSION` is
+//! `<workspace>/VERSION`) by replacing wasi-libc's weak `__wasilibc_find_relpath_alloc`, where every libc
+//! path function picks its preopened directory. realpath.rs replaces libc's `realpath` (for `fs::canonicalize`) through `--wrap=realpath`: Debian's
 //! wasi-libc lacks it and rustup's fails on absolute paths into preopened directories. observe.rs wraps the
 //! libc functions behind `std::fs` and `std::env::var*` the same way, to report every failed access and
 //! every variable looked up in vain to the host, and in warn mode every successful read and lookup too
@@ -33,6 +35,8 @@ pub use real::*;
 mod cratecage_ffi;
 #[path = "host.rs"]
 mod cratecage_host;
+#[path = "paths.rs"]
+mod cratecage_paths;
 #[path = "stat.rs"]
 mod cratecage_stat;
 #[path = "realpath.rs"]

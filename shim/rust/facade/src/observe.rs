@@ -42,13 +42,15 @@
 //!
 //! Only the errors a grant could change are reported: ENOENT (wasi-libc's answer for a path outside the
 //! preopens when "." is preopened, as the runner does), EACCES, EPERM (a write into a read-only preopen,
-//! a `..` escape), EROFS and ENOTCAPABLE (a path no preopen covers). Paths are made absolute against the
-//! current directory (wasi-libc's, which env.rs sets to CARGO_MANIFEST_DIR) and normalized lexically
-//! (`.`, `..` and repeated slashes), so the host can compare them with grants.
+//! a symbolic link leading out of one), EROFS and ENOTCAPABLE (a path no preopen covers). Paths are made
+//! absolute against the current directory (wasi-libc's, which env.rs sets to CARGO_MANIFEST_DIR) and
+//! normalized lexically (`.`, `..` and repeated slashes) exactly as paths.rs resolves them, so every
+//! spelling of a path is one report, naming what was looked up, and the host can compare it with grants.
 //!
 //! Rules the wrappers keep:
 //!   - no recursion: nothing here calls std's fs or env, or allocates; the payload is built in fixed
-//!     buffers on the stack (a path longer than PATH_MAX is not reported), and the current directory comes
+//!     buffers on the stack (a path whose normal form is longer than PATH_MAX is not reported; a long `..`
+//!     chain that shrinks is), and the current directory comes
 //!     from libc's `getcwd`, which is not wrapped;
 //!   - errno is what the original left: every report restores it;
 //!   - each (kind, op, path, and whether it succeeded) is sent once per run as far as a small
@@ -68,6 +70,7 @@ use core::ffi::{c_char, c_int, c_void, CStr};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crate::cratecage_ffi as ffi;
+use crate::cratecage_paths as paths;
 
 /// What a failed access tried to do (shim/abi.py `FS_OPS`).
 #[derive(Clone, Copy)]
@@ -115,7 +118,7 @@ const O_WRONLY: c_int = 0x1000_0000; // also part of O_RDWR
 /// wasi-libc's AT_FDCWD (the libc crate's; fcntl.h's -100 is for other targets).
 pub(crate) const AT_FDCWD: c_int = -2;
 
-const PATH_MAX: usize = 4096;
+const PATH_MAX: usize = paths::PATH_MAX;
 /// Room for an op, a path of PATH_MAX bytes, an errno name and the two separators.
 const PAYLOAD_MAX: usize = PATH_MAX + 64;
 const DEDUP_SLOTS: usize = 1024;
@@ -194,24 +197,10 @@ impl Payload {
         true
     }
 
-    /// Appends the components of `path` to the absolute path that starts at `base` ("" there is "/"),
-    /// dropping empty and `.` components and taking `..` back one component (never above "/").
+    /// Appends the components of `path` to the absolute path that starts at `base`, normalised as every
+    /// path is (paths.rs `normalize`).
     fn push_components(&mut self, base: usize, path: &[u8]) -> bool {
-        for component in path.split(|&b| b == b'/') {
-            match component {
-                b"" | b"." => {}
-                b".." => {
-                    let slash = self.data[base..self.len].iter().rposition(|&b| b == b'/');
-                    self.len = base + slash.unwrap_or(0);
-                }
-                _ => {
-                    if !(self.push(b"/") && self.push(component)) {
-                        return false;
-                    }
-                }
-            }
-        }
-        true
+        paths::normalize(&mut self.data, &mut self.len, base, path)
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -263,8 +252,8 @@ pub(crate) unsafe fn succeeded(op: Op, path: *const c_char) {
 unsafe fn fs_report(op: Op, path: *const c_char, error: &[u8], keyed_on_error: bool) {
     let saved = errno;
     let path = CStr::from_ptr(path).to_bytes();
-    if !path.is_empty() && path.len() <= PATH_MAX {
-        let mut payload = Payload::new();
+    if !path.is_empty() {
+        let mut payload = Payload::new(); // build_fs refuses a normal form longer than PATH_MAX
         if build_fs(&mut payload, op, path, error) {
             let key_len = if keyed_on_error { payload.len } else { payload.len - error.len() - 1 };
             send(ffi::REPORT_FS, payload.as_bytes(), key_len);

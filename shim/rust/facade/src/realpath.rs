@@ -4,11 +4,14 @@
 //! and `free`s the answer) would not link; rustup's newer wasi-libc has musl's, which fails for every
 //! absolute path below a preopen. Wrapping instead of defining `realpath` avoids a duplicate definition.
 //!
-//! POSIX semantics, in Rust over std (never `fs::canonicalize`, which would call this very function): a
-//! relative path starts at `env::current_dir()`; every component is `lstat`ed (`fs::symlink_metadata`) and
-//! symbolic links are replaced by their `fs::read_link` target (relative to the link's directory, or from "/"
-//! for an absolute one), at most 40 times (then ELOOP); `.` is dropped and `..` removes the last component of
-//! the resolved prefix, after that prefix's links were followed (physical, not textual). A missing component
+//! POSIX semantics, in Rust over std (never `fs::canonicalize`, which would call this very function), but
+//! for the `..` the caller wrote: the path is first made absolute against `env::current_dir()` and
+//! normalised lexically, as every path function resolves it (paths.rs), so `canonicalize(p)` names the file
+//! that opening `p` opens (`OUT_DIR/l/../x` is `OUT_DIR/x` whatever the link `l` points to). Then every
+//! component is `lstat`ed (`fs::symlink_metadata`) and symbolic links are replaced by their `fs::read_link`
+//! target (relative to the link's directory, or from "/" for an absolute one), at most 40 times (then
+//! ELOOP); a `..` *in a link's target* removes the last component of the resolved prefix, after that
+//! prefix's links were followed (physical, as wasmtime follows links on the host). A missing component
 //! is ENOENT; a component that is not a directory but is followed by `/` (`file/x`, `file/`, `file/..`) is
 //! ENOTDIR. The result goes to `resolved` (the caller's `PATH_MAX` = 4096 byte buffer; ENAMETOOLONG if it
 //! does not fit) or, when `resolved` is NULL, to a string from libc's `malloc` that the caller `free`s.
@@ -32,6 +35,7 @@
 use core::ffi::{c_char, c_int, c_void, CStr};
 
 use crate::cratecage_observe as observe;
+use crate::cratecage_paths as paths;
 
 use real::ffi::OsStr;
 use real::io;
@@ -39,7 +43,7 @@ use real::os::wasi::ffi::{OsStrExt, OsStringExt};
 use real::path::Path;
 use real::vec::Vec;
 
-const PATH_MAX: usize = 4096;
+const PATH_MAX: usize = paths::PATH_MAX;
 /// Linux's MAXSYMLINKS.
 const MAX_SYMLINKS: u32 = 40;
 
@@ -120,23 +124,43 @@ fn pop(out: &mut Vec<u8>) {
     }
 }
 
+/// `path` (not empty) made absolute against `cwd` and normalised lexically (paths.rs), a trailing "/"
+/// where it must name a directory.
+fn lexical(cwd: &[u8], path: &[u8]) -> Vec<u8> {
+    if path.is_empty() {
+        return Vec::new();
+    }
+    let mut buf: Vec<u8> = real::vec![0; cwd.len() + path.len() + 3];
+    let len = paths::absolute_into(&mut buf, cwd, path);
+    buf.truncate(len);
+    buf
+}
+
+/// Whether the absolute path `prefix` is `dir` or one of its ancestors (`dir` may end in "/").
+fn ancestor_or_self(prefix: &[u8], dir: &[u8]) -> bool {
+    dir.starts_with(prefix) && (prefix == b"/" || matches!(dir.get(prefix.len()), None | Some(b'/')))
+}
+
 /// The canonical absolute form of `path`, or the errno that says why there is none.
 fn canonical(path: &[u8]) -> Result<Vec<u8>, c_int> {
     if path.is_empty() {
         return Err(ENOENT);
     }
-    let mut out: Vec<u8> = if path[0] == b'/' {
-        Vec::from(&b"/"[..])
-    } else {
-        real::env::current_dir().map_err(code_of)?.into_os_string().into_vec()
-    };
-    if out.first() != Some(&b'/') {
+    let cwd: Vec<u8> = real::env::current_dir().map(|d| d.into_os_string().into_vec()).unwrap_or_default();
+    if path[0] != b'/' && cwd.first() != Some(&b'/') {
         return Err(ENOENT);
     }
+    // The caller's `..` are gone from here on; `rest` ends in "/" where the path must name a directory.
+    let rest = lexical(&cwd, path);
+    // Directories known to exist though the sandbox may not show them: the current directory, OUT_DIR and
+    // their ancestors (`canonicalize("..")` from the package is its parent, as natively).
+    let out_dir = real::env::var_os("OUT_DIR").map(|d| lexical(b"/", d.as_encoded_bytes())).unwrap_or_default();
+    let known = [lexical(b"/", &cwd), out_dir];
+    let mut rest = rest;
+    let mut out: Vec<u8> = Vec::from(&b"/"[..]);
     // The first error of a component not yet proven to exist (0: `out` is known to exist).
     let mut unproven: c_int = 0;
     let mut links = 0u32;
-    let mut rest: Vec<u8> = path.to_vec();
     let mut pos = 0usize;
     loop {
         while pos < rest.len() && rest[pos] == b'/' {
@@ -190,6 +214,7 @@ fn canonical(path: &[u8]) -> Result<Vec<u8>, c_int> {
                 }
             }
             Err(err) => match code_of(err) {
+                _ if known.iter().any(|dir| ancestor_or_self(&out, dir)) => {}
                 code @ (ENOENT | EACCES | EPERM | ENOTCAPABLE) => {
                     if unproven == 0 {
                         unproven = code;

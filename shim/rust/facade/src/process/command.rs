@@ -181,6 +181,9 @@ impl Command {
             }
         }
         if let Some(cwd) = &self.cwd {
+            // Relative to this process's current directory, as natively: the host knows only the package
+            // directory, where the script starts (env.rs) but need not still be.
+            let cwd = if cwd.is_relative() { real::env::current_dir()?.join(cwd) } else { cwd.clone() };
             record(&mut out, ffi::TAG_CWD, checked(cwd.as_os_str())?);
         }
         for (tag, mode) in [ffi::TAG_STDIN, ffi::TAG_STDOUT, ffi::TAG_STDERR].into_iter().zip(modes) {

@@ -1,0 +1,29 @@
+"""One text for every spelling of a path: what grants, guest reports and denials are compared and printed as.
+
+The guest resolves `<manifest>/../VERSION`, `./../VERSION`, `sub/../../VERSION` and `//ws//VERSION` as
+`/ws/VERSION` before it picks a preopened directory (shim/rust/facade/src/paths.rs: lexically, `..` takes back
+one component, never above "/"; a symbolic link before a `..` does not change what the path means). The host
+must give a policy's `filesystem-access` items and the guest's reports the same form, or a grant spelled one
+way would miss a request spelled another and a denial would print an entry that never matches.
+`posixpath.normpath` is that form but for a leading "//", which POSIX leaves to the implementation and
+normpath keeps; Linux and the guest take it as "/".
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+
+def normal_path(path: str) -> str:
+    """`path` with `.`, `..` and repeated or trailing slashes resolved lexically; absolute stays absolute."""
+    path = posixpath.normpath(path)
+    return "/" + path.lstrip("/") if path.startswith("//") else path
+
+
+def normal_dir(path: str) -> str:
+    """A directory cargo names for a run (CARGO_MANIFEST_DIR, OUT_DIR: `CARGO_TARGET_DIR=../t` leaves a `..`
+    in it) as the guest must find it among its preopens: in normal form where that names the same
+    directory, resolved where a symbolic link before a `..` makes the two differ."""
+    normal = normal_path(path)
+    return normal if os.path.realpath(normal) == os.path.realpath(path) else os.path.realpath(path)
