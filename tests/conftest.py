@@ -40,11 +40,11 @@ def write_test_env(package: Path, values: dict[str, str]) -> None:
             path.write_text(value)
 
 
-# A line cratecage printed itself, as cargo shows it: `cratecage: ...`, `error: cratecage: ...`, or a build
-# script's `cargo:warning=cratecage: ...` as `warning: <package>@<version>: cratecage: ...`. Tests look for
-# these, never for the word anywhere in stderr: cargo's own lines hold paths, and the checkout may be
-# called cratecage.
-_OWN_LINE = re.compile(r"^(?:(?:error|warning): )?(?:[\w.-]+@[\w.+-]+: )?cratecage: ")
+# A line cratecage printed itself, as cargo shows it: `cratecage: ...`, `error: cratecage: ...`, a build
+# script's `cargo:warning=cratecage: ...` as `warning: <package>@<version>: cratecage: ...`, and indented in
+# a failed build script's `--- stderr`. Tests look for these, never for the word anywhere in stderr:
+# cargo's own lines hold paths, and the checkout may be called cratecage.
+_OWN_LINE = re.compile(r"^ *(?:(?:error|warning): )?(?:[\w.-]+@[\w.+-]+: )?cratecage: ")
 
 
 def own_lines(text: str) -> list[str]:
