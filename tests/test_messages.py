@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, Cargo, CargoRun, own_lines
+from conftest import FIXTURES, REPO, Cargo, CargoRun, own_lines
 from shim import toolchain
 from test_toolchain import _incapable_compiler
 
@@ -83,3 +84,40 @@ def test_a_compiler_that_cannot_target_wasm_is_reported_once_per_cargo_run(
         assert len(lines) == 1, (attempt, run.proc.stderr[-4000:])
         assert lines[0].startswith(tuple(f"cratecage: the build script of {pkg} 0.1.0 must " for pkg in SCRIPTS))
         assert f"cargo's rustc ({other}, " in lines[0]
+
+
+# A `cargo` that starts the real one on "a kernel without Landlock": from there on, for cargo and everything it
+# starts, the Landlock calls (444-446, the same on every architecture) fail with ENOSYS.
+NO_LANDLOCK_CARGO = '''#!{python} -S
+import ctypes, os, sys
+sys.path.insert(0, {repo!r})
+from shim import seccomp
+arch = seccomp._ARCHES[os.uname().machine.lower()][0]
+ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+seccomp._install([(0x20, 0, 0, 4), (0x15, 1, 0, arch), (0x06, 0, 0, 0x7FFF0000), (0x20, 0, 0, 0),
+                  (0x35, 0, 2, 444), (0x35, 1, 0, 447), (0x06, 0, 0, 0x00050000 | 38), (0x06, 0, 0, 0x7FFF0000)])
+os.execv({cargo!r}, ["cargo", *sys.argv[1:]])
+'''
+
+
+def test_without_landlock_each_warning_is_said_once_per_cargo_run(cargo: Cargo, many_scripts: Path,
+                                                                  tmp_path: Path) -> None:
+    bin_dir = tmp_path / "no-landlock"
+    bin_dir.mkdir()
+    real = shutil.which("cargo", path=cargo.env["PATH"])
+    assert real is not None
+    (bin_dir / "cargo").write_text(NO_LANDLOCK_CARGO.format(python=sys.executable, repo=str(REPO), cargo=real))
+    (bin_dir / "cargo").chmod(0o755)
+    for pkg in SCRIPTS:  # each library's compile then consumes its script's output: confined, or warned about
+        build_rs = many_scripts / pkg / "build.rs"
+        build_rs.write_text(build_rs.read_text().replace("fn main() {", 'fn main() {\n    println!("cargo:rustc-env=FLAVOUR=x");'))
+    env = {"PATH": f"{bin_dir}:{cargo.env['PATH']}"}
+    for attempt in range(2):  # the second run into a new target directory: every script runs again
+        run = cargo(many_scripts, "build", "-j4", wrapped=True, target_dir=tmp_path / f"target-{attempt}",
+                    extra_env=env, check=False)
+        assert run.ok, run.proc.stderr[-4000:]
+        lines = own_lines(run.proc.stderr)
+        runs = [line for line in lines if ": cratecage: Landlock unavailable: " in line]
+        compiles = [line for line in lines if "compiles that consume a build script's output" in line]
+        assert len(runs) == 1 and len(compiles) == 1 and len(lines) == 2, (attempt, run.proc.stderr[-4000:])
+        assert "ENOSYS" in runs[0] and "(first: the library " in compiles[0]
