@@ -37,8 +37,8 @@ if False:  # typing only
 RUNNER_MODULES = ("abi", "audit", "capable", "caps", "compile_dirs", "compile_env", "directives", "elfcheck",
                   "enforce", "env_names", "facade", "files", "fsview", "host_net", "host_observe",
                   "host_process", "host_spawn", "hostns", "landlock", "landlock_exec", "limits", "linkinput",
-                  "mountns", "pidns", "probe", "reaper", "runctx", "runner", "seccomp", "usage", "wasm_rustc",
-                  "workspace")
+                  "mountns", "once", "pidns", "probe", "reaper", "runctx", "runner", "seccomp", "usage",
+                  "wasm_rustc", "workspace")
 
 
 def _launcher_text(*, python: str, root: str, wasm: str, rustc: str, sysroot: str, module_cache: str) -> str:

@@ -110,7 +110,8 @@ def test_without_landlock_each_warning_is_said_once_per_cargo_run(cargo: Cargo, 
     (bin_dir / "cargo").chmod(0o755)
     for pkg in SCRIPTS:  # each library's compile then consumes its script's output: confined, or warned about
         build_rs = many_scripts / pkg / "build.rs"
-        build_rs.write_text(build_rs.read_text().replace("fn main() {", 'fn main() {\n    println!("cargo:rustc-env=FLAVOUR=x");'))
+        build_rs.write_text(build_rs.read_text().replace("fn main() {",
+                                                         'fn main() {\n    println!("cargo:rustc-env=FLAVOUR=x");'))
     env = {"PATH": f"{bin_dir}:{cargo.env['PATH']}"}
     for attempt in range(2):  # the second run into a new target directory: every script runs again
         run = cargo(many_scripts, "build", "-j4", wrapped=True, target_dir=tmp_path / f"target-{attempt}",
