@@ -15,6 +15,7 @@ from shim.errors import CratecageError
 
 class PolicyError(CratecageError):
     exit_code = 2
+    build_wide = True  # the build's policy: said once per cargo run, not by every unit (shim.once)
 
     def __init__(self, file: str, line: int | None, key: str | None, expected: str) -> None:
         self.file = file

@@ -37,8 +37,8 @@ if False:  # typing only
 RUNNER_MODULES = ("abi", "audit", "capable", "caps", "compile_dirs", "compile_env", "directives", "elfcheck",
                   "enforce", "env_names", "facade", "files", "fsview", "host_net", "host_observe",
                   "host_process", "host_spawn", "hostns", "landlock", "landlock_exec", "limits", "linkinput",
-                  "mountns", "pidns", "probe", "reaper", "runctx", "runner", "seccomp", "usage", "wasm_rustc",
-                  "workspace")
+                  "mountns", "once", "pidns", "probe", "reaper", "runctx", "runner", "seccomp", "usage",
+                  "wasm_rustc", "workspace")
 
 
 def _launcher_text(*, python: str, root: str, wasm: str, rustc: str, sysroot: str, module_cache: str) -> str:
@@ -108,8 +108,8 @@ def runner_sources() -> list[str]:
 
 def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
                          environ: dict[str, str]) -> int:
-    from shim import enforce, facade, toolchain, wasm_rustc
-    from shim.capable import cache_root
+    from shim import enforce, facade, wasm_rustc
+    from shim.capable import cache_root, require_wasm
 
     rustc = chain[-1]
     pkg, version = environ.get("CARGO_PKG_NAME", "?"), environ.get("CARGO_PKG_VERSION", "?")
@@ -117,7 +117,7 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
     grant, policy = enforce.grant("build", pkg, version, environ)
     if grant is not None and grant.native and policy is not None:
         return compile_native(chain, args, expanded, environ, str(policy.source))
-    tc = toolchain.require_wasm_capable(rustc, what=f"build script of {pkg} {version}", environ=environ)
+    tc = require_wasm(rustc, f"build script of {pkg} {version}", environ)
     assert tc.wasm_sysroot is not None
     facade_rlib = str(facade.facade_rlib(tc))
     cwd = os.getcwd()
@@ -153,8 +153,7 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
             return done.returncode
         built = Path(dirs.out, wasm.name)
         if not built.is_file():
-            print(f"cratecage: compiling build script `{args.crate_name}` for wasm left no {wasm.name}",
-                  file=sys.stderr)
+            print(f"cratecage: {scope.subject}: its wasm compile left no {wasm.name}", file=sys.stderr)
             return 1
         os.replace(built, wasm)
         deps, env_lines = read_dep_info(Path(dirs.dep_info(stem)))

@@ -31,6 +31,10 @@ if False:  # typing only
     from pathlib import Path
     from typing import Mapping
 
+    from shim.toolchain import Toolchain
+
+    from shim.toolchain import Toolchain
+
 
 def cache_root(environ: Mapping[str, str] = os.environ) -> Path:
     """The per-user cache shared by all projects: `$CRATECAGE_CACHE_DIR`, else XDG's cache dir."""
@@ -136,3 +140,17 @@ def remember(rustc: str, info: dict[str, str], environ: Mapping[str, str] = os.e
 
     atomic_write(os.path.join(cache_root(environ), "verified", name), json.dumps({**info, "binary": real}),
                  make_parents=True)
+
+
+def require_wasm(rustc: str, what: str, environ: Mapping[str, str] = os.environ) -> Toolchain:
+    """shim.toolchain.require_wasm_capable for a unit cargo asked for (`what`: "build script of foo 1.0"):
+    its error is the same for every unit of the build but names the first, so it is said once per cargo
+    run by the compiler's identity (shim.once), not by its text."""
+    from shim import toolchain
+    from shim.errors import ToolchainError
+
+    try:
+        return toolchain.require_wasm_capable(rustc, what=what, environ=environ)
+    except ToolchainError as err:
+        err.once = f"toolchain {rustc}"
+        raise

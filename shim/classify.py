@@ -82,6 +82,25 @@ def classify(args: RustcArgs, environ: Mapping[str, str] | None = None) -> Unit:
     return Unit(OTHER, "other compile")
 
 
+def unit_name(args: RustcArgs, environ: Mapping[str, str]) -> str:
+    """The unit this call compiles as a person knows it, for messages: by its package (CARGO_PKG_NAME and
+    CARGO_PKG_VERSION, which cargo sets for every rustc call; the policy keys crates by it too), never by
+    rustc's crate name alone, which is `build_script_build` for every build script."""
+    crate = args.crate_name or "?"
+    package = environ.get("CARGO_PKG_NAME") or crate
+    version = environ.get("CARGO_PKG_VERSION")
+    pkg = f"{package} {version}" if version else package
+    if args.test:
+        return f"test `{crate}` of {pkg}"
+    if "bin" in args.crate_types and crate.startswith("build_script_"):
+        return f"build script of {pkg}"
+    if "proc-macro" in args.crate_types:
+        return f"proc macro {pkg}"
+    if "bin" in args.crate_types or not args.crate_types:
+        return f"binary `{crate}` of {pkg}"
+    return f"library {pkg}"
+
+
 def is_verbose_version(args: RustcArgs) -> bool:
     """`rustc -vV` (any spelling) and nothing else: the call whose output gets cratecage's line."""
     return args.version and args.verbose and not args.inputs and not args.prints and not args.unknown

@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     from shim.errors import CratecageError
 
+    wrapping = bool(args) and args[0] not in COMMANDS and not args[0].startswith("-")
     try:
-        if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+        if wrapping:
             from shim import wrapper
 
             return wrapper.run(args)
@@ -65,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return commands.dispatch(args)
     except CratecageError as err:
-        print(err.render(), file=sys.stderr)
+        if wrapping and err.once is not None:  # met alike by every unit cargo runs: said once per cargo run
+            from shim.once import report
+
+            report(err)
+        else:
+            print(err.render(), file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("cratecage: interrupted", file=sys.stderr)
@@ -75,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if os.environ.get("CRATECAGE_DEBUG"):
             raise
+        package = os.environ.get("CARGO_PKG_NAME") if wrapping else None
+        whose = f" while compiling {package} {os.environ.get('CARGO_PKG_VERSION', '')}".rstrip() if package else ""
         print(
-            f"cratecage: internal error: {type(err).__name__}: {err}"
+            f"cratecage: internal error{whose}: {type(err).__name__}: {err}"
             " (rerun with CRATECAGE_DEBUG=1 for a traceback and report it)",
             file=sys.stderr,
         )

@@ -31,7 +31,7 @@ stop through pidfds until nothing new appears, then kill, round after round) end
 
 The inner wrapper (CRATECAGE_WRAPPER, e.g. sccache) is skipped here: its server, started outside this call,
 would run rustc outside the confinement. Where Landlock is unavailable the call runs as before, with one
-warning per target directory.
+warning per cargo run (shim.once).
 
 The confinement is applied between fork and exec in the wrapper's own process: the wrapper is
 single-threaded, so the caveats that make shim.landlock_exec a separate launcher for the runner do not apply
@@ -49,7 +49,6 @@ from shim.confined_grants import Grants, grants
 from shim.rustc_args import RustcArgs
 
 LAUNCH_FAILED = 71  # EX_OSERR, as shim.landlock_exec: the program never ran
-WARNED_MARKER = "native-unconfined-warned"
 STDERR_KEEP = 64  # diagnostics lines kept for the explanation after a failure (all of stderr is shown)
 
 
@@ -73,16 +72,18 @@ def target_dir(args: RustcArgs) -> str:
 def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[str, str],
         reason: str) -> int | None:
     """Run `cmd` (the program chain and rustc's arguments) confined; its exit status. None when Landlock
-    is unavailable here: the caller then runs it as before (warned once per target directory)."""
+    is unavailable here: the caller then runs it as before (warned once per cargo run)."""
     from shim import landlock, trace
+    from shim.classify import unit_name
 
     target = target_dir(args)
+    unit = unit_name(args, environ)
     abi = landlock.abi_version()
     if environ.get(trace.TRACE_ENV):
         trace.event(environ, kind="confined-compile", why=reason, crate=args.crate_name, landlock=abi,
                     chain=cmd[:len(cmd) - len(rustc_args)])
     if abi == 0:
-        _warn_once(target, args.crate_name, landlock.unavailable_reason())
+        _warn_once(unit, landlock.unavailable_reason(), environ)
         return None
     owner = owner_grant(environ)
     tmp = os.path.join(target, "cratecage", "tmp", f"native-{os.getpid()}-{os.urandom(4).hex()}")
@@ -94,7 +95,7 @@ def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[st
         from shim import reaper
 
         reaper.become_subreaper()
-        status, seen = _spawn_and_wait(cmd, env, allowed, args.crate_name or "?")
+        status, seen = _spawn_and_wait(cmd, env, allowed, unit)
         reaper.kill_all()  # the runner's sweep: frozen through pidfds, thread groups counted
     finally:
         _remove_tree(tmp)
@@ -155,7 +156,7 @@ def _quietly(remove, path: str) -> None:
         pass
 
 
-def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants | None, crate: str,
+def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants | None, unit: str,
                     watched: tuple[bytes, ...] | None = None) -> tuple[int, list[bytes]]:
     """Fork; the child confines itself (unless `allowed` is None) and execs `cmd` (stdin and cargo's
     jobserver fds are inherited as they are, stderr goes through a pipe); the parent copies stderr on as it
@@ -183,7 +184,7 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants | None,
             seccomp.refuse_host_calls()  # io_uring, the mount API, new namespaces, ... (shim.seccomp)
             os.execvpe(cmd[0], cmd, env)
         except OSError as err:
-            os.write(2, f"error: cratecage: could not run the compile of crate `{crate}` confined: {err}\n"
+            os.write(2, f"error: cratecage: could not run the compile of the {unit} confined: {err}\n"
                         f"  (it consumes a build script's output; set CRATECAGE_TRACE to see why)\n".encode())
         finally:
             os._exit(LAUNCH_FAILED)
@@ -249,25 +250,20 @@ def _write_all(fd: int, data: bytes) -> None:
             return  # our stderr is gone (cargo was interrupted): keep draining rustc's
 
 
-def _warn_once(target: str, crate: str | None, why: str) -> None:
-    """Landlock is missing: say once per target directory that such compiles run unconfined."""
-    marker = os.path.join(target, "cratecage", WARNED_MARKER)
-    if os.path.exists(marker):
-        return
-    print(f"warning: cratecage: Landlock is unavailable ({why or 'not Linux'}); compiles that consume a build "
-          f"script's output (first: `{crate or '?'}`) run unconfined", file=sys.stderr, flush=True)
-    try:
-        os.makedirs(os.path.dirname(marker), exist_ok=True)
-        open(marker, "a").close()
-    except OSError:
-        pass
+def _warn_once(unit: str, why: str, environ: dict[str, str]) -> None:
+    """Landlock is missing: say once per cargo run (shim.once) that such compiles run unconfined."""
+    from shim import once
+
+    once.say(f"warning: cratecage: Landlock is unavailable ({why or 'not Linux'}); compiles that consume a build "
+             f"script's output (first: the {unit}) run unconfined", "no landlock: confined compiles",
+             environ=environ)
 
 
-def run_without_credentials(cmd: list[str], env: dict[str, str], dropped: set[str], crate: str) -> int:
+def run_without_credentials(cmd: list[str], env: dict[str, str], dropped: set[str], unit: str) -> int:
     """Run `cmd` (unconfined) with the user's credentials `dropped` from `env` (shim.wrapper), and when the
     compile then fails on `env!` of one of them, say why in one `cratecage:` line: rustc's own error names
     the variable, not the reason it is unset."""
-    status, seen = _spawn_and_wait(cmd, env, None, crate, watched=(b"not defined at compile time",))
+    status, seen = _spawn_and_wait(cmd, env, None, unit, watched=(b"not defined at compile time",))
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         signal.signal(sig, signal.SIG_DFL)
@@ -276,7 +272,7 @@ def run_without_credentials(cmd: list[str], env: dict[str, str], dropped: set[st
     code = os.waitstatus_to_exitcode(status)
     named = sorted(name for name in dropped if any(f"`{name}`".encode() in line for line in seen))
     if code != 0 and named:
-        os.write(2, (f"error: cratecage: `{crate}` is a package outside the workspace and read "
+        os.write(2, (f"error: cratecage: the {unit}, of a package outside the workspace, read "
                      f"{', '.join(named)} at compile time: cratecage does not pass the user's credentials "
                      f"(variables named like tokens, secrets, passwords and keys) to dependencies' compiles\n"
                      ).encode())

@@ -10,6 +10,12 @@
 
 Only `shim.cli.main` turns these into exit codes and one-line messages; nothing else prints tracebacks or
 calls sys.exit. Light on purpose: the pass-through path imports it.
+
+An error that every unit of one build meets alike (a malformed policy, an unknown workspace, a compiler that
+cannot target wasm) is build-wide: its `once` is an identity, and while serving cargo its message is said
+once per cargo run (shim.once.report), not once per parallel unit; each unit still fails. `build_wide` on a
+class makes every instance so, identified by its message; `once=` names the identity where the message
+varies by unit (it names the crate that met it first).
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ class CratecageError(Exception):
     """Base of every error cratecage reports. `str(err)` is the whole message, without the prefix."""
 
     exit_code = 1
+    build_wide = False
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, once: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.once = once if once is not None else message if self.build_wide else None
 
     def render(self) -> str:
         text = f"cratecage: {self.message}"
@@ -38,6 +46,7 @@ class UsageError(CratecageError):
 
 class ToolchainError(CratecageError):
     exit_code = 3
+    build_wide = True
 
 
 class ToolchainMismatch(ToolchainError):

@@ -94,6 +94,7 @@ def from_env(environ: Mapping[str, str] = os.environ) -> Limits:
             try:
                 values[name] = _PARSERS[kind](raw)
             except ValueError as err:
-                raise UsageError(f"{var}: {err}") from None
+                message = f"{var}: {err}"
+                raise UsageError(message, once=message) from None  # every build script meets it: said once
             break
     return Limits(**values)  # type: ignore[arg-type]

@@ -188,11 +188,12 @@ class Replayer:
         rlib = native[:-len(".rmeta")] + ".rlib" if native.endswith(".rmeta") else native
         name = os.path.basename(rlib)
         if rlib in stack:
-            raise ReplayError(f"dependency cycle while replaying {name} for wasm")
+            raise ReplayError(f"build script of {self.consumer}: dependency cycle while replaying {name} for wasm")
         entry = journal.load(rlib)
         if entry is None:
             raise ReplayError(
-                f"no record of how {name} was compiled, so it cannot be compiled for wasm",
+                f"build script of {self.consumer}: no record of how its build-dependency {name} was compiled, "
+                f"so it cannot be compiled for wasm",
                 hint="the target directory predates this cratecage: run `cargo clean` once and build again",
             )
         externs = self.externs_for(entry.argv, stack + (rlib,))

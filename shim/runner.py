@@ -434,20 +434,29 @@ class GuestRun:
             return False
 
 
-def warn_once_without_landlock(cc_dir: Path) -> None:
-    """Where Landlock is missing, rustc probes run unconfined: say so once per target directory."""
+def warn_once_without_landlock(ctx: RunContext) -> None:
+    """Where Landlock is missing, rustc probes run unconfined: say so once per cargo run (shim.once), from the
+    first build script of a workspace package to run: cargo shows the `cargo:warning` lines of local
+    packages only, so a registry crate's would be lost."""
     from shim import landlock
 
-    marker = cc_dir / "landlock-unavailable-warned"
-    if landlock.abi_version() > 0 or marker.exists():
+    if landlock.abi_version() > 0:
         return
+    from shim.directives import inside
+    from shim.errors import CratecageError
+    from shim.workspace import workspace_root_if_known
+
+    try:
+        root = workspace_root_if_known(ctx.host_env)
+    except CratecageError:
+        root = None
+    if root is None or not inside(ctx.package_dir, str(root)):
+        return
+    from shim import once
     from shim.probe import landlock_status
 
-    print(f"cargo:warning=cratecage: Landlock {landlock_status()}", flush=True)
-    try:
-        marker.touch()
-    except OSError:
-        pass
+    if once.first("no landlock: build scripts", ctx.host_env):
+        print(f"cargo:warning=cratecage: Landlock {landlock_status()}", flush=True)
 
 
 def removed_note(freed: int, ctx: RunContext) -> str:
@@ -463,7 +472,7 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
     Stdout reaches cargo only after the run, filtered to the directives the grant allows."""
     from shim import enforce
 
-    warn_once_without_landlock(wasm.parent.parent.parent)
+    warn_once_without_landlock(ctx)
     started = time.monotonic()
     ctx.env.update(enforce.env_extra(grant, ctx))
     ctx.grant = grant
@@ -617,7 +626,9 @@ def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) ->
         code = run_build_script(ctx, Path(wasm), limits, Path(module_cache), grant,
                                 str(policy.source) if policy is not None and policy.source else None).exit_code
     except CratecageError as err:
-        print(err.render(), file=sys.stderr)
+        from shim.once import report
+
+        report(err, environ)  # a build-wide one (the policy, the workspace, a limit) once per cargo run
         code = err.exit_code
     except Exception as err:  # noqa: BLE001 - one line, never a traceback
         if environ.get("CRATECAGE_DEBUG"):

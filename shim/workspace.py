@@ -203,7 +203,8 @@ def _unknown(environ: Mapping[str, str], why: str) -> WorkspaceUnknown:
     return WorkspaceUnknown(
         f"cannot tell which workspace this build belongs to, so there is no policy to apply{whose}: {why}",
         hint=f"set {ROOT_ENV} to the absolute path of your workspace root (the directory of its top "
-             f"Cargo.toml), or {POLICY_ENV} to the absolute path of the policy file")
+             f"Cargo.toml), or {POLICY_ENV} to the absolute path of the policy file",
+        once=f"workspace unknown: {why}")  # every unit meets it: said once per cargo run (shim.once)
 
 
 def find_workspace_root(environ: Mapping[str, str] = os.environ, pid: int | None = None) -> Path:
@@ -212,7 +213,8 @@ def find_workspace_root(environ: Mapping[str, str] = os.environ, pid: int | None
     if named:
         if not os.path.isabs(named):
             raise UsageError(f"{ROOT_ENV} must be an absolute path (the build's commands run in other "
-                             f"directories)", hint=f"set {ROOT_ENV} to the absolute path of your workspace root")
+                             f"directories)", hint=f"set {ROOT_ENV} to the absolute path of your workspace root",
+                             once=f"{ROOT_ENV} relative")
         return Path(named)
     cargo_path = environ.get("CARGO")
     chain = ancestors(pid or os.getppid())  # from the parent: this process is never the build's cargo

@@ -37,7 +37,7 @@ import sys
 from shim import VERSION_LINE
 from shim import journal, trace
 from shim.trace import TRACE_ENV
-from shim.classify import BUILD_SCRIPT, HOST_LIBRARY, PROBE, SANDBOXED, Unit, classify, is_verbose_version
+from shim.classify import BUILD_SCRIPT, HOST_LIBRARY, PROBE, SANDBOXED, classify, is_verbose_version, unit_name
 from shim.errors import CratecageError, UsageError
 from shim.rustc_args import ArgfileError, RustcArgs, expand_argfiles, parse, split_chain, tokens
 
@@ -77,7 +77,7 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
         except OSError:
             pass  # a replay that needs this entry will say so, naming the crate
     if unit.kind in SANDBOXED:
-        _require_wasm_toolchain(chain[-1], args.crate_name, unit, environ)
+        _require_wasm_toolchain(chain[-1], args, environ)
     if is_verbose_version(args):
         return _version_with_our_line(chain + rustc_args, environ)
     dropped: set[str] = set()
@@ -99,7 +99,7 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
         from shim import confined_compile
 
         return confined_compile.run_without_credentials(chain + rustc_args, dict(environ), dropped,
-                                                        args.crate_name or "?")
+                                                        unit_name(args, environ))
     return _exec(chain + rustc_args, environ)
 
 
@@ -284,13 +284,9 @@ def _cannot_run(program: str, err: OSError, environ: os._Environ[str] | dict[str
     )
 
 
-def _require_wasm_toolchain(
-    rustc: str, crate_name: str | None, unit: Unit, environ: os._Environ[str] | dict[str, str]
-) -> None:
-    from shim.capable import verified_sysroot
+def _require_wasm_toolchain(rustc: str, args: RustcArgs, environ: os._Environ[str] | dict[str, str]) -> None:
+    from shim.capable import require_wasm, verified_sysroot
 
     if verified_sysroot(rustc, environ) is not None:
         return
-    from shim import toolchain  # asks the compiler itself; only the first sandboxed unit pays for this
-
-    toolchain.require_wasm_capable(rustc, what=f"{unit.kind} `{crate_name or '?'}`", environ=environ)
+    require_wasm(rustc, unit_name(args, environ), environ)  # asks the compiler; only the first unit pays

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,18 @@ def write_test_env(package: Path, values: dict[str, str]) -> None:
         path = package / "test-env" / name
         if not path.exists() or path.read_text() != value:
             path.write_text(value)
+
+
+# A line cratecage printed itself, as cargo shows it: `cratecage: ...`, `error: cratecage: ...`, a build
+# script's `cargo:warning=cratecage: ...` as `warning: <package>@<version>: cratecage: ...`, and indented in
+# a failed build script's `--- stderr`. Tests look for these, never for the word anywhere in stderr:
+# cargo's own lines hold paths, and the checkout may be called cratecage.
+_OWN_LINE = re.compile(r"^ *(?:(?:error|warning): )?(?:[\w.-]+@[\w.+-]+: )?cratecage: ")
+
+
+def own_lines(text: str) -> list[str]:
+    """The lines of cargo's stderr that cratecage printed itself (`_OWN_LINE`)."""
+    return [line for line in text.splitlines() if _OWN_LINE.match(line)]
 
 
 @pytest.fixture(autouse=True)

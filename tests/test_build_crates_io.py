@@ -59,7 +59,7 @@ def test_every_build_script_ran_in_the_sandbox(builds: dict) -> None:
     assert {p.parent.name.rsplit("-", 1)[0] for p in launchers} >= set(BUILD_SCRIPT_CRATES)
     for launcher in launchers:
         head = launcher.read_bytes()[:300]
-        assert head.startswith(b"#!") and b"cratecage" in head, launcher
+        assert head.startswith(b"#!") and b"\n# cratecage: this build script runs as WebAssembly" in head, launcher
 
 
 def test_build_script_outputs_are_identical_sandboxed_and_native(builds: dict) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shim.classify import BUILD_SCRIPT, HOST_LIBRARY, OTHER, PROBE, PROC_MACRO, classify, is_verbose_version
+from shim.classify import BUILD_SCRIPT, HOST_LIBRARY, OTHER, PROBE, PROC_MACRO, classify, is_verbose_version, unit_name
 from shim.rustc_args import parse
 
 T = "/t"
@@ -64,3 +64,18 @@ def test_a_build_script_compile_is_never_a_probe_even_in_build_script_env() -> N
                                             ("-V", False), ("-vV --print cfg", False), ("-vV x.rs", False)])
 def test_verbose_version_detection(argv: str, expected: bool) -> None:
     assert is_verbose_version(parse(argv.split())) is expected
+
+
+PKG = {"CARGO_PKG_NAME": "serde-derive", "CARGO_PKG_VERSION": "1.0.2"}
+
+
+@pytest.mark.parametrize("argv, env, name", [
+    (BUILD_SCRIPT_ARGV, PKG, "build script of serde-derive 1.0.2"),
+    (PROC_MACRO_ARGV, PKG, "proc macro serde-derive 1.0.2"),
+    (HOST_LIB_ARGV, PKG, "library serde-derive 1.0.2"),
+    ("--crate-name app src/main.rs --crate-type bin --emit=dep-info,link", PKG, "binary `app` of serde-derive 1.0.2"),
+    ("--crate-name it tests/it.rs --emit=dep-info,link --test", PKG, "test `it` of serde-derive 1.0.2"),
+    (BUILD_SCRIPT_ARGV, {}, "build script of build_script_build"),  # run by hand: rustc's name is all there is
+])
+def test_units_are_named_by_their_package(argv: str, env: dict, name: str) -> None:
+    assert unit_name(parse(argv.split()), env) == name

@@ -59,8 +59,8 @@ ATTACKS = [
     Attack("dep-path-rel", False, _fs(DEP, DEP_TABLE)),
     Attack("dep-option-env", True, (*_env(DEP, DEP_TABLE, "GITHUB_TOKEN", "not granted"), 'escape dep saw "None"')),
     # the dependency lies outside the workspace: its native compile never sees the user's credentials
-    Attack("dep-env-token", False, ("cratecage: `escape_dep` is a package outside the workspace and read "
-                                    "AWS_SECRET_ACCESS_KEY at compile time",)),
+    Attack("dep-env-token", False, ("cratecage: the library escape-dep 0.1.0, of a package outside the workspace, "
+                                    "read AWS_SECRET_ACCESS_KEY at compile time",)),
     Attack("dep-twin-include-str", True, ('escape dep saw "\\"harmless data of the dependency\\\\n\\""',)),
     Attack("dep-twin-pkg-name", True, ('escape dep saw "\\"escape-dep\\""',)),
     Attack("dep-twin-granted-env", True, ('escape dep saw "\\"granted-value\\""',)),

@@ -110,8 +110,12 @@ def test_a_target_rustup_cannot_fetch_fails_every_unit_with_the_command_and_is_t
     assert "Traceback" not in p.stderr
     assert p.stderr.count(ANNOUNCEMENT) == 1
     errors = [line for line in cratecage_lines(p.stderr) if line != ANNOUNCEMENT]
-    assert sorted(e.split(" must ")[0] for e in errors) == ["cratecage: the build script of pick-app 0.1.0",
-                                                            "cratecage: the build script of pick-probe 0.1.0"]
+    # Said once per cargo run (shim.once), naming whichever unit met it first; every unit still failed.
+    assert len(errors) == 1, p.stderr
+    assert errors[0].split(" must ")[0] in ("cratecage: the build script of pick-app 0.1.0",
+                                            "cratecage: the build script of pick-probe 0.1.0")
+    assert p.stderr.count("failed to run custom build command") + p.stderr.count("could not compile") >= 2 or \
+        p.stderr.count("error: ") >= 2, p.stderr[-4000:]
     for error in errors:
         assert f"({r.rustc}, {r.version_line()})" in error
         assert f"run `rustup target add {WASM} --toolchain {r.toolchain}` where rustup can reach" in error
