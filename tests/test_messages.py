@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, REPO, Cargo, CargoRun, own_lines
-from shim import toolchain
 
 pytestmark = pytest.mark.integration
 SCRIPTS = ("alpha", "beta", "gamma", "delta")  # fixtures/many-scripts: ready together, after their build-dependency
