@@ -24,7 +24,11 @@ names such a file and the linker quotes it back. So a confined compile may:
 
 So a confined compile of a member can no longer `include_str!` (or `#[path]`) a file outside its package
 unless the owner grants it. The output directory stays readable (rustc writes its objects there and the
-linker reads them back): for libraries that is `<target>/<profile>/deps`, other crates' `.d` included.
+linker reads them back): in the old build-dir layout that is `<target>/<profile>/deps` for libraries,
+other crates' `.d` included; in the new one the unit's own `build/<pkg>/<H>/out`, and each `-L dependency=`
+directory is one dependency's `out/` (cargo names every transitive one), of which only the crate files
+are read. A `--target` unit of the new layout also gets `-L dependency=` of a host directory that does not
+exist; a rule for a missing path is no rule (shim.landlock).
 """
 
 from __future__ import annotations
@@ -199,15 +203,9 @@ def user_linkers(words: list[str], script_output: bytes, untrusted: list[str], p
 
 def _script_output(out_dir: str) -> bytes:
     """What the package's build script printed (its link args are dependency input, not the user's)."""
-    if not out_dir:
-        return b""
-    for parts in (("..", "output"), ("..", "run", "stdout")):
-        try:
-            with open(os.path.join(out_dir, *parts), "rb") as fh:
-                return fh.read()
-        except OSError:
-            continue
-    return b""
+    from shim import layout
+
+    return (layout.script_output(out_dir) if out_dir else None) or b""
 
 
 def _inside(path: str, root: str) -> bool:

@@ -38,7 +38,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from shim import compile_env, landlock, landlock_exec
+from shim import compile_env, landlock, landlock_exec, layout
 from shim.compile_dirs import CompileDirs
 from shim.errors import CratecageError
 from shim.runctx import Denial
@@ -120,7 +120,8 @@ def hidden_dirs(scope: Scope, host_env: Mapping[str, str]) -> list[str]:
     ctx = RunContext(crate=scope.package, version=scope.version, package_dir=scope.manifest_dir,
                      out_dir=scope.out_dir or unit_dir, tmp_dir="", env={}, host_env=dict(host_env), rustc="",
                      sysroot="", grant=scope.grant)
-    found = [*fsview.hidden_dirs(ctx), fsview.target_dir_of(unit_dir), scope.build_dir]
+    found = [*fsview.hidden_dirs(ctx), fsview.target_dir_of(unit_dir), layout.build_root(scope.build_dir),
+             scope.build_dir]
     return list(dict.fromkeys(os.path.realpath(p) for p in found if p))
 
 
