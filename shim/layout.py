@@ -19,9 +19,9 @@ cheaply. A unit's `--out-dir` shows which one it is:
 (then cargo's uplifted artifacts go to the target directory and every unit to the build directory).
 The profile directory is the nearest one holding cargo's build lock (`.cargo-lock`; `.cargo-build-lock`
 in a build directory of the new layout), which cargo takes before it starts any rustc; the root is its
-parent, or, for a unit compiled with `--target`, the parent of the `<triple>` directory. Cargo's own
-marker files at the root (CACHEDIR.TAG, `.rustc_info.json`) are not enough alone: cargo tags only a
-directory it created, and may not have written its rustc cache yet when the first unit compiles.
+parent, or, for a unit compiled with `--target`, the parent of the `<triple>` directory. Cargo's marker
+files at the root (CACHEDIR.TAG, `.rustc_info.json`) cannot say it: cargo tags `<triple>/` too, tags only
+a directory it created, and may not have written its rustc cache yet when the first unit compiles.
 
 cratecage's own state for a build (journal, wasm-deps, build-script modules, audit.jsonl, tmp) is one
 directory, `<root>/cratecage/` (`state_dir`), in both layouts, so `cargo clean` removes it.
@@ -40,7 +40,6 @@ if False:  # typing only: importing typing costs ~10 ms on the pass-through fast
 OLD, NEW = "old", "new"
 STATE_DIR = "cratecage"  # <root>/cratecage: everything cratecage keeps for one build
 PROFILE_MARKERS = (".cargo-lock", ".cargo-build-lock")
-ROOT_MARKERS = ("CACHEDIR.TAG", ".rustc_info.json")
 MAX_WALK = 8  # directories searched for the profile's lock, from the out-dir up (the new layout's is 5th)
 # A build-script run's stdout as cargo keeps it, relative to its OUT_DIR: old layout, then new.
 SCRIPT_OUTPUT = (("..", "output"), ("..", "run", "stdout"))
@@ -102,8 +101,8 @@ def build_root(out_dir: str, target: str | None = None) -> str:
     """The build directory a unit's `--out-dir` lies in. `target`: the unit's `--target` (a triple or a
     target spec file), for which cargo adds a `<triple>` level; host units of a `--target` build have none."""
     parent = os.path.dirname(profile_dir(out_dir))
-    if target and _name(parent) == target_dir_name(target) and not _marked(parent):
-        return os.path.dirname(parent)
+    if target and _name(parent) == target_dir_name(target):
+        return os.path.dirname(parent)  # cargo tags <triple>/ too (CACHEDIR.TAG): no marker tells them apart
     return parent
 
 
@@ -154,10 +153,6 @@ def script_output(out_dir: str) -> bytes | None:
         except OSError:
             continue
     return None
-
-
-def _marked(directory: str) -> bool:
-    return any(os.path.exists(os.path.join(directory, m)) for m in ROOT_MARKERS)
 
 
 def _name(path: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Cargo, CargoRun
+from target_dirs import crate_outputs
 from shim import landlock
 
 pytestmark = pytest.mark.integration
@@ -172,7 +173,7 @@ def test_a_user_configured_linker_links_the_confined_compile(cargo: Cargo, tmp_p
         run = cargo(pkg, "run", "-q", wrapped=wrapped, target_dir=target, extra_env=env, check=False)
         assert run.ok, run.proc.stderr[-3000:]
         assert run.proc.stdout == "mold\n"
-        assert list((target / "debug" / "deps").glob("moldy-*.mold")), "the stand-in mold did not link"
+        assert crate_outputs(target, "moldy-*.mold"), "the stand-in mold did not link"
         if wrapped:
             assert confined(run) == {"moldy": "build script directives"}
 

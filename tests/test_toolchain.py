@@ -67,13 +67,13 @@ def _incapable_compiler(selected_key: str) -> str | None:
 
 @pytest.mark.integration
 def test_build_with_a_compiler_that_cannot_do_wasm_stops_with_the_fix(
-    cargo: Cargo, toolchain_env: dict[str, str], targets: Path
+    selected_cargo: Cargo, toolchain_env: dict[str, str], tmp_path: Path
 ) -> None:
     selected = toolchain.probe_compiler(toolchain_env["RUSTC"])
     other = _incapable_compiler(selected.key)
     if other is None:
         pytest.fail("this machine has no second rustc without wasm32-wasip1 to test the mismatch with")
-    run = cargo(FIXTURES / "demo", "build", wrapped=True, target_dir=targets / "demo-mismatch",
+    run = selected_cargo(FIXTURES / "demo", "build", wrapped=True, target_dir=tmp_path / "demo-mismatch",
                 extra_env={"RUSTC": other, "RUSTDOC": os.path.join(os.path.dirname(other), "rustdoc")},
                 check=False)
     assert run.proc.returncode != 0
