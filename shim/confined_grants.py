@@ -2,8 +2,8 @@
 
 Why a list of exact inputs rather than rustc's cwd: for a workspace member cargo runs rustc in the
 workspace root, which holds `.env`, `.git/config` and the target directory with every crate's build state
-(`build/*/output`, `.fingerprint/`, cratecage's journal). A library or linker script a dependency ships
-names such a file and the linker quotes it back. So a confined compile may:
+(`build/*/output`, `.fingerprint/`, or the new layout's `build/*/*/{run,fingerprint}/`; cratecage's
+journal). A library or linker script a dependency ships names such a file and the linker quotes it back. So a confined compile may:
 
     execute  the toolchain (rustc's sysroot incl. rust-lld and gcc-ld, clippy-driver, rustup's proxy and
              RUSTUP_HOME/toolchains when argv[1] is the proxy), the linker the user configured: `-C linker=`

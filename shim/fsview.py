@@ -1,8 +1,9 @@
 """What a run may see of a readable tree: the tree minus every cargo target directory, and granted files alone.
 
-Why: cargo keeps other crates' build state in the target directory: `.fingerprint/` stores the value of
-every variable a script named in `rerun-if-env-changed`, `.d` files carry `# env-dep:NAME=value` lines,
-cratecage's own journal and audit log live in `<target>/cratecage/`. When a target directory lies inside
+Why: cargo keeps other crates' build state in the target directory: `.fingerprint/` (each unit's
+`fingerprint/` in the new build-dir layout, shim.layout) stores the value of every variable a script
+named in `rerun-if-env-changed`, `.d` files carry `# env-dep:NAME=value` lines, cratecage's own journal
+and audit log live in `<target>/cratecage/`. When a target directory lies inside
 a readable root (the package of every single-package project, a granted `..`, warn mode's "/"), a read-only
 grant of that root would hand all of it to the next build script. That holds for *any* target directory,
 not only this build's: `cargo build --target-dir target-ci`, a CI cache restored into the package, `.target`,

@@ -144,6 +144,15 @@ def state_of_module(wasm: str) -> str:
     return _up(os.path.abspath(wasm), 3)
 
 
+def unit_outputs(profile: str, pattern: str) -> list[str]:
+    """Files matching a glob `pattern` (`lib*.rlib`) that rustc wrote for the units of a profile directory:
+    the old layout's `deps/`, the new one's `build/*/*/out/`."""
+    import glob
+
+    return sorted([*glob.glob(os.path.join(glob.escape(profile), "deps", pattern)),
+                   *glob.glob(os.path.join(glob.escape(profile), "build", "*", "*", "out", pattern))])
+
+
 def script_output(out_dir: str) -> bytes | None:
     """What a build-script run printed, as cargo kept it beside its OUT_DIR; None when it has not run."""
     for parts in SCRIPT_OUTPUT:

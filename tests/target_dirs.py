@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from shim import layout
+
 # A `Running `...`` line of `cargo -v` that runs a build script: `build-script-build` (old), the new
 # layout's `out/build_script_build`, and custom names (`build = "build/main.rs"`: `build-script-main`).
 RUNNING_SCRIPT = re.compile(r"/build[-_]script[-_]\w+`?\s*$")
@@ -76,7 +78,7 @@ def build_script_binaries(target: Path, profile: str = "debug") -> list[Path]:
 def crate_outputs(target: Path, pattern: str, profile: str = "debug") -> list[Path]:
     """Files rustc wrote for crates matching a glob `pattern` (`libfoo-*.rmeta`): old `deps/`, new each
     unit's `out/`."""
-    return sorted([*(target / profile / "deps").glob(pattern), *(target / profile / "build").glob(f"*/*/out/{pattern}")])
+    return [Path(p) for p in layout.unit_outputs(str(target / profile), pattern)]
 
 
 def fingerprint_files(target: Path, package: str, name: str, profile: str = "debug") -> list[Path]:

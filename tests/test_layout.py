@@ -220,3 +220,14 @@ def test_forgetting_a_native_build_removes_its_outputs_fingerprint_and_increment
     assert not rlib.exists() and not (out / f"lib{stem}.rmeta").exists() and not (out / f"{stem}.d").exists()
     assert not fingerprint.exists() and not incremental.exists()
     assert kept.exists() and os.path.isdir(base / "T" / "debug")
+
+
+def test_a_profile_dirs_crate_files_are_found_in_either_layout(tmp_path: Path) -> None:
+    """What a `cargo build -Zbuild-std` leaves for cratecage's private sysroot (shim.sysroot_build)."""
+    old, new = tmp_path / "old" / "release", tmp_path / "new" / "release"
+    for path in (old / "deps" / "libstd-1.rlib", old / "deps" / "std-1.d", new / "build" / "std" / "1" / "out" /
+                 "libstd-1.rlib", new / "build" / "std" / "1" / "fingerprint" / "lib-std"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    assert layout.unit_outputs(str(old), "lib*.rlib") == [str(old / "deps" / "libstd-1.rlib")]
+    assert layout.unit_outputs(str(new), "lib*.rlib") == [str(new / "build" / "std" / "1" / "out" / "libstd-1.rlib")]
