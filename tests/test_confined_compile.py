@@ -181,8 +181,9 @@ def test_a_granted_search_path_outside_the_package_stays_readable(cargo: Cargo, 
 
 LINGERING_LINKER = """#!/bin/sh
 # A linker wrapper that leaves a detached process behind, spinning until someone kills it; its pid goes
-# beside the linker's output, the directory a confined link may write (deps/, or the unit's out/).
-prev=; for a in "$@"; do [ "$prev" = "-o" ] && LINGER_PIDFILE="$(dirname "$a")/linger.pid"; prev=$a; done
+# beside the linker's output, the directory a confined link may write (deps/, or the unit's out/), found by
+# the shell itself: the confined link may not run `dirname`.
+prev=; for a in "$@"; do [ "$prev" = "-o" ] && LINGER_PIDFILE="${a%/*}/linger.pid"; prev=$a; done
 export LINGER_PIDFILE
 sh -c 'echo $$ > "$LINGER_PIDFILE"; while :; do :; done' </dev/null >/dev/null 2>&1 &
 exec cc "$@"
