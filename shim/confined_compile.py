@@ -46,6 +46,7 @@ import sys
 import time
 
 from shim import layout
+from shim.confined_explain import UNREADABLE_WORDS
 from shim.confined_grants import Grants, grants
 from shim.rustc_args import RustcArgs
 
@@ -196,7 +197,7 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants | None,
 
 
 # Lines of rustc's stderr (human or JSON diagnostics) that shim.confined_explain may explain.
-WATCHED = (b"couldn't read", b"panicked")
+WATCHED = (*UNREADABLE_WORDS, b"panicked")
 
 
 def _copy_stderr(fd: int, pid: int, watched: tuple[bytes, ...] = WATCHED) -> tuple[int | None, list[bytes]]:

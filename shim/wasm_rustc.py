@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from shim import compile_env, landlock, landlock_exec, layout
+from shim.confined_explain import unreadable_path
 from shim.compile_dirs import CompileDirs
 from shim.errors import CratecageError
 from shim.runctx import Denial
@@ -47,7 +48,6 @@ if False:  # typing only
     from policy import Grant
 
 STDERR_CAP = 4 << 20  # bytes of rustc's stderr kept for reading diagnostics (all of it is still shown)
-_COULDNT_READ = "couldn't read `"
 _ENV_NOT_DEFINED = ("environment variable `", "` not defined at compile time")
 
 
@@ -333,8 +333,9 @@ def _refused(stderr: str) -> tuple[list[str], list[str]]:
         text = msg.get("message") if isinstance(msg, dict) and msg.get("level") == "error" else None
         if not isinstance(text, str):
             continue
-        if text.startswith(_COULDNT_READ) and "`: " in text:
-            paths.append(text[len(_COULDNT_READ):text.rindex("`: ")])
+        unreadable = unreadable_path(text)
+        if unreadable is not None:
+            paths.append(unreadable)
         elif text.startswith(_ENV_NOT_DEFINED[0]) and text.endswith(_ENV_NOT_DEFINED[1]):
             names.append(text[len(_ENV_NOT_DEFINED[0]):-len(_ENV_NOT_DEFINED[1])])
     return paths, names

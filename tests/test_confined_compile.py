@@ -273,3 +273,15 @@ def test_a_build_script_output_with_directives_for_rustc_makes_the_package_consu
     tmp_path.joinpath(*layout).write_text(output)
     argv = ["--crate-name", "a", "src/lib.rs"]
     assert consumes_script_output(parse(argv), argv, {"OUT_DIR": str(out_dir)}) == why
+
+
+@pytest.mark.parametrize(("message", "path"), [
+    ("couldn't read `/s/canary.txt`: Permission denied (os error 13)", "/s/canary.txt"),  # rustc 1.95
+    ("permission denied when opening file `../../secret/canary_mod.rs`", "../../secret/canary_mod.rs"),  # 1.101
+    ("couldn't read `a`: b`: No such file or directory (os error 2)", "a`: b"),
+    ("cannot find value `secret` in this scope", None),
+])
+def test_rustc_s_words_for_a_file_it_could_not_open_name_the_path(message: str, path: str | None) -> None:
+    from shim.confined_explain import unreadable_path
+
+    assert unreadable_path(message) == path
