@@ -24,7 +24,7 @@ FIXTURES = REPO / "fixtures"
 WRAPPER = REPO / ".venv" / "bin" / "cratecage"
 
 # Variables from the developer's shell or an outer cargo that would change what a test build does.
-_SCRUB_PREFIXES = ("CARGO_", "RUSTC", "RUSTDOC", "RUSTFLAGS", "CRATECAGE_", "RUSTUP_TOOLCHAIN", "RUST_LOG")
+_SCRUB_PREFIXES = ("CARGO_", "__CARGO_", "RUSTC", "RUSTDOC", "RUSTFLAGS", "CRATECAGE_", "RUSTUP_TOOLCHAIN", "RUST_LOG")
 _KEEP = ("CARGO_HOME", "CRATECAGE_CACHE_DIR")
 
 
