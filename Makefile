@@ -3,8 +3,8 @@
 #   make setup   .venv with cratecage + a wasm32-wasip1-capable toolchain (rustup target, or std built from
 #                rust-src; on Debian without either, Debian's rustc-web packages are installed first)
 #   make demo    build fixtures/crates-io through the wrapper, build scripts sandboxed, and summarise
-#   make test    the whole test suite (.ci/run runs exactly this); installs rustup toolchain 1.99.1 (minimal)
-#                for the first-use tests
+#   make test    the whole test suite (.ci/run runs exactly this), on both of cargo's build-dir layouts;
+#                installs rustup toolchains 1.99.1 (first-use tests) and the new-layout nightly
 #   make bench   pass-through overhead and a 50-crate clean build, wrapped vs plain
 
 PYTHON ?= python3
@@ -12,10 +12,13 @@ VENV := .venv
 CRATECAGE := $(VENV)/bin/cratecage
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_PACKAGES := rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc rust-web-clippy
+# The toolchain whose cargo builds in the new build-dir layout, for the [new-layout] tests (named once, in
+# tests/conftest.py).
+NEW_LAYOUT_TOOLCHAIN := $(shell sed -n 's/^NEW_LAYOUT_TOOLCHAIN = "\(.*\)"$$/\1/p' tests/conftest.py)
 # The selected toolchain's PATH/RUSTC/RUSTDOC/CARGO, for recipes that run cargo.
 TOOLCHAIN_ENV = eval "$$($(CRATECAGE) toolchain env)"
 
-.PHONY: setup venv toolchain debian-rust c-tools fresh-toolchain demo test bench clean
+.PHONY: setup venv toolchain debian-rust c-tools fresh-toolchain new-layout-toolchain demo test bench clean
 
 setup: venv toolchain
 
@@ -65,7 +68,16 @@ fresh-toolchain:
 	@rustup toolchain list | grep -q '^$(FRESH_TOOLCHAIN)-' || rustup toolchain install $(FRESH_TOOLCHAIN) --profile minimal --no-self-update || \
 	  { echo "cratecage: cannot install toolchain $(FRESH_TOOLCHAIN) (tests/test_first_use.py needs it): is rustup's server reachable?" >&2; exit 1; }
 
-test: setup c-tools fresh-toolchain
+# The tests build every cargo fixture with the selected toolchain (cargo's old layout) and this one (the new
+# layout: notes/cargo-build-dir-layout.md); quick when it is there already.
+new-layout-toolchain:
+	@command -v rustup >/dev/null || { echo "cratecage: the tests need rustup for the toolchain $(NEW_LAYOUT_TOOLCHAIN) (cargo's new build-dir layout): install rustup, then run 'rustup toolchain install $(NEW_LAYOUT_TOOLCHAIN) --profile minimal --target wasm32-wasip1'" >&2; exit 1; }
+	@sysroot="$$(rustup run $(NEW_LAYOUT_TOOLCHAIN) rustc --print sysroot 2>/dev/null)" && \
+	  [ -d "$$sysroot/lib/rustlib/wasm32-wasip1" ] || \
+	  rustup toolchain install $(NEW_LAYOUT_TOOLCHAIN) --profile minimal --target wasm32-wasip1 || \
+	  { echo "cratecage: could not install the toolchain $(NEW_LAYOUT_TOOLCHAIN) with wasm32-wasip1, which the [new-layout] tests need: run 'rustup toolchain install $(NEW_LAYOUT_TOOLCHAIN) --profile minimal --target wasm32-wasip1'" >&2; exit 1; }
+
+test: setup c-tools fresh-toolchain new-layout-toolchain
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 bench: setup c-tools

@@ -1,6 +1,6 @@
 """The audit trail: what each sandboxed run was granted, what it was refused, how it ended.
 
-Events are JSON lines in `<target>/cratecage/audit.jsonl` (`cargo clean` removes them), appended with one
+Events are JSON lines in `<build dir>/cratecage/audit.jsonl` (`log_path`; `cargo clean` removes them), appended with one
 write each so parallel runs never interleave, and also logged through structlog (JSON on stderr with
 `CRATECAGE_LOG=json`). Every event names crate, version and kind; a grant event lists what the policy
 gave beyond the defaults and the entries (file:line) it came from; a denial names the capability, the
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shim import layout
 from shim.files import append_line
 from shim.runctx import RunContext
 
@@ -58,9 +59,13 @@ def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: s
                      "message": message, "denials": len(ctx.denials)})
 
 
-def summary(target_dir: Path) -> list[str]:
+def log_path(build_dir: Path) -> Path:
+    """The audit log of a build directory (shim.layout.state_dir)."""
+    return build_dir / layout.STATE_DIR / AUDIT_LOG
+
+
+def summary(log: Path) -> list[str]:
     """Lines for `cratecage audit`: per crate, its last run with its grants and denials."""
-    log = target_dir / "cratecage" / AUDIT_LOG
     events: list[dict[str, Any]] = []
     for line in log.read_text().splitlines():
         try:

@@ -1,9 +1,10 @@
 """The wrapper's answer to a build-script compile: a wasm module, a launcher in the binary's place, a `.d`.
 
-Cargo asked rustc for `<out-dir>/<crate-name><extra-filename>` (notes/cargo-and-rustc.md §7). Instead:
+Cargo asked rustc for `<out-dir>/<crate-name><extra-filename>` (notes/cargo-and-rustc.md §7; the new build-dir
+layout's `<out-dir>` is `build/<pkg>/<H>/out` and has no extra-filename: shim.layout). Instead:
   1. the build script's library dependencies are replayed for wasm32-wasip1 (shim.replay);
   2. the script itself is compiled for wasm32-wasip1 with the same edition, cfgs, features and
-     `-C metadata`, linked with an 8 MiB stack, into `<target>/cratecage/build/<unit>/`; its diagnostics go
+     `-C metadata`, linked with an 8 MiB stack, into `<build dir>/cratecage/build/<pkg>-<H>/`; its diagnostics go
      to cargo as usual (minus artifact notifications, which would name the wasm file). That rustc is
      confined and sees only the package's documented variables and its grants (shim.wasm_rustc), and of
      the wasm rlibs only its own closure; it writes a private directory (shim.compile_dirs), from which
@@ -23,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shim import journal
+from shim import layout
 from shim.compile_dirs import CompileDirs
 from shim.files import atomic_write
 from shim.replay import STACK_SIZE_ARG, Replayer, wasm_argv
@@ -122,9 +123,10 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
     facade_rlib = str(facade.facade_rlib(tc))
     cwd = os.getcwd()
     out_dir = Path(cwd, args.out_dir or ".").resolve()
-    stem = f"{args.crate_name}{args.extra_filename}"
-    cc_dir = journal.cratecage_dir(str(out_dir.parent))
-    unit_dir = Path(cc_dir, "build", out_dir.name)
+    stem = layout.output_stem(args)
+    cc_dir = layout.state_dir(str(out_dir))
+    wasm = Path(layout.module_path(cc_dir, str(out_dir), stem))
+    unit_dir = wasm.parent
     unit_dir.mkdir(parents=True, exist_ok=True)
     from shim.fsview import tag_build_state
 
@@ -138,7 +140,6 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
                              manifest_dir=environ.get("CARGO_MANIFEST_DIR") or cwd, out_dir=None,
                              build_dir=str(out_dir), sources=tuple(str(Path(cwd, i)) for i in args.inputs),
                              cargo_vars=environ, grant=grant)
-    wasm = unit_dir / f"{stem}.wasm"
     with CompileDirs(cc_dir) as dirs:  # its closure of wasm rlibs only; its dep-info private (shim.compile_dirs)
         linked = dirs.link(replayer.closure(externs.values()))
         argv, _dropped = wasm_argv(expanded, wasm_sysroot=tc.wasm_sysroot, facade=facade_rlib, out_dir=dirs.out,
@@ -203,8 +204,8 @@ def compile_native(chain: list[str], args: RustcArgs, expanded: list[str], envir
 
     cwd = os.getcwd()
     out_dir = Path(cwd, args.out_dir or ".").resolve()
-    stem = f"{args.crate_name}{args.extra_filename}"
-    native_dir = Path(journal.cratecage_dir(str(out_dir.parent)), "native", out_dir.name)
+    stem = layout.output_stem(args)
+    native_dir = Path(layout.unit_state_dir(layout.state_dir(str(out_dir)), str(out_dir), kind="native"))
     native_dir.mkdir(parents=True, exist_ok=True)
     argv: list[str] = []
     for name, _value, words in tokens(expanded):

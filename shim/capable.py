@@ -33,8 +33,6 @@ if False:  # typing only
 
     from shim.toolchain import Toolchain
 
-    from shim.toolchain import Toolchain
-
 
 def cache_root(environ: Mapping[str, str] = os.environ) -> Path:
     """The per-user cache shared by all projects: `$CRATECAGE_CACHE_DIR`, else XDG's cache dir."""

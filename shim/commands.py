@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     ini.add_argument("cargo_args", nargs=argparse.REMAINDER, help="arguments for cargo build, after --")
     sub.add_parser("doctor", help="check the toolchain, wasmtime and the confinement of native children")
     r = sub.add_parser("audit", help="the last sandboxed run of each crate: grants used, denials")
-    r.add_argument("target_dir", nargs="?", default="target", help="cargo's target directory (default: target)")
+    r.add_argument("target_dir", nargs="?", default=None,
+                   help="cargo's target or build directory (default: the ones cargo uses here, else target)")
     sub.add_parser("version", help="print the version line cratecage adds to `rustc -vV`")
     sub.add_parser("help", help="show this help")
     return p
@@ -145,16 +146,41 @@ def toolchain_report(*, check: bool) -> int:
     return 0 if tc.ready else 3
 
 
-def audit_summary(target_dir: str) -> int:
+def audit_summary(target_dir: str | None) -> int:
     from pathlib import Path
 
     from shim import audit
 
-    log = Path(target_dir) / "cratecage" / audit.AUDIT_LOG
-    if not log.is_file():
-        raise UsageError(f"no sandboxed runs recorded in {log}", hint=f"build with RUSTC_WRAPPER={program.path()} first")
-    print("\n".join(audit.summary(Path(target_dir))))
+    tried = [audit.log_path(Path(d)) for d in audit_dirs(target_dir)]
+    log = next((p for p in tried if p.is_file()), None)
+    if log is None:
+        raise UsageError(f"no sandboxed runs recorded in {' or '.join(map(str, tried))}",
+                         hint=f"build with RUSTC_WRAPPER={program.path()} first, or name the target directory")
+    print("\n".join(audit.summary(log)))
     return 0
+
+
+def audit_dirs(given: str | None) -> list[str]:
+    """The build directories whose audit log `cratecage audit` reads, first found wins: the one named, or
+    cargo's `target` here; and, when that is cargo's target directory, cargo's build directory
+    (`build.build-dir`, where the units and so cratecage's state are when it is set elsewhere)."""
+    import json
+    import subprocess
+
+    first = given or "target"
+    try:
+        done = subprocess.run(["cargo", "metadata", "--no-deps", "--format-version", "1", "--offline"],
+                              capture_output=True, text=True, timeout=60)
+        meta = json.loads(done.stdout) if done.returncode == 0 else {}
+    except (OSError, ValueError, subprocess.SubprocessError):
+        meta = {}
+    target, build = meta.get("target_directory"), meta.get("build_directory")
+    if given is None and target:
+        first = target
+    out = [first]
+    if build and target and os.path.realpath(first) == os.path.realpath(target):
+        out.append(build)
+    return list(dict.fromkeys(out))
 
 
 def doctor() -> int:

@@ -24,6 +24,8 @@ import os
 if False:  # typing only: importing typing costs ~10 ms on the pass-through fast path
     from typing import Callable, Final, Mapping
 
+from shim import layout
+
 # Set by cargo for a crate's compile (exact names). CARGO_BIN_EXE_*/CARGO_TARGET_TMPDIR are for integration
 # tests only, which are never compiled for the sandbox.
 COMPILE_ENV: Final[tuple[str, ...]] = (
@@ -39,8 +41,6 @@ COMPILE_ENV: Final[tuple[str, ...]] = (
 TOOL_ENV: Final[tuple[str, ...]] = ("CARGO_MAKEFLAGS", "RUSTC_BOOTSTRAP")
 # Set by cratecage for the compile (shim.wasm_rustc), never taken from cargo's environment.
 OWN_ENV: Final[tuple[str, ...]] = ("PATH", "TMPDIR", "LD_LIBRARY_PATH")
-# Where cargo keeps a build script's output, relative to its OUT_DIR (old layout, new build-dir layout).
-SCRIPT_OUTPUT: Final[tuple[str, ...]] = ("../output", "../run/stdout")
 _RUSTC_ENV_PREFIXES: Final = ("cargo::rustc-env=", "cargo:rustc-env=")
 
 
@@ -57,24 +57,18 @@ def recorded(environ: Mapping[str, str]) -> dict[str, str]:
 def script_rustc_env(out_dir: str | None) -> dict[str, str]:
     """`rustc-env` values the crate's own build script printed, as cargo kept them (after cratecage's filter
     of the script's stdout); {} when the crate has no build script or it has not run."""
-    if not out_dir:
+    output = layout.script_output(out_dir) if out_dir else None
+    if output is None:
         return {}
-    for rel in SCRIPT_OUTPUT:
-        try:
-            with open(os.path.join(out_dir, rel), encoding="utf-8", errors="surrogateescape") as fh:
-                text = fh.read()
-        except OSError:
-            continue
-        found: dict[str, str] = {}
-        for line in text.splitlines():
-            for prefix in _RUSTC_ENV_PREFIXES:
-                if line.startswith(prefix):
-                    name, eq, value = line[len(prefix):].partition("=")
-                    if eq and name:
-                        found[name] = value
-                    break
-        return found
-    return {}
+    found: dict[str, str] = {}
+    for line in output.decode("utf-8", "surrogateescape").splitlines():
+        for prefix in _RUSTC_ENV_PREFIXES:
+            if line.startswith(prefix):
+                name, eq, value = line[len(prefix):].partition("=")
+                if eq and name:
+                    found[name] = value
+                break
+    return found
 
 
 def environment(cargo_vars: Mapping[str, str], host_env: Mapping[str, str], *, rustc_env: Mapping[str, str],

@@ -45,6 +45,8 @@ import signal
 import sys
 import time
 
+from shim import layout
+from shim.confined_explain import UNREADABLE_WORDS
 from shim.confined_grants import Grants, grants
 from shim.rustc_args import RustcArgs
 
@@ -55,18 +57,8 @@ STDERR_KEEP = 64  # diagnostics lines kept for the explanation after a failure (
 # -- running ----------------------------------------------------------------------------------------------
 
 def target_dir(args: RustcArgs) -> str:
-    """The target directory: the nearest ancestor of the output directory that cargo tagged with
-    CACHEDIR.TAG (both build-dir layouts), else the output directory's parent."""
-    out = os.path.abspath(args.out_dir or os.getcwd())
-    here = out
-    for _ in range(8):
-        if os.path.isfile(os.path.join(here, "CACHEDIR.TAG")):
-            return here
-        parent = os.path.dirname(here)
-        if parent == here:
-            break
-        here = parent
-    return os.path.dirname(out)
+    """The build directory the unit belongs to (shim.layout: either build-dir layout, `--target` too)."""
+    return layout.build_root(args.out_dir or os.getcwd(), args.target)
 
 
 def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[str, str],
@@ -86,7 +78,7 @@ def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[st
         _warn_once(unit, landlock.unavailable_reason(), environ)
         return None
     owner = owner_grant(environ)
-    tmp = os.path.join(target, "cratecage", "tmp", f"native-{os.getpid()}-{os.urandom(4).hex()}")
+    tmp = os.path.join(target, layout.STATE_DIR, "tmp", f"native-{os.getpid()}-{os.urandom(4).hex()}")
     os.makedirs(tmp, mode=0o700)
     try:
         allowed = grants(cmd[:len(cmd) - len(rustc_args)], rustc_args, args, environ, tmp, target=target,
@@ -206,7 +198,7 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants | None,
 
 
 # Lines of rustc's stderr (human or JSON diagnostics) that shim.confined_explain may explain.
-WATCHED = (b"couldn't read", b"panicked")
+WATCHED = (*UNREADABLE_WORDS, b"panicked")
 
 
 def _copy_stderr(fd: int, pid: int, watched: tuple[bytes, ...] = WATCHED) -> tuple[int | None, list[bytes]]:

@@ -17,7 +17,11 @@ from __future__ import annotations
 import json
 import os
 
-COULDNT_READ = "couldn't read `"
+# rustc's words for a source file it could not open (`include!`, `include_str!`, `include_bytes!`, `#[path]
+# mod`): (start, end) around the path. 1.95: "couldn't read `P`: Permission denied (os error 13)" (and still
+# for a missing file); 1.101-nightly: "permission denied when opening file `P`".
+UNREADABLE = (("couldn't read `", "`: "), ("permission denied when opening file `", "`"))
+UNREADABLE_WORDS = tuple(start.rstrip(" `").encode() for start, _ in UNREADABLE)  # a line worth keeping
 PANICKED = ("proc macro panicked", "proc-macro derive panicked")
 REFUSED = ("Permission denied", "PermissionDenied", "os error 13")
 
@@ -31,9 +35,9 @@ def explain(lines: list[bytes], environ: dict[str, str], owner: tuple[tuple[str,
     for raw in lines:
         text = raw.decode("utf-8", "replace")
         for message in _messages(text):
-            if message.startswith(COULDNT_READ) and "`: " in message:
-                path = os.path.normpath(message[len(COULDNT_READ):message.rindex("`: ")])
-                line = _unreadable(path, package, owner)
+            unreadable = unreadable_path(message)
+            if unreadable is not None:
+                line = _unreadable(os.path.normpath(unreadable), package, owner)
                 if line and line not in out:
                     out.append(line)
             elif message.startswith(PANICKED) and any(r in text for r in REFUSED):
@@ -43,6 +47,14 @@ def explain(lines: list[bytes], environ: dict[str, str], owner: tuple[tuple[str,
                    f"its build script's output): it was refused a program or file; proc macros in such a compile "
                    f"may run only the toolchain and read only the package and the compile's inputs")
     return out
+
+
+def unreadable_path(message: str) -> str | None:
+    """The path of a file rustc says it could not open, from one of its error messages; else None."""
+    for start, end in UNREADABLE:
+        if message.startswith(start) and end in message[len(start):]:
+            return message[len(start):message.rindex(end)]
+    return None
 
 
 def _unreadable(path: str, package: str, owner: tuple[tuple[str, ...], tuple[str, ...]]) -> str:

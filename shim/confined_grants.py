@@ -2,8 +2,8 @@
 
 Why a list of exact inputs rather than rustc's cwd: for a workspace member cargo runs rustc in the
 workspace root, which holds `.env`, `.git/config` and the target directory with every crate's build state
-(`build/*/output`, `.fingerprint/`, cratecage's journal). A library or linker script a dependency ships
-names such a file and the linker quotes it back. So a confined compile may:
+(`build/*/output`, `.fingerprint/`, or the new layout's `build/*/*/{run,fingerprint}/`; cratecage's
+journal). A library or linker script a dependency ships names such a file and the linker quotes it back. So a confined compile may:
 
     execute  the toolchain (rustc's sysroot incl. rust-lld and gcc-ld, clippy-driver, rustup's proxy and
              RUSTUP_HOME/toolchains when argv[1] is the proxy), the linker the user configured: `-C linker=`
@@ -24,7 +24,11 @@ names such a file and the linker quotes it back. So a confined compile may:
 
 So a confined compile of a member can no longer `include_str!` (or `#[path]`) a file outside its package
 unless the owner grants it. The output directory stays readable (rustc writes its objects there and the
-linker reads them back): for libraries that is `<target>/<profile>/deps`, other crates' `.d` included.
+linker reads them back): in the old build-dir layout that is `<target>/<profile>/deps` for libraries,
+other crates' `.d` included; in the new one the unit's own `build/<pkg>/<H>/out`, and each `-L dependency=`
+directory is one dependency's `out/` (cargo names every transitive one), of which only the crate files
+are read. A `--target` unit of the new layout also gets `-L dependency=` of a host directory that does not
+exist; a rule for a missing path is no rule (shim.landlock).
 """
 
 from __future__ import annotations
@@ -202,15 +206,9 @@ def user_linkers(words: list[str], script_output: bytes, untrusted: list[str], p
 
 def _script_output(out_dir: str) -> bytes:
     """What the package's build script printed (its link args are dependency input, not the user's)."""
-    if not out_dir:
-        return b""
-    for parts in (("..", "output"), ("..", "run", "stdout")):
-        try:
-            with open(os.path.join(out_dir, *parts), "rb") as fh:
-                return fh.read()
-        except OSError:
-            continue
-    return b""
+    from shim import layout
+
+    return (layout.script_output(out_dir) if out_dir else None) or b""
 
 
 def _inside(path: str, root: str) -> bool:

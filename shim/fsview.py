@@ -1,8 +1,9 @@
 """What a run may see of a readable tree: the tree minus every cargo target directory, and granted files alone.
 
-Why: cargo keeps other crates' build state in the target directory: `.fingerprint/` stores the value of
-every variable a script named in `rerun-if-env-changed`, `.d` files carry `# env-dep:NAME=value` lines,
-cratecage's own journal and audit log live in `<target>/cratecage/`. When a target directory lies inside
+Why: cargo keeps other crates' build state in the target directory: `.fingerprint/` (each unit's
+`fingerprint/` in the new build-dir layout, shim.layout) stores the value of every variable a script
+named in `rerun-if-env-changed`, `.d` files carry `# env-dep:NAME=value` lines, cratecage's own journal
+and audit log live in `<target>/cratecage/`. When a target directory lies inside
 a readable root (the package of every single-package project, a granted `..`, warn mode's "/"), a read-only
 grant of that root would hand all of it to the next build script. That holds for *any* target directory,
 not only this build's: `cargo build --target-dir target-ci`, a CI cache restored into the package, `.target`,
@@ -58,6 +59,7 @@ import shutil
 import stat
 from typing import Callable, Final, Iterable
 
+from shim import layout
 from shim.runctx import RunContext
 
 COPY_LIMIT = 64 << 20  # a file that cannot be hard-linked into a view is copied up to this size, else left out
@@ -67,10 +69,11 @@ SEARCH_DEPTH: Final = 3  # directory levels below a readable root that cargo_dir
 SEARCH_DIRS: Final = 4096  # directories listed per root, breadth first
 WIDE_DIR: Final = 512  # a directory with more entries is not descended into: its subdirs' CACHEDIR.TAG only
 # What marks a directory as cargo build state: (entry name, what it must be). The target dir root and a
-# separate build-dir root hold CACHEDIR.TAG (both layouts) and .rustc_info.json; a profile dir of the old
-# layout copied out alone (a CI cache of `target/debug`) still holds .fingerprint/ and .cargo-lock.
+# separate build-dir root hold CACHEDIR.TAG (both layouts) and .rustc_info.json; a profile dir copied out
+# alone (a CI cache of `target/debug`) still holds .cargo-lock (and .fingerprint/ in the old layout), or,
+# of a separate build dir of the new layout, .cargo-build-lock (shim.layout.PROFILE_MARKERS).
 MARKERS: Final = ((CACHEDIR_TAG, "tag"), (".rustc_info.json", "file"), (".fingerprint", "dir"),
-                  (".cargo-lock", "file"))
+                  *((name, "file") for name in layout.PROFILE_MARKERS))
 
 
 def _inside(path: str, root: str) -> bool:
@@ -83,7 +86,7 @@ def target_dir_of(out_dir: str) -> str | None:
     (`mkdir target`, a CI cache mount); None outside cargo."""
     path = os.path.dirname(os.path.abspath(out_dir)) if out_dir else ""
     while path and path != os.path.dirname(path):
-        if os.path.isfile(os.path.join(path, CACHEDIR_TAG)) or _tagged(os.path.join(path, "cratecage")):
+        if os.path.isfile(os.path.join(path, CACHEDIR_TAG)) or _tagged(os.path.join(path, layout.STATE_DIR)):
             return path
         path = os.path.dirname(path)
     return None
@@ -161,9 +164,11 @@ def hidden_dirs(ctx: RunContext) -> list[str]:
     found = [target_dir_of(ctx.out_dir), ctx.host_env.get("CARGO_TARGET_DIR"),
              os.path.join(ctx.package_dir, "target") if ctx.package_dir else None]
     out: list[str] = []
+    if ctx.out_dir and layout.locked_profile(os.path.dirname(ctx.out_dir)) is not None:
+        out.append(layout.build_root(ctx.out_dir, ctx.host_env.get("TARGET")))  # tagged or not: cargo's
     for path in found:
         if path and os.path.isabs(path) and (os.path.isfile(os.path.join(path, CACHEDIR_TAG))
-                                             or _tagged(os.path.join(path, "cratecage"))):
+                                             or _tagged(os.path.join(path, layout.STATE_DIR))):
             path = os.path.normpath(path)
             if path not in out:
                 out.append(path)

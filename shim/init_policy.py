@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shim import audit
 from shim.errors import UsageError
 
 try:
@@ -77,11 +78,11 @@ def run(cargo_args: list[str], *, output: str | None, force: bool) -> int:
     warn_policy = target / "warn-only.toml"
     warn_policy.write_text('[permissions]\nmode = "warn"\n')
     env = dict(os.environ, CRATECAGE_POLICY=str(warn_policy), CRATECAGE_WORKSPACE_ROOT=str(root.absolute()),
-               CARGO_TARGET_DIR=str(target),
+               CARGO_TARGET_DIR=str(target), CARGO_BUILD_BUILD_DIR=str(target),  # its audit log is there
                RUSTC_WRAPPER=os.path.abspath(sys.argv[0]))
     print(f"cratecage: building {root} in warn mode into {target}", file=sys.stderr)
     done = subprocess.run(["cargo", "build", *cargo_args], cwd=root, env=env)
-    log = target / "cratecage" / "audit.jsonl"
+    log = audit.log_path(target)
     found = proposals(log) if log.is_file() else {}
     dest.write_text(render(found))
     print(f"cratecage: wrote {dest}: {len(found)} crate entries"

@@ -14,7 +14,8 @@ Format: `MAGIC \0 cwd \0 <n> \0 NAME=value * n \0 argv...` (variables hold no NU
 magic (cratecage < 0.5) is treated as missing.
 
 `record` runs on the pass-through fast path: standard library only, one small atomic file write.
-Entries live in `<target>/cratecage/journal/` (`cargo clean` removes them).
+Entries live in `<build dir>/cratecage/journal/` (shim.layout.state_dir; `cargo clean` removes them),
+named by the rlib's file name, which holds the unit's hash in both build-dir layouts.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 if False:  # typing only: importing typing costs ~10 ms on the pass-through fast path
     from typing import Mapping
 
+from shim import layout
 from shim.compile_env import recorded
 from shim.files import atomic_write
 from shim.rustc_args import RustcArgs
@@ -31,23 +33,14 @@ _SEP = "\0"
 MAGIC = "cratecage-journal-2"
 
 
-def target_root(deps_dir: str) -> str:
-    """`<target>` from a unit's `--out-dir`: `<target>/<profile>/deps` or `<target>/<triple>/<profile>/deps`."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(deps_dir)))
-
-
-def cratecage_dir(deps_dir: str) -> str:
-    return os.path.join(target_root(deps_dir), "cratecage")
-
-
 def rlib_name(args: RustcArgs) -> str:
-    return f"lib{args.crate_name}{args.extra_filename}.rlib"
+    return f"lib{layout.output_stem(args)}.rlib"
 
 
 def entry_path(rlib: str) -> str:
-    """The journal file for a native rlib path (as it appears in a later `--extern name=path`)."""
-    deps = os.path.dirname(rlib)
-    return os.path.join(cratecage_dir(deps), "journal", os.path.basename(rlib) + ".args")
+    """The journal file for a native rlib path (as it appears in a later `--extern name=path`): in the
+    state directory of the build the rlib belongs to (a host library: no `<triple>` level)."""
+    return os.path.join(layout.state_dir(os.path.dirname(rlib)), "journal", os.path.basename(rlib) + ".args")
 
 
 def record(args: RustcArgs, expanded: list[str], cwd: str, environ: Mapping[str, str] | None = None) -> None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from shim import compile_env, facade, journal, trace, wasm_rustc
+from shim import compile_env, facade, journal, layout, trace, wasm_rustc
 from shim.compile_dirs import DEP_INFO_SUFFIX, CompileDirs, sha256_of
 from shim.errors import CratecageError
 from shim.files import atomic_write
@@ -86,6 +86,7 @@ def wasm_argv(recorded: list[str], *, wasm_sysroot: str, facade: str, out_dir: s
     """(argv for the wasm compile, the words dropped from the recorded one)."""
     out: list[str] = []
     dropped: list[str] = []
+    externs: set[str] = set()  # the new layout names a library twice (its .rlib and .rmeta): one wasm rlib
     for name, value, words in tokens(recorded):
         action = FLAG_ACTIONS.get(name, KEEP)
         if action == KEEP:
@@ -104,7 +105,9 @@ def wasm_argv(recorded: list[str], *, wasm_sysroot: str, facade: str, out_dir: s
         elif name == "--extern":
             ext_name, eq, path = (value or "").partition("=")
             if eq and path in extern_map:
-                out.extend(["--extern", f"{ext_name}={extern_map[path]}"])
+                if f"{ext_name}={extern_map[path]}" not in externs:
+                    externs.add(f"{ext_name}={extern_map[path]}")
+                    out.extend(["--extern", f"{ext_name}={extern_map[path]}"])
             else:
                 out.extend(words)  # `--extern proc_macro`, proc-macro dylibs: native on purpose
         elif name == "-L":
@@ -165,6 +168,7 @@ class Replayer:
         self.consumer = consumer  # "<package> <version>" of the build script being compiled, for messages
         self.replayed: list[str] = []  # crate names compiled by this process (tests count them)
         self._closures: dict[str, tuple[str, ...]] = {}  # wasm rlib -> the wasm rlibs it needs, transitively
+        self._done: dict[str, str] = {}  # native rlib -> its wasm rlib, once per process
         self._swept = False
 
     def externs_for(self, recorded: list[str], stack: tuple[str, ...] = ()) -> dict[str, str]:
@@ -189,6 +193,8 @@ class Replayer:
         name = os.path.basename(rlib)
         if rlib in stack:
             raise ReplayError(f"build script of {self.consumer}: dependency cycle while replaying {name} for wasm")
+        if rlib in self._done:  # a diamond, or the new layout's `--extern x=libx.rlib --extern x=libx.rmeta`
+            return self._done[rlib]
         entry = journal.load(rlib)
         if entry is None:
             raise ReplayError(
@@ -210,11 +216,13 @@ class Replayer:
         with open(os.path.join(self.wasm_deps, f".{name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self._fresh(out, key):
+                self._done[rlib] = out
                 return out
             digests = self._compile(entry, externs, rlib, scope)
             if name not in digests:
                 raise ReplayError(f"{scope.subject}: its wasm compile left no {name}")
             atomic_write(out + ".stamp", json.dumps({"key": key, "outputs": digests}, sort_keys=True))
+        self._done[rlib] = out
         return out
 
     def _sweep(self) -> None:
@@ -297,7 +305,7 @@ class Replayer:
                                       extra_codegen=facade.LINK_ARGS)  # a cdylib crate type links here
             done = wasm_rustc.run(self.tools, scope, argv, cwd=entry.cwd, dirs=dirs,
                                   inputs=native_externs(entry.argv, entry.cwd), host_env=self.environ,
-                                  dep_info=dirs.dep_info(f"{args.crate_name}{args.extra_filename}"), stream=False)
+                                  dep_info=dirs.dep_info(layout.output_stem(args)), stream=False)
             digests = dirs.publish(self.wasm_deps) if done.returncode == 0 else {}
         for message in done.messages(scope.subject):
             print(message, file=sys.stderr)
@@ -328,16 +336,17 @@ def forget_native(rlib: str, args: RustcArgs, package: str) -> None:
     import glob
     import shutil
 
-    deps = os.path.dirname(rlib)
-    profile = os.path.dirname(deps)
-    stem = f"{args.crate_name}{args.extra_filename}"
-    for path in (rlib, rlib[:-len(".rlib")] + ".rmeta", os.path.join(deps, stem + ".d")):
+    out_dir = os.path.dirname(rlib)
+    stem = layout.output_stem(args)
+    for path in (rlib, rlib[:-len(".rlib")] + ".rmeta", os.path.join(out_dir, stem + ".d")):
         try:
             os.unlink(path)
         except OSError:
             pass
-    doomed = glob.glob(os.path.join(profile, "incremental", f"{glob.escape(args.crate_name or '')}-*"))
-    if package and args.extra_filename:
-        doomed.append(os.path.join(profile, ".fingerprint", f"{package}{args.extra_filename}"))
+    incremental = args.codegen_value("incremental") or os.path.join(layout.profile_dir(out_dir), "incremental")
+    doomed = glob.glob(os.path.join(incremental, f"{glob.escape(args.crate_name or '')}-*"))
+    fingerprint = layout.fingerprint_dir(out_dir, package, args.extra_filename)
+    if fingerprint:
+        doomed.append(fingerprint)
     for directory in doomed:
         shutil.rmtree(directory, ignore_errors=True)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from shim import layout
 from shim.limits import Limits
 from shim.runctx import RunContext
 
@@ -472,6 +473,7 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
     Stdout reaches cargo only after the run, filtered to the directives the grant allows."""
     from shim import enforce
 
+    cc_dir = Path(layout.state_of_module(str(wasm)))
     warn_once_without_landlock(ctx)
     started = time.monotonic()
     ctx.env.update(enforce.env_extra(grant, ctx))
@@ -510,7 +512,7 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
             print(denial.render(ctx.crate, ctx.version), file=sys.stderr)
     from shim import audit
 
-    audit.record(wasm.parent.parent.parent, ctx, grant, outcome.exit_code, outcome.message,
+    audit.record(cc_dir, ctx, grant, outcome.exit_code, outcome.message,
                  time.monotonic() - started)
     return outcome
 
@@ -618,7 +620,7 @@ def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) ->
         ctx.host_dir = host_dir
         from shim.fsview import tag_build_state
 
-        tag_build_state(str(Path(wasm).parent.parent.parent))  # <target>/cratecage, before anything is hidden
+        tag_build_state(layout.state_of_module(wasm))  # <build dir>/cratecage, before anything is hidden
         from shim import enforce
 
         grant, policy = enforce.grant("build", ctx.crate, ctx.version, environ)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable, Final, Mapping
 
-from shim import program
+from shim import layout, program
 from shim.capable import COMPLETE_MARKER, WASM_TARGET, cache_root, rustup_home
 from shim.errors import ProvisionError
 from shim.toolchain import Compiler, Toolchain, private_sysroot, scrubbed_env
@@ -201,10 +201,11 @@ def _cargo_build_std(compiler: Compiler, cargo: str, library: Path, work: Path,
     source = "rust-src's vendored crates" if offline else "crates.io"
     log(f"building std for {WASM_TARGET}, about a minute", compiler=compiler.version_line, deps=source)
     _run_with_progress(cmd, cwd=work, env=env, log=log)
-    deps = work / "target" / WASM_TARGET / "release" / "deps"
-    rlibs = sorted(p for p in deps.glob("lib*.rlib") if not p.name.startswith(f"lib{_PLACEHOLDER_CRATE}-"))
+    profile = work / "target" / WASM_TARGET / "release"
+    rlibs = sorted(p for p in map(Path, layout.unit_outputs(str(profile), "lib*.rlib"))
+                   if not p.name.startswith(f"lib{_PLACEHOLDER_CRATE}-"))
     if not any(p.name.startswith("libstd-") for p in rlibs):
-        raise ProvisionError(f"the std build finished but left no libstd rlib in {deps}")
+        raise ProvisionError(f"the std build finished but left no libstd rlib in {profile}")
     return rlibs
 
 

@@ -38,7 +38,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from shim import compile_env, landlock, landlock_exec
+from shim import compile_env, landlock, landlock_exec, layout
+from shim.confined_explain import unreadable_path
 from shim.compile_dirs import CompileDirs
 from shim.errors import CratecageError
 from shim.runctx import Denial
@@ -47,7 +48,6 @@ if False:  # typing only
     from policy import Grant
 
 STDERR_CAP = 4 << 20  # bytes of rustc's stderr kept for reading diagnostics (all of it is still shown)
-_COULDNT_READ = "couldn't read `"
 _ENV_NOT_DEFINED = ("environment variable `", "` not defined at compile time")
 
 
@@ -120,7 +120,8 @@ def hidden_dirs(scope: Scope, host_env: Mapping[str, str]) -> list[str]:
     ctx = RunContext(crate=scope.package, version=scope.version, package_dir=scope.manifest_dir,
                      out_dir=scope.out_dir or unit_dir, tmp_dir="", env={}, host_env=dict(host_env), rustc="",
                      sysroot="", grant=scope.grant)
-    found = [*fsview.hidden_dirs(ctx), fsview.target_dir_of(unit_dir), scope.build_dir]
+    found = [*fsview.hidden_dirs(ctx), fsview.target_dir_of(unit_dir), layout.build_root(scope.build_dir),
+             scope.build_dir]
     return list(dict.fromkeys(os.path.realpath(p) for p in found if p))
 
 
@@ -332,8 +333,9 @@ def _refused(stderr: str) -> tuple[list[str], list[str]]:
         text = msg.get("message") if isinstance(msg, dict) and msg.get("level") == "error" else None
         if not isinstance(text, str):
             continue
-        if text.startswith(_COULDNT_READ) and "`: " in text:
-            paths.append(text[len(_COULDNT_READ):text.rindex("`: ")])
+        unreadable = unreadable_path(text)
+        if unreadable is not None:
+            paths.append(unreadable)
         elif text.startswith(_ENV_NOT_DEFINED[0]) and text.endswith(_ENV_NOT_DEFINED[1]):
             names.append(text[len(_ENV_NOT_DEFINED[0]):-len(_ENV_NOT_DEFINED[1])])
     return paths, names

@@ -35,7 +35,7 @@ import os
 import sys
 
 from shim import VERSION_LINE
-from shim import journal, trace
+from shim import journal, layout, trace
 from shim.trace import TRACE_ENV
 from shim.classify import BUILD_SCRIPT, HOST_LIBRARY, PROBE, SANDBOXED, classify, is_verbose_version, unit_name
 from shim.errors import CratecageError, UsageError
@@ -103,17 +103,15 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
     return _exec(chain + rustc_args, environ)
 
 
-# Directive keys whose values reach the package's own rustc (cargo's `output` file holds what the runner
-# let through, one `cargo:KEY=VALUE` or `cargo::KEY=VALUE` line each; a mention anywhere is enough).
+# Directive keys whose values reach the package's own rustc (cargo's copy of the script's stdout,
+# shim.layout.script_output, holds what the runner let through, one `cargo:KEY=VALUE` or
+# `cargo::KEY=VALUE` line each; a mention anywhere is enough).
 CONSUMED_DIRECTIVES = (b"rustc-env", b"rustc-link-", b"rustc-flags", b"rustc-cdylib-link-arg")
-# Where cargo keeps a build-script run's stdout, relative to its OUT_DIR: the classic layout, then the
-# build-dir layout of notes/cargo-build-dir-layout.md.
-SCRIPT_OUTPUT_FILES = (("..", "output"), ("..", "run", "stdout"))
 # `-L` kinds that hold crates only (cargo's own); any other kind is a native search path.
 CRATE_SEARCH = frozenset({"dependency", "crate"})
 # Crate types whose compile runs the linker.
 LINKED_TYPES = frozenset({"bin", "cdylib", "dylib", "proc-macro"})
-EMPTY_CWD = "empty"  # under <target>/cratecage/: the cwd of a link outside the workspace root
+EMPTY_CWD = "empty"  # under <build dir>/cratecage/: the cwd of a link outside the workspace root
 
 
 def consumes_script_output(args: RustcArgs, expanded: list[str],
@@ -124,16 +122,10 @@ def consumes_script_output(args: RustcArgs, expanded: list[str],
     if any(a.startswith("-l") for a in expanded) and any(name == "-l" for name, _, _ in tokens(expanded)):
         return "link library"
     out_dir = environ.get("OUT_DIR")
-    if not out_dir:
+    output = layout.script_output(out_dir) if out_dir else None
+    if output is None:
         return None
-    for parts in SCRIPT_OUTPUT_FILES:
-        try:
-            with open(os.path.join(out_dir, *parts), "rb") as fh:
-                output = fh.read()
-        except OSError:
-            continue
-        return "build script directives" if any(d in output for d in CONSUMED_DIRECTIVES) else None
-    return None
+    return "build script directives" if any(d in output for d in CONSUMED_DIRECTIVES) else None
 
 
 def link_cwd(args: RustcArgs) -> str | None:
@@ -146,14 +138,9 @@ def link_cwd(args: RustcArgs) -> str | None:
              *(p for _, p in args.externs if p)]
     if not args.inputs or not args.out_dir or not all(os.path.isabs(p) for p in paths if p):
         return None
-    here = args.out_dir
-    for _ in range(8):  # the target directory: the nearest ancestor cargo tagged (both build-dir layouts)
-        if os.path.isfile(os.path.join(here, "CACHEDIR.TAG")):
-            break
-        here = os.path.dirname(here)
-    else:
-        return None
-    empty = os.path.join(here, "cratecage", EMPTY_CWD)
+    if layout.locked_profile(args.out_dir) is None:
+        return None  # not a unit of a cargo build
+    empty = os.path.join(layout.state_dir(args.out_dir, args.target), EMPTY_CWD)
     try:
         if not os.listdir(empty):
             return empty

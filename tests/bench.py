@@ -600,7 +600,8 @@ class ScriptRun:
 
 
 def build_script_invocation(log: str, base_env: dict[str, str]) -> ScriptRun:
-    """The `Running `VAR=value ... .../build-script-build`` line of a `cargo build -vv` log, parsed."""
+    """The `Running `VAR=value ... .../build-script-build`` line of a `cargo build -vv` log, parsed (the new
+    build-dir layout runs `.../out/build_script_build`)."""
     for line in log.splitlines():
         line = line.strip()
         if not (line.startswith("Running `") and line.endswith("`")):
@@ -609,7 +610,7 @@ def build_script_invocation(log: str, base_env: dict[str, str]) -> ScriptRun:
         k = 0
         while k < len(words) and _ENV_ASSIGNMENT.match(words[k]):
             k += 1
-        if k == len(words) - 1 and Path(words[k]).name.startswith("build-script-build"):
+        if k == len(words) - 1 and Path(words[k]).name in ("build-script-build", "build_script_build"):  # old/new layout
             cargo_env = dict(w.split("=", 1) for w in words[:k])
             missing = [v for v in SCRIPT_ENV_REQUIRED if v not in cargo_env]
             if missing:

@@ -1,9 +1,12 @@
 """Shared test plumbing: a scrubbed environment, the selected toolchain, and a cargo runner.
 
 Integration tests build real workspaces from fixtures/ with the real cargo, through the real wrapper
-(`.venv/bin/cratecage`, the launcher `make setup` writes), with the toolchain `cratecage toolchain install`
-selected. Every build gets its own target directory, so wrapped and plain builds never share artifacts;
-the cargo home (registry downloads) is the user's, shared by all tests.
+(`.venv/bin/cratecage`, the launcher `make setup` writes). The `cargo` fixture runs each of them twice, once
+per build-dir layout of cargo (notes/cargo-build-dir-layout.md): `[old-layout]` with the toolchain
+`cratecage toolchain install` selected (the machine's stable), `[new-layout]` with NEW_LAYOUT_TOOLCHAIN
+(`make test` installs it); tests/test_cargo_layouts.py checks that each really builds in the layout its id
+names. Every build gets its own target directory, so wrapped and plain builds, and the two toolchains,
+never share artifacts; the cargo home (registry downloads) is the user's, shared by all tests.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ FIXTURES = REPO / "fixtures"
 WRAPPER = REPO / ".venv" / "bin" / "cratecage"
 
 # Variables from the developer's shell or an outer cargo that would change what a test build does.
-_SCRUB_PREFIXES = ("CARGO_", "RUSTC", "RUSTDOC", "RUSTFLAGS", "CRATECAGE_", "RUSTUP_TOOLCHAIN", "RUST_LOG")
+_SCRUB_PREFIXES = ("CARGO_", "__CARGO_", "RUSTC", "RUSTDOC", "RUSTFLAGS", "CRATECAGE_", "RUSTUP_TOOLCHAIN", "RUST_LOG")
 _KEEP = ("CARGO_HOME", "CRATECAGE_CACHE_DIR")
 
 
@@ -59,6 +62,11 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+# A toolchain whose cargo uses the new build-dir layout, with wasm32-wasip1 (the Makefile's `new-layout-toolchain`).
+NEW_LAYOUT_TOOLCHAIN = "nightly-2026-10-29"
+LAYOUTS = ("old-layout", "new-layout")
+
+
 @pytest.fixture(scope="session")
 def toolchain_env() -> dict[str, str]:
     """PATH/RUSTC/RUSTDOC/CARGO of the selected wasm-capable toolchain (what `toolchain env` exports)."""
@@ -68,6 +76,25 @@ def toolchain_env() -> dict[str, str]:
     if not tc.ready:
         pytest.fail(f"no wasm32-wasip1-capable toolchain is selected ({tc.how}): run `make setup`")
     return toolchain.env_vars(tc)
+
+
+def new_layout_env() -> dict[str, str]:
+    """PATH/RUSTC/RUSTDOC/CARGO of NEW_LAYOUT_TOOLCHAIN, found through rustup; a missing one fails the run."""
+    from shim import toolchain
+
+    fix = f"install it: rustup toolchain install {NEW_LAYOUT_TOOLCHAIN} --profile minimal --target wasm32-wasip1"
+    environ = scrubbed(dict(os.environ))
+    try:
+        done = subprocess.run(["rustup", "which", "--toolchain", NEW_LAYOUT_TOOLCHAIN, "rustc"], env=environ,
+                              capture_output=True, text=True, timeout=60)
+    except OSError as err:
+        pytest.fail(f"the [new-layout] tests need rustup ({err}); {fix}")
+    if done.returncode != 0:
+        pytest.fail(f"the [new-layout] tests need the toolchain {NEW_LAYOUT_TOOLCHAIN}: {done.stderr.strip()}; {fix}")
+    tc = toolchain.resolve(rustc=done.stdout.strip(), environ=environ)
+    if not tc.ready:
+        pytest.fail(f"{NEW_LAYOUT_TOOLCHAIN} cannot build for wasm32-wasip1 ({tc.how}); {fix}")
+    return toolchain.env_vars(tc, environ)
 
 
 @dataclass
@@ -98,6 +125,25 @@ class Cargo:
 
     env: dict[str, str]
     tmp: Path
+    layout: str = LAYOUTS[0]  # the build-dir layout this toolchain's cargo uses
+
+    @property
+    def new_layout(self) -> bool:
+        return self.layout == "new-layout"
+
+    @property
+    def channel(self) -> str:
+        """"stable", "beta" or "nightly": the `release:` line of the toolchain's `rustc -vV`."""
+        version = subprocess.run([self.env["RUSTC"], "-vV"], capture_output=True, text=True, check=True).stdout
+        release = next(line for line in version.splitlines() if line.startswith("release: "))
+        return next((c for c in ("nightly", "beta") if f"-{c}" in release), "stable")
+
+    @property
+    def hashes_our_version_line(self) -> bool:
+        """Whether cargo hashes every line of `rustc -vV` into `-C metadata`, cratecage's included, so that
+        wrapped and plain builds get their own hashes: stable cargo does; a nightly or beta one hashes only
+        the channel, and switching the wrapper on or off rebuilds in place (notes/cargo-and-rustc.md §8)."""
+        return self.channel == "stable"
 
     def __call__(self, workspace: Path, *args: str, wrapped: bool, target_dir: Path,
                  extra_env: dict[str, str] | None = None, check: bool = True) -> CargoRun:
@@ -128,12 +174,21 @@ class Cargo:
         return out
 
 
-@pytest.fixture(scope="session")
-def cargo(toolchain_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Cargo:
-    return Cargo(env=toolchain_env, tmp=tmp_path_factory.mktemp("cargo-traces"))
+@pytest.fixture(scope="session", params=LAYOUTS)
+def cargo(request: pytest.FixtureRequest, toolchain_env: dict[str, str],
+          tmp_path_factory: pytest.TempPathFactory) -> Cargo:
+    """The cargo of each build-dir layout in turn (module docstring)."""
+    env = toolchain_env if request.param == "old-layout" else new_layout_env()
+    return Cargo(env=env, tmp=tmp_path_factory.mktemp(f"cargo-traces-{request.param}"), layout=request.param)
 
 
 @pytest.fixture(scope="session")
-def targets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Parent of per-scenario target directories, shared within one test session."""
-    return tmp_path_factory.mktemp("targets")
+def selected_cargo(toolchain_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Cargo:
+    """The selected toolchain's cargo alone, for tests that are not about where cargo puts things."""
+    return Cargo(env=toolchain_env, tmp=tmp_path_factory.mktemp("cargo-traces-selected"))
+
+
+@pytest.fixture(scope="session")
+def targets(cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Parent of per-scenario target directories, shared within one test session and one layout."""
+    return tmp_path_factory.mktemp(f"targets-{cargo.layout}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, Cargo
+from target_dirs import crate_outputs
 
 pytestmark = pytest.mark.integration
 PADDING = 150_000  # --cfg=pad_flag_NNNNNN x 150k = 3.3 MB
@@ -24,5 +25,5 @@ def test_huge_argument_lists_arrive_as_argfiles_and_build(cargo: Cargo, targets:
     assert compiles["huge_flags_macro"]["argfile"] and compiles["huge_flags_macro"]["kind"] == "proc-macro"
     assert compiles["huge_flags"]["argfile"] and compiles["huge_flags"]["kind"] == "host-library"
     # The lib only has ANSWER when the first and last padding cfg reached rustc through the argfile.
-    rmeta = next((target / "debug" / "deps").glob("libhuge_flags-*.rmeta"))
+    [rmeta] = crate_outputs(target, "libhuge_flags-*.rmeta")
     assert b"ANSWER" in rmeta.read_bytes()

@@ -87,9 +87,9 @@ def _fill(path: Path, values: dict[str, str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def arena(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def arena(cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The two packages, canaries beside them (never inside), a granted file, and the policy."""
-    root = tmp_path_factory.mktemp("escapes")
+    root = tmp_path_factory.mktemp(f"escapes-{cargo.layout}")
     shutil.copytree(FIXTURES / "compile-escapes", root / "src")
     script, dep = root / "src" / "script", root / "src" / "escape-dep"
     secret = root / "secret"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, Cargo, CargoRun
+from target_dirs import crate_outputs
 from shim import landlock
 
 pytestmark = pytest.mark.integration
@@ -54,8 +55,8 @@ def test_a_rustc_env_value_reaches_env_through_the_confined_compile(cargo: Cargo
 
 
 @pytest.fixture(scope="module")
-def zlib_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    package = tmp_path_factory.mktemp("zlib-confined") / "zlib-demo"
+def zlib_demo(cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    package = tmp_path_factory.mktemp(f"zlib-confined-{cargo.layout}") / "zlib-demo"
     shutil.copytree(FIXTURES / "zlib-demo", package)
     (package / "cratecage.toml").write_text(
         '[permissions.build.libz-sys]\nprocess-spawn = { action = "permit", programs = ["cc", "ar"] }\n')
@@ -78,10 +79,10 @@ def test_libz_sys_and_the_binary_that_links_it_build_confined_and_run(cargo: Car
 # -- hostile link directives --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def arena(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def arena(cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The hostile-link package, a canary it must never read (a line that a linker would echo back), and a
     directory outside the package with a real static library (the granted search path of the twin)."""
-    root = tmp_path_factory.mktemp("hostile-link")
+    root = tmp_path_factory.mktemp(f"hostile-link-{cargo.layout}")
     package = root / "pkg" / "hostile-link"
     shutil.copytree(FIXTURES / "hostile-link", package)
     token = "CANARY" + secrets.token_hex(8)
@@ -179,7 +180,11 @@ def test_a_granted_search_path_outside_the_package_stays_readable(cargo: Cargo, 
 
 
 LINGERING_LINKER = """#!/bin/sh
-# A linker wrapper that leaves a detached process behind, spinning until someone kills it.
+# A linker wrapper that leaves a detached process behind, spinning until someone kills it; its pid goes
+# beside the linker's output, the directory a confined link may write (deps/, or the unit's out/), found by
+# the shell itself: the confined link may not run `dirname`.
+prev=; for a in "$@"; do [ "$prev" = "-o" ] && LINGER_PIDFILE="${a%/*}/linger.pid"; prev=$a; done
+export LINGER_PIDFILE
 sh -c 'echo $$ > "$LINGER_PIDFILE"; while :; do :; done' </dev/null >/dev/null 2>&1 &
 exec cc "$@"
 """
@@ -198,12 +203,12 @@ def test_nothing_the_confined_link_starts_outlives_it(cargo: Cargo, arena: dict,
     linker.write_text(LINGERING_LINKER)
     linker.chmod(0o755)
     target = targets / "hostile-link"
-    pidfile = target / "debug" / "deps" / "linger.pid"
-    pidfile.unlink(missing_ok=True)
+    for old in crate_outputs(target, "linger.pid"):
+        old.unlink()
     rsp = arena["package"] / "harmless.rsp"
     (arena["package"] / "src" / "main.rs").touch()  # relink even when the last test left it fresh
     triple = host_triple().upper().replace("-", "_")
-    env = {f"CARGO_TARGET_{triple}_LINKER": str(linker), "LINGER_PIDFILE": str(pidfile)}
+    env = {f"CARGO_TARGET_{triple}_LINKER": str(linker)}
     package = arena["package"]
     (package / "directives.txt").write_text(f"cargo:rustc-link-arg=-Wl,@{rsp}\n")
     (package / "script.txt").unlink(missing_ok=True)
@@ -212,13 +217,16 @@ def test_nothing_the_confined_link_starts_outlives_it(cargo: Cargo, arena: dict,
     run = cargo(package, "run", "-q", wrapped=True, target_dir=target, extra_env=env, check=False)
     assert run.ok, run.proc.stderr[-3000:]
     assert confined(run) == {"hostile_link": "build script directives"}
-    pid = int(pidfile.read_text())
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return  # killed and reaped
-    os.kill(pid, 9)  # do not leave it spinning on the machine
-    pytest.fail(f"the linker's detached child {pid} outlived the compile (state {state})")
+    pidfiles = crate_outputs(target, "linger.pid")
+    assert pidfiles, "the lingering linker did not run"
+    for pidfile in pidfiles:
+        pid = int(pidfile.read_text())
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue  # killed and reaped
+        os.kill(pid, 9)  # do not leave it spinning on the machine
+        pytest.fail(f"the linker's detached child {pid} outlived the compile (state {state})")
 
 
 # -- the decision on the fast path (shim.wrapper.consumes_script_output) ----------------------------------
@@ -265,3 +273,15 @@ def test_a_build_script_output_with_directives_for_rustc_makes_the_package_consu
     tmp_path.joinpath(*layout).write_text(output)
     argv = ["--crate-name", "a", "src/lib.rs"]
     assert consumes_script_output(parse(argv), argv, {"OUT_DIR": str(out_dir)}) == why
+
+
+@pytest.mark.parametrize(("message", "path"), [
+    ("couldn't read `/s/canary.txt`: Permission denied (os error 13)", "/s/canary.txt"),  # rustc 1.95
+    ("permission denied when opening file `../../secret/canary_mod.rs`", "../../secret/canary_mod.rs"),  # 1.101
+    ("couldn't read `a`: b`: No such file or directory (os error 2)", "a`: b"),
+    ("cannot find value `secret` in this scope", None),
+])
+def test_rustc_s_words_for_a_file_it_could_not_open_name_the_path(message: str, path: str | None) -> None:
+    from shim.confined_explain import unreadable_path
+
+    assert unreadable_path(message) == path

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Cargo, CargoRun
+from target_dirs import crate_outputs
 from shim import landlock
 
 pytestmark = pytest.mark.integration
@@ -172,7 +173,7 @@ def test_a_user_configured_linker_links_the_confined_compile(cargo: Cargo, tmp_p
         run = cargo(pkg, "run", "-q", wrapped=wrapped, target_dir=target, extra_env=env, check=False)
         assert run.ok, run.proc.stderr[-3000:]
         assert run.proc.stdout == "mold\n"
-        assert list((target / "debug" / "deps").glob("moldy-*.mold")), "the stand-in mold did not link"
+        assert crate_outputs(target, "moldy*.mold"), "the stand-in mold did not link"
         if wrapped:
             assert confined(run) == {"moldy": "build script directives"}
 
@@ -202,3 +203,43 @@ def test_a_proc_macro_refused_a_program_in_a_confined_compile_says_why(cargo: Ca
     else:
         assert run.ok, run.proc.stderr[-3000:]
         assert run.proc.stdout == "true x\n"
+
+
+# -- the grants for either build-dir layout (shim.confined_grants) ---------------------------------------------
+
+@pytest.mark.parametrize("new", [False, True], ids=["old-layout", "new-layout"])
+def test_a_confined_compile_reads_its_dependencies_crate_files_and_nothing_else_of_the_build_dir(
+        tmp_path: Path, new: bool) -> None:
+    """The new layout names each dependency's own `out/` (`-L dependency=`, `--extern`): the compile reads
+    and lists those, writes its own `out/`; no other unit, no `.d`, no fingerprint, not the build dir."""
+    from shim import layout
+    from shim.confined_grants import grants
+    from shim.rustc_args import parse
+
+    target = tmp_path / "target"
+    profile = target / "debug"
+    unit = (lambda pkg, h: profile / "build" / pkg / h / "out") if new else (lambda pkg, h: profile / "deps")
+    dep, other, own = unit("dep", "1111"), unit("other", "2222"), unit("app", "3333")
+    files = {dep / "libdep-1111.rlib": "", dep / "libdep-1111.rmeta": "", dep / "dep-1111.d": "# env-dep:S=v\n",
+             other / "libother-2222.rlib": "", other / "other-2222.d": "# env-dep:S=v\n",
+             profile / ".cargo-lock": "", target / "CACHEDIR.TAG": ""}
+    if new:
+        files[dep.parent / "fingerprint" / "lib-dep"] = "v"
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    own.mkdir(parents=True, exist_ok=True)
+    pkg = tmp_path / "app"
+    argv = ["--crate-name", "app", "--edition=2021", str(pkg / "src" / "main.rs"), "--crate-type", "bin",
+            "--emit=dep-info,link", "-C", "metadata=3333", "--out-dir", str(own),
+            "-C", f"incremental={profile / 'incremental'}", "-L", f"dependency={dep}",
+            "--extern", f"dep={dep / 'libdep-1111.rlib'}"]
+    args = parse(argv)
+    assert args.out_dir is not None
+    granted = grants(["rustc"], argv, args, {"PATH": os.defpath, "CARGO_MANIFEST_DIR": str(pkg)},
+                     str(tmp_path / "tmp"), target=layout.build_root(args.out_dir, args.target))
+    in_target = {Path(p) for p in granted.read if Path(p) == target or target in Path(p).parents}
+    crates = {dep / "libdep-1111.rlib", dep / "libdep-1111.rmeta"}
+    assert in_target == (crates if new else crates | {other / "libother-2222.rlib"})  # old: deps/ is shared
+    assert granted.listable == [str(dep)]
+    assert {Path(p) for p in granted.write if target in Path(p).parents} == {own, profile / "incremental"}

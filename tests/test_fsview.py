@@ -46,6 +46,24 @@ def test_the_target_dir_is_the_nearest_ancestor_of_out_dir_with_cachedir_tag(pac
     assert fsview.target_dir_of(str(tmp_path / "elsewhere" / "out")) is None
 
 
+@pytest.mark.parametrize("unit", ["build/p-1", "build/p/0a1b2c3d"], ids=["old-layout", "new-layout"])
+def test_a_build_dir_cargo_did_not_tag_is_hidden_by_its_lock(tmp_path: Path, unit: str) -> None:
+    """An existing `target/` (no CACHEDIR.TAG) before cratecage tagged its own state: the profile's lock
+    that cargo holds while it builds marks it, in either layout."""
+    pkg = tmp_path / "pkg"
+    out = pkg / "target" / "debug" / unit / "out"
+    out.mkdir(parents=True)
+    (pkg / "target" / "debug" / ".cargo-lock").touch()
+    ctx = RunContext(crate="p", version="1", package_dir=str(pkg), out_dir=str(out), tmp_dir="", env={},
+                     host_env={"TARGET": "x86_64-unknown-linux-gnu"}, rustc="rustc", sysroot="/")
+    hidden = fsview.hidden_dirs(ctx)
+    assert hidden[0] == str(pkg / "target")  # (and its profile dir, which cargo_dirs finds by the lock)
+    assert all(h == hidden[0] or h.startswith(hidden[0] + os.sep) for h in hidden), hidden
+    (pkg / "target" / "debug" / ".cargo-lock").unlink()
+    fsview.cargo_dirs.cache_clear()  # (once per root and process)
+    assert fsview.hidden_dirs(ctx) == []  # not a cargo build at all: nothing to hide, nothing guessed
+
+
 def test_landlock_rules_cover_the_package_but_its_target_dir(package: Path) -> None:
     rules = fsview.landlock_paths(str(package), [str(package / "target")])
     assert sorted(rules) == [str(package / "Cargo.toml"), str(package / "src")]
@@ -209,6 +227,9 @@ CARGO_DIRS = [
     ("a profile dir cached alone", {"cache/debug/.fingerprint/p-1/x": b"v", "cache/debug/deps/x.d": b""},
      "cache/debug"),
     ("a profile dir with its lock", {"old/release/.cargo-lock": b"", "old/release/deps/x.d": b""}, "old/release"),
+    ("a new layout's build-dir profile cached alone",
+     {"bd-cache/debug/.cargo-build-lock": b"", "bd-cache/debug/build/p/0a1b/out/p-0a1b.d": b"# env-dep:S=v\n"},
+     "bd-cache/debug"),
     ("deps without any marker (the twin)", {"notes/deps/x.d": b"# env-dep:S=v\n"}, None),
     ("a CACHEDIR.TAG of no signature", {"data/CACHEDIR.TAG": b"not a tag\n"}, None),
     ("a CACHEDIR.TAG that is a directory", {"odd/CACHEDIR.TAG/x": b""}, None),

@@ -81,10 +81,10 @@ ATTACKS = [
 
 
 @pytest.fixture(scope="module")
-def arena(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+def arena(cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
     """A copy of the package with its native inputs built by the host's cc and ar, a canary file it must
     never get read, and an empty directory outside everything that must stay empty."""
-    root = tmp_path_factory.mktemp("hostile-directives")
+    root = tmp_path_factory.mktemp(f"hostile-directives-{cargo.layout}")
     package = root / "pkg"
     shutil.copytree(FIXTURES / "hostile-directives", package)
     token = "CANARY" + secrets.token_hex(12)

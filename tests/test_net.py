@@ -446,10 +446,10 @@ def test_listening_and_udp_stay_unsupported_even_with_a_grant(sandbox: Sandbox, 
 # -- end to end: fixtures/net-demo built by cargo through the wrapper --------------------------------------
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def demo(cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One copy of net-demo and one target directory: each build only reruns the script (the plan and the
     policy are files in the package, so editing them is a change cargo sees)."""
-    root = tmp_path_factory.mktemp("net-demo")
+    root = tmp_path_factory.mktemp(f"net-demo-{cargo.layout}")
     shutil.copytree(FIXTURES / "net-demo", root / "pkg")
     return {"pkg": root / "pkg", "target": root / "target"}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, Cargo, CargoRun, write_test_env
+from target_dirs import out_dirs, script_unit_files
 
 pytestmark = pytest.mark.integration
 
@@ -55,9 +56,9 @@ ATTACKS = [
 
 
 @pytest.fixture(scope="module")
-def arena(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+def arena(cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
     """A copy of the hostile package next to a canary file it must never read."""
-    root = tmp_path_factory.mktemp("hostile")
+    root = tmp_path_factory.mktemp(f"hostile-{cargo.layout}")
     package = root / "pkg" / "hostile"
     shutil.copytree(FIXTURES / "hostile", package)
     secret_dir = root / "secret"
@@ -83,12 +84,8 @@ def build(cargo: Cargo, arena: dict, targets: Path, attack: Attack) -> CargoRun:
 
 
 def outputs_of(target: Path) -> bytes:
-    data = b""
-    build_dir = target / "debug" / "build"
-    for path in build_dir.glob("hostile-*/**/*") if build_dir.exists() else []:
-        if path.is_file() and not path.is_symlink() and path.stat().st_size < (8 << 20):
-            data += path.read_bytes()
-    return data
+    return b"".join(path.read_bytes() for path in script_unit_files(target, "hostile")
+                    if path.stat().st_size < (8 << 20))
 
 
 @pytest.mark.parametrize("attack", ATTACKS, ids=[a.feature for a in ATTACKS])
@@ -109,4 +106,5 @@ def test_attack(cargo: Cargo, arena: dict, targets: Path, attack: Attack) -> Non
 
 def test_a_planted_link_is_removed(cargo: Cargo, arena: dict, targets: Path) -> None:
     build(cargo, arena, targets, Attack("plant-symlink", False, ()))
-    assert not list((targets / "hostile" / "debug" / "build").glob("hostile-*/out/leak"))
+    outs = out_dirs(targets / "hostile", "hostile")
+    assert outs and not [out for out in outs if os.path.lexists(out / "leak")]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, scrubbed, write_test_env
+from target_dirs import out_dirs, script_unit_files
 from shim import landlock
 
 pytestmark = pytest.mark.integration
@@ -38,8 +39,8 @@ def audit_events(target: Path) -> list[dict]:
 # -- the cc crate on a C file --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def sys_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    package = tmp_path_factory.mktemp("sys") / "sys-demo"
+def sys_demo(cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    package = tmp_path_factory.mktemp(f"sys-{cargo.layout}") / "sys-demo"
     shutil.copytree(FIXTURES / "sys-demo", package)
     return package
 
@@ -101,8 +102,8 @@ def test_init_learns_the_compiler_and_the_archiver_in_one_warn_build(cargo: Carg
 # -- real -sys crates ----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def zlib_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    package = tmp_path_factory.mktemp("zlib") / "zlib-demo"
+def zlib_demo(cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    package = tmp_path_factory.mktemp(f"zlib-{cargo.layout}") / "zlib-demo"
     shutil.copytree(FIXTURES / "zlib-demo", package)
     return package
 
@@ -164,10 +165,10 @@ ATTACKS = [
 
 
 @pytest.fixture(scope="module")
-def arena(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def arena(cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The hostile package, a canary it must never read, a file it must never create, a listening port it
     must never reach, and the native helpers the tests build (a gcc plugin, a double-forking program)."""
-    root = tmp_path_factory.mktemp("hostile-spawn")
+    root = tmp_path_factory.mktemp(f"hostile-spawn-{cargo.layout}")
     package = root / "pkg" / "hostile-spawn"
     shutil.copytree(FIXTURES / "hostile-spawn", package)
     token = "CANARY" + secrets.token_hex(8)
@@ -226,11 +227,9 @@ def build(cargo: Cargo, arena: dict, targets: Path, feature: str, limits: dict[s
 
 
 def outputs_of(target: Path) -> bytes:
-    data = b""
-    for path in (target / "debug" / "build").glob("hostile-spawn-*/**/*"):
-        if path.is_file() and not path.is_symlink() and path.stat().st_size < (8 << 20):
-            data += path.read_bytes()
-    return data
+    files = script_unit_files(target, "hostile-spawn")
+    assert files, f"no build-script unit of hostile-spawn under {target}"
+    return b"".join(path.read_bytes() for path in files if path.stat().st_size < (8 << 20))
 
 
 @pytest.mark.skipif(landlock.abi_version() < 4, reason="needs Landlock ABI 4 (TCP) to confine granted programs")
@@ -254,7 +253,7 @@ def test_a_double_forked_grandchild_does_not_outlive_the_run(cargo: Cargo, arena
     run = build(cargo, arena, targets, "double-fork")
     assert run.ok, run.proc.stderr[-3000:]
     assert 'hostile double-fork: exit status: 0 stdout="forked\\n"' in run.proc.stderr
-    pid_files = list((targets / "hostile-spawn" / "debug" / "build").glob("hostile-spawn-*/out/grandchild.pid"))
+    pid_files = [p for out in out_dirs(targets / "hostile-spawn", "hostile-spawn") for p in out.glob("grandchild.pid")]
     assert len(pid_files) == 1 and pid_files[0].read_text().strip().isdigit()
     # the pid it wrote is its own in the PID namespace of its program (shim.pidns): look for its argv instead
     assert marked_processes(str(pid_files[0])) == [], "the grandchild outlived the run"
@@ -347,7 +346,9 @@ def test_a_fallocate_burst_is_written_block_by_block_and_what_it_added_to_out_di
     text = run.proc.stderr + run.proc.stdout
     assert not run.ok and STOPPED + "wrote more than 33554432 bytes into OUT_DIR" in text, text[-3000:]
     assert "what it added to OUT_DIR (" in text and ") was removed" in text, text[-3000:]
-    left = list((targets / "hostile-spawn" / "debug" / "build").glob("hostile-spawn-*/out/falloc-*"))
+    outs = out_dirs(targets / "hostile-spawn", "hostile-spawn")
+    left = [p for out in outs for p in out.glob("falloc-*")]
+    assert outs
     assert left == [], left
     assert_nothing_survives(arena)
 
@@ -367,7 +368,7 @@ def test_a_reforking_daemon_is_gone_before_the_checks_and_plants_nothing(cargo: 
     assert_nothing_survives(arena)
     time.sleep(2.0)  # past the daemon's planting time: still nothing, nowhere
     assert_nothing_survives(arena)
-    planted = list((targets / "hostile-spawn" / "debug" / "build").glob("hostile-spawn-*/out/target.txt"))
+    planted = [p for out in out_dirs(targets / "hostile-spawn", "hostile-spawn") for p in out.glob("target.txt")]
     assert planted and all(not p.is_symlink() and p.read_text() == "harmless\n" for p in planted)
     binary = (targets / "hostile-spawn" / "debug" / "hostile-spawn").read_bytes()
     assert arena["token"].encode() not in binary + outputs_of(targets / "hostile-spawn")
@@ -409,9 +410,9 @@ def test_a_daemon_whose_main_thread_exited_is_gone_before_the_checks(cargo: Carg
     assert_nothing_survives(arena)
     time.sleep(0.5)  # a planter would act as soon as the runner is gone: still nothing, nowhere
     assert_nothing_survives(arena)
-    planted = list((targets / "hostile-spawn" / "debug" / "build").glob("hostile-spawn-*/out/target.txt"))
+    planted = [p for out in out_dirs(targets / "hostile-spawn", "hostile-spawn") for p in out.glob("target.txt")]
     assert planted and all(not p.is_symlink() and p.read_text() == "harmless\n" for p in planted)
-    assert not list((targets / "hostile-spawn" / "debug" / "build").glob("hostile-spawn-*/out/target.txt.new"))
+    assert not [p for out in out_dirs(targets / "hostile-spawn", "hostile-spawn") for p in out.glob("target.txt.new")]
     binary = (targets / "hostile-spawn" / "debug" / "hostile-spawn").read_bytes()
     assert b"harmless\n" in binary  # target.txt as the build script wrote it
     assert arena["token"].encode() not in binary + outputs_of(targets / "hostile-spawn")

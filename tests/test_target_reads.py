@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, Cargo, CargoRun
+from target_dirs import crate_outputs, fingerprint_files
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +58,7 @@ CASES = [
 def arena(tmp_path_factory: pytest.TempPathFactory, cargo: Cargo) -> dict:
     """The packages under `<root>/src`, a granted file beside them, stale target dirs inside the package
     (built natively, with the canary in the environment), and a first wrapped build to learn names from."""
-    root = tmp_path_factory.mktemp("target-reads")
+    root = tmp_path_factory.mktemp(f"target-reads-{cargo.layout}")
     shutil.copytree(FIXTURES / "target-reads", root / "src")
     app = root / "src" / "app"
     token = "CANARY" + secrets.token_hex(10)
@@ -87,8 +88,8 @@ def build(cargo: Cargo, arena: dict, target: Path, feature: str | None, *, grant
     return cargo(arena["app"], *args, wrapped=True, target_dir=target, extra_env=env(arena), check=check)
 
 
-def one(pattern: str, base: Path) -> Path:
-    found = sorted(base.glob(pattern))
+def one(pattern: str, base: Path | list[Path]) -> Path:
+    found = sorted(base.glob(pattern)) if isinstance(base, Path) else base
     assert len(found) == 1, (pattern, found)
     return found[0]
 
@@ -100,14 +101,14 @@ def names(arena: dict, target: Path) -> dict[str, str]:
     rlib = one("libvictim-*.rlib", wasm_deps)
     extra = rlib.name[len("libvictim"):-len(".rlib")]
     victim_d = wasm_deps / f"victim{extra}.d"  # where cratecage < 0.6 kept it, with the value
-    nat_d = one("debug/deps/nat-*.d", target)
+    nat_d = one("nat-*.d", crate_outputs(target, "nat-*.d"))
     link = arena["app"] / "tlink"
     if not link.is_symlink():
         link.symlink_to(target)
     return {
         "VICTIM_D": str(victim_d), "VICTIM_D_REL": os.path.relpath(victim_d, arena["app"]),
         "VICTIM_RLIB": str(rlib), "NAT_D": str(nat_d),
-        "FINGERPRINT": str(one("debug/.fingerprint/victim-*/dep-lib-victim", target)),
+        "FINGERPRINT": str(one("dep-lib-victim", fingerprint_files(target, "victim", "dep-lib-victim"))),
         "JOURNAL": str(one("cratecage/journal/libvictim-*.rlib*", target)),
         "SYMLINK_D": os.path.join("tlink", os.path.relpath(nat_d, target)),
         "GRANTED": str(arena["root"] / "granted" / "x.txt"),
@@ -168,7 +169,7 @@ def test_a_stale_target_dir_in_the_package_is_hidden(cargo: Cargo, arena: dict, 
     CARGO_TARGET_DIR points elsewhere) holds native `.d` files with the values of the variables read."""
     target = arena["root"].parent / f"{arena['root'].name}-stale"
     build(cargo, arena, target, None, granted_root=False, check=True)
-    stale_d = one("debug/deps/nat-*.d", arena["app"] / stale)
+    stale_d = one("nat-*.d", crate_outputs(arena["app"] / stale, "nat-*.d"))
     assert arena["token"] in stale_d.read_text()  # the loot is there
     before = tree(arena["root"], target)
     run = build(cargo, arena, target, "stale-d", granted_root=False,
