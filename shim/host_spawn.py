@@ -103,26 +103,85 @@ def resolve(ctx: RunContext, program: str) -> str:
         if found is None:
             raise SpawnRefused(program, f"granted, but not found on the host's PATH ({path})",
                                program_denial=False)
-        resolved = os.path.realpath(found)
+        named_at = found
     else:
         if not os.path.isabs(program):
             raise SpawnRefused(program, "a relative program path; name the program or give an absolute path")
         # What the guest means by it (`..` lexically, shim.lexical) is what is checked and what runs: a link
         # before a `..` (planted in OUT_DIR) must not make the host run another binary than the one granted.
         program = normal_path(program)
-        resolved = os.path.realpath(program)
-        named = [os.path.realpath(w) for g in grant.programs if "/" not in g
-                 for w in [shutil.which(g, path=path)] if w]
-        if not (grant.allows_program(program) or resolved in named):
+        named_at = program
+        if not (grant.allows_program(program) or os.path.realpath(program) in _named(ctx)):
             if not warn:
                 raise SpawnRefused(program, NOT_GRANTED + " (nor is it what a granted name resolves to)")
             ctx.deny("process-spawn", program, NOT_GRANTED, suggest(ctx, program), permitted=True)
-    if any(inside(resolved, d) for d in guest_writable(ctx) if d):
-        raise SpawnRefused(program, f"{resolved} is in a directory the build script can write",
-                           program_denial=False)
+    # Every step of the way from the name to the file, links included, must be out of the guest's reach:
+    # a link it planted in a directory it can write (OUT_DIR, or one on the host's PATH, or beside a granted
+    # path) would turn a granted name into any binary on the host, which then runs as granted.
+    hop = writable_hop(named_at, [w for d in guest_writable(ctx) if d for w in (d, os.path.realpath(d))])
+    if hop is not None:
+        raise SpawnRefused(program, f"{hop} is in a directory the build script can write", program_denial=False)
+    resolved = os.path.realpath(named_at)
     if not (os.path.isfile(resolved) and os.access(resolved, os.X_OK)):
         raise SpawnRefused(program, f"{resolved} is not an executable file", program_denial=False)
     return resolved
+
+
+def _named(ctx: RunContext) -> dict[str, str]:
+    """The files the grant's bare program names resolve to on the host's PATH: real path -> name."""
+    path = host_path(ctx)
+    out: dict[str, str] = {}
+    for name in ctx.grant.programs if ctx.grant is not None else ():
+        found = shutil.which(name, path=path) if "/" not in name else None
+        if found:
+            out.setdefault(os.path.realpath(found), name)
+    return out
+
+
+def writable_hop(path: str, writable: list[str]) -> str | None:
+    """The first directory entry on the way `path` resolves (following every symbolic link, as `realpath`
+    does) that lies in one of the `writable` directories, or None. Those are entries the guest may have
+    made or swapped; `writable` should hold each directory's real path too."""
+    todo = [c for c in path.split("/") if c]
+    here = "/"  # a real path: every link before it was followed
+    hops = 0
+    while todo:
+        name = todo.pop(0)
+        if name == ".":
+            continue
+        if name == "..":
+            here = os.path.dirname(here)
+            continue
+        entry = os.path.join(here, name)
+        if any(inside(entry, d) for d in writable):
+            return entry
+        if os.path.islink(entry):
+            hops += 1
+            if hops > 40:  # Linux's MAXSYMLINKS: the exec would fail with ELOOP anyway
+                return None
+            try:
+                target = os.readlink(entry)
+            except OSError:
+                return None
+            if target.startswith("/"):
+                here = "/"
+            todo[:0] = [c for c in target.split("/") if c]
+        else:
+            here = entry
+    return None
+
+
+def granted_as(ctx: RunContext, requested: str, program: str) -> str:
+    """The name under which the policy permits what runs: the bare name the guest asked for (checked by
+    `resolve`), the granted path it named, or the granted name that resolves to the same file. What picks
+    the program's profile: never the guest's own spelling, which a link it planted can give any name."""
+    if "/" not in requested:
+        return requested
+    grant = ctx.grant
+    lexical = normal_path(requested)
+    if grant is not None and grant.allows_program(lexical):
+        return lexical
+    return _named(ctx).get(program, program)
 
 
 def suggest(ctx: RunContext, program: str) -> str:
@@ -181,15 +240,15 @@ class Confinement:
 
 
 def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
-    """See the module docstring. The profile is found by the name the guest asked for (`cc`) or the file
-    it resolved to (`x86_64-linux-gnu-gcc-12` is no name anyone grants). Nothing the guest can write is
-    executable: a program runs only its own files and its profile's."""
+    """See the module docstring. The profile is found by the name the policy grants it as (`cc`, never the
+    guest's spelling: `granted_as`) or by the file it resolved to (`x86_64-linux-gnu-gcc-12` is no name anyone
+    grants). Nothing the guest can write is executable: a program runs only its own files and its profile's."""
     from policy.capabilities import parse_route
     from policy.programs import profile_for
 
     grant = ctx.grant
     execute = [program, *_loader_files(program)]
-    profile = profile_for(requested) or profile_for(program)
+    profile = profile_for(granted_as(ctx, requested, program)) or profile_for(program)
     if profile is not None:
         execute += profile.read
     from shim import fsview
