@@ -6,8 +6,10 @@ arguments (a `-fplugin=` or a `-B` into OUT_DIR makes a compiler load code the s
 child is started like this, and nothing is left to the guest:
 
   - the program: a bare name is looked up on the *host's* PATH (cargo's, never the guest's); a path
-    must be the one a granted name resolves to, or itself granted. A binary under a directory the guest
-    can write (OUT_DIR, the temp dir, a writable grant) is refused.
+    must be the one a granted name resolves to, or itself granted. A program reached through anything the
+    guest can write (OUT_DIR, the temp dir, a writable grant) is refused: the binary itself, or any link on
+    the way from the name to it (`writable_hop`), which the guest may have planted or swapped. Its profile
+    is that of the name it is granted as (`granted_as`), never of the guest's spelling.
   - the environment: what the guest asked for, starting from its own (which holds only what cargo gives
     build scripts and what the policy grants), minus every variable that changes how programs load or
     find tools (shim.directives' loader list: LD_*, COMPILER_PATH, GCC_*, ...) unless the guest had it
