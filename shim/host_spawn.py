@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Callable, Final
 
 from shim import abi, reaper, workspace
 from shim.directives import LOADER_ENV_NAMES, LOADER_ENV_PREFIXES, inside
-from shim.lexical import normal_path
+from shim.lexical import entries_on_the_way, normal_path
 from shim.runctx import RunContext
 
 if TYPE_CHECKING:
@@ -141,36 +141,10 @@ def _named(ctx: RunContext) -> dict[str, str]:
 
 
 def writable_hop(path: str, writable: list[str]) -> str | None:
-    """The first directory entry on the way `path` resolves (following every symbolic link, as `realpath`
-    does) that lies in one of the `writable` directories, or None. Those are entries the guest may have
-    made or swapped; `writable` should hold each directory's real path too."""
-    todo = [c for c in path.split("/") if c]
-    here = "/"  # a real path: every link before it was followed
-    hops = 0
-    while todo:
-        name = todo.pop(0)
-        if name == ".":
-            continue
-        if name == "..":
-            here = os.path.dirname(here)
-            continue
-        entry = os.path.join(here, name)
-        if any(inside(entry, d) for d in writable):
-            return entry
-        if os.path.islink(entry):
-            hops += 1
-            if hops > 40:  # Linux's MAXSYMLINKS: the exec would fail with ELOOP anyway
-                return None
-            try:
-                target = os.readlink(entry)
-            except OSError:
-                return None
-            if target.startswith("/"):
-                here = "/"
-            todo[:0] = [c for c in target.split("/") if c]
-        else:
-            here = entry
-    return None
+    """The first directory entry on the way `path` resolves (shim.lexical.entries_on_the_way) that lies in
+    one of the `writable` directories, or None. Those are entries the guest may have made or swapped;
+    `writable` should hold each directory's real path too."""
+    return next((e for e in entries_on_the_way(path) if any(inside(e, d) for d in writable)), None)
 
 
 def granted_as(ctx: RunContext, requested: str, program: str) -> str:

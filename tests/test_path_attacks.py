@@ -204,3 +204,30 @@ def test_paths_through_planted_links_give_a_program_nothing_more(cargo: Cargo, w
     assert "search path outside OUT_DIR" in text and f"rustc-link-search=native={out_dir(ws)}/l\n" in \
         run.proc.stdout + run.proc.stderr
     assert not run.ok  # the refused search path
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="granted programs need Landlock")
+def test_a_grant_below_a_writable_directory_is_refused_and_the_directory_itself_holds(cargo: Cargo, ws: Path) -> None:
+    """Granted `gen/inputs` and a writable `gen`, the script replaced gen/inputs with a link out of the
+    workspace, and a granted cat (whose Landlock rule for gen/inputs was opened through that link) read the
+    secret beside the workspace; another crate's writable `gen` did the same to this one's grant while both
+    ran. Such a policy is refused before anything runs. Granted `gen` itself, the same link leads nowhere."""
+    (ws / "gen" / "inputs").mkdir(parents=True, exist_ok=True)
+    cases = ["rmdir {ws}/gen/inputs", f"climb {ws.parent} {{ws}}/gen/inputs",
+             "spawn cat - {ws}/gen/inputs/secret.txt", "read {ws}/gen/inputs/secret.txt",
+             "remove {ws}/gen/inputs", "mkdir {ws}/gen/inputs"]
+    nested = grants('filesystem-access = { action = "permit", paths = ["gen/inputs"], writable = ["gen"] }',
+                    'process-spawn = { action = "permit", programs = ["cat"] }')
+    run = build(cargo, ws, nested, cases)
+    assert not run.ok and "is reached through" in run.proc.stderr and 'grant "' in run.proc.stderr
+    assert outcomes(run, ws) == {}  # nothing ran
+    twin = grants('filesystem-access = { action = "permit", writable = ["gen"] }',
+                  'process-spawn = { action = "permit", programs = ["cat"] }')
+    run = build(cargo, ws, twin, cases)
+    got = outcomes(run, ws)
+    assert got["rmdir {ws}/gen/inputs"] == got["climb " + str(ws.parent) + " {ws}/gen/inputs"] == "ok", got
+    assert "Permission denied" in got["spawn cat - {ws}/gen/inputs/secret.txt"], got
+    assert got["read {ws}/gen/inputs/secret.txt"].startswith("err "), got
+    text = run.proc.stderr + run.proc.stdout
+    assert not any(secret in text for secret in secrets_of(ws))
+    assert run.ok, text[-3000:]
