@@ -467,6 +467,7 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
     started = time.monotonic()
     ctx.env.update(enforce.env_extra(grant, ctx))
     ctx.grant = grant
+    enforce.check_writable(grant, ctx, str(module_cache))
     before = leftovers_before(ctx)
     run = GuestRun(ctx, wasm, limits, module_cache, enforce.preopens(grant, ctx))
     try:

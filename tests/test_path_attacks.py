@@ -231,3 +231,17 @@ def test_a_grant_below_a_writable_directory_is_refused_and_the_directory_itself_
     text = run.proc.stderr + run.proc.stdout
     assert not any(secret in text for secret in secrets_of(ws))
     assert run.ok, text[-3000:]
+
+
+def test_a_writable_grant_holding_the_target_directory_stops_the_run(cargo: Cargo, ws: Path) -> None:
+    """Granted the workspace root writable, the script listed and could rewrite the target directory: other
+    crates' build-script launchers and binaries, which cargo runs natively next. Such a run stops before the
+    script starts; a writable directory inside the target directory works and shows nothing else of it."""
+    cases = ["list {ws}/target", "write {ws}/target/sqlx/made.txt"]
+    run = build(cargo, ws, grants('filesystem-access = { action = "permit", writable = ["."] }'), cases)
+    assert not run.ok and f"the writable grant {ws} holds cargo's target directory ({ws / 'target'})" in run.proc.stderr
+    assert outcomes(run, ws) == {}
+    (ws / "target" / "sqlx").mkdir(exist_ok=True)
+    run = build(cargo, ws, grants('filesystem-access = { action = "permit", writable = ["target/sqlx"] }'), cases)
+    got = outcomes(run, ws)
+    assert got["write {ws}/target/sqlx/made.txt"] == "ok" and got["list {ws}/target"].startswith("err NotFound")
