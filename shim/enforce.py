@@ -116,8 +116,10 @@ def preopens(grant: Grant | None, ctx: RunContext) -> list[tuple[str, str, bool]
 
 
 def guarded_dirs(ctx: RunContext, module_cache: str = "") -> list[tuple[str, str]]:
-    """(what, directory) that no writable grant may hold: cargo's target directories (shim.fsview: other
-    crates' outputs, their build-script launchers and wasm modules, which cargo and cratecage run next),
+    """(what, directory) that no writable grant may hold: cargo's target directories and build state
+    (shim.fsview: found under the crate's granted trees too, so a profile dir such as `target/debug` or
+    `<target>/cratecage` counts: other crates' outputs, their build-script launchers and wasm modules,
+    which cargo and cratecage run next),
     cratecage's cache (compiled module caches are native code the runner loads; the facade and wasm sysroot
     every build script is linked with), cratecage itself and the Python that runs it, and the toolchain."""
     import sys

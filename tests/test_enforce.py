@@ -136,6 +136,10 @@ def test_a_writable_grant_never_holds_what_runs_natively_next(ctx: RunContext, t
     (target / "debug" / "build" / "c-1" / "out").mkdir(parents=True)
     (target / "CACHEDIR.TAG").write_bytes(CACHEDIR_SIGNATURE + b"\n")
     (target / "sqlx").mkdir()
+    (target / "debug" / ".fingerprint").mkdir()
+    from shim.fsview import tag_build_state
+
+    tag_build_state(str(target / "cratecage"))
     ctx.out_dir = str(target / "debug" / "build" / "c-1" / "out")
     cache = tmp_path / "home" / ".cache" / "cratecage"
     cache.mkdir(parents=True)
@@ -150,6 +154,8 @@ def test_a_writable_grant_never_holds_what_runs_natively_next(ctx: RunContext, t
 
     for path, what in ((tmp_path / "build", "cargo's target directory"), (tmp_path / "linked", "cargo's target"),
                        (target, "cargo's target directory"), (tmp_path / "home" / ".cache", "cratecage's cache"),
+                       (target / "debug", "cargo's target directory"),  # a profile dir: launchers, binaries
+                       (target / "cratecage", "cargo's target directory"),  # modules, journal, run dirs
                        (shim_dir.parent, "")):  # cratecage itself (or a cache tagged inside it)
         ctx.grant = writable(path)
         with pytest.raises(CratecageError, match=f"the writable grant {path} holds {what}"):
