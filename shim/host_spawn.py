@@ -209,10 +209,10 @@ class Confinement:
     ports: tuple[int, ...]
     file_size: int | None = None  # hard RLIMIT_FSIZE, set by the launcher before the program starts
 
-    def command(self, argv: list[str]) -> list[str]:
+    def command(self, argv: list[str], argv0: str | None = None) -> list[str]:
         from shim import landlock_exec
 
-        return landlock_exec.command(argv, self.read, self.write, self.ports, self.execute, self.file_size)
+        return landlock_exec.command(argv, self.read, self.write, self.ports, self.execute, self.file_size, argv0)
 
 
 def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
@@ -318,16 +318,23 @@ class RealChild:
         self.overflowed = False
         self.timed_out = False
         self.status: tuple[int, int] | None = None
+        # The file runs under the name it is granted as, as natively (`cc`, not x86_64-linux-gnu-gcc-12): a
+        # multi-call binary (busybox, ccache's links, clang++) picks what it does by argv[0], so neither its
+        # real path nor a name the script spelled through a link may choose for it.
+        name = granted_as(ctx, req.program, program)
         argv = [program, *req.args]
         env = child_env(ctx, req)
         cwd = child_cwd(ctx, req)
         confined = landlock.abi_version() > 0
+        executable = None
         if confined:
             limits = dataclasses.replace(confinement(ctx, program, req.program), file_size=_disk_limit(ctx))
-            argv = limits.command(argv)
+            argv = limits.command(argv, argv0=name)
+        else:
+            argv, executable = [name, *req.args], program
         pipe, null = subprocess.PIPE, subprocess.DEVNULL
         self.proc = reaper.popen(
-            argv, env=env, cwd=cwd, start_new_session=True, close_fds=True,
+            argv, executable=executable, env=env, cwd=cwd, start_new_session=True, close_fds=True,
             stdin=pipe if req.stdin == abi.STDIO_PIPED else null,
             stdout=null if req.stdout == abi.STDIO_NULL else pipe,
             stderr=null if req.stderr == abi.STDIO_NULL else pipe)

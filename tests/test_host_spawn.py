@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -256,3 +257,21 @@ def test_a_blocking_read_ends_at_the_runs_deadline(tmp_path: Path) -> None:
         child.read(abi.STREAM_STDOUT, 100, time.monotonic() + 0.3)
     assert host_spawn.sweep([child]) >= 1
     assert child.proc.poll() is not None
+
+
+def test_a_program_runs_under_the_name_it_is_granted_as(tmp_path: Path) -> None:
+    """A multi-call binary (busybox, ccache's links, clang++) does what its argv[0] says: it runs as the name
+    granted (as natively, `cc` rather than the file it resolves to), also when the script named it by another
+    path to the same file; granted under its own name, it is that."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "argv0.c").write_text('#include <stdio.h>\nint main(int c, char **v) { puts(v[0]); return 0; }\n')
+    subprocess.run(["cc", "-o", str(bin_dir / "multi"), str(tmp_path / "argv0.c")], check=True)
+    (bin_dir / "applet").symlink_to("multi")
+    path = f"{bin_dir}:/usr/bin:/bin"
+    for granted, program, shown in (("applet", "applet", b"applet"), ("applet", str(bin_dir / "multi"), b"applet"),
+                                    ("multi", "multi", b"multi")):
+        ctx = make_ctx(tmp_path, grant_of(granted), PATH=path)
+        child = start(ctx, request(program, stdout=abi.STDIO_PIPED))
+        assert child.wait(ctx.deadline) == (abi.STATUS_EXITED, 0)
+        assert read_all(child, abi.STREAM_STDOUT, ctx.deadline).strip() == shown, (granted, program)
