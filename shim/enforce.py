@@ -139,12 +139,25 @@ def check_writable(grant: Grant | None, ctx: RunContext, module_cache: str = "")
     (and given to granted programs) as it is, with no view to leave a directory out, so a script granted
     the workspace root, or a directory holding CARGO_TARGET_DIR or ~/.cache, could rewrite the launcher of
     another crate's build script, a binary cargo runs next, or a compiled module the runner loads as native
-    code. A writable grant inside the target directory (`target/sqlx`) holds none of it and stays usable."""
+    code. A writable grant inside the target directory (`target/sqlx`) holds none of it and stays usable.
+    No grant, readable or writable, may lie in `<target>/cratecage` either."""
+    from shim import fsview
     from shim.directives import inside
     from shim.errors import CratecageError
 
-    if grant is None or not grant.writable:
+    if grant is None or not grant.readable:
         return
+    hidden = fsview.hidden_dirs(ctx)
+    own = [os.path.join(h, "cratecage") for h in hidden]  # its journal, wasm modules and each run's scratch
+    for path in grant.readable:  # writable ones included
+        real = os.path.realpath(path)
+        state = next((d for d in own if inside(path, d) or inside(real, os.path.realpath(d))), None)
+        if state is not None:
+            raise CratecageError(
+                f"build script of {ctx.crate} {ctx.version}: the grant {path} lies in cratecage's own build "
+                f"state ({state}): other runs' scratch space there shows the files granted to other crates, "
+                "and its wasm modules run with their grants",
+                hint=f"grant a directory outside {state}")
     guarded = [(what, d, os.path.realpath(d)) for what, d in guarded_dirs(ctx, module_cache)]
     for path in grant.writable:
         real = os.path.realpath(path)

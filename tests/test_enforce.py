@@ -155,10 +155,15 @@ def test_a_writable_grant_never_holds_what_runs_natively_next(ctx: RunContext, t
     for path, what in ((tmp_path / "build", "cargo's target directory"), (tmp_path / "linked", "cargo's target"),
                        (target, "cargo's target directory"), (tmp_path / "home" / ".cache", "cratecage's cache"),
                        (target / "debug", "cargo's target directory"),  # a profile dir: launchers, binaries
-                       (target / "cratecage", "cargo's target directory"),  # modules, journal, run dirs
                        (shim_dir.parent, "")):  # cratecage itself (or a cache tagged inside it)
         ctx.grant = writable(path)
         with pytest.raises(CratecageError, match=f"the writable grant {path} holds {what}"):
             enforce.check_writable(ctx.grant, ctx)
+    (target / "cratecage" / "tmp" / "run-x" / "host").mkdir(parents=True)
+    for inner in (target / "cratecage", target / "cratecage" / "tmp" / "run-x" / "host"):  # modules, run dirs
+        for ctx.grant in (writable(inner), Grant(kind="build", crate="c", version="1.0.0",
+                                                 permits={"filesystem-access.paths": (str(inner),)})):
+            with pytest.raises(CratecageError, match="lies in cratecage's own build state"):
+                enforce.check_writable(ctx.grant, ctx)
     ctx.grant = writable(target / "sqlx", tmp_path / "gen", cache.parent / "other-tool")
     enforce.check_writable(ctx.grant, ctx)  # the harmless twins
