@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Final
@@ -114,6 +115,8 @@ class _Checker:
         self.base = base
         self.text = text
         self._lines: dict[Path_, int] | None = None
+        # every permitted filesystem-access item: (path, list key, data path, entry's table key)
+        self.fs_items: list[tuple[str, str, Path_, str]] = []
 
     def fail(self, path: Path_, expected: str) -> PolicyError:
         if self._lines is None:
@@ -155,7 +158,33 @@ class _Checker:
                 settings[name] = read(self, path, value)
             else:
                 raise self.unknown(path, [*KINDS, *_GLOBALS], what="kind")
+        self.no_grant_below_a_writable_one()
         return Policy(source=source, where=where, entries=tuple(entries), **settings)
+
+    def no_grant_below_a_writable_one(self) -> None:
+        """No granted path may be reached through an entry below a directory some build script may write
+        (any crate's `writable`, its own included): that script could replace the entry with a link to
+        anywhere while the path is opened (a preopen, a view, a granted program's Landlock rule), and the
+        grant would follow it out. The writable directory itself is safe to grant: it cannot be replaced,
+        and links inside it lead only where the sandbox lets them. Checked on the text and, for links the
+        owner made, on the way the path resolves now (shim.lexical.entries_on_the_way)."""
+        from shim.lexical import entries_on_the_way
+
+        trees = [(item, table) for item, key, _path, table in self.fs_items if key == "writable"]
+        if not trees:
+            return
+        real = [(os.path.realpath(tree), tree, table) for tree, table in trees]
+        for item, key, path, _table in self.fs_items:
+            reached = [item, *entries_on_the_way(item)]
+            for tree, shown, table in [(t, t, e) for t, e in trees] + real:
+                below = next((e for e in reached if e != tree and _below(e, tree)), None)
+                if below is None:
+                    continue
+                raise self.fail(path, (
+                    f"{json.dumps(item)} is reached through {below}, inside {json.dumps(shown)}, which [{table}] "
+                    f"may write: a build script that can write there could make it a link to anywhere, and this "
+                    f"grant would follow it; grant {json.dumps(shown)} itself instead (links inside a granted "
+                    "directory lead only where the sandbox lets them)"))
 
     def kind(self, path: Path_, kind: str, value: Any) -> list[Entry]:
         self.expect(path, value, dict, f"a table of packages, [{dotted(path)}.<package>]")
@@ -184,6 +213,10 @@ class _Checker:
                         if crate in CAPABILITIES else "")
                 raise self.unknown(path + (key,), [*CAPABILITIES, *ENTRY_KEYS], hint)
         table_key = dotted(path[:-1] if isinstance(path[-1], int) else path)
+        for rule in rules:
+            if rule.capability == "filesystem-access" and rule.action == "permit":
+                self.fs_items += [(item, key, path + (rule.capability, key, i), table_key)
+                                  for key, items in rule.lists for i, item in enumerate(items)]
         source = Source(self.file, self._line(path), table_key)
         return Entry(kind=kind, crate=crate, rules=tuple(rules), source=source, **fields)
 
@@ -223,6 +256,11 @@ class _Checker:
             except ValueError as err:
                 raise self.fail(path + (i,), str(err)) from None
         return tuple(out)
+
+
+def _below(path: str, tree: str) -> bool:
+    """`path` lies strictly inside the directory `tree` (both absolute, normalised)."""
+    return path.startswith(tree.rstrip("/") + "/")
 
 
 # -- readers of the other keys: (name of the Policy/Entry field, reader) -------------------------------------

@@ -115,6 +115,61 @@ def preopens(grant: Grant | None, ctx: RunContext) -> list[tuple[str, str, bool]
     return out
 
 
+def guarded_dirs(ctx: RunContext, module_cache: str = "") -> list[tuple[str, str]]:
+    """(what, directory) that no writable grant may hold: cargo's target directories and build state
+    (shim.fsview: found under the crate's granted trees too, so a profile dir such as `target/debug` or
+    `<target>/cratecage` counts: other crates' outputs, their build-script launchers and wasm modules,
+    which cargo and cratecage run next),
+    cratecage's cache (compiled module caches are native code the runner loads; the facade and wasm sysroot
+    every build script is linked with), cratecage itself and the Python that runs it, and the toolchain."""
+    import sys
+
+    from shim import fsview
+    from shim.capable import cache_root
+
+    found = [*(("cargo's target directory", h) for h in fsview.hidden_dirs(ctx)),
+             ("cratecage's cache", str(cache_root(ctx.host_env))), ("cratecage's module cache", module_cache),
+             ("cratecage itself", os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+             ("the Python that runs cratecage", sys.prefix), ("the toolchain", ctx.sysroot)]
+    return [(what, path) for what, path in found if path and os.path.isabs(path)]
+
+
+def check_writable(grant: Grant | None, ctx: RunContext, module_cache: str = "") -> None:
+    """Raise CratecageError when a writable grant holds one of `guarded_dirs`. A writable grant is preopened
+    (and given to granted programs) as it is, with no view to leave a directory out, so a script granted
+    the workspace root, or a directory holding CARGO_TARGET_DIR or ~/.cache, could rewrite the launcher of
+    another crate's build script, a binary cargo runs next, or a compiled module the runner loads as native
+    code. A writable grant inside the target directory (`target/sqlx`) holds none of it and stays usable.
+    No grant, readable or writable, may lie in `<target>/cratecage` either."""
+    from shim import fsview
+    from shim.directives import inside
+    from shim.errors import CratecageError
+
+    if grant is None or not grant.readable:
+        return
+    hidden = fsview.hidden_dirs(ctx)
+    own = [os.path.join(h, "cratecage") for h in hidden]  # its journal, wasm modules and each run's scratch
+    for path in grant.readable:  # writable ones included
+        real = os.path.realpath(path)
+        state = next((d for d in own if inside(path, d) or inside(real, os.path.realpath(d))), None)
+        if state is not None:
+            raise CratecageError(
+                f"build script of {ctx.crate} {ctx.version}: the grant {path} lies in cratecage's own build "
+                f"state ({state}): other runs' scratch space there shows the files granted to other crates, "
+                "and its wasm modules run with their grants",
+                hint=f"grant a directory outside {state}")
+    guarded = [(what, d, os.path.realpath(d)) for what, d in guarded_dirs(ctx, module_cache)]
+    for path in grant.writable:
+        real = os.path.realpath(path)
+        for what, directory, real_dir in guarded:
+            if inside(directory, path) or inside(real_dir, real):
+                raise CratecageError(
+                    f"build script of {ctx.crate} {ctx.version}: the writable grant {path} holds {what} "
+                    f"({directory}), which a build script must never write: what it changed there would run "
+                    "natively next, outside every sandbox",
+                    hint=f"grant a directory that does not hold {directory}, e.g. one beside it")
+
+
 def env_extra(grant: Grant | None, ctx: RunContext) -> dict[str, str]:
     """What to add to the guest's default environment (ctx.env): the granted host variables; in warn mode
     every host variable the defaults do not set (TMPDIR stays the run's) and abi.OBSERVE_ENV."""

@@ -36,7 +36,8 @@ its granted programs and its probes) may read its own OUT_DIR of a target direct
     file_views(files, scratch)    granted *files* (WASI preopens only directories): one view per parent
 
 Views live in the run's host-only scratch directory (RunContext.host_scratch): never under a writable
-preopen, never in a child's write set. A read-only view is preopened read-only, so its hard links cannot be
+preopen, never in a child's write set, and inside the target directory (shim.runner.make_run_dir), so no
+other run's grant reaches them either (from a grant of /tmp, a view of hard links is every granted file). A read-only view is preopened read-only, so its hard links cannot be
 written through; a view that holds a writable file is writable, and then holds *copies* of the read-only
 files beside it (writes to those reach no host file). What a view does not show: files created in the root
 during the run, and symbolic links at a view's level that point into a sibling (they resolve inside the

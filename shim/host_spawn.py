@@ -6,8 +6,10 @@ arguments (a `-fplugin=` or a `-B` into OUT_DIR makes a compiler load code the s
 child is started like this, and nothing is left to the guest:
 
   - the program: a bare name is looked up on the *host's* PATH (cargo's, never the guest's); a path
-    must be the one a granted name resolves to, or itself granted. A binary under a directory the guest
-    can write (OUT_DIR, the temp dir, a writable grant) is refused.
+    must be the one a granted name resolves to, or itself granted. A program reached through anything the
+    guest can write (OUT_DIR, the temp dir, a writable grant) is refused: the binary itself, or any link on
+    the way from the name to it (`writable_hop`), which the guest may have planted or swapped. Its profile
+    is that of the name it is granted as (`granted_as`), never of the guest's spelling.
   - the environment: what the guest asked for, starting from its own (which holds only what cargo gives
     build scripts and what the policy grants), minus every variable that changes how programs load or
     find tools (shim.directives' loader list: LD_*, COMPILER_PATH, GCC_*, ...) unless the guest had it
@@ -51,7 +53,7 @@ from typing import TYPE_CHECKING, Callable, Final
 
 from shim import abi, reaper, workspace
 from shim.directives import LOADER_ENV_NAMES, LOADER_ENV_PREFIXES, inside
-from shim.lexical import normal_path
+from shim.lexical import entries_on_the_way, normal_path
 from shim.runctx import RunContext
 
 if TYPE_CHECKING:
@@ -103,26 +105,59 @@ def resolve(ctx: RunContext, program: str) -> str:
         if found is None:
             raise SpawnRefused(program, f"granted, but not found on the host's PATH ({path})",
                                program_denial=False)
-        resolved = os.path.realpath(found)
+        named_at = found
     else:
         if not os.path.isabs(program):
             raise SpawnRefused(program, "a relative program path; name the program or give an absolute path")
         # What the guest means by it (`..` lexically, shim.lexical) is what is checked and what runs: a link
         # before a `..` (planted in OUT_DIR) must not make the host run another binary than the one granted.
         program = normal_path(program)
-        resolved = os.path.realpath(program)
-        named = [os.path.realpath(w) for g in grant.programs if "/" not in g
-                 for w in [shutil.which(g, path=path)] if w]
-        if not (grant.allows_program(program) or resolved in named):
+        named_at = program
+        if not (grant.allows_program(program) or os.path.realpath(program) in _named(ctx)):
             if not warn:
                 raise SpawnRefused(program, NOT_GRANTED + " (nor is it what a granted name resolves to)")
             ctx.deny("process-spawn", program, NOT_GRANTED, suggest(ctx, program), permitted=True)
-    if any(inside(resolved, d) for d in guest_writable(ctx) if d):
-        raise SpawnRefused(program, f"{resolved} is in a directory the build script can write",
-                           program_denial=False)
+    # Every step of the way from the name to the file, links included, must be out of the guest's reach:
+    # a link it planted in a directory it can write (OUT_DIR, or one on the host's PATH, or beside a granted
+    # path) would turn a granted name into any binary on the host, which then runs as granted.
+    hop = writable_hop(named_at, [w for d in guest_writable(ctx) if d for w in (d, os.path.realpath(d))])
+    if hop is not None:
+        raise SpawnRefused(program, f"{hop} is in a directory the build script can write", program_denial=False)
+    resolved = os.path.realpath(named_at)
     if not (os.path.isfile(resolved) and os.access(resolved, os.X_OK)):
         raise SpawnRefused(program, f"{resolved} is not an executable file", program_denial=False)
     return resolved
+
+
+def _named(ctx: RunContext) -> dict[str, str]:
+    """The files the grant's bare program names resolve to on the host's PATH: real path -> name."""
+    path = host_path(ctx)
+    out: dict[str, str] = {}
+    for name in ctx.grant.programs if ctx.grant is not None else ():
+        found = shutil.which(name, path=path) if "/" not in name else None
+        if found:
+            out.setdefault(os.path.realpath(found), name)
+    return out
+
+
+def writable_hop(path: str, writable: list[str]) -> str | None:
+    """The first directory entry on the way `path` resolves (shim.lexical.entries_on_the_way) that lies in
+    one of the `writable` directories, or None. Those are entries the guest may have made or swapped;
+    `writable` should hold each directory's real path too."""
+    return next((e for e in entries_on_the_way(path) if any(inside(e, d) for d in writable)), None)
+
+
+def granted_as(ctx: RunContext, requested: str, program: str) -> str:
+    """The name under which the policy permits what runs: the bare name the guest asked for (checked by
+    `resolve`), the granted path it named, or the granted name that resolves to the same file. What picks
+    the program's profile: never the guest's own spelling, which a link it planted can give any name."""
+    if "/" not in requested:
+        return requested
+    grant = ctx.grant
+    lexical = normal_path(requested)
+    if grant is not None and grant.allows_program(lexical):
+        return lexical
+    return _named(ctx).get(program, program)
 
 
 def suggest(ctx: RunContext, program: str) -> str:
@@ -174,22 +209,22 @@ class Confinement:
     ports: tuple[int, ...]
     file_size: int | None = None  # hard RLIMIT_FSIZE, set by the launcher before the program starts
 
-    def command(self, argv: list[str]) -> list[str]:
+    def command(self, argv: list[str], argv0: str | None = None) -> list[str]:
         from shim import landlock_exec
 
-        return landlock_exec.command(argv, self.read, self.write, self.ports, self.execute, self.file_size)
+        return landlock_exec.command(argv, self.read, self.write, self.ports, self.execute, self.file_size, argv0)
 
 
 def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
-    """See the module docstring. The profile is found by the name the guest asked for (`cc`) or the file
-    it resolved to (`x86_64-linux-gnu-gcc-12` is no name anyone grants). Nothing the guest can write is
-    executable: a program runs only its own files and its profile's."""
+    """See the module docstring. The profile is found by the name the policy grants it as (`cc`, never the
+    guest's spelling: `granted_as`) or by the file it resolved to (`x86_64-linux-gnu-gcc-12` is no name anyone
+    grants). Nothing the guest can write is executable: a program runs only its own files and its profile's."""
     from policy.capabilities import parse_route
     from policy.programs import profile_for
 
     grant = ctx.grant
     execute = [program, *_loader_files(program)]
-    profile = profile_for(requested) or profile_for(program)
+    profile = profile_for(granted_as(ctx, requested, program)) or profile_for(program)
     if profile is not None:
         execute += profile.read
     from shim import fsview
@@ -283,16 +318,23 @@ class RealChild:
         self.overflowed = False
         self.timed_out = False
         self.status: tuple[int, int] | None = None
+        # The file runs under the name it is granted as, as natively (`cc`, not x86_64-linux-gnu-gcc-12): a
+        # multi-call binary (busybox, ccache's links, clang++) picks what it does by argv[0], so neither its
+        # real path nor a name the script spelled through a link may choose for it.
+        name = granted_as(ctx, req.program, program)
         argv = [program, *req.args]
         env = child_env(ctx, req)
         cwd = child_cwd(ctx, req)
         confined = landlock.abi_version() > 0
+        executable = None
         if confined:
             limits = dataclasses.replace(confinement(ctx, program, req.program), file_size=_disk_limit(ctx))
-            argv = limits.command(argv)
+            argv = limits.command(argv, argv0=name)
+        else:
+            argv, executable = [name, *req.args], program
         pipe, null = subprocess.PIPE, subprocess.DEVNULL
         self.proc = reaper.popen(
-            argv, env=env, cwd=cwd, start_new_session=True, close_fds=True,
+            argv, executable=executable, env=env, cwd=cwd, start_new_session=True, close_fds=True,
             stdin=pipe if req.stdin == abi.STDIO_PIPED else null,
             stdout=null if req.stdout == abi.STDIO_NULL else pipe,
             stderr=null if req.stderr == abi.STDIO_NULL else pipe)

@@ -2,7 +2,7 @@
 
     python -I -S .../shim/landlock_exec.py [--read PATH]... [--write PATH]... [--connect PORT]...
                                            [--exec PATH]... [--no-exec] [--metadata seccomp]
-                                           -- PROGRAM ARG...
+                                           [--argv0 NAME] -- PROGRAM ARG...
     python -I -S .../shim/landlock_exec.py --which-metadata-guard     (for `cratecage doctor`)
 
 With `--exec` or `--no-exec`, only the `--exec` trees may be executed (landlock.restrict's `execute`).
@@ -42,15 +42,17 @@ GUARDS = ("mountns", "seccomp")
 
 
 def command(program_argv: list[str], read: list[str], write: list[str], connect: tuple[int, ...] = (),
-            execute: list[str] | None = None, file_size: int | None = None) -> list[str]:
+            execute: list[str] | None = None, file_size: int | None = None, argv0: str | None = None) -> list[str]:
     """The argv that runs `program_argv` confined to `read` (read/execute) and `write` (everything); with
     `execute`, only those trees may be executed; with `file_size`, a hard RLIMIT_FSIZE of that many bytes is
-    set before anything else runs (no file the program writes can outgrow it)."""
+    set before anything else runs (no file the program writes can outgrow it); with `argv0`, the program
+    (still the file `program_argv[0]`) gets that as its argv[0]."""
     argv = [sys.executable, "-I", "-S", os.path.abspath(__file__)]
     forced = ["seccomp"] if os.environ.get(METADATA_GUARD_ENV) == "seccomp" else []
     sizes = [str(file_size)] if file_size is not None else []
     for flag, values in (("--read", read), ("--write", write), ("--connect", [str(p) for p in connect]),
-                         ("--exec", execute or []), ("--metadata", forced), ("--file-size", sizes)):
+                         ("--exec", execute or []), ("--metadata", forced), ("--file-size", sizes),
+                         ("--argv0", [argv0] if argv0 else [])):
         for value in values:
             argv += [flag, value]
     if execute is not None:
@@ -62,7 +64,7 @@ def parse(argv: list[str]) -> tuple[list[str], list[str], list[int], list[str] |
     """(read, write, connect ports, execute or None, program argv) from the launcher's own arguments;
     `--metadata` is read by `forced_guard`."""
     lists: dict[str, list[str]] = {"--read": [], "--write": [], "--connect": [], "--exec": [], "--metadata": [],
-                                   "--file-size": []}
+                                   "--file-size": [], "--argv0": []}
     no_exec = False
     i = 0
     while i < len(argv) and argv[i] != "--":
@@ -87,6 +89,12 @@ def file_size_limit(argv: list[str]) -> int | None:
     head = argv[:argv.index("--")] if "--" in argv else argv
     sizes = [int(head[i + 1]) for i in range(len(head) - 1) if head[i] == "--file-size"]
     return min(sizes) if sizes else None
+
+
+def argv0(argv: list[str]) -> list[str]:
+    """The launcher's `--argv0` value, as a list of zero or one."""
+    head = argv[:argv.index("--")] if "--" in argv else argv
+    return [head[i + 1] for i in range(len(head) - 1) if head[i] == "--argv0"][:1]
 
 
 def forced_guard(argv: list[str]) -> str:
@@ -159,7 +167,8 @@ def main(argv: list[str]) -> None:
         if guard == "seccomp":
             seccomp.refuse_metadata()  # no read-only mounts: refuse metadata calls everywhere (shim.seccomp)
         seccomp.refuse_host_calls()  # io_uring, the mount API, new namespaces, fallocate, ... (shim.seccomp)
-        os.execv(program[0], program)
+        name = argv0(argv)
+        os.execv(program[0], [name[0] if name else program[0], *program[1:]])
     except (OSError, ValueError) as err:
         print(f"{STDERR_PREFIX} {err}", file=sys.stderr)
         sys.stderr.flush()

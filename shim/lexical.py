@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from typing import Iterator
 
 
 def normal_path(path: str) -> str:
@@ -27,3 +28,36 @@ def normal_dir(path: str) -> str:
     directory, resolved where a symbolic link before a `..` makes the two differ."""
     normal = normal_path(path)
     return normal if os.path.realpath(normal) == os.path.realpath(path) else os.path.realpath(path)
+
+
+def entries_on_the_way(path: str, max_links: int = 40) -> Iterator[str]:
+    """Every directory entry the kernel meets resolving the absolute `path`, in order, each named by its
+    *physical* directory (every link before it followed) and its own name: the links on the way, the
+    entries their targets lead through, and the last one. Whoever may change any of these (make one a
+    link, swap a link) decides what `path` opens. Stops after `max_links` links (the open would fail with
+    ELOOP) or at a link it cannot read."""
+    todo = [c for c in path.split("/") if c]
+    here = "/"
+    links = 0
+    while todo:
+        name = todo.pop(0)
+        if name == ".":
+            continue
+        if name == "..":
+            here = os.path.dirname(here)
+            continue
+        entry = os.path.join(here, name)
+        yield entry
+        if not os.path.islink(entry):
+            here = entry
+            continue
+        links += 1
+        try:
+            target = os.readlink(entry)
+        except OSError:
+            return
+        if links > max_links:
+            return
+        if target.startswith("/"):
+            here = "/"
+        todo[:0] = [c for c in target.split("/") if c]

@@ -97,7 +97,8 @@ class RunContext:
     connections: list[Connection] = field(default_factory=list)  # permitted, in order (shim.host_net)
     spawns: list[Spawn] = field(default_factory=list)  # permitted programs, in order (shim.host_spawn)
     # Per-run scratch space of the host's own (probe output dirs, views of granted files): never preopened,
-    # never in a child's write set; removed with the run. "" where a caller made no run directory (tests).
+    # never in a child's write set, in the target dir where no other run's grant reaches it
+    # (shim.runner.make_run_dir); removed with the run. "" where a caller made no run directory (tests).
     host_dir: str = ""
 
     def host_scratch(self, prefix: str) -> str:

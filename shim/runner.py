@@ -478,6 +478,7 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
     started = time.monotonic()
     ctx.env.update(enforce.env_extra(grant, ctx))
     ctx.grant = grant
+    enforce.check_writable(grant, ctx, str(module_cache))
     before = leftovers_before(ctx)
     run = GuestRun(ctx, wasm, limits, module_cache, enforce.preopens(grant, ctx))
     try:
@@ -518,9 +519,10 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
 
 
 def target_reads(ctx: RunContext) -> None:
-    """A read the guest reported failing inside the target directory but OUT_DIR (shim.fsview hides the
-    rest: other crates' fingerprints and `.d` files hold variables' values) is a fatal denial; no policy
-    entry grants it, short of naming a path inside the target directory."""
+    """A read the guest reported failing inside the target directory but OUT_DIR and its own temp dir (which
+    lives there, shim.runner.make_run_dir) is a fatal denial (shim.fsview hides the rest: other crates'
+    fingerprints and `.d` files hold variables' values); no policy entry grants it, short of naming a path
+    inside the target directory."""
     from shim import fsview
     from shim.directives import inside
 
@@ -531,7 +533,7 @@ def target_reads(ctx: RunContext) -> None:
         if obs.kind != "fs" or obs.op not in ("read", "list") or obs.succeeded:
             continue
         path = os.path.normpath(obs.target)
-        if (any(inside(path, h) for h in hidden) and not inside(path, ctx.out_dir)
+        if (any(inside(path, h) for h in hidden) and not inside(path, ctx.out_dir) and not inside(path, ctx.tmp_dir)
                 and not any(inside(path, g) for g in granted)):
             ctx.deny("filesystem-access", f"{obs.op} {path}",
                      "inside the target directory, which holds other crates' build state; a build script "
@@ -600,6 +602,23 @@ def with_grant_limits(limits: Limits, grant: Grant, environ: dict[str, str]) -> 
     return dataclasses.replace(limits, **changes)
 
 
+def make_run_dir(cratecage_dir: str) -> str:
+    """A fresh directory for one run in `<target>/cratecage/tmp/`, tagged as build state first
+    (shim.fsview.tag_build_state): `host/`, the host's own scratch (views of hard links to the crate's
+    granted files, probe outputs), and `tmp/`, the guest's TMPDIR. Not in the system's temp dir: a crate
+    granted `/tmp` (or wherever TMPDIR points) would read every file granted to a build script running beside
+    it through that run's views, write through their hard links to the host files, and write into its temp
+    dir. Inside a target directory, which every readable root hides and only an explicit grant of the
+    target directory reaches, no other run sees it; and hard links to granted files stay on the project's
+    file system."""
+    from shim.fsview import tag_build_state
+
+    tag_build_state(cratecage_dir)  # other crates' journal, audit and wasm rlibs: hidden from every run
+    base = os.path.join(cratecage_dir, "tmp")
+    os.makedirs(base, exist_ok=True)
+    return tempfile.mkdtemp(prefix="run-", dir=base)
+
+
 def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) -> None:
     """Entry from the launcher. Never returns: exits with the outcome (os._exit, see wasmtime-py.md §9)."""
     from shim.cli import enable_site_packages
@@ -609,7 +628,7 @@ def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) ->
     enable_site_packages()
     environ = dict(os.environ)
     code = 101
-    run_dir = tempfile.mkdtemp(prefix="cratecage-run-")  # host/ is the host's own, tmp/ the guest's TMPDIR
+    run_dir = make_run_dir(layout.state_of_module(wasm))  # host/: the host's own; tmp/: the guest's TMPDIR
     host_dir, tmp_dir = os.path.join(run_dir, "host"), os.path.join(run_dir, "tmp")
     os.mkdir(host_dir, 0o700)
     os.mkdir(tmp_dir, 0o700)
@@ -618,9 +637,6 @@ def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) ->
             raise CratecageError("the build script launcher must be run by cargo (OUT_DIR is not set)")
         ctx = context_from_env(environ, rustc, sysroot, tmp_dir)
         ctx.host_dir = host_dir
-        from shim.fsview import tag_build_state
-
-        tag_build_state(layout.state_of_module(wasm))  # <build dir>/cratecage, before anything is hidden
         from shim import enforce
 
         grant, policy = enforce.grant("build", ctx.crate, ctx.version, environ)

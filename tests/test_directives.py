@@ -153,6 +153,11 @@ def test_search_paths_into_out_dir_search_native_libraries_only(line: str, rende
         ("cargo:rustc-env=PATH=/tmp", ENV_DENIED),
         ("cargo:rustc-env=RUSTC_WRAPPER=/tmp/x", ENV_DENIED),
         ("cargo:rustc-env=CRATECAGE_WRAPPER=/tmp/x", ENV_DENIED),
+        # what would steer the wrapper's first use of a toolchain (shim.first_use, shim.capable) for the
+        # crate's own compile: which toolchain, where rustup lives, whose capability stamps and policy count
+        *((f"cargo:rustc-env={name}=/tmp/x", ENV_DENIED) for name in (
+            "RUSTUP_TOOLCHAIN", "RUSTUP_HOME", "RUSTC", "CARGO_HOME", "CRATECAGE_CACHE_DIR", "XDG_CACHE_HOME",
+            "CRATECAGE_POLICY", "CRATECAGE_WORKSPACE_ROOT", "WASI_SYSROOT", "HOME")),
         ("cargo:rustc-env=GCONV_PATH=/tmp", ENV_DENIED),
         ("cargo:rustc-env=PYTHONPATH=/tmp", ENV_DENIED),
         ("cargo:rustc-env==x", ENV_DENIED),

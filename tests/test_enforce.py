@@ -122,3 +122,48 @@ def test_a_granted_path_refused_through_a_link_gets_no_entry_that_would_change_n
     enforce.observed_denials(ctx, g)
     [denial] = ctx.denials
     assert f'paths = ["{other / "x.txt"}"]' in denial.fix.splitlines()[-1]
+
+
+def test_a_writable_grant_never_holds_what_runs_natively_next(ctx: RunContext, tmp_path: Path) -> None:
+    """A writable grant is preopened (and given to granted programs) whole: one that holds the target
+    directory (another crate's build-script launcher, a binary cargo runs), cratecage's cache (compiled
+    modules the runner loads as native code) or cratecage itself stops the run, named; one inside the target
+    directory, or beside what is guarded, works."""
+    from shim.errors import CratecageError
+    from shim.fsview import CACHEDIR_SIGNATURE
+
+    target = tmp_path / "build" / "target"
+    (target / "debug" / "build" / "c-1" / "out").mkdir(parents=True)
+    (target / "CACHEDIR.TAG").write_bytes(CACHEDIR_SIGNATURE + b"\n")
+    (target / "sqlx").mkdir()
+    (target / "debug" / ".fingerprint").mkdir()
+    from shim.fsview import tag_build_state
+
+    tag_build_state(str(target / "cratecage"))
+    ctx.out_dir = str(target / "debug" / "build" / "c-1" / "out")
+    cache = tmp_path / "home" / ".cache" / "cratecage"
+    cache.mkdir(parents=True)
+    ctx.host_env["CRATECAGE_CACHE_DIR"] = str(cache)
+    (tmp_path / "linked").symlink_to(tmp_path / "build")
+    (tmp_path / "gen").mkdir()
+    shim_dir = Path(enforce.__file__).resolve().parent
+
+    def writable(*paths: Path) -> Grant:
+        return Grant(kind="build", crate="c", version="1.0.0",
+                     permits={"filesystem-access.writable": tuple(str(p) for p in paths)})
+
+    for path, what in ((tmp_path / "build", "cargo's target directory"), (tmp_path / "linked", "cargo's target"),
+                       (target, "cargo's target directory"), (tmp_path / "home" / ".cache", "cratecage's cache"),
+                       (target / "debug", "cargo's target directory"),  # a profile dir: launchers, binaries
+                       (shim_dir.parent, "")):  # cratecage itself (or a cache tagged inside it)
+        ctx.grant = writable(path)
+        with pytest.raises(CratecageError, match=f"the writable grant {path} holds {what}"):
+            enforce.check_writable(ctx.grant, ctx)
+    (target / "cratecage" / "tmp" / "run-x" / "host").mkdir(parents=True)
+    for inner in (target / "cratecage", target / "cratecage" / "tmp" / "run-x" / "host"):  # modules, run dirs
+        for ctx.grant in (writable(inner), Grant(kind="build", crate="c", version="1.0.0",
+                                                 permits={"filesystem-access.paths": (str(inner),)})):
+            with pytest.raises(CratecageError, match="lies in cratecage's own build state"):
+                enforce.check_writable(ctx.grant, ctx)
+    ctx.grant = writable(target / "sqlx", tmp_path / "gen", cache.parent / "other-tool")
+    enforce.check_writable(ctx.grant, ctx)  # the harmless twins

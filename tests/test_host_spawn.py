@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -90,6 +91,65 @@ def test_a_program_path_with_dotdot_runs_what_it_names_lexically(tmp_path: Path)
     os.symlink(elsewhere / "sub", tmp_path / "out" / "l")  # planted in OUT_DIR, which it may write
     with pytest.raises(host_spawn.SpawnRefused, match="can write"):
         host_spawn.resolve(ctx, f"{tmp_path}/out/l/../tool")  # granted as OUT_DIR/tool; never elsewhere/tool
+
+
+def test_a_link_the_script_can_write_never_stands_in_for_a_granted_program(tmp_path: Path) -> None:
+    """A granted name or path may lead to the binary only through entries the guest cannot make or swap: a
+    link it planted in OUT_DIR, in a writable grant, or in a writable directory on the host's PATH would
+    turn the grant into any host binary (here `sh` for a granted `cat`)."""
+    sh = shutil.which("sh") or "/bin/sh"
+    tools, bin_dir = tmp_path / "tools", tmp_path / "bin"
+    tools.mkdir()
+    bin_dir.mkdir()
+    ctx = make_ctx(tmp_path, grant_of("cat", str(tools / "gen"), "gen")
+                   + f'filesystem-access = {{ action = "permit", writable = ["{tools}"] }}\n',
+                   PATH=f"{tools}:/usr/bin:/bin")
+    os.symlink(CAT, tmp_path / "out" / "cat")  # planted: it resolves to the granted cat, yet OUT_DIR decides
+    os.symlink(sh, tools / "gen")  # the granted path, swapped for another binary
+    os.symlink(sh, bin_dir / "hop")  # a link outside every writable dir ...
+    os.symlink(bin_dir / "hop", tmp_path / "out" / "via")  # ... reached through one inside
+    for program in (f"{tmp_path}/out/cat", str(tools / "gen"), "gen", f"{tmp_path}/out/via"):
+        with pytest.raises(host_spawn.SpawnRefused, match="can write"):
+            host_spawn.resolve(ctx, program)
+    # the harmless twin: the same names, reached through nothing the script can write
+    os.symlink(CAT, bin_dir / "cat")
+    assert host_spawn.resolve(ctx, str(bin_dir / "cat")) == CAT
+    assert host_spawn.resolve(ctx, "cat") == CAT
+
+
+def test_a_writable_dir_reached_through_a_link_is_still_writable(tmp_path: Path) -> None:
+    """OUT_DIR named through a link (a CARGO_TARGET_DIR under a linked directory): a binary written there is
+    where the script can write, whichever of its names the grant and the request use."""
+    real = tmp_path / "real"
+    real.mkdir()
+    linked = tmp_path / "linked"
+    linked.symlink_to(real)
+    ctx = make_ctx(real, grant_of(str(linked / "out" / "tool"), str(real / "out" / "tool")))
+    ctx.out_dir = str(linked / "out")
+    shutil.copy2(CAT, real / "out" / "tool")
+    for program in (str(real / "out" / "tool"), str(linked / "out" / "tool")):
+        with pytest.raises(host_spawn.SpawnRefused, match="can write"):
+            host_spawn.resolve(ctx, program)
+
+
+def test_the_profile_is_the_granted_names_never_the_guests_spelling(tmp_path: Path) -> None:
+    """A host link named `cc` that leads to a granted `sh` runs sh, as granted, but not with the C compiler's
+    profile (which lets it run and read /usr/bin, /usr/lib and /usr/include): the name the policy grants
+    picks the profile."""
+    sh = os.path.realpath(shutil.which("sh") or "/bin/sh")
+    (tmp_path / "bin").mkdir()
+    os.symlink(sh, tmp_path / "bin" / "cc")
+    ctx = make_ctx(tmp_path, grant_of("sh"))
+    requested = str(tmp_path / "bin" / "cc")
+    program = host_spawn.resolve(ctx, requested)
+    assert program == sh
+    assert host_spawn.granted_as(ctx, requested, program) == "sh"
+    confined = host_spawn.confinement(ctx, program, requested)
+    assert not {"/usr/bin", "/usr/include"} & set(confined.execute)
+    # the harmless twin: granted as cc, it is the C compiler, profile and all
+    cc = make_ctx(tmp_path, grant_of("cc"))
+    compiler = host_spawn.resolve(cc, "cc")
+    assert "/usr/include" in host_spawn.confinement(cc, compiler, "cc").execute
 
 
 def test_warn_mode_runs_what_is_not_granted_and_reports_it(tmp_path: Path) -> None:
@@ -197,3 +257,21 @@ def test_a_blocking_read_ends_at_the_runs_deadline(tmp_path: Path) -> None:
         child.read(abi.STREAM_STDOUT, 100, time.monotonic() + 0.3)
     assert host_spawn.sweep([child]) >= 1
     assert child.proc.poll() is not None
+
+
+def test_a_program_runs_under_the_name_it_is_granted_as(tmp_path: Path) -> None:
+    """A multi-call binary (busybox, ccache's links, clang++) does what its argv[0] says: it runs as the name
+    granted (as natively, `cc` rather than the file it resolves to), also when the script named it by another
+    path to the same file; granted under its own name, it is that."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "argv0.c").write_text('#include <stdio.h>\nint main(int c, char **v) { puts(v[0]); return 0; }\n')
+    subprocess.run(["cc", "-o", str(bin_dir / "multi"), str(tmp_path / "argv0.c")], check=True)
+    (bin_dir / "applet").symlink_to("multi")
+    path = f"{bin_dir}:/usr/bin:/bin"
+    for granted, program, shown in (("applet", "applet", b"applet"), ("applet", str(bin_dir / "multi"), b"applet"),
+                                    ("multi", "multi", b"multi")):
+        ctx = make_ctx(tmp_path, grant_of(granted), PATH=path)
+        child = start(ctx, request(program, stdout=abi.STDIO_PIPED))
+        assert child.wait(ctx.deadline) == (abi.STATUS_EXITED, 0)
+        assert read_all(child, abi.STREAM_STDOUT, ctx.deadline).strip() == shown, (granted, program)

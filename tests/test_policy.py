@@ -17,6 +17,7 @@ import policy
 from policy import Policy, PolicyError, discover, load_file, suggest_entry
 from policy.capabilities import CAPABILITIES
 from policy.curated import CURATED
+from policy.load import load_text
 from policy.semver import parse_req
 
 
@@ -478,8 +479,41 @@ def test_every_spelling_of_a_granted_path_grants_every_spelling_of_it(tmp_path: 
 
 def test_home_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", "/home/someone")
-    g = grant_of(tmp_path, 'filesystem-access = { action = "permit", paths = ["~/.config/foo"], writable = ["~"] }')
-    assert g.readable == ("/home/someone", "/home/someone/.config/foo") and g.writable == ("/home/someone",)
+    g = grant_of(tmp_path, 'filesystem-access = { action = "permit", paths = ["~/.config/foo"], writable = ["~/out"] }')
+    assert g.readable == ("/home/someone/.config/foo", "/home/someone/out") and g.writable == ("/home/someone/out",)
+
+
+def test_no_grant_is_reached_through_what_a_build_script_may_write(tmp_path: Path) -> None:
+    """A path below a directory some crate may write (its own writable grant, another crate's, one the
+    owner's link leads into) could be made a link to anywhere by that crate's script while it is opened
+    (a preopen, a view, a granted program's rule): the policy is refused, with the entry to write instead.
+    The writable directory itself, a path beside it and a tree holding it are fine."""
+    gen = tmp_path / "gen"
+    (gen / "inputs").mkdir(parents=True)
+    (tmp_path / "via").symlink_to(gen)
+    refused = [
+        ('[permissions.build.a]\nfilesystem-access = { action = "permit", paths = ["gen/inputs"], writable = ["gen"] }',
+         "paths[0]", "[permissions.build.a]"),
+        ('[permissions.build.a]\nfilesystem-access = { action = "permit", paths = ["gen/x.json"] }\n'
+         '[permissions.build.b]\nfilesystem-access = { action = "permit", writable = ["./gen/"] }',
+         "paths[0]", "[permissions.build.b]"),
+        ('[permissions.build.a]\nfilesystem-access = { action = "permit", writable = ["gen/out"] }\n'
+         '[permissions.build.b]\nfilesystem-access = { action = "permit", writable = ["gen"] }',
+         "writable[0]", "[permissions.build.b]"),
+        ('[permissions.build.a]\nfilesystem-access = { action = "permit", paths = ["via/inputs"] }\n'
+         '[permissions.build.b]\nfilesystem-access = { action = "permit", writable = ["gen"] }',
+         "paths[0]", "[permissions.build.b]"),
+    ]
+    for text, key, owner in refused:
+        with pytest.raises(PolicyError) as err:
+            load_text(text, file="p.toml", base=tmp_path, where="top-level")
+        assert err.value.key.endswith(key) and owner in err.value.expected, text
+        assert f'grant "{gen}" itself instead' in err.value.expected
+    fine = ('[permissions.build.a]\nfilesystem-access = { action = "permit", paths = ["gen", "via", "."], '
+            'writable = ["gen"] }\n[permissions.build.b]\nfilesystem-access = { action = "permit", '
+            'paths = ["gen"], writable = ["gen", "other"] }')
+    policy = load_text(fine, file="p.toml", base=tmp_path, where="top-level")
+    assert policy.resolve("build", "b", "1.0.0").writable == (str(gen), str(tmp_path / "other"))
 
 
 def test_workspace_policy_paths_are_relative_to_the_manifest(tmp_path: Path) -> None:

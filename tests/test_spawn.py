@@ -206,7 +206,7 @@ def arena(cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> dict:
     policy(package, "hostile-spawn", "cc", "cat", str(tools / "forker"), str(tools / "procs"))
     with (package / "cratecage.toml").open("a") as f:
         f.write(f'filesystem-access = {{ action = "permit", writable = [{json.dumps(str(gen))}] }}\n')
-    tmp = root / "tmp"  # the runner's TMPDIR: its run directories (and probes' scratch dirs) must not stay
+    tmp = root / "tmp"  # the runner's TMPDIR: nothing of a run may go there, or stay
     tmp.mkdir()
     yield {"package": package, "canary": canary, "token": token, "outside": outside, "accepted": accepted,
            "forker": tools / "forker", "procs": tools / "procs", "marker": "cratecage_procs_" + secrets.token_hex(6),
@@ -222,6 +222,7 @@ def build(cargo: Cargo, arena: dict, targets: Path, feature: str, limits: dict[s
            "HOSTILE_ZPLUG": str(arena["package"] / "zplug.so")}
     write_test_env(arena["package"], env)
     env.update({"TMPDIR": str(arena["tmp"]), **(limits or {})})
+    arena["target"] = targets / "hostile-spawn"
     return cargo(arena["package"], "build", "--features", feature, wrapped=True,
                  target_dir=targets / "hostile-spawn", extra_env=env, check=False)
 
@@ -290,6 +291,8 @@ def assert_nothing_survives(arena: dict) -> None:
             pass
     assert survivors == [], "processes of the run outlived it"
     assert [p.name for p in arena["tmp"].iterdir()] == [], "a run or probe directory was left behind"
+    runs = arena["target"] / "cratecage" / "tmp"  # where run directories live (shim.runner.make_run_dir)
+    assert [p.name for p in runs.glob("run-*")] == [], "a run directory was left behind"
 
 
 @dataclass(frozen=True)
