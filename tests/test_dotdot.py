@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import target_dirs
 from conftest import FIXTURES, Cargo, CargoRun, write_test_env
 from shim import landlock
 
@@ -141,7 +142,7 @@ def test_every_spelling_of_a_granted_file_works_and_of_an_ungranted_one_is_refus
 
 
 def out_dirs(ws: Path) -> list[Path]:
-    return list((ws / "target" / "debug" / "build").glob(f"{CRATE}-*/out"))
+    return target_dirs.out_dirs(ws / "target", CRATE)
 
 
 def test_a_link_planted_in_out_dir_never_leads_a_dotdot_to_an_ungranted_file(cargo: Cargo, ws: Path) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+import target_dirs
 from conftest import FIXTURES, Cargo, CargoRun, write_test_env
 from shim import landlock
 
@@ -72,8 +73,7 @@ def grants(*entries: str, crate: str = MEMBER) -> str:
 
 
 def out_dir(ws: Path) -> str:
-    (found,) = (p for p in (ws / "target" / "debug" / "build").glob(f"{MEMBER}-*/out")
-                if re.fullmatch(f"{MEMBER}-[0-9a-f]+", p.parent.name))
+    (found,) = target_dirs.out_dirs(ws / "target", MEMBER)
     return str(found)
 
 
