@@ -4,7 +4,7 @@ The package is entered through `shim.cli.main`, which cargo runs as `RUSTC_WRAPP
 Keep this file free of imports: it runs on the pass-through fast path.
 """
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 # The line cratecage appends to `rustc -vV` output. Cargo hashes every line of that output into artifact
 # metadata, so sandboxed artifacts never share hashes (or target-dir files) with native ones. Bump the
