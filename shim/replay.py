@@ -8,6 +8,18 @@ Every compile gets `--target wasm32-wasip1 --sysroot <wasm sysroot>` and `--exte
 crates of one wasm graph agree on `std::process::Command`), and its `--extern`s and `-L dependency=` point
 at the wasm copies. Proc-macro externs stay native: rustc loads them for any target.
 
+The facade's directory (it holds the facade alone) is a `-L dependency=` of every compile too. `--extern`
+puts `std` in the extern prelude even of a `#![no_std]` crate, which natively has none there; an intra-doc
+link such as zerocopy's `[std::io::Read]` then loads the facade, and the crate's rlib depends on it. A
+`no_std` crate that uses it (ppv-lite86) never loads std itself, so rustc looks for that dependency by its
+hash on the search path, found only the wasm sysroot's real std and stopped (E0460, or E0463 "can't find
+crate for `zerocopy`"). On the search path, the dependency resolves to the same facade rlib (one crate
+identity for every compile: shim.facade), wherever it was recorded; a crate compiled against the real std
+still finds that in the sysroot, by its own hash. The faithful alternative, `--extern noprelude:std=...`
+(std only for crates that ask for it, as natively), needs `-Z unstable-options`, which stable rustc refuses;
+and which crates ask for std cannot be known before compiling (`#![cfg_attr(..., no_std)]`, `extern crate
+std` under a feature).
+
 `Replayer.wasm_rlib` replays a library (and first its own dependencies) from the journal (shim.journal) into
 `<target>/cratecage/wasm-deps/`, once per artifact under a file lock, again whenever the native rlib, its
 recorded command line or what its compile may read and see changes, or when a file it published no longer
@@ -123,7 +135,8 @@ def wasm_argv(recorded: list[str], *, wasm_sysroot: str, facade: str, out_dir: s
                     out.append("--json=" + ",".join(kept))
         # OURS flags not handled above are replaced wholesale below
     out += ["--target", WASM_TARGET, "--sysroot", wasm_sysroot, "--extern", f"std={facade}",
-            "-L", f"dependency={wasm_deps}", f"--emit={emit}", "--out-dir", out_dir]
+            "-L", f"dependency={wasm_deps}", "-L", f"dependency={os.path.dirname(facade)}",
+            f"--emit={emit}", "--out-dir", out_dir]
     if not json_diagnostics:
         out += ["--error-format=json", "--json=diagnostic-rendered-ansi"]
     if lints_capped:
