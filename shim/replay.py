@@ -32,7 +32,7 @@ recorded cargo variables, its build script's `rustc-env` and its own grant
 (`[permissions.build.<library package>]`); the values its native compile read (`# env-dep:` lines of the
 native `.d`) are never copied. Replays run one after another inside the build-script unit's own jobserver
 token (the wrapper is that unit); their diagnostics are ours to read, not cargo's: lints are capped and
-only a failure is reported, with the crate and the first error.
+only a failure is reported, with the crate and the error that caused it (shim.replay_errors).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from shim import compile_env, facade, journal, layout, trace, wasm_rustc
+from shim import compile_env, facade, journal, layout, replay_errors, trace, wasm_rustc
 from shim.compile_dirs import DEP_INFO_SUFFIX, CompileDirs, sha256_of
 from shim.errors import CratecageError
 from shim.files import atomic_write
@@ -144,27 +144,6 @@ def wasm_argv(recorded: list[str], *, wasm_sysroot: str, facade: str, out_dir: s
     for arg in extra_codegen:
         out += ["-C", arg]
     return out, dropped
-
-
-def first_error(stderr: str) -> str:
-    """The first error rustc reported in JSON diagnostics, rendered, else the last lines of stderr."""
-    for line in stderr.splitlines():
-        if line.startswith("{"):
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if msg.get("level") == "error":
-                rendered = _strip_ansi(msg.get("rendered") or msg.get("message", "")).strip().splitlines()
-                return "\n".join(rendered[:8] + (["..."] if len(rendered) > 8 else []))
-    tail = [line for line in stderr.splitlines() if line.strip() and not line.startswith("{")]
-    return "\n".join(tail[-5:]) or "rustc failed without a message"
-
-
-def _strip_ansi(text: str) -> str:
-    import re
-
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 class Replayer:
@@ -329,12 +308,12 @@ class Replayer:
             if any(d.fatal for d in done.denials):
                 forget_native(rlib, args, entry.env.get("CARGO_PKG_NAME", ""))
             refused = " (refused at compile time, see the cratecage: lines above)" if done.denials else ""
+            found = replay_errors.diagnose(done.stderr, replay_errors.target_dependencies(scope.manifest_dir))
+            cause = "" if found.kind == replay_errors.OTHER else f"{found.cause}\n    "
             raise ReplayError(
-                f"{scope.subject} does not compile for wasm32-wasip1{refused}: "
-                + first_error(done.stderr).replace("\n", "\n    "),
-                hint="build scripts and their dependencies run in the wasm sandbox, compiled with what their "
-                     "grants allow; a crate that needs a native-only API cannot be a build-dependency under "
-                     "cratecage",
+                f"{scope.subject} does not compile for wasm32-wasip1{refused}: {cause}"
+                + found.error.replace("\n", "\n    "),
+                hint=replay_errors.hint(found, self.consumer.split(" ")[0]),
             )
         self.replayed.append(crate)
         trace.event(self.environ, kind="replay", crate=crate, rlib=os.path.basename(rlib))
