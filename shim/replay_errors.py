@@ -69,7 +69,7 @@ class Diagnosis:
 
     @property
     def cause(self) -> str:
-        """The cause in words, for a message that goes on with `:` and the error."""
+        """The cause in words; a message shows the error after it."""
         if self.kind == CRATE_GRAPH:
             which = f", which `{self.needed_by}` depends on" if self.needed_by else ""
             also = "" if self.needed_by or self.code != "E0463" else " or a crate it was compiled against"
