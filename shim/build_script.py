@@ -151,6 +151,11 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
         for message in done.messages(scope.subject):
             print(message, file=sys.stderr)
         if done.returncode != 0:
+            from shim.replay_errors import explain_script_failure
+
+            explained = explain_script_failure(scope.subject, done.stderr, pkg)
+            if explained:
+                print(explained, file=sys.stderr)
             return done.returncode
         built = Path(dirs.out, wasm.name)
         if not built.is_file():

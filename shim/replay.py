@@ -8,6 +8,18 @@ Every compile gets `--target wasm32-wasip1 --sysroot <wasm sysroot>` and `--exte
 crates of one wasm graph agree on `std::process::Command`), and its `--extern`s and `-L dependency=` point
 at the wasm copies. Proc-macro externs stay native: rustc loads them for any target.
 
+The facade's directory (it holds the facade alone) is a `-L dependency=` of every compile too. `--extern`
+puts `std` in the extern prelude even of a `#![no_std]` crate, which natively has none there; an intra-doc
+link such as zerocopy's `[std::io::Read]` then loads the facade, and the crate's rlib depends on it. A
+`no_std` crate that uses it (ppv-lite86) never loads std itself, so rustc looks for that dependency by its
+hash on the search path, found only the wasm sysroot's real std and stopped (E0460, or E0463 "can't find
+crate for `zerocopy`"). On the search path, the dependency resolves to the same facade rlib (one crate
+identity for every compile: shim.facade), wherever it was recorded; a crate compiled against the real std
+still finds that in the sysroot, by its own hash. The faithful alternative, `--extern noprelude:std=...`
+(std only for crates that ask for it, as natively), needs `-Z unstable-options`, which stable rustc refuses;
+and which crates ask for std cannot be known before compiling (`#![cfg_attr(..., no_std)]`, `extern crate
+std` under a feature).
+
 `Replayer.wasm_rlib` replays a library (and first its own dependencies) from the journal (shim.journal) into
 `<target>/cratecage/wasm-deps/`, once per artifact under a file lock, again whenever the native rlib, its
 recorded command line or what its compile may read and see changes, or when a file it published no longer
@@ -20,7 +32,7 @@ recorded cargo variables, its build script's `rustc-env` and its own grant
 (`[permissions.build.<library package>]`); the values its native compile read (`# env-dep:` lines of the
 native `.d`) are never copied. Replays run one after another inside the build-script unit's own jobserver
 token (the wrapper is that unit); their diagnostics are ours to read, not cargo's: lints are capped and
-only a failure is reported, with the crate and the first error.
+only a failure is reported, with the crate and the error that caused it (shim.replay_errors).
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from shim import compile_env, facade, journal, layout, trace, wasm_rustc
+from shim import compile_env, facade, journal, layout, replay_errors, trace, wasm_rustc
 from shim.compile_dirs import DEP_INFO_SUFFIX, CompileDirs, sha256_of
 from shim.errors import CratecageError
 from shim.files import atomic_write
@@ -123,7 +135,8 @@ def wasm_argv(recorded: list[str], *, wasm_sysroot: str, facade: str, out_dir: s
                     out.append("--json=" + ",".join(kept))
         # OURS flags not handled above are replaced wholesale below
     out += ["--target", WASM_TARGET, "--sysroot", wasm_sysroot, "--extern", f"std={facade}",
-            "-L", f"dependency={wasm_deps}", f"--emit={emit}", "--out-dir", out_dir]
+            "-L", f"dependency={wasm_deps}", "-L", f"dependency={os.path.dirname(facade)}",
+            f"--emit={emit}", "--out-dir", out_dir]
     if not json_diagnostics:
         out += ["--error-format=json", "--json=diagnostic-rendered-ansi"]
     if lints_capped:
@@ -131,27 +144,6 @@ def wasm_argv(recorded: list[str], *, wasm_sysroot: str, facade: str, out_dir: s
     for arg in extra_codegen:
         out += ["-C", arg]
     return out, dropped
-
-
-def first_error(stderr: str) -> str:
-    """The first error rustc reported in JSON diagnostics, rendered, else the last lines of stderr."""
-    for line in stderr.splitlines():
-        if line.startswith("{"):
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if msg.get("level") == "error":
-                rendered = _strip_ansi(msg.get("rendered") or msg.get("message", "")).strip().splitlines()
-                return "\n".join(rendered[:8] + (["..."] if len(rendered) > 8 else []))
-    tail = [line for line in stderr.splitlines() if line.strip() and not line.startswith("{")]
-    return "\n".join(tail[-5:]) or "rustc failed without a message"
-
-
-def _strip_ansi(text: str) -> str:
-    import re
-
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 class Replayer:
@@ -316,12 +308,12 @@ class Replayer:
             if any(d.fatal for d in done.denials):
                 forget_native(rlib, args, entry.env.get("CARGO_PKG_NAME", ""))
             refused = " (refused at compile time, see the cratecage: lines above)" if done.denials else ""
+            found = replay_errors.diagnose(done.stderr, replay_errors.target_dependencies(scope.manifest_dir))
+            cause = "" if found.kind == replay_errors.OTHER else f"{found.cause}\n    "
             raise ReplayError(
-                f"{scope.subject} does not compile for wasm32-wasip1{refused}: "
-                + first_error(done.stderr).replace("\n", "\n    "),
-                hint="build scripts and their dependencies run in the wasm sandbox, compiled with what their "
-                     "grants allow; a crate that needs a native-only API cannot be a build-dependency under "
-                     "cratecage",
+                f"{scope.subject} does not compile for wasm32-wasip1{refused}: {cause}"
+                + found.error.replace("\n", "\n    "),
+                hint=replay_errors.hint(found, self.consumer.split(" ")[0]),
             )
         self.replayed.append(crate)
         trace.event(self.environ, kind="replay", crate=crate, rlib=os.path.basename(rlib))
