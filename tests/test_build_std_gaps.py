@@ -60,9 +60,10 @@ def cmake_build(selected_cargo: Cargo,
     cmake = shutil.which("cmake")
     if cmake is None:
         pytest.fail("cmake is not installed: run `make c-tools`")
-    modules = subprocess.run([cmake, "--system-information"], capture_output=True, text=True, check=True).stdout
-    root = next(line.split('"')[1] for line in modules.splitlines() if line.startswith("CMAKE_ROOT "))
     package = tmp_path_factory.mktemp("cmake") / "cmake-demo"
+    script = package.parent / "root.cmake"
+    script.write_text('message("${CMAKE_ROOT}")\n')  # CMake's modules, e.g. /usr/share/cmake-3.25
+    root = subprocess.run([cmake, "-P", str(script)], capture_output=True, text=True, check=True).stderr.strip()
     shutil.copytree(FIXTURES / "cmake-demo", package)
     (package / "cratecage.toml").write_text(CMAKE_POLICY % json.dumps(root))
     target = package.parent / "target"
