@@ -37,7 +37,8 @@
 //! - The closure sees the spawning thread's `thread::current()` (its name, its id) and thread-locals.
 //! - `available_parallelism()` answers cargo's `NUM_JOBS` (cargo's `-j`, by default the host's parallelism),
 //!   1 without it; wasm32-wasip1's std fails with `Unsupported`. Scripts size `make -j` with it.
-//! - A handle kept alive by `mem::forget` never runs its closure.
+//! - A handle that is never dropped (`mem::forget`, or alive when `process::exit` skips the drops) never runs
+//!   its closure, as a native thread still running at exit is killed.
 //!
 //! Everything else (`current`, `sleep`, `park`, `yield_now`, `Thread`, `ThreadId`, `LocalKey`,
 //! `thread_local!`, `panicking`) is the real std's.
