@@ -49,13 +49,15 @@ demo: setup
 	  $(CURDIR)/$(CRATECAGE) audit $(CURDIR)/target/demo
 
 # The native programs the -sys tests grant to build scripts: a C compiler, an archiver, pkg-config, and
-# zlib's headers and .pc file (tests/test_spawn.py builds libz-sys against them); llvm-mc and objcopy build
-# the hostile linker inputs of tests/test_elfcheck.py and test_linkinput.py (objects for other machines).
-C_PACKAGES := gcc libc6-dev binutils pkg-config zlib1g-dev llvm
+# zlib's headers and .pc file (tests/test_spawn.py builds libz-sys against them); cmake for the cmake
+# crate (tests/test_build_std_gaps.py); llvm-mc and objcopy build the hostile linker inputs of
+# tests/test_elfcheck.py and test_linkinput.py (objects for other machines).
+C_PACKAGES := gcc libc6-dev binutils pkg-config zlib1g-dev llvm cmake
 c-tools:
 	@command -v cc >/dev/null && command -v ar >/dev/null && command -v pkg-config >/dev/null && \
-	  command -v llvm-mc >/dev/null && command -v objcopy >/dev/null && pkg-config --exists zlib || { \
-	  command -v apt-get >/dev/null || { echo "cratecage: the tests need cc, ar, pkg-config, llvm-mc, objcopy and zlib's development files: install them" >&2; exit 1; }; \
+	  command -v llvm-mc >/dev/null && command -v objcopy >/dev/null && command -v cmake >/dev/null && \
+	  pkg-config --exists zlib || { \
+	  command -v apt-get >/dev/null || { echo "cratecage: the tests need cc, ar, pkg-config, llvm-mc, objcopy, cmake and zlib's development files: install them" >&2; exit 1; }; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(C_PACKAGES); }
 

@@ -3,7 +3,7 @@
 The facade is built by shim.facade with the selected toolchain into a fresh cache per session; small guests
 are compiled against it for wasm32-wasip1 and linked as shim/build_script.py links a build script (an 8 MiB
 stack and `facade.LINK_ARGS`), and run under real wasmtime with WASI, the runner's preopens and the host
-functions of shim.host_process, shim.host_observe and shim.host_net.
+functions of shim.host_process, shim.host_observe and shim.host_net, with the runner's call stack.
 
 A test module that uses the fixtures imports them by name (`from guests import compiler, sandbox, ...`).
 """
@@ -167,7 +167,9 @@ class Sandbox:
 
 @pytest.fixture(scope="session")
 def sandbox(tc: toolchain.Toolchain, tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
-    return Sandbox(wasmtime.Engine(), tc, tmp_path_factory.mktemp("runs"))
+    config = wasmtime.Config()
+    config.max_wasm_stack = runner.MAX_WASM_STACK  # the runner's call stack, for guests that recurse deeply
+    return Sandbox(wasmtime.Engine(config), tc, tmp_path_factory.mktemp("runs"))
 
 
 def package_with_files(sandbox: Sandbox, **env: str) -> RunContext:

@@ -20,6 +20,10 @@
 //! every variable looked up in vain to the host, and in warn mode every successful read and lookup too
 //! (the preopens still do the enforcing).
 //!
+//! `std::thread` (thread.rs) runs a spawned closure on the script's own thread when its handle is joined or
+//! dropped, where wasm32-wasip1's std cannot start a thread; `std::env` (env.rs) adds Linux's
+//! `split_paths`/`join_paths`, the run's temp dir and the package directory as the current directory.
+//!
 //! `std::net` (net.rs) replaces `TcpStream` and `ToSocketAddrs` the same way: connections and name lookups
 //! go to the host, which allows only the crate's granted routes.
 //!
@@ -49,3 +53,4 @@ mod cratecage_threads;
 pub mod env;
 pub mod net;
 pub mod process;
+pub mod thread;

@@ -1,12 +1,14 @@
-//! Threads for the sandbox, reached through `--wrap=pthread_*` (shim/facade.py LINK_ARGS): there are none.
+//! The pthread functions of the real std's threads, reached through `--wrap=pthread_*` (shim/facade.py
+//! LINK_ARGS): there are none.
 //!
 //! wasm32-wasip1 is single-threaded. Rust's std for it (1.9x) still links `std::thread::spawn` to
 //! wasi-libc's pthread functions, which newer wasi-libcs stub out; Debian's (2022), which cratecage's
-//! private sysroot links, has no pthreads at all, so a build script that merely mentions
-//! `std::thread::spawn` (cc's `parallel` feature, jobserver helpers) would not link. The wrappers answer
-//! like the stubs: attributes are accepted, `pthread_create` fails with EAGAIN, so `thread::Builder::spawn`
-//! returns an error and `thread::spawn` panics with "failed to spawn thread", as under rustup's wasi-libc.
-//! Wrapping instead of defining avoids a duplicate definition where the libc has them.
+//! private sysroot links, has no pthreads at all, so a module that reached the real `thread::spawn` would
+//! not link. The facade's own `std::thread` (thread.rs) runs spawned closures without them, so nothing
+//! compiled against the facade reaches these; they stay for whatever in the real std might. They answer
+//! like the stubs: attributes are accepted, `pthread_create` fails with EAGAIN (the real
+//! `thread::Builder::spawn` returns an error), as under rustup's wasi-libc. Wrapping instead of defining
+//! avoids a duplicate definition where the libc has them.
 
 use core::ffi::{c_int, c_void};
 
