@@ -54,7 +54,7 @@ from shim.elfcheck import LIBRARY_NAME
 from shim.env_names import LOADER_ENV_NAMES, LOADER_ENV_PREFIXES, loader_variable, tool_variable
 
 __all__ = ["LOADER_ENV_NAMES", "LOADER_ENV_PREFIXES", "Directive", "Rule", "RULES", "filter", "inside",
-           "loader_variable", "parse", "parse_lines", "split_lib", "split_search", "system_lib_problem",
+           "loader_variable", "parse", "parse_lines", "plain_lib", "split_lib", "split_search", "system_lib_problem",
            "tool_variable"]
 
 # Rust's `char::is_whitespace` (Unicode White_Space), which `str::trim` removes. Python's own `str.strip()`
@@ -364,16 +364,23 @@ def _lib_default(value: str, ctx: _Context) -> str:
     return system_lib_problem(value, ctx.printed, ctx.system_dirs)
 
 
+def plain_lib(value: str) -> bool:
+    """Whether a `rustc-link-lib`/`-l` value names a library plainly: a kind the linker searches by name
+    (none, `static`, `dylib`), a plain name, no `+verbatim`, no `:RENAME`."""
+    return not renames(value) and "+verbatim" not in split_lib(value)[1] and bool(_lib_files(value))
+
+
 def system_lib_problem(value: str, printed: tuple[str, ...] = (), system_dirs: tuple[str, ...] | None = None,
                        *, must_exist: bool = True) -> str:
     """"" when the `rustc-link-lib` value (or `-l` value) names a plain system library (shim.syslibs): no
     `+verbatim` or `:RENAME`, every `libNAME.so`/`libNAME.a` in the linker's default directories is root's
     through and through, none is in a directory of `printed` (search paths the script chose), and, with
     `must_exist`, there is one; else why not."""
-    kind, modifiers, name = split_lib(value)
-    if renames(value) or "+verbatim" in modifiers or not _lib_files(value):
+    if not plain_lib(value):
         return "library not found in a search path inside OUT_DIR or the package, and not a plain library name"
     from shim import syslibs
+
+    name = split_lib(value)[2]
 
     files = (f"lib{name}.so", f"lib{name}.a")  # with -Bdynamic the linker falls back to the archive
     shadow = next((d for d in printed for f in files if os.path.lexists(os.path.join(d, f))), None)

@@ -4,10 +4,10 @@ Build scripts run the compiler cargo gave them to learn what it supports (notes/
 `$RUSTC --version` (anyhow, serde, rustversion, libc), `-vV` (rustc_version, version_check),
 `--emit=metadata`/`llvm-ir` compiles of stdin or a file in the package (autocfg, proc-macro2, anyhow,
 thiserror, rustix 0.38 with `-o -`), and links that test whether a system library links (libudev-sys:
-`rustc OUT_DIR/check.rs --out-dir OUT_DIR -l udev`). The host never executes the program the guest named: `is_compiler_request` recognises
-cargo's chain `[$RUSTC_WRAPPER] [$RUSTC_WORKSPACE_WRAPPER] $RUSTC args`, comparing with the environment
-*cargo* gave the guest (ctx.env), never with the request's own variables, and `run_probe` runs
-`[ctx.rustc, *allowed args]` itself:
+`rustc OUT_DIR/check.rs --out-dir OUT_DIR -l udev`). The host never executes the program the guest named:
+`is_compiler_request` recognises cargo's chain `[$RUSTC_WRAPPER] [$RUSTC_WORKSPACE_WRAPPER] $RUSTC args`,
+comparing with the environment *cargo* gave the guest (ctx.env), never with the request's own variables, and
+`run_probe` runs `[ctx.rustc, *allowed args]` itself:
   - every flag is checked against `ALLOWED` (data, one row per flag) or copied verbatim from the owner's
     CARGO_ENCODED_RUSTFLAGS; `DENIED` and `CODEGEN_DENIED` say why the rest are refused (ProbeDenied);
   - the input is stdin or one file under the package or OUT_DIR; outputs (`--out-dir`, `-o`) may only name
@@ -331,10 +331,10 @@ def _check_target(ctx: RunContext, shown: str, value: str) -> None:
 
 def _check_lib(ctx: RunContext, shown: str, value: str) -> None:
     """`-l [KIND=]NAME`: a library the crate may link (module docstring), named plainly."""
-    from shim.directives import split_lib, system_lib_problem
+    from shim.directives import plain_lib, split_lib, system_lib_problem
 
     kind, modifiers, name = split_lib(value)
-    if kind not in LIB_KINDS or modifiers or ":" in value or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_+.-]*", name):
+    if kind not in LIB_KINDS or modifiers or not plain_lib(value):
         raise ProbeDenied(shown, "a probe names a library plainly: `-l NAME`, `-l static=NAME` or `-l dylib=NAME`, "
                                  "without modifiers, renames or paths", FIX_FLAG)
     grant = ctx.grant

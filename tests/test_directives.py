@@ -455,10 +455,10 @@ def test_search_paths_elsewhere_than_the_package_itself_are_refused(tmp_path: Pa
     (package / "lib" / "inner").symlink_to(package / "lib")  # even one that stays inside
     sibling = out.parent.parent / "other-crate-5678" / "out"  # another crate's OUT_DIR, in the package's target
     sibling.mkdir(parents=True)
-    lines = [f"cargo:rustc-link-search=native={other}", f"cargo:rustc-link-search=native={package}/../{other.parent.name}/lib",
-             f"cargo:rustc-link-search=native={package}/outside/lib", f"cargo:rustc-link-search=native={package}/lib/inner",
-             f"cargo:rustc-link-search=native={sibling}", f"cargo:rustc-link-search=native={package}-evil/lib",
-             f"cargo:rustc-link-search=crate={package}/lib", "cargo:rustc-link-search=native=lib"]
+    paths = [f"native={other}", f"native={package}/../{other.parent.name}/lib", f"native={package}/outside/lib",
+             f"native={package}/lib/inner", f"native={sibling}", f"native={package}-evil/lib", f"crate={package}/lib",
+             "native=lib"]
+    lines = [f"cargo:rustc-link-search={p}" for p in paths]
     kept, denied = run("\n".join(lines) + "\n", out_dir=str(out), package_dir=str(package),
                        hidden=(str(package / "target"),))
     assert kept == [] and [line for line, _ in denied] == lines
