@@ -58,8 +58,10 @@ Capabilities (policy/capabilities.py), each `{ action = "permit" | "deny", <list
     (`rustc-env=LD_PRELOAD`), the path for `rustc-link-search` (without `native=`), the library name
     for `rustc-link-lib` (`rustc-link-lib=z`), and the whole value for every other key
     (`rustc-link-arg=-Wl,--as-needed`). Without a grant, directives pass when harmless: rerun-if-*,
-    rustc-cfg, rustc-check-cfg, warning, error, metadata, search paths inside OUT_DIR, libraries found
-    there, rustc-env of variables that do not change how programs load or run.
+    rustc-cfg, rustc-check-cfg, warning, error, metadata, search paths inside OUT_DIR or the crate's own
+    package, libraries found there or among the system's own (shim/syslibs.py), rustc-env of variables
+    that do not change how programs load or run. A `rustc-link-lib=NAME` grant also lets the crate's
+    compiler probes link that library (`-l NAME`).
 
 Merging: every entry that applies to a crate (kind, name, version) and the curated defaults are merged
 by union. `action = "deny"` wins over any permit of the same target, whichever entry permits it; a deny

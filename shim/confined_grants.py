@@ -79,22 +79,12 @@ def grants(chain: list[str], rustc_args: list[str], args: RustcArgs, environ: di
     package = environ.get("CARGO_MANIFEST_DIR", "")
     out_dir = environ.get("OUT_DIR", "")
     programs = [p for p in (_which(c, path) for c in chain) if p]
-    execute = [*programs, *_toolchain_exec(programs, args, environ), *GCC_INTERNALS]
+    execute = [*programs, *_toolchain_exec(programs, args, environ)]
     execute += [i for p in programs for i in _interpreter(p)]  # a workspace wrapper may be a script
-    for linker in {args.codegen_value("linker") or "cc", "cc"}:  # a configured linker may be a wrapper of cc
-        found = _which(linker, path)
-        if found:
-            execute += [found, *_interpreter(found)]
-            if os.path.dirname(found) not in SHARED_BIN and "clang" in os.path.basename(found):
-                execute.append(os.path.dirname(found))  # clang runs ld.lld & co. from its own bin directory
+    execute += linker_exec(args.codegen_value("linker") or "cc", path)
     untrusted = [d for d in (package, target, out_dir) if d]
     execute += user_linkers(link_args(args), _script_output(out_dir), untrusted, path)
     multiarch = f"/usr/{os.uname().machine}-linux-gnu"
-    for directory in [*path.split(os.pathsep), os.path.join(multiarch, "bin")]:
-        if os.path.isabs(directory):
-            execute += [os.path.realpath(os.path.join(directory, n)) for n in LINKERS
-                        if os.path.exists(os.path.join(directory, n))]
-    execute += [os.path.realpath(p) for p in ELF_LOADERS if os.path.exists(p)]
 
     write = [tmp, "/dev/null", *owner[1]]
     write.append(args.out_dir or (os.path.dirname(os.path.abspath(args.output)) if args.output else os.getcwd()))
@@ -121,6 +111,27 @@ def grants(chain: list[str], rustc_args: list[str], args: RustcArgs, environ: di
     if any(is_rustup_proxy(p) for p in programs):
         read += rustup_toolchain_files(os.getcwd())
     return Grants(_absolute(execute), _absolute(read), _absolute(write), _absolute(listed))
+
+
+def linker_exec(linker: str, path: str) -> list[str]:
+    """What a link by the driver `linker` (and `cc`, which a configured linker may wrap) executes: the
+    driver found on `path` and a `#!` script's interpreter, a clang's own bin directory, gcc's internal
+    passes, the system linkers on `path` and in binutils' multiarch directory, and the ELF loaders.
+    shim.probe confines a linking probe with this too."""
+    execute = list(GCC_INTERNALS)
+    for name in {linker, "cc"}:
+        found = _which(name, path)
+        if found:
+            execute += [found, *_interpreter(found)]
+            if os.path.dirname(found) not in SHARED_BIN and "clang" in os.path.basename(found):
+                execute.append(os.path.dirname(found))  # clang runs ld.lld & co. from its own bin directory
+    multiarch = f"/usr/{os.uname().machine}-linux-gnu"
+    for directory in [*path.split(os.pathsep), os.path.join(multiarch, "bin")]:
+        if os.path.isabs(directory):
+            execute += [os.path.realpath(os.path.join(directory, n)) for n in LINKERS
+                        if os.path.exists(os.path.join(directory, n))]
+    execute += [os.path.realpath(p) for p in ELF_LOADERS if os.path.exists(p)]
+    return execute
 
 
 def package_reads(package: str, target: str, environ: dict[str, str]) -> list[str]:

@@ -23,11 +23,19 @@ cargo fail the build; here they are denials whose reason says cargo would reject
 for variables the script may see (cargo stores the value in the target dir); three pass when harmless:
   - `rustc-env` when its name is none that rustc, the linker or a program they start reads (the class
     rule of shim/env_names.py);
-  - `rustc-link-search` when the path is inside OUT_DIR, its kind looks for native libraries only (`all=`
-    and no kind are rendered `native=`; `crate=`/`dependency=` would let rustc load a planted crate), and
-    every file there the linker could open for any `-l` of any link is an archive, object or shared object
-    of the host's format (shim/linkinput.py: a linker script under a library's name reads host files);
-  - `rustc-link-lib` when its file is in such a directory;
+  - `rustc-link-search` when the path is inside OUT_DIR or inside the crate's own package directory (the
+    windows_* crates point at the import libraries they ship: `<CARGO_MANIFEST_DIR>/lib`), its kind looks
+    for native libraries only (`all=` and no kind are rendered `native=`; `crate=`/`dependency=` would let
+    rustc load a planted crate), and every file there the linker could open for any `-l` of any link is an
+    archive, object or shared object of the host's format or an archive of Windows import objects
+    (shim/linkinput.py: a linker script under a library's name reads host files). A package path must be
+    reached without `..` and without a symbolic link below the package directory (a link the package
+    ships may lead anywhere), and must not lie in a cargo target directory inside the package (other
+    crates' OUT_DIRs, which their scripts write). The build script itself cannot write its package (it
+    is preopened read-only), so what is there is what the package shipped or the user wrote;
+  - `rustc-link-lib` when its file is in such a directory, or when it names a plain system library:
+    `-l NAME` then opens only root's files in the linker's default directories (shim/syslibs.py: `dl`,
+    `m`, `z`, `pq` where installed), and no search directory the script printed holds a file of that name;
 everything else only when the crate's grant allows `KEY=TARGET` (see policy/__init__.py for the grant syntax).
 Kept directives are re-rendered from the parsed key and value (`Directive.canonical`), so what cargo
 reads is exactly what was checked. Lines that are not directives pass unchanged unless they contain
@@ -46,7 +54,8 @@ from shim.elfcheck import LIBRARY_NAME
 from shim.env_names import LOADER_ENV_NAMES, LOADER_ENV_PREFIXES, loader_variable, tool_variable
 
 __all__ = ["LOADER_ENV_NAMES", "LOADER_ENV_PREFIXES", "Directive", "Rule", "RULES", "filter", "inside",
-           "loader_variable", "parse", "parse_lines", "split_lib", "split_search", "tool_variable"]
+           "loader_variable", "parse", "parse_lines", "plain_lib", "split_lib", "split_search", "system_lib_problem",
+           "tool_variable"]
 
 # Rust's `char::is_whitespace` (Unicode White_Space), which `str::trim` removes. Python's own `str.strip()`
 # would also remove U+001C..U+001F, which Rust keeps: a line starting with one of those is no directive.
@@ -238,10 +247,14 @@ EnvCheck = Callable[[str], bool]  # variable name -> the build script may see it
 @dataclass(frozen=True)
 class _Context:
     out_dir: str  # normalised, absolute
-    # `rustc-link-search` directories inside OUT_DIR -> "" when every file the linker could open there
-    # by `-l` is a linker input of the host's format (shim.linkinput), else what the first bad one is
+    # `rustc-link-search` directories in OUT_DIR or the package -> "" when every file the linker could open
+    # there by `-l` is a linker input of the host's format (shim.linkinput), else what the first bad one is
     search_dirs: dict[str, str]
     env_visible: EnvCheck
+    package_dir: str = ""  # normalised, absolute; "" when unknown (no package search paths then)
+    hidden: tuple[str, ...] = ()  # cargo target directories inside the package (shim.fsview.hidden_dirs)
+    printed: tuple[str, ...] = ()  # every search directory the script printed, wherever it is
+    system_dirs: tuple[str, ...] | None = None  # the linker's default directories (None: shim.syslibs')
 
 
 def inside(path: str, root: str) -> bool:
@@ -261,10 +274,33 @@ def _never(value: str, ctx: _Context) -> str:
     return "needs a grant"
 
 
+def _package_place(path: str, package_dir: str, hidden: tuple[str, ...]) -> str:
+    """"" when `path` is a directory of the package itself: below `package_dir` by its text (absolute, no
+    `..`), outside every cargo target directory there, and reached without a symbolic link below the
+    package directory; else why not."""
+    if not package_dir or not inside(path, package_dir):
+        return "search path outside OUT_DIR and the package's own directory"
+    path = os.path.normpath(path)
+    if any(inside(path, h) for h in hidden):
+        return "search path in a cargo target directory inside the package (other crates' build output)"
+    here = package_dir
+    for name in os.path.relpath(path, package_dir).split("/"):
+        here = os.path.join(here, name)
+        if os.path.islink(here):
+            return f"search path reached through a symbolic link in the package ({here})"
+    return ""
+
+
+def _place(path: str, ctx: _Context) -> str:
+    """"" when a search path lies where its files can be judged: OUT_DIR, or the package itself."""
+    return "" if inside(path, ctx.out_dir) else _package_place(path, ctx.package_dir, ctx.hidden)
+
+
 def _search_default(value: str, ctx: _Context) -> str:
     kind, path = split_search(value)
-    if not inside(path, ctx.out_dir):
-        return "search path outside OUT_DIR"
+    where = _place(path, ctx)
+    if where:
+        return where
     if kind in CRATE_SEARCH_KINDS:
         return (f"`{kind}=` makes rustc look for crates there (and load any proc macro it finds)"
                 if kind != "framework" else "`framework=` search paths are for macOS frameworks")
@@ -325,7 +361,37 @@ def _lib_default(value: str, ctx: _Context) -> str:
         for file in files:
             if not problem and os.path.isfile(os.path.join(directory, file)):
                 return ""  # the directory passed, so this file is of the host's format (search_dir_problem)
-    return "library not found in a search path inside OUT_DIR"
+    return system_lib_problem(value, ctx.printed, ctx.system_dirs)
+
+
+def plain_lib(value: str) -> bool:
+    """Whether a `rustc-link-lib`/`-l` value names a library plainly: a kind the linker searches by name
+    (none, `static`, `dylib`), a plain name, no `+verbatim`, no `:RENAME`."""
+    return not renames(value) and "+verbatim" not in split_lib(value)[1] and bool(_lib_files(value))
+
+
+def system_lib_problem(value: str, printed: tuple[str, ...] = (), system_dirs: tuple[str, ...] | None = None,
+                       *, must_exist: bool = True) -> str:
+    """"" when the `rustc-link-lib` value (or `-l` value) names a plain system library (shim.syslibs): no
+    `+verbatim` or `:RENAME`, every `libNAME.so`/`libNAME.a` in the linker's default directories is root's
+    through and through, none is in a directory of `printed` (search paths the script chose), and, with
+    `must_exist`, there is one; else why not."""
+    if not plain_lib(value):
+        return "library not found in a search path inside OUT_DIR or the package, and not a plain library name"
+    from shim import syslibs
+
+    name = split_lib(value)[2]
+
+    files = (f"lib{name}.so", f"lib{name}.a")  # with -Bdynamic the linker falls back to the archive
+    shadow = next((d for d in printed for f in files if os.path.lexists(os.path.join(d, f))), None)
+    if shadow is not None:
+        return f"a search path the script printed ({shadow}) holds a library of this name"
+    problem = syslibs.problem(files, system_dirs)
+    if problem:
+        return f"found in the system's library directories, but {problem}"
+    if must_exist and not syslibs.found(files, system_dirs):
+        return "library not found in OUT_DIR, the package or the system's library directories"
+    return ""
 
 
 def _env_default(value: str, ctx: _Context) -> str:
@@ -386,25 +452,34 @@ def _no_env(name: str) -> bool:
 
 
 def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the name the runner uses
-           grant_allows_directive: GrantCheck,
-           env_visible: EnvCheck = _no_env, target: str = "") -> tuple[list[str], list[tuple[Directive, str]]]:
+           grant_allows_directive: GrantCheck, env_visible: EnvCheck = _no_env, target: str = "",
+           package_dir: str = "", hidden: tuple[str, ...] = (),
+           system_dirs: tuple[str, ...] | None = None) -> tuple[list[str], list[tuple[Directive, str]]]:
     """(lines to hand to cargo, denied directives with the reason). Kept directives are canonical lines;
     kept non-directive lines are unchanged. The runner writes `"\\n".join(kept)` plus a final newline.
     In warn mode it may pass a denied directive on too, as its `canonical` line (None: cargo would
     reject the line anyway, so there is nothing to pass). `env_visible` says which variables the script
     may see (for `rerun-if-env-changed`); by default none. `target` is cargo's TARGET: libraries in
-    OUT_DIR must be of its format (shim.linkinput), of the host's when "".
+    OUT_DIR must be of its format (shim.linkinput), of the host's when "". `package_dir` is the crate's
+    own package directory and `hidden` the cargo target directories inside it (shim.fsview.hidden_dirs);
+    `system_dirs` replaces the linker's default directories (shim.syslibs) for tests.
 
     Two passes, because a `rustc-link-lib` may come before the `rustc-link-search` that finds it: the
-    first judges each search directory inside OUT_DIR by its files."""
+    first judges each search directory inside OUT_DIR or the package by its files."""
     items = list(parse_lines(stdout))
     root = os.path.normpath(out_dir)
     valid = [d for d in items if isinstance(d, Directive) and not d.problem]
     verbatim = frozenset(f for d in valid if d.key == "rustc-link-lib" and "+verbatim" in split_lib(d.value)[1]
                          for f in _lib_files(d.value))
+    package = os.path.normpath(package_dir) if package_dir else ""
+    hidden = tuple(os.path.normpath(h) for h in hidden)
+    printed = tuple(sorted({os.path.normpath(path) for d in valid if d.key == "rustc-link-search"
+                            for _, path in [split_search(d.value)] if os.path.isabs(path)}))
     dirs = {os.path.normpath(path) for d in valid if d.key == "rustc-link-search"
-            for kind, path in [split_search(d.value)] if kind not in CRATE_SEARCH_KINDS and inside(path, root)}
-    ctx = _Context(root, {d: search_dir_problem(d, verbatim, target) for d in sorted(dirs)}, env_visible)
+            for kind, path in [split_search(d.value)] if kind not in CRATE_SEARCH_KINDS
+            and (inside(path, root) or not _package_place(path, package, hidden))}
+    ctx = _Context(root, {d: search_dir_problem(d, verbatim, target) for d in sorted(dirs)}, env_visible,
+                   package, hidden, printed, system_dirs)
     kept: list[str] = []
     denied: list[tuple[Directive, str]] = []
     for item in items:
@@ -412,7 +487,7 @@ def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the
             if OLD_PREFIX not in item:
                 kept.append(item)
             continue
-        item = _render(item, root)
+        item = _render(item, ctx)
         reason = _check(item, ctx, grant_allows_directive)
         if reason:
             denied.append((item, reason))
@@ -421,11 +496,12 @@ def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the
     return kept, denied
 
 
-def _render(directive: Directive, out_dir: str) -> Directive:
-    """The directive as passed on: a search path inside OUT_DIR of kind `all=` or none becomes `native=`."""
+def _render(directive: Directive, ctx: _Context) -> Directive:
+    """The directive as passed on: a search path inside OUT_DIR or the package of kind `all=` or none
+    becomes `native=`."""
     if directive.key == "rustc-link-search" and not directive.problem:
         kind, path = split_search(directive.value)
-        if kind in NATIVE_RENDERED_KINDS and inside(path, out_dir):
+        if kind in NATIVE_RENDERED_KINDS and not _place(path, ctx):
             return replace(directive, value=f"native={path}")
     return directive
 

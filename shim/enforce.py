@@ -201,8 +201,11 @@ def filter_stdout(stdout: bytes, ctx: RunContext, grant: Grant | None, kind: str
     def visible(name: str) -> bool:
         return is_default_env(name) or (grant is not None and grant.allows_env(name))
 
+    from shim.fsview import hidden_dirs
+
     kept, denied = filter_directives(stdout, out_dir=ctx.out_dir, grant_allows_directive=allows,
-                                     env_visible=visible, target=ctx.env.get("TARGET", ""))
+                                     env_visible=visible, target=ctx.env.get("TARGET", ""),
+                                     package_dir=ctx.package_dir, hidden=tuple(hidden_dirs(ctx)))
     for directive, reason in denied:
         rule = RULES.get(directive.key)
         capability = rule.capability if rule is not None and not directive.problem else "directives"

@@ -18,6 +18,14 @@ A file passes when it is one of (all of the ELF class, byte order and machine of
     bookkeeping members: the symbol table (`/`, `/SYM64/`, `__.SYMDEF*`) and the long-name table (`//`).
     A member is read only by its offset in the archive itself, never by a path.
 
+  - an archive of Windows import objects, as the windows_* crates ship them (`<package>/lib`, which their
+    build scripts put on the search path on every target): members that are COFF objects of a Windows
+    machine with only code and import-table sections (`.text`, `.idata$2` to `.idata$7`), or short import
+    records. Such a member names a DLL for the Windows loader, never a file for the linker: lld skips it
+    ("neither ET_REL nor LLVM bitcode"), GNU ld reads it through BFD's PE reader; neither opens anything
+    else. A COFF member with any other section (`.drectve` holds linker flags, `.gnu.lto_*` would wake the
+    LTO plugin), an optional header (an image, not an object) or a long section name is refused.
+
 and, whatever its header says, nothing in it makes the linker read, load or run another file
 (shim/elfcheck.py: `.deplibs`, linker options, LTO IR, RPATH/RUNPATH, DT_NEEDED paths, ...). LLVM
 bitcode, alone or as an archive member, is refused: its metadata can name dependent libraries and linker
@@ -39,6 +47,7 @@ import functools
 import os
 import re
 import stat
+import struct
 import sys
 from typing import Final
 
@@ -51,6 +60,13 @@ BITCODE_MAGICS: Final = (b"BC\xc0\xde", b"\xde\xc0\x17\x0b")  # raw bitcode, and
 AR_HEADER: Final = 60
 AR_BOOKKEEPING: Final = frozenset({"/", "//", "/SYM64/", "__.SYMDEF", "__.SYMDEF SORTED",
                                    "__.SYMDEF_64", "__.SYMDEF_64 SORTED", "/<ECSYMBOLS>/"})
+# Windows machines whose import objects an archive may hold (IMAGE_FILE_MACHINE_*), and the sections an
+# import object has: code (the thunk) and the import tables. Nothing else, by exact name.
+COFF_MACHINES: Final = frozenset({0x014C, 0x01C4, 0x8664, 0xAA64})  # i386, ARMv7, x86-64, ARM64
+COFF_SECTIONS: Final = frozenset({b".text", *(b".idata$%d" % i for i in range(2, 8))})
+COFF_HEADER: Final = 20
+COFF_SECTION_HEADER: Final = 40
+COFF_IMPORT_SIGNATURE: Final = (0x0000, 0xFFFF)  # IMPORT_OBJECT_HEADER's Sig1, Sig2
 MAX_MEMBERS: Final = 1 << 20  # more than any real archive; bounds the walk over a crafted one
 ELF_HEAD: Final = 64  # an ELF64 header; an ELF32 one (52 bytes) is followed by more of the file
 
@@ -129,6 +145,37 @@ def _elf_problem(read: Reader, size: int, types: tuple[int, ...], ident: Identit
     return contents_problem(read, size, head, e_type)
 
 
+def _coff_problem(read: Reader, size: int) -> str | None:
+    """None when the member is no Windows COFF object or import record at all; "" when it is one of the
+    import objects the module docstring allows; else what it is instead."""
+    head = read(0, COFF_HEADER)
+    if len(head) < COFF_HEADER:
+        return None
+    sig1, sig2, version, machine = struct.unpack_from("<HHHH", head)
+    if (sig1, sig2) == COFF_IMPORT_SIGNATURE:  # a short import record: header, symbol name, DLL name
+        if version != 0 or machine not in COFF_MACHINES:
+            return "a Windows import record of an unknown version or machine"
+        data_size, = struct.unpack_from("<I", head, 12)
+        return "" if COFF_HEADER + data_size <= size else "a malformed Windows import record"
+    machine, count, _, _, _, optional, _ = struct.unpack_from("<HHIIIHH", head)
+    if machine not in COFF_MACHINES:
+        return None
+    if optional:
+        return "a Windows image, not an object"
+    table = read(COFF_HEADER, count * COFF_SECTION_HEADER)
+    if not count or len(table) < count * COFF_SECTION_HEADER:
+        return "a malformed Windows object"
+    for i in range(count):
+        name = table[i * COFF_SECTION_HEADER:i * COFF_SECTION_HEADER + 8].rstrip(b"\0")
+        raw_size, raw_offset = struct.unpack_from("<II", table, i * COFF_SECTION_HEADER + 16)
+        if name not in COFF_SECTIONS:
+            return (f"a Windows object with a section {name.decode('latin-1')!r} (only code and import tables "
+                    "are allowed)")
+        if raw_size and raw_offset + raw_size > size:
+            return "a malformed Windows object (a section beyond its end)"
+    return ""
+
+
 def _reader(fd: int, base: int, size: int) -> Reader:
     """Reads of the `size` bytes at `base` in the open file `fd` (a file, or a member of an archive)."""
     def read(offset: int, length: int) -> bytes:
@@ -169,7 +216,8 @@ def _archive_problem(fd: int, size: int, ident: Identity) -> str:
             if read(0, 4).startswith(BITCODE_MAGICS):
                 return ("an archive with an LLVM bitcode member (its metadata can name libraries and options "
                         "for the linker)")
-            problem = _elf_problem(read, length - skip, (ET_REL,), ident)
+            coff = None if read(0, 4) == ELF_MAGIC else _coff_problem(read, length - skip)
+            problem = coff if coff is not None else _elf_problem(read, length - skip, (ET_REL,), ident)
             if problem:
                 problem = problem.replace("not an ", "no ", 1)
                 return f"an archive with a member that is {problem}"

@@ -3,15 +3,27 @@
 Build scripts run the compiler cargo gave them to learn what it supports (notes/prior-art.md §6):
 `$RUSTC --version` (anyhow, serde, rustversion, libc), `-vV` (rustc_version, version_check),
 `--emit=metadata`/`llvm-ir` compiles of stdin or a file in the package (autocfg, proc-macro2, anyhow,
-thiserror, rustix). The host never executes the program the guest named: `is_compiler_request` recognises
-cargo's chain `[$RUSTC_WRAPPER] [$RUSTC_WORKSPACE_WRAPPER] $RUSTC args`, comparing with the environment
-*cargo* gave the guest (ctx.env), never with the request's own variables, and `run_probe` runs
-`[ctx.rustc, *allowed args]` itself:
+thiserror, rustix 0.38 with `-o -`), and links that test whether a system library links (libudev-sys:
+`rustc OUT_DIR/check.rs --out-dir OUT_DIR -l udev`). The host never executes the program the guest named:
+`is_compiler_request` recognises cargo's chain `[$RUSTC_WRAPPER] [$RUSTC_WORKSPACE_WRAPPER] $RUSTC args`,
+comparing with the environment *cargo* gave the guest (ctx.env), never with the request's own variables, and
+`run_probe` runs `[ctx.rustc, *allowed args]` itself:
   - every flag is checked against `ALLOWED` (data, one row per flag) or copied verbatim from the owner's
     CARGO_ENCODED_RUSTFLAGS; `DENIED` and `CODEGEN_DENIED` say why the rest are refused (ProbeDenied);
   - the input is stdin or one file under the package or OUT_DIR; outputs (`--out-dir`, `-o`) may only name
-    places the guest could write itself, and are replaced by a throwaway directory;
-  - probes never link an executable or a dynamic library (that would run the system linker);
+    places the guest could write itself, and are replaced by a throwaway directory; `-o -` (the output on
+    stdout) stays, and that stdout is discarded like every compile's: it never comes back, and a query
+    (whose stdout does) may not be combined with it;
+  - `-l [static=|dylib=]NAME` names a library the crate may link: one its policy grants
+    (`directives = ["rustc-link-lib=NAME"]`) or a plain system library, every file of that name in the
+    linker's default directories root's (shim.syslibs; the probe gets no `-L`, so nothing else is
+    searched). No modifiers, no `:RENAME`, no path;
+  - a probe links only an executable (never a dynamic library), and only where Landlock confines the link:
+    then rustc and everything it starts may execute the toolchain and the system's linker (cc, ld, gcc's
+    passes: shim.confined_grants.linker_exec), read those, the system library directories and the one
+    input file, never the rest of the package or OUT_DIR (where a build script or the package could leave
+    an object that wakes the linker's LTO plugin, or a library a `+verbatim` `#[link]` reaches by `..`),
+    and write only the throwaway directory;
   - the environment is fixed and scrubbed, the cwd is the throwaway directory (under the run's host-only
     scratch dir, ctx.host_scratch), there is a time limit (TIMEOUT_S, or the run's deadline if sooner)
     after which its process group is killed, and the run's end sweeps it like any child (shim.reaper);
@@ -23,8 +35,9 @@ cargo's chain `[$RUSTC_WRAPPER] [$RUSTC_WORKSPACE_WRAPPER] $RUSTC args`, compari
     any file through exit statuses. Where Landlock is unavailable the probe still runs scrubbed, and
     `landlock_status()` says so for the caller's once-per-build warning and `cratecage doctor`.
 
-Not supported: `-Z`, `--extern`, `-L`/`-l`, `--sysroot`, `@argfile`s, `--test` and linking, unless the flag
-is verbatim in the owner's RUSTFLAGS. The owner's path-bearing RUSTFLAGS (`-L`, `--sysroot`) are passed
+Not supported: `-Z`, `--extern`, `-L`, `-l` of any other library, `--sysroot`, `@argfile`s, `--test`, linking
+a dynamic library, and a linking probe whose source reads other files (`mod`, `include!`), unless the flag is
+verbatim in the owner's RUSTFLAGS. The owner's path-bearing RUSTFLAGS (`-L`, `--sysroot`) are passed
 but not added to what the confined rustc may read.
 """
 
@@ -50,6 +63,9 @@ TIMEOUT_S: Final = 60
 DEADLINE_MARGIN_S: Final = 1.0  # a probe still running this long after the run's deadline is killed by itself
 SAFE_PATH: Final = "/usr/bin:/bin"
 LINK_FREE_CRATE_TYPES: Final = frozenset({"lib", "rlib", "staticlib"})  # rustc writes these itself
+LINKED_CRATE_TYPES: Final = frozenset({"bin"})  # what a probe may link (confined: module docstring)
+LIB_KINDS: Final = ("", "static", "dylib")  # `-l KIND=NAME` kinds a probe may name
+STDOUT: Final = "-"  # `-o -`: the output goes to stdout
 # `--print` requests answered while compiling; every other one makes rustc print and stop.
 PRINTS_THAT_COMPILE: Final = frozenset({"link-args", "native-static-libs"})
 FIX_FLAG: Final = ("a probe may use the flags in shim.probe.ALLOWED, and any flag the project owner put in "
@@ -81,7 +97,7 @@ class Check:
 
     pattern: str = ""
     items: bool = False
-    special: str = ""  # "switch" (takes no value), "codegen", "target", "output"; "": the pattern only
+    special: str = ""  # "switch" (takes no value), "codegen", "target", "output", "lib"; "": the pattern only
 
 
 _ANY: Final = Check(r"(?s).*")
@@ -114,6 +130,7 @@ ALLOWED: Final[dict[str, Check]] = {
     "--warn": _LINT,
     "-O": _NONE,
     "-g": _NONE,
+    "-l": Check(special="lib"),
     "-o": Check(special="output"),
 }
 
@@ -131,7 +148,6 @@ DENIED: Final[dict[str, str]] = {
     "--unpretty": "prints the expanded source, which would return the contents of included files",
     "-L": "adds a library search path for rustc to read",
     "-Z": "unstable options change what rustc reads, writes and runs",
-    "-l": "links a native library",
 }
 
 # `-C key`: allowed keys (any value), and refused ones with the reason; other keys are refused too.
@@ -194,7 +210,9 @@ class _Plan:
     args: list[str] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)  # "-" or a resolved path
     output_name: str | None = None  # the file name of the guest's `-o`, kept so the crate name stays
+    to_stdout: bool = False  # `-o -`: rustc writes the output to stdout, which is discarded
     query: bool = False  # --version, -vV or --print: stdout goes back
+    links: bool = False  # links an executable: confined with the linker's profile (`link_sets`)
     crate_types: list[str] = field(default_factory=list)
     emits: list[str] = field(default_factory=list)
     prints: list[str] = field(default_factory=list)
@@ -269,7 +287,9 @@ def _check_flag(ctx: RunContext, req: abi.SpawnRequest, flag: str, value: str | 
     if rule.special == "output":
         _check_output(ctx, req, flag, value, plan)
         return
-    if rule.special == "codegen":
+    if rule.special == "lib":
+        _check_lib(ctx, shown, value)
+    elif rule.special == "codegen":
         _check_codegen(shown, value)
     elif rule.special == "target":
         _check_target(ctx, shown, value)
@@ -309,8 +329,29 @@ def _check_target(ctx: RunContext, shown: str, value: str) -> None:
         raise ProbeDenied(shown, f"a probe may target only {' or '.join(sorted(allowed)) or 'nothing'}")
 
 
+def _check_lib(ctx: RunContext, shown: str, value: str) -> None:
+    """`-l [KIND=]NAME`: a library the crate may link (module docstring), named plainly."""
+    from shim.directives import plain_lib, split_lib, system_lib_problem
+
+    kind, modifiers, name = split_lib(value)
+    if kind not in LIB_KINDS or modifiers or not plain_lib(value):
+        raise ProbeDenied(shown, "a probe names a library plainly: `-l NAME`, `-l static=NAME` or `-l dylib=NAME`, "
+                                 "without modifiers, renames or paths", FIX_FLAG)
+    grant = ctx.grant
+    if grant is not None and grant.mode != "warn" and grant.allows_directive("rustc-link-lib", name):
+        return
+    problem = system_lib_problem(value, must_exist=False)
+    if problem:
+        raise ProbeDenied(shown, f"a probe links only a system library or one the policy grants: {problem}",
+                          "grant it: directives = [\"rustc-link-lib=" + name + "\"]")
+
+
 def _check_output(ctx: RunContext, req: abi.SpawnRequest, flag: str, value: str, plan: _Plan) -> None:
-    """`--out-dir`/`-o` may name only places the guest could write itself; they are then replaced."""
+    """`--out-dir`/`-o` may name only places the guest could write itself; they are then replaced. `-o -`
+    stays: the output goes to stdout, which the probe discards."""
+    if flag == "-o" and value == STDOUT:
+        plan.to_stdout = True
+        return
     path = os.path.realpath(os.path.join(_guest_cwd(ctx, req), value))
     if not any(_inside(path, root) for root in (ctx.out_dir, ctx.tmp_dir) if root):
         raise ProbeDenied(f"{flag} {value}", "a probe may name outputs only inside OUT_DIR (or its temp dir)",
@@ -339,9 +380,12 @@ def _inside(path: str, root: str) -> bool:
 
 
 def _check_shape(plan: _Plan) -> None:
-    """One input (or a query with none); no linking of executables or dynamic libraries."""
+    """One input (or a query with none); `-o -` never with a query; links only of executables, confined."""
     if len(plan.inputs) > 1:
         raise ProbeDenied(" ".join(plan.inputs), "a probe compiles one input")
+    if plan.to_stdout and plan.query:
+        raise ProbeDenied("-o -", "a query's stdout comes back to the build script, and `-o -` would put the "
+                                  "compiled output there", "run the query and the compile as two probes")
     if not plan.inputs:
         if not plan.query:
             raise ProbeDenied("rustc", "neither an input nor a --version/--print query")
@@ -349,10 +393,18 @@ def _check_shape(plan: _Plan) -> None:
     if plan.query and not set(plan.prints) & PRINTS_THAT_COMPILE:
         return  # rustc answers the query and stops: nothing is compiled or linked
     links = "link" in plan.emits or not plan.emits
-    if links and not (plan.crate_types and set(plan.crate_types) <= LINK_FREE_CRATE_TYPES):
-        raise ProbeDenied("--crate-type " + (",".join(plan.crate_types) or "(default: bin)"),
-                          "a probe may not link an executable or dynamic library (that runs the linker)",
+    types = set(plan.crate_types or ["bin"])
+    if not links or types <= LINK_FREE_CRATE_TYPES:
+        return
+    shown = "--crate-type " + (",".join(plan.crate_types) or "(default: bin)")
+    if not types <= LINK_FREE_CRATE_TYPES | LINKED_CRATE_TYPES:
+        raise ProbeDenied(shown, "a probe may link an executable, never a dynamic library",
+                          "use --crate-type bin, --emit=metadata, or --crate-type lib")
+    if landlock.abi_version() == 0:
+        raise ProbeDenied(shown, "a probe links only confined by Landlock, which is unavailable here "
+                                 f"({landlock.unavailable_reason() or 'not Linux'})",
                           "use --emit=metadata, or --crate-type lib")
+    plan.links = True
 
 
 # -- running a probe ------------------------------------------------------------------------------------
@@ -371,6 +423,8 @@ def run_probe(ctx: RunContext, req: abi.SpawnRequest, stdin: bytes) -> ProbeResu
 
 
 def _output_args(plan: _Plan, out: str) -> list[str]:
+    if plan.to_stdout:
+        return ["-o", STDOUT]
     if plan.output_name:
         return ["-o", os.path.join(out, plan.output_name)]
     return ["--out-dir", out]
@@ -382,7 +436,10 @@ def _run(ctx: RunContext, plan: _Plan, argv: list[str], base: str, out: str, std
     and swept with the run's other descendants if the run ends while it is still running."""
     env = probe_env(ctx, out)
     confined = landlock.abi_version() > 0
-    if confined:
+    if plan.links:
+        execute, read = link_sets(ctx, env, plan)
+        argv = landlock_exec.command(argv, read, [out, "/dev/null"], execute=execute)
+    elif confined:
         argv = landlock_exec.command(argv, read_set(ctx, env), [out])
     # At the run's deadline the supervisor stops the run and kills the probe with it (shim.runner); this
     # timeout, a little later, is the backstop for a caller without a supervisor.
@@ -453,6 +510,22 @@ def read_set(ctx: RunContext, env: dict[str, str]) -> list[str]:
     if target.endswith(".json") and os.path.isfile(target):
         paths.append(target)
     return [p for p in paths if p]
+
+
+def link_sets(ctx: RunContext, env: dict[str, str], plan: _Plan) -> tuple[list[str], list[str]]:
+    """(execute, read) of a linking probe: rustc, the sysroot's rustlib (std, rust-lld and its gcc-ld) and
+    the system's linker (shim.confined_grants.linker_exec) to execute; those, the system library
+    directories and the loader's configuration (shim.confined_grants.SYSTEM_READ) and the one input file to
+    read. Neither the package nor OUT_DIR: see the module docstring."""
+    from shim.confined_grants import SYSTEM_READ, linker_exec
+
+    execute = [*_loader_files(ctx.rustc, env.get("LD_LIBRARY_PATH", ""), ctx.sysroot),
+               os.path.join(ctx.sysroot, "lib", "rustlib"), *linker_exec("cc", env["PATH"])]
+    read = [*SYSTEM_READ, f"/usr/{os.uname().machine}-linux-gnu", *(i for i in plan.inputs if i != "-")]
+    target = ctx.env.get("TARGET", "")
+    if target.endswith(".json") and os.path.isfile(target):
+        read.append(target)
+    return [p for p in execute if p], read
 
 
 @functools.lru_cache(maxsize=8)

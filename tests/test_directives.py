@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from root_dirs import not_roots, root_dir  # noqa: F401 - a fixture
 from shim import directives
 from shim.directives import CARGO_KEYS, RULES, Directive, filter, parse, parse_lines
 
@@ -112,8 +113,11 @@ def nothing_granted(key: str, target: str) -> bool:
 
 
 def run(stdout: str | bytes, out_dir: str = OUT, grant: directives.GrantCheck = nothing_granted,
-        env_visible: directives.EnvCheck = directives._no_env) -> tuple[list[str], list[tuple[str, str]]]:
-    kept, denied = filter(stdout, out_dir=out_dir, grant_allows_directive=grant, env_visible=env_visible)
+        env_visible: directives.EnvCheck = directives._no_env, package_dir: str = "", hidden: tuple[str, ...] = (),
+        system_dirs: tuple[str, ...] = ()) -> tuple[list[str], list[tuple[str, str]]]:
+    """The filter; the linker's default directories are `system_dirs` (none: no system library is found)."""
+    kept, denied = filter(stdout, out_dir=out_dir, grant_allows_directive=grant, env_visible=env_visible,
+                          package_dir=package_dir, hidden=hidden, system_dirs=system_dirs)
     return kept, [(d.raw, reason) for d, reason in denied]
 
 
@@ -161,7 +165,7 @@ def test_search_paths_into_out_dir_search_native_libraries_only(line: str, rende
         ("cargo:rustc-env=GCONV_PATH=/tmp", ENV_DENIED),
         ("cargo:rustc-env=PYTHONPATH=/tmp", ENV_DENIED),
         ("cargo:rustc-env==x", ENV_DENIED),
-        ("cargo:rustc-link-search=/usr/lib", "search path outside OUT_DIR"),
+        ("cargo:rustc-link-search=/usr/lib", "search path outside OUT_DIR and the package's own directory"),
         ("cargo:rustc-link-search=native=/tmp", "search path outside OUT_DIR"),
         (f"cargo:rustc-link-search={OUT}/../../../../../../tmp", "search path outside OUT_DIR"),
         (f"cargo:rustc-link-search={OUT}-sibling", "search path outside OUT_DIR"),
@@ -171,7 +175,7 @@ def test_search_paths_into_out_dir_search_native_libraries_only(line: str, rende
         (f"cargo::rustc-link-search=crate={OUT}", "`crate=` makes rustc look for crates there"),
         (f"cargo:rustc-link-search=framework={OUT}", "`framework=` search paths are for macOS frameworks"),
         ("cargo:rerun-if-env-changed=AWS_SECRET_ACCESS_KEY", "the build script may not see this variable"),
-        ("cargo:rustc-link-lib=ssl", "library not found in a search path inside OUT_DIR"),
+        ("cargo:rustc-link-lib=ssl", "library not found in OUT_DIR, the package or the system's library"),
         ("cargo::foo=bar", "cargo would reject this line: unknown key `foo`"),
         ("cargo:rustc-env=NOVALUE", "cargo would reject this line: `rustc-env` needs `NAME=VALUE`, found no `=`"),
     ],
@@ -420,3 +424,97 @@ def test_a_tool_variable_is_a_fatal_directives_denial_with_its_entry(tmp_path: P
     [denial] = ctx.denials
     assert (denial.capability, denial.fatal) == ("directives", True)
     assert '"rustc-env=LLVM_SYMBOLIZER_PATH"' in denial.fix
+
+
+# --- search paths in the package itself (the windows_* crates) ---------------------------------------------
+
+def package_with_lib(tmp_path: Path) -> tuple[Path, Path]:
+    """(package dir, OUT_DIR in a target dir inside it) with `lib/libshipped.a`, an empty archive."""
+    package = tmp_path / "windows_x86_64_gnu-0.52.6"
+    (package / "lib").mkdir(parents=True)
+    (package / "lib" / "libshipped.a").write_bytes(b"!<arch>\n")
+    out = package / "target" / "debug" / "build" / "windows_x86_64_gnu-1234" / "out"
+    out.mkdir(parents=True)
+    return package, out
+
+
+@pytest.mark.parametrize("kind", ["native=", "", "all="])
+def test_a_search_path_in_the_packages_own_directory_passes_as_native(tmp_path: Path, kind: str) -> None:
+    package, out = package_with_lib(tmp_path)
+    kept, denied = run(f"cargo:rustc-link-search={kind}{package}/lib\ncargo:rustc-link-lib=static=shipped\n",
+                       out_dir=str(out), package_dir=str(package), hidden=(str(package / "target"),))
+    assert (kept, denied) == ([f"cargo:rustc-link-search=native={package}/lib", "cargo:rustc-link-lib=static=shipped"],
+                              [])
+
+
+def test_search_paths_elsewhere_than_the_package_itself_are_refused(tmp_path: Path) -> None:
+    package, out = package_with_lib(tmp_path)
+    other = tmp_path / "windows_i686_gnu-0.52.6" / "lib"
+    other.mkdir(parents=True)
+    (package / "outside").symlink_to(other.parent)  # a link the package ships, leading out of it
+    (package / "lib" / "inner").symlink_to(package / "lib")  # even one that stays inside
+    sibling = out.parent.parent / "other-crate-5678" / "out"  # another crate's OUT_DIR, in the package's target
+    sibling.mkdir(parents=True)
+    paths = [f"native={other}", f"native={package}/../{other.parent.name}/lib", f"native={package}/outside/lib",
+             f"native={package}/lib/inner", f"native={sibling}", f"native={package}-evil/lib", f"crate={package}/lib",
+             "native=lib"]
+    lines = [f"cargo:rustc-link-search={p}" for p in paths]
+    kept, denied = run("\n".join(lines) + "\n", out_dir=str(out), package_dir=str(package),
+                       hidden=(str(package / "target"),))
+    assert kept == [] and [line for line, _ in denied] == lines
+    reasons = [why for _, why in denied]
+    assert "symbolic link" in reasons[2] and "symbolic link" in reasons[3] and "target directory" in reasons[4]
+    assert "look for crates" in reasons[6]
+    # The twin: the same package directory, reached as it is, passes.
+    assert run(f"cargo:rustc-link-search=native={package}/lib\n", out_dir=str(out), package_dir=str(package),
+               hidden=(str(package / "target"),))[1] == []
+
+
+def test_a_package_search_path_whose_files_would_steer_the_linker_is_refused(tmp_path: Path) -> None:
+    package, out = package_with_lib(tmp_path)
+    (package / "lib" / "libc.so").write_text("INPUT(/etc/passwd)\n")  # a linker script a package could ship
+    kept, [(line, why)] = run(f"cargo:rustc-link-search=native={package}/lib\n", out_dir=str(out),
+                              package_dir=str(package))
+    assert kept == [] and "libc.so" in why and "linker script" in why
+
+
+# --- plain system libraries ---------------------------------------------------------------------------------
+
+def test_libraries_of_the_machines_own_library_directories_pass() -> None:
+    """zlib1g-dev (make's c-tools) and glibc's dl, m and pthread, found where the linker looks by default."""
+    libs = ["cargo:rustc-link-lib=z", "cargo:rustc-link-lib=dylib=dl", "cargo:rustc-link-lib=m",
+            "cargo:rustc-link-lib=static=z", "cargo:rustc-link-lib=pthread"]
+    assert run("\n".join(libs) + "\n", system_dirs=None) == (libs, [])
+
+
+def test_a_system_library_passes_only_when_it_is_roots_through_and_through(root_dir: Path) -> None:
+    (root_dir / "libsys.a").write_bytes(b"")
+    assert run("cargo:rustc-link-lib=sys\n", system_dirs=(str(root_dir),)) == (["cargo:rustc-link-lib=sys"], [])
+    not_roots(root_dir / "libsys.a")
+    (_, why), = run("cargo:rustc-link-lib=sys\n", system_dirs=(str(root_dir),))[1]
+    assert "not owned by root" in why
+    (root_dir / "libsys.a").unlink()
+    (root_dir / "users").mkdir()
+    (root_dir / "users" / "libsys.so").write_bytes(b"")
+    not_roots(root_dir / "users")
+    (root_dir / "libsys.so").symlink_to(root_dir / "users" / "libsys.so")  # root's link, into a user's directory
+    (_, why), = run("cargo:rustc-link-lib=sys\n", system_dirs=(str(root_dir),))[1]
+    assert "not owned by root" in why
+
+
+def test_a_system_library_shadowed_by_a_search_path_the_script_printed_is_refused(tmp_path: Path,
+                                                                                   root_dir: Path) -> None:
+    (root_dir / "libsys.so").write_bytes(b"")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "libsys.so").write_text("INPUT(/etc/passwd)\n")
+    kept, denied = run(f"cargo:rustc-link-search=native={out}\ncargo:rustc-link-lib=sys\n", out_dir=str(out),
+                       system_dirs=(str(root_dir),))
+    assert kept == [] and "holds a library of this name" in denied[1][1]
+    assert run("cargo:rustc-link-lib=sys\n", out_dir=str(out), system_dirs=(str(root_dir),))[1] == []  # the twin
+
+
+@pytest.mark.parametrize("value", ["static:+verbatim=libsys.a", "sys:other", "framework=sys", "../sys", "sys-missing"])
+def test_a_system_library_named_other_than_plainly_or_missing_is_refused(root_dir: Path, value: str) -> None:
+    (root_dir / "libsys.a").write_bytes(b"")
+    assert run(f"cargo:rustc-link-lib={value}\n", system_dirs=(str(root_dir),))[0] == []

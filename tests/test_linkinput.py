@@ -254,3 +254,60 @@ def test_the_directive_filter_judges_libraries_for_cargos_target(tmp_path: Path)
                           target="riscv64gc-unknown-linux-gnu")
     assert kept == [] and denied[0][1] == "the linker would read libcross.a there, which is an archive with a " \
                                           "member that is an ELF file for another machine"
+
+
+# --- Windows import libraries (the windows_* crates ship them in their package's lib/) ----------------------
+
+def coff_object(*sections: bytes, machine: int = 0x8664, optional: int = 0) -> bytes:
+    """A COFF object with these sections, 4 bytes of raw data each, no symbols (what an import thunk is made of)."""
+    import struct
+
+    table_end = 20 + optional + 40 * len(sections)
+    head = struct.pack("<HHIIIHH", machine, len(sections), 0, 0, 0, optional, 0) + b"\0" * optional
+    table = b"".join(struct.pack("<8sIIIIIIHHI", name, 0, 0, 4, table_end + 4 * i, 0, 0, 0, 0, 0x60000020)
+                     for i, name in enumerate(sections))
+    return head + table + b"\xc3\0\0\0" * len(sections)
+
+
+def import_record(machine: int = 0x8664, version: int = 0, names: bytes = b"AbortDoc\0gdi32.dll\0") -> bytes:
+    """A short import record (IMPORT_OBJECT_HEADER, then the symbol's and the DLL's names)."""
+    import struct
+
+    return struct.pack("<HHHHIIHH", 0, 0xFFFF, version, machine, 0, len(names), 0, 0) + names
+
+
+@pytest.mark.parametrize("members", [
+    [coff_object(b".text", b".idata$5", b".idata$4", b".idata$6")],  # windows_x86_64_gnu's, as dlltool makes
+    [coff_object(b".idata$2", b".idata$3", machine=0xAA64), import_record(0xAA64)],  # llvm-dlltool's (gnullvm)
+    [coff_object(b".text", b".idata$7", machine=0x014C)],  # windows_i686_gnu's
+])
+def test_an_archive_of_windows_import_objects_passes(tmp_path: Path, members: list[bytes]) -> None:
+    (tmp_path / "libwindows.0.52.0.a").write_bytes(_archive(("/", b"\0\0\0\0"),
+                                                           *((f"m{i}.o/", m) for i, m in enumerate(members))))
+    assert linkinput.problem(str(tmp_path / "libwindows.0.52.0.a")) == ""
+
+
+@pytest.mark.parametrize("member, what", [
+    (coff_object(b".text", b".drectve"), "section '.drectve'"),  # linker flags (`-defaultlib:`, `/include:`)
+    (coff_object(b".text", b".gnu.lto"), "section '.gnu.lto'"),  # LTO IR would wake ld.bfd's plugin
+    (coff_object(b".text", b"/4"), "section '/4'"),  # a long name, kept in the string table: never judged
+    (coff_object(b".text", optional=224), "a Windows image"),
+    (coff_object(b".text")[:50], "a malformed Windows object"),
+    (import_record(version=1), "unknown version or machine"),
+    (import_record(machine=0x1234), "unknown version or machine"),
+    (import_record()[:20], "a malformed Windows import record"),
+    (coff_object(b".text", machine=0x1234), "no ELF file"),  # no Windows machine: judged as anything else
+])
+def test_a_windows_member_with_anything_more_is_refused(tmp_path: Path, member: bytes, what: str) -> None:
+    good = coff_object(b".text", b".idata$5")
+    (tmp_path / "libwindows.a").write_bytes(_archive(("good.o/", good), ("evil.o/", member)))
+    problem = linkinput.problem(str(tmp_path / "libwindows.a"))
+    assert problem.startswith("an archive with a member that is") and what in problem, problem
+    (tmp_path / "libwindows.a").write_bytes(_archive(("good.o/", good), ("good2.o/", good)))  # the twin
+    assert linkinput.problem(str(tmp_path / "libwindows.a")) == ""
+
+
+def test_a_windows_object_alone_is_no_library(tmp_path: Path) -> None:
+    """Only as archive members, as the windows_* crates ship them: a bare COFF file is not a linker input here."""
+    (tmp_path / "libwindows.so").write_bytes(coff_object(b".text"))
+    assert linkinput.problem(str(tmp_path / "libwindows.so")).startswith("not an archive, object or shared object")

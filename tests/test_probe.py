@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from root_dirs import not_roots, root_dir  # noqa: F401 - a fixture
 from shim import abi, landlock, probe, rustc_args, toolchain
 from shim.runctx import RunContext
 
@@ -178,12 +179,12 @@ def test_the_owners_rustflags_pass_verbatim(ctx: RunContext) -> None:
     (["--print=cfg=/tmp/cfg"], "--print=cfg=/tmp/cfg"),
     (["--sysroot", "/tmp/sysroot", "-"], "--sysroot /tmp/sysroot"),
     (["-L", "/tmp", "-"], "-L /tmp"),
-    (["-lfoo", "-"], "-lfoo"),
+    (["-l/etc/passwd", "-"], "-l/etc/passwd"),
     (["--unpretty=expanded", "-"], "--unpretty=expanded"),
     (["--target", "wasm32-unknown-unknown", "-"], "--target wasm32-unknown-unknown"),
-    (["--crate-type=bin", "-"], "--crate-type bin"),
     (["--crate-type=cdylib", "--emit=link", "-"], "--crate-type cdylib"),
-    (["-"], "--crate-type (default: bin)"),
+    (["--crate-type=dylib", "-"], "--crate-type dylib"),
+    (["--crate-type=bin,proc-macro", "-"], "--crate-type bin,proc-macro"),
     (["/etc/hostname"], "/etc/hostname"),
     (["--crate-type=lib", "-", "src/lib.rs"], "- " + "{pkg}/src/lib.rs"),
     (["--no-such-flag", "-"], "--no-such-flag"),
@@ -298,3 +299,129 @@ def test_without_landlock_probes_still_run_and_the_status_says_why(ctx: RunConte
     monkeypatch.setattr(landlock, "unavailable_reason", lambda: "the kernel has no Landlock (ENOSYS)")
     assert probe.landlock_status().startswith("unavailable: the kernel has no Landlock (ENOSYS)")
     assert compile_stdin(ctx, "pub struct Probe;") == 0
+
+
+# -- `-o -` (rustix 0.38) ------------------------------------------------------------------------------------
+
+def rustix_probe(ctx: RunContext, source: str, *extra: str) -> probe.ProbeResult:
+    """rustix 0.38's can_compile, argument for argument: the output goes to stdout."""
+    return rustc(ctx, "--crate-type=rlib", "--emit=metadata", "--target", ctx.env["TARGET"], "-o", "-", *extra,
+                 "-", stdin=source.encode())
+
+
+def test_a_rustix_probe_writing_to_stdout_compiles_and_returns_nothing_but_its_status(ctx: RunContext) -> None:
+    assert rustix_probe(ctx, "pub fn f() {}\n") == probe.ProbeResult(0, b"")  # rustc wrote the rmeta there
+    assert rustix_probe(ctx, "pub type T = NoSuchType;\n").exit_code != 0
+    assert os.listdir(ctx.out_dir) == []
+
+
+def test_output_on_stdout_never_comes_back_even_what_the_probe_included(ctx: RunContext) -> None:
+    Path(ctx.package_dir, "data").write_bytes(b"cratecage-marker-bytes")
+    source = f'pub static D: &[u8] = include_bytes!("{ctx.package_dir}/data");\n'
+    result = rustc(ctx, "--crate-type=lib", "--emit=llvm-ir", "-o", "-", "-", stdin=source.encode())
+    assert result == probe.ProbeResult(0, b"")
+
+
+@pytest.mark.parametrize("query", [["--print=native-static-libs"], ["--print", "cfg"], ["-vV"], ["--version"]])
+def test_output_on_stdout_with_a_query_is_refused_and_the_query_alone_answers(ctx: RunContext,
+                                                                             query: list[str]) -> None:
+    args = ["--crate-type=staticlib", *query]
+    assert denied(ctx, *args, "-o", "-", "-", stdin=b"pub fn f() {}").target == "-o -"
+    assert rustc(ctx, *args, "-", stdin=b"pub fn f() {}").exit_code == 0  # the twin: no `-o -`
+
+
+# -- `-l` and links (libudev-sys) ----------------------------------------------------------------------------
+
+def link_probe(ctx: RunContext, lib: str, symbol: str = "zlibVersion", attrs: str = "") -> int:
+    """libudev-sys's check_func, argument for argument: a file in OUT_DIR, linked into OUT_DIR with `-l`."""
+    source = Path(ctx.out_dir, f"check_{symbol}.rs")
+    source.write_text(f'{attrs}extern "C" {{ fn {symbol}(); }}\nfn main() {{ unsafe {{ {symbol}(); }} }}\n')
+    args = [str(source), "--out-dir", ctx.out_dir, *(["-l", lib] if lib else [])]
+    return probe.run_probe(ctx, request("rustc", *args), b"").exit_code
+
+
+@needs_landlock
+@pytest.mark.parametrize("lib", ["z", "static=z", "dylib=z"])
+def test_a_probe_links_a_system_library_and_not_a_missing_one(ctx: RunContext, lib: str) -> None:
+    assert link_probe(ctx, lib) == 0
+    assert link_probe(ctx, lib.replace("z", "cratecage_no_such_library")) != 0  # runs, fails: "not linkable"
+    assert sorted(os.listdir(ctx.out_dir)) == ["check_zlibVersion.rs"]  # the executable went to the throwaway
+
+
+def test_a_library_that_is_not_roots_through_and_through_needs_a_grant(ctx: RunContext, root_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from shim import syslibs
+
+    monkeypatch.setattr(syslibs, "default_dirs", lambda: [str(root_dir)])
+    (root_dir / "libcratecage_users.so").write_bytes(b"")
+    not_roots(root_dir / "libcratecage_users.so")
+    assert "not owned by root" in denied(ctx, "-l", "cratecage_users", "--crate-type=lib", "-").reason
+    (root_dir / "libcratecage_roots.so").write_bytes(b"")
+    assert rustc(ctx, "-l", "cratecage_roots", "--crate-type=lib", "-").exit_code == 0  # the twin: root's
+    root_dir.chmod(0o775)  # a directory a group may write, as /usr/local/lib once was on Debian
+    assert "writable by users other than root" in denied(ctx, "-l", "cratecage_roots", "--crate-type=lib", "-").reason
+
+
+@needs_landlock
+def test_a_probe_links_a_library_the_policy_grants(ctx: RunContext, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from policy.load import load_text
+    from shim import syslibs
+
+    name = "cratecage_granted_only"
+    (tmp_path / f"lib{name}.so").write_bytes(b"")  # found where anyone may write: not a system library
+    monkeypatch.setattr(syslibs, "default_dirs", lambda: [str(tmp_path)])
+    assert denied(ctx, "-l", name, "--crate-type=lib", "-").target == f"-l {name}"
+    text = f'[permissions.build.demo]\ndirectives = {{ action = "permit", list = ["rustc-link-lib={name}"] }}\n'
+    ctx.grant = load_text(text, file="t.toml", base=tmp_path, where="top-level").resolve("build", "demo", "0.1.0")
+    assert link_probe(ctx, name) != 0  # allowed, and not found without a -L, as natively
+
+
+@pytest.mark.parametrize("value", [
+    "/usr/lib/x86_64-linux-gnu/libz.a", "../../out/planted", "z:renamed", "static:+verbatim=libz.a",
+    "dylib:+as-needed=z", "framework=z", "link-arg=-fuse-ld=/tmp/evil", "static=", "-z",
+])
+def test_a_library_named_with_a_path_kind_modifier_or_rename_is_refused(ctx: RunContext, value: str) -> None:
+    assert denied(ctx, "--crate-type=lib", "--emit=metadata", "-l", value, "-").target == f"-l {value}"
+    assert rustc(ctx, "--crate-type=lib", "--emit=metadata", "-l", "z", "-").exit_code == 0  # the twin
+
+
+def plant_library(ctx: RunContext, tmp_path: Path, symbol: str) -> Path:
+    """A real static library in OUT_DIR defining `symbol`: what a build script could leave there."""
+    obj = tmp_path / f"{symbol}.o"
+    subprocess.run(["cc", "-c", "-x", "c", "-o", str(obj), "-"], input=f"void {symbol}(void) {{}}\n", text=True,
+                   check=True)
+    archive = Path(ctx.out_dir, "libplanted.a")
+    subprocess.run(["ar", "rcs", str(archive), str(obj)], check=True)
+    return archive
+
+
+def verbatim_link(path: Path) -> str:
+    """A `#[link]` that reaches `path` from every directory the linker searches, by `..`."""
+    return f'#[link(name = "{"../" * 12}{str(path).lstrip("/")}", kind = "dylib", modifiers = "+verbatim")]\n'
+
+
+@needs_landlock
+def test_a_library_planted_in_out_dir_is_never_linked(ctx: RunContext, tmp_path: Path) -> None:
+    planted = plant_library(ctx, tmp_path, "planted_fn")
+    assert link_probe(ctx, "planted", "planted_fn") != 0  # no -L: the linker never looks in OUT_DIR
+    assert link_probe(ctx, "", "planted_fn", attrs=verbatim_link(planted)) != 0  # nor may it read there
+    # The twin: the same `..` trick into the system's own library directory links.
+    system = next(Path(d) / "libz.a" for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib")
+                  if (Path(d) / "libz.a").exists())
+    assert link_probe(ctx, "", "zlibVersion", attrs=verbatim_link(system)) == 0
+
+
+@needs_landlock
+def test_a_linking_probe_reads_its_own_source_and_no_other_package_file(ctx: RunContext) -> None:
+    Path(ctx.package_dir, "one").write_bytes(b"\x01")
+    include = f'const S: &[u8] = include_bytes!("{ctx.package_dir}/one");\n'
+    assert compile_stdin(ctx, include) == 0  # the twin: a compile that does not link reads the package
+    assert link_probe(ctx, "z", attrs=include) != 0
+
+
+def test_without_landlock_a_probe_never_links(ctx: RunContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(landlock, "abi_version", lambda: 0)
+    monkeypatch.setattr(landlock, "unavailable_reason", lambda: "the kernel has no Landlock (ENOSYS)")
+    assert "Landlock" in denied(ctx, "--crate-type=bin", "-").reason
+    assert rustc(ctx, "--crate-type=lib", "--emit=metadata", "-", stdin=b"").exit_code == 0  # the twin
