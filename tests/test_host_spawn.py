@@ -133,17 +133,17 @@ def test_a_writable_dir_reached_through_a_link_is_still_writable(tmp_path: Path)
 
 
 def test_the_profile_is_the_granted_names_never_the_guests_spelling(tmp_path: Path) -> None:
-    """A host link named `cc` that leads to a granted `sh` runs sh, as granted, but not with the C compiler's
-    profile (which lets it run and read /usr/bin, /usr/lib and /usr/include): the name the policy grants
-    picks the profile."""
-    sh = os.path.realpath(shutil.which("sh") or "/bin/sh")
+    """A host link named `cc` that leads to a granted `cat` runs cat, as granted, but not with the C
+    compiler's profile (which lets it run and read /usr/bin, /usr/lib and /usr/include): the name the policy
+    grants picks the profile."""
+    cat = os.path.realpath(CAT)
     (tmp_path / "bin").mkdir()
-    os.symlink(sh, tmp_path / "bin" / "cc")
-    ctx = make_ctx(tmp_path, grant_of("sh"))
+    os.symlink(cat, tmp_path / "bin" / "cc")
+    ctx = make_ctx(tmp_path, grant_of("cat"))
     requested = str(tmp_path / "bin" / "cc")
     program = host_spawn.resolve(ctx, requested)
-    assert program == sh
-    assert host_spawn.granted_as(ctx, requested, program) == "sh"
+    assert program == cat
+    assert host_spawn.granted_as(ctx, requested, program) == "cat"
     confined = host_spawn.confinement(ctx, program, requested)
     assert not {"/usr/bin", "/usr/include"} & set(confined.execute)
     # the harmless twin: granted as cc, it is the C compiler, profile and all
