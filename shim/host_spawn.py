@@ -383,7 +383,8 @@ def refused_execs(ctx: RunContext) -> None:
         started = f"{granted} ({by})" if by and os.path.basename(by) != granted else granted
         if any(inside(refused, w) for w in writable):
             ctx.deny("process-spawn", refused, f"started by {started}: a file in a directory the build script "
-                     "can write (OUT_DIR, the temp dir, a writable grant) is never run", fatal=False)
+                     "can write (OUT_DIR, the temp dir, a writable grant) is never run, and may-run cannot name one",
+                     fatal=False)
         else:
             ctx.deny("process-spawn", refused, f"started by {started}: granted programs run only their own files, "
                      "their profile's system tools and the crate's may-run", suggest_may_run(ctx, refused),
