@@ -348,7 +348,7 @@ def child_budget(ctx: RunContext) -> float:
 
 # -- what granted programs tried to run ------------------------------------------------------------------
 
-EXEC_REPORT: Final = "exec-refused.jsonl"
+EXEC_REPORT: Final = "exec-refused"
 
 
 def exec_report(ctx: RunContext) -> str | None:
@@ -362,22 +362,18 @@ def refused_execs(ctx: RunContext) -> None:
     what would let it: never a file the build script can write; anything else by `may-run`. Not fatal: the
     refusal happened whatever the script made of it (a configure check that falls back), and a script that
     fails shows them beside its failure."""
-    import json
+    from shim.exec_watch import read_report
 
     path = exec_report(ctx)
     try:
-        with open(path or "", encoding="utf-8", errors="surrogateescape") as fh:
-            lines = fh.read().splitlines()
+        with open(path or "", "rb") as fh:
+            events = read_report(fh.read())
     except OSError:
         return
     writable = [w for d in guest_writable(ctx) if d for w in (d, os.path.realpath(d))]
-    for line in lines:
-        try:
-            event = json.loads(line)
-            refused, by, granted = str(event["refused"]), str(event["by"]), str(event["granted"])
-            named = normal_path(str(event["program"]))
-        except (ValueError, KeyError, TypeError):
-            continue
+    for event in events:
+        refused, by, granted = event["refused"], event["by"], event["granted"]
+        named = normal_path(event["program"])
         if os.path.realpath(named) == refused:
             refused = named  # as the program named it (~/.cargo/bin/rustc, not the rustup it links to)
         started = f"{granted} ({by})" if by and os.path.basename(by) != granted else granted
