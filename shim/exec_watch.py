@@ -16,8 +16,8 @@ let it run (`may-run`), so the launcher watches every execve of the tree, withou
 
 The watch only reports: the path it reads may change before the kernel looks at it (the man page's TOCTOU
 warning about CONTINUE), which can make a report wrong, never an exec allowed. Where it cannot be set up
-(no PID namespace, so no launcher beside the program; a kernel before 5.5; a listener already in the
-filter chain) nothing is reported and every refusal stands. Each exec of the tree waits for one round trip
+(no PID namespace, so no launcher beside the program; a listener already in the filter chain) nothing is
+reported and every refusal stands. Each exec of the tree waits for one round trip
 to the launcher's thread (~0.1 ms; a C compile runs five).
 
 Standard library and ctypes only, as the launcher's other modules.
@@ -140,7 +140,12 @@ class Watch:
             return
         if not fds:
             return
-        listener = fds[0]
+        try:
+            self._answer(fds[0])
+        finally:
+            os.close(fds[0])  # a listener nobody serves fails every later exec of the tree with ENOSYS, not a hang
+
+    def _answer(self, listener: int) -> None:
         poller = select.poll()
         poller.register(listener, select.POLLIN)
         while True:
@@ -157,8 +162,12 @@ class Watch:
                 self._note(notif)
             except Exception:  # noqa: BLE001 - a report lost, never an exec held up
                 pass
+            # CONTINUE (Linux 5.5; Landlock, without which there is no watch, needs 5.13): the kernel goes on
+            # with the call as if unwatched, and Landlock decides.
             resp = _Resp(notif.id, 0, 0, _NOTIF_FLAG_CONTINUE)
-            _libc.ioctl(listener, ctypes.c_ulong(_IOCTL_NOTIF_SEND), ctypes.byref(resp))
+            if _libc.ioctl(listener, ctypes.c_ulong(_IOCTL_NOTIF_SEND), ctypes.byref(resp)) != 0 \
+                    and ctypes.get_errno() != 2:  # ENOENT: the caller is gone
+                return
 
     def _note(self, notif: _Notif) -> None:
         pid, args = notif.pid, notif.data.args

@@ -360,3 +360,12 @@ def test_what_a_driver_was_refused_to_run_is_reported_with_its_entry(tmp_path: P
     assert evil.target == f"{tmp_path}/out/evil" and "never run" in evil.reason and not evil.fix
     assert tool.target == f"{tmp_path}/tools/mytool" and f'may-run = ["{tmp_path}/tools/mytool"]' in tool.fix
     assert not evil.fatal and not tool.fatal
+
+
+def test_exec_reports_round_trip_and_a_torn_one_is_dropped() -> None:
+    from shim.exec_watch import read_report, record
+
+    data = record("/o/evil", "/o/evil", "/usr/bin/dash", "sh") + record("/a\nb", "/c", "", "git")
+    assert read_report(data) == [{"program": "/o/evil", "refused": "/o/evil", "by": "/usr/bin/dash", "granted": "sh"},
+                                 {"program": "/a\nb", "refused": "/c", "by": "", "granted": "git"}]
+    assert read_report(data + b"/x\0/y\0") == read_report(data)
