@@ -41,7 +41,9 @@ or in the root Cargo.toml under `[workspace.metadata.permissions...]`, or, in a 
     env-access = ["HOME"]            # shorthand for a capability with one list: permit these
 
 Kinds are `build`, `macro` and `run`; each holds one table per package, or an array of tables
-(`[[permissions.build.foo]]`) to give one package several entries, e.g. for different versions.
+(`[[permissions.build.foo]]`) to give one package several entries, e.g. for different versions. The
+package `"*"` is every package, and its entries may only deny. `source = "registry"` narrows an entry to
+packages downloaded from a registry (shim.workspace.package_source).
 
 Capabilities (policy/capabilities.py), each `{ action = "permit" | "deny", <list keys> }`:
   - `filesystem-access`: `paths` readable, `writable` readable and writable. Each path is a tree.
@@ -52,6 +54,9 @@ Capabilities (policy/capabilities.py), each `{ action = "permit" | "deny", <list
     connection to an address when a route names that address, or names a host that resolved to it
     during the run. So `localhost:5432` and `127.0.0.1:5432` are different grants.
   - `process-spawn`: `programs`, a bare name (found in PATH by the host) or a path; matched exactly.
+    `may-run`, items of the same form: what the crate's granted programs may start beyond their profile
+    (policy/programs.toml; a build driver's covers the system's tools). An array is `programs`. A deny of a
+    program makes its refusal expected: the script is told "not found", the audit log records it.
   - `directives`: `list` of build-script directives beyond the defaults (see shim/directives.py). An
     item is `KEY` (every directive with that key) or `KEY=TARGET`, TARGET exact or a prefix ending in
     `*` (a `*` never matches across a `..` path segment). TARGET is the variable for `rustc-env`

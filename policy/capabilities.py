@@ -168,7 +168,8 @@ class ItemKind:
 PATH: Final = ItemKind(_policy_path, _request_path, _under, lambda a, b: _under(a, b) or _under(b, a))
 ENV: Final = ItemKind(_env_pattern, _request_text, prefix_match)
 ROUTE: Final = ItemKind(_route, _request_route, _route_match)
-PROGRAM: Final = ItemKind(_program, _request_text, lambda g, t: g == t)
+# A denied program is withheld from `granted` too, so a deny of a name takes it out of `programs`/`may-run`.
+PROGRAM: Final = ItemKind(_program, _request_text, lambda g, t: g == t, lambda a, b: a == b)
 DIRECTIVE: Final = ItemKind(_directive, _request_text, _directive_match)
 
 
@@ -176,13 +177,23 @@ DIRECTIVE: Final = ItemKind(_directive, _request_text, _directive_match)
 class Capability:
     lists: dict[str, ItemKind]  # list key -> item kind; the first is the one suggestions use
     example: str  # an item for messages
+    # An array in place of the inline table permits items of the first list key (`env-access = ["HOME"]`):
+    # for a capability of one list, or one whose other lists only qualify the first (`may-run`).
+    array_shorthand: bool = False
+
+    @property
+    def shorthand(self) -> str | None:
+        """The list key an array given for this capability permits, or None."""
+        return next(iter(self.lists)) if len(self.lists) == 1 or self.array_shorthand else None
 
 
 CAPABILITIES: Final[dict[str, Capability]] = {
     "filesystem-access": Capability({"paths": PATH, "writable": PATH}, '"/usr/include"'),
     "env-access": Capability({"vars": ENV}, '"OPENSSL_DIR"'),
     "network-access": Capability({"routes": ROUTE}, '"127.0.0.1:5432"'),
-    "process-spawn": Capability({"programs": PROGRAM}, '"pkg-config"'),
+    # `may-run`: what the crate's granted programs may start beyond their profile's system tools
+    # (shim.host_spawn.confinement): a bare name found on the host's PATH, or a path (a file or a tree).
+    "process-spawn": Capability({"programs": PROGRAM, "may-run": PROGRAM}, '"pkg-config"', array_shorthand=True),
     "directives": Capability({"list": DIRECTIVE}, '"rustc-link-lib=z"'),
 }
 ACTIONS: Final = ("permit", "deny")
@@ -203,5 +214,6 @@ QUESTIONS: Final[dict[str, Question]] = {
     "env": Question("env-access", ("vars",), ("vars",)),
     "route": Question("network-access", ("routes",), ("routes",)),
     "program": Question("process-spawn", ("programs",), ("programs",)),
+    "may-run": Question("process-spawn", ("may-run",), ("may-run",)),
     "directive": Question("directives", ("list",), ("list",)),
 }

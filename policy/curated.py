@@ -6,7 +6,11 @@ crate's grant like entries of the user's policy: a user's `action = "deny"` stil
 run anything, reach anything, or read anything secret: variables a crate documents as its own build
 switches, system libraries a `-sys` crate exists to link, and search paths in root-owned system library
 directories (the linker searches those already; a build script cannot put files there). Programs,
-network routes and files never come from here.
+network routes and files are never granted from here.
+
+A curated *deny* makes a refusal expected (shim.host_spawn: the script sees "not found", the audit log the
+refusal): for probes that fail natively too, such as `git` run by a registry package's build script, which
+has no repository to ask. The entry for every package (`"*"`, deny-only) with `source = "registry"` says so.
 """
 
 from __future__ import annotations

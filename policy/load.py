@@ -19,7 +19,7 @@ from typing import Any, Callable, Final
 from policy.capabilities import ACTIONS, CAPABILITIES, Capability
 from policy.errors import PolicyError
 from policy.locate import Part, key_lines, line_of
-from policy.model import KINDS, MODES, Entry, Limits, Policy, Rule, Source
+from policy.model import EVERY_PACKAGE, KINDS, MODES, SOURCES, Entry, Limits, Policy, Rule, Source
 from policy.semver import VersionReq, parse_req
 from shim.limits import parse_duration, parse_size
 
@@ -200,7 +200,7 @@ class _Checker:
 
     # -- one entry --
     def entry(self, path: Path_, kind: str, crate: str, table: dict[str, Any]) -> Entry:
-        fields: dict[str, Any] = {"version": None, "native": False, "limits": Limits()}
+        fields: dict[str, Any] = {"version": None, "native": False, "limits": Limits(), "origin": None}
         rules = []
         for key, value in table.items():
             if key in CAPABILITIES:
@@ -213,12 +213,25 @@ class _Checker:
                         if crate in CAPABILITIES else "")
                 raise self.unknown(path + (key,), [*CAPABILITIES, *ENTRY_KEYS], hint)
         table_key = dotted(path[:-1] if isinstance(path[-1], int) else path)
+        if crate == EVERY_PACKAGE:
+            self.only_denies(path, table, rules)
         for rule in rules:
             if rule.capability == "filesystem-access" and rule.action == "permit":
                 self.fs_items += [(item, key, path + (rule.capability, key, i), table_key)
                                   for key, items in rule.lists for i, item in enumerate(items)]
         source = Source(self.file, self._line(path), table_key)
         return Entry(kind=kind, crate=crate, rules=tuple(rules), source=source, **fields)
+
+    def only_denies(self, path: Path_, table: dict[str, Any], rules: list[Rule]) -> None:
+        """An entry for every package ("*") takes away and never gives: a permit, `sandbox` or `limits` there
+        would reach every crate of the build, the ones the owner has never seen included."""
+        for key in table:
+            rule = next((r for r in rules if r.capability == key), None)
+            if rule is None and key in ("version", "source"):
+                continue
+            if rule is None or rule.action != "deny":
+                raise self.fail(path + (key,), 'an entry for every package ("*") may only deny '
+                                                '(action = "deny"); name the package to permit anything')
 
     def _line(self, path: Path_) -> int:
         """An entry's line for audit events: found only when asked, as for errors."""
@@ -228,8 +241,9 @@ class _Checker:
 
     def rule(self, path: Path_, name: str, capability: Capability, value: Any) -> Rule:
         keys = list(capability.lists)
-        if isinstance(value, list) and len(keys) == 1:  # `vars = [...]` shorthand: permit these
-            return Rule(name, "permit", ((keys[0], self.items(path, capability, keys[0], value)),))
+        if isinstance(value, list) and capability.shorthand:  # `vars = [...]` shorthand: permit these
+            key = capability.shorthand
+            return Rule(name, "permit", ((key, self.items(path, capability, key, value)),))
         example = f'{{ action = "permit", {keys[0]} = [{capability.example}] }}'
         self.expect(path, value, dict, f"an inline table such as {example}")
         for key in value:
@@ -291,6 +305,14 @@ def _read_sandbox(c: _Checker, path: Path_, value: Any) -> bool:
     return True
 
 
+def _read_origin(c: _Checker, path: Path_, value: Any) -> str:
+    choices = " or ".join(json.dumps(s) for s in SOURCES)
+    if value not in SOURCES:
+        raise c.fail(path, f"expected {choices} (a package downloaded from a registry such as crates.io), "
+                           f"found {json.dumps(value, default=str)}")
+    return str(value)
+
+
 def _positive(parse: Callable[[str], float], example: str) -> Callable[[_Checker, Path_, Any], float]:
     def read(c: _Checker, path: Path_, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -340,6 +362,7 @@ ENTRY_KEYS: Final[dict[str, tuple[str, Callable[[_Checker, Path_, Any], Any]]]] 
     "version": ("version", _read_version),
     "sandbox": ("native", _read_sandbox),
     "limits": ("limits", _read_limits),
+    "source": ("origin", _read_origin),
 }
 _GLOBALS: Final[dict[str, tuple[str, Callable[[_Checker, Path_, Any], Any]]]] = {
     "mode": ("mode", _read_mode),

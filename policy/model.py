@@ -20,6 +20,8 @@ from policy.semver import VersionReq
 
 KINDS: Final = ("build", "macro", "run")
 MODES: Final = ("enforce", "warn")
+EVERY_PACKAGE: Final = "*"  # an entry key for every package; such an entry may only deny (policy.load)
+SOURCES: Final = ("registry",)  # what `source = "..."` may name (shim.workspace.package_source tells)
 
 
 def crate_key(name: str) -> str:
@@ -81,10 +83,14 @@ class Entry:
     native: bool
     limits: Limits
     source: Source
+    # Where the package must come from for the entry to apply (`source = "registry"`); None: anywhere. A
+    # package whose source is not known matches only entries without one.
+    origin: str | None = None
 
-    def applies_to(self, kind: str, crate: str, version: str) -> bool:
-        return (self.kind == kind and crate_key(self.crate) == crate_key(crate)
-                and (self.version is None or self.version.matches(version)))
+    def applies_to(self, kind: str, crate: str, version: str, origin: str | None = None) -> bool:
+        return (self.kind == kind and (self.crate == EVERY_PACKAGE or crate_key(self.crate) == crate_key(crate))
+                and (self.version is None or self.version.matches(version))
+                and (self.origin is None or self.origin == origin))
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,17 @@ class Grant:
     @property
     def programs(self) -> tuple[str, ...]:
         return self.granted("program")
+
+    @property
+    def may_run(self) -> tuple[str, ...]:
+        """What granted programs may start beyond their profiles (shim.host_spawn.confinement)."""
+        return self.granted("may-run")
+
+    def denies_program(self, name: str) -> bool:
+        """Whether an explicit deny names this program (a bare name, or a path by its file name too): its
+        refusal is expected (shim.host_spawn), not a request the owner has yet to decide."""
+        denied = self.denies.get("process-spawn.programs", ())
+        return name in denied or ("/" in name and name.rsplit("/", 1)[1] in denied)
 
     @property
     def directives(self) -> tuple[str, ...]:
@@ -213,13 +230,15 @@ class Policy:
         """Package names the policy has entries for (as written), so the caller can warn about unknown ones."""
         return frozenset(e.crate for e in self.entries if e.kind == kind)
 
-    def resolve(self, kind: str, crate: str, version: str) -> Grant:
+    def resolve(self, kind: str, crate: str, version: str, origin: str | None = None) -> Grant:
+        """`origin`: where the package comes from ("registry", shim.workspace.package_source), for entries
+        that name one; None matches only entries that do not."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
         from policy import curated  # curated entries are loaded by policy.load, which imports this module
 
         defaults = curated.entries() if self.curated else ()
-        matching = [e for e in (*defaults, *self.entries) if e.applies_to(kind, crate, version)]
+        matching = [e for e in (*defaults, *self.entries) if e.applies_to(kind, crate, version, origin)]
         return merge(kind, crate, version, self.mode, matching)
 
 

@@ -1,8 +1,10 @@
-"""Curated program profiles: what a granted native program may read, by the name the owner grants.
+"""Curated program profiles: what a granted native program may read and run, by the name the owner grants.
 
 A build script that runs `cc` needs the compiler to read system headers and start its own passes; a
+build driver (`sh configure`, make, cmake, git, an interpreter) needs to start the system's tools; a
 program that the policy names but no profile knows reads only its own executable and the libraries the
-loader maps for it. Either way the program also reads the package, OUT_DIR, the run's temp dir and the
+loader maps for it. A profile's paths are read and executable (system software, root-owned: shim.host_spawn
+keeps only such paths); the crate's `may-run` adds what else its programs may start. Either way the program also reads the package, OUT_DIR, the run's temp dir and the
 crate's granted paths, and writes only OUT_DIR, the temp dir and the crate's writable grants
 (shim.host_spawn applies this with Landlock). The profiles are data (`programs.toml`), each with a
 comment saying why its read set is safe; matching is by the program's file name, so `cc`,

@@ -53,7 +53,7 @@ def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: s
     for denial in ctx.denials:
         _append(cc_dir, {**base, "event": "denial", "capability": denial.capability, "target": denial.target,
                          "reason": denial.reason, "permit_with": denial.fix, "fatal": denial.fatal,
-                         "permitted": denial.permitted,
+                         "permitted": denial.permitted, "expected": denial.expected,
                          "mode": grant.mode if grant is not None else "enforce"})
     _append(cc_dir, {**base, "event": "run", "exit_code": exit_code, "seconds": round(seconds, 3),
                      "message": message, "denials": len(ctx.denials)})
@@ -91,7 +91,8 @@ def summary(log: Path) -> list[str]:
             elif e["event"] == "connection":
                 lines.append(f"    used     {e['capability']}: {e['route']} ({e['address']})")
             elif e["event"] == "denial":
-                lines.append(f"    denied   {e['capability']}: {e['target']}")
+                verb = "refused " if e.get("expected") else "denied  "  # refused: as an explicit deny says
+                lines.append(f"    {verb} {e['capability']}: {e['target']}")
     failed = sum(1 for (c, v), r in last.items()
                  if any(e.get("run") == r and e["event"] == "run" and e["exit_code"] for e in events))
     lines.append(f"{len(last)} build scripts ran as wasm in the sandbox, {failed} failed")

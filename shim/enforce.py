@@ -55,14 +55,17 @@ def load(environ: Mapping[str, str]) -> tuple[Policy, list[str]]:
     return _CACHE[key]
 
 
-def grant(kind: str, crate: str, version: str, environ: Mapping[str, str]) -> tuple[Grant | None, Policy | None]:
-    """This crate's grant and the build's policy; (None, None) when no policy applies: the defaults."""
-    from shim.workspace import policy_may_apply
+def grant(kind: str, crate: str, version: str, environ: Mapping[str, str],
+          package_dir: str | None = None) -> tuple[Grant | None, Policy | None]:
+    """This crate's grant and the build's policy; (None, None) when no policy applies: the defaults.
+    `package_dir` (default: CARGO_MANIFEST_DIR) tells entries with `source = "registry"` whether they apply."""
+    from shim.workspace import package_source, policy_may_apply
 
     if not policy_may_apply(kind, crate, environ):
         return None, None
     policy, _warnings = load(environ)
-    return policy.resolve(kind, crate, version), policy
+    origin = package_source(package_dir or environ.get("CARGO_MANIFEST_DIR"), environ)
+    return policy.resolve(kind, crate, version, origin), policy
 
 
 def _covered(path: str, roots: list[str]) -> bool:

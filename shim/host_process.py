@@ -11,6 +11,9 @@ small integer handles in a `ProcessTable`, one per run. Policy for this version:
     as a "rustc-probe" denial and the child appears to have exited with status 1;
   - a program the crate's policy grants (`process-spawn`) runs for real, confined, as a
     `shim.host_spawn.RealChild`: its pipes are served as they fill, wait blocks until it exits;
+  - a program an explicit deny names (`process-spawn = { action = "deny", programs = ["git"] }`, the owner's
+    or a curated one) is refused as expected: E_NOT_FOUND, which the script handles as it handles a
+    program that is not installed, and a non-fatal denial that only the audit log shows;
   - any other program is refused at spawn: a "process-spawn" denial with the entry that would grant it,
     and E_DENIED with a last_error message that starts with `cratecage:` and names the program.
 
@@ -207,6 +210,9 @@ class ProcessTable:
                 raise HostCallError(abi.E_IO, f"cratecage: more than {MAX_CHILDREN} running child processes")
             child = host_spawn.RealChild(self.ctx, request, program, self.sinks or _discard_sinks())
         except host_spawn.SpawnRefused as refused:
+            if refused.expected:  # an explicit deny: "not found" to the script, the audit log for the owner
+                self.ctx.deny("process-spawn", refused.target, refused.reason, expected=True)
+                raise HostCallError(abi.E_NOT_FOUND, f"cratecage: {refused.target}: {refused.reason}") from None
             fix = host_spawn.suggest(self.ctx, refused.target) if refused.program_denial else ""
             denial = self.ctx.deny("process-spawn", refused.target, refused.reason, fix)
             raise HostCallError(abi.E_DENIED, denial.render(self.ctx.crate, self.ctx.version)) from None
@@ -288,6 +294,7 @@ class ProcessTable:
         from shim import host_spawn
 
         host_spawn.sweep(self.started)
+        host_spawn.refused_execs(self.ctx)
         for child in self.started:
             for problem in child.problems():
                 self.ctx.deny("process-spawn", " ".join(child.argv_shown)[:200], problem)

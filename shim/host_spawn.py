@@ -65,14 +65,18 @@ _CHUNK: Final = 64 << 10
 NOT_GRANTED: Final = "the policy does not grant this program to the crate"
 
 
+EXPLICITLY_DENIED: Final = "not run: the policy denies it (an explicit deny)"
+
+
 class SpawnRefused(Exception):
     """The policy does not let this run: `capability`, `target` and `reason` for the denial."""
 
-    def __init__(self, target: str, reason: str, *, program_denial: bool = True) -> None:
+    def __init__(self, target: str, reason: str, *, program_denial: bool = True, expected: bool = False) -> None:
         super().__init__(reason)
         self.target = target
         self.reason = reason
         self.program_denial = program_denial  # False: granted, but asked for something else (cwd, ...)
+        self.expected = expected  # an explicit deny named it: "not found" to the script, no failure
 
 
 # -- what may run ---------------------------------------------------------------------------------------
@@ -92,6 +96,8 @@ def resolve(ctx: RunContext, program: str) -> str:
     """The executable a granted request runs; raises SpawnRefused when the policy does not name it. In warn
     mode a program that is not granted runs too, under the same confinement, and is reported."""
     grant = ctx.grant
+    if denied_outright(ctx, program):
+        raise SpawnRefused(program, EXPLICITLY_DENIED, expected=True)
     warn = grant is not None and grant.mode == "warn"
     if not warn and (grant is None or not grant.programs):
         raise SpawnRefused(program, NOT_GRANTED)
@@ -127,6 +133,19 @@ def resolve(ctx: RunContext, program: str) -> str:
     if not (os.path.isfile(resolved) and os.access(resolved, os.X_OK)):
         raise SpawnRefused(program, f"{resolved} is not an executable file", program_denial=False)
     return resolved
+
+
+def denied_outright(ctx: RunContext, program: str) -> bool:
+    """Whether an explicit deny names `program` for this crate: the owner's, or a curated one (policy/
+    curated.toml: `git` for registry packages). Without a grant (no policy source, no curated entry naming
+    the crate) the curated defaults are resolved here, on the first spawn, rather than for every run."""
+    grant = ctx.grant
+    if grant is None:
+        from policy import Policy
+        from shim.workspace import package_source
+
+        grant = Policy().resolve("build", ctx.crate, ctx.version, package_source(ctx.package_dir, ctx.host_env))
+    return grant.denies_program(program if "/" not in program else normal_path(program))
 
 
 def _named(ctx: RunContext) -> dict[str, str]:
@@ -201,32 +220,35 @@ def child_cwd(ctx: RunContext, req: abi.SpawnRequest) -> str:
 @dataclass(frozen=True)
 class Confinement:
     """What a granted program may do (shim.landlock.restrict): run and read `execute`, read `read`, write
-    `write`, and connect to `ports`."""
+    `write`, and connect to `ports`; `report`: the file where the launcher notes what the program's tree
+    tried to run outside `execute` (shim.exec_watch)."""
 
     execute: list[str]
     read: list[str]
     write: list[str]
     ports: tuple[int, ...]
     file_size: int | None = None  # hard RLIMIT_FSIZE, set by the launcher before the program starts
+    report: str | None = None
 
     def command(self, argv: list[str], argv0: str | None = None) -> list[str]:
         from shim import landlock_exec
 
-        return landlock_exec.command(argv, self.read, self.write, self.ports, self.execute, self.file_size, argv0)
+        return landlock_exec.command(argv, self.read, self.write, self.ports, self.execute, self.file_size, argv0,
+                                     self.report)
 
 
 def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
     """See the module docstring. The profile is found by the name the policy grants it as (`cc`, never the
-    guest's spelling: `granted_as`) or by the file it resolved to (`x86_64-linux-gnu-gcc-12` is no name anyone
-    grants). Nothing the guest can write is executable: a program runs only its own files and its profile's."""
+    guest's spelling: `granted_as`), by the file it resolved to (`x86_64-linux-gnu-gcc-12` is no name anyone
+    grants) or, for a script, by its interpreter (`#!/bin/sh`: a build driver). Nothing the guest can write
+    is executable: a program runs its own files, its interpreter's, its profile's root-owned system paths
+    and the crate's `may-run` (`runnable`)."""
     from policy.capabilities import parse_route
-    from policy.programs import profile_for
 
     grant = ctx.grant
-    execute = [program, *_loader_files(program)]
-    profile = profile_for(granted_as(ctx, requested, program)) or profile_for(program)
-    if profile is not None:
-        execute += profile.read
+    writable = [w for d in guest_writable(ctx) if d for w in (d, os.path.realpath(d))]
+    execute = [*runnable(ctx, program, granted_as(ctx, requested, program), writable),
+               *(p for item in grant.may_run for p in may_run_paths(ctx, item, writable))]
     from shim import fsview
 
     hidden = fsview.hidden_dirs(ctx)  # the package and readable grants minus the target dir, but OUT_DIR
@@ -234,7 +256,78 @@ def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
             ctx.out_dir, ctx.tmp_dir]
     write = [ctx.out_dir, ctx.tmp_dir, *grant.writable, "/dev/null"]
     ports = tuple(sorted({int(port) for port in (parse_route(r)[1] for r in grant.routes) if port != "*"}))
-    return Confinement([p for p in execute if p], [p for p in read if p], [p for p in write if p], ports)
+    return Confinement(sorted({p for p in execute if p}), [p for p in read if p], [p for p in write if p], ports)
+
+
+def runnable(ctx: RunContext, program: str, name: str, writable: list[str]) -> list[str]:
+    """What `program` (granted as `name`) needs to run and may start: its own files and the loader's, its
+    script interpreter's, and its profile's system paths."""
+    from policy.programs import profile_for
+
+    interpreters = script_interpreters(program, host_path(ctx))
+    execute = [program, *_loader_files(program)]
+    for interpreter in interpreters:
+        execute += [interpreter, *_loader_files(interpreter)]
+    profile = profile_for(name) or profile_for(program) or (profile_for(interpreters[-1]) if interpreters else None)
+    if profile is not None:
+        execute += [p for p in profile.read if system_path(p, writable)]
+    return execute
+
+
+def system_path(path: str, writable: list[str]) -> bool:
+    """Whether a profile's path may be read and run: it exists, is owned by root and writable by no one else
+    (group or others), and neither lies in nor holds a directory the guest can write (`writable`, real paths
+    included: Landlock's rights add up down a tree, so a run right on /usr/lib would reach a writable grant
+    below it). A /usr/local that a user owns, or a PATH directory inside a writable grant, is left out."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    real = os.path.realpath(path)
+    return (st.st_uid == 0 and not st.st_mode & 0o022
+            and not any(inside(real, w) or inside(w, real) for w in writable))
+
+
+def may_run_paths(ctx: RunContext, item: str, writable: list[str]) -> list[str]:
+    """The paths one `may-run` item adds to what the crate's programs may run: a bare name as it resolves on
+    the host's PATH (with its loader files, interpreter and profile, as if granted), a path as it is (a
+    file, or a tree). None reached through what the guest can write: a spawn then is refused."""
+    if "/" not in item:
+        found = shutil.which(item, path=host_path(ctx))
+        if found is None:
+            return []
+        hop = writable_hop(found, writable)
+        if hop is not None:
+            raise SpawnRefused(item, f"may-run {item}: {hop} is in a directory the build script can write",
+                               program_denial=False)
+        return runnable(ctx, os.path.realpath(found), item, writable)
+    hop = writable_hop(item, writable) or next((w for w in writable if inside(os.path.realpath(item), w)
+                                               or inside(w, os.path.realpath(item))), None)
+    if hop is not None:
+        raise SpawnRefused(item, f"may-run {item}: {hop} is (or holds) a directory the build script can write, "
+                                 "whose files are never run", program_denial=False)
+    return [item] if os.path.exists(item) else []
+
+
+def script_interpreters(program: str, path: str) -> list[str]:
+    """The real paths of what the kernel runs for a `#!` script: the interpreter it names and, for
+    `#!/usr/bin/env NAME`, NAME as env finds it on the host's PATH; [] for a binary or a name that does
+    not exist."""
+    try:
+        with open(program, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return []
+    if not head.startswith(b"#!"):
+        return []
+    words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+    if not words or not os.path.isfile(words[0]):
+        return []
+    out = [os.path.realpath(words[0])]
+    if os.path.basename(words[0]) == "env" and len(words) > 1 and not words[1].startswith("-"):
+        found = shutil.which(words[1], path=path)
+        out += [os.path.realpath(found)] if found else []
+    return out
 
 
 @functools.lru_cache(maxsize=32)
@@ -251,6 +344,58 @@ def child_budget(ctx: RunContext) -> float:
     from shim.limits import from_env
 
     return from_env(ctx.host_env).child_time_s
+
+
+# -- what granted programs tried to run ------------------------------------------------------------------
+
+EXEC_REPORT: Final = "exec-refused"
+
+
+def exec_report(ctx: RunContext) -> str | None:
+    """The run's report file of refused execs (shim.exec_watch), in the host's own scratch directory, which
+    no child can reach; None where the caller made none (tests)."""
+    return os.path.join(ctx.host_dir, EXEC_REPORT) if ctx.host_dir else None
+
+
+def refused_execs(ctx: RunContext) -> None:
+    """A denial for each program a granted program's tree tried to run and was refused (shim.exec_watch), with
+    what would let it: never a file the build script can write; anything else by `may-run`. Not fatal: the
+    refusal happened whatever the script made of it (a configure check that falls back), and a script that
+    fails shows them beside its failure."""
+    from shim.exec_watch import read_report
+
+    path = exec_report(ctx)
+    try:
+        with open(path or "", "rb") as fh:
+            events = read_report(fh.read())
+    except OSError:
+        return
+    writable = [w for d in guest_writable(ctx) if d for w in (d, os.path.realpath(d))]
+    for event in events:
+        refused, by, granted = event["refused"], event["by"], event["granted"]
+        named = normal_path(event["program"])
+        if os.path.realpath(named) == refused:
+            refused = named  # as the program named it (~/.cargo/bin/rustc, not the rustup it links to)
+        started = f"{granted} ({by})" if by and os.path.basename(by) != granted else granted
+        if any(inside(refused, w) for w in writable):
+            ctx.deny("process-spawn", refused, f"started by {started}: a file in a directory the build script "
+                     "can write (OUT_DIR, the temp dir, a writable grant) is never run, and may-run cannot name one",
+                     fatal=False)
+        else:
+            ctx.deny("process-spawn", refused, f"started by {started}: granted programs run only their own files, "
+                     "their profile's system tools and the crate's may-run", suggest_may_run(ctx, refused),
+                     fatal=False)
+
+
+def suggest_may_run(ctx: RunContext, path: str) -> str:
+    """The crate's process-spawn entry with `path` added to `may-run`, ready to paste in place of its own."""
+    from policy.suggest import toml_key, toml_string
+
+    grant = ctx.grant
+    programs = ", ".join(toml_string(p) for p in (grant.programs if grant is not None else ()))
+    may_run = ", ".join(toml_string(p) for p in sorted({*(grant.may_run if grant is not None else ()), path}))
+    return (f"[permissions.build.{toml_key(ctx.crate)}]\n"
+            f"process-spawn = {{ action = \"permit\", programs = [{programs}], may-run = [{may_run}] }}")
 
 
 # -- a running child --------------------------------------------------------------------------------------
@@ -328,7 +473,8 @@ class RealChild:
         confined = landlock.abi_version() > 0
         executable = None
         if confined:
-            limits = dataclasses.replace(confinement(ctx, program, req.program), file_size=_disk_limit(ctx))
+            limits = dataclasses.replace(confinement(ctx, program, req.program), file_size=_disk_limit(ctx),
+                                         report=exec_report(ctx))
             argv = limits.command(argv, argv0=name)
         else:
             argv, executable = [name, *req.args], program

@@ -2,15 +2,17 @@
 
     python -I -S .../shim/landlock_exec.py [--read PATH]... [--write PATH]... [--connect PORT]...
                                            [--exec PATH]... [--no-exec] [--metadata seccomp]
-                                           [--argv0 NAME] -- PROGRAM ARG...
+                                           [--argv0 NAME] [--report FILE] -- PROGRAM ARG...
     python -I -S .../shim/landlock_exec.py --which-metadata-guard     (for `cratecage doctor`)
 
-With `--exec` or `--no-exec`, only the `--exec` trees may be executed (landlock.restrict's `execute`).
+With `--exec` or `--no-exec`, only the `--exec` trees may be executed (landlock.restrict's `execute`); with
+`--report` too, the launcher notes in FILE what the program's tree tried to run outside them (shim.exec_watch).
 
 Why a launcher rather than `preexec_fn`: see shim.landlock. `command()` builds this argv for a caller.
 It runs as a script (not `-m`), in isolated mode and without site, so it starts fast (~15 ms) and nothing in
 the caller's environment (PYTHONPATH, .pth files) can run code before the restriction; it imports only
-shim.mountns, shim.hostns, shim.pidns, shim.caps, shim.landlock, shim.seccomp and the standard library.
+shim.mountns, shim.hostns, shim.pidns, shim.caps, shim.landlock, shim.seccomp, shim.exec_watch (with
+`--report`) and the standard library.
 
 Metadata (chmod, chown, utimes, xattrs: Landlock governs none of them) is guarded one of two ways, and the
 launcher knows which (`metadata_guard`):
@@ -42,17 +44,19 @@ GUARDS = ("mountns", "seccomp")
 
 
 def command(program_argv: list[str], read: list[str], write: list[str], connect: tuple[int, ...] = (),
-            execute: list[str] | None = None, file_size: int | None = None, argv0: str | None = None) -> list[str]:
+            execute: list[str] | None = None, file_size: int | None = None, argv0: str | None = None,
+            report: str | None = None) -> list[str]:
     """The argv that runs `program_argv` confined to `read` (read/execute) and `write` (everything); with
     `execute`, only those trees may be executed; with `file_size`, a hard RLIMIT_FSIZE of that many bytes is
     set before anything else runs (no file the program writes can outgrow it); with `argv0`, the program
-    (still the file `program_argv[0]`) gets that as its argv[0]."""
+    (still the file `program_argv[0]`) gets that as its argv[0]; with `report` (and `execute`), what the
+    program's tree tries to run outside `execute` is noted in that file (shim.exec_watch)."""
     argv = [sys.executable, "-I", "-S", os.path.abspath(__file__)]
     forced = ["seccomp"] if os.environ.get(METADATA_GUARD_ENV) == "seccomp" else []
     sizes = [str(file_size)] if file_size is not None else []
     for flag, values in (("--read", read), ("--write", write), ("--connect", [str(p) for p in connect]),
                          ("--exec", execute or []), ("--metadata", forced), ("--file-size", sizes),
-                         ("--argv0", [argv0] if argv0 else [])):
+                         ("--argv0", [argv0] if argv0 else []), ("--report", [report] if report else [])):
         for value in values:
             argv += [flag, value]
     if execute is not None:
@@ -64,7 +68,7 @@ def parse(argv: list[str]) -> tuple[list[str], list[str], list[int], list[str] |
     """(read, write, connect ports, execute or None, program argv) from the launcher's own arguments;
     `--metadata` is read by `forced_guard`."""
     lists: dict[str, list[str]] = {"--read": [], "--write": [], "--connect": [], "--exec": [], "--metadata": [],
-                                   "--file-size": [], "--argv0": []}
+                                   "--file-size": [], "--argv0": [], "--report": []}
     no_exec = False
     i = 0
     while i < len(argv) and argv[i] != "--":
@@ -95,6 +99,12 @@ def argv0(argv: list[str]) -> list[str]:
     """The launcher's `--argv0` value, as a list of zero or one."""
     head = argv[:argv.index("--")] if "--" in argv else argv
     return [head[i + 1] for i in range(len(head) - 1) if head[i] == "--argv0"][:1]
+
+
+def report_file(argv: list[str]) -> str | None:
+    """The launcher's `--report` value (None: no exec watch)."""
+    head = argv[:argv.index("--")] if "--" in argv else argv
+    return next((head[i + 1] for i in range(len(head) - 1) if head[i] == "--report"), None)
 
 
 def forced_guard(argv: list[str]) -> str:
@@ -158,16 +168,26 @@ def main(argv: list[str]) -> None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         from shim import caps, hostns, landlock, pidns, seccomp  # before the restriction: shim/ is unreadable after
 
+        name = argv0(argv)
+        report = report_file(argv)
+        watch = None
+        if report and execute is not None:  # before the mount namespace, which makes the report read-only
+            from shim.exec_watch import Watch
+
+            watch = Watch(report, execute, name[0] if name else os.path.basename(program[0]))
+            watch.start()
         guard = metadata_guard(write, forced=forced_guard(argv))  # before Landlock, which forbids mounting
         hostns.separate(network=bool(ports))  # IPC, UTS, and the network without routes (shim.hostns)
-        pidns.become_init_of_own_namespace()  # only the program's process returns (shim.pidns)
+        # Only the program's process returns (shim.pidns); the launcher serves the exec watch meanwhile.
+        in_namespace = pidns.become_init_of_own_namespace(in_launcher=watch.in_launcher if watch else None)
         caps.drop_all()  # the namespaces are made: no capability is needed any more (shim.caps)
         landlock.restrict(read, write, allow_connect_ports=ports, execute=execute)
+        if watch is not None:  # after Landlock's no_new_privs, before the filters below (shim.exec_watch)
+            watch.install() if in_namespace else watch.unwatched()
         seccomp.restrict_sockets(udp=bool(ports))  # what Landlock leaves open: Unix sockets, UDP (shim.seccomp)
         if guard == "seccomp":
             seccomp.refuse_metadata()  # no read-only mounts: refuse metadata calls everywhere (shim.seccomp)
         seccomp.refuse_host_calls()  # io_uring, the mount API, new namespaces, fallocate, ... (shim.seccomp)
-        name = argv0(argv)
         os.execv(program[0], [name[0] if name else program[0], *program[1:]])
     except (OSError, ValueError) as err:
         print(f"{STDERR_PREFIX} {err}", file=sys.stderr)

@@ -31,7 +31,7 @@ import os
 import select
 import signal
 import struct
-from typing import Final, NoReturn
+from typing import Callable, Final, NoReturn
 
 __all__ = ["available", "become_init_of_own_namespace"]
 
@@ -40,9 +40,10 @@ _PR_SET_PDEATHSIG: Final = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def become_init_of_own_namespace() -> bool:
+def become_init_of_own_namespace(in_launcher: Callable[[], None] | None = None) -> bool:
     """Fork an init into a new PID namespace and the program below it; returns True in the program's
-    process only (the launcher and the init never return), False where no namespace can be made."""
+    process only (the launcher and the init never return), False where no namespace can be made.
+    `in_launcher` runs in the launcher's process before it waits (shim.exec_watch starts its thread)."""
     if _libc.unshare(_CLONE_NEWPID) != 0:
         return False
     read_end, write_end = os.pipe()
@@ -51,6 +52,8 @@ def become_init_of_own_namespace() -> bool:
         os.close(write_end)
         for fd in (0, 1):  # the program's stdin and stdout are the program's alone
             os.close(fd)
+        if in_launcher is not None:
+            in_launcher()
         _launcher(init, read_end)
     os.close(read_end)
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

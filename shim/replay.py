@@ -236,11 +236,12 @@ class Replayer:
         args = parse(entry.argv)
         package = entry.env.get("CARGO_PKG_NAME") or args.crate_name or os.path.basename(rlib)
         version = entry.env.get("CARGO_PKG_VERSION", "?")
-        grant, _policy = enforce.grant("build", package, version, self.environ)
+        manifest_dir = entry.env.get("CARGO_MANIFEST_DIR") or entry.cwd
+        grant, _policy = enforce.grant("build", package, version, self.environ, manifest_dir)
         out_dir = entry.env.get("OUT_DIR")
         return wasm_rustc.Scope(
             subject=f"build-dependency {package} {version} (of the build script of {self.consumer})",
-            package=package, version=version, manifest_dir=entry.env.get("CARGO_MANIFEST_DIR") or entry.cwd,
+            package=package, version=version, manifest_dir=manifest_dir,
             out_dir=out_dir, build_dir=os.path.dirname(rlib),
             sources=tuple(os.path.join(entry.cwd, i) for i in args.inputs), cargo_vars=entry.env, grant=grant,
             rustc_env=compile_env.script_rustc_env(out_dir))

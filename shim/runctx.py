@@ -37,9 +37,13 @@ class Denial:
     # True where warn mode let it happen (reads, the environment, directives): the report says what
     # enforce mode would refuse. Warn mode never permits writes or network; programs run confined.
     permitted: bool = False
+    # True where an explicit deny of the policy (the owner's, or a curated one) refused it: the script was
+    # told "not found", as natively where the program finds nothing to do. Recorded in the audit log only.
+    expected: bool = False
 
     def render(self, crate: str, version: str) -> str:
-        verb = "not granted (warn mode: permitted)" if self.permitted else ("denied" if self.fatal else "not granted")
+        verb = ("not granted (warn mode: permitted)" if self.permitted else "denied as the policy says" if self.expected
+                else "denied" if self.fatal else "not granted")
         text = f"cratecage: build script of {crate} {version}: {self.capability} {verb}: {self.target}: {self.reason}"
         if "\n" in self.fix:  # a policy entry: indented, ready to paste
             return text + "\n  to permit it, add to the policy:\n" + "\n".join("    " + line for line in self.fix.splitlines())
@@ -108,8 +112,8 @@ class RunContext:
         return tempfile.mkdtemp(prefix=prefix, dir=self.host_dir or None)
 
     def deny(self, capability: str, target: str, reason: str, fix: str = "", *, fatal: bool = True,
-             permitted: bool = False) -> Denial:
-        denial = Denial(capability, target, reason, fix, fatal, permitted)
+             permitted: bool = False, expected: bool = False) -> Denial:
+        denial = Denial(capability, target, reason, fix, fatal and not expected, permitted, expected)
         if denial not in self.denials:  # a retried request is one denial
             self.denials.append(denial)
         return denial

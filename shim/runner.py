@@ -496,12 +496,12 @@ def run_build_script(ctx: RunContext, wasm: Path, limits: Limits, module_cache: 
     warn = grant is not None and grant.mode == "warn"
     if any(d.fatal for d in ctx.denials) and outcome.exit_code == 0 and not warn:
         fatal = sum(1 for d in ctx.denials if d.fatal)
-        notes = len(ctx.denials) - fatal
+        notes = sum(1 for d in ctx.denials if not d.fatal and not d.expected)
         outcome = Outcome(1, f"cratecage: build script of {ctx.crate} {ctx.version} failed: {fatal} denied "
                              f"request{'s' if fatal > 1 else ''}"
                              + (f" (and {notes} not granted, reported only)" if notes else "") + ", listed below")
     if outcome.exit_code == 0:  # cargo shows a successful script's stderr to nobody: warnings it shows
-        for denial in ctx.denials:
+        for denial in (d for d in ctx.denials if not d.expected):  # the policy's own denies: audit log only
             for line in denial.render(ctx.crate, ctx.version).splitlines():
                 stdout += f"cargo:warning={line}\n".encode()
     sys.stdout.buffer.write(stdout)
@@ -639,7 +639,7 @@ def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) ->
         ctx.host_dir = host_dir
         from shim import enforce
 
-        grant, policy = enforce.grant("build", ctx.crate, ctx.version, environ)
+        grant, policy = enforce.grant("build", ctx.crate, ctx.version, environ, ctx.package_dir)
         limits = from_env(environ) if grant is None else with_grant_limits(from_env(environ), grant, environ)
         code = run_build_script(ctx, Path(wasm), limits, Path(module_cache), grant,
                                 str(policy.source) if policy is not None and policy.source else None).exit_code

@@ -300,3 +300,15 @@ def process_environ(pid: int) -> dict[str, str] | None:
         return None
     pairs = (item.decode("utf-8", "surrogateescape").partition("=") for item in raw.split(b"\0") if item)
     return {name: value for name, _eq, value in pairs if name}
+
+
+def package_source(package_dir: str | None, environ: Mapping[str, str]) -> str | None:
+    """"registry" for a package cargo unpacked from a registry (its directory lies in
+    `$CARGO_HOME/registry/src/`, CARGO_HOME defaulting to ~/.cargo as cargo's does), else None: a workspace
+    member, a path or git dependency, a vendored copy. What policy entries with `source = "registry"` match
+    (policy.model.Entry.origin); by real paths, so a link cannot make a local package look downloaded."""
+    if not package_dir:
+        return None
+    home = environ.get("CARGO_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".cargo")
+    registry = os.path.realpath(os.path.join(home, "registry", "src"))
+    return "registry" if os.path.realpath(package_dir).startswith(registry + os.sep) else None

@@ -133,17 +133,17 @@ def test_a_writable_dir_reached_through_a_link_is_still_writable(tmp_path: Path)
 
 
 def test_the_profile_is_the_granted_names_never_the_guests_spelling(tmp_path: Path) -> None:
-    """A host link named `cc` that leads to a granted `sh` runs sh, as granted, but not with the C compiler's
-    profile (which lets it run and read /usr/bin, /usr/lib and /usr/include): the name the policy grants
-    picks the profile."""
-    sh = os.path.realpath(shutil.which("sh") or "/bin/sh")
+    """A host link named `cc` that leads to a granted `cat` runs cat, as granted, but not with the C
+    compiler's profile (which lets it run and read /usr/bin, /usr/lib and /usr/include): the name the policy
+    grants picks the profile."""
+    cat = os.path.realpath(CAT)
     (tmp_path / "bin").mkdir()
-    os.symlink(sh, tmp_path / "bin" / "cc")
-    ctx = make_ctx(tmp_path, grant_of("sh"))
+    os.symlink(cat, tmp_path / "bin" / "cc")
+    ctx = make_ctx(tmp_path, grant_of("cat"))
     requested = str(tmp_path / "bin" / "cc")
     program = host_spawn.resolve(ctx, requested)
-    assert program == sh
-    assert host_spawn.granted_as(ctx, requested, program) == "sh"
+    assert program == cat
+    assert host_spawn.granted_as(ctx, requested, program) == "cat"
     confined = host_spawn.confinement(ctx, program, requested)
     assert not {"/usr/bin", "/usr/include"} & set(confined.execute)
     # the harmless twin: granted as cc, it is the C compiler, profile and all
@@ -275,3 +275,97 @@ def test_a_program_runs_under_the_name_it_is_granted_as(tmp_path: Path) -> None:
         child = start(ctx, request(program, stdout=abi.STDIO_PIPED))
         assert child.wait(ctx.deadline) == (abi.STATUS_EXITED, 0)
         assert read_all(child, abi.STREAM_STDOUT, ctx.deadline).strip() == shown, (granted, program)
+
+
+# -- build drivers, may-run, explicit denies --------------------------------------------------------------
+
+def test_an_explicit_deny_is_expected_with_or_without_a_policy(tmp_path: Path) -> None:
+    """A registry package with no policy at all meets the curated deny of git; the owner's deny works the same
+    for a member; a member without one gets the normal refusal."""
+    home = tmp_path / "cargo-home"
+    registry_pkg = home / "registry" / "src" / "index.crates.io-0000" / "dep-1.0.0"
+    registry_pkg.mkdir(parents=True)
+    ctx = make_ctx(tmp_path, "", CARGO_HOME=str(home))
+    ctx.grant, ctx.package_dir = None, str(registry_pkg)
+    for program in ("git", "/usr/bin/git"):
+        with pytest.raises(host_spawn.SpawnRefused) as refused:
+            host_spawn.resolve(ctx, program)
+        assert refused.value.expected
+    member = make_ctx(tmp_path, "", CARGO_HOME=str(home))
+    with pytest.raises(host_spawn.SpawnRefused) as refused:
+        host_spawn.resolve(member, "git")
+    assert not refused.value.expected and refused.value.reason == host_spawn.NOT_GRANTED
+    owner = make_ctx(tmp_path, '[permissions.build.demo]\nprocess-spawn = { action = "deny", programs = ["git"] }\n')
+    with pytest.raises(host_spawn.SpawnRefused) as refused:
+        host_spawn.resolve(owner, "git")
+    assert refused.value.expected
+
+
+def test_a_driver_runs_the_systems_tools_and_a_plain_program_does_not(tmp_path: Path) -> None:
+    sh = host_spawn.resolve(ctx := make_ctx(tmp_path, grant_of("sh", "cat")), "sh")
+    assert "/usr/bin" in host_spawn.confinement(ctx, sh, "sh").execute
+    assert "/usr/bin" not in host_spawn.confinement(ctx, CAT, "cat").execute
+
+
+def test_a_profile_path_that_is_not_roots_alone_is_left_out(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o777)
+    mine.chmod(0o777)
+    assert host_spawn.system_path("/usr/bin", [])
+    assert not host_spawn.system_path(str(mine), [])  # group- and world-writable
+    assert not host_spawn.system_path("/usr/bin", ["/usr/bin/sub"])  # holds a writable dir
+    assert not host_spawn.system_path("/nonexistent", [])
+
+
+def test_may_run_adds_what_it_names_and_never_a_writable_dir(tmp_path: Path) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    shutil.copy2(CAT, tools / "mytool")
+    ctx = make_ctx(tmp_path, '[permissions.build.demo]\n'
+                             f'process-spawn = {{ action = "permit", programs = ["sh"], may-run = ["{tools}", "cat"] }}\n')
+    sh = host_spawn.resolve(ctx, "sh")
+    execute = host_spawn.confinement(ctx, sh, "sh").execute
+    assert str(tools) in execute and CAT in execute
+    bad = make_ctx(tmp_path, '[permissions.build.demo]\n'
+                             f'process-spawn = {{ action = "permit", programs = ["sh"], may-run = ["{tmp_path}"] }}\n')
+    with pytest.raises(host_spawn.SpawnRefused, match="can write"):
+        host_spawn.confinement(bad, sh, "sh")  # it holds OUT_DIR and the temp dir
+
+
+def test_a_scripts_interpreters_run_with_it(tmp_path: Path) -> None:
+    script = tmp_path / "gen"
+    script.write_text("#!/usr/bin/env sh\necho hi\n")
+    found = host_spawn.script_interpreters(str(script), "/usr/bin:/bin")
+    assert found == [os.path.realpath("/usr/bin/env"), os.path.realpath(shutil.which("sh", path="/usr/bin:/bin"))]
+    assert host_spawn.script_interpreters(CAT, "/usr/bin:/bin") == []
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="needs Landlock")
+def test_what_a_driver_was_refused_to_run_is_reported_with_its_entry(tmp_path: Path) -> None:
+    """sh runs a binary the script wrote to OUT_DIR and a tool outside the system's directories: both refused
+    by Landlock, both reported by the exec watch, the second with the may-run entry; the system tool runs."""
+    ctx = make_ctx(tmp_path, grant_of("sh"))
+    ctx.host_dir = str(tmp_path / "host")
+    os.mkdir(ctx.host_dir)
+    (tmp_path / "tools").mkdir()
+    shutil.copy2(shutil.which("true") or "/bin/true", tmp_path / "tools" / "mytool")
+    shutil.copy2(shutil.which("true") or "/bin/true", tmp_path / "out" / "evil")
+    script = f"{tmp_path}/out/evil; echo $?; {tmp_path}/tools/mytool; echo $?; true; echo $?"
+    child = host_spawn.RealChild(ctx, request("sh", "-c", script, stdout=abi.STDIO_PIPED), host_spawn.resolve(ctx, "sh"),
+                                 Sinks(lambda _: None, lambda _: None))
+    child.wait(time.monotonic() + 60)
+    assert child.read(abi.STREAM_STDOUT, 1000, time.monotonic() + 5).split() == [b"126", b"126", b"0"]
+    host_spawn.refused_execs(ctx)
+    evil, tool = ctx.denials
+    assert evil.target == f"{tmp_path}/out/evil" and "never run" in evil.reason and not evil.fix
+    assert tool.target == f"{tmp_path}/tools/mytool" and f'may-run = ["{tmp_path}/tools/mytool"]' in tool.fix
+    assert not evil.fatal and not tool.fatal
+
+
+def test_exec_reports_round_trip_and_a_torn_one_is_dropped() -> None:
+    from shim.exec_watch import read_report, record
+
+    data = record("/o/evil", "/o/evil", "/usr/bin/dash", "sh") + record("/a\nb", "/c", "", "git")
+    assert read_report(data) == [{"program": "/o/evil", "refused": "/o/evil", "by": "/usr/bin/dash", "granted": "sh"},
+                                 {"program": "/a\nb", "refused": "/c", "by": "", "granted": "git"}]
+    assert read_report(data + b"/x\0/y\0") == read_report(data)

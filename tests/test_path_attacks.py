@@ -152,27 +152,28 @@ def test_a_grant_of_the_temp_dir_reaches_no_file_granted_to_a_script_running_bes
 
 @pytest.mark.skipif(landlock.abi_version() < 1, reason="granted programs need Landlock")
 def test_a_granted_program_is_reached_only_through_what_the_script_cannot_write(cargo: Cargo, ws: Path) -> None:
-    """`sh` and `{ws}/tools/gen` are granted, tools is writable. Swapping the granted path for a link to
+    """`env`, `sh` and `{ws}/tools/gen` are granted, tools is writable. Swapping the granted path for a link to
     another binary, or naming a granted program through a link planted in OUT_DIR, is refused; a host link
-    named `cc` that leads to the granted sh runs sh, but without the C compiler's profile (which would let it
-    run /usr/bin/id). The twin: sh granted by name runs."""
+    named `cc` that leads to the granted env runs env, but without the C compiler's profile (which would let
+    it run /usr/bin/id). The twin: sh granted by name runs (a build driver: it may run the system's tools)."""
     (ws / "bin").mkdir(exist_ok=True)
     cc = ws / "bin" / "cc"
+    env = os.path.realpath(shutil.which("env") or "/usr/bin/env")
     if not cc.is_symlink():
-        cc.symlink_to(shutil.which("sh") or "/bin/sh")
+        cc.symlink_to(env)
     policy = grants('filesystem-access = { action = "permit", paths = ["data"], writable = ["tools"] }',
-                    'process-spawn = { action = "permit", programs = ["sh", "{ws}/tools/gen"] }')
-    sh, ident = os.path.realpath(shutil.which("sh") or "/bin/sh"), shutil.which("id") or "/usr/bin/id"
+                    'process-spawn = { action = "permit", programs = ["env", "sh", "{ws}/tools/gen"] }')
+    ident = shutil.which("id") or "/usr/bin/id"
     cases = [f"climb {ident} {{ws}}/tools/gen", "spawn {ws}/tools/gen -",
-             f"climb {sh} $O/cc", f"spawn $O/cc - -c {ident}",
-             f"spawn {{ws}}/bin/cc - -c {ident}",
-             "spawn sh - -c echo%20granted", f"spawn sh - -c {ident}"]
+             f"climb {env} $O/cc", f"spawn $O/cc - {ident}",
+             f"spawn {{ws}}/bin/cc - {ident}",
+             "spawn sh - -c echo%20granted", f"spawn env - {ident}"]
     run = build(cargo, ws, policy, cases)
     got = outcomes(run, ws)
     assert got["spawn {ws}/tools/gen -"].startswith("err "), got
-    assert got[f"spawn $O/cc - -c {ident}"].startswith("err "), got
-    assert got[f"spawn {{ws}}/bin/cc - -c {ident}"].startswith("ok exit status: 126 "), got
-    assert got[f"spawn sh - -c {ident}"].startswith("ok exit status: 126 "), got
+    assert got[f"spawn $O/cc - {ident}"].startswith("err "), got
+    assert got[f"spawn {{ws}}/bin/cc - {ident}"].startswith("ok exit status: 126 "), got
+    assert got[f"spawn env - {ident}"].startswith("ok exit status: 126 "), got
     assert got["spawn sh - -c echo%20granted"] == 'ok exit status: 0 out="granted" err=""'
     text = run.proc.stderr + run.proc.stdout
     assert "uid=" not in text

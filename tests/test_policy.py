@@ -92,7 +92,7 @@ def test_each_capability_grants_what_it_lists(tmp_path: Path, body: str, questio
 def test_the_capability_table_has_the_five_kinds() -> None:
     assert {k: list(c.lists) for k, c in CAPABILITIES.items()} == {
         "filesystem-access": ["paths", "writable"], "env-access": ["vars"], "network-access": ["routes"],
-        "process-spawn": ["programs"], "directives": ["list"]}
+        "process-spawn": ["programs", "may-run"], "directives": ["list"]}
 
 
 def test_named_methods_answer_like_the_table(tmp_path: Path) -> None:
@@ -590,8 +590,10 @@ def test_every_curated_grant_says_why_it_is_safe() -> None:
         if "=" in line and not line.startswith(("#", " ", "[", "]")):
             assert lines[i - 1].startswith("#"), f"curated grant without a comment: {line}"
     for entry in policy.curated.entries():
-        assert all(not rule.lists or rule.action == "permit" for rule in entry.rules)
-        assert not entry.native and {r.capability for r in entry.rules} <= {"env-access", "directives"}
+        permits = {r.capability for r in entry.rules if r.action == "permit"}
+        denies = {r.capability for r in entry.rules if r.action == "deny"}
+        assert not entry.native and permits <= {"env-access", "directives"}
+        assert denies <= {"process-spawn"} and all(r.lists for r in entry.rules)  # no blanket deny
 
 
 # --- suggestions ------------------------------------------------------------------------------------------
@@ -774,3 +776,46 @@ def test_loading_does_not_depend_on_the_working_directory(tmp_path: Path) -> Non
         assert load_file(Path("cratecage.toml"), where="top-level").resolve("build", "foo", "1.0.0").digest() == first
     finally:
         os.chdir(cwd)
+
+
+# --- programs: may-run, explicit denies, entries for every package ---------------------------------------
+
+def test_may_run_lists_what_granted_programs_may_start(tmp_path: Path) -> None:
+    g = grant_of(tmp_path, 'process-spawn = { action = "permit", programs = ["sh"], may-run = ["sed", "~/tools"] }')
+    assert g.programs == ("sh",) and g.may_run == (os.path.expanduser("~/tools"), "sed")
+    assert not g.allows_program("sed")  # may-run starts nothing by itself: only a granted program's child
+    shorthand = grant_of(tmp_path, 'process-spawn = ["cc"]')
+    assert shorthand.programs == ("cc",) and shorthand.may_run == ()
+
+
+def test_a_deny_takes_a_program_out_of_the_grant_and_is_named(tmp_path: Path) -> None:
+    g = grant_of(tmp_path, 'process-spawn = { action = "permit", programs = ["git", "cc"] }\n'
+                           '[permissions.build."*"]\nprocess-spawn = { action = "deny", programs = ["git"] }')
+    assert g.programs == ("cc",) and not g.allows_program("git")
+    assert g.denies_program("git") and g.denies_program("/usr/bin/git") and not g.denies_program("cc")
+
+
+@pytest.mark.parametrize("body", [
+    'process-spawn = { action = "permit", programs = ["git"] }',
+    'env-access = ["HOME"]',
+    'sandbox = "native"',
+    'limits = { time = "1h" }',
+])
+def test_an_entry_for_every_package_may_only_deny(tmp_path: Path, body: str) -> None:
+    with pytest.raises(PolicyError, match=r'every package \("\*"\) may only deny') as err:
+        load(tmp_path, f'[permissions.build."*"]\n{body}\n')
+    assert err.value.line == 2
+
+
+def test_source_narrows_an_entry_to_registry_packages(tmp_path: Path) -> None:
+    p = load(tmp_path, '[permissions.build."*"]\nsource = "registry"\n'
+                       'process-spawn = { action = "deny", programs = ["git"] }\n')
+    assert p.resolve("build", "anything", "1.0.0", "registry").denies_program("git")
+    assert not p.resolve("build", "anything", "1.0.0").denies_program("git")  # a workspace member, a path dep
+    with pytest.raises(PolicyError, match='expected "registry"'):
+        load(tmp_path, '[permissions.build.foo]\nsource = "git"\n')
+
+
+def test_curated_denies_git_to_registry_packages_only() -> None:
+    assert Policy().resolve("build", "wasm-bindgen-shared", "0.2.100", "registry").denies_program("git")
+    assert not Policy().resolve("build", "my-member", "0.1.0").denies_program("git")

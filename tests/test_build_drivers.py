@@ -1,0 +1,194 @@
+"""Granted programs that run their own tools, and optional probes that fail natively too (issue 11, classes 5
+and 7), through real cargo and the real wrapper.
+
+On a copy of fixtures/build-drivers: `sh configure` (sed, grep, tr, uname and the C compiler) with `sh`
+granted, `git rev-parse` and `git submodule` (one of git's helper programs) in a repository with `git`
+granted, a python3 shim script granted by its path, and wasm-bindgen-shared from crates.io, whose script runs
+`git rev-parse`, with an empty policy: the curated deny makes that refusal expected. A workspace member's own
+git is not denied by that default: it gets the normal refusal and its entry, or the owner's deny.
+
+On a copy of fixtures/path-attacks (its cases: see tests/test_path_attacks.py): what a granted `sh` may not
+do, each with its twin: run a binary the script wrote (OUT_DIR, the temp dir), run a program outside the
+system's tool directories until `may-run` names it, read a file outside the grants, connect anywhere
+without a route.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, Cargo, CargoRun, own_lines
+from shim import landlock, layout
+from test_path_attacks import build as build_cases
+from test_path_attacks import grants, outcomes
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(landlock.abi_version() < 1, reason="granted programs need Landlock")]
+PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ws = tmp_path_factory.mktemp("build-drivers").resolve() / "ws"
+    shutil.copytree(FIXTURES / "build-drivers", ws, symlinks=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    member = ws / "git-demo"
+    subprocess.run([*git, "init", "-q", "."], cwd=member, check=True)
+    subprocess.run([*git, "add", "."], cwd=member, check=True)
+    subprocess.run([*git, "commit", "-qm", "the commit the build embeds"], cwd=member, check=True)
+    return ws
+
+
+def build(cargo: Cargo, ws: Path, policy: str | None, package: str) -> CargoRun:
+    """`cargo build -p package` under `policy` (None: no policy file at all)."""
+    path = ws / "cratecage.toml"
+    if policy is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(policy)
+    return cargo(ws, "build", "--locked", "-p", package, wrapped=True, target_dir=ws / "target", check=False)
+
+
+def audit_events(ws: Path, crate: str) -> list[dict]:
+    log = ws / "target" / layout.STATE_DIR / "audit.jsonl"
+    return [e for e in map(json.loads, log.read_text().splitlines()) if e.get("crate") == crate]
+
+
+def warnings(run: CargoRun, package: str) -> list[str]:
+    prefix = f"warning: {package}@"
+    return [line.split(": ", 2)[2] for line in run.proc.stderr.splitlines() if line.startswith(prefix)]
+
+
+# -- drivers that build ------------------------------------------------------------------------------------
+
+def test_sh_configure_runs_sed_grep_and_the_c_compiler(selected_cargo: Cargo, ws: Path) -> None:
+    run = build(selected_cargo, ws, '[permissions.build.configure-demo]\nprocess-spawn = ["sh"]\n', "configure-demo")
+    assert run.ok, run.proc.stderr[-3000:]
+    [configured] = [w for w in warnings(run, "configure-demo") if w.startswith("configured: ")]
+    # the version came through grep and sed, HAVE_STDINT_H from cc, the machine from uname and tr
+    assert '#define PACKAGE_VERSION "1.2.3"; #define HAVE_STDINT_H 1; #define BUILD_MACHINE_' in configured
+    assert not own_lines(run.proc.stderr)
+
+
+def test_git_runs_its_helper_programs(selected_cargo: Cargo, ws: Path) -> None:
+    run = build(selected_cargo, ws, '[permissions.build.git-demo]\nprocess-spawn = ["git"]\n', "git-demo")
+    assert run.ok, run.proc.stderr[-3000:]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws / "git-demo", capture_output=True, text=True,
+                          check=True).stdout.strip()
+    said = warnings(run, "git-demo")
+    assert f"git-demo: HEAD {head}" in said
+    # `git submodule` is git-submodule, a program in git's libexec directory
+    assert any(w.startswith("git-demo: submodule status exit status: 0") for w in said), said
+    assert not own_lines(run.proc.stderr)
+
+
+@pytest.mark.skipif(not os.access(PYTHON, os.X_OK), reason=f"needs {PYTHON}")
+def test_a_python_shim_script_granted_by_its_path_starts_the_real_python(selected_cargo: Cargo, ws: Path) -> None:
+    run = build(selected_cargo, ws, '[permissions.build.python-shim]\nprocess-spawn = ["python-shim/tools/python3"]\n',
+                "python-shim")
+    assert run.ok, run.proc.stderr[-3000:]
+    assert "python-shim: python says 42" in warnings(run, "python-shim")
+
+
+# -- optional probes: expected refusals --------------------------------------------------------------------
+
+def test_wasm_bindgen_shared_builds_with_no_policy_and_its_git_refusal_is_audited(selected_cargo: Cargo,
+                                                                                   ws: Path) -> None:
+    run = build(selected_cargo, ws, None, "uses-wasm-bindgen-shared")
+    assert run.ok, run.proc.stderr[-3000:]
+    assert not own_lines(run.proc.stderr)
+    [denial] = [e for e in audit_events(ws, "wasm-bindgen-shared") if e["event"] == "denial"]
+    assert (denial["capability"], denial["target"], denial["expected"], denial["fatal"]) == (
+        "process-spawn", "git", True, False)
+
+
+def test_a_members_own_git_gets_the_normal_refusal_and_the_owners_deny_makes_it_expected(selected_cargo: Cargo,
+                                                                                        ws: Path) -> None:
+    refused = build(selected_cargo, ws, "", "git-demo")
+    assert not refused.ok
+    lines = own_lines(refused.proc.stderr)
+    assert any("process-spawn denied: git" in line for line in lines), lines
+    assert 'process-spawn = { action = "permit", programs = ["git"] }' in refused.proc.stderr
+    # the owner decides it is not needed: the script is told git is not there, and falls back
+    denied = build(selected_cargo, ws, '[permissions.build.git-demo]\n'
+                                       'process-spawn = { action = "deny", programs = ["git"] }\n', "git-demo")
+    assert denied.ok, denied.proc.stderr[-3000:]
+    assert "git-demo: HEAD unknown (NotFound)" in warnings(denied, "git-demo")
+    assert not own_lines(denied.proc.stderr)
+    events = audit_events(ws, "git-demo")
+    last = [e for e in events if e["run"] == events[-1]["run"]]
+    assert [(e["target"], e["expected"]) for e in last if e["event"] == "denial"] == [("git", True)]
+
+
+# -- what a granted sh still may not do --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("driver-attacks").resolve()
+    arena = root / "ws"
+    shutil.copytree(FIXTURES / "path-attacks", arena)
+    (root / "secret.txt").write_text(f"harmless secret beside the workspace {secrets.token_hex(8)}\n")
+    (arena / "data").mkdir()
+    (arena / "data" / "d.txt").write_text("granted data\n")
+    (arena / "tools").mkdir()
+    shutil.copy2(shutil.which("true") or "/bin/true", arena / "tools" / "mytool")
+    return arena
+
+
+SH = 'process-spawn = { action = "permit", programs = ["sh"] }'
+DATA = 'filesystem-access = { action = "permit", paths = ["data"] }'
+
+
+def test_a_granted_sh_runs_nothing_the_script_wrote(selected_cargo: Cargo, arena: Path) -> None:
+    true = shutil.which("true") or "/bin/true"
+    cases = [f"spawn sh - -c cp%20{true}%20$O/evil%20&&%20$O/evil", f"spawn sh - -c cp%20{true}%20$T/evil%20&&%20$T/evil",
+             f"spawn sh - -c {true}%20&&%20echo%20ran"]
+    run = build_cases(selected_cargo, arena, grants(SH), cases)
+    got = outcomes(run, arena)
+    for case in cases[:2]:
+        assert got[case].startswith("ok exit status: 126 "), (case, got)
+    assert got[cases[2]] == 'ok exit status: 0 out="ran" err=""'  # the twin: a system tool runs
+    never = [line for line in own_lines(run.proc.stderr) if "process-spawn not granted: " in line
+             and "/evil: started by sh" in line and "is never run" in line]
+    assert len(never) == 2, own_lines(run.proc.stderr)
+    assert run.ok  # the refusals are reported; the script went on, as it chose
+
+
+def test_may_run_lets_a_granted_sh_start_what_it_names(selected_cargo: Cargo, arena: Path) -> None:
+    case = "spawn sh - -c {ws}/tools/mytool%20&&%20echo%20ran"
+    refused = build_cases(selected_cargo, arena, grants(SH), [case])
+    assert outcomes(refused, arena)[case].startswith("ok exit status: 126 ")
+    tool = str(arena / "tools" / "mytool")
+    assert f'may-run = ["{tool}"]' in refused.proc.stderr  # the entry to paste names the program
+    allowed = build_cases(selected_cargo, arena, grants(
+        'process-spawn = { action = "permit", programs = ["sh"], may-run = ["tools/mytool"] }'), [case])
+    assert outcomes(allowed, arena)[case] == 'ok exit status: 0 out="ran" err=""'
+
+
+def test_a_granted_sh_reads_no_more_than_the_grants(selected_cargo: Cargo, arena: Path) -> None:
+    cases = ["spawn sh - -c cat%20{ws}/../secret.txt", "spawn sh - -c cat%20{ws}/data/d.txt"]
+    run = build_cases(selected_cargo, arena, grants(SH, DATA), cases)
+    got = outcomes(run, arena)
+    assert "Permission denied" in got[cases[0]], got
+    assert got[cases[1]] == 'ok exit status: 0 out="granted data" err=""'
+    assert "harmless secret" not in run.proc.stderr + run.proc.stdout
+
+
+@pytest.mark.skipif(not os.access(PYTHON, os.X_OK), reason=f"needs {PYTHON}")
+def test_what_a_granted_sh_starts_connects_only_to_granted_routes(selected_cargo: Cargo, arena: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        connect = f"spawn sh - -c {PYTHON}%20-c%20'import%20socket;socket.create_connection((\"127.0.0.1\",{port}),5);print(\"connected\")'"
+        run = build_cases(selected_cargo, arena, grants(SH), [connect])
+        assert "connected" not in outcomes(run, arena)[connect]
+        routed = build_cases(selected_cargo, arena, grants(
+            SH, f'network-access = {{ action = "permit", routes = ["127.0.0.1:{port}"] }}'), [connect])
+        assert 'out="connected"' in outcomes(routed, arena)[connect]
