@@ -36,10 +36,10 @@ if False:  # typing only
 # Modules the runner imports, and those that shape the wasm compile (facade.py, wasm_rustc, compile_env):
 # editing one recompiles and reruns the build scripts.
 RUNNER_MODULES = ("abi", "audit", "capable", "caps", "compile_dirs", "compile_env", "confined_grants", "directives",
-                  "elfcheck", "enforce", "env_names", "facade", "files", "fsview", "host_net", "host_observe",
-                  "host_process", "host_spawn", "hostns", "landlock", "landlock_exec", "lexical", "limits",
-                  "linkinput", "mountns", "once", "pidns", "probe", "reaper", "runctx", "runner", "seccomp",
-                  "syslibs", "usage", "wasm_rustc", "workspace")
+                  "elfcheck", "enforce", "env_names", "exec_watch", "facade", "files", "fsview", "host_net",
+                  "host_observe", "host_process", "host_spawn", "hostns", "landlock", "landlock_exec", "layout",
+                  "lexical", "limits", "linkinput", "mountns", "once", "pidns", "probe", "reaper", "runctx", "runner",
+                  "seccomp", "syslibs", "usage", "wasm_rustc", "workspace")
 
 
 def _launcher_text(*, python: str, root: str, wasm: str, rustc: str, sysroot: str, module_cache: str) -> str:

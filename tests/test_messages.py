@@ -4,7 +4,6 @@ once per cargo run (shim.once) while each unit still fails."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
