@@ -10,7 +10,8 @@ comparing with the environment *cargo* gave the guest (ctx.env), never with the 
 `run_probe` runs `[ctx.rustc, *allowed args]` itself:
   - every flag is checked against `ALLOWED` (data, one row per flag) or copied verbatim from the owner's
     CARGO_ENCODED_RUSTFLAGS; `DENIED` and `CODEGEN_DENIED` say why the rest are refused (ProbeDenied);
-  - the input is stdin or one file under the package or OUT_DIR; outputs (`--out-dir`, `-o`) may only name
+  - the input is stdin or one file under the package (never in a cargo target directory there) or OUT_DIR,
+    by its real path; outputs (`--out-dir`, `-o`) may only name
     places the guest could write itself, and are replaced by a throwaway directory; `-o -` (the output on
     stdout) stays, and that stdout is discarded like every compile's: it never comes back, and a query
     (whose stdout does) may not be combined with it;
@@ -362,10 +363,18 @@ def _check_output(ctx: RunContext, req: abi.SpawnRequest, flag: str, value: str,
 
 
 def _input_path(ctx: RunContext, req: abi.SpawnRequest, word: str) -> str:
+    """The input file's real path: in the package or OUT_DIR, and, unless in OUT_DIR, outside every cargo
+    target directory of the package (other crates' build state, which the probe's read set leaves out: a
+    linking probe reads its input by this path, so a link planted in OUT_DIR must not lead there)."""
+    from shim import fsview
+
     path = os.path.realpath(os.path.join(_guest_cwd(ctx, req), word))
     if not any(_inside(path, root) for root in (ctx.package_dir, ctx.out_dir) if root):
         raise ProbeDenied(word, "a probe compiles only stdin or a file in the package or OUT_DIR",
                           "pass the probe's source on stdin (`-`)")
+    if not (ctx.out_dir and _inside(path, ctx.out_dir)) and any(_inside(path, h) for h in fsview.hidden_dirs(ctx)):
+        raise ProbeDenied(word, "a probe never compiles a file in a cargo target directory (other crates' build "
+                                "state)", "pass the probe's source on stdin (`-`)")
     return path
 
 

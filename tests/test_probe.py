@@ -205,6 +205,22 @@ def test_an_input_reached_through_dotdot_or_a_symlink_is_resolved(ctx: RunContex
     assert denied(ctx, "--crate-type=lib", "--emit=metadata", "link.rs").target == "link.rs"
 
 
+@needs_landlock
+def test_an_input_in_a_target_directory_of_the_package_is_refused_however_it_is_reached(ctx: RunContext) -> None:
+    """Other crates' build state: a linking probe reads its input by its real path, so neither the path nor a
+    link the script planted in OUT_DIR may lead there (the probe's read set leaves target directories out)."""
+    target = Path(ctx.package_dir, "target")
+    generated = target / "debug" / "build" / "other-0123" / "out" / "gen.rs"
+    generated.parent.mkdir(parents=True)
+    (target / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+    generated.write_text("fn main() {}\n")
+    Path(ctx.out_dir, "probe.rs").symlink_to(generated)
+    for word in ("target/debug/build/other-0123/out/gen.rs", f"{ctx.out_dir}/probe.rs"):
+        assert "cargo target directory" in denied(ctx, "--crate-type=bin", word).reason
+    Path(ctx.package_dir, "src", "probe", "main.rs").write_text("fn main() {}\n")  # the twin, in the package
+    assert rustc(ctx, "--crate-type=bin", "src/probe/main.rs", "--out-dir", ctx.out_dir).exit_code == 0
+
+
 # -- the include_bytes! bit leak -----------------------------------------------------------------------------
 
 def bit_probe(path: Path) -> str:
