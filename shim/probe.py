@@ -19,12 +19,13 @@ comparing with the environment *cargo* gave the guest (ctx.env), never with the 
     (`directives = ["rustc-link-lib=NAME"]`) or a plain system library, every file of that name in the
     linker's default directories root's (shim.syslibs; the probe gets no `-L`, so nothing else is
     searched). No modifiers, no `:RENAME`, no path;
-  - a probe links only an executable (never a dynamic library), and only where Landlock confines the link:
-    then rustc and everything it starts may execute the toolchain and the system's linker (cc, ld, gcc's
-    passes: shim.confined_grants.linker_exec), read those, the system library directories and the one
-    input file, never the rest of the package or OUT_DIR (where a build script or the package could leave
-    an object that wakes the linker's LTO plugin, or a library a `+verbatim` `#[link]` reaches by `..`),
-    and write only the throwaway directory;
+  - a probe links only an executable (its command line names no dynamic library; a `#![crate_type]` in
+    the source of one that names no type is rustc's to honour, and links the same confined way), and only
+    where Landlock confines the link: then rustc and everything it starts may execute the toolchain and
+    the system's linker (cc, ld, gcc's passes: shim.confined_grants.linker_exec), read those, the system
+    library directories and the one input file, never the rest of the package or OUT_DIR (where a build
+    script or the package could leave an object that wakes the linker's LTO plugin, or a library a
+    `+verbatim` `#[link]` reaches by `..`), and write only the throwaway directory;
   - the environment is fixed and scrubbed, the cwd is the throwaway directory (under the run's host-only
     scratch dir, ctx.host_scratch), there is a time limit (TIMEOUT_S, or the run's deadline if sooner)
     after which its process group is killed, and the run's end sweeps it like any child (shim.reaper);
