@@ -223,6 +223,22 @@ def test_an_input_in_a_target_directory_of_the_package_is_refused_however_it_is_
 
 # -- the include_bytes! bit leak -----------------------------------------------------------------------------
 
+def test_a_probe_sees_no_variable_of_the_script_the_request_or_the_host(tmp_path: Path, compiler: toolchain.Compiler,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`env!`/`option_env!` at compile time would put a token's bits in the exit status: the probe's
+    environment is fixed (probe_env), whatever the script had, asked for or the host holds."""
+    ctx = make_ctx(tmp_path, compiler, RED11_TOKEN="1")
+    ctx.host_env["RED11_TOKEN"] = "1"
+    monkeypatch.setenv("RED11_TOKEN", "1")
+    req = abi.SpawnRequest(program=ctx.env["RUSTC"], args=["--crate-type=lib", "--emit=metadata", "-"],
+                           env_ops=[("set", "RED11_TOKEN", "1")])
+    for source, status in (('const _: () = assert!(option_env!("RED11_TOKEN").is_none());', 0),
+                           ('const _: &str = env!("RED11_TOKEN");', 1),
+                           ('const _: () = assert!(option_env!("PATH").is_some());', 0)):  # the twin
+        assert probe.run_probe(ctx, req, source.encode()).exit_code == status, source
+
+
+
 def bit_probe(path: Path) -> str:
     return (f'const S: &[u8] = include_bytes!("{path}");\n'
             "const _: () = assert!(S[0] & 1 == 1);\n")
