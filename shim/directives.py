@@ -506,8 +506,7 @@ def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the
     dirs = {os.path.normpath(path) for d in valid if d.key == "rustc-link-search"
             for kind, path in [split_search(d.value)] if kind not in CRATE_SEARCH_KINDS
             and (inside(path, root) or not _package_place(path, package, hidden))}
-    judged = {d: search_dir_problem(d, verbatim, target, **({} if inside(d, root) else
-                                                            {"package": package, "hidden": hidden}))
+    judged = {d: search_dir_problem(d, verbatim, target, package="" if inside(d, root) else package, hidden=hidden)
               for d in sorted(dirs)}
     ctx = _Context(root, judged, env_visible, package, hidden, printed, system_dirs, target)
     kept: list[str] = []
