@@ -27,13 +27,15 @@ for variables the script may see (cargo stores the value in the target dir); thr
     windows_* crates point at the import libraries they ship: `<CARGO_MANIFEST_DIR>/lib`), its kind looks
     for native libraries only (`all=` and no kind are rendered `native=`; `crate=`/`dependency=` would let
     rustc load a planted crate), and every file there the linker could open for any `-l` of any link is an
-    archive, object or shared object of the host's format or an archive of Windows import objects
-    (shim/linkinput.py: a linker script under a library's name reads host files). A package path must be
-    reached without `..` and without a symbolic link below the package directory (a link the package
-    ships may lead anywhere), and must not lie in a cargo target directory inside the package (other
-    crates' OUT_DIRs, which their scripts write). The build script itself cannot write its package (it
-    is preopened read-only), so what is there is what the package shipped or the user wrote;
-  - `rustc-link-lib` when its file is in such a directory, or when it names a plain system library:
+    archive, object or shared object of the target's format, or an archive of Windows import objects for
+    a Windows target or in the package (shim/linkinput.py: a linker script under a library's name reads
+    host files). A package path must be reached without `..` and without a symbolic link below the
+    package directory (a link the package ships may lead anywhere), and must not lie in a cargo target
+    directory inside the package (other crates' OUT_DIRs, which their scripts write); nor may a library
+    file there be a link out of the package or into such a directory. The build script itself cannot write
+    its package (it is preopened read-only), so what is there is what the package shipped or the user wrote;
+  - `rustc-link-lib` when its file is in such a directory (an import archive only for a Windows target:
+    GNU ld crashes linking one into an ELF file), or when it names a plain system library:
     `-l NAME` then opens only root's files in the linker's default directories (shim/syslibs.py: `dl`,
     `m`, `z`, `pq` where installed), and no search directory the script printed holds a file of that name;
 everything else only when the crate's grant allows `KEY=TARGET` (see policy/__init__.py for the grant syntax).
@@ -255,6 +257,7 @@ class _Context:
     hidden: tuple[str, ...] = ()  # cargo target directories inside the package (shim.fsview.hidden_dirs)
     printed: tuple[str, ...] = ()  # every search directory the script printed, wherever it is
     system_dirs: tuple[str, ...] | None = None  # the linker's default directories (None: shim.syslibs')
+    target: str = ""  # cargo's TARGET ("": the host)
 
 
 def inside(path: str, root: str) -> bool:
@@ -315,21 +318,40 @@ def _linkable(name: str, verbatim: frozenset[str]) -> bool:
             or LIBRARY_NAME.fullmatch(name) is not None)
 
 
-def search_dir_problem(directory: str, verbatim: frozenset[str] = frozenset(), target: str = "") -> str:
+def search_dir_problem(directory: str, verbatim: frozenset[str] = frozenset(), target: str = "", *,
+                       package: str = "", hidden: tuple[str, ...] = ()) -> str:
     """"" when every file of `directory` the linker could open by `-l` (or by a shared object's DT_NEEDED)
     is a linker input of `target`'s format (shim.linkinput; the host's when ""), else which file is not
-    and what it is."""
+    and what it is. With `package` (a directory of the package itself, whose cargo target directories are
+    `hidden`): archives of Windows import objects pass on any target, and a file reached through a symbolic
+    link must stay in the package, outside `hidden` (`_link_problem`); elsewhere (OUT_DIR, whose links out
+    the runner removes) import archives pass only for a Windows target."""
     try:
         names = sorted(os.listdir(directory))
     except FileNotFoundError:
         return ""  # nothing there for the linker to find
     except OSError as err:
         return f"cannot list the directory ({err.strerror})"
+    imports = bool(package) or linkinput.windows_target(target)
     for name in names:
         if _linkable(name, verbatim):
-            problem = linkinput.problem(os.path.join(directory, name), target)
+            path = os.path.join(directory, name)
+            problem = (_link_problem(path, package, hidden) if package else "") or \
+                linkinput.problem(path, target, imports=imports)
             if problem:
                 return f"the linker would read {name} there, which is {problem}"
+    return ""
+
+
+def _link_problem(path: str, package: str, hidden: tuple[str, ...]) -> str:
+    """"" unless the package file `path` is a symbolic link whose target lies outside the package or in a
+    cargo target directory in it: the bytes checked now are then a file someone else may rewrite before
+    the link (another crate's OUT_DIR), or a file of the user's the linker would read."""
+    if not os.path.islink(path):
+        return ""
+    real = os.path.realpath(path)
+    if not inside(real, os.path.realpath(package)) or any(inside(real, os.path.realpath(h)) for h in hidden):
+        return "a symbolic link out of the package"
     return ""
 
 
@@ -359,8 +381,14 @@ def _lib_default(value: str, ctx: _Context) -> str:
     files = _lib_files(value)
     for directory, problem in ctx.search_dirs.items():
         for file in files:
-            if not problem and os.path.isfile(os.path.join(directory, file)):
-                return ""  # the directory passed, so this file is of the host's format (search_dir_problem)
+            path = os.path.join(directory, file)
+            if not problem and os.path.isfile(path):
+                # The directory passed, so this file is of the target's format (search_dir_problem); an import
+                # archive passed there only as something the link never opens (shim.linkinput).
+                if not inside(directory, ctx.out_dir) and not linkinput.windows_target(ctx.target) \
+                        and linkinput.problem(path, ctx.target, imports=False):
+                    return f"{file} holds {linkinput.NO_IMPORTS}"
+                return ""
     return system_lib_problem(value, ctx.printed, ctx.system_dirs)
 
 
@@ -478,8 +506,9 @@ def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the
     dirs = {os.path.normpath(path) for d in valid if d.key == "rustc-link-search"
             for kind, path in [split_search(d.value)] if kind not in CRATE_SEARCH_KINDS
             and (inside(path, root) or not _package_place(path, package, hidden))}
-    ctx = _Context(root, {d: search_dir_problem(d, verbatim, target) for d in sorted(dirs)}, env_visible,
-                   package, hidden, printed, system_dirs)
+    judged = {d: search_dir_problem(d, verbatim, target, package="" if inside(d, root) else package, hidden=hidden)
+              for d in sorted(dirs)}
+    ctx = _Context(root, judged, env_visible, package, hidden, printed, system_dirs, target)
     kept: list[str] = []
     denied: list[tuple[Directive, str]] = []
     for item in items:

@@ -25,6 +25,13 @@ A file passes when it is one of (all of the ELF class, byte order and machine of
     ("neither ET_REL nor LLVM bitcode"), GNU ld reads it through BFD's PE reader; neither opens anything
     else. A COFF member with any other section (`.drectve` holds linker flags, `.gnu.lto_*` would wake the
     LTO plugin), an optional header (an image, not an object) or a long section name is refused.
+    Only where such an archive can mean something (`imports`): for a Windows target (`windows_target`),
+    and, for any other, in a package directory (what the windows_* crates print on every target), never in
+    OUT_DIR. An ELF link has no use for one, and GNU ld dies on it: a member it pulls in (`-l` of the
+    archive, a `#[link]`, `+whole-archive`) hits an assertion in BFD's relocation code and a SIGSEGV
+    (ld 2.40, with windows_x86_64_gnu's own archive), so a crafted member is memory corruption in a linker
+    that may run unconfined (doctests, below). shim/directives.py also refuses a `rustc-link-lib` of one
+    for a target that is not Windows.
 
 and, whatever its header says, nothing in it makes the linker read, load or run another file
 (shim/elfcheck.py: `.deplibs`, linker options, LTO IR, RPATH/RUNPATH, DT_NEEDED paths, ...). LLVM
@@ -67,6 +74,7 @@ COFF_SECTIONS: Final = frozenset({b".text", *(b".idata$%d" % i for i in range(2,
 COFF_HEADER: Final = 20
 COFF_SECTION_HEADER: Final = 40
 COFF_IMPORT_SIGNATURE: Final = (0x0000, 0xFFFF)  # IMPORT_OBJECT_HEADER's Sig1, Sig2
+NO_IMPORTS: Final = "a Windows import object, which only a Windows target links (GNU ld crashes on one elsewhere)"
 MAX_MEMBERS: Final = 1 << 20  # more than any real archive; bounds the walk over a crafted one
 ELF_HEAD: Final = 64  # an ELF64 header; an ELF32 one (52 bytes) is followed by more of the file
 
@@ -98,6 +106,7 @@ ARCHES: Final[tuple[tuple[str, Identity], ...]] = (
     (r"sparc64|sparcv9", (_64, _BE, 43)),
 )
 NON_ELF_SYSTEMS: Final = re.compile(r"apple|darwin|ios|tvos|watchos|visionos|windows|uefi|wasm|wasi")
+WINDOWS_SYSTEMS: Final = re.compile(r"-windows(-|$)")  # x86_64-pc-windows-gnu, aarch64-uwp-windows-msvc, ...
 ILP32_ABIS: Final = re.compile(r"-gnux32$|_ilp32$")  # 32-bit ELF on a 64-bit architecture
 
 
@@ -126,6 +135,12 @@ def elf_identity(target: str = "") -> Identity:
         return NOT_ELF
     ident = next((ident for pattern, ident in ARCHES if re.fullmatch(pattern, arch)), NOT_ELF)
     return (_32, ident[1], ident[2]) if ident != NOT_ELF and ILP32_ABIS.search(target) else ident
+
+
+def windows_target(target: str) -> bool:
+    """Whether `target` (cargo's TARGET; "" for the host, which is no Windows: cratecage runs on Linux) links
+    Windows COFF objects, where an archive of import objects is a library."""
+    return WINDOWS_SYSTEMS.search(target) is not None
 
 
 def _elf_problem(read: Reader, size: int, types: tuple[int, ...], ident: Identity) -> str:
@@ -185,7 +200,7 @@ def _reader(fd: int, base: int, size: int) -> Reader:
     return read
 
 
-def _archive_problem(fd: int, size: int, ident: Identity) -> str:
+def _archive_problem(fd: int, size: int, ident: Identity, imports: bool) -> str:
     """Walk the members of an `!<arch>` archive whose magic has been read."""
     pos = len(AR_MAGIC)
     # Readers take a symbol table only as the first member and the GNU name table (`//`) only right after it
@@ -217,6 +232,8 @@ def _archive_problem(fd: int, size: int, ident: Identity) -> str:
                 return ("an archive with an LLVM bitcode member (its metadata can name libraries and options "
                         "for the linker)")
             coff = None if read(0, 4) == ELF_MAGIC else _coff_problem(read, length - skip)
+            if coff == "" and not imports:
+                coff = NO_IMPORTS
             problem = coff if coff is not None else _elf_problem(read, length - skip, (ET_REL,), ident)
             if problem:
                 problem = problem.replace("not an ", "no ", 1)
@@ -225,11 +242,14 @@ def _archive_problem(fd: int, size: int, ident: Identity) -> str:
     return "an archive with too many members"
 
 
-def problem(path: str, target: str = "") -> str:
+def problem(path: str, target: str = "", *, imports: bool | None = None) -> str:
     """"" when the file at `path` is a linker input of `target`'s format (cargo's TARGET triple; the
     host's when empty) with nothing in it that makes the linker read another file (see the module
-    docstring), else what it is instead, e.g. "not an archive, object or shared object (text ...)". A
+    docstring), else what it is instead, e.g. "not an archive, object or shared object (text ...)".
+    `imports`: whether archives of Windows import objects pass (default: for a Windows target only). A
     FIFO or device is never opened: stat first, then open non-blocking and check the opened file again."""
+    if imports is None:
+        imports = windows_target(target)
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return "not a regular file"
@@ -243,7 +263,7 @@ def problem(path: str, target: str = "") -> str:
         ident = elf_identity(target)
         head = os.pread(fd, ELF_HEAD, 0)
         if head.startswith(AR_MAGIC):
-            return _archive_problem(fd, st.st_size, ident)
+            return _archive_problem(fd, st.st_size, ident, imports)
         if head.startswith(THIN_MAGIC):
             return "a thin archive (its members are paths the linker would read)"
         if head.startswith(BITCODE_MAGICS):

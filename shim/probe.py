@@ -10,7 +10,8 @@ comparing with the environment *cargo* gave the guest (ctx.env), never with the 
 `run_probe` runs `[ctx.rustc, *allowed args]` itself:
   - every flag is checked against `ALLOWED` (data, one row per flag) or copied verbatim from the owner's
     CARGO_ENCODED_RUSTFLAGS; `DENIED` and `CODEGEN_DENIED` say why the rest are refused (ProbeDenied);
-  - the input is stdin or one file under the package or OUT_DIR; outputs (`--out-dir`, `-o`) may only name
+  - the input is stdin or one file under the package (never in a cargo target directory there) or OUT_DIR,
+    by its real path; outputs (`--out-dir`, `-o`) may only name
     places the guest could write itself, and are replaced by a throwaway directory; `-o -` (the output on
     stdout) stays, and that stdout is discarded like every compile's: it never comes back, and a query
     (whose stdout does) may not be combined with it;
@@ -18,12 +19,13 @@ comparing with the environment *cargo* gave the guest (ctx.env), never with the 
     (`directives = ["rustc-link-lib=NAME"]`) or a plain system library, every file of that name in the
     linker's default directories root's (shim.syslibs; the probe gets no `-L`, so nothing else is
     searched). No modifiers, no `:RENAME`, no path;
-  - a probe links only an executable (never a dynamic library), and only where Landlock confines the link:
-    then rustc and everything it starts may execute the toolchain and the system's linker (cc, ld, gcc's
-    passes: shim.confined_grants.linker_exec), read those, the system library directories and the one
-    input file, never the rest of the package or OUT_DIR (where a build script or the package could leave
-    an object that wakes the linker's LTO plugin, or a library a `+verbatim` `#[link]` reaches by `..`),
-    and write only the throwaway directory;
+  - a probe links only an executable (its command line names no dynamic library; a `#![crate_type]` in
+    the source of one that names no type is rustc's to honour, and links the same confined way), and only
+    where Landlock confines the link: then rustc and everything it starts may execute the toolchain and
+    the system's linker (cc, ld, gcc's passes: shim.confined_grants.linker_exec), read those, the system
+    library directories and the one input file, never the rest of the package or OUT_DIR (where a build
+    script or the package could leave an object that wakes the linker's LTO plugin, or a library a
+    `+verbatim` `#[link]` reaches by `..`), and write only the throwaway directory;
   - the environment is fixed and scrubbed, the cwd is the throwaway directory (under the run's host-only
     scratch dir, ctx.host_scratch), there is a time limit (TIMEOUT_S, or the run's deadline if sooner)
     after which its process group is killed, and the run's end sweeps it like any child (shim.reaper);
@@ -362,10 +364,18 @@ def _check_output(ctx: RunContext, req: abi.SpawnRequest, flag: str, value: str,
 
 
 def _input_path(ctx: RunContext, req: abi.SpawnRequest, word: str) -> str:
+    """The input file's real path: in the package or OUT_DIR, and, unless in OUT_DIR, outside every cargo
+    target directory of the package (other crates' build state, which the probe's read set leaves out: a
+    linking probe reads its input by this path, so a link planted in OUT_DIR must not lead there)."""
+    from shim import fsview
+
     path = os.path.realpath(os.path.join(_guest_cwd(ctx, req), word))
     if not any(_inside(path, root) for root in (ctx.package_dir, ctx.out_dir) if root):
         raise ProbeDenied(word, "a probe compiles only stdin or a file in the package or OUT_DIR",
                           "pass the probe's source on stdin (`-`)")
+    if not (ctx.out_dir and _inside(path, ctx.out_dir)) and any(_inside(path, h) for h in fsview.hidden_dirs(ctx)):
+        raise ProbeDenied(word, "a probe never compiles a file in a cargo target directory (other crates' build "
+                                "state)", "pass the probe's source on stdin (`-`)")
     return path
 
 

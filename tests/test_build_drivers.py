@@ -10,7 +10,8 @@ git is not denied by that default: it gets the normal refusal and its entry, or 
 On a copy of fixtures/path-attacks (its cases: see tests/test_path_attacks.py): what a granted `sh` may not
 do, each with its twin: run a binary the script wrote (OUT_DIR, the temp dir), run a program outside the
 system's tool directories until `may-run` names it, read a file outside the grants, connect anywhere
-without a route.
+without a route; and nothing the tools it starts do instead (python3, perl, git, xargs, env, tee, bash, strace)
+reads, writes, traces or outlives more, nor does `git config --global` reach the user's ~/.gitconfig.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import FIXTURES, Cargo, CargoRun, own_lines
@@ -192,3 +194,46 @@ def test_what_a_granted_sh_starts_connects_only_to_granted_routes(selected_cargo
         routed = build_cases(selected_cargo, arena, grants(
             SH, f'network-access = {{ action = "permit", routes = ["127.0.0.1:{port}"] }}'), [connect])
         assert 'out="connected"' in outcomes(routed, arena)[connect]
+
+
+def sh(command: str) -> str:
+    """A case that runs `command` with the granted sh (spaces encoded for the fixture's word splitting)."""
+    return "spawn sh - -c " + command.replace(" ", "%20")
+
+
+# Every route a build driver's tools offer out of the grants (red team, issue 11): each reads the secret,
+# writes beside the workspace, changes the user's git config, outlives the build or traces a process outside
+# its confinement; none may. They all run under the driver's one confinement, whatever program does it.
+TRAMPOLINES = [  # (the tool it needs, the case)
+    (PYTHON, sh(f"{PYTHON} -c 'print(open(\"{{ws}}/../secret.txt\").read())'")),
+    ("perl", sh("perl -e 'open(F,\"<\",\"{ws}/../secret.txt\")||die(\"no:$!\");print(<F>)'")),
+    ("git", sh("git diff --no-index /dev/null {ws}/../secret.txt")),
+    ("xargs", sh("echo {ws}/../secret.txt | xargs cat")),
+    ("env", sh("env cat {ws}/../secret.txt")),
+    ("tee", sh("echo x | tee {ws}/../tee.txt")),
+    ("bash", sh("bash -c 'echo x > {ws}/../written.txt'")),
+    ("strace", sh("strace -f -e trace=none -p 1")),
+    ("cat", sh("cat /proc/1/environ")),
+]
+
+
+def test_a_granted_sh_and_every_tool_it_starts_stay_inside_the_grants(selected_cargo: Cargo, arena: Path) -> None:
+    home_config = Path(os.path.expanduser("~/.gitconfig"))
+    before = home_config.read_bytes() if home_config.exists() else None
+    token = str(90000 + secrets.randbelow(9999))  # the sleeper's argument: found again only if it survived
+    global_config = sh("git config --global user.name red11 && cat $HOME/.gitconfig")
+    daemon = sh(f"setsid nohup sleep {token} >/dev/null 2>&1 & echo started")
+    twin = sh(f"{PYTHON} -c 'print(open(\"{{ws}}/data/d.txt\").read())'")
+    tools = [case for tool, case in TRAMPOLINES if shutil.which(tool)]
+    run = build_cases(selected_cargo, arena, grants(SH, DATA), [*tools, global_config, daemon, twin])
+    got = outcomes(run, arena)
+    assert "harmless secret" not in run.proc.stderr + run.proc.stdout
+    for case in tools:
+        assert got[case].startswith("ok exit status: ") and not got[case].startswith("ok exit status: 0 "), (case, got)
+    assert not (arena.parent / "tee.txt").exists() and not (arena.parent / "written.txt").exists()
+    # git's --global is the run's temp dir (HOME), never the user's
+    assert got[global_config].startswith('ok exit status: 0 out="[user]')
+    assert (home_config.read_bytes() if home_config.exists() else None) == before
+    assert got[daemon] == 'ok exit status: 0 out="started" err=""'
+    assert not [p for p in psutil.process_iter(["cmdline"]) if token in (p.info["cmdline"] or [])]
+    assert got[twin] == 'ok exit status: 0 out="granted data" err=""'

@@ -114,10 +114,10 @@ def nothing_granted(key: str, target: str) -> bool:
 
 def run(stdout: str | bytes, out_dir: str = OUT, grant: directives.GrantCheck = nothing_granted,
         env_visible: directives.EnvCheck = directives._no_env, package_dir: str = "", hidden: tuple[str, ...] = (),
-        system_dirs: tuple[str, ...] = ()) -> tuple[list[str], list[tuple[str, str]]]:
+        system_dirs: tuple[str, ...] = (), target: str = "") -> tuple[list[str], list[tuple[str, str]]]:
     """The filter; the linker's default directories are `system_dirs` (none: no system library is found)."""
     kept, denied = filter(stdout, out_dir=out_dir, grant_allows_directive=grant, env_visible=env_visible,
-                          package_dir=package_dir, hidden=hidden, system_dirs=system_dirs)
+                          package_dir=package_dir, hidden=hidden, system_dirs=system_dirs, target=target)
     return kept, [(d.raw, reason) for d, reason in denied]
 
 
@@ -476,6 +476,65 @@ def test_a_package_search_path_whose_files_would_steer_the_linker_is_refused(tmp
     kept, [(line, why)] = run(f"cargo:rustc-link-search=native={package}/lib\n", out_dir=str(out),
                               package_dir=str(package))
     assert kept == [] and "libc.so" in why and "linker script" in why
+
+
+def test_a_library_file_in_the_package_that_links_out_of_it_is_refused(tmp_path: Path) -> None:
+    """A package (a git or path dependency) may ship `lib/libx.a -> elsewhere`: the bytes checked now are then
+    a file outside the package (another crate's OUT_DIR, rewritten before the link), as a linked lib/ would be."""
+    package, out = package_with_lib(tmp_path)
+    sibling = out.parent.parent / "other-crate-5678" / "out"
+    sibling.mkdir(parents=True)
+    (sibling / "libother.a").write_bytes(b"!<arch>\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "libaway.a").write_bytes(b"!<arch>\n")
+    search = f"cargo:rustc-link-search=native={package}/lib\n"
+    for name, target in (("libother.a", sibling / "libother.a"), ("libaway.a", elsewhere / "libaway.a")):
+        (package / "lib" / name).symlink_to(target)
+        kept, [(_, why)] = run(search, out_dir=str(out), package_dir=str(package), hidden=(str(package / "target"),))
+        assert kept == [] and f"{name} there, which is a symbolic link out of the package" in why
+        (package / "lib" / name).unlink()
+    # The twin: a link that stays in the package (a versioned name) passes.
+    (package / "lib" / "libversioned.a").symlink_to("libshipped.a")
+    assert run(search, out_dir=str(out), package_dir=str(package), hidden=(str(package / "target"),))[1] == []
+
+
+def windows_imports(path: Path) -> None:
+    """An archive of one Windows import object, as windows_x86_64_gnu ships them (tests/test_linkinput.py)."""
+    from test_linkinput import _archive, coff_object
+
+    path.write_bytes(_archive(("m.o/", coff_object(b".text", b".idata$5"))))
+
+
+@pytest.mark.parametrize("target, passes", [("x86_64-unknown-linux-gnu", False), ("", False),
+                                            ("x86_64-pc-windows-gnu", True)])
+def test_windows_import_archives_in_out_dir_pass_only_for_a_windows_target(tmp_path: Path, target: str,
+                                                                           passes: bool) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    windows_imports(out / "libimp.a")
+    lines = [f"cargo:rustc-link-search=native={out}", "cargo:rustc-link-lib=static=imp"]
+    kept, denied = run("\n".join(lines) + "\n", out_dir=str(out), target=target)
+    if passes:
+        assert (kept, denied) == (lines, [])
+    else:
+        assert kept == [] and "which is an archive with a member that is a Windows import object" in denied[0][1]
+
+
+@pytest.mark.parametrize("target, passes", [("x86_64-unknown-linux-gnu", False), ("x86_64-pc-windows-msvc", True)])
+def test_a_packages_windows_import_archive_is_on_the_search_path_but_linked_only_for_windows(
+        tmp_path: Path, target: str, passes: bool) -> None:
+    """windows_x86_64_gnu prints its lib/ on every target (it passes); `-l` of its archive elsewhere than on
+    Windows would make GNU ld crash, and is refused."""
+    package, out = package_with_lib(tmp_path)
+    windows_imports(package / "lib" / "libwindows.0.52.0.a")
+    search, lib = f"cargo:rustc-link-search=native={package}/lib", "cargo:rustc-link-lib=windows.0.52.0"
+    kept, denied = run(f"{search}\n{lib}\n", out_dir=str(out), package_dir=str(package), target=target)
+    if passes:
+        assert (kept, denied) == ([search, lib], [])
+    else:
+        assert kept == [search] and denied == [(lib, "libwindows.0.52.0.a holds a Windows import object, which only "
+                                                     "a Windows target links (GNU ld crashes on one elsewhere)")]
 
 
 # --- plain system libraries ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Search paths and libraries a build script points at that must stay refused now that its own package
 directory and the system's libraries pass (fixtures/hostile-pkgdirs, one package per case, no policy):
 a package's lib/ reached through a link it ships, another package's directory, a system library's name that
-a linker script in OUT_DIR would answer, and a probe's `-l` of a path. Each fails with its `cratecage:` line;
+a linker script in OUT_DIR would answer, a probe's `-l` of a path, a library file that is a link out of the
+package, and an archive of Windows import objects in OUT_DIR for a Linux target (GNU ld crashes on one). Each fails with its `cratecage:` line;
 the twin, a search path into the package's own lib/, builds."""
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def test_a_search_path_into_the_packages_own_lib_builds(selected_cargo: Cargo, t
     ("other-pkg", "cargo:rustc-link-search=native=", "search path outside OUT_DIR and the package's own directory"),
     ("shadow", "cargo:rustc-link-lib=z", "a search path the script printed ("),
     ("probe-path", "rustc-probe denied: -l static:+verbatim=/etc/hostname", "a probe names a library plainly"),
+    ("file-link", "cargo:rustc-link-search=native=", "libfilelink.a there, which is a symbolic link out of the package"),
+    ("coff-out", "cargo:rustc-link-search=native=", "a member that is a Windows import object, which only a Windows "
+                                                    "target links"),
 ])
 def test_what_points_elsewhere_is_refused(selected_cargo: Cargo, target: Path, package: str, denied: str,
                                           why: str) -> None:

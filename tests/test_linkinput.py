@@ -258,6 +258,9 @@ def test_the_directive_filter_judges_libraries_for_cargos_target(tmp_path: Path)
 
 # --- Windows import libraries (the windows_* crates ship them in their package's lib/) ----------------------
 
+WINDOWS = "x86_64-pc-windows-gnu"
+
+
 def coff_object(*sections: bytes, machine: int = 0x8664, optional: int = 0) -> bytes:
     """A COFF object with these sections, 4 bytes of raw data each, no symbols (what an import thunk is made of)."""
     import struct
@@ -281,10 +284,24 @@ def import_record(machine: int = 0x8664, version: int = 0, names: bytes = b"Abor
     [coff_object(b".idata$2", b".idata$3", machine=0xAA64), import_record(0xAA64)],  # llvm-dlltool's (gnullvm)
     [coff_object(b".text", b".idata$7", machine=0x014C)],  # windows_i686_gnu's
 ])
-def test_an_archive_of_windows_import_objects_passes(tmp_path: Path, members: list[bytes]) -> None:
+def test_an_archive_of_windows_import_objects_passes_where_it_can_mean_something(tmp_path: Path,
+                                                                                  members: list[bytes]) -> None:
     (tmp_path / "libwindows.0.52.0.a").write_bytes(_archive(("/", b"\0\0\0\0"),
                                                            *((f"m{i}.o/", m) for i, m in enumerate(members))))
-    assert linkinput.problem(str(tmp_path / "libwindows.0.52.0.a")) == ""
+    path = str(tmp_path / "libwindows.0.52.0.a")
+    assert linkinput.problem(path, "x86_64-pc-windows-gnu") == ""
+    assert linkinput.problem(path, imports=True) == ""  # a package's own lib/ (shim.directives decides)
+
+
+@pytest.mark.parametrize("target", ["", "x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "wasm32-wasip1"])
+def test_an_archive_of_windows_import_objects_is_no_library_of_another_target(tmp_path: Path, target: str) -> None:
+    """GNU ld crashes on an import object it pulls into an ELF link (a BFD assertion, then SIGSEGV): only a
+    Windows target links one, so elsewhere it is refused unless the caller says it is shipped."""
+    (tmp_path / "libimp.a").write_bytes(_archive(("m.o/", coff_object(b".text", b".idata$5")),
+                                                 ("r.o/", import_record())))
+    problem = linkinput.problem(str(tmp_path / "libimp.a"), target)
+    assert problem.startswith("an archive with a member that is a Windows import object"), problem
+    assert linkinput.windows_target("aarch64-pc-windows-msvc") and not linkinput.windows_target(target)
 
 
 @pytest.mark.parametrize("member, what", [
@@ -301,10 +318,10 @@ def test_an_archive_of_windows_import_objects_passes(tmp_path: Path, members: li
 def test_a_windows_member_with_anything_more_is_refused(tmp_path: Path, member: bytes, what: str) -> None:
     good = coff_object(b".text", b".idata$5")
     (tmp_path / "libwindows.a").write_bytes(_archive(("good.o/", good), ("evil.o/", member)))
-    problem = linkinput.problem(str(tmp_path / "libwindows.a"))
+    problem = linkinput.problem(str(tmp_path / "libwindows.a"), WINDOWS)
     assert problem.startswith("an archive with a member that is") and what in problem, problem
     (tmp_path / "libwindows.a").write_bytes(_archive(("good.o/", good), ("good2.o/", good)))  # the twin
-    assert linkinput.problem(str(tmp_path / "libwindows.a")) == ""
+    assert linkinput.problem(str(tmp_path / "libwindows.a"), WINDOWS) == ""
 
 
 def test_a_windows_object_alone_is_no_library(tmp_path: Path) -> None:

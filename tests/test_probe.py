@@ -205,7 +205,39 @@ def test_an_input_reached_through_dotdot_or_a_symlink_is_resolved(ctx: RunContex
     assert denied(ctx, "--crate-type=lib", "--emit=metadata", "link.rs").target == "link.rs"
 
 
+@needs_landlock
+def test_an_input_in_a_target_directory_of_the_package_is_refused_however_it_is_reached(ctx: RunContext) -> None:
+    """Other crates' build state: a linking probe reads its input by its real path, so neither the path nor a
+    link the script planted in OUT_DIR may lead there (the probe's read set leaves target directories out)."""
+    target = Path(ctx.package_dir, "target")
+    generated = target / "debug" / "build" / "other-0123" / "out" / "gen.rs"
+    generated.parent.mkdir(parents=True)
+    (target / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+    generated.write_text("fn main() {}\n")
+    Path(ctx.out_dir, "probe.rs").symlink_to(generated)
+    for word in ("target/debug/build/other-0123/out/gen.rs", f"{ctx.out_dir}/probe.rs"):
+        assert "cargo target directory" in denied(ctx, "--crate-type=bin", word).reason
+    Path(ctx.package_dir, "src", "probe", "main.rs").write_text("fn main() {}\n")  # the twin, in the package
+    assert rustc(ctx, "--crate-type=bin", "src/probe/main.rs", "--out-dir", ctx.out_dir).exit_code == 0
+
+
 # -- the include_bytes! bit leak -----------------------------------------------------------------------------
+
+def test_a_probe_sees_no_variable_of_the_script_the_request_or_the_host(tmp_path: Path, compiler: toolchain.Compiler,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`env!`/`option_env!` at compile time would put a token's bits in the exit status: the probe's
+    environment is fixed (probe_env), whatever the script had, asked for or the host holds."""
+    ctx = make_ctx(tmp_path, compiler, RED11_TOKEN="1")
+    ctx.host_env["RED11_TOKEN"] = "1"
+    monkeypatch.setenv("RED11_TOKEN", "1")
+    req = abi.SpawnRequest(program=ctx.env["RUSTC"], args=["--crate-type=lib", "--emit=metadata", "-"],
+                           env_ops=[("set", "RED11_TOKEN", "1")])
+    for source, status in (('const _: () = assert!(option_env!("RED11_TOKEN").is_none());', 0),
+                           ('const _: &str = env!("RED11_TOKEN");', 1),
+                           ('const _: () = assert!(option_env!("PATH").is_some());', 0)):  # the twin
+        assert probe.run_probe(ctx, req, source.encode()).exit_code == status, source
+
+
 
 def bit_probe(path: Path) -> str:
     return (f'const S: &[u8] = include_bytes!("{path}");\n'
