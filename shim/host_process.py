@@ -213,6 +213,11 @@ class ProcessTable:
             if refused.expected:  # an explicit deny: "not found" to the script, the audit log for the owner
                 self.ctx.deny("process-spawn", refused.target, refused.reason, expected=True)
                 raise HostCallError(abi.E_NOT_FOUND, f"cratecage: {refused.target}: {refused.reason}") from None
+            first = host_spawn.fallback_after_refusal(self.ctx, refused.target) if refused.program_denial else None
+            if first is not None:  # pkgconf after pkg-config: granting pkg-config is the fix, said once
+                denial = self.ctx.deny("process-spawn", refused.target, f"{refused.reason} (the crate's fallback "
+                                       f"after {first} was refused: grant {first})", fatal=False)
+                raise HostCallError(abi.E_DENIED, denial.render(self.ctx.crate, self.ctx.version)) from None
             fix = host_spawn.suggest(self.ctx, refused.target) if refused.program_denial else ""
             denial = self.ctx.deny("process-spawn", refused.target, refused.reason, fix)
             raise HostCallError(abi.E_DENIED, denial.render(self.ctx.crate, self.ctx.version)) from None

@@ -79,6 +79,20 @@ class SpawnRefused(Exception):
         self.expected = expected  # an explicit deny named it: "not found" to the script, no failure
 
 
+# Programs a crate tries only after another was refused, as its fallback for the same job: the pkg-config
+# crate runs `pkgconf` when `pkg-config` failed to start. A refusal of the fallback after the first one was
+# refused in the same run is its consequence: reported without an entry, since granting the first is the fix
+# (suggesting `pkgconf` would grant a program the crate never needed).
+FALLBACK_OF: Final = {"pkgconf": "pkg-config"}
+
+
+def fallback_after_refusal(ctx: RunContext, program: str) -> str | None:
+    """The program whose refusal in this run made the crate try `program`, if it is such a fallback."""
+    first = FALLBACK_OF.get(os.path.basename(program))
+    refused = {d.target for d in ctx.denials if d.capability == "process-spawn" and not d.expected}
+    return first if first is not None and first in refused else None
+
+
 # -- what may run ---------------------------------------------------------------------------------------
 
 def host_path(ctx: RunContext) -> str:
