@@ -274,12 +274,7 @@ def rustup_toolchain_files(cwd: str) -> list[str]:
 
 def _interpreter(program: str) -> list[str]:
     """A `#!` script's interpreter (a linker wrapper script), so the script can run; else nothing."""
-    try:
-        with open(program, "rb") as fh:
-            head = fh.read(256)
-    except OSError:
-        return []
-    if not head.startswith(b"#!"):
-        return []
-    words = head[2:].split(b"\n", 1)[0].split()
-    return [os.path.realpath(os.fsdecode(words[0]))] if words else []
+    from shim.files import shebang
+
+    words = shebang(program)
+    return [os.path.realpath(words[0])] if words else []

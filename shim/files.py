@@ -34,3 +34,16 @@ def append_line(path: str | os.PathLike[str], line: str) -> None:
         os.write(fd, (line + "\n").encode())
     finally:
         os.close(fd)
+
+
+def shebang(program: str) -> list[str]:
+    """The words of a `#!` line (interpreter first, as the kernel reads it: at most 256 bytes); [] for a
+    binary, a file that cannot be read, or an empty line."""
+    try:
+        with open(program, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return []
+    if not head.startswith(b"#!"):
+        return []
+    return [os.fsdecode(w) for w in head[2:].split(b"\n", 1)[0].split()]

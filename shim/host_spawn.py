@@ -327,14 +327,9 @@ def script_interpreters(program: str, path: str) -> list[str]:
     """The real paths of what the kernel runs for a `#!` script: the interpreter it names and, for
     `#!/usr/bin/env NAME`, NAME as env finds it on the host's PATH; [] for a binary or a name that does
     not exist."""
-    try:
-        with open(program, "rb") as fh:
-            head = fh.read(256)
-    except OSError:
-        return []
-    if not head.startswith(b"#!"):
-        return []
-    words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+    from shim.files import shebang
+
+    words = shebang(program)
     if not words or not os.path.isfile(words[0]):
         return []
     out = [os.path.realpath(words[0])]
