@@ -844,13 +844,10 @@ def resolve_popular(root: Path, env: dict[str, str]) -> dict:
     except BenchError:  # no registry: what the local cache has may still do
         timed_run([env["CARGO"], "generate-lockfile", "--offline"], env, cwd=root)
     timed_run([env["CARGO"], "fetch", "--locked"], env, cwd=root)
-    host = subprocess.run([env["RUSTC"], "-vV"], env=env, capture_output=True, text=True).stdout
-    host = next((line.split(":", 1)[1].strip() for line in host.splitlines() if line.startswith("host:")), "")
-    done = subprocess.run([env["CARGO"], "metadata", "--format-version", "1", "--offline", "--locked",
-                           "--filter-platform", host], env=env, cwd=root, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise BenchError(f"cargo metadata failed:\n{done.stderr.strip()[-1500:]}")
-    meta = json.loads(done.stdout)
+    try:
+        meta = bench_compat.host_metadata(root, env)
+    except RuntimeError as err:
+        raise BenchError(str(err)) from None
     built = {node["id"] for node in meta["resolve"]["nodes"]}
     packages = [p for p in meta["packages"] if p["id"] in built and p["name"] != "popular"]
 

@@ -88,15 +88,20 @@ class Build:
     stderr: str
 
 
-def corpus_packages(ws: Path, env: dict[str, str]) -> dict[str, Package]:
-    """Every package cargo builds for the host, by id, from `cargo metadata` (offline, locked)."""
+def host_metadata(ws: Path, env: dict[str, str]) -> dict:
+    """`cargo metadata` of the workspace (offline, locked) for the host: what cargo builds there."""
     host = subprocess.run([env["RUSTC"], "-vV"], env=env, capture_output=True, text=True).stdout
     host = next((line.split(":", 1)[1].strip() for line in host.splitlines() if line.startswith("host:")), "")
     done = subprocess.run([env["CARGO"], "metadata", "--format-version", "1", "--offline", "--locked",
                            "--filter-platform", host], env=env, cwd=ws, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"cargo metadata failed:\n{done.stderr.strip()[-1500:]}")
-    meta = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def corpus_packages(ws: Path, env: dict[str, str]) -> dict[str, Package]:
+    """Every package cargo builds for the host, by id."""
+    meta = host_metadata(ws, env)
     nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
     out = {}
     for p in meta["packages"]:
@@ -495,7 +500,7 @@ def print_compat(r: CompatResult) -> None:
             print(f"      {mode}: {cause.cls}{' (' + cause.detail + ')' if cause.detail else ''}"
                   f"{': ' + cause.entry if cause.entry else ''}")
             if cause.line:
-                print(f"        {cause.line[:400]}")
+                print(f"        {cause.line[:500]}")
     print(f"\n  {'class':<20}" + "".join(f"{m:>9}" for m in MODES))
     counts = {m: r.count(m) for m in MODES}
     for cls in ("built", *CLASSES):
@@ -509,6 +514,10 @@ def print_compat(r: CompatResult) -> None:
     print("\n  time (clean, --keep-going): " + "   ".join(
         f"{m} {b.seconds:.1f} s" + (f" (x{b.seconds / native:.2f})" if m != "native" else "")
         for m, b in r.builds.items()))
+    short = {m: len(r.rows) - counts[m]["built"] for m in WRAPPED if len(r.rows) > counts[m]["built"]}
+    if short:
+        print("  (a wrapped build leaves out what failed and what that blocked: "
+              + ", ".join(f"{n} crates with build scripts {m}" for m, n in short.items()) + ")")
     for mode in WRAPPED:
         mismatched = r.mismatches.get(mode, {})
         both = sum(1 for pid in r.rows if pid in r.builds["native"].out_dirs and pid in r.builds[mode].out_dirs)
