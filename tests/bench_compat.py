@@ -3,9 +3,9 @@ through cratecage, and why the others do not.
 
 `fixtures/compat-corpus` is a library depending on popular crates (84 packages of its graph have build
 scripts) whose build scripts probe the compiler, generate code from build-dependencies (replayed for wasm),
-run a C compiler, pkg-config, `sh configure`, cmake or python, or print link lines; its Cargo.lock pins them. It is built three times,
-each from an empty target directory with `cargo build --keep-going` (a failure stops only what depends on
-it), in one run so the times compare:
+run a C compiler, pkg-config, `sh configure`, cmake or python, or print link lines; its Cargo.lock pins
+them. It is built three times, each from an empty target directory with `cargo build --keep-going` (a
+failure stops only what depends on it), in one run so the times compare:
 
     native  plain cargo, no wrapper: the reference (a crate failing here is not cratecage's concern)
     empty   through cratecage with an empty policy (`CRATECAGE_POLICY` names an empty file; the curated
