@@ -5,7 +5,9 @@
 #   make demo    build fixtures/crates-io through the wrapper, build scripts sandboxed, and summarise
 #   make test    the whole test suite (.ci/run runs exactly this), on both of cargo's build-dir layouts;
 #                installs rustup toolchains 1.99.1 (first-use tests) and the new-layout nightly
-#   make bench   pass-through overhead and a 50-crate clean build, wrapped vs plain
+#   make bench   pass-through overhead and a 50-crate clean build, wrapped vs plain; the compatibility corpus
+#                (fixtures/compat-corpus) natively, with an empty policy and with grants
+#                (BENCH_ARGS="--only compat" for that section alone)
 
 PYTHON ?= python3
 VENV := .venv
@@ -18,7 +20,7 @@ NEW_LAYOUT_TOOLCHAIN := $(shell sed -n 's/^NEW_LAYOUT_TOOLCHAIN = "\(.*\)"$$/\1/
 # The selected toolchain's PATH/RUSTC/RUSTDOC/CARGO, for recipes that run cargo.
 TOOLCHAIN_ENV = eval "$$($(CRATECAGE) toolchain env)"
 
-.PHONY: setup venv toolchain debian-rust c-tools fresh-toolchain new-layout-toolchain demo test bench clean
+.PHONY: setup venv toolchain debian-rust c-tools bench-tools fresh-toolchain new-layout-toolchain demo test bench clean
 
 setup: venv toolchain
 
@@ -82,7 +84,16 @@ new-layout-toolchain:
 test: setup c-tools fresh-toolchain new-layout-toolchain
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
-bench: setup c-tools
+# The compatibility corpus of `make bench` links openssl-sys against the system OpenSSL: its headers and
+# .pc file (the other -sys crates there build bundled sources with what c-tools installs).
+BENCH_PACKAGES := libssl-dev
+bench-tools: c-tools
+	@pkg-config --exists openssl || { \
+	  command -v apt-get >/dev/null || { echo "cratecage: the compatibility bench needs OpenSSL's development files (libssl-dev): install them" >&2; exit 1; }; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(BENCH_PACKAGES); }
+
+bench: setup bench-tools
 	$(VENV)/bin/python tests/bench.py $(BENCH_ARGS)
 
 clean:

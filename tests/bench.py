@@ -32,6 +32,11 @@ toolchain, the compiler check), so that no first round pays for it. Then:
      version), plain vs wrapped, alternating rounds from empty target directories. The lockfile is
      generated (and the crates fetched) once, outside the timing. A failing build prints the crate and
      cratecage's message; the other measurements still run.
+  6. compatibility (tests/bench_compat.py): fixtures/compat-corpus, ~80 popular crates with build scripts
+     (pinned by its Cargo.lock), built clean with `--keep-going` natively, through cratecage with an empty
+     policy, and with the fixture's smallest grants; per crate built/failed in each mode and the cause
+     class of each failure, counts per class, the time ratios, and the build-script outputs (cfgs, link
+     lines, env) compared native vs wrapped. `--compat-crate NAME` builds only NAME and its dependencies.
 
 A no-op rebuild is not measured: cargo makes no rustc calls when everything is fresh, so the wrapper never
 runs and the comparison would measure nothing. Targets (from the issue): median pass-through overhead
@@ -62,6 +67,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import bench_compat  # noqa: E402  (tests/, on sys.path as the script's directory)
 from shim import toolchain  # noqa: E402  (needs ROOT on sys.path)
 from shim.capable import cache_root  # noqa: E402
 from shim.errors import CratecageError  # noqa: E402
@@ -838,13 +844,10 @@ def resolve_popular(root: Path, env: dict[str, str]) -> dict:
     except BenchError:  # no registry: what the local cache has may still do
         timed_run([env["CARGO"], "generate-lockfile", "--offline"], env, cwd=root)
     timed_run([env["CARGO"], "fetch", "--locked"], env, cwd=root)
-    host = subprocess.run([env["RUSTC"], "-vV"], env=env, capture_output=True, text=True).stdout
-    host = next((line.split(":", 1)[1].strip() for line in host.splitlines() if line.startswith("host:")), "")
-    done = subprocess.run([env["CARGO"], "metadata", "--format-version", "1", "--offline", "--locked",
-                           "--filter-platform", host], env=env, cwd=root, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise BenchError(f"cargo metadata failed:\n{done.stderr.strip()[-1500:]}")
-    meta = json.loads(done.stdout)
+    try:
+        meta = bench_compat.host_metadata(root, env)
+    except RuntimeError as err:
+        raise BenchError(str(err)) from None
     built = {node["id"] for node in meta["resolve"]["nodes"]}
     packages = [p for p in meta["packages"] if p["id"] in built and p["name"] != "popular"]
 
@@ -1031,6 +1034,7 @@ class Results:
     popular: Comparison | None = None
     popular_info: dict | None = None
     confined: list[Comparison] | None = None
+    compat: bench_compat.CompatResult | None = None
     failures: dict[str, str] = field(default_factory=dict)
 
 
@@ -1118,6 +1122,14 @@ def report(r: Results) -> dict:
         if r.popular.plain:
             ratio = r.popular.summary()["ratio_of_medians"]
             lines.append(f"  ----  popular-crates clean build ratio {ratio:.3f} (no target)")
+    if r.compat is not None:
+        bench_compat.print_compat(r.compat)
+        counts = {mode: r.compat.count(mode)["built"] for mode in bench_compat.MODES}
+        seconds = {mode: build.seconds for mode, build in r.compat.builds.items()}
+        lines.append(f"  ----  compatibility: of {len(r.compat.rows)} crates with build scripts, built "
+                     + ", ".join(f"{mode} {n}" for mode, n in counts.items())
+                     + "; time " + ", ".join(f"{m} x{seconds[m] / seconds['native']:.2f}"
+                                             for m in bench_compat.WRAPPED) + " (no target)")
     print()
     for line in lines:
         print(line)
@@ -1148,6 +1160,8 @@ def results_json(args, env, r: Results, checks, edited: list[str]) -> dict:
     if r.popular is not None:
         summary = r.popular.summary() if r.popular.plain else {}
         data["popular_build"] = summary | {"raw": asdict(r.popular), "workspace": r.popular_info}
+    if r.compat is not None:
+        data["compat"] = r.compat.summary()
     data["checks"] = checks
     data["failures"] = r.failures
     data["sources_changed_during_run"] = edited
@@ -1167,7 +1181,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH")
     parser.add_argument("--only", metavar="SECTION", action="append",
                         help="run only this section (repeatable): warm-up, pass-through, confined, 50-crate build, "
-                             "runner, popular crates")
+                             "runner, popular crates, compat")
+    parser.add_argument("--compat-crate", metavar="SPEC", action="append", default=[],
+                        help="compat section: build only this package of the corpus (NAME or NAME@VERSION) and its "
+                             "dependencies (repeatable)")
     args = parser.parse_args(argv)
     args.calls = args.calls or (5 if args.quick else 30)
     args.runs = args.runs or (5 if args.quick else 30)
@@ -1200,6 +1217,12 @@ def run_sections(args, env: dict[str, str]) -> Results:
         if failure is not None:
             r.failures["popular crates"] = str(failure)
 
+    def compat() -> None:
+        try:
+            r.compat = bench_compat.bench_compat(env, WRAPPER, BENCH_DIR / "compat", args.compat_crate, progress)
+        except RuntimeError as err:
+            raise BenchError(str(err)) from None
+
     def warm() -> None:
         progress(f"  one wrapped build of a tiny package: {warm_up(env):.2f} s "
                  "(several seconds when the std facade had to be built)")
@@ -1213,6 +1236,7 @@ def run_sections(args, env: dict[str, str]) -> Results:
         ("runner", "3. runner overhead per build-script run (native vs sandboxed, alternating)", runner),
         ("popular crates", f"4. clean build of {len(POPULAR_DEPS)} popular crates (plain vs wrapped, alternating)",
          popular),
+        ("compat", "6. compatibility corpus: crates with build scripts, native / empty policy / grants", compat),
     ]
     for name, title, section in sections:
         if args.only and name not in args.only:
