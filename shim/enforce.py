@@ -171,6 +171,38 @@ def check_writable(grant: Grant | None, ctx: RunContext, module_cache: str = "")
                     f"({directory}), which a build script must never write: what it changed there would run "
                     "natively next, outside every sandbox",
                     hint=f"grant a directory that does not hold {directory}, e.g. one beside it")
+        profile = next((p for p in (path, real) for p in [_cargo_output_at(p, hidden)] if p), None)
+        if profile is not None:
+            raise CratecageError(
+                f"build script of {ctx.crate} {ctx.version}: the writable grant {path} lies in cargo's build "
+                f"output ({profile}): other crates' libraries, build-script launchers and binaries there run "
+                "natively next, outside every sandbox",
+                hint="grant a directory of its own instead, beside the profile directories (e.g. target/sqlx)")
+
+
+# What marks a directory of cargo's build output: a profile directory (its build lock, its fingerprints).
+CARGO_OUTPUT_MARKERS = (".cargo-lock", ".cargo-build-lock", ".fingerprint")
+
+
+def _cargo_output_at(path: str, targets: list[str]) -> str | None:
+    """The cargo profile directory `path` lies in or holds one level down (a `<triple>` dir), below one of
+    the `targets` (shim.fsview.hidden_dirs); None where it holds no build output (`target/sqlx`)."""
+    from shim.directives import inside
+
+    top = next((t for t in targets if inside(path, t) and os.path.normpath(path) != os.path.normpath(t)), None)
+    if top is None:
+        return None
+    marked = lambda d: any(os.path.lexists(os.path.join(d, m)) for m in CARGO_OUTPUT_MARKERS)  # noqa: E731
+    here = os.path.normpath(path)
+    while here != os.path.normpath(top) and len(here) > len(top):
+        if marked(here):
+            return here
+        here = os.path.dirname(here)
+    try:
+        children = [os.path.join(path, c) for c in os.listdir(path)][:4096]
+    except OSError:
+        children = []
+    return next((c for c in children if os.path.isdir(c) and marked(c)), None)
 
 
 def env_extra(grant: Grant | None, ctx: RunContext) -> dict[str, str]:

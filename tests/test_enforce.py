@@ -165,5 +165,14 @@ def test_a_writable_grant_never_holds_what_runs_natively_next(ctx: RunContext, t
                                                  permits={"filesystem-access.paths": (str(inner),)})):
             with pytest.raises(CratecageError, match="lies in cratecage's own build state"):
                 enforce.check_writable(ctx.grant, ctx)
+    (target / "x86_64-unknown-linux-gnu" / "debug").mkdir(parents=True)
+    (target / "x86_64-unknown-linux-gnu" / "debug" / ".cargo-lock").write_bytes(b"")
+    for inner, says in ((target / "debug" / "build", "lies in cargo's build output"),  # other crates' launchers
+                        (target / "debug" / "build" / "c-1", "lies in cargo's build output"),
+                        (target / "debug" / ".fingerprint", "lies in cargo's build output"),
+                        (target / "x86_64-unknown-linux-gnu", "holds cargo's target directory")):  # a <triple> dir
+        ctx.grant = writable(inner)
+        with pytest.raises(CratecageError, match=f"the writable grant {inner} {says}"):
+            enforce.check_writable(ctx.grant, ctx)
     ctx.grant = writable(target / "sqlx", tmp_path / "gen", cache.parent / "other-tool")
     enforce.check_writable(ctx.grant, ctx)  # the harmless twins
