@@ -30,7 +30,7 @@ import pytest
 from conftest import FIXTURES, Cargo, CargoRun, own_lines
 from shim import landlock, layout
 from test_path_attacks import build as build_cases
-from test_path_attacks import grants, outcomes
+from test_path_attacks import grants, new_arena, outcomes
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(landlock.abi_version() < 1, reason="granted programs need Landlock")]
@@ -134,13 +134,7 @@ def test_a_members_own_git_gets_the_normal_refusal_and_the_owners_deny_makes_it_
 
 @pytest.fixture(scope="module")
 def arena(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("driver-attacks").resolve()
-    arena = root / "ws"
-    shutil.copytree(FIXTURES / "path-attacks", arena)
-    (root / "secret.txt").write_text(f"harmless secret beside the workspace {secrets.token_hex(8)}\n")
-    (arena / "data").mkdir()
-    (arena / "data" / "d.txt").write_text("granted data\n")
-    (arena / "tools").mkdir()
+    arena = new_arena(tmp_path_factory.mktemp("driver-attacks").resolve())
     shutil.copy2(shutil.which("true") or "/bin/true", arena / "tools" / "mytool")
     return arena
 

@@ -33,16 +33,23 @@ CASE = re.compile(r"warning: ([\w-]+)@0\.1\.0: case (.*?) => (.*)$", re.M)
 MEMBER, PEER = "path-attacks", "path-attacks-peer"
 
 
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("path-attacks").resolve()
+def new_arena(root: Path) -> Path:
+    """fixtures/path-attacks copied to `<root>/ws`, a harmless secret beside it, `data/d.txt` to grant and an
+    empty `tools/` (also test_build_drivers' arena)."""
     ws = root / "ws"
     shutil.copytree(FIXTURES / "path-attacks", ws)
     (root / "secret.txt").write_text(f"harmless secret beside the workspace {secrets.token_hex(8)}\n")
-    (ws / "secret.txt").write_text(f"harmless secret in the workspace {secrets.token_hex(8)}\n")
     (ws / "data").mkdir()
     (ws / "data" / "d.txt").write_text("granted data\n")
     (ws / "tools").mkdir()
+    return ws
+
+
+@pytest.fixture(scope="module")
+def ws(cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One arena per layout: a target dir holding both layouts' units would show two OUT_DIRs."""
+    ws = new_arena(tmp_path_factory.mktemp(f"path-attacks-{cargo.layout}").resolve())
+    (ws / "secret.txt").write_text(f"harmless secret in the workspace {secrets.token_hex(8)}\n")
     return ws
 
 
