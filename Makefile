@@ -29,7 +29,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
-	$(VENV)/bin/python -m shim.launcher $(CRATECAGE)
+	$(VENV)/bin/python -m shim.cli.launcher $(CRATECAGE)
 	touch $@
 
 toolchain: venv

@@ -37,7 +37,7 @@ namespaces above, which is why PREFIX is no word here). A name the rule refuses 
 lets through by accident costs the user's machine.
 
 `LOADER_ENV_PREFIXES`/`LOADER_ENV_NAMES` are the narrower list of what changes how a program *loads*
-code or finds tools; shim.host_spawn strips those from a granted child's environment.
+code or finds tools; shim.host.spawn strips those from a granted child's environment.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ LAYOUTS = ("old-layout", "new-layout")
 @pytest.fixture(scope="session")
 def toolchain_env() -> dict[str, str]:
     """PATH/RUSTC/RUSTDOC/CARGO of the selected wasm-capable toolchain (what `toolchain env` exports)."""
-    from shim import toolchain
+    from shim.toolchain import compiler as toolchain
 
     tc = toolchain.resolve(environ=scrubbed(dict(os.environ)))
     if not tc.ready:
@@ -80,7 +80,7 @@ def toolchain_env() -> dict[str, str]:
 
 def new_layout_env() -> dict[str, str]:
     """PATH/RUSTC/RUSTDOC/CARGO of NEW_LAYOUT_TOOLCHAIN, found through rustup; a missing one fails the run."""
-    from shim import toolchain
+    from shim.toolchain import compiler as toolchain
 
     fix = f"install it: rustup toolchain install {NEW_LAYOUT_TOOLCHAIN} --profile minimal --target wasm32-wasip1"
     environ = scrubbed(dict(os.environ))

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import scrubbed
-from shim import toolchain
+from shim.toolchain import compiler as toolchain
 
 FRESH_TOOLCHAIN = "1.99.1"  # the Makefile's FRESH_TOOLCHAIN: keep the two equal
 WASM = "wasm32-wasip1"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import bench_compat as bc
 import pytest
-from shim import replay_errors
+from shim.compile import replay_errors
 
 REGISTRY = "registry+https://github.com/rust-lang/crates.io-index"
 

@@ -50,5 +50,5 @@ def test_each_graph_was_compiled_for_wasm(wrapped: CargoRun, targets: Path) -> N
     replays = set(wrapped.replays())
     for member, crates in REPLAYED.items():
         assert crates <= replays, (member, sorted(crates - replays))
-        # the script cargo ran is cratecage's launcher of this module (shim.layout.module_path)
+        # the script cargo ran is cratecage's launcher of this module (shim.cargo.layout.module_path)
         assert list((targets / "build-dep-graphs" / "cratecage" / "build").glob(f"{member}-*/*.wasm")), member

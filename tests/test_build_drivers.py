@@ -28,7 +28,8 @@ import psutil
 import pytest
 
 from conftest import FIXTURES, Cargo, CargoRun, own_lines
-from shim import landlock, layout
+from shim.confine import landlock
+from shim.cargo import layout
 from test_path_attacks import build as build_cases
 from test_path_attacks import grants, new_arena, outcomes
 

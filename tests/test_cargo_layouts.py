@@ -1,7 +1,7 @@
 """Both build-dir layouts of cargo (notes/cargo-build-dir-layout.md), through the real wrapper: each
 toolchain of the `cargo` fixture really builds in the layout its test id names (so a stable cargo that
 switches layout is noticed here, not as a puzzling failure elsewhere), and cratecage keeps one state
-directory per build directory in both (shim.layout), where `cratecage audit` finds it, `build.build-dir`
+directory per build directory in both (shim.cargo.layout), where `cratecage audit` finds it, `build.build-dir`
 and `--target` builds included."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""A wasm compile's private directories (shim.compile_dirs) and the replay stamp that verifies what they
-published (shim.replay.Replayer._fresh): unit tests of the pure file handling."""
+"""A wasm compile's private directories (shim.compile.dirs) and the replay stamp that verifies what they
+published (shim.compile.replay.Replayer._fresh): unit tests of the pure file handling."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from shim.compile_dirs import CompileDirs
-from shim.replay import Replayer
+from shim.compile.dirs import CompileDirs
+from shim.compile.replay import Replayer
 
 
 def test_the_closure_is_linked_and_nothing_else(tmp_path: Path) -> None:

@@ -1,12 +1,13 @@
-"""The environment of cratecage's own wasm compiles (shim.compile_env) and what the journal records of a
-library's native compile (shim.journal): cargo's documented variables by name, never the host's secrets."""
+"""The environment of cratecage's own wasm compiles (shim.cargo.env) and what the journal records of a
+library's native compile (shim.cargo.journal): cargo's documented variables by name, never the host's secrets."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from shim import compile_env, journal
-from shim.rustc_args import parse
+from shim.cargo import env as compile_env
+from shim.cargo import journal
+from shim.cargo.rustc_args import parse
 
 HOST = {"HOME": "/home/me", "CARGO_REGISTRY_TOKEN": "secret", "AWS_SECRET_ACCESS_KEY": "secret",
         "GITHUB_TOKEN": "secret", "CARGO_PKG_NAME": "consumer", "CARGO_MAKEFLAGS": "-j2", "GRANTED": "yes",

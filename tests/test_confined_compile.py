@@ -1,4 +1,4 @@
-"""Native compiles that consume a build script's output run confined (issue 9, class A; shim.confined_compile).
+"""Native compiles that consume a build script's output run confined (issue 9, class A; shim.intercept.confined).
 
 Real cargo through the real wrapper: a `rustc-env` crate and a real -sys crate (libz-sys) build and run
 through the confined path with the same result as plain cargo; hostile link directives that the owner
@@ -18,7 +18,7 @@ import pytest
 
 from conftest import FIXTURES, Cargo, CargoRun
 from target_dirs import crate_outputs
-from shim import landlock
+from shim.confine import landlock
 
 pytestmark = pytest.mark.integration
 needs_landlock = pytest.mark.skipif(landlock.abi_version() < 1, reason="needs Landlock to confine the link")
@@ -229,7 +229,7 @@ def test_nothing_the_confined_link_starts_outlives_it(cargo: Cargo, arena: dict,
         pytest.fail(f"the linker's detached child {pid} outlived the compile (state {state})")
 
 
-# -- the decision on the fast path (shim.wrapper.consumes_script_output) ----------------------------------
+# -- the decision on the fast path (shim.intercept.wrapper.consumes_script_output) ----------------------------------
 
 DECISIONS = [
     (["--crate-name", "a", "src/lib.rs", "-L", "dependency=/t/debug/deps"], None),
@@ -247,8 +247,8 @@ DECISIONS = [
 
 @pytest.mark.parametrize(("argv", "why"), DECISIONS)
 def test_the_argv_decides_whether_a_call_consumes_script_output(argv: list[str], why: str | None) -> None:
-    from shim.rustc_args import parse
-    from shim.wrapper import consumes_script_output
+    from shim.cargo.rustc_args import parse
+    from shim.intercept.wrapper import consumes_script_output
 
     assert consumes_script_output(parse(argv), argv, {}) == why
 
@@ -264,8 +264,8 @@ def test_the_argv_decides_whether_a_call_consumes_script_output(argv: list[str],
 ])
 def test_a_build_script_output_with_directives_for_rustc_makes_the_package_consume_it(
         tmp_path: Path, layout: tuple[str, ...], output: str, why: str | None) -> None:
-    from shim.rustc_args import parse
-    from shim.wrapper import consumes_script_output
+    from shim.cargo.rustc_args import parse
+    from shim.intercept.wrapper import consumes_script_output
 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -282,6 +282,6 @@ def test_a_build_script_output_with_directives_for_rustc_makes_the_package_consu
     ("cannot find value `secret` in this scope", None),
 ])
 def test_rustc_s_words_for_a_file_it_could_not_open_name_the_path(message: str, path: str | None) -> None:
-    from shim.confined_explain import unreadable_path
+    from shim.confine.explain import unreadable_path
 
     assert unreadable_path(message) == path

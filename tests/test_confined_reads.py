@@ -1,4 +1,4 @@
-"""What a confined native compile may read and run (shim.confined_grants), and the cwd of a dependency's link.
+"""What a confined native compile may read and run (shim.confine.rustc_grants), and the cwd of a dependency's link.
 
 Real cargo through the real wrapper, on workspaces written here:
   - a workspace member whose build script prints `rustc-env` is compiled confined; its source can no longer
@@ -20,7 +20,7 @@ import pytest
 
 from conftest import Cargo, CargoRun
 from target_dirs import crate_outputs
-from shim import landlock
+from shim.confine import landlock
 
 pytestmark = pytest.mark.integration
 needs_landlock = pytest.mark.skipif(landlock.abi_version() < 1, reason="needs Landlock to confine the compile")
@@ -205,16 +205,16 @@ def test_a_proc_macro_refused_a_program_in_a_confined_compile_says_why(cargo: Ca
         assert run.proc.stdout == "true x\n"
 
 
-# -- the grants for either build-dir layout (shim.confined_grants) ---------------------------------------------
+# -- the grants for either build-dir layout (shim.confine.rustc_grants) ---------------------------------------------
 
 @pytest.mark.parametrize("new", [False, True], ids=["old-layout", "new-layout"])
 def test_a_confined_compile_reads_its_dependencies_crate_files_and_nothing_else_of_the_build_dir(
         tmp_path: Path, new: bool) -> None:
     """The new layout names each dependency's own `out/` (`-L dependency=`, `--extern`): the compile reads
     and lists those, writes its own `out/`; no other unit, no `.d`, no fingerprint, not the build dir."""
-    from shim import layout
-    from shim.confined_grants import grants
-    from shim.rustc_args import parse
+    from shim.cargo import layout
+    from shim.confine.rustc_grants import grants
+    from shim.cargo.rustc_args import parse
 
     target = tmp_path / "target"
     profile = target / "debug"

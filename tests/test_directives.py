@@ -1,4 +1,4 @@
-"""Build-script stdout, parsed as cargo's BuildOutput::parse does, and filtered by the policy (shim/directives.py)."""
+"""Build-script stdout, parsed as cargo's BuildOutput::parse does, and filtered by the policy (shim/build/directives.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from root_dirs import not_roots, root_dir  # noqa: F401 - a fixture
-from shim import directives
-from shim.directives import CARGO_KEYS, RULES, Directive, filter, parse, parse_lines
+from shim.build import directives
+from shim.build.directives import RULES, Directive, filter, parse, parse_lines
+from shim.cargo.directives import CARGO_KEYS
 
 OUT = "/t/debug/build/foo-1234/out"
 ENV_DENIED = "rustc, the linker or a program they start reads this variable: "
@@ -157,7 +158,7 @@ def test_search_paths_into_out_dir_search_native_libraries_only(line: str, rende
         ("cargo:rustc-env=PATH=/tmp", ENV_DENIED),
         ("cargo:rustc-env=RUSTC_WRAPPER=/tmp/x", ENV_DENIED),
         ("cargo:rustc-env=CRATECAGE_WRAPPER=/tmp/x", ENV_DENIED),
-        # what would steer the wrapper's first use of a toolchain (shim.first_use, shim.capable) for the
+        # what would steer the wrapper's first use of a toolchain (shim.toolchain.first_use, shim.toolchain.capable) for the
         # crate's own compile: which toolchain, where rustup lives, whose capability stamps and policy count
         *((f"cargo:rustc-env={name}=/tmp/x", ENV_DENIED) for name in (
             "RUSTUP_TOOLCHAIN", "RUSTUP_HOME", "RUSTC", "CARGO_HOME", "CRATECAGE_CACHE_DIR", "XDG_CACHE_HOME",
@@ -216,7 +217,7 @@ def test_the_grant_item_names_exactly_the_denied_directive() -> None:
 
 
 def test_a_grant_from_a_policy_decides(tmp_path: Path) -> None:
-    from policy import load_file
+    from shim.policy import load_file
 
     (tmp_path / "cratecage.toml").write_text(
         '[permissions.build.foo]\ndirectives = ["rustc-env=LD_LIBRARY_PATH", "rustc-link-search=/opt/*"]\n')
@@ -381,15 +382,15 @@ def test_rerun_if_env_changed_passes_only_for_variables_the_script_may_see() -> 
 # --- enforce.filter_stdout: what the runner reports ---------------------------------------------------------
 
 def _ctx(tmp_path: Path, host_env: dict[str, str]):  # noqa: ANN202 - a RunContext
-    from shim.runctx import RunContext
+    from shim.host.context import RunContext
 
     return RunContext(crate="c", version="1.0.0", package_dir=str(tmp_path), out_dir=str(tmp_path / "out"),
                       tmp_dir=str(tmp_path), env={}, host_env=host_env, rustc="rustc", sysroot="/")
 
 
 def test_rerun_of_a_hidden_variable_is_dropped_and_reported_with_its_env_access_entry(tmp_path: Path) -> None:
-    from policy.model import Grant
-    from shim import enforce
+    from shim.policy.model import Grant
+    from shim.sandbox import enforce
 
     ctx = _ctx(tmp_path, {"SECRET": "s", "GRANTED": "g", "PROFILE": "debug"})
     grant = Grant(kind="build", crate="c", version="1.0.0", permits={"env-access.vars": ("GRANTED",)})
@@ -405,8 +406,8 @@ def test_rerun_of_a_hidden_variable_is_dropped_and_reported_with_its_env_access_
 
 
 def test_warn_mode_passes_a_hidden_rerun_on_and_marks_it_permitted(tmp_path: Path) -> None:
-    from policy.model import Grant
-    from shim import enforce
+    from shim.policy.model import Grant
+    from shim.sandbox import enforce
 
     ctx = _ctx(tmp_path, {"SECRET": "s"})
     grant = Grant(kind="build", crate="c", version="1.0.0", mode="warn")
@@ -417,7 +418,7 @@ def test_warn_mode_passes_a_hidden_rerun_on_and_marks_it_permitted(tmp_path: Pat
 
 
 def test_a_tool_variable_is_a_fatal_directives_denial_with_its_entry(tmp_path: Path) -> None:
-    from shim import enforce
+    from shim.sandbox import enforce
 
     ctx = _ctx(tmp_path, {})
     assert enforce.filter_stdout(b"cargo:rustc-env=LLVM_SYMBOLIZER_PATH=/x\n", ctx, None) == b""

@@ -16,7 +16,7 @@ import pytest
 
 import target_dirs
 from conftest import FIXTURES, Cargo, CargoRun, write_test_env
-from shim import landlock
+from shim.confine import landlock
 
 pytestmark = pytest.mark.integration
 

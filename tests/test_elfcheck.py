@@ -1,4 +1,4 @@
-"""What the linker does with an ELF file beyond its header (shim/elfcheck.py, through shim/linkinput.py):
+"""What the linker does with an ELF file beyond its header (shim/confine/elfcheck.py, through shim/confine/linkinput.py):
 real objects, archives and shared objects built at test time with the host's cc, as, ar, llvm-mc and
 objcopy, each hostile one refused for what it makes the linker do, each harmless twin accepted."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shim import linkinput
+from shim.confine import linkinput
 
 CANARY = "/nonexistent-cratecage/canary.txt"
 C_SOURCE = "int answer(void) { return 42; }\n"

@@ -1,4 +1,4 @@
-"""From grants to the sandbox and from observations to denials (shim.enforce), warn mode above all: what
+"""From grants to the sandbox and from observations to denials (shim.sandbox.enforce), warn mode above all: what
 it widens (reads, the environment), what it keeps (writes), and which successes become denials."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from policy.model import Grant
-from shim import abi, enforce
-from shim.runctx import Observation, RunContext
+from shim.policy.model import Grant
+from shim.host import abi
+from shim.sandbox import enforce
+from shim.host.context import Observation, RunContext
 
 HOST_ENV = {"HOME": "/home/me", "SECRET": "s", "GRANTED": "g", "OUT_DIR": "/t/out", "CARGO_PKG_NAME": "c",
             "TMPDIR": "/host-tmp"}
@@ -130,14 +131,14 @@ def test_a_writable_grant_never_holds_what_runs_natively_next(ctx: RunContext, t
     modules the runner loads as native code) or cratecage itself stops the run, named; one inside the target
     directory, or beside what is guarded, works."""
     from shim.errors import CratecageError
-    from shim.fsview import CACHEDIR_SIGNATURE
+    from shim.confine.fsview import CACHEDIR_SIGNATURE
 
     target = tmp_path / "build" / "target"
     (target / "debug" / "build" / "c-1" / "out").mkdir(parents=True)
     (target / "CACHEDIR.TAG").write_bytes(CACHEDIR_SIGNATURE + b"\n")
     (target / "sqlx").mkdir()
     (target / "debug" / ".fingerprint").mkdir()
-    from shim.fsview import tag_build_state
+    from shim.confine.fsview import tag_build_state
 
     tag_build_state(str(target / "cratecage"))
     ctx.out_dir = str(target / "debug" / "build" / "c-1" / "out")

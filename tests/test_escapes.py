@@ -1,7 +1,7 @@
 """What a confined child may no longer undo or reach (red team round 4, issue 9 class D): the capability drop
-(shim.caps), the host-call filter (shim.seccomp.REFUSED), the IPC/UTS/network namespaces (shim.hostns) and
-/dev/null kept off the writable bind mounts (shim.mountns), through the launcher (shim.landlock_exec) and the
-in-process confined compile (shim.confined_compile).
+(shim.confine.caps), the host-call filter (shim.confine.seccomp.REFUSED), the IPC/UTS/network namespaces (shim.confine.hostns) and
+/dev/null kept off the writable bind mounts (shim.confine.mountns), through the launcher (shim.confine.landlock_exec) and the
+in-process confined compile (shim.intercept.confined).
 
 fixtures/hostile-spawn/native/escapes.c, compiled here, tries each escape of fixtures/red4 and prints one
 line per call. Nothing here changes host state even if a fix fails: the victim file is under the test's tmp
@@ -23,7 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from shim import caps, landlock, landlock_exec, seccomp
+from shim.confine import caps
+from shim.confine import landlock
+from shim.confine import landlock_exec
+from shim.confine import seccomp
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "fixtures" / "hostile-spawn" / "native" / "escapes.c"
@@ -131,7 +134,7 @@ def test_the_network_namespace_is_private_only_without_routes(escapes: str, dirs
         assert (seen["net"] == host["net"]) == same_net, (connect, inside)
 
 
-# -- the filter table (shim.seccomp.REFUSED), on a classic-BPF interpreter ----------------------------------
+# -- the filter table (shim.confine.seccomp.REFUSED), on a classic-BPF interpreter ----------------------------------
 
 def run_bpf(insns: list[tuple[int, int, int, int]], arch: int, nr: int, args: tuple[int, ...] = ()) -> int:
     """What `insns` returns for seccomp_data {nr, arch, ip 0, args}: the few opcodes our filters use."""
@@ -192,12 +195,12 @@ def test_the_refused_numbers_match_this_machines_headers() -> None:
         assert defined.get(name, nr) == nr, name
 
 
-# -- the in-process confined compile (shim.confined_compile) ------------------------------------------------
+# -- the in-process confined compile (shim.intercept.confined) ------------------------------------------------
 
 def test_the_confined_compiles_child_holds_no_capability_and_gets_the_filter(escapes: str, tmp_path: Path,
                                                                            capfd: pytest.CaptureFixture) -> None:
-    from shim import confined_compile
-    from shim.confined_grants import Grants
+    from shim.intercept import confined as confined_compile
+    from shim.confine.rustc_grants import Grants
 
     read = [*(landlock.loader_files(escapes) or []), escapes, "/proc"]
     allowed = Grants(execute=[escapes, *read], read=read, write=[str(tmp_path), "/dev/null"])
@@ -216,8 +219,8 @@ def test_the_confined_compile_changes_no_metadata_outside_its_write_set(tmp_path
     """What runs inside a confined compile (rustc, the linker, a proc macro) keeps uid 0 as root and owns
     the host's files; the read-only mount namespace refuses their mode, times and xattrs outside the write
     set, and leaves the write set's own (the link's chmod of its output) working."""
-    from shim import confined_compile
-    from shim.confined_grants import Grants
+    from shim.intercept import confined as confined_compile
+    from shim.confine.rustc_grants import Grants
 
     victim, out = tmp_path / "victim.txt", tmp_path / "out"
     victim.write_text("x")
@@ -261,7 +264,7 @@ def test_drop_all_leaves_no_capability_in_a_child() -> None:
 
 
 def test_doctor_says_what_a_confined_child_gets() -> None:
-    from shim import hostns
+    from shim.confine import hostns
 
     line = hostns.available()
     assert "every capability dropped" in line and ("IPC" in line or "no IPC" in line), line

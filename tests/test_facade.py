@@ -1,10 +1,10 @@
-"""The std facade end to end: built by shim.facade with the selected toolchain, small guests compiled
-against it for wasm32-wasip1 and linked as shim/build_script.py links a build script (an 8 MiB stack and
-`facade.LINK_ARGS`), run under real wasmtime with WASI, shim.host_process, shim.host_observe and the
+"""The std facade end to end: built by shim.toolchain.facade with the selected toolchain, small guests compiled
+against it for wasm32-wasip1 and linked as shim/build/script.py links a build script (an 8 MiB stack and
+`facade.LINK_ARGS`), run under real wasmtime with WASI, shim.host.process, shim.host.observe and the
 runner's preopens (the plumbing is tests/guests.py); and real build-dependency crates from crates.io compiled
 against it unchanged.
 
-Every spawn first asks shim.probe whether it runs cargo's compiler; the guests that do (version_check,
+Every spawn first asks shim.host.probe whether it runs cargo's compiler; the guests that do (version_check,
 rustc_version, autocfg) get the real probe: rustc runs on the host, confined.
 """
 
@@ -25,9 +25,12 @@ import wasmtime
 from conftest import scrubbed
 from guests import (Compiler, GuestTrapped, Sandbox, cache_env, compiler, facade_rlib,  # noqa: F401 (fixtures)
                     package_with_files, run, rustup_wasm_toolchain, sandbox, tc)
-from shim import abi, facade, probe, toolchain
+from shim.host import abi
+from shim.toolchain import facade
+from shim.host import probe
+from shim.toolchain import compiler as toolchain
 from shim.errors import ToolchainError
-from shim.runctx import RunContext
+from shim.host.context import RunContext
 
 
 # -- building the facade ---------------------------------------------------------------------------------
@@ -293,7 +296,7 @@ def test_std_s_macros_and_modules_resolve_through_the_facade_in_every_edition(
         sandbox.run(wasm, PANIC="1")
 
 
-# -- children that run the compiler (through shim.probe) ----------------------------------------------
+# -- children that run the compiler (through shim.host.probe) ----------------------------------------------
 
 PIPES = r"""
 use std::fs::File;

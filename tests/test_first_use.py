@@ -17,7 +17,9 @@ import pytest
 
 from conftest import FIXTURES, WRAPPER
 from fresh_rustup import FRESH_TOOLCHAIN, WASM, Rustup, private_rustup, shared_rustup_home
-from shim import capable, first_use, toolchain
+from shim.toolchain import capable
+from shim.toolchain import first_use
+from shim.toolchain import compiler as toolchain
 from shim.errors import ToolchainError
 
 TOOLCHAIN_CARGO = "<the fresh toolchain's own cargo>"
@@ -188,22 +190,22 @@ def test_a_rustup_proxy_never_answers_for_another_toolchain(tmp_path: Path) -> N
     assert capable.is_rustup_proxy(proxy)
     on_default = r.env(RUSTUP_TOOLCHAIN=r.default)
     on_fresh = r.env(RUSTUP_TOOLCHAIN=r.toolchain, **OFFLINE)
-    assert toolchain.require_wasm_capable(proxy, what="build script of x 1.0.0", environ=on_default).ready
+    assert first_use.require_wasm_capable(proxy, what="build script of x 1.0.0", environ=on_default).ready
     assert capable.verified(proxy, on_default) is not None  # remembered under the default's own rustc
     assert capable.compiler_binary(proxy, on_fresh) == os.path.realpath(r.rustc)
     assert capable.verified(proxy, on_fresh) is None
     assert capable.verified(proxy, r.env()) is None  # no RUSTUP_TOOLCHAIN: the directory decides, ask again
     with pytest.raises(ToolchainError, match=f"rustc {FRESH_TOOLCHAIN}"):
-        toolchain.require_wasm_capable(proxy, what="build script of x 1.0.0", environ=on_fresh)
+        first_use.require_wasm_capable(proxy, what="build script of x 1.0.0", environ=on_fresh)
     # A program that picks the toolchain itself is not remembered at all: only a compiler is.
     chooser = tmp_path / "rustc"
     chooser.write_text('#!/bin/sh\nexec "$CHOICE/bin/rustc" "$@"\n')
     chooser.chmod(0o755)
     default_root = str(r.home / "toolchains" / r.default)
-    assert toolchain.require_wasm_capable(str(chooser), what="x", environ=r.env(CHOICE=default_root)).ready
+    assert first_use.require_wasm_capable(str(chooser), what="x", environ=r.env(CHOICE=default_root)).ready
     assert capable.verified(str(chooser), r.env(CHOICE=default_root)) is None
     with pytest.raises(ToolchainError, match=f"rustc {FRESH_TOOLCHAIN}"):
-        toolchain.require_wasm_capable(str(chooser), what="x",
+        first_use.require_wasm_capable(str(chooser), what="x",
                                        environ=r.env(CHOICE=str(r.rustc.parent.parent), **OFFLINE))
 
 

@@ -1,5 +1,5 @@
-"""The filesystem a run is shown (shim.fsview), what it may leave behind (shim.runner.leftovers) and the
-metadata its confined children may change (shim.mountns through shim.landlock_exec), on real files."""
+"""The filesystem a run is shown (shim.confine.fsview), what it may leave behind (shim.build.run.leftovers) and the
+metadata its confined children may change (shim.confine.mountns through shim.confine.landlock_exec), on real files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from shim import fsview, landlock, landlock_exec, runner
-from shim.runctx import RunContext
+from shim.confine import fsview
+from shim.confine import landlock
+from shim.confine import landlock_exec
+from shim.build import run as runner
+from shim.host.context import RunContext
 
 
 @pytest.fixture
@@ -133,7 +136,7 @@ def test_leftovers_are_special_files_and_links_leading_out(tmp_path: Path) -> No
 
 
 def test_check_leftovers_removes_them_with_a_fatal_denial_each_and_spares_the_owner_s(tmp_path: Path) -> None:
-    from policy.model import Grant
+    from shim.policy.model import Grant
 
     out, tmp, writable = tmp_path / "out", tmp_path / "tmp", tmp_path / "writable"
     for d in (out, tmp, writable):
@@ -285,7 +288,7 @@ def test_cargo_dirs_lists_at_most_search_dirs_directories(tmp_path: Path, monkey
 
 def test_hidden_dirs_holds_the_stale_target_dirs_of_the_package_and_of_readable_grants(package: Path,
                                                                                         tmp_path: Path) -> None:
-    from policy.model import Grant
+    from shim.policy.model import Grant
 
     granted = tmp_path / "granted"
     make_tree(package, {"target-ci/CACHEDIR.TAG": TAG})
@@ -316,10 +319,10 @@ def test_a_confined_cat_reads_the_package_but_no_stale_target_dir(package: Path,
         assert (proc.returncode == 0) == ok and ("secret" in proc.stdout) is False, (rel, proc.stderr)
 
 
-# -- metadata where no mount namespace can be made (shim.seccomp.refuse_metadata) --------------------------
+# -- metadata where no mount namespace can be made (shim.confine.seccomp.refuse_metadata) --------------------------
 
 def test_the_metadata_filter_is_well_formed_for_each_known_architecture() -> None:
-    from shim import seccomp
+    from shim.confine import seccomp
 
     for machine in ("x86_64", "aarch64"):
         insns = seccomp.metadata_program(machine)
@@ -390,7 +393,7 @@ def test_the_launcher_refuses_an_unknown_metadata_guard() -> None:
 
 
 def test_the_launcher_falls_back_to_seccomp_when_no_namespace_can_be_made(monkeypatch) -> None:
-    from shim import mountns
+    from shim.confine import mountns
 
     def unavailable(write):  # type: ignore[no-untyped-def]
         raise mountns.Unavailable(1, "no mount namespace: unshare: Operation not permitted")

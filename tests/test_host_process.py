@@ -1,7 +1,7 @@
 """The host side of the process ABI, called from a real wasm module (a WAT stand-in for the facade).
 
 The module imports every function of `abi.IMPORTS` and exports a wrapper for each, so a test can pass
-any pointer or handle a hostile guest could. shim.probe is replaced by a recording stand-in here (the
+any pointer or handle a hostile guest could. shim.host.probe is replaced by a recording stand-in here (the
 table's policy logic is what is under test); tests/test_facade.py runs the real facade end to end.
 """
 
@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from shim import abi, host_process
-from shim.runctx import RunContext
+from shim.host import abi
+from shim.host import process as host_process
+from shim.host.context import RunContext
 
 I32 = "i32"
 
@@ -38,7 +39,7 @@ def wat_module() -> str:
 
 @dataclass
 class FakeProbe:
-    """Stands in for shim.probe: programs named `rustc` are compiler requests."""
+    """Stands in for shim.host.probe: programs named `rustc` are compiler requests."""
 
     exit_code: int = 0
     stdout: bytes = b"rustc 1.96.0\n"
@@ -46,7 +47,7 @@ class FakeProbe:
     runs: list[tuple[abi.SpawnRequest, bytes]] = field(default_factory=list)
 
     def module(self) -> types.ModuleType:
-        mod = types.ModuleType("shim.probe")
+        mod = types.ModuleType("shim.host.probe")
 
         class ProbeDenied(Exception):
             def __init__(self, target: str, reason: str, fix: str) -> None:
@@ -121,7 +122,7 @@ def ctx(tmp_path: Path) -> RunContext:
 @pytest.fixture
 def probe(monkeypatch: pytest.MonkeyPatch) -> FakeProbe:
     fake = FakeProbe()
-    monkeypatch.setitem(sys.modules, "shim.probe", fake.module())
+    monkeypatch.setitem(sys.modules, "shim.host.probe", fake.module())
     return fake
 
 
@@ -189,7 +190,7 @@ def test_a_bug_in_the_policy_becomes_an_io_error(guest: Guest, monkeypatch: pyte
     def broken(ctx: RunContext, req: abi.SpawnRequest) -> bool:
         raise KeyError("oops")
 
-    monkeypatch.setattr(sys.modules["shim.probe"], "is_compiler_request", broken)
+    monkeypatch.setattr(sys.modules["shim.host.probe"], "is_compiler_request", broken)
     assert guest.spawn(rustc("-vV")) == abi.E_IO
     assert "internal error" in guest.last_error()
 

@@ -1,4 +1,4 @@
-"""shim.host_spawn on real processes: which program a request runs, with what environment, where, confined,
+"""shim.host.spawn on real processes: which program a request runs, with what environment, where, confined,
 for how long, and that nothing outlives the run. (tests/test_spawn.py drives the same code from real build
 scripts through cargo.)"""
 
@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from policy.load import load_text
-from shim import abi, host_spawn, landlock
-from shim.host_process import Sinks
-from shim.runctx import RunContext
+from shim.policy.load import load_text
+from shim.host import abi
+from shim.host import spawn as host_spawn
+from shim.confine import landlock
+from shim.host.process import Sinks
+from shim.host.context import RunContext
 
 CAT = os.path.realpath(shutil.which("cat") or "/bin/cat")
 
@@ -363,7 +365,7 @@ def test_what_a_driver_was_refused_to_run_is_reported_with_its_entry(tmp_path: P
 
 
 def test_exec_reports_round_trip_and_a_torn_one_is_dropped() -> None:
-    from shim.exec_watch import read_report, record
+    from shim.confine.exec_watch import read_report, record
 
     data = record("/o/evil", "/o/evil", "/usr/bin/dash", "sh") + record("/a\nb", "/c", "", "git")
     assert read_report(data) == [{"program": "/o/evil", "refused": "/o/evil", "by": "/usr/bin/dash", "granted": "sh"},

@@ -31,7 +31,7 @@ class Attack:
     expect: tuple[str, ...]  # substrings of cargo's stderr
 
 
-# Linker inputs with a good header whose contents make the linker read other files (shim/elfcheck.py).
+# Linker inputs with a good header whose contents make the linker read other files (shim/confine/elfcheck.py).
 DEPLIBS = "an ELF file with a section of type SHT_LLVM_DEPENDENT_LIBRARIES"
 CONTENTS = [("deplibs-object", "evil.o", DEPLIBS),
             ("deplibs-archive", "libevil.a", "an archive with a member that is " + DEPLIBS),

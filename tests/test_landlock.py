@@ -1,4 +1,4 @@
-"""shim.landlock and its launcher, on the real kernel: confined children read, write and connect only where
+"""shim.confine.landlock and its launcher, on the real kernel: confined children read, write and connect only where
 they were allowed."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from shim import landlock, landlock_exec
+from shim.confine import landlock
+from shim.confine import landlock_exec
 
 pytestmark = pytest.mark.skipif(landlock.abi_version() == 0,
                                 reason=f"Landlock unavailable: {landlock.unavailable_reason()}")
@@ -70,7 +71,7 @@ def test_writes_only_under_the_write_set(files: dict[str, Path]) -> None:
                     read=[str(files["allowed"])], write=[str(files["writable"])])
     assert (files["writable"] / "new.txt").read_text() == "a\n"
     assert not (files["allowed"] / "new.txt").exists()
-    # Landlock refuses it (EACCES), or first the read-only mount outside the write set (shim.mountns)
+    # Landlock refuses it (EACCES), or first the read-only mount outside the write set (shim.confine.mountns)
     assert proc.returncode != 0 and ("Permission denied" in proc.stderr or "Read-only file system" in proc.stderr)
 
 
@@ -170,7 +171,7 @@ def test_confined_children_cannot_open_unix_or_udp_sockets_but_tcp_and_pipes_wor
 
 
 def test_the_seccomp_filter_is_well_formed_for_each_known_architecture() -> None:
-    from shim import seccomp
+    from shim.confine import seccomp
 
     for machine in ("x86_64", "aarch64"):
         for udp in (False, True):

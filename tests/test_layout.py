@@ -1,4 +1,4 @@
-"""shim.layout over rustc command lines of both build-dir layouts, copied from `cargo build -v` (cargo 1.95
+"""shim.cargo.layout over rustc command lines of both build-dir layouts, copied from `cargo build -v` (cargo 1.95
 for the old layout, cargo 1.101.0-nightly 2026-10-29 for the new one; the fixtures/demo workspace), with
 the marker files cargo leaves in a build directory laid out under a temporary directory."""
 
@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from shim import compile_env, journal, layout, replay
-from shim.rustc_args import parse
+from shim.cargo import env as compile_env
+from shim.cargo import journal
+from shim.cargo import layout
+from shim.compile import replay
+from shim.cargo.rustc_args import parse
 
 TRIPLE = "x86_64-unknown-linux-gnu"
 TAIL = "--error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type"
@@ -223,7 +226,7 @@ def test_forgetting_a_native_build_removes_its_outputs_fingerprint_and_increment
 
 
 def test_a_profile_dirs_crate_files_are_found_in_either_layout(tmp_path: Path) -> None:
-    """What a `cargo build -Zbuild-std` leaves for cratecage's private sysroot (shim.sysroot_build)."""
+    """What a `cargo build -Zbuild-std` leaves for cratecage's private sysroot (shim.toolchain.sysroot)."""
     old, new = tmp_path / "old" / "release", tmp_path / "new" / "release"
     for path in (old / "deps" / "libstd-1.rlib", old / "deps" / "std-1.d", new / "build" / "std" / "1" / "out" /
                  "libstd-1.rlib", new / "build" / "std" / "1" / "fingerprint" / "lib-std"):

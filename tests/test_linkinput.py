@@ -1,5 +1,5 @@
-"""Linker inputs judged by their bytes (shim/linkinput.py), and the OUT_DIR search directories and libraries
-that the directive filter keeps because of it (shim/directives.py). Real objects, archives and shared
+"""Linker inputs judged by their bytes (shim/confine/linkinput.py), and the OUT_DIR search directories and libraries
+that the directive filter keeps because of it (shim/build/directives.py). Real objects, archives and shared
 objects are built with the host's `cc` and `ar` at test time."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from shim import linkinput
-from shim.directives import filter
+from shim.confine import linkinput
+from shim.build.directives import filter
 
 SCRIPTS = {  # GNU linker scripts, as ld, gold and lld accept them under any library name
     "input": b"INPUT(/etc/hostname)\n",
@@ -290,7 +290,7 @@ def test_an_archive_of_windows_import_objects_passes_where_it_can_mean_something
                                                            *((f"m{i}.o/", m) for i, m in enumerate(members))))
     path = str(tmp_path / "libwindows.0.52.0.a")
     assert linkinput.problem(path, "x86_64-pc-windows-gnu") == ""
-    assert linkinput.problem(path, imports=True) == ""  # a package's own lib/ (shim.directives decides)
+    assert linkinput.problem(path, imports=True) == ""  # a package's own lib/ (shim.build.directives decides)
 
 
 @pytest.mark.parametrize("target", ["", "x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "wasm32-wasip1"])

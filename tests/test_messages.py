@@ -71,7 +71,7 @@ def test_a_malformed_policy_is_reported_once_per_cargo_run(cargo: Cargo, many_sc
 NO_LANDLOCK_CARGO = '''#!{python} -S
 import ctypes, os, sys
 sys.path.insert(0, {repo!r})
-from shim import seccomp
+from shim.confine import seccomp
 arch = seccomp._ARCHES[os.uname().machine.lower()][0]
 ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
 seccomp._install([(0x20, 0, 0, 4), (0x15, 1, 0, arch), (0x06, 0, 0, 0x7FFF0000), (0x20, 0, 0, 0),

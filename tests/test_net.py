@@ -1,8 +1,8 @@
 """The network capability: std::net::TcpStream in a build script reaches only the crate's granted routes.
 
-Three layers, as the code has them: the pure parts of shim/abi.py and shim/host_net.py (address records,
+Three layers, as the code has them: the pure parts of shim/host/abi.py and shim/host/net.py (address records,
 which route admits an address, lookups refused before any query); guests compiled against the std facade
-and run under real wasmtime with shim.host_net (tests/guests.py), talking to a real TCP server on
+and run under real wasmtime with shim.host.net (tests/guests.py), talking to a real TCP server on
 127.0.0.1; and real cargo builds of fixtures/net-demo through the wrapper. Every refusal checks the
 denial and that the server's secret reply never reached the output; each has a twin that is allowed.
 """
@@ -22,10 +22,11 @@ import pytest
 
 from conftest import FIXTURES, Cargo, CargoRun
 from guests import Compiler, Ran, Sandbox, cache_env, compiler, facade_rlib, sandbox, tc  # noqa: F401 (fixtures)
-from policy.load import load_text
-from shim import abi, host_net
-from shim.host_process import HostCallError
-from shim.runctx import RunContext
+from shim.policy.load import load_text
+from shim.host import abi
+from shim.host import net as host_net
+from shim.host.process import HostCallError
+from shim.host.context import RunContext
 
 SECRET = "net-demo-canary-7f3a"
 

@@ -1,6 +1,6 @@
 """Observation of what a guest was refused: the facade's libc wrappers (shim/rust/facade/src/observe.rs)
 report failed file system accesses and environment lookups that found nothing to `report`, and
-shim.host_observe records them in `ctx.observations`.
+shim.host.observe records them in `ctx.observations`.
 
 Real guests are compiled against the facade and run like the runner runs build scripts (tests/guests.py);
 the host function's defences are tested from a WAT module that can pass any pointer a hostile guest could.
@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 
 from guests import (Compiler, Ran, Sandbox, cache_env, compiler, facade_rlib,  # noqa: F401 (fixtures)
                     package_with_files, rustup_wasm_toolchain, sandbox, tc)
-from shim import abi, facade, host_observe
-from shim.runctx import Observation, RunContext
+from shim.host import abi
+from shim.toolchain import facade
+from shim.host import observe as host_observe
+from shim.host.context import Observation, RunContext
 
 # wasi-libc answers ENOENT for a path outside the preopens when "." is preopened (it is then looked up
 # below the package directory), ENOTCAPABLE when no preopen matches at all.
@@ -346,7 +348,7 @@ def check_warn_run(ran: Ran, tmp_path: Path) -> None:
 def test_in_warn_mode_reads_reach_the_root_and_successes_are_observed(
         compiler: Compiler, sandbox: Sandbox, tmp_path: Path) -> None:
     """Relative paths still reach the package, OUT_DIR stays writable and nothing else is; successes inside
-    the run's own directories are dropped by the host (shim.host_observe)."""
+    the run's own directories are dropped by the host (shim.host.observe)."""
     check_warn_run(run_warn_guest(sandbox, compiler.wasm("warn", WARN), tmp_path), tmp_path)
 
 

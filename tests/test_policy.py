@@ -13,12 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import policy
-from policy import Policy, PolicyError, discover, load_file, suggest_entry
-from policy.capabilities import CAPABILITIES
-from policy.curated import CURATED
-from policy.load import load_text
-from policy.semver import parse_req
+from shim import policy
+from shim.policy import Policy, PolicyError, discover, load_file, suggest_entry
+from shim.policy.capabilities import CAPABILITIES
+from shim.policy.curated import CURATED
+from shim.policy.load import load_text
+from shim.policy.semver import parse_req
 
 
 def write(directory: Path, text: str, name: str = "cratecage.toml") -> Path:
@@ -660,12 +660,12 @@ def to_toml(value, key_path=()) -> str:  # noqa: ANN001 - test helper
 
 
 def suggest_key(key: str) -> str:
-    from policy.suggest import toml_key
+    from shim.policy.suggest import toml_key
     return toml_key(key)
 
 
 def inline(value) -> str:  # noqa: ANN001
-    from policy.suggest import toml_string
+    from shim.policy.suggest import toml_string
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):

@@ -153,7 +153,7 @@ def test_policy_edits_rerun_the_build_script(cargo: Cargo, project: dict) -> Non
 def test_policy_edits_rerun_a_script_without_rerun_lines_of_a_package_outside_the_workspace(
         cargo: Cargo, tmp_path: Path) -> None:
     """Like a registry crate: a path dependency outside the workspace root whose build script names no
-    inputs. cratecage lists its package directory and the policy file for it (shim.runner
+    inputs. cratecage lists its package directory and the policy file for it (shim.build.run
     rerun_on_policy_edits): a policy edit reruns it, an edit-free build leaves it fresh."""
     far = tmp_path / "far" / "farpkg"
     (far / "src").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""shim.probe with the real rustc of the selected toolchain: probes real build scripts send work, refused
+"""shim.host.probe with the real rustc of the selected toolchain: probes real build scripts send work, refused
 ones name the flag, and a probe cannot learn a host file's bytes through its exit status."""
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 
 from root_dirs import not_roots, root_dir  # noqa: F401 - a fixture
-from shim import abi, landlock, probe, rustc_args, toolchain
-from shim.runctx import RunContext
+from shim.host import abi
+from shim.confine import landlock
+from shim.host import probe
+from shim.cargo import rustc_args
+from shim.toolchain import compiler as toolchain
+from shim.host.context import RunContext
 
 WRAPPER = "/opt/cratecage/bin/cratecage"  # what cargo passed as RUSTC_WRAPPER (never executed here)
 WORKSPACE_WRAPPER = "/opt/tc/bin/clippy-driver"
@@ -382,7 +386,7 @@ def test_a_probe_links_a_system_library_and_not_a_missing_one(ctx: RunContext, l
 
 def test_a_library_that_is_not_roots_through_and_through_needs_a_grant(ctx: RunContext, root_dir: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from shim import syslibs
+    from shim.confine import syslibs
 
     monkeypatch.setattr(syslibs, "default_dirs", lambda: [str(root_dir)])
     (root_dir / "libcratecage_users.so").write_bytes(b"")
@@ -397,8 +401,8 @@ def test_a_library_that_is_not_roots_through_and_through_needs_a_grant(ctx: RunC
 @needs_landlock
 def test_a_probe_links_a_library_the_policy_grants(ctx: RunContext, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from policy.load import load_text
-    from shim import syslibs
+    from shim.policy.load import load_text
+    from shim.confine import syslibs
 
     name = "cratecage_granted_only"
     (tmp_path / f"lib{name}.so").write_bytes(b"")  # found where anyone may write: not a system library

@@ -1,4 +1,4 @@
-"""The /proc sweep (shim.reaper) on its own, without the PID namespace the launcher adds (shim.pidns): what is
+"""The /proc sweep (shim.confine.reaper) on its own, without the PID namespace the launcher adds (shim.confine.pidns): what is
 left where no namespace can be made. A daemon whose main thread exited (state Z) while a thread runs on,
 in its own session, plain, stopped or ptrace-stopped (fixtures/hostile-spawn/native/procs.c), is counted
 alive with its memory, and killed."""
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES
-from shim import reaper
+from shim.confine import reaper
 
 
 @pytest.fixture(scope="module")

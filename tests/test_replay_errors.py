@@ -1,4 +1,4 @@
-"""shim.replay_errors over what rustc really printed (tests/data/replay_errors/, made by
+"""shim.compile.replay_errors over what rustc really printed (tests/data/replay_errors/, made by
 tests/capture_replay_errors.py with rustc 1.95 and 1.101-nightly): the cause named, the advice given."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shim import replay_errors
-from shim.replay_errors import (CRATE_GRAPH, NATIVE_ONLY, OTHER, TARGET_DEPENDENCY, diagnose,
+from shim.compile import replay_errors
+from shim.compile.replay_errors import (CRATE_GRAPH, NATIVE_ONLY, OTHER, TARGET_DEPENDENCY, diagnose,
                                 explain_script_failure, target_dependencies)
 
 DATA = Path(__file__).resolve().parent / "data" / "replay_errors"

@@ -1,13 +1,13 @@
-"""Pure parts of the runner (shim.runner): the directives that make a policy edit rerun a build script, and
+"""Pure parts of the runner (shim.build.run): the directives that make a policy edit rerun a build script, and
 the order of the preopens."""
 
 from __future__ import annotations
 
 import pytest
 
-from shim import runner
-from shim.runctx import RunContext
-from shim.workspace import ROOT_ENV
+from shim.build import run as runner
+from shim.host.context import RunContext
+from shim.cargo.workspace import ROOT_ENV
 
 POLICY = "/ws/cratecage.toml"
 
@@ -45,7 +45,7 @@ def test_dot_comes_before_granted_preopens_so_a_granted_root_wins_absolute_paths
 
 
 def test_policy_limits_fill_every_field_the_environment_leaves_unset() -> None:
-    from policy.model import Grant, Limits as PolicyLimits
+    from shim.policy.model import Grant, Limits as PolicyLimits
     from shim.limits import from_env
 
     grant = Grant("build", "c", "1.0.0", limits=PolicyLimits(time_s=300, processes=512, child_memory=8 << 30,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shim.rustc_args import FLAGS, ArgfileError, expand_argfiles, parse, split_chain
+from shim.cargo.rustc_args import FLAGS, ArgfileError, expand_argfiles, parse, split_chain
 
 BUILD_SCRIPT_ARGV = (
     "--crate-name build_script_build --edition=2021 build.rs --error-format=json "

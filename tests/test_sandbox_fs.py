@@ -18,7 +18,7 @@ import pytest
 
 from conftest import FIXTURES, Cargo, CargoRun
 from target_dirs import crate_outputs, out_dirs, script_unit_files
-from shim import landlock
+from shim.confine import landlock
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(landlock.abi_version() < 1, reason="granted programs need Landlock")]

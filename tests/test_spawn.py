@@ -19,7 +19,7 @@ import pytest
 
 from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, scrubbed, write_test_env
 from target_dirs import out_dirs, script_unit_files
-from shim import landlock
+from shim.confine import landlock
 
 pytestmark = pytest.mark.integration
 
@@ -159,7 +159,7 @@ ATTACKS = [
     Attack("cat-canary", True, ("hostile cat-canary: exit status: 1", "Permission denied")),
     Attack("cat-twin", True, ('hostile cat-twin: exit status: 0 stdout="harmless data inside the package\\n"',)),
     Attack("cc-plugin", True, ("hostile plugin-report: read: Permission denied",
-                               "hostile plugin-report: write: ",  # EACCES, or EROFS (shim.mountns)
+                               "hostile plugin-report: write: ",  # EACCES, or EROFS (shim.confine.mountns)
                                "hostile plugin-report: connect: Permission denied"),
            ("read: ok", "write: ok", "connect: ok")),
     Attack("cc-twin", True, ("hostile cc-twin: exit status: 0",)),
@@ -260,7 +260,7 @@ def test_a_double_forked_grandchild_does_not_outlive_the_run(cargo: Cargo, arena
     assert 'hostile double-fork: exit status: 0 stdout="forked\\n"' in run.proc.stderr
     pid_files = [p for out in out_dirs(targets / "hostile-spawn", "hostile-spawn") for p in out.glob("grandchild.pid")]
     assert len(pid_files) == 1 and pid_files[0].read_text().strip().isdigit()
-    # the pid it wrote is its own in the PID namespace of its program (shim.pidns): look for its argv instead
+    # the pid it wrote is its own in the PID namespace of its program (shim.confine.pidns): look for its argv instead
     assert marked_processes(str(pid_files[0])) == [], "the grandchild outlived the run"
 
 
@@ -295,7 +295,7 @@ def assert_nothing_survives(arena: dict) -> None:
             pass
     assert survivors == [], "processes of the run outlived it"
     assert [p.name for p in arena["tmp"].iterdir()] == [], "a run or probe directory was left behind"
-    runs = arena["target"] / "cratecage" / "tmp"  # where run directories live (shim.runner.make_run_dir)
+    runs = arena["target"] / "cratecage" / "tmp"  # where run directories live (shim.build.run.make_run_dir)
     assert [p.name for p in runs.glob("run-*")] == [], "a run directory was left behind"
 
 
@@ -346,8 +346,8 @@ def test_limit(cargo: Cargo, arena: dict, targets: Path, limit: Limit) -> None:
 @pytest.mark.skipif(landlock.abi_version() < 4, reason="needs Landlock ABI 4 (TCP) to confine granted programs")
 def test_a_fallocate_burst_is_written_block_by_block_and_what_it_added_to_out_dir_is_removed(
         cargo: Cargo, arena: dict, targets: Path) -> None:
-    """fallocate is refused (shim.seccomp: EOPNOTSUPP), so glibc's posix_fallocate writes the blocks, which
-    the poll sees; the stop for the disk limit removes what the run added to OUT_DIR (shim.usage): red4 left
+    """fallocate is refused (shim.confine.seccomp: EOPNOTSUPP), so glibc's posix_fallocate writes the blocks, which
+    the poll sees; the stop for the disk limit removes what the run added to OUT_DIR (shim.sandbox.usage): red4 left
     2.4 GiB there. The twin is disk-twin above (8 MiB written, the run succeeds)."""
     run = build(cargo, arena, targets, "disk-falloc", DISK_32M)
     text = run.proc.stderr + run.proc.stdout

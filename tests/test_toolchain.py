@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import WRAPPER, scrubbed
-from shim import sysroot_build, toolchain
+from shim.toolchain import sysroot as sysroot_build
+from shim.toolchain import compiler as toolchain
 from shim.errors import ProvisionError, ToolchainError
 
 
@@ -84,8 +85,8 @@ def test_cache_dir_follows_environment(tmp_path: Path) -> None:
 
 
 def test_candidates_try_the_requested_compiler_only_or_the_usual_places() -> None:
-    assert toolchain.candidates("/opt/rustc", {}) == ["/opt/rustc"]
-    assert toolchain.candidates(None, {"RUSTC": "/r/rustc"}) == ["/r/rustc", "rustc", "/usr/bin/rustc"]
+    assert sysroot_build.candidates("/opt/rustc", {}) == ["/opt/rustc"]
+    assert sysroot_build.candidates(None, {"RUSTC": "/r/rustc"}) == ["/r/rustc", "rustc", "/usr/bin/rustc"]
 
 
 def test_a_program_that_is_not_rustc_is_refused(tmp_path: Path) -> None:
@@ -101,7 +102,7 @@ def test_a_program_that_is_not_rustc_is_refused(tmp_path: Path) -> None:
 def test_install_names_what_is_missing_and_how_to_get_it(tmp_path: Path) -> None:
     env = {**scrubbed(dict(os.environ)), "CRATECAGE_CACHE_DIR": str(tmp_path)}
     with pytest.raises(ProvisionError) as err:
-        toolchain.install(str(tmp_path / "no-rustc"), env, log=lambda *a, **k: None)
+        sysroot_build.install(str(tmp_path / "no-rustc"), env, log=lambda *a, **k: None)
     text = err.value.render()
     assert text.startswith("cratecage: no compiler here can be made to compile for wasm32-wasip1")
     assert "apt-get install --no-install-recommends rustc-web" in text
@@ -129,7 +130,7 @@ def test_selected_toolchain_is_recorded(toolchain_env: dict[str, str]) -> None:
 
 
 def test_capable_compiler_is_remembered_per_binary(toolchain_env: dict[str, str], tmp_path: Path) -> None:
-    from shim import capable
+    from shim.toolchain import capable
 
     rustc = toolchain_env["RUSTC"]
     selected = toolchain.resolve(rustc)

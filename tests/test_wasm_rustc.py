@@ -1,7 +1,7 @@
-"""What a confined wasm compile may read of the native proc macros it loads (shim.wasm_rustc.read_set): the
+"""What a confined wasm compile may read of the native proc macros it loads (shim.compile.wasm_rustc.read_set): the
 dylibs its `--extern`s name, as files, wherever the build-dir layout puts them (old: `deps/`, new:
 `build/<pkg>/<H>/out/`), never their directories or the rest of the target dir. The proc macros of its
-dependencies come through its private `deps/` (hard links, shim.compile_dirs), tests/test_build_dep_graphs.py
+dependencies come through its private `deps/` (hard links, shim.compile.dirs), tests/test_build_dep_graphs.py
 builds that end to end."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from shim import wasm_rustc
-from shim.build_script import native_externs
+from shim.compile import wasm_rustc
+from shim.cargo.rustc_args import native_externs
 
 # layout -> (the proc macro the compile names, one it does not), relative to the profile directory
 PROC_MACROS = {

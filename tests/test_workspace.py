@@ -1,4 +1,4 @@
-"""shim.workspace: which cargo started the build (by executable identity or by name, the outermost), where
+"""shim.cargo.workspace: which cargo started the build (by executable identity or by name, the outermost), where
 its command line points, and the refusal to guess when there is none. Synthetic chains for the rules, and
 real process chains on this machine's /proc for the identity."""
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from shim import workspace
+from shim.cargo import workspace
 from shim.errors import UsageError
-from shim.workspace import POLICY_ENV, ROOT_ENV, Proc, WorkspaceUnknown
+from shim.cargo.workspace import POLICY_ENV, ROOT_ENV, Proc, WorkspaceUnknown
 
 CARGO_ID = (1, 100)
 SHELL, RUSTC, PYTHON = (1, 7), (1, 8), (1, 9)
@@ -129,8 +129,9 @@ def test_a_child_gets_the_build_s_root_and_policy_not_its_own(monkeypatch: pytes
 
 
 def test_the_host_spawn_environment_pins_them_over_the_guest_s(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shim import abi, host_spawn
-    from shim.runctx import RunContext
+    from shim.host import abi
+    from shim.host import spawn as host_spawn
+    from shim.host.context import RunContext
 
     chain_of(monkeypatch, [])
     ctx = RunContext(crate="c", version="1", package_dir="/reg/c", out_dir="/t/out", tmp_dir="/t/tmp",
@@ -197,7 +198,7 @@ def test_the_psutil_chain_agrees_with_proc() -> None:
 
 def test_an_absolute_policy_is_read_without_a_workspace_and_a_relative_one_is_refused(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from shim import enforce
+    from shim.sandbox import enforce
 
     chain_of(monkeypatch, [proc("python", cwd=str(tmp_path))])
     (tmp_path / "Cargo.toml").write_text('[package]\nname = "dep"\nversion = "1.0.0"\n'

@@ -151,7 +151,7 @@ def test_help_and_version_commands() -> None:
 # Modules that cost milliseconds to import: the pass-through path, which cargo pays on every rustc call,
 # must never load them (a stray `from typing import ...` once cost 14 ms a call).
 HEAVY_ON_THE_FAST_PATH = ("typing", "subprocess", "json", "ctypes", "tomllib", "psutil", "wasmtime", "policy",
-                          "shim.landlock", "shim.enforce", "shim.runner")
+                          "shim.confine.landlock", "shim.sandbox.enforce", "shim.build.run")
 
 
 @pytest.mark.parametrize("extra", [[], ["-L", "dependency=/nonexistent"]])
@@ -164,7 +164,7 @@ def test_a_pass_through_compile_imports_nothing_heavy(rustc: str, tmp_path: Path
             env_extra={"PYTHONPROFILEIMPORTTIME": "1"}, cwd=tmp_path)
     assert p.returncode == 0, p.stderr.decode()[-2000:]
     imported = {line.split("|")[-1].strip() for line in p.stderr.decode().splitlines() if line.startswith("import time:")}
-    assert "shim.wrapper" in imported  # the profile is there
+    assert "shim.intercept.wrapper" in imported  # the profile is there
     assert sorted(m for m in imported if m in HEAVY_ON_THE_FAST_PATH or m.startswith("policy.")) == []
 
 
@@ -177,7 +177,7 @@ def test_a_pass_through_compile_imports_nothing_heavy(rustc: str, tmp_path: Path
     ("KEYBOARD_LAYOUT", False), ("MONKEY_BUSINESS", False), ("TOKENIZER_MODEL", False), ("AUTHOR", False),
 ])
 def test_credential_names(name: str, credential: bool) -> None:
-    from shim import wrapper
+    from shim.intercept import wrapper
 
     assert wrapper.credential_name(name) is credential
 
