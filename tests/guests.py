@@ -25,6 +25,7 @@ from shim.host import net as host_net
 from shim.host import observe as host_observe
 from shim.host import process as host_process
 from shim.build import run as runner
+from shim.sandbox import engine
 from shim.toolchain import compiler as toolchain
 from shim.compile.replay import STACK_SIZE_ARG
 from shim.host.context import RunContext
@@ -153,7 +154,7 @@ class Sandbox:
         wasi.argv = ["build-script"]
         wasi.env = list(ctx.env.items())
         wasi.stdout_file, wasi.stderr_file = str(out), str(err)
-        for host, guest, writable in runner.preopen_table(ctx, granted or []):
+        for host, guest, writable in engine.preopen_table(ctx, granted or []):
             wasi.preopen_dir(host, guest, writable)
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
@@ -173,7 +174,7 @@ class Sandbox:
 @pytest.fixture(scope="session")
 def sandbox(tc: toolchain.Toolchain, tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
     config = wasmtime.Config()
-    config.max_wasm_stack = runner.MAX_WASM_STACK  # the runner's call stack, for guests that recurse deeply
+    config.max_wasm_stack = engine.MAX_WASM_STACK  # the runner's call stack, for guests that recurse deeply
     return Sandbox(wasmtime.Engine(config), tc, tmp_path_factory.mktemp("runs"))
 
 

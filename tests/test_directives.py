@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from root_dirs import not_roots, root_dir  # noqa: F401 - a fixture
 from shim.build import directives
+from shim.build.run import filter_stdout
 from shim.build.directives import RULES, Directive, filter, parse, parse_lines
-from shim.cargo.directives import CARGO_KEYS
+from shim.cargo.directives import CARGO_KEYS, OLD_SYNTAX_KEYS
 
 OUT = "/t/debug/build/foo-1234/out"
 ENV_DENIED = "rustc, the linker or a program they start reads this variable: "
@@ -80,7 +81,7 @@ def test_lines_split_on_newline_only_and_non_utf8_lines_are_skipped() -> None:
 
 def test_every_cargo_key_has_a_rule() -> None:
     assert set(RULES) == set(CARGO_KEYS)
-    assert set(directives.OLD_SYNTAX_KEYS) | {"error", "metadata"} == set(CARGO_KEYS)
+    assert set(OLD_SYNTAX_KEYS) | {"error", "metadata"} == set(CARGO_KEYS)
 
 
 @pytest.mark.parametrize(
@@ -354,12 +355,11 @@ def test_rustc_env_of_a_name_tools_read_needs_a_grant(name: str) -> None:
     assert run(line + "\n", grant=lambda k, t: (k, t) == ("rustc-env", name)) == ([line], [])
 
 
-def test_the_loader_subset_is_inside_the_class_and_still_exported() -> None:
+def test_the_loader_subset_is_inside_the_class() -> None:
     from shim import env_names
 
     for name in [*env_names.LOADER_ENV_NAMES, *(p + "X" for p in env_names.LOADER_ENV_PREFIXES)]:
         assert directives.loader_variable(name) and directives.tool_variable(name), name
-    assert directives.LOADER_ENV_PREFIXES is env_names.LOADER_ENV_PREFIXES
 
 
 # --- rerun-if-env-changed -----------------------------------------------------------------------------------
@@ -396,7 +396,7 @@ def test_rerun_of_a_hidden_variable_is_dropped_and_reported_with_its_env_access_
     grant = Grant(kind="build", crate="c", version="1.0.0", permits={"env-access.vars": ("GRANTED",)})
     stdout = (b"cargo:rerun-if-env-changed=SECRET\ncargo:rerun-if-env-changed=GRANTED\n"
               b"cargo:rerun-if-env-changed=PROFILE\ncargo:rerun-if-env-changed=UNSET_ON_HOST\n")
-    assert enforce.filter_stdout(stdout, ctx, grant) == (b"cargo:rerun-if-env-changed=GRANTED\n"
+    assert filter_stdout(stdout, ctx, grant) == (b"cargo:rerun-if-env-changed=GRANTED\n"
                                                           b"cargo:rerun-if-env-changed=PROFILE\n")
     [denial] = ctx.denials
     assert (denial.capability, denial.target, denial.fatal) == ("env-access", "SECRET", False)
@@ -411,7 +411,7 @@ def test_warn_mode_passes_a_hidden_rerun_on_and_marks_it_permitted(tmp_path: Pat
 
     ctx = _ctx(tmp_path, {"SECRET": "s"})
     grant = Grant(kind="build", crate="c", version="1.0.0", mode="warn")
-    out = enforce.filter_stdout(b"cargo:rerun-if-env-changed=SECRET\ncargo:rustc-env=LLD_REPRODUCE=/x\n", ctx, grant)
+    out = filter_stdout(b"cargo:rerun-if-env-changed=SECRET\ncargo:rustc-env=LLD_REPRODUCE=/x\n", ctx, grant)
     assert out == b"cargo:rerun-if-env-changed=SECRET\ncargo:rustc-env=LLD_REPRODUCE=/x\n"
     assert [(d.capability, d.permitted, d.fatal) for d in ctx.denials] == [("env-access", True, False),
                                                                            ("directives", True, True)]
@@ -421,7 +421,7 @@ def test_a_tool_variable_is_a_fatal_directives_denial_with_its_entry(tmp_path: P
     from shim.sandbox import enforce
 
     ctx = _ctx(tmp_path, {})
-    assert enforce.filter_stdout(b"cargo:rustc-env=LLVM_SYMBOLIZER_PATH=/x\n", ctx, None) == b""
+    assert filter_stdout(b"cargo:rustc-env=LLVM_SYMBOLIZER_PATH=/x\n", ctx, None) == b""
     [denial] = ctx.denials
     assert (denial.capability, denial.fatal) == ("directives", True)
     assert '"rustc-env=LLVM_SYMBOLIZER_PATH"' in denial.fix

@@ -9,6 +9,7 @@ import pytest
 
 from shim.policy.model import Grant
 from shim.host import abi
+from shim.build.env import is_default_env
 from shim.sandbox import enforce
 from shim.host.context import Observation, RunContext
 
@@ -28,7 +29,7 @@ def ctx(tmp_path: Path) -> RunContext:
         path.mkdir()
     return RunContext(crate="c", version="1.0.0", package_dir=str(dirs["pkg"]), out_dir=str(dirs["out"]),
                       tmp_dir=str(dirs["tmp"]), env={"OUT_DIR": str(dirs["out"]), "TMPDIR": str(dirs["tmp"])},
-                      host_env=dict(HOST_ENV), rustc="rustc", sysroot="/")
+                      host_env=dict(HOST_ENV), rustc="rustc", sysroot="/", visible_by_default=is_default_env)
 
 
 def test_warn_mode_shows_the_whole_environment_but_keeps_the_run_s_tmpdir(ctx: RunContext) -> None:
@@ -147,7 +148,7 @@ def test_a_writable_grant_never_holds_what_runs_natively_next(ctx: RunContext, t
     ctx.host_env["CRATECAGE_CACHE_DIR"] = str(cache)
     (tmp_path / "linked").symlink_to(tmp_path / "build")
     (tmp_path / "gen").mkdir()
-    shim_dir = Path(enforce.__file__).resolve().parent
+    shim_dir = Path(enforce.__file__).resolve().parent.parent
 
     def writable(*paths: Path) -> Grant:
         return Grant(kind="build", crate="c", version="1.0.0",

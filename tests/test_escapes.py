@@ -257,7 +257,7 @@ def test_the_confined_compile_changes_no_metadata_outside_its_write_set(tmp_path
 
 
 def test_drop_all_leaves_no_capability_in_a_child() -> None:
-    code = ("import sys; sys.path.insert(0, %r)\nfrom shim import caps\ncaps.drop_all()\n"
+    code = ("import sys; sys.path.insert(0, %r)\nfrom shim.confine import caps\ncaps.drop_all()\n"
             "print(sorted(caps.held().items()))") % str(ROOT)
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(sorted({k: 0 for k in caps.held()}.items()))

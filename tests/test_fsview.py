@@ -16,6 +16,7 @@ from shim.confine import fsview
 from shim.confine import landlock
 from shim.confine import landlock_exec
 from shim.build import run as runner
+from shim.sandbox import engine
 from shim.host.context import RunContext
 
 
@@ -76,7 +77,7 @@ def test_landlock_rules_cover_the_package_but_its_target_dir(package: Path) -> N
 def test_a_package_holding_the_target_dir_is_preopened_through_a_view_without_it(package: Path,
                                                                                   tmp_path: Path) -> None:
     ctx = context(package, tmp_path)
-    table = runner.preopen_table(ctx, [])
+    table = engine.preopen_table(ctx, [])
     view, guest, writable = table[0]
     assert guest == str(package) and table[1] == (view, ".", False) and not writable
     assert sorted(os.listdir(view)) == ["Cargo.toml", "src"]  # no target/
@@ -91,7 +92,7 @@ def test_a_package_without_the_target_dir_is_preopened_as_it_is(tmp_path: Path) 
     pkg.mkdir(parents=True)
     ctx = RunContext(crate="p", version="1", package_dir=str(pkg), out_dir=str(tmp_path / "ws" / "target" / "o"),
                      tmp_dir=str(tmp_path), env={}, host_env={}, rustc="rustc", sysroot="/")
-    assert runner.preopen_table(ctx, [])[:2] == [(str(pkg), str(pkg), False), (str(pkg), ".", False)]
+    assert engine.preopen_table(ctx, [])[:2] == [(str(pkg), str(pkg), False), (str(pkg), ".", False)]
 
 
 def test_granted_files_are_views_outside_the_temp_dir_and_read_only_ones_never_writable(tmp_path: Path) -> None:
@@ -130,7 +131,7 @@ def test_leftovers_are_special_files_and_links_leading_out(tmp_path: Path) -> No
     if os.geteuid() == 0:  # only root can make a device node: then it must be found too
         os.mknod(root / "null2", stat.S_IFCHR | 0o666, os.makedev(1, 3))
         expected["null2"] = "character device"
-    found = {os.path.basename(p): what for p, what in runner.leftovers(str(root))}
+    found = {os.path.basename(p): what for p, what in engine.leftovers(str(root))}
     sock.close()
     assert found == expected
 
@@ -146,11 +147,11 @@ def test_check_leftovers_removes_them_with_a_fatal_denial_each_and_spares_the_ow
                      host_env={}, rustc="rustc", sysroot="/")
     ctx.grant = Grant(kind="build", crate="p", version="1",
                       permits={"filesystem-access.writable": (str(writable),)})
-    before = runner.leftovers_before(ctx)
+    before = engine.leftovers_before(ctx)
     os.mkfifo(out / "pipe")
     os.mkfifo(tmp / "pipe")
     (writable / "leak").symlink_to("/etc/hostname")
-    runner.check_leftovers(ctx, before)
+    engine.check_leftovers(ctx, before)
     assert not (out / "pipe").exists() and not (tmp / "pipe").exists() and not (writable / "leak").is_symlink()
     assert (writable / "owners-link").is_symlink()
     reasons = sorted(d.reason for d in ctx.denials)

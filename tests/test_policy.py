@@ -559,7 +559,7 @@ def test_digest_changes_only_with_what_the_crate_is_granted(tmp_path: Path, edit
 
 def test_digest_is_stable_across_processes(tmp_path: Path) -> None:
     path = write(tmp_path, BASE)
-    code = ("import sys; from pathlib import Path; from policy import load_file; "
+    code = ("import sys; from pathlib import Path; from shim.policy import load_file; "
             "print(load_file(Path(sys.argv[1]), where='top-level').resolve('build', 'foo-x', '1.0.0').digest())")
     digests = {subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}

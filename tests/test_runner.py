@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shim.build import run as runner
+from shim.sandbox import engine
 from shim.host.context import RunContext
 from shim.cargo.workspace import ROOT_ENV
 
@@ -38,7 +39,7 @@ def test_a_policy_edit_reruns_the_scripts_it_can_without_changing_cargo_s_defaul
 
 def test_dot_comes_before_granted_preopens_so_a_granted_root_wins_absolute_paths() -> None:
     ctx = context("/ws/app", "/ws/target/out")
-    table = runner.preopen_table(ctx, [("/", "/", False)])
+    table = engine.preopen_table(ctx, [("/", "/", False)])
     guests = [guest for _host, guest, _writable in table]
     assert guests == ["/ws/app", ".", "/ws/target/out", "/tmp/run", "/"]
     assert [writable for _h, _g, writable in table] == [False, False, True, True, False]

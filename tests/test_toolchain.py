@@ -130,12 +130,12 @@ def test_selected_toolchain_is_recorded(toolchain_env: dict[str, str]) -> None:
 
 
 def test_capable_compiler_is_remembered_per_binary(toolchain_env: dict[str, str], tmp_path: Path) -> None:
-    from shim.toolchain import capable
+    from shim.toolchain import capable, first_use
 
     rustc = toolchain_env["RUSTC"]
     selected = toolchain.resolve(rustc)
-    assert toolchain.require_wasm_capable(rustc, what="build-script `x`").wasm_sysroot == selected.wasm_sysroot
-    again = toolchain.require_wasm_capable(rustc, what="build-script `x`")  # from the stamp this time
+    assert first_use.require_wasm_capable(rustc, what="build-script `x`").wasm_sysroot == selected.wasm_sysroot
+    again = first_use.require_wasm_capable(rustc, what="build-script `x`")  # from the stamp this time
     assert again == selected
     assert capable.verified_sysroot(rustc) == selected.wasm_sysroot
     fake = tmp_path / "rustc"

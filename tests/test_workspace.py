@@ -146,7 +146,7 @@ def test_the_host_spawn_environment_pins_them_over_the_guest_s(monkeypatch: pyte
 
 # -- real process chains -----------------------------------------------------------------------------------
 
-PROBE = ("import sys; sys.path.insert(0, sys.argv[1]); from shim import workspace\n"
+PROBE = ("import sys; sys.path.insert(0, sys.argv[1]); from shim.cargo import workspace\n"
          "try: print(workspace.find_workspace_root())\n"
          "except workspace.WorkspaceUnknown as e: print('unknown')\n")
 

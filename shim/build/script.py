@@ -120,7 +120,7 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
         deps, env_lines = read_dep_info(Path(dirs.dep_info(stem)))
     (unit_dir / f"{stem}.d").unlink(missing_ok=True)  # where cratecage < 0.6 left it, values and all
 
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parent.parent.parent)  # the directory holding shim/
     launcher = out_dir / stem
     atomic_write(launcher, _launcher_text(
         python=sys.executable, root=root, wasm=str(wasm), rustc=tc.compiler.rustc, sysroot=tc.compiler.sysroot,

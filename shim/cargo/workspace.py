@@ -268,7 +268,7 @@ def child_env(environ: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-CURATED_TOML: Final = Path(__file__).resolve().parent.parent / "policy" / "curated.toml"
+CURATED_TOML: Final = Path(__file__).resolve().parent.parent / "policy" / "curated.toml"  # shim/policy/
 
 
 def policy_may_apply(kind: str, crate: str, environ: Mapping[str, str]) -> bool:

@@ -130,7 +130,7 @@ def guarded_dirs(ctx: RunContext, module_cache: str = "") -> list[tuple[str, str
 
     found = [*(("cargo's target directory", h) for h in fsview.hidden_dirs(ctx)),
              ("cratecage's cache", str(cache_root(ctx.host_env))), ("cratecage's module cache", module_cache),
-             ("cratecage itself", os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+             ("cratecage itself", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
              ("the Python that runs cratecage", sys.prefix), ("the toolchain", ctx.sysroot)]
     return [(what, path) for what, path in found if path and os.path.isabs(path)]
 

@@ -45,7 +45,7 @@ from shim.files import cache_root
 from shim.errors import ToolchainError
 from shim.toolchain.compiler import Toolchain, scrubbed_env
 
-FACADE_DIR: Final = Path(__file__).resolve().parent / "rust" / "facade"
+FACADE_DIR: Final = Path(__file__).resolve().parent.parent / "rust" / "facade"
 RLIB_NAME: Final = "libstd.rlib"
 # Everything but the paths and the metadata; part of the hash.
 FLAGS: Final = ("--crate-name", "std", "--crate-type", "rlib", "--edition", "2021", "--target", WASM_TARGET,
