@@ -4,7 +4,8 @@ Events are JSON lines in `<build dir>/cratecage/audit.jsonl` (`log_path`; `cargo
 write each so parallel runs never interleave, and also logged through structlog (JSON on stderr with
 `CRATECAGE_LOG=json`). Every event names crate, version and kind; a grant event lists what the policy
 gave beyond the defaults and the entries (file:line) it came from; a denial names the capability, the
-exact target and the entry that would permit it; a connection (shim.host_net) names the granted route and
+exact target and the entry that would permit it; an output run, a file of the run's own output that a
+granted build driver ran (configure's `./conftest`) and how often; a connection (shim.host_net) names the granted route and
 the address it reached. `cratecage audit` summarises the last run of each crate.
 """
 
@@ -47,6 +48,9 @@ def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: s
     for spawn in ctx.spawns:
         _append(cc_dir, {**base, "event": "spawn", "capability": "process-spawn", "program": spawn.program,
                          "argv": list(spawn.argv)})
+    for run in ctx.output_runs:
+        _append(cc_dir, {**base, "event": "output-run", "capability": "process-spawn", "program": run.program,
+                         "started_by": run.started_by, "count": run.count})
     for connection in ctx.connections:
         _append(cc_dir, {**base, "event": "connection", "capability": "network-access",
                          "route": connection.route, "address": connection.address})
@@ -88,6 +92,9 @@ def summary(log: Path) -> list[str]:
                     lines.append(f"    granted  {cap}: {', '.join(items)}  ({'; '.join(e['entries'])})")
             elif e["event"] == "spawn":
                 lines.append(f"    ran      {' '.join(e['argv'])[:100]}")
+            elif e["event"] == "output-run":
+                lines.append(f"    ran      {e['program']} (built by this run; by {e['started_by']}, "
+                             f"{e['count']} time{'s' if e['count'] != 1 else ''})")
             elif e["event"] == "connection":
                 lines.append(f"    used     {e['capability']}: {e['route']} ({e['address']})")
             elif e["event"] == "denial":

@@ -299,7 +299,7 @@ class ProcessTable:
         from shim import host_spawn
 
         host_spawn.sweep(self.started)
-        host_spawn.refused_execs(self.ctx)
+        host_spawn.watched_execs(self.ctx)
         for child in self.started:
             for problem in child.problems():
                 self.ctx.deny("process-spawn", " ".join(child.argv_shown)[:200], problem)

@@ -83,6 +83,16 @@ class Spawn:
     argv: tuple[str, ...]  # ("cc", "-c", "src/answer.c", ...), the program as the guest named it
 
 
+@dataclass(frozen=True)
+class OutputRun:
+    """A file of the run's own output (OUT_DIR, the temp dir) that a granted build driver ran (configure's
+    `./conftest`; shim.host_spawn.output_trees), and how often: for the audit trail."""
+
+    program: str  # the path as the driver named it
+    started_by: str  # the granted program whose tree ran it ("sh", or "sh (/usr/bin/make)")
+    count: int
+
+
 @dataclass
 class RunContext:
     crate: str  # package name (CARGO_PKG_NAME)
@@ -100,6 +110,7 @@ class RunContext:
     deadline: float = math.inf  # time.monotonic() when the run's time limit is reached
     connections: list[Connection] = field(default_factory=list)  # permitted, in order (shim.host_net)
     spawns: list[Spawn] = field(default_factory=list)  # permitted programs, in order (shim.host_spawn)
+    output_runs: list[OutputRun] = field(default_factory=list)  # the run's output that drivers ran
     # Per-run scratch space of the host's own (probe output dirs, views of granted files): never preopened,
     # never in a child's write set, in the target dir where no other run's grant reaches it
     # (shim.runner.make_run_dir); removed with the run. "" where a caller made no run directory (tests).

@@ -185,7 +185,7 @@ def read_build(mode: str, target: Path, seconds: float, exit_code: int, stdout: 
 # -- why a package failed ---------------------------------------------------------------------------------
 
 # The classes, in the order the summary lists them. "ungrantable": refused with no policy entry that could
-# allow it (a program a granted one built in OUT_DIR, which is never run); "blocked": never built because a
+# allow it (a program in a writable grant or another crate's output, which is never run); "blocked": never built because a
 # dependency failed; "native": fails natively too (not cratecage's concern).
 CLASSES: Final = ("needs-grant", "directive refused", "probe refused", "ungrantable", "replay", "wasm gap",
                   "limit", "toolchain", "other", "native", "blocked")

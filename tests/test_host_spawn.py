@@ -305,6 +305,11 @@ def test_a_driver_runs_the_systems_tools_and_a_plain_program_does_not(tmp_path: 
     sh = host_spawn.resolve(ctx := make_ctx(tmp_path, grant_of("sh", "cat")), "sh")
     assert "/usr/bin" in host_spawn.confinement(ctx, sh, "sh").execute
     assert "/usr/bin" not in host_spawn.confinement(ctx, CAT, "cat").execute
+    # and runs what the run builds in OUT_DIR and the temp dir (configure's conftest); nothing else does
+    assert host_spawn.confinement(ctx, sh, "sh").output == [ctx.out_dir, ctx.tmp_dir]
+    assert host_spawn.confinement(ctx, CAT, "cat").output == []
+    cc = host_spawn.resolve(ctx := make_ctx(tmp_path, grant_of("cc", "ar")), "cc")
+    assert host_spawn.confinement(ctx, cc, "cc").output == []
 
 
 def test_a_profile_path_that_is_not_roots_alone_is_left_out(tmp_path: Path) -> None:
@@ -340,32 +345,59 @@ def test_a_scripts_interpreters_run_with_it(tmp_path: Path) -> None:
     assert host_spawn.script_interpreters(CAT, "/usr/bin:/bin") == []
 
 
-@pytest.mark.skipif(landlock.abi_version() < 1, reason="needs Landlock")
-def test_what_a_driver_was_refused_to_run_is_reported_with_its_entry(tmp_path: Path) -> None:
-    """sh runs a binary the script wrote to OUT_DIR and a tool outside the system's directories: both refused
-    by Landlock, both reported by the exec watch, the second with the may-run entry; the system tool runs."""
-    ctx = make_ctx(tmp_path, grant_of("sh"))
+def watched(tmp_path: Path, ctx: RunContext, program: str, *args: str) -> list[bytes]:
+    """Run granted `program` with `args` in `ctx` (exec watch on), its stdout's words; then the watch's reports
+    are in ctx.denials and ctx.output_runs."""
     ctx.host_dir = str(tmp_path / "host")
-    os.mkdir(ctx.host_dir)
-    (tmp_path / "tools").mkdir()
-    shutil.copy2(shutil.which("true") or "/bin/true", tmp_path / "tools" / "mytool")
-    shutil.copy2(shutil.which("true") or "/bin/true", tmp_path / "out" / "evil")
-    script = f"{tmp_path}/out/evil; echo $?; {tmp_path}/tools/mytool; echo $?; true; echo $?"
-    child = host_spawn.RealChild(ctx, request("sh", "-c", script, stdout=abi.STDIO_PIPED), host_spawn.resolve(ctx, "sh"),
-                                 Sinks(lambda _: None, lambda _: None))
+    os.makedirs(ctx.host_dir, exist_ok=True)
+    child = host_spawn.RealChild(ctx, request(program, *args, stdout=abi.STDIO_PIPED),
+                                 host_spawn.resolve(ctx, program), Sinks(lambda _: None, lambda _: None))
     child.wait(time.monotonic() + 60)
-    assert child.read(abi.STREAM_STDOUT, 1000, time.monotonic() + 5).split() == [b"126", b"126", b"0"]
-    host_spawn.refused_execs(ctx)
+    out = child.read(abi.STREAM_STDOUT, 1000, time.monotonic() + 5).split()
+    host_spawn.watched_execs(ctx)
+    return out
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="needs Landlock")
+def test_what_a_driver_ran_of_its_output_and_was_refused_is_reported(tmp_path: Path) -> None:
+    """sh runs binaries the run built in OUT_DIR and the temp dir (reported as output runs, for the audit)
+    and is refused one in a writable grant and a tool outside the system's directories (reported, the second
+    with the may-run entry); the system tool runs."""
+    (tmp_path / "w").mkdir()
+    ctx = make_ctx(tmp_path, grant_of("sh") + f'filesystem-access = {{ action = "permit", writable = ["{tmp_path}/w"] }}\n')
+    (tmp_path / "tools").mkdir()
+    for where in ("tools/mytool", "out/built", "tmp/built", "w/evil"):
+        shutil.copy2(shutil.which("true") or "/bin/true", tmp_path / where)
+    script = "; ".join(f"{tmp_path}/{where}; echo $?" for where in ("out/built", "out/built", "tmp/built", "w/evil",
+                                                                   "tools/mytool")) + "; true; echo $?"
+    assert watched(tmp_path, ctx, "sh", "-c", script) == [b"0", b"0", b"0", b"126", b"126", b"0"]
     evil, tool = ctx.denials
-    assert evil.target == f"{tmp_path}/out/evil" and "never run" in evil.reason and not evil.fix
+    assert evil.target == f"{tmp_path}/w/evil" and "never run" in evil.reason and not evil.fix
     assert tool.target == f"{tmp_path}/tools/mytool" and f'may-run = ["{tmp_path}/tools/mytool"]' in tool.fix
     assert not evil.fatal and not tool.fatal
+    assert sorted((r.program, r.started_by.split()[0], r.count) for r in ctx.output_runs) == [
+        (f"{tmp_path}/out/built", "sh", 2), (f"{tmp_path}/tmp/built", "sh", 1)]  # "sh (/usr/bin/dash)"
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1 or not shutil.which("cc"), reason="needs Landlock and cc")
+def test_a_compiler_runs_nothing_the_run_built(tmp_path: Path) -> None:
+    """A compiler is no build driver: `-wrapper` (or `-B`) pointing into OUT_DIR makes it exec the run's own
+    output, which its confinement refuses, and the denial says only a driver runs it."""
+    ctx = make_ctx(tmp_path, grant_of("cc"))
+    shutil.copy2(shutil.which("true") or "/bin/true", tmp_path / "out" / "wrap")
+    watched(tmp_path, ctx, "cc", "-x", "c", "/dev/null", "-c", "-o", f"{tmp_path}/out/x.o",
+            "-wrapper", f"{tmp_path}/out/wrap")
+    assert not (tmp_path / "out" / "x.o").exists()
+    [denial] = ctx.denials
+    assert denial.target == f"{tmp_path}/out/wrap" and "only under a granted build driver" in denial.reason
+    assert not ctx.output_runs
 
 
 def test_exec_reports_round_trip_and_a_torn_one_is_dropped() -> None:
     from shim.exec_watch import read_report, record
 
-    data = record("/o/evil", "/o/evil", "/usr/bin/dash", "sh") + record("/a\nb", "/c", "", "git")
-    assert read_report(data) == [{"program": "/o/evil", "refused": "/o/evil", "by": "/usr/bin/dash", "granted": "sh"},
-                                 {"program": "/a\nb", "refused": "/c", "by": "", "granted": "git"}]
+    data = record("refused", "/o/evil", "/o/evil", "/usr/bin/dash", "sh") + record("ran", "/a\nb", "/c", "", "git")
+    assert read_report(data) == [
+        {"verdict": "refused", "program": "/o/evil", "file": "/o/evil", "by": "/usr/bin/dash", "granted": "sh"},
+        {"verdict": "ran", "program": "/a\nb", "file": "/c", "by": "", "granted": "git"}]
     assert read_report(data + b"/x\0/y\0") == read_report(data)
