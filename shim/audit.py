@@ -2,7 +2,8 @@
 
 Events are JSON lines in `<build dir>/cratecage/audit.jsonl` (`log_path`; `cargo clean` removes them), appended with one
 write each so parallel runs never interleave, and also logged through structlog (JSON on stderr with
-`CRATECAGE_LOG=json`). Every event names crate, version and kind; a grant event lists what the policy
+`CRATECAGE_LOG=json`). JSON escapes every control character, so text a script chose (paths, argv) cannot
+break a line of the log; `summary` shows it escaped (shim.untrusted). Every event names crate, version and kind; a grant event lists what the policy
 gave beyond the defaults and the entries (file:line) it came from; a denial names the capability, the
 exact target and the entry that would permit it; an output run, a file of the run's own output that a
 granted build driver ran (configure's `./conftest`) and how often; a connection (shim.host_net) names the granted route and
@@ -20,6 +21,7 @@ from typing import Any
 from shim import layout
 from shim.files import append_line
 from shim.runctx import RunContext
+from shim.untrusted import shown
 
 AUDIT_LOG = "audit.jsonl"
 RUN_ID = os.urandom(6).hex()  # one runner process is one run
@@ -103,4 +105,4 @@ def summary(log: Path) -> list[str]:
     failed = sum(1 for (c, v), r in last.items()
                  if any(e.get("run") == r and e["event"] == "run" and e["exit_code"] for e in events))
     lines.append(f"{len(last)} build scripts ran as wasm in the sandbox, {failed} failed")
-    return lines
+    return [shown(line) for line in lines]  # targets and argv are the scripts' text (shim.untrusted)

@@ -22,7 +22,7 @@ cargo fail the build; here they are denials whose reason says cargo would reject
 `filter` decides per directive by one table, `RULES`: some keys always pass; `rerun-if-env-changed` passes
 for variables the script may see (cargo stores the value in the target dir); three pass when harmless:
   - `rustc-env` when its name is none that rustc, the linker or a program they start reads (the class
-    rule of shim/env_names.py);
+    rule of shim/env_names.py, whose shape rules spare names in the package's own namespace);
   - `rustc-link-search` when the path is inside OUT_DIR or inside the crate's own package directory (the
     windows_* crates point at the import libraries they ship: `<CARGO_MANIFEST_DIR>/lib`), its kind looks
     for native libraries only (`all=` and no kind are rendered `native=`; `crate=`/`dependency=` would let
@@ -258,6 +258,7 @@ class _Context:
     printed: tuple[str, ...] = ()  # every search directory the script printed, wherever it is
     system_dirs: tuple[str, ...] | None = None  # the linker's default directories (None: shim.syslibs')
     target: str = ""  # cargo's TARGET ("": the host)
+    package: str = ""  # the package's name (CARGO_PKG_NAME): `rustc-env` names in its namespace (shim.env_names)
 
 
 def inside(path: str, root: str) -> bool:
@@ -423,7 +424,7 @@ def system_lib_problem(value: str, printed: tuple[str, ...] = (), system_dirs: t
 
 
 def _env_default(value: str, ctx: _Context) -> str:
-    reason = tool_variable(value.partition("=")[0])
+    reason = tool_variable(value.partition("=")[0], ctx.package)
     return f"rustc, the linker or a program they start reads this variable: {reason}" if reason else ""
 
 
@@ -481,7 +482,7 @@ def _no_env(name: str) -> bool:
 
 def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the name the runner uses
            grant_allows_directive: GrantCheck, env_visible: EnvCheck = _no_env, target: str = "",
-           package_dir: str = "", hidden: tuple[str, ...] = (),
+           package_dir: str = "", hidden: tuple[str, ...] = (), package: str = "",
            system_dirs: tuple[str, ...] | None = None) -> tuple[list[str], list[tuple[Directive, str]]]:
     """(lines to hand to cargo, denied directives with the reason). Kept directives are canonical lines;
     kept non-directive lines are unchanged. The runner writes `"\\n".join(kept)` plus a final newline.
@@ -490,6 +491,7 @@ def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the
     may see (for `rerun-if-env-changed`); by default none. `target` is cargo's TARGET: libraries in
     OUT_DIR must be of its format (shim.linkinput), of the host's when "". `package_dir` is the crate's
     own package directory and `hidden` the cargo target directories inside it (shim.fsview.hidden_dirs);
+    `package` the package's name, whose namespace of `rustc-env` names the shape rules spare (shim.env_names);
     `system_dirs` replaces the linker's default directories (shim.syslibs) for tests.
 
     Two passes, because a `rustc-link-lib` may come before the `rustc-link-search` that finds it: the
@@ -499,16 +501,17 @@ def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the
     valid = [d for d in items if isinstance(d, Directive) and not d.problem]
     verbatim = frozenset(f for d in valid if d.key == "rustc-link-lib" and "+verbatim" in split_lib(d.value)[1]
                          for f in _lib_files(d.value))
-    package = os.path.normpath(package_dir) if package_dir else ""
+    package_path = os.path.normpath(package_dir) if package_dir else ""
     hidden = tuple(os.path.normpath(h) for h in hidden)
     printed = tuple(sorted({os.path.normpath(path) for d in valid if d.key == "rustc-link-search"
                             for _, path in [split_search(d.value)] if os.path.isabs(path)}))
     dirs = {os.path.normpath(path) for d in valid if d.key == "rustc-link-search"
             for kind, path in [split_search(d.value)] if kind not in CRATE_SEARCH_KINDS
-            and (inside(path, root) or not _package_place(path, package, hidden))}
-    judged = {d: search_dir_problem(d, verbatim, target, package="" if inside(d, root) else package, hidden=hidden)
+            and (inside(path, root) or not _package_place(path, package_path, hidden))}
+    judged = {d: search_dir_problem(d, verbatim, target, package="" if inside(d, root) else package_path,
+                                    hidden=hidden)
               for d in sorted(dirs)}
-    ctx = _Context(root, judged, env_visible, package, hidden, printed, system_dirs, target)
+    ctx = _Context(root, judged, env_visible, package_path, hidden, printed, system_dirs, target, package)
     kept: list[str] = []
     denied: list[tuple[Directive, str]] = []
     for item in items:

@@ -240,7 +240,8 @@ def filter_stdout(stdout: bytes, ctx: RunContext, grant: Grant | None, kind: str
 
     kept, denied = filter_directives(stdout, out_dir=ctx.out_dir, grant_allows_directive=allows,
                                      env_visible=visible, target=ctx.env.get("TARGET", ""),
-                                     package_dir=ctx.package_dir, hidden=tuple(hidden_dirs(ctx)))
+                                     package_dir=ctx.package_dir, hidden=tuple(hidden_dirs(ctx)),
+                                     package=ctx.crate)
     for directive, reason in denied:
         rule = RULES.get(directive.key)
         capability = rule.capability if rule is not None and not directive.problem else "directives"

@@ -34,10 +34,14 @@ class CratecageError(Exception):
         self.once = once if once is not None else message if self.build_wide else None
 
     def render(self) -> str:
+        """The message and hint; a line break in them stays one, any other control character is shown
+        escaped (shim.untrusted: a "\\r" or an escape sequence from a path never reaches the terminal)."""
+        from shim.untrusted import shown
+
         text = f"cratecage: {self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}" if "\n" in self.message else f"; {self.hint}"
-        return text
+        return "\n".join(shown(line) for line in text.split("\n"))
 
 
 class UsageError(CratecageError):

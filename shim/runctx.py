@@ -23,6 +23,9 @@ if False:  # typing only: the policy package is imported only when a policy appl
     from policy import Grant
 
 
+POLICY_ENTRY = "[permissions."  # how every fix that is an entry to paste starts (policy.suggest_entry)
+
+
 @dataclass(frozen=True)
 class Denial:
     """One refused request: what was asked, why not, and what to do about it."""
@@ -42,12 +45,20 @@ class Denial:
     expected: bool = False
 
     def render(self, crate: str, version: str) -> str:
+        return self.render_for(f"build script of {crate} {version}")
+
+    def render_for(self, subject: str) -> str:
+        """`cratecage: <subject>: <capability> <verb>: <target>: <reason>`, then the entry to paste. Target,
+        reason and fix hold text the script chose: shown escaped (shim.untrusted), one line each."""
+        from shim.untrusted import shown
+
         verb = ("not granted (warn mode: permitted)" if self.permitted else "denied as the policy says" if self.expected
                 else "denied" if self.fatal else "not granted")
-        text = f"cratecage: build script of {crate} {version}: {self.capability} {verb}: {self.target}: {self.reason}"
-        if "\n" in self.fix:  # a policy entry: indented, ready to paste
-            return text + "\n  to permit it, add to the policy:\n" + "\n".join("    " + line for line in self.fix.splitlines())
-        return text + (f"; {self.fix}" if self.fix else "")
+        text = f"cratecage: {subject}: {self.capability} {verb}: {shown(self.target)}: {shown(self.reason)}"
+        if self.fix.startswith(POLICY_ENTRY):  # a policy entry (policy.suggest, TOML-escaped): indented
+            return text + "\n  to permit it, add to the policy:\n" + "\n".join(
+                "    " + shown(line) for line in self.fix.split("\n"))
+        return text + (f"; {shown(self.fix)}" if self.fix else "")
 
 
 @dataclass(frozen=True)

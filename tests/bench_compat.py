@@ -198,7 +198,7 @@ DENIAL_CLASSES: Final = {
     "directives": ("directive refused", ""),
     "rustc-probe": ("probe refused", ""),
 }
-# Denial.render and shim.wasm_rustc.render: `cratecage: <subject>: <capability> <verb>: <target>: <reason>`.
+# Denial.render and Denial.render_for: `cratecage: <subject>: <capability> <verb>: <target>: <reason>`.
 DENIAL: Final = re.compile(r"cratecage: (?P<subject>.+?): (?P<capability>" + "|".join(DENIAL_CLASSES)
                            + r") (?P<verb>denied as the policy says|denied|not granted)(?: \([^)]*\))?: ")
 # Who a line is about: the last "build script of NAME VERSION", else the unit a compile names.

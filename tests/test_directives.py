@@ -361,6 +361,49 @@ def test_the_loader_subset_is_inside_the_class_and_still_exported() -> None:
     assert directives.LOADER_ENV_PREFIXES is env_names.LOADER_ENV_PREFIXES
 
 
+# The crate's own namespace (`CRUNCHY_*` of crunchy): the shape rules 3 and 4 give way, nothing else does.
+OWN_NAMESPACE_PASSES = [
+    ("crunchy", "CRUNCHY_LIB_SUFFIX"), ("my-crate", "MY_CRATE_OUT_PATH"), ("my_crate", "my_crate_data_dir"),
+    ("widget", "WIDGET_CONFIG_FILE"), ("tmp", "TMP_BUILD_DIR"), ("http", "HTTP_VERSION_FILE"),
+    ("library", "LIBRARY_DATA_PATH"), ("c", "C_SOURCES_DIR"),
+]
+OWN_NAMESPACE_REFUSED = [
+    # rule 2: a package named after a tool gains none of its namespace
+    ("ld", "LD_PRELOAD"), ("ld", "LD_LIBRARY_PATH"), ("ld", "LD_SO_DIR"), ("python", "PYTHONPATH"),
+    ("python", "PYTHON_PATH"), ("git", "GIT_SSH_COMMAND"), ("git", "GIT_CONFIG_GLOBAL"), ("cargo", "CARGO_HOME"),
+    ("rustc", "RUSTC_WRAPPER"), ("llvm", "LLVM_SYMBOLIZER_PATH"), ("lld", "LLD_REPRODUCE"), ("gcc", "GCC_EXEC_PREFIX"),
+    ("sccache", "SCCACHE_DIR"), ("openssl", "OPENSSL_CONF"), ("node", "NODE_OPTIONS"), ("pkg-config", "PKG_CONFIG_PATH"),
+    # rule 5, and names loaders read
+    ("tmp", "TMPDIR"), ("tmp", "TMP"), ("library", "LIBRARY_PATH"), ("compiler", "COMPILER_PATH"),
+    ("c", "C_INCLUDE_PATH"), ("cplus", "CPLUS_INCLUDE_PATH"), ("sunpro", "SUNPRO_DEPENDENCIES"),
+    # rule 1, and the bare package name
+    ("crunchy", "CRUNCHY_LIB-SUFFIX"), ("_x", "_X_PATH"),
+    # fragments read after any prefix
+    ("http", "HTTP_PROXY"), ("https", "https_proxy"), ("all", "ALL_PROXY"), ("socks", "SOCKS_PROXY"),
+    ("je", "JE_MALLOC_CONF"), ("sudo", "SUDO_ASKPASS"), ("dependencies", "DEPENDENCIES_OUTPUT"),
+    ("foo", "FOO_SYMBOLIZER_PATH"), ("foo", "FOO_PRELOAD"), ("foo", "FOO_AUDIT_LIB"),
+    # the namespace is the package's only
+    ("crunchy", "CRUNCH_LIB_SUFFIX"), ("my-crate", "MY_LIB_PATH"), ("mime_guess", "MIME_TYPES_GENERATED_PATH"),
+]
+
+
+@pytest.mark.parametrize(("package", "name"), OWN_NAMESPACE_PASSES)
+def test_rustc_env_in_the_crates_own_namespace_passes_whatever_its_words(package: str, name: str) -> None:
+    assert directives.tool_variable(name)  # refused for any other crate
+    assert directives.tool_variable(name, package) == ""
+    line = f"cargo:rustc-env={name}=v"
+    assert filter(line + "\n", out_dir=OUT, grant_allows_directive=nothing_granted, package=package) == ([line], [])
+
+
+@pytest.mark.parametrize(("package", "name"), OWN_NAMESPACE_REFUSED)
+def test_rustc_env_in_a_namespace_tools_read_stays_refused_whatever_the_package_is_called(package: str,
+                                                                                          name: str) -> None:
+    reason = directives.tool_variable(name, package)
+    assert reason
+    line = f"cargo:rustc-env={name}=/tmp/x"
+    assert filter(line + "\n", out_dir=OUT, grant_allows_directive=nothing_granted, package=package)[0] == []
+
+
 # --- rerun-if-env-changed -----------------------------------------------------------------------------------
 
 def test_rerun_if_env_changed_passes_only_for_variables_the_script_may_see() -> None:
