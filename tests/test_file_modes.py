@@ -8,11 +8,14 @@ tested alone against a temporary tree."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import FIXTURES, Cargo
 from guests import (Compiler, Sandbox, cache_env, compiler, facade_rlib,  # noqa: F401 (fixtures)
                     package_with_files, sandbox, tc)
 from shim import abi, host_files
@@ -153,3 +156,39 @@ def test_copy_and_set_permissions_keep_and_set_exec_bits_only_on_the_run_s_own_f
     assert mode_of(outside / "victim") == 0o600 and mode_of(pkg / "configure.sh") == 0o755
     refused = sorted(d.target for d in ctx.denials)
     assert len(refused) == 5 and all(d.fatal for d in ctx.denials)
+
+
+# -- cargo through the wrapper (fixtures/file-modes; the layout cannot matter: selected_cargo) -------------
+
+@pytest.fixture(scope="module")
+def modes_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    package = tmp_path_factory.mktemp("modes") / "file-modes"
+    shutil.copytree(FIXTURES / "file-modes", package)
+    os.chmod(package / "scripts" / "configure.sh", 0o755)  # whatever the checkout did
+    return package
+
+
+@pytest.mark.integration
+def test_a_build_script_s_copied_and_generated_scripts_run_natively_after_an_empty_policy_build(
+        selected_cargo: Cargo, modes_package: Path) -> None:
+    target = modes_package.parent / "target-benign"
+    selected_cargo(modes_package, "build", "--locked", wrapped=True, target_dir=target)
+    out = Path(subprocess.run([str(target / "debug" / "file-modes")], capture_output=True, text=True,
+                              check=True).stdout.strip())
+    assert mode_of(out / "configure.sh") == mode_of(out / "generated.sh") == 0o755
+    ran = [subprocess.run([str(out / name)], capture_output=True, text=True, check=True).stdout
+           for name in ("configure.sh", "generated.sh")]
+    assert ran == ["configured\n", "generated\n"]
+
+
+@pytest.mark.integration
+def test_a_build_script_that_chmods_its_package_directly_or_through_dotdot_fails_and_changes_nothing(
+        selected_cargo: Cargo, modes_package: Path) -> None:
+    before = mode_of(modes_package / "build.rs")
+    run = selected_cargo(modes_package, "build", "--locked", "--features", "hostile", wrapped=True,
+                         target_dir=modes_package.parent / "target-hostile", check=False)
+    assert not run.ok
+    assert run.proc.stderr.count("cargo:warning=refused: permission denied") == 2, run.proc.stderr[-3000:]
+    assert "changed the mode" not in run.proc.stderr
+    assert "filesystem-access denied: chmod" in run.proc.stderr
+    assert mode_of(modes_package / "build.rs") == before
