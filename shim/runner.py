@@ -310,7 +310,7 @@ class GuestRun:
     def run(self) -> Outcome:
         import wasmtime
 
-        from shim import host_net, host_observe, host_process, reaper, usage
+        from shim import host_files, host_net, host_observe, host_process, reaper, usage
         from shim.lexical import normal_path
 
         reaper.begin_run()  # before any child: every orphan below the runner comes back to it
@@ -322,6 +322,7 @@ class GuestRun:
         self.processes.sinks = host_process.Sinks(self._on_stdout, self._on_stderr)
         host_observe.define(linker, self.ctx)
         self.net = host_net.define(linker, self.ctx, self.processes)
+        host_files.define(linker, self.ctx, self.processes, self.preopens)
         wasi = wasmtime.WasiConfig()
         wasi.argv = [self.ctx.env.get("CARGO_MANIFEST_DIR", "") + "/build-script"]
         wasi.env = list(self.ctx.env.items())

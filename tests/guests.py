@@ -20,7 +20,7 @@ import pytest
 import wasmtime
 
 from conftest import scrubbed
-from shim import facade, host_net, host_observe, host_process, runner, toolchain
+from shim import facade, host_files, host_net, host_observe, host_process, runner, toolchain
 from shim.replay import STACK_SIZE_ARG
 from shim.runctx import RunContext
 
@@ -117,7 +117,7 @@ class GuestTrapped(Exception):
 class Sandbox:
     """Runs WASI command modules with the runner's preopens (shim.runner.preopen_table: the package directory
     read-only at its own path and as ".", OUT_DIR and a temp dir read-write at their host paths), an explicit
-    environment, and the host functions (processes, reports, sockets) of one RunContext per run."""
+    environment, and the host functions (processes, reports, sockets, file modes) of one RunContext per run."""
 
     engine: wasmtime.Engine
     tc: toolchain.Toolchain
@@ -143,12 +143,14 @@ class Sandbox:
         processes = host_process.define(linker, ctx)
         host_observe.define(linker, ctx)
         net = host_net.define(linker, ctx, processes)
+        preopens = runner.preopen_table(ctx, granted or [])
+        host_files.define(linker, ctx, processes, preopens)
         out, err = Path(ctx.package_dir).parent / "stdout", Path(ctx.package_dir).parent / "stderr"
         wasi = wasmtime.WasiConfig()
         wasi.argv = ["build-script"]
         wasi.env = list(ctx.env.items())
         wasi.stdout_file, wasi.stderr_file = str(out), str(err)
-        for host, guest, writable in runner.preopen_table(ctx, granted or []):
+        for host, guest, writable in preopens:
             wasi.preopen_dir(host, guest, writable)
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
