@@ -369,3 +369,29 @@ def test_exec_reports_round_trip_and_a_torn_one_is_dropped() -> None:
     assert read_report(data) == [{"program": "/o/evil", "refused": "/o/evil", "by": "/usr/bin/dash", "granted": "sh"},
                                  {"program": "/a\nb", "refused": "/c", "by": "", "granted": "git"}]
     assert read_report(data + b"/x\0/y\0") == read_report(data)
+
+
+def test_the_exec_watch_never_blocks_on_or_quotes_a_file_the_tree_chose(tmp_path: Path) -> None:
+    """The watch's thread runs unconfined on paths the confined tree names (shim.exec_watch): a FIFO (which
+    blocks an open for reading until a writer comes) or a device is no program and is never opened blocking,
+    and a `#!` line is reported only as an executable file that exists, never as the words of a file."""
+    import threading
+
+    from shim import exec_watch
+
+    fifo, secret, script = tmp_path / "fifo", tmp_path / "secret", tmp_path / "tools" / "gen"
+    os.mkfifo(fifo, 0o755)
+    secret.write_text("#!hunter2-token not-a-path\n")
+    secret.chmod(0o755)
+    script.parent.mkdir()
+    script.write_text("#!/nonexistent/hunter2-token\n")
+    script.chmod(0o755)
+    watch = exec_watch.Watch(str(tmp_path / "report"), [str(script.parent)], "sh")
+    answers: list[object] = []
+    reader = threading.Thread(target=lambda: answers.extend(
+        [watch.refused(str(fifo)), exec_watch._interpreter(str(fifo)), watch.refused("/dev/zero"),
+         exec_watch._interpreter(str(secret)), watch.refused(str(script)), watch.refused(str(secret))]), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert answers == [None, None, None, None, None, str(secret)]
+    os.close(watch.report)
