@@ -314,6 +314,10 @@ def may_run_paths(ctx: RunContext, item: str, writable: list[str]) -> list[str]:
         if hop is not None:
             raise SpawnRefused(item, f"may-run {item}: {hop} is in a directory the build script can write",
                                program_denial=False)
+        output = cargo_output_hop(ctx, found)
+        if output is not None:  # a PATH holding `target/debug` or `.`
+            raise SpawnRefused(item, f"may-run {item}: found as {found}, in cargo's build output ({output}), "
+                                     "whose files are never run", program_denial=False)
         return runnable(ctx, os.path.realpath(found), item, writable)
     hop = writable_hop(item, writable) or next((w for w in writable if inside(os.path.realpath(item), w)
                                                or inside(w, os.path.realpath(item))), None)

@@ -413,6 +413,7 @@ def fake_profile(root: Path) -> Path:
     "{link}/tool",  # a link elsewhere into an OUT_DIR
     "{t}",  # the target directory, holding the profile
     "{ws}",  # a tree holding a target directory
+    "tool",  # a bare name the host's PATH finds in an OUT_DIR
 ])
 def test_may_run_never_names_cargos_build_output(tmp_path: Path, spelling: str) -> None:
     """A driver granted `may-run` of a file in another crate's OUT_DIR or among cargo's products would run
@@ -428,7 +429,8 @@ def test_may_run_never_names_cargos_build_output(tmp_path: Path, spelling: str) 
     (tmp_path / "link").symlink_to(out)
     item = spelling.format(t=target, ws=ws, link=tmp_path / "link")
     ctx = make_ctx(tmp_path, '[permissions.build.demo]\n'
-                             f'process-spawn = {{ action = "permit", programs = ["sh"], may-run = ["{item}"] }}\n')
+                             f'process-spawn = {{ action = "permit", programs = ["sh"], may-run = ["{item}"] }}\n',
+                   PATH=f"{out}:/usr/bin:/bin")
     with pytest.raises(host_spawn.SpawnRefused, match="cargo's build output"):
         host_spawn.confinement(ctx, host_spawn.resolve(ctx, "sh"), "sh")
 
