@@ -546,6 +546,24 @@ def test_libraries_of_the_machines_own_library_directories_pass() -> None:
     assert run("\n".join(libs) + "\n", system_dirs=None) == (libs, [])
 
 
+def test_libraries_only_in_gccs_versioned_directory_pass() -> None:
+    """gcc's own libraries (`gcc`, `gcc_eh`, `stdc++`, `atomic`) live in `/usr/lib/gcc/<triple>/<N>`, which the
+    driver hands the linker on every link: root's there, so a `-l` of one passes (red team, issue 11: held);
+    without that directory the ones found only there would be refused."""
+    from pathlib import Path as P
+
+    from shim import syslibs
+
+    gcc = [d for d in syslibs.default_dirs() if d.startswith("/usr/lib/gcc/")]
+    names = [n for n in ("gcc", "gcc_eh", "stdc++", "atomic") if any((P(d) / f"lib{n}.a").exists() for d in gcc)]
+    if "gcc_eh" not in names:
+        pytest.skip("no gcc library directory here")
+    libs = [f"cargo:rustc-link-lib={n}" for n in names]
+    assert run("\n".join(libs) + "\n", system_dirs=None) == (libs, [])
+    others = tuple(d for d in syslibs.default_dirs() if d not in gcc)
+    assert run("cargo:rustc-link-lib=gcc_eh\n", system_dirs=others)[0] == []  # found only in gcc's directory
+
+
 def test_a_system_library_passes_only_when_it_is_roots_through_and_through(root_dir: Path) -> None:
     (root_dir / "libsys.a").write_bytes(b"")
     assert run("cargo:rustc-link-lib=sys\n", system_dirs=(str(root_dir),)) == (["cargo:rustc-link-lib=sys"], [])
