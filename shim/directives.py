@@ -286,12 +286,24 @@ def _package_place(path: str, package_dir: str, hidden: tuple[str, ...]) -> str:
     path = os.path.normpath(path)
     if any(inside(path, h) for h in hidden):
         return "search path in a cargo target directory inside the package (other crates' build output)"
+    hidden_ids = {_identity(h) for h in hidden} - {None}
     here = package_dir
     for name in os.path.relpath(path, package_dir).split("/"):
         here = os.path.join(here, name)
         if os.path.islink(here):
             return f"search path reached through a symbolic link in the package ({here})"
+        if _identity(here) in hidden_ids:  # another spelling of one: a case-insensitive file system, a bind mount
+            return f"search path in a cargo target directory inside the package, spelled {here}"
     return ""
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The directory's (device, inode), which every spelling of it shares; None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _place(path: str, ctx: _Context) -> str:

@@ -470,6 +470,32 @@ def test_search_paths_elsewhere_than_the_package_itself_are_refused(tmp_path: Pa
                hidden=(str(package / "target"),))[1] == []
 
 
+def test_a_target_directory_spelled_otherwise_is_still_refused(tmp_path: Path) -> None:
+    """A case-insensitive file system (a WSL drive) or a bind mount gives the package's target directory
+    another spelling, which no text comparison catches: the directory's identity does (red team, issue 11).
+    Here a bind mount in a private mount namespace (`unshare -m`), where one can be made."""
+    import shutil
+    import subprocess
+    import sys
+
+    package, out = package_with_lib(tmp_path)
+    (package / "alias").mkdir()
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from shim.directives import filter\n"
+              "k, d = filter(sys.argv[2], out_dir=sys.argv[3], grant_allows_directive=lambda k, t: False,"
+              " package_dir=sys.argv[4], hidden=(sys.argv[5],)); print(d[0][1] if d else 'kept')\n")
+    root = str(Path(directives.__file__).resolve().parent.parent)
+    line = f"cargo:rustc-link-search=native={package}/alias/debug/build/windows_x86_64_gnu-1234/out\n"
+    unshare = shutil.which("unshare")
+    mount = f"mount --bind {package / 'target'} {package / 'alias'}"
+    proc = subprocess.run([unshare or "unshare", "-m", "sh", "-c", f'{mount} && exec "$0" "$@"', sys.executable, "-c",
+                           script, root, line, str(out), str(package), str(package / "target")],
+                          capture_output=True, text=True) if unshare else None
+    if proc is None or proc.returncode != 0:
+        pytest.skip(f"no private bind mount here ({proc.stderr.strip() if proc else 'no unshare'})")
+    assert proc.stdout.startswith("search path in a cargo target directory inside the package, spelled ")
+    assert run(line, out_dir=str(out), package_dir=str(package), hidden=(str(package / "target"),))[1] == []  # unmounted
+
+
 def test_a_package_search_path_whose_files_would_steer_the_linker_is_refused(tmp_path: Path) -> None:
     package, out = package_with_lib(tmp_path)
     (package / "lib" / "libc.so").write_text("INPUT(/etc/passwd)\n")  # a linker script a package could ship
