@@ -132,10 +132,12 @@ def _check_link(args: RustcArgs, tmp: str, env: dict[str, str], allowed: Grants)
         return ""
     from shim import linkcheck
 
+    granted = granted_search_paths(env)
+    policed = [os.path.abspath(p) for p in native if not any(_matches(g, os.path.abspath(p)) for g in granted)]
     linker = configured or "cc"
     path = linkcheck.install(os.path.join(tmp, "linkcheck"), linker)
     report = os.path.join(tmp, "linkcheck.report")
-    env.update({linkcheck.LINKER_ENV: linker, linkcheck.DIRS_ENV: "\n".join(os.path.abspath(p) for p in native),
+    env.update({linkcheck.LINKER_ENV: linker, linkcheck.DIRS_ENV: "\n".join(policed),
                 linkcheck.TARGET_ENV: args.target or "", linkcheck.REPORT_ENV: report,
                 linkcheck.OUT_ENV: os.path.abspath(args.out_dir or os.path.dirname(os.path.abspath(args.output or "x"))),
                 _LINKER_PATH: path})
@@ -143,6 +145,36 @@ def _check_link(args: RustcArgs, tmp: str, env: dict[str, str], allowed: Grants)
     allowed.read = sorted({*allowed.read, path, *linkcheck.reads()})
     allowed.listable = sorted({*allowed.listable, os.path.dirname(os.path.dirname(os.path.abspath(linkcheck.__file__)))})
     return report
+
+
+def granted_search_paths(environ: dict[str, str]) -> list[str]:
+    """The search paths some `[permissions.build.*]` entry (the policy's or a curated one) permits by path
+    (`directives = ["rustc-link-search=/opt/conda/lib"]`, a prefix when it ends in `*`): the owner chose
+    those, so their files link as they are. A grant of every search path names none."""
+    from shim.errors import CratecageError
+
+    try:
+        from policy import curated
+        from shim import enforce
+        from shim.cli import enable_site_packages
+        from shim.workspace import policy_may_apply
+
+        enable_site_packages()
+        entries = [*curated.entries()]
+        if policy_may_apply("build", "*", environ):
+            entries += enforce.load(environ)[0].entries
+    except CratecageError:
+        return []
+    prefix = "rustc-link-search="
+    return [item[len(prefix):] for e in entries if e.kind == "build" for r in e.rules
+            if r.capability == "directives" and r.action == "permit"
+            for _, items in r.lists for item in items if item.startswith(prefix)]
+
+
+def _matches(pattern: str, path: str) -> bool:
+    from policy.capabilities import prefix_match
+
+    return prefix_match(pattern, path)
 
 
 def _read_quietly(path: str) -> str:

@@ -113,3 +113,31 @@ def test_the_script_runs_the_real_linker_or_stops(dirs: dict[str, Path], tmp_pat
                              text=True)
     assert refused.returncode == 1 and refused.stdout == ""
     assert (tmp_path / "report").read_text().startswith(f"{dirs['bad'] / 'imp.lib'}\t")
+
+
+def test_a_confined_link_polices_the_search_paths_nobody_granted(tmp_path: Path) -> None:
+    """shim.confined_compile hands the checking linker every native `-L` of a link, less the ones a policy
+    entry grants by path (the owner chose them: a conda lib dir with RUNPATHs links as it is); a call that
+    links nothing, or has no native `-L`, gets no checking linker."""
+    from shim import confined_compile, rustc_args
+    from shim.confined_grants import Grants
+
+    policy = tmp_path / "cratecage.toml"
+    policy.write_text('[permissions.build.some-sys]\n'
+                      'directives = { action = "permit", list = ["rustc-link-search=/opt/conda/lib", '
+                      '"rustc-link-search=/opt/pre/*"] }\n')
+    env = {"CRATECAGE_POLICY": str(policy), "PATH": "/usr/bin:/bin"}
+    assert {"/opt/conda/lib", "/opt/pre/*"} <= set(confined_compile.granted_search_paths(env))
+    argv = ["--crate-name", "app", "--crate-type", "bin", "src/main.rs", "--out-dir", str(tmp_path / "deps"),
+            "-L", "native=/opt/conda/lib", "-L", "native=/opt/pre/x", "-L", f"native={tmp_path}/out",
+            "-L", f"dependency={tmp_path}/deps"]
+    allowed = Grants([], [], [])
+    report = confined_compile._check_link(rustc_args.parse(argv), str(tmp_path), env, allowed)
+    assert report and env[linkcheck.DIRS_ENV] == f"{tmp_path}/out"
+    assert Path(env.pop(confined_compile._LINKER_PATH)).name == "cc" and linkcheck.interpreter() in allowed.execute
+    a_library = ["--crate-name", "app", "--crate-type", "lib", "src/lib.rs", "--out-dir", str(tmp_path / "deps"),
+                 "-L", f"native={tmp_path}/out"]
+    no_native = ["--crate-name", "app", "--crate-type", "bin", "src/main.rs", "--out-dir", str(tmp_path / "deps"),
+                 "-L", f"dependency={tmp_path}/deps"]
+    for other in (a_library, no_native):
+        assert confined_compile._check_link(rustc_args.parse(other), str(tmp_path), {**env}, Grants([], [], [])) == ""
