@@ -174,7 +174,8 @@ def test_a_driver_refused_another_crates_launcher_is_offered_no_may_run(selected
     output: refused, and the paste-ready `may-run` entry is never offered for it, nor accepted (red team,
     issue 11 (d)); a tool outside the target directory keeps its entry (the twin, above)."""
     build_cases(selected_cargo, arena, grants(SH), [])
-    launcher = next(p for p in sorted((arena / "target").rglob("build-script-build")) if "peer" in str(p))
+    launcher = next(p for p in sorted((arena / "target").rglob("build*script*build")) if "peer" in str(p)
+                    and p.name in ("build-script-build", "build_script_build"))  # the old layout's, the new one's
     case = f"spawn sh - -c {{ws}}/{launcher.relative_to(arena)}%20&&%20echo%20ran"
     refused = build_cases(selected_cargo, arena, grants(SH), [case])
     assert outcomes(refused, arena)[case].startswith("ok exit status: 126 ")
