@@ -121,7 +121,8 @@ LINKED_TYPES = frozenset({"bin", "cdylib", "dylib", "proc-macro"})
 
 def _check_link(args: RustcArgs, tmp: str, env: dict[str, str], allowed: Grants) -> str:
     """When this call links with a native search path (a build script's), install the checking linker
-    (shim.linkcheck) in `tmp`, point `env` at it and widen `allowed` to run it; the report file's path, or
+    (shim.linkcheck) in `<build dir>/cratecage/linkcheck` (`tmp` is `<build dir>/cratecage/tmp/native-*`,
+    which the compile may write; that directory it may not), point `env` at it and widen `allowed` to run it; the report file's path, or
     "" when the call does not link so. Only where rustc's linker is a `cc`-like driver: a configured
     `-C linker=`, or a Linux target's default `cc`."""
     native = [p for kind, p in args.lib_paths if kind not in ("dependency", "crate")]
@@ -135,7 +136,7 @@ def _check_link(args: RustcArgs, tmp: str, env: dict[str, str], allowed: Grants)
     granted = granted_search_paths(env)
     policed = [os.path.abspath(p) for p in native if not any(_matches(g, os.path.abspath(p)) for g in granted)]
     linker = configured or "cc"
-    path = linkcheck.install(os.path.join(tmp, "linkcheck"), linker)
+    path = linkcheck.install(os.path.join(os.path.dirname(os.path.dirname(tmp)), "linkcheck"), linker)
     report = os.path.join(tmp, "linkcheck.report")
     env.update({linkcheck.LINKER_ENV: linker, linkcheck.DIRS_ENV: "\n".join(policed),
                 linkcheck.TARGET_ENV: args.target or "", linkcheck.REPORT_ENV: report,

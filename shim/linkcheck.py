@@ -177,9 +177,11 @@ def problem(argv: list[str], policed: list[str], target: str = "", out_dir: str 
 
 
 def install(directory: str, linker: str) -> str:
-    """Write the checking linker into `directory` under `linker`'s file name (rustc infers the flavour from
-    it) and return its path."""
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    """The checking linker in `directory` under `linker`'s file name (rustc infers the flavour from it),
+    written there (atomically: links run in parallel) unless it already is; its path. `directory` must be
+    one the confined compile cannot write (`<build dir>/cratecage/linkcheck`): what runs inside it (a proc
+    macro, natively) could otherwise rewrite the check before rustc starts the linker."""
+    os.makedirs(directory, mode=0o755, exist_ok=True)
     path = os.path.join(directory, os.path.basename(linker) or "cc")
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     text = (f"#!{interpreter()} -ISB\n"
@@ -187,9 +189,17 @@ def install(directory: str, linker: str) -> str:
             f"sys.path.insert(0, {package_parent!r})\n"
             "from shim.linkcheck import main\n"
             "sys.exit(main(sys.argv))\n")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return path
+    except OSError:
+        pass
+    temp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.replace(temp, path)
     return path
 
 

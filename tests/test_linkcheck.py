@@ -132,12 +132,15 @@ def test_a_confined_link_polices_the_search_paths_nobody_granted(tmp_path: Path)
             "-L", "native=/opt/conda/lib", "-L", "native=/opt/pre/x", "-L", f"native={tmp_path}/out",
             "-L", f"dependency={tmp_path}/deps"]
     allowed = Grants([], [], [])
-    report = confined_compile._check_link(rustc_args.parse(argv), str(tmp_path), env, allowed)
+    scratch = tmp_path / "cratecage" / "tmp" / "native-1"  # the compile may write here, not in cratecage/
+    scratch.mkdir(parents=True)
+    report = confined_compile._check_link(rustc_args.parse(argv), str(scratch), env, allowed)
     assert report and env[linkcheck.DIRS_ENV] == f"{tmp_path}/out"
-    assert Path(env.pop(confined_compile._LINKER_PATH)).name == "cc" and linkcheck.interpreter() in allowed.execute
+    assert env.pop(confined_compile._LINKER_PATH) == str(tmp_path / "cratecage" / "linkcheck" / "cc")
+    assert linkcheck.interpreter() in allowed.execute
     a_library = ["--crate-name", "app", "--crate-type", "lib", "src/lib.rs", "--out-dir", str(tmp_path / "deps"),
                  "-L", f"native={tmp_path}/out"]
     no_native = ["--crate-name", "app", "--crate-type", "bin", "src/main.rs", "--out-dir", str(tmp_path / "deps"),
                  "-L", f"dependency={tmp_path}/deps"]
     for other in (a_library, no_native):
-        assert confined_compile._check_link(rustc_args.parse(other), str(tmp_path), {**env}, Grants([], [], [])) == ""
+        assert confined_compile._check_link(rustc_args.parse(other), str(scratch), {**env}, Grants([], [], [])) == ""
