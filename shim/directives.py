@@ -31,7 +31,8 @@ for variables the script may see (cargo stores the value in the target dir); thr
     a Windows target or in the package (shim/linkinput.py: a linker script under a library's name reads
     host files). A package path must be reached without `..` and without a symbolic link below the
     package directory (a link the package ships may lead anywhere), and must not lie in a cargo target
-    directory inside the package (other crates' OUT_DIRs, which their scripts write); nor may a library
+    directory inside the package (other crates' OUT_DIRs, which their scripts write), by its text or by
+    the identity of a directory on the way (a case-insensitive file system, a bind mount); nor may a library
     file there be a link out of the package or into such a directory. The build script itself cannot write
     its package (it is preopened read-only), so what is there is what the package shipped or the user wrote;
   - `rustc-link-lib` when its file is in such a directory (an import archive only for a Windows target:
@@ -287,12 +288,24 @@ def _package_place(path: str, package_dir: str, hidden: tuple[str, ...]) -> str:
     path = os.path.normpath(path)
     if any(inside(path, h) for h in hidden):
         return "search path in a cargo target directory inside the package (other crates' build output)"
+    hidden_ids = {_identity(h) for h in hidden} - {None}
     here = package_dir
     for name in os.path.relpath(path, package_dir).split("/"):
         here = os.path.join(here, name)
         if os.path.islink(here):
             return f"search path reached through a symbolic link in the package ({here})"
+        if _identity(here) in hidden_ids:  # another spelling of one: a case-insensitive file system, a bind mount
+            return f"search path in a cargo target directory inside the package, spelled {here}"
     return ""
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The directory's (device, inode), which every spelling of it shares; None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _place(path: str, ctx: _Context) -> str:

@@ -198,12 +198,13 @@ class Watch:
     def verdict(self, real: str) -> tuple[str, str] | None:
         """What an exec of `real` is worth a record: ("refused", the file Landlock refuses: itself, or a
         script's interpreter), ("ran", itself) for a file of the run's output that runs, or None: a system
-        tool that runs, or no executable file at all (a PATH search trying each directory)."""
-        try:
-            st = os.stat(real)
-        except OSError:
-            return None
-        if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        tool that runs, or no executable file at all (a PATH search trying each directory).
+
+        This thread runs unconfined, on a path the confined tree chose: nothing here may block or carry a
+        file's contents into a message. So the file is judged open (`_executable`: non-blocking, no FIFO or
+        device, the one inode stat'ed), and a `#!` line counts only when it names an executable file that
+        exists (its path, which the tree could stat itself; never other words of a file it cannot read)."""
+        if not _executable(real):
             return None
         if not self.runs(real):
             return "refused", real
@@ -265,14 +266,56 @@ def _read_string(pid: int, address: int, limit: int = 4096) -> str | None:
     return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
-def _interpreter(real: str) -> str | None:
-    """The real path of the interpreter a `#!` line names, or None."""
+_OPEN_FLAGS: Final = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_regular(real: str) -> int | None:
+    """`real` (a real path: no link left) opened without blocking (a FIFO put there after any stat opens at
+    once, and is refused by the fstat), or None unless it is an executable regular file."""
     try:
-        with open(real, "rb") as fh:
-            head = fh.read(256)
+        fd = os.open(real, _OPEN_FLAGS)
     except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _executable(real: str) -> bool:
+    """Whether `real` is an executable regular file (one the user may run but not read is stat'ed: a stat
+    never blocks)."""
+    fd = _open_regular(real)
+    if fd is not None:
+        os.close(fd)
+        return True
+    try:
+        st = os.stat(real, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111) and not os.access(real, os.R_OK)
+
+
+def _interpreter(real: str) -> str | None:
+    """The real path of the interpreter a `#!` line names, when that is an absolute path to an executable
+    file; else None."""
+    fd = _open_regular(real)
+    if fd is None:
+        return None
+    try:
+        head = os.pread(fd, 256, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     if not head.startswith(b"#!"):
         return None
     words = head[2:].split(b"\n", 1)[0].split()
-    return os.path.realpath(words[0].decode("utf-8", "surrogateescape")) if words else None
+    if not words or not words[0].startswith(b"/"):
+        return None
+    named = os.path.realpath(words[0].decode("utf-8", "surrogateescape"))
+    return named if _executable(named) else None

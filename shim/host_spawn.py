@@ -336,13 +336,37 @@ def may_run_paths(ctx: RunContext, item: str, writable: list[str]) -> list[str]:
         if hop is not None:
             raise SpawnRefused(item, f"may-run {item}: {hop} is in a directory the build script can write",
                                program_denial=False)
+        output = cargo_output_hop(ctx, found)
+        if output is not None:  # a PATH holding `target/debug` or `.`
+            raise SpawnRefused(item, f"may-run {item}: found as {found}, in cargo's build output ({output}), "
+                                     "whose files are never run", program_denial=False)
         return runnable(ctx, os.path.realpath(found), item, writable)
     hop = writable_hop(item, writable) or next((w for w in writable if inside(os.path.realpath(item), w)
                                                or inside(w, os.path.realpath(item))), None)
     if hop is not None:
         raise SpawnRefused(item, f"may-run {item}: {hop} is (or holds) a directory the build script can write, "
                                  "whose files are never run", program_denial=False)
+    output = cargo_output_hop(ctx, item)
+    if output is not None:
+        raise SpawnRefused(item, f"may-run {item}: {output} is (or holds) cargo's build output, where other "
+                                 "crates' build scripts and compiles write: its files are never run",
+                           program_denial=False)
     return [item] if os.path.exists(item) else []
+
+
+def cargo_output_hop(ctx: RunContext, path: str) -> str | None:
+    """The directory of cargo's build output that `path` lies in (shim.layout.cargo_output_of: another crate's
+    OUT_DIR, deps/, a launcher, in any target or build dir) or holds (a target directory of the build, below
+    a tree such as the workspace root), else None: what a driver started from there is another crate's
+    product, which its own build script or compile chose."""
+    from shim import fsview, layout
+
+    found = layout.cargo_output_of(path)
+    if found is not None:
+        return found
+    lexical, real = os.path.normpath(os.path.abspath(path)), os.path.realpath(path)
+    held = [*fsview.hidden_dirs(ctx), *(fsview.cargo_dirs(real) if os.path.isdir(real) else ())]
+    return next((h for h in held if inside(h, lexical) or inside(os.path.realpath(h), real)), None)
 
 
 def script_interpreters(program: str, path: str) -> list[str]:
@@ -424,9 +448,9 @@ def watched_execs(ctx: RunContext) -> None:
         elif any(inside(refused, w) for w in writable):
             ctx.deny("process-spawn", refused, f"started by {started}: a file in a directory the build script "
                      "can write (a writable grant) is never run, and may-run cannot name one", fatal=False)
-        elif any(inside(refused, w) for w in cargo_output):
+        elif any(inside(refused, w) for w in cargo_output) or cargo_output_hop(ctx, refused) is not None:
             ctx.deny("process-spawn", refused, f"started by {started}: a file in cargo's build output (another "
-                     "crate's OUT_DIR, its binaries) is never run, and may-run cannot name one", fatal=False)
+                     "crate's OUT_DIR or product) is never run, and may-run cannot name one", fatal=False)
         else:
             ctx.deny("process-spawn", refused, f"started by {started}: granted programs run only their own files, "
                      "their profile's system tools and the crate's may-run", suggest_may_run(ctx, refused),

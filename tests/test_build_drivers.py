@@ -261,6 +261,24 @@ def test_may_run_lets_a_granted_sh_start_what_it_names(selected_cargo: Cargo, ar
     assert outcomes(allowed, arena)[case] == 'ok exit status: 0 out="ran" err=""'
 
 
+def test_a_driver_refused_another_crates_launcher_is_offered_no_may_run(selected_cargo: Cargo, arena: Path) -> None:
+    """A build-script launcher (another crate's, running with that crate's grants) found in cargo's build
+    output: refused, and the paste-ready `may-run` entry is never offered for it, nor accepted (red team,
+    issue 11 (d)); a tool outside the target directory keeps its entry (the twin, above)."""
+    build_cases(selected_cargo, arena, grants(SH), [])
+    launcher = next(p for p in sorted((arena / "target").rglob("build*script*build")) if "peer" in str(p)
+                    and p.name in ("build-script-build", "build_script_build"))  # the old layout's, the new one's
+    case = f"spawn sh - -c {{ws}}/{launcher.relative_to(arena)}%20&&%20echo%20ran"
+    refused = build_cases(selected_cargo, arena, grants(SH), [case])
+    assert outcomes(refused, arena)[case].startswith("ok exit status: 126 ")
+    lines = [line for line in own_lines(refused.proc.stderr) if f"{launcher}: started by sh" in line]
+    assert lines and all("cargo's build output" in line and "may-run =" not in line for line in lines), lines
+    assert f'may-run = ["{launcher}"]' not in refused.proc.stderr
+    granted = build_cases(selected_cargo, arena, grants(
+        f'process-spawn = {{ action = "permit", programs = ["sh"], may-run = ["{launcher}"] }}'), [case])
+    assert not granted.ok and "cargo's build output" in granted.proc.stderr
+
+
 def test_a_granted_sh_reads_no_more_than_the_grants(selected_cargo: Cargo, arena: Path) -> None:
     cases = ["spawn sh - -c cat%20{ws}/../secret.txt", "spawn sh - -c cat%20{ws}/data/d.txt"]
     run = build_cases(selected_cargo, arena, grants(SH, DATA), cases)

@@ -513,6 +513,32 @@ def test_search_paths_elsewhere_than_the_package_itself_are_refused(tmp_path: Pa
                hidden=(str(package / "target"),))[1] == []
 
 
+def test_a_target_directory_spelled_otherwise_is_still_refused(tmp_path: Path) -> None:
+    """A case-insensitive file system (a WSL drive) or a bind mount gives the package's target directory
+    another spelling, which no text comparison catches: the directory's identity does (red team, issue 11).
+    Here a bind mount in a private mount namespace (`unshare -m`), where one can be made."""
+    import shutil
+    import subprocess
+    import sys
+
+    package, out = package_with_lib(tmp_path)
+    (package / "alias").mkdir()
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from shim.directives import filter\n"
+              "k, d = filter(sys.argv[2], out_dir=sys.argv[3], grant_allows_directive=lambda k, t: False,"
+              " package_dir=sys.argv[4], hidden=(sys.argv[5],)); print(d[0][1] if d else 'kept')\n")
+    root = str(Path(directives.__file__).resolve().parent.parent)
+    line = f"cargo:rustc-link-search=native={package}/alias/debug/build/windows_x86_64_gnu-1234/out\n"
+    unshare = shutil.which("unshare")
+    mount = f"mount --bind {package / 'target'} {package / 'alias'}"
+    proc = subprocess.run([unshare or "unshare", "-m", "sh", "-c", f'{mount} && exec "$0" "$@"', sys.executable, "-c",
+                           script, root, line, str(out), str(package), str(package / "target")],
+                          capture_output=True, text=True) if unshare else None
+    if proc is None or proc.returncode != 0:
+        pytest.skip(f"no private bind mount here ({proc.stderr.strip() if proc else 'no unshare'})")
+    assert proc.stdout.startswith("search path in a cargo target directory inside the package, spelled ")
+    assert run(line, out_dir=str(out), package_dir=str(package), hidden=(str(package / "target"),))[1] == []  # unmounted
+
+
 def test_a_package_search_path_whose_files_would_steer_the_linker_is_refused(tmp_path: Path) -> None:
     package, out = package_with_lib(tmp_path)
     (package / "lib" / "libc.so").write_text("INPUT(/etc/passwd)\n")  # a linker script a package could ship
@@ -587,6 +613,24 @@ def test_libraries_of_the_machines_own_library_directories_pass() -> None:
     libs = ["cargo:rustc-link-lib=z", "cargo:rustc-link-lib=dylib=dl", "cargo:rustc-link-lib=m",
             "cargo:rustc-link-lib=static=z", "cargo:rustc-link-lib=pthread"]
     assert run("\n".join(libs) + "\n", system_dirs=None) == (libs, [])
+
+
+def test_libraries_only_in_gccs_versioned_directory_pass() -> None:
+    """gcc's own libraries (`gcc`, `gcc_eh`, `stdc++`, `atomic`) live in `/usr/lib/gcc/<triple>/<N>`, which the
+    driver hands the linker on every link: root's there, so a `-l` of one passes (red team, issue 11: held);
+    without that directory the ones found only there would be refused."""
+    from pathlib import Path as P
+
+    from shim import syslibs
+
+    gcc = [d for d in syslibs.default_dirs() if d.startswith("/usr/lib/gcc/")]
+    names = [n for n in ("gcc", "gcc_eh", "stdc++", "atomic") if any((P(d) / f"lib{n}.a").exists() for d in gcc)]
+    if "gcc_eh" not in names:
+        pytest.skip("no gcc library directory here")
+    libs = [f"cargo:rustc-link-lib={n}" for n in names]
+    assert run("\n".join(libs) + "\n", system_dirs=None) == (libs, [])
+    others = tuple(d for d in syslibs.default_dirs() if d not in gcc)
+    assert run("cargo:rustc-link-lib=gcc_eh\n", system_dirs=others)[0] == []  # found only in gcc's directory
 
 
 def test_a_system_library_passes_only_when_it_is_roots_through_and_through(root_dir: Path) -> None:

@@ -401,3 +401,87 @@ def test_exec_reports_round_trip_and_a_torn_one_is_dropped() -> None:
         {"verdict": "refused", "program": "/o/evil", "file": "/o/evil", "by": "/usr/bin/dash", "granted": "sh"},
         {"verdict": "ran", "program": "/a\nb", "file": "/c", "by": "", "granted": "git"}]
     assert read_report(data + b"/x\0/y\0") == read_report(data)
+
+
+def test_the_exec_watch_never_blocks_on_or_quotes_a_file_the_tree_chose(tmp_path: Path) -> None:
+    """The watch's thread runs unconfined on paths the confined tree names (shim.exec_watch): a FIFO (which
+    blocks an open for reading until a writer comes) or a device is no program and is never opened blocking,
+    and a `#!` line is reported only as an executable file that exists, never as the words of a file."""
+    import threading
+
+    from shim import exec_watch
+
+    fifo, secret, script = tmp_path / "fifo", tmp_path / "secret", tmp_path / "tools" / "gen"
+    os.mkfifo(fifo, 0o755)
+    secret.write_text("#!hunter2-token not-a-path\n")
+    secret.chmod(0o755)
+    script.parent.mkdir()
+    script.write_text("#!/nonexistent/hunter2-token\n")
+    script.chmod(0o755)
+    watch = exec_watch.Watch(str(tmp_path / "report"), [str(script.parent)], "sh")
+    answers: list[object] = []
+    reader = threading.Thread(target=lambda: answers.extend(
+        [watch.refused(str(fifo)), exec_watch._interpreter(str(fifo)), watch.refused("/dev/zero"),
+         exec_watch._interpreter(str(secret)), watch.refused(str(script)), watch.refused(str(secret))]), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert answers == [None, None, None, None, None, str(secret)]
+    os.close(watch.report)
+
+
+def fake_profile(root: Path) -> Path:
+    """A cargo target directory as a build leaves it: `debug/` with its lock and fingerprints, CACHEDIR.TAG."""
+    (root / "debug" / ".fingerprint").mkdir(parents=True)
+    (root / "debug" / ".cargo-lock").write_text("")
+    (root / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+    return root / "debug"
+
+
+@pytest.mark.parametrize("spelling", [
+    "{t}/debug/build/other-1a2b/out/tool",  # another crate's OUT_DIR
+    "{t}/debug/build/other-1a2b/out/a/b/c/d/e/f/g/h/tool",  # deeper than any fixed walk up
+    "{t}/debug/deps/",  # other crates' products, with a trailing slash
+    "{t}/debug/build/../deps/x",  # `..`
+    "{link}/tool",  # a link elsewhere into an OUT_DIR
+    "{t}",  # the target directory, holding the profile
+    "{ws}",  # a tree holding a target directory
+    "tool",  # a bare name the host's PATH finds in an OUT_DIR
+])
+def test_may_run_never_names_cargos_build_output(tmp_path: Path, spelling: str) -> None:
+    """A driver granted `may-run` of a file in another crate's OUT_DIR or among cargo's products would run
+    what that crate's build script or compile chose (red team, issue 11): refused at the grant, however
+    spelled, in a target directory elsewhere too."""
+    ws = tmp_path / "ws"
+    target = ws / "elsewhere-target"
+    out = fake_profile(target) / "build" / "other-1a2b" / "out"
+    (out / "a/b/c/d/e/f/g/h").mkdir(parents=True)
+    (target / "debug" / "deps").mkdir()
+    for tool in (out / "tool", out / "a/b/c/d/e/f/g/h/tool", target / "debug" / "deps" / "x"):
+        shutil.copy2(shutil.which("true") or "/bin/true", tool)
+    (tmp_path / "link").symlink_to(out)
+    item = spelling.format(t=target, ws=ws, link=tmp_path / "link")
+    ctx = make_ctx(tmp_path, '[permissions.build.demo]\n'
+                             f'process-spawn = {{ action = "permit", programs = ["sh"], may-run = ["{item}"] }}\n',
+                   PATH=f"{out}:/usr/bin:/bin")
+    with pytest.raises(host_spawn.SpawnRefused, match="cargo's build output"):
+        host_spawn.confinement(ctx, host_spawn.resolve(ctx, "sh"), "sh")
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="needs Landlock")
+def test_a_driver_refused_another_crates_product_gets_no_may_run_entry(tmp_path: Path) -> None:
+    """The paste-ready entry is never offered for a file in cargo's build output; a tool beside it is."""
+    ctx = make_ctx(tmp_path, grant_of("sh"))
+    ctx.host_dir = str(tmp_path / "host")
+    os.mkdir(ctx.host_dir)
+    out = fake_profile(tmp_path / "target") / "build" / "other-1a2b" / "out"
+    out.mkdir(parents=True)
+    (tmp_path / "tools").mkdir()
+    for tool in (out / "product", tmp_path / "tools" / "mytool"):
+        shutil.copy2(shutil.which("true") or "/bin/true", tool)
+    child = host_spawn.RealChild(ctx, request("sh", "-c", f"{out}/product; {tmp_path}/tools/mytool", stdout=abi.STDIO_PIPED),
+                                 host_spawn.resolve(ctx, "sh"), Sinks(lambda _: None, lambda _: None))
+    child.wait(time.monotonic() + 60)
+    host_spawn.refused_execs(ctx)
+    product, tool = ctx.denials
+    assert product.target == f"{out}/product" and "cargo's build output" in product.reason and not product.fix
+    assert tool.target == f"{tmp_path}/tools/mytool" and "may-run" in tool.fix
