@@ -279,6 +279,21 @@ def _never(value: str, ctx: _Context) -> str:
     return "needs a grant"
 
 
+# Linker arguments that name no file, run nothing and change no search path: the thread flag jemalloc,
+# mimalloc and other C libraries print, and the as-needed toggles. Everything else a linker takes can.
+PLAIN_LINK_ARGS: Final = frozenset({"-pthread", "-Wl,--as-needed", "-Wl,--no-as-needed"})
+
+
+def _link_arg_default(value: str, ctx: _Context) -> str:
+    """`rustc-link-arg*`: cargo passes the value as one linker argument; "" for one of PLAIN_LINK_ARGS."""
+    return "" if value in PLAIN_LINK_ARGS else "needs a grant"
+
+
+def _link_arg_bin_default(value: str, ctx: _Context) -> str:
+    """`rustc-link-arg-bin=BIN=ARG`."""
+    return _link_arg_default(value.partition("=")[2], ctx)
+
+
 def _package_place(path: str, package_dir: str, hidden: tuple[str, ...]) -> str:
     """"" when `path` is a directory of the package itself: below `package_dir` by its text (absolute, no
     `..`), outside every cargo target directory there, and reached without a symbolic link below the
@@ -483,7 +498,8 @@ RULES: Final[dict[str, Rule]] = {
     # Names of the class tools read (shim.env_names) need a grant; values are the crate's business.
     "rustc-env": Rule(_env_default, _before_eq),
     "rustc-flags": Rule(_never),
-    **{key: Rule(_never) for key in _LINK_ARG_KEYS},
+    **{key: Rule(_link_arg_default) for key in _LINK_ARG_KEYS},
+    "rustc-link-arg-bin": Rule(_link_arg_bin_default),
 }
 
 GrantCheck = Callable[[str, str], bool]  # (key, target) -> permitted; e.g. policy.Grant.allows_directive

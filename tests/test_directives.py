@@ -664,3 +664,18 @@ def test_a_system_library_shadowed_by_a_search_path_the_script_printed_is_refuse
 def test_a_system_library_named_other_than_plainly_or_missing_is_refused(root_dir: Path, value: str) -> None:
     (root_dir / "libsys.a").write_bytes(b"")
     assert run(f"cargo:rustc-link-lib={value}\n", system_dirs=(str(root_dir),))[0] == []
+
+
+@pytest.mark.parametrize("line, kept", [
+    ("cargo:rustc-link-arg=-pthread", True),  # jemalloc, mimalloc
+    ("cargo:rustc-link-arg-bins=-Wl,--as-needed", True),
+    ("cargo:rustc-link-arg-bin=tool=-pthread", True),
+    ("cargo:rustc-link-arg=-pthread -Wl,-T,/etc/passwd", False),  # one argument to the linker: not the plain one
+    ("cargo:rustc-link-arg=-Wl,--as-needed,-T,/etc/passwd", False),
+    ("cargo:rustc-link-arg-bin=-pthread=-Wl,-T,x", False),
+    ("cargo:rustc-link-arg=-fuse-ld=/tmp/ld", False),
+    ("cargo:rustc-link-arg=-pthreads", False),
+])
+def test_only_plain_link_args_pass_without_a_grant(line: str, kept: bool) -> None:
+    passed, denied = run(line + "\n")
+    assert (passed == [line], bool(denied)) == (kept, not kept)
