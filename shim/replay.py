@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from shim import compile_env, facade, journal, layout, replay_errors, trace, wasm_rustc
+from shim import compile_env, facade, journal, layout, replay_errors, trace, wasm_graph, wasm_rustc
 from shim.compile_dirs import DEP_INFO_SUFFIX, CompileDirs, sha256_of
 from shim.errors import CratecageError
 from shim.files import atomic_write
@@ -150,7 +150,7 @@ class Replayer:
     """Replays libraries for wasm for one build (one target directory), with one compiler and facade."""
 
     def __init__(self, *, tools: wasm_rustc.Tools, facade: str, cratecage_dir: str, environ: dict[str, str],
-                 consumer: str = "?") -> None:
+                 consumer: str = "?", workspace_dir: str | None = None) -> None:
         self.tools = tools
         self.rustc = tools.rustc
         self.wasm_sysroot = tools.wasm_sysroot
@@ -162,12 +162,18 @@ class Replayer:
         self._closures: dict[str, tuple[str, ...]] = {}  # wasm rlib -> the wasm rlibs it needs, transitively
         self._done: dict[str, str] = {}  # native rlib -> its wasm rlib, once per process
         self._swept = False
+        # the wasm graph (shim.wasm_graph) of the workspace cargo builds from here; None: host graph only
+        self.workspace_dir = workspace_dir
+        self._graph: wasm_graph.Graph | None = None
+        self._synthesised: dict[str, str] = {}  # manifest dir -> wasm rlib of a library cargo never compiled
 
     def externs_for(self, recorded: list[str], stack: tuple[str, ...] = ()) -> dict[str, str]:
         """native extern path -> wasm rlib, for every library extern of a command line."""
         mapping: dict[str, str] = {}
         for _name, path in parse(recorded).externs:
-            if path and (path.endswith(".rlib") or path.endswith(".rmeta")):
+            if path in self._synthesised.values():
+                mapping[path] = path  # compiled from source for wasm: already the wasm rlib
+            elif path and (path.endswith(".rlib") or path.endswith(".rmeta")):
                 mapping[path] = self.wasm_rlib(path, stack)
         return mapping
 
@@ -194,6 +200,14 @@ class Replayer:
                 f"so it cannot be compiled for wasm",
                 hint="the target directory predates this cratecage: run `cargo clean` once and build again",
             )
+        entry = self._as_on_wasm(entry, rlib, stack + (rlib,))
+        return self._replay(entry, rlib, name, stack)
+
+    def _replay(self, entry: journal.Entry, rlib: str, name: str, stack: tuple[str, ...], *,
+                native: bool = True) -> str:
+        """Compile one library for wasm (its dependencies first) unless its stamp says it is fresh. `rlib`:
+        the native rlib it replays, or (`native` False) its own wasm rlib, for a library compiled from its
+        source (shim.wasm_graph.synth_argv)."""
         externs = self.externs_for(entry.argv, stack + (rlib,))
         out = os.path.join(self.wasm_deps, name)
         from shim.build_script import native_externs
@@ -202,7 +216,8 @@ class Replayer:
         # (rustc loads a dependency's proc-macro crates by the `-L dependency=` search)
         self._closures[out] = tuple(self.closure([*externs.values(), *native_externs(entry.argv, entry.cwd)]))
         scope = self._scope(entry, rlib)
-        key = self._stamp(entry.raw, rlib, externs, wasm_rustc.scope_key(self.tools, scope, self.environ))
+        key = self._stamp(entry.raw, rlib if native else None, externs,
+                          wasm_rustc.scope_key(self.tools, scope, self.environ))
         os.makedirs(self.wasm_deps, exist_ok=True)
         self._sweep()
         with open(os.path.join(self.wasm_deps, f".{name}.lock"), "w") as lock:
@@ -210,12 +225,77 @@ class Replayer:
             if self._fresh(out, key):
                 self._done[rlib] = out
                 return out
-            digests = self._compile(entry, externs, rlib, scope)
+            digests = self._compile(entry, externs, rlib, scope, native=native)
             if name not in digests:
                 raise ReplayError(f"{scope.subject}: its wasm compile left no {name}")
             atomic_write(out + ".stamp", json.dumps({"key": key, "outputs": digests}, sort_keys=True))
         self._done[rlib] = out
         return out
+
+    # -- the graph on wasm32-wasip1 (shim.wasm_graph) ---------------------------------------------------
+
+    def graph(self) -> wasm_graph.Graph | None:
+        """The build's dependency graph on wasm, read once per process (cached per Cargo.lock)."""
+        if self._graph is None and self.workspace_dir is not None:
+            try:
+                self._graph = wasm_graph.load(self.workspace_dir, os.path.dirname(self.wasm_deps),
+                                              cargo=self.environ.get("CARGO") or "cargo", rustc=self.rustc,
+                                              environ=self.environ)
+            except wasm_graph.GraphError as err:
+                raise ReplayError(f"build script of {self.consumer}: {err.message}",
+                                  hint="its build-dependencies are compiled for wasm32-wasip1 with their "
+                                       "dependencies there; `cargo metadata` must be able to read the "
+                                       "workspace (and download what only wasm needs)") from err
+        return self._graph
+
+    def _as_on_wasm(self, entry: journal.Entry, rlib: str, stack: tuple[str, ...]) -> journal.Entry:
+        """The recorded compile with the library's dependencies on wasm: host-only `--extern`s dropped,
+        wasm-only ones compiled from their source and added; the same entry where the graphs agree (most
+        libraries), so nothing is compiled again for them."""
+        graph = self.graph()
+        manifest_dir = entry.env.get("CARGO_MANIFEST_DIR")
+        pkg = graph.get(manifest_dir) if graph is not None and manifest_dir else None
+        if pkg is None:  # outside the wasm graph (a target-specific build-dependency): as on the host
+            return entry
+        plan = wasm_graph.plan(parse(entry.argv).externs, pkg.deps)
+        if plan.agrees:
+            return entry
+        if entry.env.get("OUT_DIR"):
+            from shim import script_rerun
+
+            entry = script_rerun.on_wasm(self, entry, pkg)
+        added = [(name, self._from_source(graph, d, stack)) for name, d in plan.add]
+        argv = wasm_graph.without_externs(entry.argv, plan.drop)
+        for name, path in added:
+            argv += ["--extern", f"{name}={path}"]
+        trace.event(self.environ, kind="replay-graph", crate=pkg.lib_name, dropped=list(plan.drop),
+                    added=[name for name, _ in added])
+        raw = entry.raw + b"\0wasm-graph\0" + json.dumps([plan.drop, added]).encode()
+        return journal.Entry(entry.cwd, argv, raw, entry.env)
+
+    def _from_source(self, graph: wasm_graph.Graph, manifest_dir: str, stack: tuple[str, ...]) -> str:
+        """The wasm rlib of a library cargo never compiled (a dependency on wasm only), compiled from its
+        downloaded source like any replay (confined, its own grant), its own dependencies first."""
+        if manifest_dir in self._synthesised:
+            return self._synthesised[manifest_dir]
+        pkg = graph[manifest_dir]
+        whose = f"build script of {self.consumer}: its build-dependencies need {pkg.title} on wasm32-wasip1 only"
+        if manifest_dir in stack:
+            raise ReplayError(f"{whose}: dependency cycle while compiling it for wasm")
+        if pkg.lib_kind not in ("lib", "rlib"):
+            raise ReplayError(f"{whose}, a {pkg.lib_kind or 'package without a library'} that cargo never "
+                              f"compiled: cratecage cannot compile it for wasm32-wasip1")
+        if pkg.build_script:
+            raise ReplayError(f"{whose}, whose build script cargo never ran (it is no host dependency): "
+                              f"cratecage cannot compile it for wasm32-wasip1",
+                              hint="report this build-dependency graph; such crates are a README Limit")
+        externs = [(name, self._from_source(graph, d, stack + (manifest_dir,))) for name, d in pkg.deps]
+        name, argv = wasm_graph.synth_argv(pkg, externs, self.wasm_deps)
+        out = os.path.join(self.wasm_deps, name)
+        self._synthesised[manifest_dir] = out
+        entry = journal.Entry(pkg.manifest_dir, argv, json.dumps(argv).encode(),
+                              wasm_graph.synth_env(pkg, self.environ.get("CARGO")))
+        return self._replay(entry, out, name, stack, native=False)
 
     def _sweep(self) -> None:
         """Dep-info that cratecage < 0.6 left in wasm-deps held the values of granted variables: gone."""
@@ -246,13 +326,13 @@ class Replayer:
             sources=tuple(os.path.join(entry.cwd, i) for i in args.inputs), cargo_vars=entry.env, grant=grant,
             rustc_env=compile_env.script_rustc_env(out_dir))
 
-    def _stamp(self, raw: bytes, rlib: str, externs: dict[str, str], scope_key: str) -> str:
+    def _stamp(self, raw: bytes, rlib: str | None, externs: dict[str, str], scope_key: str) -> str:
         h = hashlib.sha256(raw)
         try:
-            st = os.stat(rlib)
+            st = os.stat(rlib or "")
             h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
         except OSError:
-            h.update(b"|missing")
+            h.update(b"|missing" if rlib else b"|from source")
         h.update(f"|{self.facade}|{self.wasm_sysroot}|{scope_key}".encode())
         for dep in sorted(externs.values()):
             try:
@@ -283,7 +363,7 @@ class Replayer:
         return True
 
     def _compile(self, entry: journal.Entry, externs: dict[str, str], rlib: str,
-                 scope: wasm_rustc.Scope) -> dict[str, str]:
+                 scope: wasm_rustc.Scope, *, native: bool = True) -> dict[str, str]:
         """Compile into a private directory, then publish the outputs (never the dep-info) into wasm-deps;
         file name -> sha256 of each."""
         from shim.build_script import native_externs
@@ -306,7 +386,7 @@ class Replayer:
         if dropped:
             trace.event(self.environ, kind="replay-dropped", crate=crate, flags=dropped)
         if done.returncode != 0:
-            if any(d.fatal for d in done.denials):
+            if native and any(d.fatal for d in done.denials):
                 forget_native(rlib, args, entry.env.get("CARGO_PKG_NAME", ""))
             refused = " (refused at compile time, see the cratecage: lines above)" if done.denials else ""
             found = replay_errors.diagnose(done.stderr, replay_errors.target_dependencies(scope.manifest_dir))
