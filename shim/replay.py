@@ -186,7 +186,7 @@ class Replayer:
             out.update(dict.fromkeys(self._closures.get(rlib, ())))
         return list(out)
 
-    def wasm_rlib(self, native: str, stack: tuple[str, ...] = ()) -> str:
+    def wasm_rlib(self, native: str, stack: tuple[str, ...] = (), *, rerun: bool = False) -> str:
         rlib = native[:-len(".rmeta")] + ".rlib" if native.endswith(".rmeta") else native
         name = os.path.basename(rlib)
         if rlib in stack:
@@ -200,7 +200,7 @@ class Replayer:
                 f"so it cannot be compiled for wasm",
                 hint="the target directory predates this cratecage: run `cargo clean` once and build again",
             )
-        entry = self._as_on_wasm(entry, rlib, stack + (rlib,))
+        entry = self._as_on_wasm(entry, rlib, stack + (rlib,), rerun=rerun)
         return self._replay(entry, rlib, name, stack)
 
     def _replay(self, entry: journal.Entry, rlib: str, name: str, stack: tuple[str, ...], *,
@@ -248,17 +248,19 @@ class Replayer:
                                        "workspace (and download what only wasm needs)") from err
         return self._graph
 
-    def _as_on_wasm(self, entry: journal.Entry, rlib: str, stack: tuple[str, ...]) -> journal.Entry:
+    def _as_on_wasm(self, entry: journal.Entry, rlib: str, stack: tuple[str, ...], *,
+                    rerun: bool = False) -> journal.Entry:
         """The recorded compile with the library's dependencies on wasm: host-only `--extern`s dropped,
-        wasm-only ones compiled from their source and added; the same entry where the graphs agree (most
-        libraries), so nothing is compiled again for them."""
+        wasm-only ones compiled from their source and added, and its build script's answer for wasm
+        (shim.script_rerun; `rerun`: even where the graphs agree); the same entry where the graphs agree
+        (most libraries), so nothing is compiled or run again for them."""
         graph = self.graph()
         manifest_dir = entry.env.get("CARGO_MANIFEST_DIR")
         pkg = graph.get(manifest_dir) if graph is not None and manifest_dir else None
         if pkg is None:  # outside the wasm graph (a target-specific build-dependency): as on the host
             return entry
         plan = wasm_graph.plan(parse(entry.argv).externs, pkg.deps)
-        if plan.agrees:
+        if plan.agrees and not rerun:
             return entry
         if entry.env.get("OUT_DIR"):
             from shim import script_rerun
@@ -285,10 +287,15 @@ class Replayer:
         if pkg.lib_kind not in ("lib", "rlib"):
             raise ReplayError(f"{whose}, a {pkg.lib_kind or 'package without a library'} that cargo never "
                               f"compiled: cratecage cannot compile it for wasm32-wasip1")
-        if pkg.build_script:
-            raise ReplayError(f"{whose}, whose build script cargo never ran (it is no host dependency): "
-                              f"cratecage cannot compile it for wasm32-wasip1",
-                              hint="report this build-dependency graph; such crates are a README Limit")
+        if pkg.build_script:  # its host compile, with its script run again for wasm
+            native = journal.find(os.path.join(os.path.dirname(self.wasm_deps), journal.JOURNAL_DIR), manifest_dir)
+            if native is None:
+                raise ReplayError(f"{whose}, whose build script cargo never ran (it is no host dependency): "
+                                  f"cratecage cannot compile it for wasm32-wasip1",
+                                  hint="add it to the build-dependencies of a crate of the workspace, so that "
+                                       "cargo builds it; such graphs are a README Limit")
+            self._synthesised[manifest_dir] = out = self.wasm_rlib(native, stack, rerun=True)
+            return out
         externs = [(name, self._from_source(graph, d, stack + (manifest_dir,))) for name, d in pkg.deps]
         name, argv = wasm_graph.synth_argv(pkg, externs, self.wasm_deps)
         out = os.path.join(self.wasm_deps, name)
