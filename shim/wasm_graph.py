@@ -198,10 +198,16 @@ def metadata_env(environ: Mapping[str, str], rustc: str) -> dict[str, str]:
 
 
 def _metadata(workspace_dir: str, *, cargo: str, rustc: str, environ: Mapping[str, str]) -> Mapping:
+    """`cargo metadata` offline first (no network where every package wasm needs is downloaded, as after
+    most builds), then online (it downloads what only wasm needs, such as `wasi`)."""
     cmd = [cargo, "metadata", "--format-version", "1", "--filter-platform", WASM_TARGET, "--locked"]
+    env = metadata_env(environ, rustc)
     try:
-        done = subprocess.run(cmd, cwd=workspace_dir, env=metadata_env(environ, rustc), stdin=subprocess.DEVNULL,
+        done = subprocess.run([*cmd, "--offline"], cwd=workspace_dir, env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=METADATA_TIMEOUT)
+        if done.returncode != 0 and environ.get("CARGO_NET_OFFLINE") not in ("true", "1"):
+            done = subprocess.run(cmd, cwd=workspace_dir, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=METADATA_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as err:
         raise GraphError(f"could not read the build's dependency graph for {WASM_TARGET} (`cargo metadata`): "
                          f"{err}") from err
