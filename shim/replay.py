@@ -162,10 +162,11 @@ class Replayer:
         self._closures: dict[str, tuple[str, ...]] = {}  # wasm rlib -> the wasm rlibs it needs, transitively
         self._done: dict[str, str] = {}  # native rlib -> its wasm rlib, once per process
         self._swept = False
-        # the wasm graph (shim.wasm_graph) of the workspace cargo builds from here; None: host graph only
+        # the workspace whose wasm graph (shim.wasm_graph) applies; None: the build's (shim.workspace)
         self.workspace_dir = workspace_dir
         self._graph: wasm_graph.Graph | None = None
-        self._synthesised: dict[str, str] = {}  # manifest dir -> wasm rlib of a library cargo never compiled
+        # (manifest dir, features) -> wasm rlib of a library cargo never compiled
+        self._synthesised: dict[tuple[str, frozenset[str]], str] = {}
 
     def externs_for(self, recorded: list[str], stack: tuple[str, ...] = ()) -> dict[str, str]:
         """native extern path -> wasm rlib, for every library extern of a command line."""
@@ -234,11 +235,15 @@ class Replayer:
 
     # -- the graph on wasm32-wasip1 (shim.wasm_graph) ---------------------------------------------------
 
-    def graph(self) -> wasm_graph.Graph | None:
+    def graph(self) -> wasm_graph.Graph:
         """The build's dependency graph on wasm, read once per process (cached per Cargo.lock)."""
-        if self._graph is None and self.workspace_dir is not None:
+        if self._graph is None:
+            from shim.workspace import find_workspace_root
+
+            # not the compile's cwd: cargo compiles a registry crate in its own package directory
+            root = self.workspace_dir or str(find_workspace_root(self.environ))
             try:
-                self._graph = wasm_graph.load(self.workspace_dir, os.path.dirname(self.wasm_deps),
+                self._graph = wasm_graph.load(root, os.path.dirname(self.wasm_deps),
                                               cargo=self.environ.get("CARGO") or "cargo", rustc=self.rustc,
                                               environ=self.environ)
             except wasm_graph.GraphError as err:
@@ -256,17 +261,19 @@ class Replayer:
         (most libraries), so nothing is compiled or run again for them."""
         graph = self.graph()
         manifest_dir = entry.env.get("CARGO_MANIFEST_DIR")
-        pkg = graph.get(manifest_dir) if graph is not None and manifest_dir else None
+        pkg = graph.get(manifest_dir) if manifest_dir else None
         if pkg is None:  # outside the wasm graph (a target-specific build-dependency): as on the host
             return entry
-        plan = wasm_graph.plan(parse(entry.argv).externs, pkg.deps)
+        enabled = wasm_graph.enabled_features(entry.argv)
+        plan = wasm_graph.plan(parse(entry.argv).externs, wasm_graph.wasm_deps(pkg, enabled))
         if plan.agrees and not rerun:
             return entry
         if entry.env.get("OUT_DIR"):
             from shim import script_rerun
 
             entry = script_rerun.on_wasm(self, entry, pkg)
-        added = [(name, self._from_source(graph, d, stack)) for name, d in plan.add]
+        added = [(name, self._from_source(graph, d, stack, wasm_graph.dep_features(pkg, enabled, name)))
+                 for name, d in plan.add]
         argv = wasm_graph.without_externs(entry.argv, plan.drop)
         for name, path in added:
             argv += ["--extern", f"{name}={path}"]
@@ -275,12 +282,16 @@ class Replayer:
         raw = entry.raw + b"\0wasm-graph\0" + json.dumps([plan.drop, added]).encode()
         return journal.Entry(entry.cwd, argv, raw, entry.env)
 
-    def _from_source(self, graph: wasm_graph.Graph, manifest_dir: str, stack: tuple[str, ...]) -> str:
-        """The wasm rlib of a library cargo never compiled (a dependency on wasm only), compiled from its
-        downloaded source like any replay (confined, its own grant), its own dependencies first."""
-        if manifest_dir in self._synthesised:
-            return self._synthesised[manifest_dir]
+    def _from_source(self, graph: wasm_graph.Graph, manifest_dir: str, stack: tuple[str, ...],
+                     requested: set[str]) -> str:
+        """The wasm rlib of a library cargo never compiled (a dependency on wasm only) with the features its
+        dependent asks for, compiled from its downloaded source like any replay (confined, its own grant),
+        its own dependencies first."""
         pkg = graph[manifest_dir]
+        features = wasm_graph.close_features(pkg, requested)
+        done = (manifest_dir, frozenset(features))
+        if done in self._synthesised:
+            return self._synthesised[done]
         whose = f"build script of {self.consumer}: its build-dependencies need {pkg.title} on wasm32-wasip1 only"
         if manifest_dir in stack:
             raise ReplayError(f"{whose}: dependency cycle while compiling it for wasm")
@@ -294,12 +305,14 @@ class Replayer:
                                   f"cratecage cannot compile it for wasm32-wasip1",
                                   hint="add it to the build-dependencies of a crate of the workspace, so that "
                                        "cargo builds it; such graphs are a README Limit")
-            self._synthesised[manifest_dir] = out = self.wasm_rlib(native, stack, rerun=True)
+            self._synthesised[done] = out = self.wasm_rlib(native, stack, rerun=True)
             return out
-        externs = [(name, self._from_source(graph, d, stack + (manifest_dir,))) for name, d in pkg.deps]
-        name, argv = wasm_graph.synth_argv(pkg, externs, self.wasm_deps)
+        externs = [(name, self._from_source(graph, d, stack + (manifest_dir,),
+                                            wasm_graph.dep_features(pkg, features, name)))
+                   for name, d in wasm_graph.wasm_deps(pkg, features)]
+        name, argv = wasm_graph.synth_argv(pkg, features, externs, self.wasm_deps)
         out = os.path.join(self.wasm_deps, name)
-        self._synthesised[manifest_dir] = out
+        self._synthesised[done] = out
         entry = journal.Entry(pkg.manifest_dir, argv, json.dumps(argv).encode(),
                               wasm_graph.synth_env(pkg, self.environ.get("CARGO")))
         return self._replay(entry, out, name, stack, native=False)

@@ -9,8 +9,8 @@ the replay (shim.replay) asks this graph, per replayed package, which libraries 
 (its lib target, edition and features).
 
 The graph is `cargo metadata --format-version 1 --filter-platform wasm32-wasip1 --locked` of the build's
-workspace (found from the build-script compile's working directory, which cargo sets to the workspace
-root), run with the build's own cargo (`$CARGO`) and the real rustc (no wrapper: it runs no rustc of
+workspace (shim.workspace.find_workspace_root: where the user started cargo; a registry crate is compiled
+in its own package directory, whose metadata would be another graph), run with the build's own cargo (`$CARGO`) and the real rustc (no wrapper: it runs no rustc of
 ours), and reduced to `Graph`. It is cached in the build's state directory (`<state>/wasm-graph/<hash of
 the workspace directory>.json`, shim.layout.state_dir), once per Cargo.lock: the cache holds the sha256 of
 Cargo.lock and of every local package's Cargo.toml (a feature edit changes no lock), checked on each use.
@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Iterable, Mapping
 
 from shim.errors import CratecageError
@@ -37,7 +37,7 @@ from shim.files import atomic_write
 
 WASM_TARGET = "wasm32-wasip1"
 CACHE_DIR = "wasm-graph"
-FORMAT = 1  # of the cached file
+FORMAT = 2  # of the cached file
 METADATA_TIMEOUT = 600  # seconds: it may download packages only wasm needs (wasi)
 # What a synthesised compile gets of cargo's per-crate variables (shim.compile_env.COMPILE_ENV), from
 # the package's metadata field.
@@ -69,6 +69,9 @@ class Package:
     links: str
     deps: tuple[tuple[str, str], ...]  # (extern name, manifest dir) of its normal dependencies on wasm
     env: tuple[tuple[str, str], ...]  # PKG_ENV values
+    feature_table: tuple[tuple[str, tuple[str, ...]], ...] = ()  # its `[features]`
+    # extern name -> (the name features use for it, optional, default features, features asked for)
+    declared: tuple[tuple[str, tuple[str, bool, bool, tuple[str, ...]]], ...] = ()
 
     @property
     def title(self) -> str:
@@ -102,13 +105,94 @@ def from_metadata(meta: Mapping) -> dict[str, Package]:
             if value:
                 env.append((var, str(value)))
         manifest_dir = os.path.dirname(pkg["manifest_path"])
+        declared = {ext: _declaration(pkg, ext, by_id[dep_id]["name"])
+                    for ext, dep_id in ((d["name"], d.get("pkg")) for d in node.get("deps", [])) if dep_id in by_id}
         graph[manifest_dir] = Package(
             manifest_dir=manifest_dir, name=pkg["name"], version=pkg["version"],
             lib_name=lib["name"].replace("-", "_") if lib else "", lib_kind=lib["kind"][0] if lib else "",
             src_path=lib["src_path"] if lib else "", edition=(lib or pkg).get("edition", "2015"),
             features=tuple(node.get("features", [])), build_script=build, links=pkg.get("links") or "",
-            deps=tuple(sorted(deps)), env=tuple(env))
+            deps=tuple(sorted(deps)), env=tuple(env),
+            feature_table=tuple(sorted((k, tuple(v)) for k, v in (pkg.get("features") or {}).items())),
+            declared=tuple(sorted(declared.items())))
     return graph
+
+
+def _declaration(pkg: Mapping, ext: str, dep_name: str) -> tuple[str, bool, bool, tuple[str, ...]]:
+    """How `pkg` declares its normal dependency linked as `ext` (package `dep_name`): (the name its
+    features use, optional, default features, features), over every `[target.*]` table. Optional where
+    its untargeted declarations are (zerocopy declares zerocopy-derive optional, and again under the
+    never-true `cfg(any())`), else where all are."""
+    decls = [d for d in pkg.get("dependencies", []) if d.get("kind") is None and d["name"] == dep_name
+             and (d.get("rename") or dep_name).replace("-", "_") in (ext, dep_name.replace("-", "_"))]
+    if not decls:
+        return ext, False, True, ()
+    untargeted = [d for d in decls if d.get("target") is None] or decls
+    return (decls[0].get("rename") or dep_name, all(d.get("optional") for d in untargeted),
+            any(d.get("uses_default_features", True) for d in decls),
+            tuple(sorted({f for d in decls for f in d.get("features", [])})))
+
+
+# -- features: which optional dependencies a compile activates, what a dependency gets ------------------
+
+def enabled_features(argv: list[str]) -> set[str]:
+    """The features a recorded compile enables (`--cfg feature="x"`)."""
+    from shim.rustc_args import parse
+
+    return {c[len('feature="'):-1] for c in parse(argv).cfgs if c.startswith('feature="') and c.endswith('"')}
+
+
+def close_features(pkg: Package, requested: Iterable[str]) -> set[str]:
+    """`requested` and every feature they enable in the package's `[features]` table."""
+    table = dict(pkg.feature_table)
+    out: set[str] = set()
+    todo = list(requested)
+    while todo:
+        feature = todo.pop()
+        if feature in out or feature not in table and feature not in _optional_keys(pkg):
+            continue
+        out.add(feature)
+        todo += [f for f in table.get(feature, ()) if not f.startswith("dep:") and "/" not in f]
+    return out
+
+
+def _optional_keys(pkg: Package) -> set[str]:
+    return {key for _ext, (key, optional, _d, _f) in pkg.declared if optional}
+
+
+def _activated(pkg: Package, enabled: set[str]) -> set[str]:
+    """The names (as features use them) of optional dependencies that `enabled` features turn on."""
+    table = dict(pkg.feature_table)
+    on = {f for f in enabled if f in _optional_keys(pkg) and not any(f"dep:{f}" in v for v in table.values())}
+    for feature in enabled:
+        for item in table.get(feature, ()):
+            if item.startswith("dep:"):
+                on.add(item[4:])
+            elif "/" in item and not item.split("/", 1)[0].endswith("?"):
+                on.add(item.split("/", 1)[0])
+    return on
+
+
+def wasm_deps(pkg: Package, enabled: set[str]) -> list[tuple[str, str]]:
+    """Its dependencies on wasm for a compile with `enabled` features: the resolve's, less optional ones
+    those features do not turn on (the resolve's features are unified over the whole graph: zerocopy
+    has `derive` there for one user, not for the build-dependency cargo compiled)."""
+    declared = dict(pkg.declared)
+    on = _activated(pkg, enabled)
+    return [(ext, d) for ext, d in pkg.deps
+            if not declared.get(ext, (ext, False, True, ()))[1] or declared[ext][0] in on]
+
+
+def dep_features(pkg: Package, enabled: set[str], ext: str) -> set[str]:
+    """The features `pkg`, compiled with `enabled`, asks of its dependency `ext` (before closing)."""
+    key, _optional, default, features = dict(pkg.declared).get(ext, (ext, False, True, ()))
+    out = set(features) | ({"default"} if default else set())
+    for feature in enabled:
+        for item in dict(pkg.feature_table).get(feature, ()):
+            name, slash, wanted = item.partition("/")
+            if slash and name.rstrip("?") == key:
+                out.add(wanted)
+    return out
 
 
 def _is_lib(target: Mapping) -> bool:
@@ -153,19 +237,20 @@ def load(workspace_dir: str, state_dir: str, *, cargo: str, rustc: str, environ:
         inputs = [os.path.join(meta.get("workspace_root", workspace_dir), "Cargo.lock")]
         inputs += [os.path.join(p.get("manifest_path")) for p in meta.get("packages", []) if p.get("source") is None]
         atomic_write(cache, json.dumps({"format": FORMAT, "inputs": {p: _digest(p) for p in inputs},
-                                        "graph": [list(_as_row(p)) for p in graph.values()]}))
+                                        "graph": [_as_row(p) for p in graph.values()]}))
     return graph
 
 
-def _as_row(p: Package) -> tuple:
-    return (p.manifest_dir, p.name, p.version, p.lib_name, p.lib_kind, p.src_path, p.edition, list(p.features),
-            p.build_script, p.links, [list(d) for d in p.deps], [list(e) for e in p.env])
+def _as_row(p: Package) -> list:
+    return json.loads(json.dumps([getattr(p, f.name) for f in fields(Package)]))
 
 
 def _from_row(row: list) -> Package:
-    (manifest_dir, name, version, lib_name, lib_kind, src_path, edition, features, build, links, deps, env) = row
-    return Package(manifest_dir, name, version, lib_name, lib_kind, src_path, edition, tuple(features), build, links,
-                   tuple((a, b) for a, b in deps), tuple((a, b) for a, b in env))
+    return Package(*(_tuples(v) for v in row))
+
+
+def _tuples(value: object) -> object:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _read_cache(cache: str) -> dict[str, Package] | None:
@@ -253,14 +338,15 @@ def replace_cfgs(argv: list[str], host: Iterable[str], wasm: Iterable[str]) -> l
     return out
 
 
-def synth_argv(pkg: Package, externs: Iterable[tuple[str, str]], out_dir: str) -> tuple[str, list[str]]:
+def synth_argv(pkg: Package, features: Iterable[str], externs: Iterable[tuple[str, str]],
+               out_dir: str) -> tuple[str, list[str]]:
     """(file name of its rlib, the rustc command line cargo would give the library of `pkg`) for a package
-    cargo never compiled (it is a dependency on wasm only): its crate name and edition, its features as
+    cargo never compiled (it is a dependency on wasm only): its crate name and edition, `features` as
     cfgs, `--extern name=path` of each of `externs`, lints capped as for any dependency. The `-C metadata`
     is a hash of all that (and the package), so a feature or dependency change is another rlib."""
     body = ["--crate-name", pkg.lib_name, f"--edition={pkg.edition}", pkg.src_path, "--crate-type", "lib",
             "--emit=dep-info,metadata,link", "-C", "embed-bitcode=no", "--cap-lints", "allow"]
-    for feature in sorted(pkg.features):
+    for feature in sorted(features):
         body += ["--cfg", f'feature="{feature}"']
     for name, path in sorted(externs):
         body += ["--extern", f"{name}={path}"]

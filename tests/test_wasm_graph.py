@@ -66,6 +66,44 @@ def test_a_plan_drops_host_only_externs_and_adds_wasm_only_dependencies(host, wa
     assert (plan.drop, plan.add, plan.agrees) == (drop, add, not drop and not add)
 
 
+def zerocopy(features: list[str]) -> wasm_graph.Package:
+    """zerocopy 0.8 as the compat corpus resolves it: `derive` on for one user, so the resolve links
+    zerocopy-derive (declared optional, and again under the never-true `cfg(any())`)."""
+    package, resolve = node("zerocopy", "0.8.64", [("zerocopy_derive", "zerocopy-derive 0.8.64", None)],
+                            features=features)
+    package["features"] = {"derive": ["zerocopy-derive"], "zerocopy-derive": ["dep:zerocopy-derive"],
+                           "std": ["alloc"], "alloc": []}
+    package["dependencies"] = [
+        {"name": "zerocopy-derive", "rename": None, "optional": True, "uses_default_features": True,
+         "features": [], "kind": None, "target": None},
+        {"name": "zerocopy-derive", "rename": None, "optional": False, "uses_default_features": True,
+         "features": [], "kind": None, "target": "cfg(any())"},
+    ]
+    derive = node("zerocopy-derive", "0.8.64", kind="proc-macro")
+    return wasm_graph.from_metadata(metadata((package, resolve), derive))[f"{REG}/zerocopy-0.8.64"]
+
+
+@pytest.mark.parametrize(("enabled", "linked"), [
+    (set(), []),                                    # the build-dependency cargo compiled: no derive
+    ({"derive", "zerocopy-derive"}, ["zerocopy_derive"]),
+])
+def test_an_optional_dependency_is_linked_only_where_the_compiles_features_turn_it_on(enabled, linked) -> None:
+    pkg = zerocopy(["derive", "zerocopy-derive", "std", "alloc"])
+    assert [ext for ext, _ in wasm_graph.wasm_deps(pkg, enabled)] == linked
+
+
+def test_a_dependency_gets_the_features_its_dependent_asks_for() -> None:
+    package, resolve = node("errno", "0.3.15", [("libc", "libc 0.2.191", None)], features=["std"])
+    package["features"] = {"default": ["std"], "std": ["libc/std"]}
+    package["dependencies"] = [{"name": "libc", "rename": None, "optional": False, "uses_default_features": False,
+                                "features": [], "kind": None, "target": 'cfg(target_os = "wasi")'}]
+    errno = wasm_graph.from_metadata(metadata((package, resolve), node("libc", "0.2.191")))[f"{REG}/errno-0.3.15"]
+    assert wasm_graph.close_features(errno, {"default"}) == {"default", "std"}
+    assert wasm_graph.dep_features(errno, {"default", "std"}, "libc") == {"std"}
+    assert wasm_graph.dep_features(errno, set(), "libc") == set()  # default-features = false
+    assert wasm_graph.enabled_features(["--cfg", 'feature="std"', "--cfg", "unix"]) == {"std"}
+
+
 def test_dropping_externs_leaves_every_other_word() -> None:
     argv = ["--crate-name", "x", "--extern", "libc=/t/liblibc.rlib", "--extern", "cfg_if=/t/c.rlib",
             "--extern=priv:libc=/t/liblibc.rmeta", "src/lib.rs"]
@@ -82,13 +120,12 @@ def test_cfgs_printed_for_the_host_are_replaced_by_those_printed_for_wasm() -> N
 
 def test_a_library_cargo_never_compiled_gets_cargos_command_line() -> None:
     wasi = wasm_graph.from_metadata(GETRANDOM)[f"{REG}/wasi-0.11.1+wasi-snapshot-preview1"]
-    name, argv = wasm_graph.synth_argv(wasi, [("dep", "/w/libdep-1.rlib")], "/w")
+    name, argv = wasm_graph.synth_argv(wasi, [], [("dep", "/w/libdep-1.rlib")], "/w")
     assert name.startswith("libwasi-") and name.endswith(".rlib")
     assert argv[:4] == ["--crate-name", "wasi", "--edition=2018", wasi.src_path]
     assert ["--extern", "dep=/w/libdep-1.rlib"] == argv[argv.index("--extern"):argv.index("--extern") + 2]
     assert f"extra-filename={name[len('libwasi'):-len('.rlib')]}" in argv
-    featured = wasm_graph.Package(**{**wasi.__dict__, "features": ("std",)})
-    other, featured_argv = wasm_graph.synth_argv(featured, [], "/w")
+    other, featured_argv = wasm_graph.synth_argv(wasi, ["std"], [], "/w")
     assert other != name and 'feature="std"' in featured_argv  # another feature set, another rlib
     env = wasm_graph.synth_env(wasi, "/bin/cargo")
     assert (env["CARGO_PKG_VERSION_MAJOR"], env["CARGO_PKG_VERSION_MINOR"], env["CARGO_PKG_VERSION_PATCH"],
@@ -102,7 +139,7 @@ def test_the_cache_is_read_again_only_while_cargo_lock_and_local_manifests_are_u
     graph = wasm_graph.from_metadata(GETRANDOM)
     cache = tmp_path / "c.json"
     cache.write_text(json.dumps({"format": wasm_graph.FORMAT, "inputs": {str(lock): wasm_graph._digest(str(lock))},
-                                 "graph": [list(wasm_graph._as_row(p)) for p in graph.values()]}))
+                                 "graph": [wasm_graph._as_row(p) for p in graph.values()]}))
     assert wasm_graph._read_cache(str(cache)) == graph
     lock.write_text("v2")
     assert wasm_graph._read_cache(str(cache)) is None
@@ -160,7 +197,7 @@ def replayer(tmp_path: Path, meta: dict) -> Replayer:
 def test_a_wasm_only_dependency_that_cannot_be_compiled_fails_naming_it(tmp_path: Path, extra: dict, said: str) -> None:
     r = replayer(tmp_path, metadata(node("wasi", "0.11.1", **extra)))
     with pytest.raises(ReplayError) as err:
-        r._from_source(r.graph(), f"{REG}/wasi-0.11.1", ())
+        r._from_source(r.graph(), f"{REG}/wasi-0.11.1", (), set())
     assert err.value.render().startswith("cratecage: build script of app 0.1.0: its build-dependencies need "
                                          "wasi 0.11.1 on wasm32-wasip1 only")
     assert said in err.value.message and "\n" not in err.value.message
