@@ -20,6 +20,13 @@ still finds that in the sysroot, by its own hash. The faithful alternative, `--e
 and which crates ask for std cannot be known before compiling (`#![cfg_attr(..., no_std)]`, `extern crate
 std` under a feature).
 
+Which libraries a replay links are wasm32-wasip1's (`_as_on_wasm`): where a library's dependencies there
+differ from the host's (shim.wasm_graph: `cargo metadata --filter-platform`, once per Cargo.lock), its
+host-only `--extern`s are dropped, a wasm-only dependency is compiled from its downloaded source with a
+command line like cargo's (`_from_source`; one with a build script from its host compile, the script run
+again for wasm), and a library with a build script gets that script's answer for wasm32-wasip1
+(shim.script_rerun). Where they agree (most libraries), the recorded compile is used as it is.
+
 `Replayer.wasm_rlib` replays a library (and first its own dependencies) from the journal (shim.journal) into
 `<target>/cratecage/wasm-deps/`, once per artifact under a file lock, again whenever the native rlib, its
 recorded command line or what its compile may read and see changes, or when a file it published no longer
