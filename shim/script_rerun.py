@@ -13,7 +13,8 @@ the host's (shim.wasm_graph.plan: the sign of target-specific code), its script 
     file shaped like cargo's, so shim.compile_env reads its `rustc-env`);
   - the replay then compiles with that OUT_DIR, and the `--cfg`s the host run printed replaced by those
     the wasm run printed (shim.wasm_graph.replace_cfgs; feature cfgs stay).
-Once per host run: a stamp over the record and the module keeps the wasm run until the host run changes.
+Once per host run, under a lock (build scripts compiled in parallel share the library): a stamp over the
+record (rewritten by each host run) and the module keeps the wasm run until the script runs again.
 Libraries whose graphs agree keep the host run's output (most; see the README's Limits), so nothing is run
 twice for them. A library whose host run left no record (a target directory from before this cratecage)
 fails closed, naming the crate.
@@ -21,6 +22,7 @@ fails closed, naming the crate.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -85,8 +87,9 @@ def wasm_env(recorded: Mapping[str, str], host_env: Mapping[str, str], cfgs: Map
     from shim.runner import RERUN_ENV, is_default_env
 
     env = {k: v for k, v in host_env.items() if not is_default_env(k) and k not in COMPILE_ENV}
-    env.update({k: v for k, v in recorded.items()
-                if not k.startswith("CARGO_CFG_") and k not in ("TARGET", "OUT_DIR", "RUSTC_LINKER")})
+    # not the host run's jobserver (its fds are gone), target cfgs, OUT_DIR, linker
+    env.update({k: v for k, v in recorded.items() if not k.startswith("CARGO_CFG_")
+                and k not in ("TARGET", "OUT_DIR", "RUSTC_LINKER", "CARGO_MAKEFLAGS")})
     if "CARGO_CFG_DEBUG_ASSERTIONS" in recorded:
         env["CARGO_CFG_DEBUG_ASSERTIONS"] = recorded["CARGO_CFG_DEBUG_ASSERTIONS"]
     env.update(cfgs)
@@ -119,27 +122,33 @@ def on_wasm(replayer: Replayer, entry: journal.Entry, pkg: wasm_graph.Package) -
                           hint=f"run `cargo clean -p {pkg.name}` once and build again") from err
     unit = os.path.join(layout.state_dir(host_out), OUT_DIR_NAME, run_unit(host_out))
     out_dir, output_file, stamp_file = (os.path.join(unit, n) for n in ("out", "output", "stamp"))
-    key = _key(raw_record, rec["wasm"])
-    output = _fresh_output(stamp_file, output_file, key)
-    if output is None:
-        output = _run(replayer, rec, out_dir, subject, pkg)
-        from shim.files import atomic_write
+    key = _key(raw_record, record_path(host_out), rec["wasm"])
+    os.makedirs(unit, exist_ok=True)
+    with open(os.path.join(unit, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # build scripts compiled in parallel share this library
+        output = _fresh_output(stamp_file, output_file, key)
+        if output is None:
+            output = _run(replayer, rec, out_dir, subject, pkg)
+            from shim.files import atomic_write
 
-        atomic_write(output_file, output)
-        atomic_write(stamp_file, key)
-        trace.event(replayer.environ, kind="script-rerun", crate=pkg.name, cfgs=printed_cfgs(output))
+            atomic_write(output_file, output)
+            atomic_write(stamp_file, key)
+            trace.event(replayer.environ, kind="script-rerun", crate=pkg.name, cfgs=printed_cfgs(output))
     host_cfgs = printed_cfgs(layout.script_output(host_out))
     argv = wasm_graph.replace_cfgs(entry.argv, host_cfgs, printed_cfgs(output))
     return journal.Entry(entry.cwd, argv, entry.raw + b"\0wasm-script\0" + output, {**entry.env, "OUT_DIR": out_dir})
 
 
-def _key(raw_record: bytes, wasm: str) -> str:
+def _key(raw_record: bytes, *files: str) -> str:
+    """Of the record and its file's and the module's stat: each host run (a policy edit reruns it) makes a
+    new one."""
     h = hashlib.sha256(raw_record)
-    try:
-        st = os.stat(wasm)
-        h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
-    except OSError:
-        h.update(b"|missing")
+    for path in files:
+        try:
+            st = os.stat(path)
+            h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
+        except OSError:
+            h.update(b"|missing")
     return h.hexdigest()
 
 

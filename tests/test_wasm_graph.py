@@ -151,13 +151,14 @@ def test_a_build_script_run_again_for_wasm_sees_the_wasm_target() -> None:
     assert cfgs["CARGO_CFG_TARGET_FEATURE"] == "bulk-memory,sign-ext" and "CARGO_CFG_DEBUG_ASSERTIONS" not in cfgs
     recorded = {"TARGET": "x86_64-unknown-linux-gnu", "CARGO_CFG_TARGET_OS": "linux", "CARGO_CFG_UNIX": "",
                 "CARGO_CFG_DEBUG_ASSERTIONS": "", "CARGO_PKG_NAME": "rustix", "OUT_DIR": "/host/out",
-                "RUSTC_LINKER": "cc", "HOST": "x86_64-unknown-linux-gnu"}
+                "RUSTC_LINKER": "cc", "HOST": "x86_64-unknown-linux-gnu", "CARGO_MAKEFLAGS": "-j --jobserver-fds=3,4"}
     host = {"PATH": "/bin", "CARGO_PKG_NAME": "consumer", "CARGO_MANIFEST_DIR": "/consumer", "TARGET": "stale"}
     env = script_rerun.wasm_env(recorded, host, cfgs, "/wasm/out")
     assert env["TARGET"] == "wasm32-wasip1" and env["HOST"] == "x86_64-unknown-linux-gnu"
     assert env["CARGO_CFG_TARGET_OS"] == "wasi" and "CARGO_CFG_UNIX" not in env and "RUSTC_LINKER" not in env
     assert env["CARGO_PKG_NAME"] == "rustix" and "CARGO_MANIFEST_DIR" not in env  # never the consumer's
     assert env["OUT_DIR"] == "/wasm/out" and env["PATH"] == "/bin" and "CARGO_CFG_DEBUG_ASSERTIONS" in env
+    assert "CARGO_MAKEFLAGS" not in env  # the host run's jobserver fds are gone
 
 
 @pytest.mark.parametrize(("out_dir", "unit"), [
