@@ -134,8 +134,7 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
 
     tools = wasm_rustc.Tools(rustc=tc.compiler.rustc, sysroot=tc.compiler.sysroot, wasm_sysroot=tc.wasm_sysroot,
                              facade_dir=os.path.dirname(facade_rlib), host=tc.compiler.host)
-    replayer = Replayer(tools=tools, facade=facade_rlib, cratecage_dir=cc_dir, environ=dict(environ),
-                        consumer=f"{pkg} {version}")
+    replayer = Replayer(tools=tools, facade=facade_rlib, cratecage_dir=cc_dir, environ=dict(environ), consumer=f"{pkg} {version}")
     externs = replayer.externs_for(expanded)
     scope = wasm_rustc.Scope(subject=f"build script of {pkg} {version}", package=pkg, version=version,
                              manifest_dir=environ.get("CARGO_MANIFEST_DIR") or cwd, out_dir=None,

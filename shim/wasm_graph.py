@@ -10,16 +10,19 @@ the replay (shim.replay) asks this graph, per replayed package, which libraries 
 
 The graph is `cargo metadata --format-version 1 --filter-platform wasm32-wasip1 --locked` of the build's
 workspace (shim.workspace.find_workspace_root: where the user started cargo; a registry crate is compiled
-in its own package directory, whose metadata would be another graph), run with the build's own cargo (`$CARGO`) and the real rustc (no wrapper: it runs no rustc of
-ours), and reduced to `Graph`. It is cached in the build's state directory (`<state>/wasm-graph/<hash of
-the workspace directory>.json`, shim.layout.state_dir), once per Cargo.lock: the cache holds the sha256 of
-Cargo.lock and of every local package's Cargo.toml (a feature edit changes no lock), checked on each use.
-Cost: `cargo metadata` ~60 ms for a 30-package graph, ~0.5 s for the 500-package compat corpus; a cached
-read a few ms. Only build-script compiles that replay libraries read it; the pass-through path never does.
+in its own package directory, whose metadata would be another graph), run with the build's own cargo
+(`$CARGO`) and the real rustc (no wrapper: it runs no rustc of ours), offline first, and reduced to
+`Graph`. It is cached in the build's state directory (`<state>/wasm-graph/<hash of the workspace
+directory>.json`, shim.layout.state_dir), once per Cargo.lock: the cache holds the sha256 of Cargo.lock and
+of every local package's Cargo.toml (a feature edit changes no lock), checked on each use. Cost (2 shared
+cores): `cargo metadata` ~60 ms for fixtures/wasm-graph, 0.5-0.8 s for the compat corpus (175 packages on
+wasm); the cached read 3 ms. Only build-script compiles that replay libraries read it; the pass-through
+path never does.
 
 `plan` is the graph logic proper: given a library's host `--extern`s and its wasm dependencies, which to
-keep, which to drop (host only) and which to add (wasm only). Features are the resolve's (unified over the
-graph: a superset of what any one compile enables, as with cargo's resolver 1).
+keep, which to drop (host only) and which to add (wasm only). The resolve's features are unified over the
+whole graph, so optional dependencies follow the features of the compile at hand (`wasm_deps`), and a
+library compiled from source gets the features its dependent asks for (`dep_features`, `close_features`).
 """
 
 from __future__ import annotations
@@ -222,7 +225,8 @@ def plan(host_externs: Iterable[tuple[str, str | None]], wasm_deps: Iterable[tup
 
 # -- reading it, once per Cargo.lock ----------------------------------------------------------------------
 
-def load(workspace_dir: str, state_dir: str, *, cargo: str, rustc: str, environ: Mapping[str, str]) -> dict[str, Package]:
+def load(workspace_dir: str, state_dir: str, *, cargo: str, rustc: str,
+         environ: Mapping[str, str]) -> dict[str, Package]:
     """The wasm graph of the workspace cargo builds from `workspace_dir`, cached in `state_dir`."""
     cache = os.path.join(state_dir, CACHE_DIR,
                          hashlib.sha256(os.path.realpath(workspace_dir).encode()).hexdigest()[:16] + ".json")
