@@ -245,10 +245,11 @@ class Replayer:
     def graph(self) -> wasm_graph.Graph:
         """The build's dependency graph on wasm, read once per process (cached per Cargo.lock)."""
         if self._graph is None:
-            from shim.workspace import find_workspace_root
+            from shim.workspace import workspace_root_if_known
 
-            # not the compile's cwd: cargo compiles a registry crate in its own package directory
-            root = self.workspace_dir or str(find_workspace_root(self.environ))
+            # not the compile's cwd where the build's root is known: cargo compiles a registry crate in its
+            # own package directory (a workspace member's in the root, from which cargo finds it)
+            root = self.workspace_dir or str(workspace_root_if_known(self.environ) or os.getcwd())
             try:
                 self._graph = wasm_graph.load(root, os.path.dirname(self.wasm_deps),
                                               cargo=self.environ.get("CARGO") or "cargo", rustc=self.rustc,
