@@ -306,23 +306,29 @@ class Replayer:
         if pkg.lib_kind not in ("lib", "rlib"):
             raise ReplayError(f"{whose}, a {pkg.lib_kind or 'package without a library'} that cargo never "
                               f"compiled: cratecage cannot compile it for wasm32-wasip1")
-        if pkg.build_script:  # its host compile, with its script run again for wasm
-            native = journal.find(os.path.join(os.path.dirname(self.wasm_deps), journal.JOURNAL_DIR), manifest_dir)
-            if native is None:
-                raise ReplayError(f"{whose}, whose build script cargo never ran (it is no host dependency): "
-                                  f"cratecage cannot compile it for wasm32-wasip1",
-                                  hint="add it to the build-dependencies of a crate of the workspace, so that "
-                                       "cargo builds it; such graphs are a README Limit")
-            self._synthesised[done] = out = self.wasm_rlib(native, stack, rerun=True)
-            return out
+        if pkg.build_script and pkg.build_deps:  # its host compile, if cargo made one, its script run for wasm
+            journal_dir = os.path.join(os.path.dirname(self.wasm_deps), journal.JOURNAL_DIR)
+            native = journal.find(journal_dir, manifest_dir)
+            if native is not None:
+                self._synthesised[done] = out = self.wasm_rlib(native, stack, rerun=True)
+                return out
+        script_out, output = None, b""
+        if pkg.build_script:  # compiled and run from its source (shim.script_rerun.from_source): the same
+            # whether or not cargo compiled it for the host, whatever the order of this build's units
+            from shim import script_rerun
+
+            script_out, output = script_rerun.from_source(self, pkg, features)
         externs = [(name, self._from_source(graph, d, stack + (manifest_dir,),
                                             wasm_graph.dep_features(pkg, features, name)))
                    for name, d in wasm_graph.wasm_deps(pkg, features)]
-        name, argv = wasm_graph.synth_argv(pkg, features, externs, self.wasm_deps)
+        name, argv = wasm_graph.synth_argv(pkg, features, externs, self.wasm_deps,
+                                           cfgs=_printed_cfgs(output))
         out = os.path.join(self.wasm_deps, name)
         self._synthesised[done] = out
-        entry = journal.Entry(pkg.manifest_dir, argv, json.dumps(argv).encode(),
-                              wasm_graph.synth_env(pkg, self.environ.get("CARGO")))
+        env = wasm_graph.synth_env(pkg, self.environ.get("CARGO"))
+        if script_out:
+            env["OUT_DIR"] = script_out
+        entry = journal.Entry(pkg.manifest_dir, argv, json.dumps(argv).encode() + b"\0" + output, env)
         return self._replay(entry, out, name, stack, native=False)
 
     def _sweep(self) -> None:
@@ -427,6 +433,12 @@ class Replayer:
         self.replayed.append(crate)
         trace.event(self.environ, kind="replay", crate=crate, rlib=os.path.basename(rlib))
         return digests
+
+
+def _printed_cfgs(output: bytes) -> list[str]:
+    from shim.script_rerun import printed_cfgs
+
+    return printed_cfgs(output) if output else []
 
 
 def forget_native(rlib: str, args: RustcArgs, package: str) -> None:

@@ -107,7 +107,7 @@ def printed_cfgs(output: bytes | None) -> list[str]:
 
 def on_wasm(replayer: Replayer, entry: journal.Entry, pkg: wasm_graph.Package) -> journal.Entry:
     """The recorded compile of `pkg`'s library with its build script's answer for wasm32-wasip1."""
-    from shim import journal, trace, wasm_graph
+    from shim import journal, wasm_graph
     from shim.replay import ReplayError
 
     host_out = entry.env["OUT_DIR"]
@@ -121,22 +121,31 @@ def on_wasm(replayer: Replayer, entry: journal.Entry, pkg: wasm_graph.Package) -
                           f"script must run again for wasm, and no record says how it ran for the host",
                           hint=f"run `cargo clean -p {pkg.name}` once and build again") from err
     unit = os.path.join(layout.state_dir(host_out), OUT_DIR_NAME, run_unit(host_out))
-    out_dir, output_file, stamp_file = (os.path.join(unit, n) for n in ("out", "output", "stamp"))
-    key = _key(raw_record, record_path(host_out), rec["wasm"])
-    os.makedirs(unit, exist_ok=True)
-    with open(os.path.join(unit, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # build scripts compiled in parallel share this library
-        output = _fresh_output(stamp_file, output_file, key)
-        if output is None:
-            output = _run(replayer, rec, out_dir, subject, pkg)
-            from shim.files import atomic_write
-
-            atomic_write(output_file, output)
-            atomic_write(stamp_file, key)
-            trace.event(replayer.environ, kind="script-rerun", crate=pkg.name, cfgs=printed_cfgs(output))
+    out_dir, output = _wasm_run(replayer, rec, _key(raw_record, record_path(host_out), rec["wasm"]), unit,
+                                subject, pkg)
     host_cfgs = printed_cfgs(layout.script_output(host_out))
     argv = wasm_graph.replace_cfgs(entry.argv, host_cfgs, printed_cfgs(output))
     return journal.Entry(entry.cwd, argv, entry.raw + b"\0wasm-script\0" + output, {**entry.env, "OUT_DIR": out_dir})
+
+
+def _wasm_run(replayer: Replayer, rec: Mapping, key: str, unit: str, subject: str,
+              pkg: wasm_graph.Package) -> tuple[str, bytes]:
+    """(its OUT_DIR, its filtered stdout) of the run for wasm32-wasip1 that `rec` describes, in `unit`:
+    once per `key`, under a lock (build scripts compiled in parallel share the library)."""
+    from shim import trace
+    from shim.files import atomic_write
+
+    out_dir, output_file, stamp_file = (os.path.join(unit, n) for n in ("out", "output", "stamp"))
+    os.makedirs(unit, exist_ok=True)
+    with open(os.path.join(unit, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        output = _fresh_output(stamp_file, output_file, key)
+        if output is None:
+            output = _run(replayer, rec, out_dir, subject, pkg)
+            atomic_write(output_file, output)
+            atomic_write(stamp_file, key)
+            trace.event(replayer.environ, kind="script-rerun", crate=pkg.name, cfgs=printed_cfgs(output))
+    return out_dir, output
 
 
 def _key(raw_record: bytes, *files: str) -> str:
@@ -191,3 +200,92 @@ def _cfgs(replayer: Replayer) -> dict[str, str]:
         raise ReplayError(f"build script of {replayer.consumer}: `rustc --print cfg --target wasm32-wasip1` "
                           f"failed: {done.stderr.strip()[-300:]}")
     return target_cfg_env(done.stdout.splitlines())
+
+
+# -- the build script of a library cargo never compiled ---------------------------------------------------
+
+def from_source(replayer: Replayer, pkg: wasm_graph.Package, features: set[str]) -> tuple[str, bytes]:
+    """(its OUT_DIR, its filtered stdout) of the build script of a dependency only wasm has (libc under
+    rustix's wasi backend where nothing on the host needs libc): compiled for wasm from its source like any
+    build script (confined, its own grant; cached in `<state>/build/<pkg>-<hash>/`), then run for
+    wasm32-wasip1 with the environment cargo would give it (`script_env`). One with build-dependencies of
+    its own fails closed (shim.replay uses its host compile where cargo made one)."""
+    from shim.capable import cache_root
+    from shim.replay import ReplayError
+
+    subject = f"build script of {pkg.title}, a dependency on wasm32-wasip1 only (of the build script of " \
+              f"{replayer.consumer})"
+    if pkg.build_deps:
+        raise ReplayError(f"{subject}: it has build-dependencies of its own and cargo never built it for the "
+                          f"host: cratecage cannot compile it for wasm32-wasip1",
+                          hint="add it to the build-dependencies of a crate of the workspace, so that cargo "
+                               "builds it; such graphs are a README Limit")
+    argv = script_argv(pkg, features)
+    digest = hashlib.sha256(json.dumps([pkg.manifest_dir, pkg.version, argv, replayer.facade,
+                                        replayer.wasm_sysroot]).encode()).hexdigest()[:16]
+    state = os.path.dirname(replayer.wasm_deps)
+    unit_name = f"{pkg.name}-{digest}"
+    wasm = os.path.join(state, layout.MODULES_DIR, unit_name, "build_script_build.wasm")
+    os.makedirs(os.path.dirname(wasm), exist_ok=True)
+    with open(wasm + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isfile(wasm):
+            _compile_script(replayer, pkg, argv, wasm, subject)
+            from shim import trace
+
+            trace.event(replayer.environ, kind="script-from-source", crate=pkg.name)
+    rec = {"wasm": wasm, "rustc": replayer.tools.rustc, "sysroot": replayer.tools.sysroot,
+           "module_cache": str(cache_root(replayer.environ) / "modules"),
+           "env": script_env(pkg, features, host=replayer.tools.host, rustc=replayer.tools.rustc,
+                             cargo=replayer.environ.get("CARGO"))}
+    raw = json.dumps(rec, sort_keys=True).encode()
+    return _wasm_run(replayer, rec, _key(raw, wasm), os.path.join(state, OUT_DIR_NAME, unit_name), subject, pkg)
+
+
+def script_argv(pkg: wasm_graph.Package, features: set[str]) -> list[str]:
+    """cargo's command line for the build script of `pkg` (its own `--out-dir`, `--emit`: wasm_argv's)."""
+    argv = ["--crate-name", "build_script_build", f"--edition={pkg.edition}", pkg.build_src, "--crate-type", "bin",
+            "-C", "embed-bitcode=no", "--cap-lints", "allow"]
+    for feature in sorted(features):
+        argv += ["--cfg", f'feature="{feature}"']
+    return argv
+
+
+def script_env(pkg: wasm_graph.Package, features: set[str], *, host: str, rustc: str,
+               cargo: str | None) -> dict[str, str]:
+    """What cargo documents that it gives a build script, for a dev build of `pkg` (TARGET, CARGO_CFG_*,
+    OUT_DIR: `wasm_env`)."""
+    from shim.wasm_graph import synth_env
+
+    env = {k: v for k, v in synth_env(pkg, cargo).items() if k != "CARGO_CRATE_NAME"}
+    env.update({f"CARGO_FEATURE_{f.upper().replace('-', '_')}": "1" for f in features})
+    if pkg.links:
+        env["CARGO_MANIFEST_LINKS"] = pkg.links
+    env.update(HOST=host, NUM_JOBS="1", OPT_LEVEL="0", DEBUG="true", PROFILE="debug", RUSTC=rustc)
+    return env
+
+
+def _compile_script(replayer: Replayer, pkg: wasm_graph.Package, argv: list[str], wasm: str, subject: str) -> None:
+    """Compile a build script for wasm into `wasm`, as shim.build_script does cargo's (its grant, confined)."""
+    from shim import enforce, facade, replay_errors, wasm_rustc
+    from shim.compile_dirs import CompileDirs
+    from shim.replay import STACK_SIZE_ARG, ReplayError, wasm_argv
+    from shim.wasm_graph import synth_env
+
+    grant, _policy = enforce.grant("build", pkg.name, pkg.version, replayer.environ, pkg.manifest_dir)
+    scope = wasm_rustc.Scope(subject=subject, package=pkg.name, version=pkg.version, manifest_dir=pkg.manifest_dir,
+                             out_dir=None, build_dir=os.path.dirname(wasm), sources=(pkg.build_src,),
+                             cargo_vars=synth_env(pkg, replayer.environ.get("CARGO")), grant=grant)
+    with CompileDirs(os.path.dirname(replayer.wasm_deps)) as dirs:
+        full, _dropped = wasm_argv(argv, wasm_sysroot=replayer.wasm_sysroot, facade=replayer.facade,
+                                   out_dir=dirs.out, wasm_deps=dirs.deps, extern_map={}, emit="dep-info,link",
+                                   lints_capped=True, extra_codegen=(STACK_SIZE_ARG, *facade.LINK_ARGS))
+        done = wasm_rustc.run(replayer.tools, scope, full, cwd=pkg.manifest_dir, dirs=dirs, inputs=[],
+                              host_env=replayer.environ, dep_info=dirs.dep_info("build_script_build"), stream=False)
+        for message in done.messages(subject):
+            print(message, file=sys.stderr)
+        built = os.path.join(dirs.out, os.path.basename(wasm))
+        if done.returncode != 0 or not os.path.isfile(built):
+            found = replay_errors.diagnose(done.stderr, replay_errors.target_dependencies(pkg.manifest_dir))
+            raise ReplayError(f"{subject} does not compile for wasm32-wasip1: " + found.error.replace("\n", "\n    "))
+        os.replace(built, wasm)

@@ -40,7 +40,7 @@ from shim.files import atomic_write
 
 WASM_TARGET = "wasm32-wasip1"
 CACHE_DIR = "wasm-graph"
-FORMAT = 2  # of the cached file
+FORMAT = 3  # of the cached file
 METADATA_TIMEOUT = 600  # seconds: it may download packages only wasm needs (wasi)
 # What a synthesised compile gets of cargo's per-crate variables (shim.compile_env.COMPILE_ENV), from
 # the package's metadata field.
@@ -72,6 +72,8 @@ class Package:
     links: str
     deps: tuple[tuple[str, str], ...]  # (extern name, manifest dir) of its normal dependencies on wasm
     env: tuple[tuple[str, str], ...]  # PKG_ENV values
+    build_src: str = ""  # its build script's source file
+    build_deps: bool = False  # whether that script has build-dependencies
     feature_table: tuple[tuple[str, tuple[str, ...]], ...] = ()  # its `[features]`
     # extern name -> (the name features use for it, optional, default features, features asked for)
     declared: tuple[tuple[str, tuple[str, bool, bool, tuple[str, ...]]], ...] = ()
@@ -99,7 +101,7 @@ def from_metadata(meta: Mapping) -> dict[str, Package]:
             if target is not None and any(k.get("kind") is None for k in dep.get("dep_kinds", [])):
                 deps.append((dep["name"], os.path.dirname(target["manifest_path"])))
         lib = next((t for t in pkg.get("targets", []) if _is_lib(t)), None)
-        build = any("custom-build" in t.get("kind", []) for t in pkg.get("targets", []))
+        build = next((t for t in pkg.get("targets", []) if "custom-build" in t.get("kind", [])), None)
         env = []
         for var, key in PKG_ENV:
             value = pkg.get(key)
@@ -114,8 +116,9 @@ def from_metadata(meta: Mapping) -> dict[str, Package]:
             manifest_dir=manifest_dir, name=pkg["name"], version=pkg["version"],
             lib_name=lib["name"].replace("-", "_") if lib else "", lib_kind=lib["kind"][0] if lib else "",
             src_path=lib["src_path"] if lib else "", edition=(lib or pkg).get("edition", "2015"),
-            features=tuple(node.get("features", [])), build_script=build, links=pkg.get("links") or "",
-            deps=tuple(sorted(deps)), env=tuple(env),
+            features=tuple(node.get("features", [])), build_script=build is not None, links=pkg.get("links") or "",
+            deps=tuple(sorted(deps)), env=tuple(env), build_src=build["src_path"] if build else "",
+            build_deps=any(k.get("kind") == "build" for d in node.get("deps", []) for k in d.get("dep_kinds", [])),
             feature_table=tuple(sorted((k, tuple(v)) for k, v in (pkg.get("features") or {}).items())),
             declared=tuple(sorted(declared.items())))
     return graph
@@ -342,8 +345,8 @@ def replace_cfgs(argv: list[str], host: Iterable[str], wasm: Iterable[str]) -> l
     return out
 
 
-def synth_argv(pkg: Package, features: Iterable[str], externs: Iterable[tuple[str, str]],
-               out_dir: str) -> tuple[str, list[str]]:
+def synth_argv(pkg: Package, features: Iterable[str], externs: Iterable[tuple[str, str]], out_dir: str, *,
+               cfgs: Iterable[str] = ()) -> tuple[str, list[str]]:
     """(file name of its rlib, the rustc command line cargo would give the library of `pkg`) for a package
     cargo never compiled (it is a dependency on wasm only): its crate name and edition, `features` as
     cfgs, `--extern name=path` of each of `externs`, lints capped as for any dependency. The `-C metadata`
@@ -352,6 +355,8 @@ def synth_argv(pkg: Package, features: Iterable[str], externs: Iterable[tuple[st
             "--emit=dep-info,metadata,link", "-C", "embed-bitcode=no", "--cap-lints", "allow"]
     for feature in sorted(features):
         body += ["--cfg", f'feature="{feature}"']
+    for cfg in cfgs:  # its build script's, run for wasm
+        body += ["--cfg", cfg]
     for name, path in sorted(externs):
         body += ["--extern", f"{name}={path}"]
     digest = hashlib.sha256(json.dumps([pkg.manifest_dir, pkg.version, body]).encode()).hexdigest()[:16]

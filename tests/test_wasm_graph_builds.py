@@ -2,7 +2,8 @@
 policy and compute in the sandbox what they compute natively (fixtures/wasm-graph, issue 11): getrandom
 0.2 (`wasi` on wasm only, `libc` on the host only), phf_codegen's chain to it, whose generated code the
 library then uses, and tempfile -> rustix 1, whose build script is run again for wasm (its host run printed
-the `linux_raw` backend's cfgs). One wrapped build per build-dir layout serves every test, and one rebuild
+the `linux_raw` backend's cfgs), and rustix 0.38 alone, for which libc's build script is compiled and run
+from source (nothing on the host needs libc). One wrapped build per build-dir layout serves every test, and one rebuild
 of a member's build script shows the wasm rlibs and runs are reused."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ NATIVE_OUTPUT = {
     "getrandom-app": "getrandom 32 bytes, two draws differ: true",
     "codegen-app": "phf_codegen wrote a map of 3 keywords",
     "tempfile-app": "tempfile written and read back",
+    "rustix-app": "rustix 0.38 stat is_dir=true",
 }
 
 
@@ -75,6 +77,16 @@ def test_rustix_runs_its_build_script_again_for_wasm_and_uses_libc(wrapped: Carg
     assert "rustix" in wrapped.replays()
 
 
+def test_libc_a_wasm_only_dependency_is_built_from_source_with_its_script_run_for_wasm(wrapped: CargoRun,
+                                                                                        target: Path) -> None:
+    # libc's script has no build-dependencies: compiled from source whether or not a host crate (here
+    # getrandom 0.4, under tempfile-app) had cargo compile it, so the outcome never depends on unit order
+    assert "libc" in events(wrapped, "script-from-source") and "libc" in events(wrapped, "script-rerun")
+    rustix = [e for e in events(wrapped, "replay-graph")["rustix"] if "libc" in e["added"]]
+    assert len(rustix) == 2, rustix  # rustix 0.38 (rustix-app) and 1.x (tempfile-app)
+    assert list((target / "cratecage" / "wasm-out").glob("libc-*/out"))
+
+
 def test_libraries_whose_graphs_agree_are_replayed_as_on_the_host(wrapped: CargoRun) -> None:
     changed = set(events(wrapped, "replay-graph")) | set(events(wrapped, "script-rerun"))
     assert {"phf_shared", "siphasher", "fastrand", "cfg_if", "rand_core"} & changed == set()
@@ -87,3 +99,4 @@ def test_a_rebuilt_build_script_reuses_every_wasm_rlib_and_run(cargo: Cargo, wra
     again = cargo(WORKSPACE, "build", "-p", "tempfile-app", wrapped=True, target_dir=target)
     assert f"warning: tempfile-app@0.1.0: {NATIVE_OUTPUT['tempfile-app']}\n" in again.proc.stderr
     assert again.replays() == [] and events(again, "script-rerun") == {}
+    assert events(again, "script-from-source") == {}
