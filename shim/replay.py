@@ -20,6 +20,13 @@ still finds that in the sysroot, by its own hash. The faithful alternative, `--e
 and which crates ask for std cannot be known before compiling (`#![cfg_attr(..., no_std)]`, `extern crate
 std` under a feature).
 
+Which libraries a replay links are wasm32-wasip1's (`_as_on_wasm`): where a library's dependencies there
+differ from the host's (shim.wasm_graph: `cargo metadata --filter-platform`, once per Cargo.lock), its
+host-only `--extern`s are dropped, a wasm-only dependency is compiled from its downloaded source with a
+command line like cargo's (`_from_source`; one with a build script from its host compile, the script run
+again for wasm), and a library with a build script gets that script's answer for wasm32-wasip1
+(shim.script_rerun). Where they agree (most libraries), the recorded compile is used as it is.
+
 `Replayer.wasm_rlib` replays a library (and first its own dependencies) from the journal (shim.journal) into
 `<target>/cratecage/wasm-deps/`, once per artifact under a file lock, again whenever the native rlib, its
 recorded command line or what its compile may read and see changes, or when a file it published no longer
@@ -46,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from shim import compile_env, facade, journal, layout, replay_errors, trace, wasm_rustc
+from shim import compile_env, facade, journal, layout, replay_errors, trace, wasm_graph, wasm_rustc
 from shim.compile_dirs import DEP_INFO_SUFFIX, CompileDirs, sha256_of
 from shim.errors import CratecageError
 from shim.files import atomic_write
@@ -150,7 +157,7 @@ class Replayer:
     """Replays libraries for wasm for one build (one target directory), with one compiler and facade."""
 
     def __init__(self, *, tools: wasm_rustc.Tools, facade: str, cratecage_dir: str, environ: dict[str, str],
-                 consumer: str = "?") -> None:
+                 consumer: str = "?", workspace_dir: str | None = None) -> None:
         self.tools = tools
         self.rustc = tools.rustc
         self.wasm_sysroot = tools.wasm_sysroot
@@ -162,12 +169,19 @@ class Replayer:
         self._closures: dict[str, tuple[str, ...]] = {}  # wasm rlib -> the wasm rlibs it needs, transitively
         self._done: dict[str, str] = {}  # native rlib -> its wasm rlib, once per process
         self._swept = False
+        # the workspace whose wasm graph (shim.wasm_graph) applies; None: the build's (shim.workspace)
+        self.workspace_dir = workspace_dir
+        self._graph: wasm_graph.Graph | None = None
+        # (manifest dir, features) -> wasm rlib of a library cargo never compiled
+        self._synthesised: dict[tuple[str, frozenset[str]], str] = {}
 
     def externs_for(self, recorded: list[str], stack: tuple[str, ...] = ()) -> dict[str, str]:
         """native extern path -> wasm rlib, for every library extern of a command line."""
         mapping: dict[str, str] = {}
         for _name, path in parse(recorded).externs:
-            if path and (path.endswith(".rlib") or path.endswith(".rmeta")):
+            if path in self._synthesised.values():
+                mapping[path] = path  # compiled from source for wasm: already the wasm rlib
+            elif path and (path.endswith(".rlib") or path.endswith(".rmeta")):
                 mapping[path] = self.wasm_rlib(path, stack)
         return mapping
 
@@ -180,7 +194,7 @@ class Replayer:
             out.update(dict.fromkeys(self._closures.get(rlib, ())))
         return list(out)
 
-    def wasm_rlib(self, native: str, stack: tuple[str, ...] = ()) -> str:
+    def wasm_rlib(self, native: str, stack: tuple[str, ...] = (), *, rerun: bool = False) -> str:
         rlib = native[:-len(".rmeta")] + ".rlib" if native.endswith(".rmeta") else native
         name = os.path.basename(rlib)
         if rlib in stack:
@@ -194,6 +208,14 @@ class Replayer:
                 f"so it cannot be compiled for wasm",
                 hint="the target directory predates this cratecage: run `cargo clean` once and build again",
             )
+        entry = self._as_on_wasm(entry, rlib, stack + (rlib,), rerun=rerun)
+        return self._replay(entry, rlib, name, stack)
+
+    def _replay(self, entry: journal.Entry, rlib: str, name: str, stack: tuple[str, ...], *,
+                native: bool = True) -> str:
+        """Compile one library for wasm (its dependencies first) unless its stamp says it is fresh. `rlib`:
+        the native rlib it replays, or (`native` False) its own wasm rlib, for a library compiled from its
+        source (shim.wasm_graph.synth_argv)."""
         externs = self.externs_for(entry.argv, stack + (rlib,))
         out = os.path.join(self.wasm_deps, name)
         from shim.build_script import native_externs
@@ -202,7 +224,8 @@ class Replayer:
         # (rustc loads a dependency's proc-macro crates by the `-L dependency=` search)
         self._closures[out] = tuple(self.closure([*externs.values(), *native_externs(entry.argv, entry.cwd)]))
         scope = self._scope(entry, rlib)
-        key = self._stamp(entry.raw, rlib, externs, wasm_rustc.scope_key(self.tools, scope, self.environ))
+        key = self._stamp(entry.raw, rlib if native else None, externs,
+                          wasm_rustc.scope_key(self.tools, scope, self.environ))
         os.makedirs(self.wasm_deps, exist_ok=True)
         self._sweep()
         with open(os.path.join(self.wasm_deps, f".{name}.lock"), "w") as lock:
@@ -210,12 +233,103 @@ class Replayer:
             if self._fresh(out, key):
                 self._done[rlib] = out
                 return out
-            digests = self._compile(entry, externs, rlib, scope)
+            digests = self._compile(entry, externs, rlib, scope, native=native)
             if name not in digests:
                 raise ReplayError(f"{scope.subject}: its wasm compile left no {name}")
             atomic_write(out + ".stamp", json.dumps({"key": key, "outputs": digests}, sort_keys=True))
         self._done[rlib] = out
         return out
+
+    # -- the graph on wasm32-wasip1 (shim.wasm_graph) ---------------------------------------------------
+
+    def graph(self) -> wasm_graph.Graph:
+        """The build's dependency graph on wasm, read once per process (cached per Cargo.lock)."""
+        if self._graph is None:
+            from shim.workspace import workspace_root_if_known
+
+            # not the compile's cwd where the build's root is known: cargo compiles a registry crate in its
+            # own package directory (a workspace member's in the root, from which cargo finds it)
+            root = self.workspace_dir or str(workspace_root_if_known(self.environ) or os.getcwd())
+            try:
+                self._graph = wasm_graph.load(root, os.path.dirname(self.wasm_deps),
+                                              cargo=self.environ.get("CARGO") or "cargo", rustc=self.rustc,
+                                              environ=self.environ)
+            except wasm_graph.GraphError as err:
+                raise ReplayError(f"build script of {self.consumer}: {err.message}",
+                                  hint="its build-dependencies are compiled for wasm32-wasip1 with their "
+                                       "dependencies there; `cargo metadata` must be able to read the "
+                                       "workspace (and download what only wasm needs)") from err
+        return self._graph
+
+    def _as_on_wasm(self, entry: journal.Entry, rlib: str, stack: tuple[str, ...], *,
+                    rerun: bool = False) -> journal.Entry:
+        """The recorded compile with the library's dependencies on wasm: host-only `--extern`s dropped,
+        wasm-only ones compiled from their source and added, and its build script's answer for wasm
+        (shim.script_rerun; `rerun`: even where the graphs agree); the same entry where the graphs agree
+        (most libraries), so nothing is compiled or run again for them."""
+        graph = self.graph()
+        manifest_dir = entry.env.get("CARGO_MANIFEST_DIR")
+        pkg = graph.get(manifest_dir) if manifest_dir else None
+        if pkg is None:  # outside the wasm graph (a target-specific build-dependency): as on the host
+            return entry
+        enabled = wasm_graph.enabled_features(entry.argv)
+        plan = wasm_graph.plan(parse(entry.argv).externs, wasm_graph.wasm_deps(pkg, enabled))
+        if plan.agrees and not rerun:
+            return entry
+        if entry.env.get("OUT_DIR"):
+            from shim import script_rerun
+
+            entry = script_rerun.on_wasm(self, entry, pkg)
+        added = [(name, self._from_source(graph, d, stack, wasm_graph.dep_features(pkg, enabled, name)))
+                 for name, d in plan.add]
+        argv = wasm_graph.without_externs(entry.argv, plan.drop)
+        for name, path in added:
+            argv += ["--extern", f"{name}={path}"]
+        trace.event(self.environ, kind="replay-graph", crate=pkg.lib_name, dropped=list(plan.drop),
+                    added=[name for name, _ in added])
+        raw = entry.raw + b"\0wasm-graph\0" + json.dumps([plan.drop, added]).encode()
+        return journal.Entry(entry.cwd, argv, raw, entry.env)
+
+    def _from_source(self, graph: wasm_graph.Graph, manifest_dir: str, stack: tuple[str, ...],
+                     requested: set[str]) -> str:
+        """The wasm rlib of a library cargo never compiled (a dependency on wasm only) with the features its
+        dependent asks for, compiled from its downloaded source like any replay (confined, its own grant),
+        its own dependencies first."""
+        pkg = graph[manifest_dir]
+        features = wasm_graph.close_features(pkg, requested)
+        done = (manifest_dir, frozenset(features))
+        if done in self._synthesised:
+            return self._synthesised[done]
+        whose = f"build script of {self.consumer}: its build-dependencies need {pkg.title} on wasm32-wasip1 only"
+        if manifest_dir in stack:
+            raise ReplayError(f"{whose}: dependency cycle while compiling it for wasm")
+        if pkg.lib_kind not in ("lib", "rlib"):
+            raise ReplayError(f"{whose}, a {pkg.lib_kind or 'package without a library'} that cargo never "
+                              f"compiled: cratecage cannot compile it for wasm32-wasip1")
+        if pkg.build_script and pkg.build_deps:  # its host compile, if cargo made one, its script run for wasm
+            journal_dir = os.path.join(os.path.dirname(self.wasm_deps), journal.JOURNAL_DIR)
+            native = journal.find(journal_dir, manifest_dir)
+            if native is not None:
+                self._synthesised[done] = out = self.wasm_rlib(native, stack, rerun=True)
+                return out
+        script_out, output = None, b""
+        if pkg.build_script:  # compiled and run from its source (shim.script_rerun.from_source): the same
+            # whether or not cargo compiled it for the host, whatever the order of this build's units
+            from shim import script_rerun
+
+            script_out, output = script_rerun.from_source(self, pkg, features)
+        externs = [(name, self._from_source(graph, d, stack + (manifest_dir,),
+                                            wasm_graph.dep_features(pkg, features, name)))
+                   for name, d in wasm_graph.wasm_deps(pkg, features)]
+        name, argv = wasm_graph.synth_argv(pkg, features, externs, self.wasm_deps,
+                                           cfgs=_printed_cfgs(output))
+        out = os.path.join(self.wasm_deps, name)
+        self._synthesised[done] = out
+        env = wasm_graph.synth_env(pkg, self.environ.get("CARGO"))
+        if script_out:
+            env["OUT_DIR"] = script_out
+        entry = journal.Entry(pkg.manifest_dir, argv, json.dumps(argv).encode() + b"\0" + output, env)
+        return self._replay(entry, out, name, stack, native=False)
 
     def _sweep(self) -> None:
         """Dep-info that cratecage < 0.6 left in wasm-deps held the values of granted variables: gone."""
@@ -246,13 +360,13 @@ class Replayer:
             sources=tuple(os.path.join(entry.cwd, i) for i in args.inputs), cargo_vars=entry.env, grant=grant,
             rustc_env=compile_env.script_rustc_env(out_dir))
 
-    def _stamp(self, raw: bytes, rlib: str, externs: dict[str, str], scope_key: str) -> str:
+    def _stamp(self, raw: bytes, rlib: str | None, externs: dict[str, str], scope_key: str) -> str:
         h = hashlib.sha256(raw)
         try:
-            st = os.stat(rlib)
+            st = os.stat(rlib or "")
             h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
         except OSError:
-            h.update(b"|missing")
+            h.update(b"|missing" if rlib else b"|from source")
         h.update(f"|{self.facade}|{self.wasm_sysroot}|{scope_key}".encode())
         for dep in sorted(externs.values()):
             try:
@@ -283,7 +397,7 @@ class Replayer:
         return True
 
     def _compile(self, entry: journal.Entry, externs: dict[str, str], rlib: str,
-                 scope: wasm_rustc.Scope) -> dict[str, str]:
+                 scope: wasm_rustc.Scope, *, native: bool = True) -> dict[str, str]:
         """Compile into a private directory, then publish the outputs (never the dep-info) into wasm-deps;
         file name -> sha256 of each."""
         from shim.build_script import native_externs
@@ -306,7 +420,7 @@ class Replayer:
         if dropped:
             trace.event(self.environ, kind="replay-dropped", crate=crate, flags=dropped)
         if done.returncode != 0:
-            if any(d.fatal for d in done.denials):
+            if native and any(d.fatal for d in done.denials):
                 forget_native(rlib, args, entry.env.get("CARGO_PKG_NAME", ""))
             refused = " (refused at compile time, see the cratecage: lines above)" if done.denials else ""
             found = replay_errors.diagnose(done.stderr, replay_errors.target_dependencies(scope.manifest_dir))
@@ -319,6 +433,12 @@ class Replayer:
         self.replayed.append(crate)
         trace.event(self.environ, kind="replay", crate=crate, rlib=os.path.basename(rlib))
         return digests
+
+
+def _printed_cfgs(output: bytes) -> list[str]:
+    from shim.script_rerun import printed_cfgs
+
+    return printed_cfgs(output) if output else []
 
 
 def forget_native(rlib: str, args: RustcArgs, package: str) -> None:

@@ -49,6 +49,7 @@ GUEST_THREAD_STACK = 256 << 20
 MAX_WASM_STACK = 2 << 20  # wasmtime caps it at its async stack size (2 MiB)
 ENGINE_TAG = "epoch-stack2m-v1"  # part of the module cache key: change with the Config below
 
+RERUN_ENV = "CRATECAGE_WASM_RERUN"  # set by shim.script_rerun for its run for wasm32-wasip1: not recorded
 # Variables cargo documents for build scripts, by exact name...
 BUILD_SCRIPT_ENV: frozenset[str] = frozenset({
     "CARGO", "CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_MANIFEST_LINKS", "CARGO_MAKEFLAGS",
@@ -638,6 +639,10 @@ def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) ->
             raise CratecageError("the build script launcher must be run by cargo (OUT_DIR is not set)")
         ctx = context_from_env(environ, rustc, sysroot, tmp_dir)
         ctx.host_dir = host_dir
+        if not environ.get(RERUN_ENV):  # how it ran, should a replay need it for wasm (shim.script_rerun)
+            from shim.script_rerun import record
+
+            record(wasm, rustc, sysroot, module_cache, environ)
         from shim import enforce
 
         grant, policy = enforce.grant("build", ctx.crate, ctx.version, environ, ctx.package_dir)
