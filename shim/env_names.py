@@ -36,6 +36,17 @@ MY_CRATE_FEATURES, GIT_HASH, RING_CORE_PREFIX (ring's symbol prefix: no tool rea
 namespaces above, which is why PREFIX is no word here). A name the rule refuses by accident costs one line of policy; a name it
 lets through by accident costs the user's machine.
 
+The crate's own namespace: a name that starts with the package's name upper-cased, `-` as `_`, and then
+`_` (`CRUNCHY_LIB_SUFFIX` from crunchy, `MY_CRATE_OUT_PATH` from my-crate) is what the crate calls its own
+value, so rules 3 and 4 (the shapes) do not apply to it. Everything else still does: rules 1, 2 and 5
+(a package named `ld`, `python`, `git` or `cargo` gains no `LD_*`, `PYTHON*`, `GIT_*`, `CARGO*`, one named
+`tmp` no TMPDIR), no name loaders read (`LOADER_ENV_*`: a package named `library` gains no LIBRARY_PATH),
+and no fragment that tools read after *any* prefix (`ANY_PREFIX_PARTS`: libcurl and reqwest read
+`<scheme>_PROXY` for every scheme, so a package named `http` gains no HTTP_PROXY; jemalloc reads
+`<prefix>MALLOC_CONF`; sudo SUDO_ASKPASS). The prefix is the package's, which any crate may choose, so the
+relaxation holds only because every reader of a `<TOOL>_*` name in the chain that sees `rustc-env` (cratecage,
+an inner wrapper, rustc, the linker and what they start) is a namespace of rule 2 or a name of rule 5.
+
 `LOADER_ENV_PREFIXES`/`LOADER_ENV_NAMES` are the narrower list of what changes how a program *loads*
 code or finds tools; shim.host.spawn strips those from a granted child's environment.
 """
@@ -133,6 +144,11 @@ PARTS: Final[tuple[str, ...]] = (
     "PATH", "PRELOAD", "REPRODUCE", "AUDIT", "PROXY", "ASKPASS", "FLAGS", "CONFIG", "MALLOC", "SANITIZ",
     "SYMBOLIZ", "KEYLOG", "INSTALL", "TUNABLE", "DEPENDENCIES", "OVERRIDE", "EXEC", "PLUGIN",
 )
+# Fragments tools read after any prefix: they stay refused in the crate's own namespace too.
+ANY_PREFIX_PARTS: Final[tuple[str, ...]] = (
+    "PROXY", "PRELOAD", "AUDIT", "ASKPASS", "MALLOC", "SANITIZ", "SYMBOLIZ", "KEYLOG", "TUNABLE", "REPRODUCE",
+    "DEPENDENCIES", "OVERRIDE",
+)
 # Rule 5: single names that tools read.
 NAMES: Final[frozenset[str]] = frozenset({
     "HOME", "USER", "LOGNAME", "PWD", "OLDPWD", "SHELL", "ENV", "IFS", "PS1", "PS2", "PS3", "PS4", "CDPATH",
@@ -147,6 +163,8 @@ NAMES: Final[frozenset[str]] = frozenset({
     "APPDATA", "LOCALAPPDATA", "PROGRAMDATA", "PROGRAMFILES", "SYSTEMDRIVE", "GOOS", "GOARCH", "CLASSPATH",
     "CI", "SOURCE_DATE_EPOCH", "NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PREFIX",
     "MAGIC", "MANOPT", "MANSECT", "MANWIDTH",
+    # gcc's include paths (packages named `c`, `cplus`, `objc` would own them)
+    "C_INCLUDE_PATH", "CPLUS_INCLUDE_PATH", "OBJC_INCLUDE_PATH", "OBJCPLUS_INCLUDE_PATH",
 })
 
 # The loader subset (see the module docstring): host_spawn strips these from a granted child's environment.
@@ -167,8 +185,15 @@ LOADER_ENV_NAMES: Final[frozenset[str]] = frozenset({
 _NAMESPACE_PREFIXES: Final = tuple(NAMESPACES)
 
 
-def tool_variable(name: str) -> str:
-    """"" when `rustc-env` may set `name` without a grant; else why not (rules 1-5 of the docstring)."""
+def own_namespace(name: str, package: str) -> bool:
+    """Whether `name` is in the namespace of the package named `package` (`CRUNCHY_*` of crunchy)."""
+    prefix = package.upper().replace("-", "_") + "_"
+    return bool(package) and name.upper().startswith(prefix) and len(name) > len(prefix)
+
+
+def tool_variable(name: str, package: str = "") -> str:
+    """"" when `rustc-env` may set `name` without a grant; else why not (rules 1-5 of the docstring). A
+    `package` name relaxes rules 3 and 4 for names in its own namespace (the docstring says how far)."""
     if not (name.isascii() and name.isidentifier()):  # exactly [A-Za-z_][A-Za-z0-9_]*
         return "not a plain identifier"
     upper = name.upper()
@@ -179,6 +204,11 @@ def tool_variable(name: str) -> str:
     if upper.startswith(_NAMESPACE_PREFIXES) and upper not in VALUE_NAMES:
         prefix = max((p for p in _NAMESPACE_PREFIXES if upper.startswith(p)), key=len)
         return f"`{prefix}*` is read by {NAMESPACES[prefix]}"
+    if own_namespace(name, package):
+        if loader_variable(name):
+            return f"{upper} changes how programs load code or find tools"
+        part = next((p for p in ANY_PREFIX_PARTS if p in upper), None)
+        return f"names containing {part} configure tools whatever their prefix" if part else ""
     words = upper.split("_")
     word = next((w for w in words if w in WORDS), None) if len(words) > 1 else None
     if word is not None:

@@ -3,7 +3,7 @@
     CratecageError                 any failure we explain to a person; message starts with "cratecage:"
     ├── UsageError                 the command line or environment is wrong (exit 2)
     ├── policy.PolicyError         a malformed policy: file, line, key, what was expected (exit 2)
-    ├── replay.ReplayError         a build-dependency does not compile for wasm32-wasip1 (exit 1)
+    ├── compile.argv.ReplayError   a build-dependency does not compile for wasm32-wasip1 (exit 1)
     ├── ToolchainError             the compiler cannot do what is needed (exit 3)
     │   └── ToolchainMismatch      cargo's rustc cannot be made wasm-capable; the selected one is (exit 3)
     └── ProvisionError             `toolchain install` could not finish (exit 4)
@@ -34,10 +34,14 @@ class CratecageError(Exception):
         self.once = once if once is not None else message if self.build_wide else None
 
     def render(self) -> str:
+        """The message and hint; a line break in them stays one, any other control character is shown
+        escaped (shim.untrusted: a "\\r" or an escape sequence from a path never reaches the terminal)."""
+        from shim.untrusted import shown
+
         text = f"cratecage: {self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}" if "\n" in self.message else f"; {self.hint}"
-        return text
+        return "\n".join(shown(line) for line in text.split("\n"))
 
 
 class UsageError(CratecageError):

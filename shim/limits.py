@@ -1,12 +1,12 @@
 """Limits on one sandboxed run, each overridable by an environment variable (tests use small ones).
 
-    CRATECAGE_LIMIT_TIME     wall clock              default 120 s   ("90", "2m", "500ms")
+    CRATECAGE_LIMIT_TIME     wall clock              default 15 min  ("90", "2m", "500ms")
     CRATECAGE_LIMIT_MEMORY   linear memory           default 1 GiB   ("512MiB", "2GiB", bytes)
     CRATECAGE_LIMIT_STDOUT   captured stdout         default 64 MiB
     CRATECAGE_LIMIT_STDERR   forwarded stderr        default 64 MiB
     CRATECAGE_LIMIT_DISK     bytes added to OUT_DIR, the temp dir and writable grants   default 4 GiB
                              (CRATECAGE_LIMIT_OUT_DIR, its name before it counted more than OUT_DIR, is an alias)
-    CRATECAGE_LIMIT_CHILD_TIME    wall clock of each program the run starts (shim.host.spawn)  default 300 s
+    CRATECAGE_LIMIT_CHILD_TIME    wall clock of each program the run starts (shim.host.spawn)  default 15 min
     CRATECAGE_LIMIT_PROCESSES     live native processes the run has at once (programs, probes and all
                                   they start)                                                   default 256
     CRATECAGE_LIMIT_CHILD_MEMORY  their summed resident memory                                  default 4 GiB
@@ -32,12 +32,12 @@ _TIME_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600
 
 @dataclass(frozen=True)
 class Limits:
-    time_s: float = 120.0
+    time_s: float = 900.0  # a -sys crate compiling a C++ library natively takes minutes
     memory: int = 1 << 30
     stdout: int = 64 << 20
     stderr: int = 64 << 20
     disk: int = 4 << 30
-    child_time_s: float = 300.0
+    child_time_s: float = 900.0
     processes: int = 256
     child_memory: int = 4 << 30
 

@@ -187,7 +187,7 @@ def read_build(mode: str, target: Path, seconds: float, exit_code: int, stdout: 
 # -- why a package failed ---------------------------------------------------------------------------------
 
 # The classes, in the order the summary lists them. "ungrantable": refused with no policy entry that could
-# allow it (a program a granted one built in OUT_DIR, which is never run); "blocked": never built because a
+# allow it (a program in a writable grant or another crate's output, which is never run); "blocked": never built because a
 # dependency failed; "native": fails natively too (not cratecage's concern).
 CLASSES: Final = ("needs-grant", "directive refused", "probe refused", "ungrantable", "replay", "wasm gap",
                   "limit", "toolchain", "other", "native", "blocked")
@@ -200,7 +200,7 @@ DENIAL_CLASSES: Final = {
     "directives": ("directive refused", ""),
     "rustc-probe": ("probe refused", ""),
 }
-# Denial.render and shim.compile.wasm_rustc.render: `cratecage: <subject>: <capability> <verb>: <target>: <reason>`.
+# Denial.render and Denial.render_for: `cratecage: <subject>: <capability> <verb>: <target>: <reason>`.
 DENIAL: Final = re.compile(r"cratecage: (?P<subject>.+?): (?P<capability>" + "|".join(DENIAL_CLASSES)
                            + r") (?P<verb>denied as the policy says|denied|not granted)(?: \([^)]*\))?: ")
 # Who a line is about: the last "build script of NAME VERSION", else the unit a compile names.

@@ -21,13 +21,13 @@ import wasmtime
 
 from conftest import scrubbed
 from shim.toolchain import facade
+from shim.host import files as host_files
 from shim.host import net as host_net
 from shim.host import observe as host_observe
 from shim.host import process as host_process
-from shim.build import run as runner
 from shim.sandbox import engine
 from shim.toolchain import compiler as toolchain
-from shim.compile.replay import STACK_SIZE_ARG
+from shim.compile.argv import STACK_SIZE_ARG
 from shim.host.context import RunContext
 
 # The link of a build script (shim/build/script.py): an 8 MiB stack and the facade's LINK_ARGS.
@@ -123,7 +123,7 @@ class GuestTrapped(Exception):
 class Sandbox:
     """Runs WASI command modules with the runner's preopens (shim.build.run.preopen_table: the package directory
     read-only at its own path and as ".", OUT_DIR and a temp dir read-write at their host paths), an explicit
-    environment, and the host functions (processes, reports, sockets) of one RunContext per run."""
+    environment, and the host functions (processes, reports, sockets, file modes) of one RunContext per run."""
 
     engine: wasmtime.Engine
     tc: toolchain.Toolchain
@@ -149,12 +149,14 @@ class Sandbox:
         processes = host_process.define(linker, ctx)
         host_observe.define(linker, ctx)
         net = host_net.define(linker, ctx, processes)
+        preopens = engine.preopen_table(ctx, granted or [])
+        host_files.define(linker, ctx, processes, preopens)
         out, err = Path(ctx.package_dir).parent / "stdout", Path(ctx.package_dir).parent / "stderr"
         wasi = wasmtime.WasiConfig()
         wasi.argv = ["build-script"]
         wasi.env = list(ctx.env.items())
         wasi.stdout_file, wasi.stderr_file = str(out), str(err)
-        for host, guest, writable in engine.preopen_table(ctx, granted or []):
+        for host, guest, writable in preopens:
             wasi.preopen_dir(host, guest, writable)
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)

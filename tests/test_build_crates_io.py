@@ -76,7 +76,7 @@ def without_unseen_reruns(native: str, sandboxed: str) -> str:
     sandboxed script may not see (anyhow's RUSTC_BOOTSTRAP; libc's RUST_LIBC_* are granted by the curated
     policy) is dropped, or cargo would store its value in the target dir; the script's output cannot depend
     on a variable it never sees. Only such lines may be missing."""
-    from shim.build.run import is_default_env
+    from shim.cargo.script_env import is_default_env
 
     kept = set(sandboxed.splitlines())
 

@@ -2,15 +2,17 @@
 and 7), through real cargo and the real wrapper.
 
 On a copy of fixtures/build-drivers: `sh configure` (sed, grep, tr, uname and the C compiler) with `sh`
-granted, `git rev-parse` and `git submodule` (one of git's helper programs) in a repository with `git`
+granted, a configure that compiles and runs `./conftest` in OUT_DIR (and tikv-jemalloc-sys's real one),
+`git rev-parse` and `git submodule` (one of git's helper programs) in a repository with `git`
 granted, a python3 shim script granted by its path, and wasm-bindgen-shared from crates.io, whose script runs
 `git rev-parse`, with an empty policy: the curated deny makes that refusal expected. A workspace member's own
 git is not denied by that default: it gets the normal refusal and its entry, or the owner's deny.
 
 On a copy of fixtures/path-attacks (its cases: see tests/test_path_attacks.py): what a granted `sh` may not
-do, each with its twin: run a binary the script wrote (OUT_DIR, the temp dir), run a program outside the
-system's tool directories until `may-run` names it, read a file outside the grants, connect anywhere
-without a route; and nothing the tools it starts do instead (python3, perl, git, xargs, env, tee, bash, strace)
+do, each with its twin: what it runs of this run's output (OUT_DIR, the temp dir) reads, connects and
+outlives no more than sh; the script itself never spawns that output, a compiler never runs it, and no
+driver runs another crate's; run a program outside the system's tool directories until `may-run` names it,
+read a file outside the grants, connect anywhere without a route; and nothing the tools it starts do instead (python3, perl, git, xargs, env, tee, bash, strace)
 reads, writes, traces or outlives more, nor does `git config --global` reach the user's ~/.gitconfig.
 """
 
@@ -21,6 +23,7 @@ import os
 import secrets
 import shutil
 import socket
+import struct
 import subprocess
 from pathlib import Path
 
@@ -30,8 +33,9 @@ import pytest
 from conftest import FIXTURES, Cargo, CargoRun, own_lines
 from shim.confine import landlock
 from shim.cargo import layout
+from target_dirs import out_dirs
 from test_path_attacks import build as build_cases
-from test_path_attacks import grants, new_arena, outcomes
+from test_path_attacks import PEER, grants, new_arena, outcomes
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(landlock.abi_version() < 1, reason="granted programs need Landlock")]
@@ -79,6 +83,32 @@ def test_sh_configure_runs_sed_grep_and_the_c_compiler(selected_cargo: Cargo, ws
     # the version came through grep and sed, HAVE_STDINT_H from cc, the machine from uname and tr
     assert '#define PACKAGE_VERSION "1.2.3"; #define HAVE_STDINT_H 1; #define BUILD_MACHINE_' in configured
     assert not own_lines(run.proc.stderr)
+
+
+def test_a_mini_autoconf_configure_runs_the_conftest_it_compiled(selected_cargo: Cargo, ws: Path) -> None:
+    run = build(selected_cargo, ws, '[permissions.build.autoconf-run]\nprocess-spawn = ["sh", "cc"]\n', "autoconf-run")
+    assert run.ok, run.proc.stderr[-3000:]
+    assert f"configured: #define SIZEOF_LONG {struct.calcsize('l')}" in warnings(run, "autoconf-run")
+    assert not own_lines(run.proc.stderr)
+    [ran] = [e for e in audit_events(ws, "autoconf-run") if e["event"] == "output-run"]
+    assert (os.path.basename(ran["program"]), ran["started_by"].split()[0], ran["count"]) == ("conftest", "sh", 1)
+
+
+def test_tikv_jemalloc_sys_configure_runs_its_conftests_with_the_smallest_grants(selected_cargo: Cargo,
+                                                                                    ws: Path) -> None:
+    """The real crate (~1-2 min): its autoconf configure compiles and runs conftests under the granted sh,
+    config.status runs the `*.sh` helpers the script copied into OUT_DIR (fs::copy keeps their mode), make
+    builds libjemalloc.a, and the crate links (its `rustc-link-arg=-pthread` needs no grant)."""
+    run = build(selected_cargo, ws, '[permissions.build.tikv-jemalloc-sys]\n'
+                                    'process-spawn = ["sh", "make", "cc", "ar"]\n', "uses-tikv-jemalloc-sys")
+    events = audit_events(ws, "tikv-jemalloc-sys")
+    last = [e for e in events if e["run"] == events[-1]["run"]]
+    conftests = [e for e in last if e["event"] == "output-run" and os.path.basename(e["program"]) == "conftest"]
+    assert conftests and sum(e["count"] for e in conftests) >= 5, last
+    assert not [e for e in last if e["event"] == "denial" and "conftest" in os.path.basename(e["target"])]
+    assert run.ok, (run.proc.stderr + run.proc.stdout)[-3000:]
+    (out,) = out_dirs(ws / "target", "tikv-jemalloc-sys")
+    assert (out / "lib" / "libjemalloc.a").stat().st_size > 100_000
 
 
 def test_git_runs_its_helper_programs(selected_cargo: Cargo, ws: Path) -> None:
@@ -144,19 +174,83 @@ SH = 'process-spawn = { action = "permit", programs = ["sh"] }'
 DATA = 'filesystem-access = { action = "permit", paths = ["data"] }'
 
 
-def test_a_granted_sh_runs_nothing_the_script_wrote(selected_cargo: Cargo, arena: Path) -> None:
+def test_the_script_itself_never_spawns_what_it_built(selected_cargo: Cargo, arena: Path) -> None:
     true = shutil.which("true") or "/bin/true"
-    cases = [f"spawn sh - -c cp%20{true}%20$O/evil%20&&%20$O/evil", f"spawn sh - -c cp%20{true}%20$T/evil%20&&%20$T/evil",
-             f"spawn sh - -c {true}%20&&%20echo%20ran"]
-    run = build_cases(selected_cargo, arena, grants(SH), cases)
+    make, spawn = sh(f"cp {true} $O/built && echo made"), "spawn $O/built -"
+    run = build_cases(selected_cargo, arena, grants(SH), [make, spawn])
     got = outcomes(run, arena)
-    for case in cases[:2]:
-        assert got[case].startswith("ok exit status: 126 "), (case, got)
-    assert got[cases[2]] == 'ok exit status: 0 out="ran" err=""'  # the twin: a system tool runs
-    never = [line for line in own_lines(run.proc.stderr) if "process-spawn not granted: " in line
-             and "/evil: started by sh" in line and "is never run" in line]
-    assert len(never) == 2, own_lines(run.proc.stderr)
-    assert run.ok  # the refusals are reported; the script went on, as it chose
+    assert got[make] == 'ok exit status: 0 out="made" err=""'
+    assert got[spawn].startswith("err "), got  # the usual denial: only a granted build driver runs it
+    assert any("process-spawn denied: " in line and line.split(": ")[3].endswith("/built")
+               for line in own_lines(run.proc.stderr)), own_lines(run.proc.stderr)
+    assert not run.ok
+
+
+def test_what_a_granted_sh_runs_of_its_output_stays_in_its_confinement(selected_cargo: Cargo, arena: Path) -> None:
+    """A driver runs what this run built (configure's ./conftest), under the driver's one confinement: copies
+    of cat, python3 and sleep in OUT_DIR read no file outside the grants (beside the workspace, in the
+    user's home), connect nowhere without a route and leave no process behind; each run is audited."""
+    home_secret = Path(os.path.expanduser("~")) / f".cratecage-home-secret-{secrets.token_hex(4)}"
+    home_secret.write_text("harmless secret in the home\n")
+    token = str(90000 + secrets.randbelow(9999))
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            port = server.getsockname()[1]
+            cases = [sh(f"cp {shutil.which('cat')} $O/mycat && $O/mycat {{ws}}/../secret.txt"),
+                     sh(f"$O/mycat {home_secret}"),
+                     sh(f"cp {PYTHON} $T/py && $T/py -c 'import socket;socket.create_connection((\"127.0.0.1\",{port}),5);"
+                        "print(\"connected\")'"),
+                     sh(f"cp {shutil.which('sleep')} $O/mysleep && setsid nohup $O/mysleep {token} >/dev/null 2>&1 & "
+                        "sleep 1; echo started"),  # it has started when sh ends
+                     sh("$O/mycat {ws}/data/d.txt")]
+            run = build_cases(selected_cargo, arena, grants(SH, DATA), cases)
+    finally:
+        home_secret.unlink()
+    got = outcomes(run, arena)
+    assert run.ok, run.proc.stderr[-3000:]
+    assert "harmless secret" not in run.proc.stderr + run.proc.stdout
+    for case in cases[:3]:  # it ran (126 is a refused exec) and was refused what it tried
+        assert got[case].startswith("ok exit status: ") and not got[case].startswith(("ok exit status: 0 ",
+                                                                                     "ok exit status: 126 ")), got
+    assert "connected" not in got[cases[2]]
+    assert got[cases[3]] == 'ok exit status: 0 out="started" err=""'
+    assert not [p for p in psutil.process_iter(["cmdline"]) if token in (p.info["cmdline"] or [])]
+    assert got[cases[4]] == 'ok exit status: 0 out="granted data" err=""'  # the twin: it reads the grants
+    runs = [e for e in audit_events(arena, "path-attacks") if e["event"] == "output-run"]
+    last = [e for e in runs if e["run"] == runs[-1]["run"]]
+    assert sorted((os.path.basename(e["program"]), e["started_by"].split()[0], e["count"]) for e in last) == [
+        ("mycat", "sh", 3), ("mysleep", "sh", 1), ("py", "sh", 1)]
+
+
+def test_a_driver_runs_nothing_another_crate_built(selected_cargo: Cargo, arena: Path) -> None:
+    true = shutil.which("true") or "/bin/true"
+    own = sh(f"cp {true} $O/peertool && $O/peertool && echo ran")
+    first = build_cases(selected_cargo, arena, grants(SH) + grants(SH, crate=PEER), [], [own])
+    assert outcomes(first, arena, PEER)[own] == 'ok exit status: 0 out="ran" err=""'  # the twin: its own
+    [tool] = [p for p in (arena / "target").rglob("peertool") if p.parent.name == "out"]
+    cases = [sh(f"{tool}"), sh(f"ln -s {tool} $O/link && $O/link"), sh(f"cp {tool} $O/copy")]
+    run = build_cases(selected_cargo, arena, grants(SH) + grants(SH, crate=PEER), cases)
+    got = outcomes(run, arena)
+    keys = [c.replace(str(arena), "{ws}") for c in cases]
+    assert got[keys[0]].startswith("ok exit status: 126 ") and got[keys[1]].startswith("ok exit status: 126 "), got
+    assert got[keys[2]].startswith("ok exit status: 1 "), got  # not even read
+    lines = own_lines(run.proc.stderr)
+    assert any("process-spawn not granted: " in line and "cargo's build output" in line for line in lines), lines
+    assert "may-run = [" not in run.proc.stderr  # no entry offered: nothing lets it run
+
+
+def test_a_compiler_grant_compiles_but_never_runs_its_output(selected_cargo: Cargo, arena: Path) -> None:
+    write, compile_ = "write $O/m.c int%20main(void){return%200;}", "spawn cc - $O/m.c -o $O/conftest"
+    wrapper = "spawn cc - -x c /dev/null -c -o $O/x.o -wrapper $O/conftest"
+    spawn = "spawn $O/conftest -"
+    run = build_cases(selected_cargo, arena, grants('process-spawn = { action = "permit", programs = ["cc"] }'),
+                      [write, compile_, wrapper, spawn])
+    got = outcomes(run, arena)
+    assert got[write] == "ok" and got[compile_].startswith("ok exit status: 0 "), got  # the twin: it compiles
+    assert not got[wrapper].startswith("ok exit status: 0 ") and got[spawn].startswith("err "), got
+    lines = own_lines(run.proc.stderr)
+    assert any("only under a granted build driver" in line for line in lines), lines
+    assert not run.ok
 
 
 def test_may_run_lets_a_granted_sh_start_what_it_names(selected_cargo: Cargo, arena: Path) -> None:
@@ -168,6 +262,24 @@ def test_may_run_lets_a_granted_sh_start_what_it_names(selected_cargo: Cargo, ar
     allowed = build_cases(selected_cargo, arena, grants(
         'process-spawn = { action = "permit", programs = ["sh"], may-run = ["tools/mytool"] }'), [case])
     assert outcomes(allowed, arena)[case] == 'ok exit status: 0 out="ran" err=""'
+
+
+def test_a_driver_refused_another_crates_launcher_is_offered_no_may_run(selected_cargo: Cargo, arena: Path) -> None:
+    """A build-script launcher (another crate's, running with that crate's grants) found in cargo's build
+    output: refused, and the paste-ready `may-run` entry is never offered for it, nor accepted (red team,
+    issue 11 (d)); a tool outside the target directory keeps its entry (the twin, above)."""
+    build_cases(selected_cargo, arena, grants(SH), [])
+    launcher = next(p for p in sorted((arena / "target").rglob("build*script*build")) if "peer" in str(p)
+                    and p.name in ("build-script-build", "build_script_build"))  # the old layout's, the new one's
+    case = f"spawn sh - -c {{ws}}/{launcher.relative_to(arena)}%20&&%20echo%20ran"
+    refused = build_cases(selected_cargo, arena, grants(SH), [case])
+    assert outcomes(refused, arena)[case].startswith("ok exit status: 126 ")
+    lines = [line for line in own_lines(refused.proc.stderr) if f"{launcher}: started by sh" in line]
+    assert lines and all("cargo's build output" in line and "may-run =" not in line for line in lines), lines
+    assert f'may-run = ["{launcher}"]' not in refused.proc.stderr
+    granted = build_cases(selected_cargo, arena, grants(
+        f'process-spawn = {{ action = "permit", programs = ["sh"], may-run = ["{launcher}"] }}'), [case])
+    assert not granted.ok and "cargo's build output" in granted.proc.stderr
 
 
 def test_a_granted_sh_reads_no_more_than_the_grants(selected_cargo: Cargo, arena: Path) -> None:

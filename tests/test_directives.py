@@ -362,6 +362,49 @@ def test_the_loader_subset_is_inside_the_class() -> None:
         assert directives.loader_variable(name) and directives.tool_variable(name), name
 
 
+# The crate's own namespace (`CRUNCHY_*` of crunchy): the shape rules 3 and 4 give way, nothing else does.
+OWN_NAMESPACE_PASSES = [
+    ("crunchy", "CRUNCHY_LIB_SUFFIX"), ("my-crate", "MY_CRATE_OUT_PATH"), ("my_crate", "my_crate_data_dir"),
+    ("widget", "WIDGET_CONFIG_FILE"), ("tmp", "TMP_BUILD_DIR"), ("http", "HTTP_VERSION_FILE"),
+    ("library", "LIBRARY_DATA_PATH"), ("c", "C_SOURCES_DIR"),
+]
+OWN_NAMESPACE_REFUSED = [
+    # rule 2: a package named after a tool gains none of its namespace
+    ("ld", "LD_PRELOAD"), ("ld", "LD_LIBRARY_PATH"), ("ld", "LD_SO_DIR"), ("python", "PYTHONPATH"),
+    ("python", "PYTHON_PATH"), ("git", "GIT_SSH_COMMAND"), ("git", "GIT_CONFIG_GLOBAL"), ("cargo", "CARGO_HOME"),
+    ("rustc", "RUSTC_WRAPPER"), ("llvm", "LLVM_SYMBOLIZER_PATH"), ("lld", "LLD_REPRODUCE"), ("gcc", "GCC_EXEC_PREFIX"),
+    ("sccache", "SCCACHE_DIR"), ("openssl", "OPENSSL_CONF"), ("node", "NODE_OPTIONS"), ("pkg-config", "PKG_CONFIG_PATH"),
+    # rule 5, and names loaders read
+    ("tmp", "TMPDIR"), ("tmp", "TMP"), ("library", "LIBRARY_PATH"), ("compiler", "COMPILER_PATH"),
+    ("c", "C_INCLUDE_PATH"), ("cplus", "CPLUS_INCLUDE_PATH"), ("sunpro", "SUNPRO_DEPENDENCIES"),
+    # rule 1, and the bare package name
+    ("crunchy", "CRUNCHY_LIB-SUFFIX"), ("_x", "_X_PATH"),
+    # fragments read after any prefix
+    ("http", "HTTP_PROXY"), ("https", "https_proxy"), ("all", "ALL_PROXY"), ("socks", "SOCKS_PROXY"),
+    ("je", "JE_MALLOC_CONF"), ("sudo", "SUDO_ASKPASS"), ("dependencies", "DEPENDENCIES_OUTPUT"),
+    ("foo", "FOO_SYMBOLIZER_PATH"), ("foo", "FOO_PRELOAD"), ("foo", "FOO_AUDIT_LIB"),
+    # the namespace is the package's only
+    ("crunchy", "CRUNCH_LIB_SUFFIX"), ("my-crate", "MY_LIB_PATH"), ("mime_guess", "MIME_TYPES_GENERATED_PATH"),
+]
+
+
+@pytest.mark.parametrize(("package", "name"), OWN_NAMESPACE_PASSES)
+def test_rustc_env_in_the_crates_own_namespace_passes_whatever_its_words(package: str, name: str) -> None:
+    assert directives.tool_variable(name)  # refused for any other crate
+    assert directives.tool_variable(name, package) == ""
+    line = f"cargo:rustc-env={name}=v"
+    assert filter(line + "\n", out_dir=OUT, grant_allows_directive=nothing_granted, package=package) == ([line], [])
+
+
+@pytest.mark.parametrize(("package", "name"), OWN_NAMESPACE_REFUSED)
+def test_rustc_env_in_a_namespace_tools_read_stays_refused_whatever_the_package_is_called(package: str,
+                                                                                          name: str) -> None:
+    reason = directives.tool_variable(name, package)
+    assert reason
+    line = f"cargo:rustc-env={name}=/tmp/x"
+    assert filter(line + "\n", out_dir=OUT, grant_allows_directive=nothing_granted, package=package)[0] == []
+
+
 # --- rerun-if-env-changed -----------------------------------------------------------------------------------
 
 def test_rerun_if_env_changed_passes_only_for_variables_the_script_may_see() -> None:
@@ -471,6 +514,32 @@ def test_search_paths_elsewhere_than_the_package_itself_are_refused(tmp_path: Pa
                hidden=(str(package / "target"),))[1] == []
 
 
+def test_a_target_directory_spelled_otherwise_is_still_refused(tmp_path: Path) -> None:
+    """A case-insensitive file system (a WSL drive) or a bind mount gives the package's target directory
+    another spelling, which no text comparison catches: the directory's identity does (red team, issue 11).
+    Here a bind mount in a private mount namespace (`unshare -m`), where one can be made."""
+    import shutil
+    import subprocess
+    import sys
+
+    package, out = package_with_lib(tmp_path)
+    (package / "alias").mkdir()
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from shim.build.directives import filter\n"
+              "k, d = filter(sys.argv[2], out_dir=sys.argv[3], grant_allows_directive=lambda k, t: False,"
+              " package_dir=sys.argv[4], hidden=(sys.argv[5],)); print(d[0][1] if d else 'kept')\n")
+    root = str(Path(directives.__file__).resolve().parent.parent)
+    line = f"cargo:rustc-link-search=native={package}/alias/debug/build/windows_x86_64_gnu-1234/out\n"
+    unshare = shutil.which("unshare")
+    mount = f"mount --bind {package / 'target'} {package / 'alias'}"
+    proc = subprocess.run([unshare or "unshare", "-m", "sh", "-c", f'{mount} && exec "$0" "$@"', sys.executable, "-c",
+                           script, root, line, str(out), str(package), str(package / "target")],
+                          capture_output=True, text=True) if unshare else None
+    if proc is None or proc.returncode != 0:
+        pytest.skip(f"no private bind mount here ({proc.stderr.strip() if proc else 'no unshare'})")
+    assert proc.stdout.startswith("search path in a cargo target directory inside the package, spelled ")
+    assert run(line, out_dir=str(out), package_dir=str(package), hidden=(str(package / "target"),))[1] == []  # unmounted
+
+
 def test_a_package_search_path_whose_files_would_steer_the_linker_is_refused(tmp_path: Path) -> None:
     package, out = package_with_lib(tmp_path)
     (package / "lib" / "libc.so").write_text("INPUT(/etc/passwd)\n")  # a linker script a package could ship
@@ -547,6 +616,24 @@ def test_libraries_of_the_machines_own_library_directories_pass() -> None:
     assert run("\n".join(libs) + "\n", system_dirs=None) == (libs, [])
 
 
+def test_libraries_only_in_gccs_versioned_directory_pass() -> None:
+    """gcc's own libraries (`gcc`, `gcc_eh`, `stdc++`, `atomic`) live in `/usr/lib/gcc/<triple>/<N>`, which the
+    driver hands the linker on every link: root's there, so a `-l` of one passes (red team, issue 11: held);
+    without that directory the ones found only there would be refused."""
+    from pathlib import Path as P
+
+    from shim.confine import syslibs
+
+    gcc = [d for d in syslibs.default_dirs() if d.startswith("/usr/lib/gcc/")]
+    names = [n for n in ("gcc", "gcc_eh", "stdc++", "atomic") if any((P(d) / f"lib{n}.a").exists() for d in gcc)]
+    if "gcc_eh" not in names:
+        pytest.skip("no gcc library directory here")
+    libs = [f"cargo:rustc-link-lib={n}" for n in names]
+    assert run("\n".join(libs) + "\n", system_dirs=None) == (libs, [])
+    others = tuple(d for d in syslibs.default_dirs() if d not in gcc)
+    assert run("cargo:rustc-link-lib=gcc_eh\n", system_dirs=others)[0] == []  # found only in gcc's directory
+
+
 def test_a_system_library_passes_only_when_it_is_roots_through_and_through(root_dir: Path) -> None:
     (root_dir / "libsys.a").write_bytes(b"")
     assert run("cargo:rustc-link-lib=sys\n", system_dirs=(str(root_dir),)) == (["cargo:rustc-link-lib=sys"], [])
@@ -578,3 +665,18 @@ def test_a_system_library_shadowed_by_a_search_path_the_script_printed_is_refuse
 def test_a_system_library_named_other_than_plainly_or_missing_is_refused(root_dir: Path, value: str) -> None:
     (root_dir / "libsys.a").write_bytes(b"")
     assert run(f"cargo:rustc-link-lib={value}\n", system_dirs=(str(root_dir),))[0] == []
+
+
+@pytest.mark.parametrize("line, kept", [
+    ("cargo:rustc-link-arg=-pthread", True),  # jemalloc, mimalloc
+    ("cargo:rustc-link-arg-bins=-Wl,--as-needed", True),
+    ("cargo:rustc-link-arg-bin=tool=-pthread", True),
+    ("cargo:rustc-link-arg=-pthread -Wl,-T,/etc/passwd", False),  # one argument to the linker: not the plain one
+    ("cargo:rustc-link-arg=-Wl,--as-needed,-T,/etc/passwd", False),
+    ("cargo:rustc-link-arg-bin=-pthread=-Wl,-T,x", False),
+    ("cargo:rustc-link-arg=-fuse-ld=/tmp/ld", False),
+    ("cargo:rustc-link-arg=-pthreads", False),
+])
+def test_only_plain_link_args_pass_without_a_grant(line: str, kept: bool) -> None:
+    passed, denied = run(line + "\n")
+    assert (passed == [line], bool(denied)) == (kept, not kept)

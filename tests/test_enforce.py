@@ -9,7 +9,7 @@ import pytest
 
 from shim.policy.model import Grant
 from shim.host import abi
-from shim.build.env import is_default_env
+from shim.cargo.script_env import is_default_env
 from shim.sandbox import enforce
 from shim.host.context import Observation, RunContext
 
@@ -178,3 +178,26 @@ def test_a_writable_grant_never_holds_what_runs_natively_next(ctx: RunContext, t
             enforce.check_writable(ctx.grant, ctx)
     ctx.grant = writable(target / "sqlx", tmp_path / "gen", cache.parent / "other-tool")
     enforce.check_writable(ctx.grant, ctx)  # the harmless twins
+
+
+def test_a_writable_grant_in_any_cargo_build_output_stops_the_run(ctx: RunContext, tmp_path: Path) -> None:
+    """Not only this build's target directory: another project's (its proc macros load into the next
+    rustc there), an artifact dir beside a build.build-dir elsewhere, however the grant spells it (`..`, a
+    link, a trailing slash, a directory not made yet). Found by the profile's lock or fingerprints, any depth."""
+    from shim.errors import CratecageError
+
+    other = tmp_path / "other-proj" / "target" / "debug"
+    (other / "deps").mkdir(parents=True)
+    (other / ".cargo-lock").write_bytes(b"")
+    (other / "build" / "x-1" / "out" / "a" / "b" / "c" / "d" / "e" / "f" / "g").mkdir(parents=True)
+    (tmp_path / "into-deps").symlink_to(other / "deps")
+    (tmp_path / "free").mkdir()
+    for spelling in (f"{other}/deps", f"{other}/deps/", f"{other}/build/../deps", f"{tmp_path}/into-deps",
+                     f"{other}/deps/not-made-yet", f"{other}/build/x-1/out/a/b/c/d/e/f/g"):
+        ctx.grant = Grant(kind="build", crate="c", version="1.0.0",
+                          permits={"filesystem-access.writable": (spelling,)})
+        with pytest.raises(CratecageError, match="lies in cargo's build output"):
+            enforce.check_writable(ctx.grant, ctx)
+    ctx.grant = Grant(kind="build", crate="c", version="1.0.0",
+                      permits={"filesystem-access.writable": (str(tmp_path / "free"),)})
+    enforce.check_writable(ctx.grant, ctx)  # the harmless twin

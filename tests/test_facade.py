@@ -76,7 +76,7 @@ def test_the_import_table_mirrors_abi_py() -> None:
     assert f'#[link(wasm_import_module = "{abi.IMPORT_MODULE}")]' in ffi
     declared = {name: params.count(":") for name, params in re.findall(r"pub fn (\w+)\(([^)]*)\) -> i32;", ffi)}
     assert declared == {name: params for name, (params, _) in abi.ALL_IMPORTS.items()}
-    assert list(abi.ALL_IMPORTS) == [*abi.IMPORTS, *abi.OBSERVE_IMPORTS, *abi.NET_IMPORTS] == list(declared)
+    assert list(abi.ALL_IMPORTS) == [*abi.IMPORTS, *abi.OBSERVE_IMPORTS, *abi.NET_IMPORTS, *abi.FILE_IMPORTS] == list(declared)
     constants = dict(re.findall(r"pub const (\w+): \w+ = (-?\d+);", ffi))
     assert constants and all(int(value) == getattr(abi, name) for name, value in constants.items())
 

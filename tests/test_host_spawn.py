@@ -307,6 +307,11 @@ def test_a_driver_runs_the_systems_tools_and_a_plain_program_does_not(tmp_path: 
     sh = host_spawn.resolve(ctx := make_ctx(tmp_path, grant_of("sh", "cat")), "sh")
     assert "/usr/bin" in host_spawn.confinement(ctx, sh, "sh").execute
     assert "/usr/bin" not in host_spawn.confinement(ctx, CAT, "cat").execute
+    # and runs what the run builds in OUT_DIR and the temp dir (configure's conftest); nothing else does
+    assert host_spawn.confinement(ctx, sh, "sh").output == [ctx.out_dir, ctx.tmp_dir]
+    assert host_spawn.confinement(ctx, CAT, "cat").output == []
+    cc = host_spawn.resolve(ctx := make_ctx(tmp_path, grant_of("cc", "ar")), "cc")
+    assert host_spawn.confinement(ctx, cc, "cc").output == []
 
 
 def test_a_profile_path_that_is_not_roots_alone_is_left_out(tmp_path: Path) -> None:
@@ -342,32 +347,143 @@ def test_a_scripts_interpreters_run_with_it(tmp_path: Path) -> None:
     assert host_spawn.script_interpreters(CAT, "/usr/bin:/bin") == []
 
 
-@pytest.mark.skipif(landlock.abi_version() < 1, reason="needs Landlock")
-def test_what_a_driver_was_refused_to_run_is_reported_with_its_entry(tmp_path: Path) -> None:
-    """sh runs a binary the script wrote to OUT_DIR and a tool outside the system's directories: both refused
-    by Landlock, both reported by the exec watch, the second with the may-run entry; the system tool runs."""
-    ctx = make_ctx(tmp_path, grant_of("sh"))
+def watched(tmp_path: Path, ctx: RunContext, program: str, *args: str) -> list[bytes]:
+    """Run granted `program` with `args` in `ctx` (exec watch on), its stdout's words; then the watch's reports
+    are in ctx.denials and ctx.output_runs."""
     ctx.host_dir = str(tmp_path / "host")
-    os.mkdir(ctx.host_dir)
-    (tmp_path / "tools").mkdir()
-    shutil.copy2(shutil.which("true") or "/bin/true", tmp_path / "tools" / "mytool")
-    shutil.copy2(shutil.which("true") or "/bin/true", tmp_path / "out" / "evil")
-    script = f"{tmp_path}/out/evil; echo $?; {tmp_path}/tools/mytool; echo $?; true; echo $?"
-    child = host_spawn.RealChild(ctx, request("sh", "-c", script, stdout=abi.STDIO_PIPED), host_spawn.resolve(ctx, "sh"),
-                                 Sinks(lambda _: None, lambda _: None))
+    os.makedirs(ctx.host_dir, exist_ok=True)
+    child = host_spawn.RealChild(ctx, request(program, *args, stdout=abi.STDIO_PIPED),
+                                 host_spawn.resolve(ctx, program), Sinks(lambda _: None, lambda _: None))
     child.wait(time.monotonic() + 60)
-    assert child.read(abi.STREAM_STDOUT, 1000, time.monotonic() + 5).split() == [b"126", b"126", b"0"]
-    host_spawn.refused_execs(ctx)
+    out = child.read(abi.STREAM_STDOUT, 1000, time.monotonic() + 5).split()
+    host_spawn.watched_execs(ctx)
+    return out
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="needs Landlock")
+def test_what_a_driver_ran_of_its_output_and_was_refused_is_reported(tmp_path: Path) -> None:
+    """sh runs binaries the run built in OUT_DIR and the temp dir (reported as output runs, for the audit)
+    and is refused one in a writable grant and a tool outside the system's directories (reported, the second
+    with the may-run entry); the system tool runs."""
+    (tmp_path / "w").mkdir()
+    ctx = make_ctx(tmp_path, grant_of("sh") + f'filesystem-access = {{ action = "permit", writable = ["{tmp_path}/w"] }}\n')
+    (tmp_path / "tools").mkdir()
+    for where in ("tools/mytool", "out/built", "tmp/built", "w/evil"):
+        shutil.copy2(shutil.which("true") or "/bin/true", tmp_path / where)
+    script = "; ".join(f"{tmp_path}/{where}; echo $?" for where in ("out/built", "out/built", "tmp/built", "w/evil",
+                                                                   "tools/mytool")) + "; true; echo $?"
+    assert watched(tmp_path, ctx, "sh", "-c", script) == [b"0", b"0", b"0", b"126", b"126", b"0"]
     evil, tool = ctx.denials
-    assert evil.target == f"{tmp_path}/out/evil" and "never run" in evil.reason and not evil.fix
+    assert evil.target == f"{tmp_path}/w/evil" and "never run" in evil.reason and not evil.fix
     assert tool.target == f"{tmp_path}/tools/mytool" and f'may-run = ["{tmp_path}/tools/mytool"]' in tool.fix
     assert not evil.fatal and not tool.fatal
+    assert sorted((r.program, r.started_by.split()[0], r.count) for r in ctx.output_runs) == [
+        (f"{tmp_path}/out/built", "sh", 2), (f"{tmp_path}/tmp/built", "sh", 1)]  # "sh (/usr/bin/dash)"
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1 or not shutil.which("cc"), reason="needs Landlock and cc")
+def test_a_compiler_runs_nothing_the_run_built(tmp_path: Path) -> None:
+    """A compiler is no build driver: `-wrapper` (or `-B`) pointing into OUT_DIR makes it exec the run's own
+    output, which its confinement refuses, and the denial says only a driver runs it."""
+    ctx = make_ctx(tmp_path, grant_of("cc"))
+    shutil.copy2(shutil.which("true") or "/bin/true", tmp_path / "out" / "wrap")
+    watched(tmp_path, ctx, "cc", "-x", "c", "/dev/null", "-c", "-o", f"{tmp_path}/out/x.o",
+            "-wrapper", f"{tmp_path}/out/wrap")
+    assert not (tmp_path / "out" / "x.o").exists()
+    [denial] = ctx.denials
+    assert denial.target == f"{tmp_path}/out/wrap" and "only under a granted build driver" in denial.reason
+    assert not ctx.output_runs
 
 
 def test_exec_reports_round_trip_and_a_torn_one_is_dropped() -> None:
     from shim.confine.exec_watch import read_report, record
 
-    data = record("/o/evil", "/o/evil", "/usr/bin/dash", "sh") + record("/a\nb", "/c", "", "git")
-    assert read_report(data) == [{"program": "/o/evil", "refused": "/o/evil", "by": "/usr/bin/dash", "granted": "sh"},
-                                 {"program": "/a\nb", "refused": "/c", "by": "", "granted": "git"}]
+    data = record("refused", "/o/evil", "/o/evil", "/usr/bin/dash", "sh") + record("ran", "/a\nb", "/c", "", "git")
+    assert read_report(data) == [
+        {"verdict": "refused", "program": "/o/evil", "file": "/o/evil", "by": "/usr/bin/dash", "granted": "sh"},
+        {"verdict": "ran", "program": "/a\nb", "file": "/c", "by": "", "granted": "git"}]
     assert read_report(data + b"/x\0/y\0") == read_report(data)
+
+
+def test_the_exec_watch_never_blocks_on_or_quotes_a_file_the_tree_chose(tmp_path: Path) -> None:
+    """The watch's thread runs unconfined on paths the confined tree names (shim.confine.exec_watch): a FIFO (which
+    blocks an open for reading until a writer comes) or a device is no program and is never opened blocking,
+    and a `#!` line is reported only as an executable file that exists, never as the words of a file."""
+    import threading
+
+    from shim.confine import exec_watch
+
+    fifo, secret, script = tmp_path / "fifo", tmp_path / "secret", tmp_path / "tools" / "gen"
+    os.mkfifo(fifo, 0o755)
+    secret.write_text("#!hunter2-token not-a-path\n")
+    secret.chmod(0o755)
+    script.parent.mkdir()
+    script.write_text("#!/nonexistent/hunter2-token\n")
+    script.chmod(0o755)
+    watch = exec_watch.Watch(str(tmp_path / "report"), [str(script.parent)], "sh")
+    answers: list[object] = []
+    reader = threading.Thread(target=lambda: answers.extend(
+        [watch.refused(str(fifo)), exec_watch._interpreter(str(fifo)), watch.refused("/dev/zero"),
+         exec_watch._interpreter(str(secret)), watch.refused(str(script)), watch.refused(str(secret))]), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert answers == [None, None, None, None, None, str(secret)]
+    os.close(watch.report)
+
+
+def fake_profile(root: Path) -> Path:
+    """A cargo target directory as a build leaves it: `debug/` with its lock and fingerprints, CACHEDIR.TAG."""
+    (root / "debug" / ".fingerprint").mkdir(parents=True)
+    (root / "debug" / ".cargo-lock").write_text("")
+    (root / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+    return root / "debug"
+
+
+@pytest.mark.parametrize("spelling", [
+    "{t}/debug/build/other-1a2b/out/tool",  # another crate's OUT_DIR
+    "{t}/debug/build/other-1a2b/out/a/b/c/d/e/f/g/h/tool",  # deeper than any fixed walk up
+    "{t}/debug/deps/",  # other crates' products, with a trailing slash
+    "{t}/debug/build/../deps/x",  # `..`
+    "{link}/tool",  # a link elsewhere into an OUT_DIR
+    "{t}",  # the target directory, holding the profile
+    "{ws}",  # a tree holding a target directory
+    "tool",  # a bare name the host's PATH finds in an OUT_DIR
+])
+def test_may_run_never_names_cargos_build_output(tmp_path: Path, spelling: str) -> None:
+    """A driver granted `may-run` of a file in another crate's OUT_DIR or among cargo's products would run
+    what that crate's build script or compile chose (red team, issue 11): refused at the grant, however
+    spelled, in a target directory elsewhere too."""
+    ws = tmp_path / "ws"
+    target = ws / "elsewhere-target"
+    out = fake_profile(target) / "build" / "other-1a2b" / "out"
+    (out / "a/b/c/d/e/f/g/h").mkdir(parents=True)
+    (target / "debug" / "deps").mkdir()
+    for tool in (out / "tool", out / "a/b/c/d/e/f/g/h/tool", target / "debug" / "deps" / "x"):
+        shutil.copy2(shutil.which("true") or "/bin/true", tool)
+    (tmp_path / "link").symlink_to(out)
+    item = spelling.format(t=target, ws=ws, link=tmp_path / "link")
+    ctx = make_ctx(tmp_path, '[permissions.build.demo]\n'
+                             f'process-spawn = {{ action = "permit", programs = ["sh"], may-run = ["{item}"] }}\n',
+                   PATH=f"{out}:/usr/bin:/bin")
+    with pytest.raises(host_spawn.SpawnRefused, match="cargo's build output"):
+        host_spawn.confinement(ctx, host_spawn.resolve(ctx, "sh"), "sh")
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="needs Landlock")
+def test_a_driver_refused_another_crates_product_gets_no_may_run_entry(tmp_path: Path) -> None:
+    """The paste-ready entry is never offered for a file in cargo's build output; a tool beside it is."""
+    ctx = make_ctx(tmp_path, grant_of("sh"))
+    ctx.host_dir = str(tmp_path / "host")
+    os.mkdir(ctx.host_dir)
+    out = fake_profile(tmp_path / "target") / "build" / "other-1a2b" / "out"
+    out.mkdir(parents=True)
+    (tmp_path / "tools").mkdir()
+    for tool in (out / "product", tmp_path / "tools" / "mytool"):
+        shutil.copy2(shutil.which("true") or "/bin/true", tool)
+    child = host_spawn.RealChild(ctx, request("sh", "-c", f"{out}/product; {tmp_path}/tools/mytool", stdout=abi.STDIO_PIPED),
+                                 host_spawn.resolve(ctx, "sh"), Sinks(lambda _: None, lambda _: None))
+    child.wait(time.monotonic() + 60)
+    host_spawn.refused_execs(ctx)
+    product, tool = ctx.denials
+    assert product.target == f"{out}/product" and "cargo's build output" in product.reason and not product.fix
+    assert tool.target == f"{tmp_path}/tools/mytool" and "may-run" in tool.fix

@@ -46,3 +46,19 @@ def test_what_points_elsewhere_is_refused(selected_cargo: Cargo, target: Path, p
     ok, lines = build(selected_cargo, target, package)
     assert not ok
     assert any(f"build script of {package} 0.1.0" in line and denied in line and why in line for line in lines), lines
+
+
+@pytest.mark.parametrize("package, archive", [
+    ("coff-source", "libimp.a"),  # in its lib/ (passed as a search path), named by `#[link]` in the source
+    ("coff-verbatim", "imp.lib"),  # in OUT_DIR under a name no `-l NAME` opens, named by a `+verbatim` `#[link]`
+    ("coff-bundle", "libimp.a"),  # bundled into the rlib (`kind = "static"`), unpacked by rustc for the link
+])
+def test_an_import_archive_the_source_links_is_refused_at_the_link(selected_cargo: Cargo, target: Path,
+                                                                   package: str, archive: str) -> None:
+    """The directive checks pass the search path (a package's lib/ may hold import archives; OUT_DIR's file is
+    no library name); the link checks what the linker is handed (shim.confine.linkcheck) and never starts it."""
+    ok, lines = build(selected_cargo, target, package)
+    assert not ok
+    assert any(f"the link of the binary `{package.replace('-', '_')}` of {package} 0.1.0" in line
+               and f"/{archive}, which is an archive with a member that is a Windows import object" in line
+               for line in lines), lines

@@ -10,7 +10,7 @@ How cargo reads the output: shim.cargo.directives, which parses it the same way.
 `filter` decides per directive by one table, `RULES`: some keys always pass; `rerun-if-env-changed` passes
 for variables the script may see (cargo stores the value in the target dir); three pass when harmless:
   - `rustc-env` when its name is none that rustc, the linker or a program they start reads (the class
-    rule of shim/env_names.py);
+    rule of shim/env_names.py, whose shape rules spare names in the package's own namespace);
   - `rustc-link-search` when the path is inside OUT_DIR or inside the crate's own package directory (the
     windows_* crates point at the import libraries they ship: `<CARGO_MANIFEST_DIR>/lib`), its kind looks
     for native libraries only (`all=` and no kind are rendered `native=`; `crate=`/`dependency=` would let
@@ -19,7 +19,8 @@ for variables the script may see (cargo stores the value in the target dir); thr
     a Windows target or in the package (shim/confine/linkinput.py: a linker script under a library's name reads
     host files). A package path must be reached without `..` and without a symbolic link below the
     package directory (a link the package ships may lead anywhere), and must not lie in a cargo target
-    directory inside the package (other crates' OUT_DIRs, which their scripts write); nor may a library
+    directory inside the package (other crates' OUT_DIRs, which their scripts write), by its text or by
+    the identity of a directory on the way (a case-insensitive file system, a bind mount); nor may a library
     file there be a link out of the package or into such a directory. The build script itself cannot write
     its package (it is preopened read-only), so what is there is what the package shipped or the user wrote;
   - `rustc-link-lib` when its file is in such a directory (an import archive only for a Windows target:
@@ -72,6 +73,7 @@ class _Context:
     printed: tuple[str, ...] = ()  # every search directory the script printed, wherever it is
     system_dirs: tuple[str, ...] | None = None  # the linker's default directories (None: shim.confine.syslibs')
     target: str = ""  # cargo's TARGET ("": the host)
+    package: str = ""  # the package's name (CARGO_PKG_NAME): `rustc-env` names in its namespace (shim.env_names)
 
 
 def _always(value: str, ctx: _Context) -> str:
@@ -80,6 +82,21 @@ def _always(value: str, ctx: _Context) -> str:
 
 def _never(value: str, ctx: _Context) -> str:
     return "needs a grant"
+
+
+# Linker arguments that name no file, run nothing and change no search path: the thread flag jemalloc,
+# mimalloc and other C libraries print, and the as-needed toggles. Everything else a linker takes can.
+PLAIN_LINK_ARGS: Final = frozenset({"-pthread", "-Wl,--as-needed", "-Wl,--no-as-needed"})
+
+
+def _link_arg_default(value: str, ctx: _Context) -> str:
+    """`rustc-link-arg*`: cargo passes the value as one linker argument; "" for one of PLAIN_LINK_ARGS."""
+    return "" if value in PLAIN_LINK_ARGS else "needs a grant"
+
+
+def _link_arg_bin_default(value: str, ctx: _Context) -> str:
+    """`rustc-link-arg-bin=BIN=ARG`."""
+    return _link_arg_default(value.partition("=")[2], ctx)
 
 
 def _package_place(path: str, package_dir: str, hidden: tuple[str, ...]) -> str:
@@ -91,12 +108,24 @@ def _package_place(path: str, package_dir: str, hidden: tuple[str, ...]) -> str:
     path = os.path.normpath(path)
     if any(inside(path, h) for h in hidden):
         return "search path in a cargo target directory inside the package (other crates' build output)"
+    hidden_ids = {_identity(h) for h in hidden} - {None}
     here = package_dir
     for name in os.path.relpath(path, package_dir).split("/"):
         here = os.path.join(here, name)
         if os.path.islink(here):
             return f"search path reached through a symbolic link in the package ({here})"
+        if _identity(here) in hidden_ids:  # another spelling of one: a case-insensitive file system, a bind mount
+            return f"search path in a cargo target directory inside the package, spelled {here}"
     return ""
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The directory's (device, inode), which every spelling of it shares; None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _place(path: str, ctx: _Context) -> str:
@@ -180,7 +209,7 @@ def _lib_default(value: str, ctx: _Context) -> str:
 
 
 def _env_default(value: str, ctx: _Context) -> str:
-    reason = tool_variable(value.partition("=")[0])
+    reason = tool_variable(value.partition("=")[0], ctx.package)
     return f"rustc, the linker or a program they start reads this variable: {reason}" if reason else ""
 
 
@@ -225,7 +254,8 @@ RULES: Final[dict[str, Rule]] = {
     # Names of the class tools read (shim.env_names) need a grant; values are the crate's business.
     "rustc-env": Rule(_env_default),
     "rustc-flags": Rule(_never),
-    **{key: Rule(_never) for key in _LINK_ARG_KEYS},
+    **{key: Rule(_link_arg_default) for key in _LINK_ARG_KEYS},
+    "rustc-link-arg-bin": Rule(_link_arg_bin_default),
 }
 
 GrantCheck = Callable[[str, str], bool]  # (key, target) -> permitted; e.g. policy.Grant.allows_directive
@@ -237,7 +267,7 @@ def _no_env(name: str) -> bool:
 
 def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the name the runner uses
            grant_allows_directive: GrantCheck, env_visible: EnvCheck = _no_env, target: str = "",
-           package_dir: str = "", hidden: tuple[str, ...] = (),
+           package_dir: str = "", hidden: tuple[str, ...] = (), package: str = "",
            system_dirs: tuple[str, ...] | None = None) -> tuple[list[str], list[tuple[Directive, str]]]:
     """(lines to hand to cargo, denied directives with the reason). Kept directives are canonical lines;
     kept non-directive lines are unchanged. The runner writes `"\\n".join(kept)` plus a final newline.
@@ -246,6 +276,7 @@ def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the
     may see (for `rerun-if-env-changed`); by default none. `target` is cargo's TARGET: libraries in
     OUT_DIR must be of its format (shim.confine.linkinput), of the host's when "". `package_dir` is the crate's
     own package directory and `hidden` the cargo target directories inside it (shim.confine.fsview.hidden_dirs);
+    `package` the package's name, whose namespace of `rustc-env` names the shape rules spare (shim.env_names);
     `system_dirs` replaces the linker's default directories (shim.confine.syslibs) for tests.
 
     Two passes, because a `rustc-link-lib` may come before the `rustc-link-search` that finds it: the
@@ -255,16 +286,17 @@ def filter(stdout: bytes | bytearray | str, *, out_dir: str,  # noqa: A001 - the
     valid = [d for d in items if isinstance(d, Directive) and not d.problem]
     verbatim = frozenset(f for d in valid if d.key == "rustc-link-lib" and "+verbatim" in split_lib(d.value)[1]
                          for f in lib_files(d.value))
-    package = os.path.normpath(package_dir) if package_dir else ""
+    package_path = os.path.normpath(package_dir) if package_dir else ""
     hidden = tuple(os.path.normpath(h) for h in hidden)
     printed = tuple(sorted({os.path.normpath(path) for d in valid if d.key == "rustc-link-search"
                             for _, path in [split_search(d.value)] if os.path.isabs(path)}))
     dirs = {os.path.normpath(path) for d in valid if d.key == "rustc-link-search"
             for kind, path in [split_search(d.value)] if kind not in CRATE_SEARCH_KINDS
-            and (inside(path, root) or not _package_place(path, package, hidden))}
-    judged = {d: search_dir_problem(d, verbatim, target, package="" if inside(d, root) else package, hidden=hidden)
+            and (inside(path, root) or not _package_place(path, package_path, hidden))}
+    judged = {d: search_dir_problem(d, verbatim, target, package="" if inside(d, root) else package_path,
+                                    hidden=hidden)
               for d in sorted(dirs)}
-    ctx = _Context(root, judged, env_visible, package, hidden, printed, system_dirs, target)
+    ctx = _Context(root, judged, env_visible, package_path, hidden, printed, system_dirs, target, package)
     kept: list[str] = []
     denied: list[tuple[Directive, str]] = []
     for item in items:

@@ -4,7 +4,7 @@ Cargo executes the launcher cratecage left at the build script's path (shim.buil
 calls `main_build_script`. The module runs in the sandbox (shim.sandbox.engine) and sees only:
   - the package directory, read-only, at its own absolute path and as "." (cargo's cwd);
   - OUT_DIR and a per-run temporary directory, read-write, at their own paths;
-  - exactly the environment cargo documents for build scripts (shim.build.env);
+  - exactly the environment cargo documents for build scripts (shim.cargo.script_env);
   - and what the crate's grant adds (shim.sandbox.enforce). In warn mode that is every file the user can read
     ("/" preopened read-only) and the whole environment cargo gave the launcher; writes stay confined.
   - TCP connections to the routes its grant permits (shim.host.net), all closed when the run ends.
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from shim.build.env import cargo_environment, guest_environment, is_default_env
+from shim.cargo.script_env import RERUN_ENV, cargo_environment, guest_environment, is_default_env
 from shim.cargo import layout
 from shim.host.context import RunContext
 from shim.limits import Limits
@@ -213,6 +213,10 @@ def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) ->
             raise CratecageError("the build script launcher must be run by cargo (OUT_DIR is not set)")
         ctx = context_from_env(environ, rustc, sysroot, tmp_dir)
         ctx.host_dir = host_dir
+        if not environ.get(RERUN_ENV):  # how it ran, should a replay need it for wasm (shim.compile.script_rerun)
+            from shim.compile.script_rerun import record
+
+            record(wasm, rustc, sysroot, module_cache, environ)
         from shim.sandbox import enforce
 
         grant, policy = enforce.grant("build", ctx.crate, ctx.version, environ, ctx.package_dir)
@@ -257,7 +261,8 @@ def filter_stdout(stdout: bytes, ctx: RunContext, grant: Grant | None, kind: str
 
     kept, denied = filter_directives(stdout, out_dir=ctx.out_dir, grant_allows_directive=allows,
                                      env_visible=visible, target=ctx.env.get("TARGET", ""),
-                                     package_dir=ctx.package_dir, hidden=tuple(hidden_dirs(ctx)))
+                                     package_dir=ctx.package_dir, hidden=tuple(hidden_dirs(ctx)),
+                                     package=ctx.crate)
     for directive, reason in denied:
         rule = RULES.get(directive.key)
         capability = rule.capability if rule is not None and not directive.problem else "directives"

@@ -29,7 +29,9 @@ from shim.compile.dirs import CompileDirs
 from shim.cargo.depinfo import read_dep_info, write_dep_info
 from shim.cargo.rustc_args import native_externs
 from shim.files import atomic_write
-from shim.compile.replay import STACK_SIZE_ARG, Replayer, wasm_argv
+from shim.compile.replay import Replayer
+from shim.compile.argv import wasm_argv
+from shim.compile.argv import STACK_SIZE_ARG
 from shim.cargo.rustc_args import RustcArgs
 
 if False:  # typing only

@@ -30,6 +30,7 @@ from shim.files import atomic_write
 from shim.cargo.rustc_args import RustcArgs
 
 _SEP = "\0"
+JOURNAL_DIR = "journal"
 MAGIC = "cratecage-journal-2"
 
 
@@ -40,7 +41,7 @@ def rlib_name(args: RustcArgs) -> str:
 def entry_path(rlib: str) -> str:
     """The journal file for a native rlib path (as it appears in a later `--extern name=path`): in the
     state directory of the build the rlib belongs to (a host library: no `<triple>` level)."""
-    return os.path.join(layout.state_dir(os.path.dirname(rlib)), "journal", os.path.basename(rlib) + ".args")
+    return os.path.join(layout.state_dir(os.path.dirname(rlib)), JOURNAL_DIR, os.path.basename(rlib) + ".args")
 
 
 def record(args: RustcArgs, expanded: list[str], cwd: str, environ: Mapping[str, str] | None = None) -> None:
@@ -73,3 +74,29 @@ def load(rlib: str) -> Entry | None:
     n = int(parts[2])
     env = dict(item.partition("=")[::2] for item in parts[3:3 + n])
     return Entry(parts[1], parts[3 + n:], raw, env)
+
+
+def find(journal_dir: str, manifest_dir: str) -> str | None:
+    """The native rlib of a library of the package in `manifest_dir` that the journal recorded (the first
+    by name where cargo compiled it more than once); None where it never compiled one. Reads every entry:
+    only for a library a replay needs but found no `--extern` of (shim.compile.replay)."""
+    try:
+        names = sorted(n for n in os.listdir(journal_dir) if n.endswith(".rlib.args"))
+    except OSError:
+        return None
+    for name in names:
+        try:
+            with open(os.path.join(journal_dir, name), "rb") as fh:
+                parts = fh.read().decode("utf-8", "surrogateescape").split(_SEP)
+        except OSError:
+            continue
+        if len(parts) < 3 or parts[0] != MAGIC or not parts[2].isdigit():
+            continue
+        env = dict(item.partition("=")[::2] for item in parts[3:3 + int(parts[2])])
+        if env.get("CARGO_MANIFEST_DIR") == manifest_dir:
+            from shim.cargo.rustc_args import parse
+
+            args = parse(parts[3 + int(parts[2]):])
+            if args.out_dir:
+                return os.path.join(os.path.abspath(os.path.join(parts[1], args.out_dir)), name[:-len(".args")])
+    return None

@@ -97,6 +97,27 @@ def locked_profile(out_dir: str) -> str | None:
     return None
 
 
+# What marks a directory of cargo's build output wherever it is (a target dir elsewhere, a build.build-dir,
+# either layout): its build lock, or its fingerprints.
+OUTPUT_MARKERS = (*PROFILE_MARKERS, ".fingerprint")
+
+
+def cargo_output_of(path: str) -> str | None:
+    """The directory of cargo's build output that `path` lies in, by its lexical form and its real path: the
+    nearest one above it holding a marker (OUTPUT_MARKERS), however deep (another crate's OUT_DIR, deps/, a
+    build-script launcher); None elsewhere."""
+    for start in dict.fromkeys((os.path.normpath(os.path.abspath(path)), os.path.realpath(path))):
+        here = start
+        while True:
+            if any(os.path.lexists(os.path.join(here, m)) for m in OUTPUT_MARKERS):
+                return here
+            parent = os.path.dirname(here)
+            if parent == here:
+                break
+            here = parent
+    return None
+
+
 def build_root(out_dir: str, target: str | None = None) -> str:
     """The build directory a unit's `--out-dir` lies in. `target`: the unit's `--target` (a triple or a
     target spec file), for which cargo adds a `<triple>` level; host units of a `--target` build have none."""

@@ -55,11 +55,14 @@ def proposals(audit_log: Path) -> dict[tuple[str, str, str], dict[str, dict[str,
 
 
 def render(found: dict[tuple[str, str, str], dict[str, dict[str, list[str]]]]) -> str:
+    from shim.policy.suggest import toml_string
+
     out = ["# Proposed by `cratecage init`: exactly what one warn-mode build asked for. Review every entry.", ""]
     for (kind, crate, version), caps in sorted(found.items()):
         out.append(f"[permissions.{kind}.{crate}]  # {crate} {version}")
         for cap, lists in sorted(caps.items()):
-            body = ", ".join(f"{key} = {json.dumps(items)}" for key, items in sorted(lists.items()))
+            body = ", ".join(f"{key} = [{', '.join(map(toml_string, items))}]"  # JSON's escapes are not TOML's
+                             for key, items in sorted(lists.items()))
             out.append(f'{cap} = {{ action = "permit", {body} }}')
         out.append("")
     return "\n".join(out)

@@ -99,16 +99,8 @@ class Outcome:
     denials: tuple[Denial, ...]
 
     def messages(self, subject: str) -> list[str]:
-        return [render(d, subject) for d in self.denials]
-
-
-def render(denial: Denial, subject: str) -> str:
-    """Denial.render's shape (`cratecage: <subject>: <capability> denied: <target>: <reason>` and the entry
-    to paste), with a subject that may be a build-dependency rather than a build script."""
-    verb = "not granted (warn mode: permitted)" if denial.permitted else ("denied" if denial.fatal else "not granted")
-    text = f"cratecage: {subject}: {denial.capability} {verb}: {denial.target}: {denial.reason}"
-    lines = ["  to permit it, add to the policy:", *("    " + line for line in denial.fix.splitlines())]
-    return "\n".join([text, *lines]) if denial.fix else text
+        """Each denial's lines (Denial.render_for), with a subject that may be a build-dependency."""
+        return [d.render_for(subject) for d in self.denials]
 
 
 # -- what the compile may read, run and see -----------------------------------------------------------

@@ -10,9 +10,11 @@ let it run (`may-run`), so the launcher watches every execve of the tree, withou
                       sends the filter's listener to the launcher over a socket pair, then execs;
     launcher          a thread receives each call, reads the path the caller named (/proc/<pid>/mem, its
                       cwd or dirfd for a relative one), and, when that is an executable file outside the
-                      exec trees (or a script whose interpreter is), appends a record to the report
-                      file (`record`); then it lets the call go on (SECCOMP_USER_NOTIF_FLAG_CONTINUE), and Landlock
-                      decides as it would have.
+                      exec trees (or a script whose interpreter is), appends a "refused" record to the
+                      report file (`record`), and when it is a file a build driver built in this run
+                      (OUT_DIR, the temp dir: `--run-output` of shim.confine.landlock_exec), a "ran" record, for the
+                      audit trail; then it lets the call go on (SECCOMP_USER_NOTIF_FLAG_CONTINUE), and
+                      Landlock decides as it would have.
 
 The watch only reports: the path it reads may change before the kernel looks at it (the man page's TOCTOU
 warning about CONTINUE), which can make a report wrong, never an exec allowed. Where it cannot be set up
@@ -92,11 +94,12 @@ def filter_program(machine: str | None = None) -> list[tuple[int, int, int, int]
 class Watch:
     """One launcher's watch: the report file and the socket pair the listener crosses."""
 
-    def __init__(self, report: str, execute: list[str], granted: str) -> None:
+    def __init__(self, report: str, execute: list[str], granted: str, output: list[str] = ()) -> None:
         # Opened before the mount namespace makes everything outside the write set read-only.
         self.report = os.open(report, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self.launcher_end, self.program_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.roots = sorted({os.path.realpath(p) for p in execute})
+        self.output = sorted({os.path.realpath(p) for p in output})  # also in `roots`: reported when run
         self.granted = granted
 
     # -- in the program's process --
@@ -183,34 +186,44 @@ class Watch:
         else:
             base = os.readlink(f"/proc/{pid}/cwd" if dirfd == _AT_FDCWD else f"/proc/{pid}/fd/{dirfd}")
             where = os.path.join(base, named)
-        refused = self.refused(os.path.realpath(where))
-        if refused is None:
+        verdict = self.verdict(os.path.realpath(where))
+        if verdict is None:
             return
         try:
             by = os.readlink(f"/proc/{pid}/exe")
         except OSError:
             by = ""
-        os.write(self.report, record(where, refused, by, self.granted))
+        os.write(self.report, record(verdict[0], where, verdict[1], by, self.granted))
 
-    def refused(self, real: str) -> str | None:
-        """The file Landlock will refuse to run for an exec of `real`: itself, or a script's interpreter; None
-        when it runs, or is no executable file at all (a PATH search trying each directory)."""
-        try:
-            st = os.stat(real)
-        except OSError:
-            return None
-        if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+    def verdict(self, real: str) -> tuple[str, str] | None:
+        """What an exec of `real` is worth a record: ("refused", the file Landlock refuses: itself, or a
+        script's interpreter), ("ran", itself) for a file of the run's output that runs, or None: a system
+        tool that runs, or no executable file at all (a PATH search trying each directory).
+
+        This thread runs unconfined, on a path the confined tree chose: nothing here may block or carry a
+        file's contents into a message. So the file is judged open (`_executable`: non-blocking, no FIFO or
+        device, the one inode stat'ed), and a `#!` line counts only when it names an executable file that
+        exists (its path, which the tree could stat itself; never other words of a file it cannot read)."""
+        if not _executable(real):
             return None
         if not self.runs(real):
-            return real
+            return "refused", real
         interpreter = _interpreter(real)
-        return interpreter if interpreter is not None and not self.runs(interpreter) else None
+        if interpreter is not None and not self.runs(interpreter):
+            return "refused", interpreter
+        return ("ran", real) if _under(real, self.output) else None
 
     def runs(self, real: str) -> bool:
-        return any(real == r or real.startswith(r.rstrip("/") + "/") for r in self.roots)
+        return _under(real, self.roots)
 
 
-FIELDS: Final = ("program", "refused", "by", "granted")
+def _under(real: str, roots: list[str]) -> bool:
+    return any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+# verdict: "refused" or "ran"; program: the path as the caller named it; file: what was refused (the program or
+# its interpreter) or ran; by: the caller's executable; granted: the name the tree's program is granted as.
+FIELDS: Final = ("verdict", "program", "file", "by", "granted")
 
 
 def record(*fields: str) -> bytes:
@@ -253,14 +266,56 @@ def _read_string(pid: int, address: int, limit: int = 4096) -> str | None:
     return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
-def _interpreter(real: str) -> str | None:
-    """The real path of the interpreter a `#!` line names, or None."""
+_OPEN_FLAGS: Final = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_regular(real: str) -> int | None:
+    """`real` (a real path: no link left) opened without blocking (a FIFO put there after any stat opens at
+    once, and is refused by the fstat), or None unless it is an executable regular file."""
     try:
-        with open(real, "rb") as fh:
-            head = fh.read(256)
+        fd = os.open(real, _OPEN_FLAGS)
     except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _executable(real: str) -> bool:
+    """Whether `real` is an executable regular file (one the user may run but not read is stat'ed: a stat
+    never blocks)."""
+    fd = _open_regular(real)
+    if fd is not None:
+        os.close(fd)
+        return True
+    try:
+        st = os.stat(real, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111) and not os.access(real, os.R_OK)
+
+
+def _interpreter(real: str) -> str | None:
+    """The real path of the interpreter a `#!` line names, when that is an absolute path to an executable
+    file; else None."""
+    fd = _open_regular(real)
+    if fd is None:
+        return None
+    try:
+        head = os.pread(fd, 256, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     if not head.startswith(b"#!"):
         return None
     words = head[2:].split(b"\n", 1)[0].split()
-    return os.path.realpath(words[0].decode("utf-8", "surrogateescape")) if words else None
+    if not words or not words[0].startswith(b"/"):
+        return None
+    named = os.path.realpath(words[0].decode("utf-8", "surrogateescape"))
+    return named if _executable(named) else None

@@ -66,8 +66,10 @@ def _unreadable(path: str, package: str, owner: tuple[tuple[str, ...], tuple[str
     from shim.policy import suggest_entry
 
     entry = suggest_entry("build", package, "filesystem-access", full)
+    from shim.untrusted import shown
+
     return (f"error: cratecage: the compile of `{package}` (confined: it consumes its build script's output) "
-            f"could not read {full}: outside its package and grants\n  to permit it, add to the policy:\n"
+            f"could not read {shown(full)}: outside its package and grants\n  to permit it, add to the policy:\n"
             + "\n".join("    " + line for line in entry.splitlines()))
 
 

@@ -1,12 +1,13 @@
 """The re-exec launcher: apply Landlock to this process, then become the program.
 
     python -I -S .../shim/confine/landlock_exec.py [--read PATH]... [--write PATH]... [--connect PORT]...
-                                           [--exec PATH]... [--no-exec] [--metadata seccomp]
+                                           [--exec PATH]... [--run-output PATH]... [--no-exec] [--metadata seccomp]
                                            [--argv0 NAME] [--report FILE] -- PROGRAM ARG...
     python -I -S .../shim/confine/landlock_exec.py --which-metadata-guard     (for `cratecage doctor`)
 
-With `--exec` or `--no-exec`, only the `--exec` trees may be executed (landlock.restrict's `execute`); with
-`--report` too, the launcher notes in FILE what the program's tree tried to run outside them (shim.confine.exec_watch).
+With `--exec` or `--no-exec`, only the `--exec` and `--run-output` trees may be executed (landlock.restrict's
+`execute`); with `--report` too, the launcher notes in FILE what the program's tree tried to run outside them,
+and what it ran in the `--run-output` trees: a build driver's own output (shim.confine.exec_watch).
 
 Why a launcher rather than `preexec_fn`: see shim.confine.landlock. `command()` builds this argv for a caller.
 It runs as a script (not `-m`), in isolated mode and without site, so it starts fast (~15 ms) and nothing in
@@ -45,9 +46,10 @@ GUARDS = ("mountns", "seccomp")
 
 def command(program_argv: list[str], read: list[str], write: list[str], connect: tuple[int, ...] = (),
             execute: list[str] | None = None, file_size: int | None = None, argv0: str | None = None,
-            report: str | None = None) -> list[str]:
+            report: str | None = None, output: list[str] = ()) -> list[str]:
     """The argv that runs `program_argv` confined to `read` (read/execute) and `write` (everything); with
-    `execute`, only those trees may be executed; with `file_size`, a hard RLIMIT_FSIZE of that many bytes is
+    `execute`, only those trees (and `output`'s, whose runs the report notes) may be executed; with
+    `file_size`, a hard RLIMIT_FSIZE of that many bytes is
     set before anything else runs (no file the program writes can outgrow it); with `argv0`, the program
     (still the file `program_argv[0]`) gets that as its argv[0]; with `report` (and `execute`), what the
     program's tree tries to run outside `execute` is noted in that file (shim.confine.exec_watch)."""
@@ -55,7 +57,8 @@ def command(program_argv: list[str], read: list[str], write: list[str], connect:
     forced = ["seccomp"] if os.environ.get(METADATA_GUARD_ENV) == "seccomp" else []
     sizes = [str(file_size)] if file_size is not None else []
     for flag, values in (("--read", read), ("--write", write), ("--connect", [str(p) for p in connect]),
-                         ("--exec", execute or []), ("--metadata", forced), ("--file-size", sizes),
+                         ("--exec", execute or []), ("--run-output", output if execute is not None else []),
+                         ("--metadata", forced), ("--file-size", sizes),
                          ("--argv0", [argv0] if argv0 else []), ("--report", [report] if report else [])):
         for value in values:
             argv += [flag, value]
@@ -68,7 +71,7 @@ def parse(argv: list[str]) -> tuple[list[str], list[str], list[int], list[str] |
     """(read, write, connect ports, execute or None, program argv) from the launcher's own arguments;
     `--metadata` is read by `forced_guard`."""
     lists: dict[str, list[str]] = {"--read": [], "--write": [], "--connect": [], "--exec": [], "--metadata": [],
-                                   "--file-size": [], "--argv0": [], "--report": []}
+                                   "--file-size": [], "--argv0": [], "--report": [], "--run-output": []}
     no_exec = False
     i = 0
     while i < len(argv) and argv[i] != "--":
@@ -84,7 +87,7 @@ def parse(argv: list[str]) -> tuple[list[str], list[str], list[int], list[str] |
         raise ValueError("no program after --")
     if any(g not in GUARDS for g in lists["--metadata"]):
         raise ValueError(f"unknown --metadata {lists['--metadata']!r}")
-    execute = lists["--exec"] if no_exec or lists["--exec"] else None
+    execute = [*lists["--exec"], *lists["--run-output"]] if no_exec or lists["--exec"] else None
     return lists["--read"], lists["--write"], [int(p) for p in lists["--connect"]], execute, program
 
 
@@ -105,6 +108,12 @@ def report_file(argv: list[str]) -> str | None:
     """The launcher's `--report` value (None: no exec watch)."""
     head = argv[:argv.index("--")] if "--" in argv else argv
     return next((head[i + 1] for i in range(len(head) - 1) if head[i] == "--report"), None)
+
+
+def run_output(argv: list[str]) -> list[str]:
+    """The launcher's `--run-output` values: trees in `execute` whose runs the exec watch reports."""
+    head = argv[:argv.index("--")] if "--" in argv else argv
+    return [head[i + 1] for i in range(len(head) - 1) if head[i] == "--run-output"]
 
 
 def forced_guard(argv: list[str]) -> str:
@@ -178,7 +187,7 @@ def main(argv: list[str]) -> None:
         if report and execute is not None:  # before the mount namespace, which makes the report read-only
             from shim.confine.exec_watch import Watch
 
-            watch = Watch(report, execute, name[0] if name else os.path.basename(program[0]))
+            watch = Watch(report, execute, name[0] if name else os.path.basename(program[0]), run_output(argv))
             watch.start()
         guard = metadata_guard(write, forced=forced_guard(argv))  # before Landlock, which forbids mounting
         hostns.separate(network=bool(ports))  # IPC, UTS, and the network without routes (shim.confine.hostns)

@@ -28,9 +28,13 @@ pointers and lengths refer to the guest's exported `memory`.
     net_addr        (handle, which, out)                    0, or error < 0; writes ADDR_SIZE bytes
     net_clone       (handle)                                a new handle to the same socket, or error < 0
     net_close       (handle)                                0 (the guest dropped that handle)
+    file_mode       (path, path_len, follow)                the permission bits (>= 0), or error < 0
+    chmod           (path, path_len, mode)                  0, or error < 0 (E_DENIED: not the run's to change)
 
 shim.host.process defines the process functions (`IMPORTS`), shim.host.observe defines `report`
-(`OBSERVE_IMPORTS`), shim.host.net the sockets (`NET_IMPORTS`); `ALL_IMPORTS` is the whole table.
+(`OBSERVE_IMPORTS`), shim.host.net the sockets (`NET_IMPORTS`), shim.host.files the permission bits WASI lacks (`FILE_IMPORTS`:
+absolute paths, resolved through the run's preopens); `ALL_IMPORTS` is the whole table. Adding imports keeps
+the version: a module built before them imports a subset the host still defines.
 
 A function that writes a string copies at most `cap` bytes and returns the full length, so the guest can
 call again with a larger buffer. Errors set the message `last_error` returns.
@@ -118,8 +122,13 @@ NET_IMPORTS: dict[str, tuple[int, int]] = {
     "net_clone": (1, 1),
     "net_close": (1, 1),
 }
+# Permission bits of files the run may read, chmod of files it may write (shim.host.files).
+FILE_IMPORTS: dict[str, tuple[int, int]] = {
+    "file_mode": (3, 1),
+    "chmod": (3, 1),
+}
 # The whole table, in the order of the facade's ffi.rs.
-ALL_IMPORTS: dict[str, tuple[int, int]] = {**IMPORTS, **OBSERVE_IMPORTS, **NET_IMPORTS}
+ALL_IMPORTS: dict[str, tuple[int, int]] = {**IMPORTS, **OBSERVE_IMPORTS, **NET_IMPORTS, **FILE_IMPORTS}
 
 # Error codes (negative results). The guest maps them to io::ErrorKind.
 E_DENIED = -1  # PermissionDenied: the policy does not allow it; last_error says what would

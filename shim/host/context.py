@@ -24,6 +24,9 @@ if False:  # typing only: the policy package is imported only when a policy appl
     from shim.policy import Grant
 
 
+POLICY_ENTRY = "[permissions."  # how every fix that is an entry to paste starts (policy.suggest_entry)
+
+
 @dataclass(frozen=True)
 class Denial:
     """One refused request: what was asked, why not, and what to do about it."""
@@ -43,12 +46,20 @@ class Denial:
     expected: bool = False
 
     def render(self, crate: str, version: str) -> str:
+        return self.render_for(f"build script of {crate} {version}")
+
+    def render_for(self, subject: str) -> str:
+        """`cratecage: <subject>: <capability> <verb>: <target>: <reason>`, then the entry to paste. Target,
+        reason and fix hold text the script chose: shown escaped (shim.untrusted), one line each."""
+        from shim.untrusted import shown
+
         verb = ("not granted (warn mode: permitted)" if self.permitted else "denied as the policy says" if self.expected
                 else "denied" if self.fatal else "not granted")
-        text = f"cratecage: build script of {crate} {version}: {self.capability} {verb}: {self.target}: {self.reason}"
-        if "\n" in self.fix:  # a policy entry: indented, ready to paste
-            return text + "\n  to permit it, add to the policy:\n" + "\n".join("    " + line for line in self.fix.splitlines())
-        return text + (f"; {self.fix}" if self.fix else "")
+        text = f"cratecage: {subject}: {self.capability} {verb}: {shown(self.target)}: {shown(self.reason)}"
+        if self.fix.startswith(POLICY_ENTRY):  # a policy entry (shim.policy.suggest, TOML-escaped): indented
+            return text + "\n  to permit it, add to the policy:\n" + "\n".join(
+                "    " + shown(line) for line in self.fix.split("\n"))
+        return text + (f"; {shown(self.fix)}" if self.fix else "")
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,16 @@ class Spawn:
     argv: tuple[str, ...]  # ("cc", "-c", "src/answer.c", ...), the program as the guest named it
 
 
+@dataclass(frozen=True)
+class OutputRun:
+    """A file of the run's own output (OUT_DIR, the temp dir) that a granted build driver ran (configure's
+    `./conftest`; shim.host.spawn.output_trees), and how often: for the audit trail."""
+
+    program: str  # the path as the driver named it
+    started_by: str  # the granted program whose tree ran it ("sh", or "sh (/usr/bin/make)")
+    count: int
+
+
 @dataclass
 class RunContext:
     crate: str  # package name (CARGO_PKG_NAME)
@@ -101,11 +122,12 @@ class RunContext:
     deadline: float = math.inf  # time.monotonic() when the run's time limit is reached
     connections: list[Connection] = field(default_factory=list)  # permitted, in order (shim.host.net)
     spawns: list[Spawn] = field(default_factory=list)  # permitted programs, in order (shim.host.spawn)
+    output_runs: list[OutputRun] = field(default_factory=list)  # the run's output that drivers ran
     # Per-run scratch space of the host's own (probe output dirs, views of granted files): never preopened,
     # never in a child's write set, in the target dir where no other run's grant reaches it
     # (shim.build.run.make_run_dir); removed with the run. "" where a caller made no run directory (tests).
     host_dir: str = ""
-    # Variables every guest of this kind sees without a grant (a build script's: shim.build.env): a warn-mode
+    # Variables every guest of this kind sees without a grant (a build script's: shim.cargo.script_env): a warn-mode
     # lookup of one is no denial.
     visible_by_default: Callable[[str], bool] = lambda name: False
 

@@ -300,7 +300,7 @@ class ProcessTable:
         from shim.host import spawn as host_spawn
 
         host_spawn.sweep(self.started)
-        host_spawn.refused_execs(self.ctx)
+        host_spawn.watched_execs(self.ctx)
         for child in self.started:
             for problem in child.problems():
                 self.ctx.deny("process-spawn", " ".join(child.argv_shown)[:200], problem)

@@ -16,7 +16,9 @@ child is started like this, and nothing is left to the guest:
     from a grant; PATH is the host's, HOME and TMPDIR the run's temp dir.
   - the working directory: the guest's choice, inside the package, OUT_DIR, the temp dir or a grant.
   - confinement (Landlock, through shim.confine.landlock_exec): read and execute the program's own files, its
-    curated profile (shim/policy/programs.toml: a C compiler reads system headers), the package, OUT_DIR,
+    curated profile (shim/policy/programs.toml: a C compiler reads system headers); a build driver (sh, make,
+    cmake, configure, ...) also executes what this run built in OUT_DIR and the temp dir (configure's
+    `./conftest`: `output_trees`); read the package, OUT_DIR,
     the temp dir and the crate's granted paths, never the rest of the target directory (shim.confine.fsview);
     write OUT_DIR, the temp dir and writable grants, where it may create regular files, directories and
     symbolic links but no FIFO, socket or device node (shim.confine.landlock); TCP connect only to the ports of
@@ -61,6 +63,7 @@ from shim.lexical import entries_on_the_way, normal_path
 from shim.host.context import RunContext
 
 if TYPE_CHECKING:
+    from shim.policy.programs import Profile
     from shim.host.process import Sinks
 
 MAX_BUFFERED: Final = 64 << 20  # bytes of one piped stream not yet read by the guest
@@ -238,8 +241,9 @@ def child_cwd(ctx: RunContext, req: abi.SpawnRequest) -> str:
 @dataclass(frozen=True)
 class Confinement:
     """What a granted program may do (shim.confine.landlock.restrict): run and read `execute`, read `read`, write
-    `write`, and connect to `ports`; `report`: the file where the launcher notes what the program's tree
-    tried to run outside `execute` (shim.confine.exec_watch)."""
+    `write`, and connect to `ports`; run `output` too (`output_trees`); `report`: the file where the launcher
+    notes what the program's tree tried to run outside `execute` and what it ran of `output`
+    (shim.confine.exec_watch)."""
 
     execute: list[str]
     read: list[str]
@@ -247,12 +251,13 @@ class Confinement:
     ports: tuple[int, ...]
     file_size: int | None = None  # hard RLIMIT_FSIZE, set by the launcher before the program starts
     report: str | None = None
+    output: list[str] = dataclasses.field(default_factory=list)
 
     def command(self, argv: list[str], argv0: str | None = None) -> list[str]:
         from shim.confine import landlock_exec
 
         return landlock_exec.command(argv, self.read, self.write, self.ports, self.execute, self.file_size, argv0,
-                                     self.report)
+                                     self.report, self.output)
 
 
 def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
@@ -265,7 +270,8 @@ def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
 
     grant = ctx.grant
     writable = [w for d in guest_writable(ctx) if d for w in (d, os.path.realpath(d))]
-    execute = [*runnable(ctx, program, granted_as(ctx, requested, program), writable),
+    name = granted_as(ctx, requested, program)
+    execute = [*runnable(ctx, program, name, writable),
                *(p for item in grant.may_run for p in may_run_paths(ctx, item, writable))]
     from shim.confine import fsview
 
@@ -274,19 +280,35 @@ def confinement(ctx: RunContext, program: str, requested: str) -> Confinement:
             ctx.out_dir, ctx.tmp_dir]
     write = [ctx.out_dir, ctx.tmp_dir, *grant.writable, "/dev/null"]
     ports = tuple(sorted({int(port) for port in (parse_route(r)[1] for r in grant.routes) if port != "*"}))
-    return Confinement(sorted({p for p in execute if p}), [p for p in read if p], [p for p in write if p], ports)
+    return Confinement(sorted({p for p in execute if p}), [p for p in read if p], [p for p in write if p], ports,
+                       output=output_trees(ctx, program, name))
+
+
+def output_trees(ctx: RunContext, program: str, name: str) -> list[str]:
+    """What a build driver may also run: the files this run builds in OUT_DIR and its temp dir (autoconf's
+    `./conftest`), in its one confinement, each run reported (shim.confine.exec_watch). Only for a profile that says
+    `runs-output` (shim/policy/programs.toml says why that adds no power); never a writable grant, never the rest
+    of the target dir (another crate's OUT_DIR), never for a compiler (its `-B OUT_DIR`)."""
+    profile = _profile(ctx, program, name)
+    return [d for d in (ctx.out_dir, ctx.tmp_dir) if d] if profile is not None and profile.runs_output else []
+
+
+def _profile(ctx: RunContext, program: str, name: str) -> Profile | None:
+    """The profile of `program` granted as `name`: by that name, by the file, or by a script's interpreter."""
+    from shim.policy.programs import profile_for
+
+    interpreters = script_interpreters(program, host_path(ctx))
+    return profile_for(name) or profile_for(program) or (profile_for(interpreters[-1]) if interpreters else None)
 
 
 def runnable(ctx: RunContext, program: str, name: str, writable: list[str]) -> list[str]:
     """What `program` (granted as `name`) needs to run and may start: its own files and the loader's, its
     script interpreter's, and its profile's system paths."""
-    from shim.policy.programs import profile_for
-
     interpreters = script_interpreters(program, host_path(ctx))
     execute = [program, *_loader_files(program)]
     for interpreter in interpreters:
         execute += [interpreter, *_loader_files(interpreter)]
-    profile = profile_for(name) or profile_for(program) or (profile_for(interpreters[-1]) if interpreters else None)
+    profile = _profile(ctx, program, name)
     if profile is not None:
         execute += [p for p in profile.read if system_path(p, writable)]
     return execute
@@ -318,13 +340,38 @@ def may_run_paths(ctx: RunContext, item: str, writable: list[str]) -> list[str]:
         if hop is not None:
             raise SpawnRefused(item, f"may-run {item}: {hop} is in a directory the build script can write",
                                program_denial=False)
+        output = cargo_output_hop(ctx, found)
+        if output is not None:  # a PATH holding `target/debug` or `.`
+            raise SpawnRefused(item, f"may-run {item}: found as {found}, in cargo's build output ({output}), "
+                                     "whose files are never run", program_denial=False)
         return runnable(ctx, os.path.realpath(found), item, writable)
     hop = writable_hop(item, writable) or next((w for w in writable if inside(os.path.realpath(item), w)
                                                or inside(w, os.path.realpath(item))), None)
     if hop is not None:
         raise SpawnRefused(item, f"may-run {item}: {hop} is (or holds) a directory the build script can write, "
                                  "whose files are never run", program_denial=False)
+    output = cargo_output_hop(ctx, item)
+    if output is not None:
+        raise SpawnRefused(item, f"may-run {item}: {output} is (or holds) cargo's build output, where other "
+                                 "crates' build scripts and compiles write: its files are never run",
+                           program_denial=False)
     return [item] if os.path.exists(item) else []
+
+
+def cargo_output_hop(ctx: RunContext, path: str) -> str | None:
+    """The directory of cargo's build output that `path` lies in (shim.cargo.layout.cargo_output_of: another crate's
+    OUT_DIR, deps/, a launcher, in any target or build dir) or holds (a target directory of the build, below
+    a tree such as the workspace root), else None: what a driver started from there is another crate's
+    product, which its own build script or compile chose."""
+    from shim.confine import fsview
+    from shim.cargo import layout
+
+    found = layout.cargo_output_of(path)
+    if found is not None:
+        return found
+    lexical, real = os.path.normpath(os.path.abspath(path)), os.path.realpath(path)
+    held = [*fsview.hidden_dirs(ctx), *(fsview.cargo_dirs(real) if os.path.isdir(real) else ())]
+    return next((h for h in held if inside(h, lexical) or inside(os.path.realpath(h), real)), None)
 
 
 def script_interpreters(program: str, path: str) -> list[str]:
@@ -370,12 +417,15 @@ def exec_report(ctx: RunContext) -> str | None:
     return os.path.join(ctx.host_dir, EXEC_REPORT) if ctx.host_dir else None
 
 
-def refused_execs(ctx: RunContext) -> None:
-    """A denial for each program a granted program's tree tried to run and was refused (shim.confine.exec_watch), with
-    what would let it: never a file the build script can write; anything else by `may-run`. Not fatal: the
-    refusal happened whatever the script made of it (a configure check that falls back), and a script that
-    fails shows them beside its failure."""
+def watched_execs(ctx: RunContext) -> None:
+    """What the granted programs' trees ran of this run's output (`ctx.output_runs`, for the audit trail) and
+    a denial for each program they tried to run and were refused (shim.confine.exec_watch), with what would let it:
+    never a file the build script can write, nor one in cargo's build output; anything else by `may-run`.
+    Not fatal: the refusal happened whatever the script made of it (a configure check that falls back), and
+    a script that fails shows them beside its failure."""
+    from shim.confine import fsview
     from shim.confine.exec_watch import read_report
+    from shim.host.context import OutputRun
 
     path = exec_report(ctx)
     try:
@@ -384,20 +434,33 @@ def refused_execs(ctx: RunContext) -> None:
     except OSError:
         return
     writable = [w for d in guest_writable(ctx) if d for w in (d, os.path.realpath(d))]
+    built = [w for d in (ctx.out_dir, ctx.tmp_dir) if d for w in (d, os.path.realpath(d))]
+    cargo_output = [w for d in fsview.hidden_dirs(ctx) for w in (d, os.path.realpath(d))]
+    ran: dict[tuple[str, str], int] = {}
     for event in events:
-        refused, by, granted = event["refused"], event["by"], event["granted"]
+        refused, by, granted = event["file"], event["by"], event["granted"]
         named = normal_path(event["program"])
+        started = f"{granted} ({by})" if by and os.path.basename(by) != granted else granted
+        if event["verdict"] == "ran":
+            ran[(named, started)] = ran.get((named, started), 0) + 1
+            continue
         if os.path.realpath(named) == refused:
             refused = named  # as the program named it (~/.cargo/bin/rustc, not the rustup it links to)
-        started = f"{granted} ({by})" if by and os.path.basename(by) != granted else granted
-        if any(inside(refused, w) for w in writable):
+        if any(inside(refused, w) for w in built):
+            ctx.deny("process-spawn", refused, f"started by {started}: what the run builds in OUT_DIR and the temp dir "
+                     "runs only under a granted build driver (sh, make, cmake, configure, ...), and may-run cannot "
+                     "name it", fatal=False)
+        elif any(inside(refused, w) for w in writable):
             ctx.deny("process-spawn", refused, f"started by {started}: a file in a directory the build script "
-                     "can write (OUT_DIR, the temp dir, a writable grant) is never run, and may-run cannot name one",
-                     fatal=False)
+                     "can write (a writable grant) is never run, and may-run cannot name one", fatal=False)
+        elif any(inside(refused, w) for w in cargo_output) or cargo_output_hop(ctx, refused) is not None:
+            ctx.deny("process-spawn", refused, f"started by {started}: a file in cargo's build output (another "
+                     "crate's OUT_DIR or product) is never run, and may-run cannot name one", fatal=False)
         else:
             ctx.deny("process-spawn", refused, f"started by {started}: granted programs run only their own files, "
                      "their profile's system tools and the crate's may-run", suggest_may_run(ctx, refused),
                      fatal=False)
+    ctx.output_runs.extend(OutputRun(program, started, count) for (program, started), count in ran.items())
 
 
 def suggest_may_run(ctx: RunContext, path: str) -> str:

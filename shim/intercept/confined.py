@@ -84,13 +84,22 @@ def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[st
         allowed = grants(cmd[:len(cmd) - len(rustc_args)], rustc_args, args, environ, tmp, target=target,
                          owner=owner)
         env = {**environ, "TMPDIR": tmp}
+        report = _check_link(args, tmp, env, allowed)
+        if report:
+            cmd = [*cmd, "-C", f"linker={env.pop(_LINKER_PATH)}"]
         from shim.confine import reaper
 
         reaper.become_subreaper()
         status, seen = _spawn_and_wait(cmd, env, allowed, unit)
         reaper.kill_all()  # the runner's sweep: frozen through pidfds, thread groups counted
+        refused = _read_quietly(report) if report else ""
     finally:
         _remove_tree(tmp)
+    if refused:
+        path, _, what = refused.partition("\t")
+        os.write(2, (f"error: cratecage: the link of the {unit} would read {path}, which is {what}: a library on "
+                     "a search path a build script printed is checked whichever way the link names it "
+                     "(`#[link]`, `+verbatim`); remove the file or the crate that links it\n").encode())
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         signal.signal(sig, signal.SIG_DFL)
@@ -103,6 +112,78 @@ def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[st
         for line in explain(seen, environ, owner, args.crate_name or "?"):
             os.write(2, (line + "\n").encode())
     return code
+
+
+# Where _check_link leaves the checking linker's path for run (popped before the environment is used).
+_LINKER_PATH = "\0linker"
+LINKED_TYPES = frozenset({"bin", "cdylib", "dylib", "proc-macro"})
+
+
+def _check_link(args: RustcArgs, tmp: str, env: dict[str, str], allowed: Grants) -> str:
+    """When this call links with a native search path (a build script's), install the checking linker
+    (shim.confine.linkcheck) in `<build dir>/cratecage/linkcheck` (`tmp` is `<build dir>/cratecage/tmp/native-*`,
+    which the compile may write; that directory it may not), point `env` at it and widen `allowed` to run it; the report file's path, or
+    "" when the call does not link so. Only where rustc's linker is a `cc`-like driver: a configured
+    `-C linker=`, or a Linux target's default `cc`."""
+    native = [p for kind, p in args.lib_paths if kind not in ("dependency", "crate")]
+    links = ("link" in args.emit or not args.emit) and (args.test or LINKED_TYPES.intersection(args.crate_types)
+                                                         or not args.crate_types)
+    configured = args.codegen_value("linker")
+    if not native or not links or not (configured or not args.target or "-linux" in args.target):
+        return ""
+    from shim.confine import linkcheck
+
+    granted = granted_search_paths(env)
+    policed = [os.path.abspath(p) for p in native if not any(_matches(g, os.path.abspath(p)) for g in granted)]
+    linker = configured or "cc"
+    path = linkcheck.install(os.path.join(os.path.dirname(os.path.dirname(tmp)), "linkcheck"), linker)
+    report = os.path.join(tmp, "linkcheck.report")
+    env.update({linkcheck.LINKER_ENV: linker, linkcheck.DIRS_ENV: "\n".join(policed),
+                linkcheck.TARGET_ENV: args.target or "", linkcheck.REPORT_ENV: report,
+                linkcheck.OUT_ENV: os.path.abspath(args.out_dir or os.path.dirname(os.path.abspath(args.output or "x"))),
+                _LINKER_PATH: path})
+    allowed.execute = sorted({*allowed.execute, path, linkcheck.interpreter()})
+    allowed.read = sorted({*allowed.read, path, *linkcheck.reads()})
+    allowed.listable = sorted({*allowed.listable, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(linkcheck.__file__))))})
+    return report
+
+
+def granted_search_paths(environ: dict[str, str]) -> list[str]:
+    """The search paths some `[permissions.build.*]` entry (the policy's or a curated one) permits by path
+    (`directives = ["rustc-link-search=/opt/conda/lib"]`, a prefix when it ends in `*`): the owner chose
+    those, so their files link as they are. A grant of every search path names none."""
+    from shim.errors import CratecageError
+
+    try:
+        from shim.policy import curated
+        from shim.sandbox import enforce
+        from shim.startup import enable_site_packages
+        from shim.cargo.workspace import policy_may_apply
+
+        enable_site_packages()
+        entries = [*curated.entries()]
+        if policy_may_apply("build", "*", environ):
+            entries += enforce.load(environ)[0].entries
+    except CratecageError:
+        return []
+    prefix = "rustc-link-search="
+    return [item[len(prefix):] for e in entries if e.kind == "build" for r in e.rules
+            if r.capability == "directives" and r.action == "permit"
+            for _, items in r.lists for item in items if item.startswith(prefix)]
+
+
+def _matches(pattern: str, path: str) -> bool:
+    from shim.policy.capabilities import prefix_match
+
+    return prefix_match(pattern, path)
+
+
+def _read_quietly(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def owner_grant(environ: dict[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -27,6 +27,7 @@ class Profile:
     name: str
     names: tuple[str, ...]
     read: tuple[str, ...]
+    runs_output: bool = False  # may run what it built in the run's OUT_DIR and temp dir (a build driver)
 
 
 @lru_cache(maxsize=1)
@@ -37,7 +38,8 @@ def profiles() -> tuple[Profile, ...]:
         import tomli as tomllib  # type: ignore[no-redef]
 
     data = tomllib.loads(FILE.read_text())
-    return tuple(Profile(name, tuple(t["names"]), tuple(t["read"])) for name, t in data.items())
+    return tuple(Profile(name, tuple(t["names"]), tuple(t["read"]), bool(t.get("runs-output", False)))
+                 for name, t in data.items())
 
 
 def profile_for(program: str) -> Profile | None:

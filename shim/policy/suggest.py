@@ -17,15 +17,19 @@ _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def toml_string(text: str) -> str:
-    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    """A TOML basic string: quotes and backslashes escaped, and every character that is not printable
+    (controls, separators, bidi overrides: shim.untrusted says which) as `\\uNNNN`/`\\UNNNNNNNN`, so the
+    entry is one inert line that loads back. A surrogate (an undecodable byte) has no TOML escape: U+FFFD."""
     out = []
     for c in text:
         if c in '"\\':
             out.append("\\" + c)
-        elif ord(c) < 0x20 or ord(c) == 0x7F:
-            out.append(f"\\u{ord(c):04x}")
-        else:
+        elif c.isprintable():
             out.append(c)
+        elif 0xD800 <= ord(c) < 0xE000:
+            out.append("\\ufffd")
+        else:
+            out.append(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}")
     return '"' + "".join(out) + '"'
 
 

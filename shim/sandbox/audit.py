@@ -2,9 +2,11 @@
 
 Events are JSON lines in `<build dir>/cratecage/audit.jsonl` (`log_path`; `cargo clean` removes them), appended with one
 write each so parallel runs never interleave, and also logged through structlog (JSON on stderr with
-`CRATECAGE_LOG=json`). Every event names crate, version and kind; a grant event lists what the policy
+`CRATECAGE_LOG=json`). JSON escapes every control character, so text a script chose (paths, argv) cannot
+break a line of the log; `summary` shows it escaped (shim.untrusted). Every event names crate, version and kind; a grant event lists what the policy
 gave beyond the defaults and the entries (file:line) it came from; a denial names the capability, the
-exact target and the entry that would permit it; a connection (shim.host.net) names the granted route and
+exact target and the entry that would permit it; an output run, a file of the run's own output that a
+granted build driver ran (configure's `./conftest`) and how often; a connection (shim.host.net) names the granted route and
 the address it reached. `cratecage audit` summarises the last run of each crate.
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 from shim.cargo import layout
 from shim.files import append_line
 from shim.host.context import RunContext
+from shim.untrusted import shown
 
 AUDIT_LOG = "audit.jsonl"
 RUN_ID = os.urandom(6).hex()  # one runner process is one run
@@ -47,6 +50,9 @@ def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: s
     for spawn in ctx.spawns:
         _append(cc_dir, {**base, "event": "spawn", "capability": "process-spawn", "program": spawn.program,
                          "argv": list(spawn.argv)})
+    for run in ctx.output_runs:
+        _append(cc_dir, {**base, "event": "output-run", "capability": "process-spawn", "program": run.program,
+                         "started_by": run.started_by, "count": run.count})
     for connection in ctx.connections:
         _append(cc_dir, {**base, "event": "connection", "capability": "network-access",
                          "route": connection.route, "address": connection.address})
@@ -88,6 +94,9 @@ def summary(log: Path) -> list[str]:
                     lines.append(f"    granted  {cap}: {', '.join(items)}  ({'; '.join(e['entries'])})")
             elif e["event"] == "spawn":
                 lines.append(f"    ran      {' '.join(e['argv'])[:100]}")
+            elif e["event"] == "output-run":
+                lines.append(f"    ran      {e['program']} (built by this run; by {e['started_by']}, "
+                             f"{e['count']} time{'s' if e['count'] != 1 else ''})")
             elif e["event"] == "connection":
                 lines.append(f"    used     {e['capability']}: {e['route']} ({e['address']})")
             elif e["event"] == "denial":
@@ -96,4 +105,4 @@ def summary(log: Path) -> list[str]:
     failed = sum(1 for (c, v), r in last.items()
                  if any(e.get("run") == r and e["event"] == "run" and e["exit_code"] for e in events))
     lines.append(f"{len(last)} build scripts ran as wasm in the sandbox, {failed} failed")
-    return lines
+    return [shown(line) for line in lines]  # targets and argv are the scripts' text (shim.untrusted)

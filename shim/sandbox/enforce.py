@@ -178,28 +178,24 @@ def check_writable(grant: Grant | None, ctx: RunContext, module_cache: str = "")
                 hint="grant a directory of its own instead, beside the profile directories (e.g. target/sqlx)")
 
 
-# What marks a directory of cargo's build output: a profile directory (its build lock, its fingerprints).
-CARGO_OUTPUT_MARKERS = (".cargo-lock", ".cargo-build-lock", ".fingerprint")
-
-
 def _cargo_output_at(path: str, targets: list[str]) -> str | None:
-    """The cargo profile directory `path` lies in or holds one level down (a `<triple>` dir), below one of
-    the `targets` (shim.confine.fsview.hidden_dirs); None where it holds no build output (`target/sqlx`)."""
+    """The cargo profile directory `path` lies in, in any target or build dir and at any depth, by its lexical
+    form or its real path (shim.cargo.layout.cargo_output_of: a lock or fingerprints above it), or that it holds
+    one level down (a `<triple>` dir) below one of the `targets` (shim.confine.fsview.hidden_dirs); None where it holds
+    no build output (`target/sqlx`)."""
+    from shim.cargo import layout
     from shim.lexical import inside
 
-    top = next((t for t in targets if inside(path, t) and os.path.normpath(path) != os.path.normpath(t)), None)
-    if top is None:
+    found = layout.cargo_output_of(path)
+    if found is not None:
+        return found
+    if not any(inside(os.path.normpath(path), t) and os.path.normpath(path) != os.path.normpath(t) for t in targets):
         return None
-    marked = lambda d: any(os.path.lexists(os.path.join(d, m)) for m in CARGO_OUTPUT_MARKERS)  # noqa: E731
-    here = os.path.normpath(path)
-    while here != os.path.normpath(top) and len(here) > len(top):
-        if marked(here):
-            return here
-        here = os.path.dirname(here)
     try:
         children = [os.path.join(path, c) for c in os.listdir(path)][:4096]
     except OSError:
         children = []
+    marked = lambda d: any(os.path.lexists(os.path.join(d, m)) for m in layout.OUTPUT_MARKERS)  # noqa: E731
     return next((c for c in children if os.path.isdir(c) and marked(c)), None)
 
 

@@ -261,6 +261,7 @@ class GuestRun:
     def run(self) -> Outcome:
         import wasmtime
 
+        from shim.host import files as host_files
         from shim.host import net as host_net
         from shim.host import observe as host_observe
         from shim.host import process as host_process
@@ -277,6 +278,7 @@ class GuestRun:
         self.processes.sinks = host_process.Sinks(self._on_stdout, self._on_stderr)
         host_observe.define(linker, self.ctx)
         self.net = host_net.define(linker, self.ctx, self.processes)
+        host_files.define(linker, self.ctx, self.processes, self.preopens)
         wasi = wasmtime.WasiConfig()
         wasi.argv = self.argv
         wasi.env = list(self.ctx.env.items())

@@ -56,6 +56,8 @@ BUILD_TIMEOUT_S: Final = 600
 # the original (`__real_<name>`) and adds what the sandbox needs:
 #   - src/stat.rs, the whole `stat` family std and wasi-libc export: the permission bits WASI lacks, so
 #     `fs::Metadata::permissions().readonly()` is not true for every file (autocfg refuses OUT_DIR otherwise);
+#   - src/modes.rs, `chmod` (`fs::set_permissions`): sent to the host, which alone can change a mode
+#     (shim/host/files.py);
 #   - src/realpath.rs replaces `realpath` outright (see the module docstring);
 #   - src/observe.rs (and stat.rs, realpath.rs): a report to the host of every failed file system access
 #     and every environment lookup that found nothing (in warn mode, successful reads and lookups too;
@@ -66,7 +68,7 @@ BUILD_TIMEOUT_S: Final = 600
 WRAPPED: Final[tuple[str, ...]] = (
     "stat", "lstat", "fstat", "fstatat", "realpath",
     "open", "__wasilibc_open_nomode", "opendir", "access", "mkdir", "unlink", "rmdir", "rename", "symlink",
-    "readlink", "getenv",
+    "readlink", "getenv", "chmod",
     "pthread_attr_init", "pthread_attr_setstacksize", "pthread_attr_destroy", "pthread_create", "pthread_join",
     "pthread_detach",
 )

@@ -1,5 +1,5 @@
 //! The import table: the guest half of shim/host/abi.py's `ALL_IMPORTS` (`IMPORTS`, the process functions, then
-//! `OBSERVE_IMPORTS`, then `NET_IMPORTS`), same names, same order, same module.
+//! `OBSERVE_IMPORTS`, then `NET_IMPORTS`, then `FILE_IMPORTS`), same names, same order, same module.
 //!
 //! Every parameter and result lowers to a wasm i32 (pointers and `usize` are 32 bits on wasm32).
 //! Change this file and shim/host/abi.py together, and bump the module's version when a signature changes.
@@ -52,6 +52,11 @@ extern "C" {
     pub fn net_clone(handle: i32) -> i32;
     /// The guest dropped the handle; the socket closes with its last handle.
     pub fn net_close(handle: i32) -> i32;
+    /// The permission bits (0o7777) of the absolute path, following a final symbolic link if `follow` is 1;
+    /// an error where the host will not say (stat.rs then guesses).
+    pub fn file_mode(path: *const u8, path_len: usize, follow: i32) -> i32;
+    /// chmod of the absolute path to `mode & 0o777`, if the run may write it (modes.rs).
+    pub fn chmod(path: *const u8, path_len: usize, mode: u32) -> i32;
 }
 
 // Error codes (negative results), as in shim/host/abi.py.

@@ -24,11 +24,16 @@
 //! dropped, where wasm32-wasip1's std cannot start a thread; `std::env` (env.rs) adds Linux's
 //! `split_paths`/`join_paths`, the run's temp dir and the package directory as the current directory.
 //!
+//! `std::fs` (fs.rs) is the real one but for `copy`, which also copies the source's permission bits as std
+//! does natively (wasip1's std does not); modes.rs wraps libc's `chmod` (`fs::set_permissions`) and asks the
+//! host, which alone can change a mode, and only of what the run may write.
+//!
 //! `std::net` (net.rs) replaces `TcpStream` and `ToSocketAddrs` the same way: connections and name lookups
 //! go to the host, which allows only the crate's granted routes.
 //!
 //! The code for building this crate is shim/toolchain/facade.py; the host side of the imports is
-//! shim/host/process.py (processes), shim/host/observe.py (reports) and shim/host/net.py (sockets).
+//! shim/host/process.py (processes), shim/host/observe.py (reports), shim/host/net.py (sockets) and
+//! shim/host/files.py (permission bits).
 #![no_std]
 
 extern crate std as real;
@@ -49,8 +54,11 @@ mod cratecage_realpath;
 mod cratecage_observe;
 #[path = "threads.rs"]
 mod cratecage_threads;
+#[path = "modes.rs"]
+mod cratecage_modes;
 
 pub mod env;
+pub mod fs;
 pub mod net;
 pub mod process;
 pub mod thread;

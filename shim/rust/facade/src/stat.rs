@@ -9,9 +9,12 @@
 //! `__real_<name>` is the original. std 1.96 calls `stat` (`fs::metadata`), `lstat` (`symlink_metadata`,
 //! `DirEntry::metadata`) and `fstat` (`File::metadata`); `fstatat` serves C code and the libc crate.
 //!
-//! A wrapper calls the original and, when it succeeded and the mode carries no permission bits, adds what
-//! a umask of 022 gives natively: 0o755 for directories, 0o777 for symbolic links, 0o644 for everything
-//! else. The type bits and every other field stay as wasi-libc wrote them. (wasmtime reports the same
+//! A wrapper calls the original and, when it succeeded, fills in the permission bits: for a regular file
+//! or directory reached by path (`stat`, `lstat`, `fstatat` from the current directory or absolute) the
+//! host's answer (modes.rs, `file_mode`: the real bits, so `fs::set_permissions(dst,
+//! fs::metadata(src)?.permissions())` keeps an `+x`), else, and when the mode carries no permission bits,
+//! what a umask of 022 gives natively: 0o755 for directories, 0o777 for symbolic links, 0o644 for everything
+//! else (`fstat` has no path). The type bits and every other field stay as wasi-libc wrote them. (wasmtime reports the same
 //! fd rights for read-only and writable preopens, so the guest cannot tell them apart at this level.)
 //!
 //! The bits are plausible, not a promise: the preopens enforce what is writable (OUT_DIR and the temp dir
@@ -31,6 +34,7 @@
 
 use core::ffi::{c_char, c_int};
 
+use crate::cratecage_modes as modes;
 use crate::cratecage_observe::{self as observe, Op};
 
 /// The leading fields of wasi-libc's `struct stat` on wasm32 (libc crate, `src/wasi/mod.rs`): `st_dev`,
@@ -47,6 +51,9 @@ const _: () = assert!(core::mem::offset_of!(StatHead, st_mode) == 24);
 
 const S_IFMT: u32 = 0o170000;
 const S_IFDIR: u32 = 0o040000;
+const S_IFREG: u32 = 0o100000;
+/// wasi-libc's AT_SYMLINK_NOFOLLOW.
+const AT_SYMLINK_NOFOLLOW: c_int = 0x1;
 const S_IFLNK: u32 = 0o120000;
 const PERMISSION_BITS: u32 = 0o7777;
 
@@ -71,6 +78,22 @@ unsafe fn with_permissions(rc: c_int, buf: *mut u8) -> c_int {
     rc
 }
 
+/// Passes `rc` through; on success, a regular file's or directory's permission bits as the host reports
+/// them for `path` (see the module docs), else as `with_permissions` guesses.
+unsafe fn with_host_permissions(rc: c_int, buf: *mut u8, path: *const c_char, follow: bool) -> c_int {
+    if rc == 0 && !buf.is_null() {
+        let head = buf as *mut StatHead;
+        let mode = (*head).st_mode;
+        if matches!(mode & S_IFMT, S_IFREG | S_IFDIR) {
+            if let Some(bits) = modes::host_mode(path, follow) {
+                (*head).st_mode = (mode & !PERMISSION_BITS) | (bits & PERMISSION_BITS);
+                return rc;
+            }
+        }
+    }
+    with_permissions(rc, buf)
+}
+
 // `struct stat *` is an opaque pointer here (`*mut u8`): only `StatHead` is ever read or written.
 extern "C" {
     fn __real_stat(path: *const c_char, buf: *mut u8) -> c_int;
@@ -87,7 +110,7 @@ pub unsafe extern "C" fn __wrap_stat(path: *const c_char, buf: *mut u8) -> c_int
     } else {
         observe::succeeded(Op::Stat, path);
     }
-    with_permissions(rc, buf)
+    with_host_permissions(rc, buf, path, true)
 }
 
 #[no_mangle]
@@ -98,7 +121,7 @@ pub unsafe extern "C" fn __wrap_lstat(path: *const c_char, buf: *mut u8) -> c_in
     } else {
         observe::succeeded(Op::Stat, path);
     }
-    with_permissions(rc, buf)
+    with_host_permissions(rc, buf, path, false)
 }
 
 #[no_mangle]
@@ -116,6 +139,7 @@ pub unsafe extern "C" fn __wrap_fstatat(dirfd: c_int, path: *const c_char, buf: 
         } else {
             observe::succeeded(Op::Stat, path);
         }
+        return with_host_permissions(rc, buf, path, flags & AT_SYMLINK_NOFOLLOW == 0);
     }
     with_permissions(rc, buf)
 }

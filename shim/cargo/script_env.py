@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
+RERUN_ENV = "CRATECAGE_WASM_RERUN"  # set by shim.compile.script_rerun for its run for wasm32-wasip1: not recorded
 # Variables cargo documents for build scripts, by exact name...
 BUILD_SCRIPT_ENV: frozenset[str] = frozenset({
     "CARGO", "CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_MANIFEST_LINKS", "CARGO_MAKEFLAGS",
