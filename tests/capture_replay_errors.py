@@ -1,4 +1,4 @@
-"""Capture what rustc prints when a build-dependency's wasm compile fails, for tests/test_replay_errors.py.
+"""Capture what rustc prints when a build-dependency's wasm compile fails, for tests/compile/test_replay_errors.py.
 
 Each scenario compiles a few crates for wasm32-wasip1 the way shim.compile.replay does (the wasm sysroot, the std
 facade as `--extern std=`, a private `-L dependency=` directory), then one compile that fails, and keeps

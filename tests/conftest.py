@@ -4,7 +4,7 @@ Integration tests build real workspaces from fixtures/ with the real cargo, thro
 (`.venv/bin/cratecage`, the launcher `make setup` writes). The `cargo` fixture runs each of them twice, once
 per build-dir layout of cargo (notes/cargo-build-dir-layout.md): `[old-layout]` with the toolchain
 `cratecage toolchain install` selected (the machine's stable), `[new-layout]` with NEW_LAYOUT_TOOLCHAIN
-(`make test` installs it); tests/test_cargo_layouts.py checks that each really builds in the layout its id
+(`make test` installs it); tests/cargo/test_cargo_layouts.py checks that each really builds in the layout its id
 names. Every build gets its own target directory, so wrapped and plain builds, and the two toolchains,
 never share artifacts; the cargo home (registry downloads) is the user's, shared by all tests.
 """
@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
+from typing import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,17 @@ _OWN_LINE = re.compile(r"^ *(?:(?:error|warning): )?(?:[\w.-]+@[\w.+-]+: )?crate
 def own_lines(text: str) -> list[str]:
     """The lines of cargo's stderr that cratecage printed itself (`_OWN_LINE`)."""
     return [line for line in text.splitlines() if _OWN_LINE.match(line)]
+
+
+@pytest.fixture(autouse=True)
+def open_reaper_gate() -> Iterator[None]:
+    """A test that ends a run in this process (GuestRun.close, reaper.end) shuts shim.confine.reaper's gate for
+    the process; in-process tests after it (probes, spawns) would meet a run being stopped."""
+    yield
+    from shim.confine import reaper
+
+    with reaper._lock:
+        reaper._closed = False
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Plumbing for tests that run guests against the std facade (tests/test_facade.py, tests/test_observe.py).
+"""Plumbing for tests that run guests against the std facade (tests/toolchain/test_facade.py, tests/host/test_observe.py).
 
 The facade is built by shim.toolchain.facade with the selected toolchain into a fresh cache per session; small guests
 are compiled against it for wasm32-wasip1 and linked as shim/build/script.py links a build script (an 8 MiB

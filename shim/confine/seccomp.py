@@ -25,7 +25,7 @@ utimensat with a NULL path). An fd-based call is no narrower: a read-only descri
 is enough to change its mode. What still works: creating files with a mode (open/mkdir take it, under the
 umask), so compilers, `ar` and linkers, which set their outputs' mode at creation, keep working; `ld`
 chmods an executable it links only when the umask took bits away, and `ar`/`ranlib`/`cp -p`/`install -m`/
-`touch` on an existing file fail with EPERM (tests/test_spawn.py builds libz-sys and zstd-sys this way).
+`touch` on an existing file fail with EPERM (tests/host/test_spawn.py builds libz-sys and zstd-sys this way).
 
 The third filter, `refuse_host_calls`, is installed on every confined child (the launcher's and
 shim.intercept.confined's): the calls of `REFUSED`, each with the errno its table row gives. They are the

@@ -31,7 +31,7 @@
 //!   wasmtime's ceiling), where a wasm frame keeps its scalars. A stack of the requested size carved from
 //!   the heap would have nothing below it that traps (an overflow would silently overwrite heap data
 //!   instead of failing the run), and wasmtime's stack could not grow anyway. Together they hold about
-//!   what a native 3 MiB stack does (tests/test_facade_gaps.py: a recursion that overflows a default
+//!   what a native 3 MiB stack does (tests/toolchain/test_facade_gaps.py: a recursion that overflows a default
 //!   2 MiB thread natively fits; twice as deep, it stops the run as a stack overflow, never silently);
 //!   html5ever 0.26's request for 128 MiB is a margin its script does not need here.
 //! - The closure sees the spawning thread's `thread::current()` (its name, its id) and thread-locals.

@@ -466,7 +466,7 @@ fn main() {
 def test_the_cmake_crate_joins_its_prefix_path_and_asks_the_host_for_cmake(
         compiler: Compiler, build_deps: list[Unit], sandbox: Sandbox) -> None:
     """cmake-rs splits CMAKE_PREFIX_PATH and joins it again (wasm32-wasip1's std panics there) before it
-    runs `cmake`; denied here, that spawn is where it stops (a granted one: tests/test_build_std_gaps.py)."""
+    runs `cmake`; denied here, that spawn is where it stops (a granted one: tests/build/test_build_std_gaps.py)."""
     ctx = sandbox.context(TARGET="x86_64-unknown-linux-gnu", HOST="x86_64-unknown-linux-gnu", OPT_LEVEL="0",
                           DEBUG="false", PROFILE="debug", NUM_JOBS="2", CMAKE_PREFIX_PATH="/opt/a::/opt/b")
     (Path(ctx.package_dir) / "clib").mkdir()
@@ -790,6 +790,6 @@ fn main() {
 
 def test_threads_link_whatever_the_libc_has_and_spawned_closures_run(compiler: Compiler, sandbox: Sandbox) -> None:
     """cc's `parallel` feature mentions std::thread: the module links (Debian's wasi-libc has no pthreads;
-    the facade's thread.rs never reaches them), and spawned closures run (tests/test_facade_gaps.py)."""
+    the facade's thread.rs never reaches them), and spawned closures run (tests/toolchain/test_facade_gaps.py)."""
     ran = sandbox.run(compiler.wasm("threads", THREADS))
     assert (ran.code, ran.stderr) == (0, "builder: Ok(1)\nscope ran: 3\nspawned ran\n")

@@ -154,7 +154,7 @@ PROBE = ("import sys; sys.path.insert(0, sys.argv[1]); from shim.cargo import wo
 def real_root(launcher: list[str], cwd: Path, env: dict[str, str]) -> str:
     """Run PROBE as a grandchild of `launcher` (argv of a program that runs a shell command), so that
     program is the probe's ancestor as cargo would be."""
-    repo = str(Path(__file__).resolve().parents[1])
+    repo = str(Path(__file__).resolve().parents[2])
     inner = f"{sys.executable} -c \"$0\" {repo}; true"  # `; true`: the shell must not exec the probe
     done = subprocess.run([*launcher, inner, PROBE], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=60)

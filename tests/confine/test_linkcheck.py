@@ -1,6 +1,6 @@
 """The checking linker of confined links (shim/confine/linkcheck.py): what a linker command line consumes, resolved as
 GNU ld and lld resolve it, and which of those files are refused. Archives are built with the host's `cc` and
-`ar`; the import archive is windows_x86_64_gnu-shaped (tests/test_linkinput.py)."""
+`ar`; the import archive is windows_x86_64_gnu-shaped (tests/confine/test_linkinput.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from shim.confine import linkcheck
 from test_linkinput import coff_object
 
-FIXTURE_IMPORTS = Path(__file__).parent.parent / "fixtures" / "hostile-pkgdirs" / "coff-source" / "lib" / "libimp.a"
+FIXTURE_IMPORTS = Path(__file__).parents[2] / "fixtures" / "hostile-pkgdirs" / "coff-source" / "lib" / "libimp.a"
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_an_argfile_is_read_as_rustc_writes_it(dirs: dict[str, Path], tmp_path: 
 def test_a_windows_target_links_import_archives(dirs: dict[str, Path]) -> None:
     argv = ["main.o", "-Wl,-Bstatic", "-limp", "-L", str(dirs["bad"])]
     assert linkcheck.problem(argv, [str(dirs["bad"])], "x86_64-pc-windows-gnu") == ""
-    assert coff_object(b".text")  # the same reader judges single objects (tests/test_linkinput.py)
+    assert coff_object(b".text")  # the same reader judges single objects (tests/confine/test_linkinput.py)
 
 
 def test_the_script_runs_the_real_linker_or_stops(dirs: dict[str, Path], tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """shim.host.spawn on real processes: which program a request runs, with what environment, where, confined,
-for how long, and that nothing outlives the run. (tests/test_spawn.py drives the same code from real build
+for how long, and that nothing outlives the run. (tests/host/test_spawn.py drives the same code from real build
 scripts through cargo.)"""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What a confined wasm compile may read of the native proc macros it loads (shim.compile.wasm_rustc.read_set): the
 dylibs its `--extern`s name, as files, wherever the build-dir layout puts them (old: `deps/`, new:
 `build/<pkg>/<H>/out/`), never their directories or the rest of the target dir. The proc macros of its
-dependencies come through its private `deps/` (hard links, shim.compile.dirs), tests/test_build_dep_graphs.py
+dependencies come through its private `deps/` (hard links, shim.compile.dirs), tests/build/test_build_dep_graphs.py
 builds that end to end."""
 
 from __future__ import annotations

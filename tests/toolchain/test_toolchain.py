@@ -1,6 +1,6 @@
 """Toolchain selection and provisioning: the report, the env exports, hints that work when pasted, and a
 real wasm32-wasip1 program compiled by the selected compiler and run under wasmtime. (Cargo's own compiler
-made capable on first use, and its errors: tests/test_first_use.py.)"""
+made capable on first use, and its errors: tests/toolchain/test_first_use.py.)"""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from shim.confine import landlock
 from shim.confine import landlock_exec
 from shim.confine import seccomp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "fixtures" / "hostile-spawn" / "native" / "escapes.c"
 
 pytestmark = pytest.mark.skipif(landlock.abi_version() == 0 or platform.machine().lower() not in

@@ -527,7 +527,7 @@ def test_a_target_directory_spelled_otherwise_is_still_refused(tmp_path: Path) -
     script = ("import sys; sys.path.insert(0, sys.argv[1]); from shim.build.directives import filter\n"
               "k, d = filter(sys.argv[2], out_dir=sys.argv[3], grant_allows_directive=lambda k, t: False,"
               " package_dir=sys.argv[4], hidden=(sys.argv[5],)); print(d[0][1] if d else 'kept')\n")
-    root = str(Path(directives.__file__).resolve().parent.parent)
+    root = str(Path(directives.__file__).resolve().parents[2])
     line = f"cargo:rustc-link-search=native={package}/alias/debug/build/windows_x86_64_gnu-1234/out\n"
     unshare = shutil.which("unshare")
     mount = f"mount --bind {package / 'target'} {package / 'alias'}"
@@ -570,7 +570,7 @@ def test_a_library_file_in_the_package_that_links_out_of_it_is_refused(tmp_path:
 
 
 def windows_imports(path: Path) -> None:
-    """An archive of one Windows import object, as windows_x86_64_gnu ships them (tests/test_linkinput.py)."""
+    """An archive of one Windows import object, as windows_x86_64_gnu ships them (tests/confine/test_linkinput.py)."""
     from test_linkinput import _archive, coff_object
 
     path.write_bytes(_archive(("m.o/", coff_object(b".text", b".idata$5"))))

@@ -1,7 +1,7 @@
 """Build scripts that use std APIs wasm32-wasip1 lacks (issue 11, class 4), built with cargo through the
 wrapper: threads spawned and joined (fixtures/thread-demo, empty policy), and the real cmake crate, which
 splits and joins `PATH`-style lists, driving a tiny CMake project (fixtures/cmake-demo) with `cmake` and
-the C compilers granted. The guest-side answers themselves are tested in tests/test_facade_gaps.py.
+the C compilers granted. The guest-side answers themselves are tested in tests/toolchain/test_facade_gaps.py.
 
 The layout cannot matter to any of this: `selected_cargo`."""
 

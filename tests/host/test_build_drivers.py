@@ -8,7 +8,7 @@ granted, a python3 shim script granted by its path, and wasm-bindgen-shared from
 `git rev-parse`, with an empty policy: the curated deny makes that refusal expected. A workspace member's own
 git is not denied by that default: it gets the normal refusal and its entry, or the owner's deny.
 
-On a copy of fixtures/path-attacks (its cases: see tests/test_path_attacks.py): what a granted `sh` may not
+On a copy of fixtures/path-attacks (its cases: see tests/sandbox/test_path_attacks.py): what a granted `sh` may not
 do, each with its twin: what it runs of this run's output (OUT_DIR, the temp dir) reads, connects and
 outlives no more than sh; the script itself never spawns that output, a compiler never runs it, and no
 driver runs another crate's; run a program outside the system's tool directories until `may-run` names it,

@@ -1,5 +1,5 @@
 """Said once per cargo run (shim.once): the processes of one run race for the marker and one wins, another run
-says it again, finished runs are cleared away. tests/test_messages.py has the real builds."""
+says it again, finished runs are cleared away. tests/cli/test_messages.py has the real builds."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The module imports every function of `abi.IMPORTS` and exports a wrapper for each, so a test can pass
 any pointer or handle a hostile guest could. shim.host.probe is replaced by a recording stand-in here (the
-table's policy logic is what is under test); tests/test_facade.py runs the real facade end to end.
+table's policy logic is what is under test); tests/toolchain/test_facade.py runs the real facade end to end.
 """
 
 from __future__ import annotations
