@@ -50,8 +50,10 @@ def run_unit(out_dir: str) -> str:
     return layout.unit_name(out) if layout.unit_layout(out) == layout.NEW else os.path.basename(os.path.dirname(out))
 
 
-def record_path(out_dir: str) -> str:
-    return os.path.join(layout.state_dir(out_dir), RUNS_DIR, run_unit(out_dir) + ".json")
+def record_path(out_dir: str, target: str | None = None) -> str:
+    """Where the record of the run with this OUT_DIR is; `target`: cargo's TARGET for the run, whose
+    `<triple>` level a `--target` build adds above the OUT_DIRs of the target's scripts (shim.layout)."""
+    return os.path.join(layout.state_dir(out_dir, target), RUNS_DIR, run_unit(out_dir) + ".json")
 
 
 def record(wasm: str, rustc: str, sysroot: str, module_cache: str, environ: Mapping[str, str]) -> None:
@@ -60,7 +62,7 @@ def record(wasm: str, rustc: str, sysroot: str, module_cache: str, environ: Mapp
     from shim.cargo.script_env import is_default_env
 
     env = {k: v for k, v in environ.items() if is_default_env(k) and k != "TMPDIR"}
-    atomic_write(record_path(environ["OUT_DIR"]), json.dumps(
+    atomic_write(record_path(environ["OUT_DIR"], environ.get("TARGET")), json.dumps(
         {"wasm": wasm, "rustc": rustc, "sysroot": sysroot, "module_cache": module_cache, "env": env},
         sort_keys=True), make_parents=True)
 

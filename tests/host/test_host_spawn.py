@@ -423,11 +423,11 @@ def test_the_exec_watch_never_blocks_on_or_quotes_a_file_the_tree_chose(tmp_path
     watch = exec_watch.Watch(str(tmp_path / "report"), [str(script.parent)], "sh")
     answers: list[object] = []
     reader = threading.Thread(target=lambda: answers.extend(
-        [watch.refused(str(fifo)), exec_watch._interpreter(str(fifo)), watch.refused("/dev/zero"),
-         exec_watch._interpreter(str(secret)), watch.refused(str(script)), watch.refused(str(secret))]), daemon=True)
+        [watch.verdict(str(fifo)), exec_watch._interpreter(str(fifo)), watch.verdict("/dev/zero"),
+         exec_watch._interpreter(str(secret)), watch.verdict(str(script)), watch.verdict(str(secret))]), daemon=True)
     reader.start()
     reader.join(10)
-    assert answers == [None, None, None, None, None, str(secret)]
+    assert answers == [None, None, None, None, None, ("refused", str(secret))]
     os.close(watch.report)
 
 
@@ -483,7 +483,7 @@ def test_a_driver_refused_another_crates_product_gets_no_may_run_entry(tmp_path:
     child = host_spawn.RealChild(ctx, request("sh", "-c", f"{out}/product; {tmp_path}/tools/mytool", stdout=abi.STDIO_PIPED),
                                  host_spawn.resolve(ctx, "sh"), Sinks(lambda _: None, lambda _: None))
     child.wait(time.monotonic() + 60)
-    host_spawn.refused_execs(ctx)
+    host_spawn.watched_execs(ctx)
     product, tool = ctx.denials
     assert product.target == f"{out}/product" and "cargo's build output" in product.reason and not product.fix
     assert tool.target == f"{tmp_path}/tools/mytool" and "may-run" in tool.fix
