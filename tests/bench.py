@@ -67,10 +67,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import bench_compat  # noqa: E402  (tests/, on sys.path as the script's directory)
 from shim import toolchain  # noqa: E402  (needs ROOT on sys.path)
-from shim.files import cache_root  # noqa: E402
 from shim.errors import CratecageError  # noqa: E402
+from shim.files import cache_root  # noqa: E402
+
+import bench_compat  # noqa: E402  (tests/, on sys.path as the script's directory)
 
 WRAPPER = ROOT / ".venv" / "bin" / "cratecage"
 BENCH_DIR = ROOT / "target" / "bench"

@@ -80,8 +80,8 @@ SCENARIOS: dict[str, list[tuple[str, str, list[str], bool]]] = {
 
 
 def main(rustc: str | None, other: str | None) -> None:
-    from shim.toolchain import facade
     from shim.toolchain import compiler as toolchain
+    from shim.toolchain import facade
 
     tc = toolchain.resolve(rustc=rustc)
     if not tc.ready:

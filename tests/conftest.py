@@ -16,8 +16,8 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
-from typing import Iterator
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 

@@ -19,16 +19,17 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from conftest import scrubbed
-from shim.toolchain import facade
+from shim.compile.argv import STACK_SIZE_ARG
 from shim.host import files as host_files
 from shim.host import net as host_net
 from shim.host import observe as host_observe
 from shim.host import process as host_process
+from shim.host.context import RunContext
 from shim.sandbox import engine
 from shim.toolchain import compiler as toolchain
-from shim.compile.argv import STACK_SIZE_ARG
-from shim.host.context import RunContext
+from shim.toolchain import facade
+
+from conftest import scrubbed
 
 # The link of a build script (shim/build/script.py): an 8 MiB stack and the facade's LINK_ARGS.
 LINK = tuple(arg for value in (STACK_SIZE_ARG, *facade.LINK_ARGS) for arg in ("-C", value))

@@ -21,13 +21,14 @@ named by the rlib's file name, which holds the unit's hash in both build-dir lay
 from __future__ import annotations
 
 import os
+
 if False:  # typing only: importing typing costs ~10 ms on the pass-through fast path
     from typing import Mapping
 
 from shim.cargo import layout
 from shim.cargo.env import recorded
-from shim.files import atomic_write
 from shim.cargo.rustc_args import RustcArgs
+from shim.files import atomic_write
 
 _SEP = "\0"
 JOURNAL_DIR = "journal"

@@ -14,11 +14,10 @@ import os
 import shlex
 import sys
 
-from shim import VERSION_LINE, __version__
-from shim import program
+from shim import VERSION_LINE, __version__, program
+from shim.errors import ToolchainError, UsageError
 from shim.toolchain import compiler as tcmod
 from shim.toolchain import sysroot
-from shim.errors import ToolchainError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -189,9 +188,7 @@ def doctor() -> int:
     in this directory; exit 3 if builds would fail (not capable, and the first build could not fix it)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from shim.confine import hostns
-    from shim.confine import landlock_exec
-    from shim.confine import pidns
+    from shim.confine import hostns, landlock_exec, pidns
     from shim.host import probe
 
     try:
@@ -217,9 +214,8 @@ def doctor() -> int:
 
 def policy_check() -> int:
     """Find the policy the way a build would (from here), validate it, and list what it holds."""
-    from shim.policy import discover
-
     from shim.cargo.workspace import root_for_command
+    from shim.policy import discover
 
     root = root_for_command()
     policy, warnings = discover(root, os.environ)

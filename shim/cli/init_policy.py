@@ -19,8 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shim.sandbox import audit
 from shim.errors import UsageError
+from shim.sandbox import audit
 
 try:
     import tomllib

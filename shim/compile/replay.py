@@ -51,16 +51,13 @@ from typing import Iterable
 
 from shim import trace
 from shim.cargo import env as compile_env
-from shim.toolchain import facade
-from shim.cargo import journal
-from shim.cargo import layout
-from shim.compile import replay_errors
-from shim.compile import wasm_graph
-from shim.compile import wasm_rustc
+from shim.cargo import journal, layout
+from shim.cargo.rustc_args import RustcArgs, parse
+from shim.compile import replay_errors, wasm_graph, wasm_rustc
+from shim.compile.argv import ReplayError, wasm_argv
 from shim.compile.dirs import DEP_INFO_SUFFIX, CompileDirs, sha256_of
 from shim.files import atomic_write
-from shim.cargo.rustc_args import RustcArgs, parse
-from shim.compile.argv import ReplayError, wasm_argv
+from shim.toolchain import facade
 
 
 class Replayer:

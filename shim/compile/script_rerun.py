@@ -58,8 +58,8 @@ def record_path(out_dir: str, target: str | None = None) -> str:
 
 def record(wasm: str, rustc: str, sysroot: str, module_cache: str, environ: Mapping[str, str]) -> None:
     """For shim.build.run, before a run: the module and the documented variables cargo gave it."""
-    from shim.files import atomic_write
     from shim.cargo.script_env import is_default_env
+    from shim.files import atomic_write
 
     env = {k: v for k, v in environ.items() if is_default_env(k) and k != "TMPDIR"}
     atomic_write(record_path(environ["OUT_DIR"], environ.get("TARGET")), json.dumps(
@@ -214,8 +214,8 @@ def from_source(replayer: Replayer, pkg: wasm_graph.Package, features: set[str])
     build script (confined, its own grant; cached in `<state>/build/<pkg>-<hash>/`), then run for
     wasm32-wasip1 with the environment cargo would give it (`script_env`). One with build-dependencies of
     its own fails closed (shim.compile.replay uses its host compile where cargo made one)."""
-    from shim.files import cache_root
     from shim.compile.argv import ReplayError
+    from shim.files import cache_root
 
     subject = f"build script of {pkg.title}, a dependency on wasm32-wasip1 only (of the build script of " \
               f"{replayer.consumer})"
@@ -271,15 +271,12 @@ def script_env(pkg: wasm_graph.Package, features: set[str], *, host: str, rustc:
 
 def _compile_script(replayer: Replayer, pkg: wasm_graph.Package, argv: list[str], wasm: str, subject: str) -> None:
     """Compile a build script for wasm into `wasm`, as shim.build.script does cargo's (its grant, confined)."""
+    from shim.compile import replay_errors, wasm_rustc
+    from shim.compile.argv import STACK_SIZE_ARG, ReplayError, wasm_argv
+    from shim.compile.dirs import CompileDirs
+    from shim.compile.wasm_graph import synth_env
     from shim.sandbox import enforce
     from shim.toolchain import facade
-    from shim.compile import replay_errors
-    from shim.compile import wasm_rustc
-    from shim.compile.dirs import CompileDirs
-    from shim.compile.argv import wasm_argv
-    from shim.compile.argv import ReplayError
-    from shim.compile.argv import STACK_SIZE_ARG
-    from shim.compile.wasm_graph import synth_env
 
     grant, _policy = enforce.grant("build", pkg.name, pkg.version, replayer.environ, pkg.manifest_dir)
     scope = wasm_rustc.Scope(subject=subject, package=pkg.name, version=pkg.version, manifest_dir=pkg.manifest_dir,

@@ -39,11 +39,10 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from shim.cargo import env as compile_env
-from shim.confine import landlock
-from shim.confine import landlock_exec
 from shim.cargo import layout
-from shim.confine.explain import unreadable_path
 from shim.compile.dirs import CompileDirs
+from shim.confine import landlock, landlock_exec
+from shim.confine.explain import unreadable_path
 from shim.errors import CratecageError
 from shim.host.context import Denial
 

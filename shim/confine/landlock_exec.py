@@ -176,10 +176,7 @@ def main(argv: list[str]) -> None:
 
             resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         from shim.confine import caps  # before the restriction: shim/ is unreadable after
-        from shim.confine import hostns
-        from shim.confine import landlock
-        from shim.confine import pidns
-        from shim.confine import seccomp
+        from shim.confine import hostns, landlock, pidns, seccomp
 
         name = argv0(argv)
         report = report_file(argv)

@@ -148,8 +148,7 @@ def problem(argv: list[str], policed: list[str], target: str = "", out_dir: str 
     """"" when every file the link `argv` (the driver's arguments, without argv[0]) would open by `-l` or by
     path in one of the `policed` directories (or in rustc's temporary directory in `out_dir`) is a linker input of `target`'s format (shim.confine.linkinput) or
     a system library (root's through and through in a default directory, shim.confine.syslibs); else "FILE\\tWHAT IT IS"."""
-    from shim.confine import linkinput
-    from shim.confine import syslibs
+    from shim.confine import linkinput, syslibs
 
     policed = [os.path.normpath(os.path.abspath(d)) for d in policed if d]
     dirs, libs, inputs = consumed(argv)

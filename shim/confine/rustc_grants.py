@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import os
 
-from shim.toolchain.capable import is_rustup_proxy, rustup_home
 from shim.cargo.rustc_args import RustcArgs
+from shim.toolchain.capable import is_rustup_proxy, rustup_home
 
 # What a native compile and link may read besides the paths its own arguments name.
 SYSTEM_READ = ("/lib", "/lib32", "/lib64", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libexec",

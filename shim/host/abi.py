@@ -87,8 +87,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
-from shim.lexical import normal_path
 from shim.host.context import Observation
+from shim.lexical import normal_path
 
 IMPORT_MODULE = "cratecage-1"
 

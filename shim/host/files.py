@@ -48,10 +48,9 @@ from typing import Final
 import wasmtime
 
 from shim.host import abi
-from shim.lexical import inside
-from shim.host.process import GuestMemory, HostCallError, ProcessTable, define_imports, guarded
-from shim.lexical import normal_path
 from shim.host.context import RunContext
+from shim.host.process import GuestMemory, HostCallError, ProcessTable, define_imports, guarded
+from shim.lexical import inside, normal_path
 
 CAPABILITY: Final = "filesystem-access"
 MAX_PATH: Final = 4096  # bytes, PATH_MAX: a longer path is malformed

@@ -41,8 +41,8 @@ from typing import Callable, Collection, Final, Mapping, NoReturn
 import wasmtime
 
 from shim.host import abi
-from shim.host.process import GuestMemory, HostCallError, ProcessTable, define_imports, guarded
 from shim.host.context import Connection, RunContext
+from shim.host.process import GuestMemory, HostCallError, ProcessTable, define_imports, guarded
 
 if False:  # typing only: the policy package is imported only when a policy applies
     from shim.policy import Grant

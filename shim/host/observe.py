@@ -24,9 +24,9 @@ from typing import Callable, Final
 import wasmtime
 
 from shim.host import abi
-from shim.lexical import inside
-from shim.host.process import GuestMemory, HostCallError, define_imports
 from shim.host.context import Observation, RunContext
+from shim.host.process import GuestMemory, HostCallError, define_imports
+from shim.lexical import inside
 
 MAX_OBSERVATIONS: Final = 10_000  # per run; further reports are answered REPORT_STOP and dropped
 _U32: Final = 0xFFFFFFFF

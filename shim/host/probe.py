@@ -55,11 +55,9 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Final
 
-from shim.host import abi
-from shim.confine import landlock
-from shim.confine import landlock_exec
-from shim.confine import reaper
 from shim.cargo import rustc_args
+from shim.confine import landlock, landlock_exec, reaper
+from shim.host import abi
 from shim.host.context import RunContext
 
 __all__ = ["ALLOWED", "CODEGEN_ALLOWED", "CODEGEN_DENIED", "DENIED", "ProbeDenied", "ProbeResult", "check",
@@ -338,8 +336,7 @@ def _check_target(ctx: RunContext, shown: str, value: str) -> None:
 def _check_lib(ctx: RunContext, shown: str, value: str) -> None:
     """`-l [KIND=]NAME`: a library the crate may link (module docstring), named plainly."""
     from shim.cargo.directives import split_lib
-    from shim.confine.syslibs import system_lib_problem
-    from shim.confine.syslibs import plain_lib
+    from shim.confine.syslibs import plain_lib, system_lib_problem
 
     kind, modifiers, name = split_lib(value)
     if kind not in LIB_KINDS or modifiers or not plain_lib(value):

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Callable, Final, TypeVar
 
 import wasmtime
 
-from shim.host import abi
 from shim.confine import reaper
+from shim.host import abi
 from shim.host.context import RunContext, Spawn
 
 if TYPE_CHECKING:  # shim.host.spawn is imported on the first real spawn: most runs never spawn

@@ -53,18 +53,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Final
 
-from shim.host import abi
-from shim.confine import reaper
 from shim.cargo import workspace
-from shim.env_names import LOADER_ENV_PREFIXES
-from shim.env_names import LOADER_ENV_NAMES
-from shim.lexical import inside
-from shim.lexical import entries_on_the_way, normal_path
+from shim.confine import reaper
+from shim.env_names import LOADER_ENV_NAMES, LOADER_ENV_PREFIXES
+from shim.host import abi
 from shim.host.context import RunContext
+from shim.lexical import entries_on_the_way, inside, normal_path
 
 if TYPE_CHECKING:
-    from shim.policy.programs import Profile
     from shim.host.process import Sinks
+    from shim.policy.programs import Profile
 
 MAX_BUFFERED: Final = 64 << 20  # bytes of one piped stream not yet read by the guest
 MAX_READ: Final = 1 << 20  # bytes one read of a pipe returns at most
@@ -162,8 +160,8 @@ def denied_outright(ctx: RunContext, program: str) -> bool:
     the crate) the curated defaults are resolved here, on the first spawn, rather than for every run."""
     grant = ctx.grant
     if grant is None:
-        from shim.policy import Policy
         from shim.cargo.workspace import package_source
+        from shim.policy import Policy
 
         grant = Policy().resolve("build", ctx.crate, ctx.version, package_source(ctx.package_dir, ctx.host_env))
     return grant.denies_program(program if "/" not in program else normal_path(program))
@@ -363,8 +361,8 @@ def cargo_output_hop(ctx: RunContext, path: str) -> str | None:
     OUT_DIR, deps/, a launcher, in any target or build dir) or holds (a target directory of the build, below
     a tree such as the workspace root), else None: what a driver started from there is another crate's
     product, which its own build script or compile chose."""
-    from shim.confine import fsview
     from shim.cargo import layout
+    from shim.confine import fsview
 
     found = layout.cargo_output_of(path)
     if found is not None:

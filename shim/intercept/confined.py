@@ -45,9 +45,9 @@ import signal
 import time
 
 from shim.cargo import layout
+from shim.cargo.rustc_args import RustcArgs
 from shim.confine.explain import UNREADABLE_WORDS
 from shim.confine.rustc_grants import Grants, grants
-from shim.cargo.rustc_args import RustcArgs
 
 LAUNCH_FAILED = 71  # EX_OSERR, as shim.confine.landlock_exec: the program never ran
 STDERR_KEEP = 64  # diagnostics lines kept for the explanation after a failure (all of stderr is shown)
@@ -155,10 +155,10 @@ def granted_search_paths(environ: dict[str, str]) -> list[str]:
     from shim.errors import CratecageError
 
     try:
+        from shim.cargo.workspace import policy_may_apply
         from shim.policy import curated
         from shim.sandbox import enforce
         from shim.startup import enable_site_packages
-        from shim.cargo.workspace import policy_may_apply
 
         enable_site_packages()
         entries = [*curated.entries()]
@@ -235,10 +235,7 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants | None,
     jobserver fds are inherited as they are, stderr goes through a pipe); the parent copies stderr on as it
     comes, keeps the lines worth explaining (`watched`, default `WATCHED`), forwards SIGINT/SIGTERM/SIGHUP
     and returns the wait status and those lines."""
-    from shim.confine import caps
-    from shim.confine import landlock
-    from shim.confine import mountns
-    from shim.confine import seccomp
+    from shim.confine import caps, landlock, mountns, seccomp
 
     read_end, write_end = os.pipe()
     pid = os.fork()

@@ -34,14 +34,13 @@ from __future__ import annotations
 import os
 import sys
 
-from shim import VERSION_LINE
-from shim import trace
-from shim.cargo import journal
-from shim.cargo import layout
-from shim.trace import TRACE_ENV
-from shim.intercept.classify import BUILD_SCRIPT, HOST_LIBRARY, PROBE, SANDBOXED, classify, is_verbose_version, unit_name
-from shim.errors import CratecageError, UsageError
+from shim import VERSION_LINE, trace
+from shim.cargo import journal, layout
 from shim.cargo.rustc_args import ArgfileError, RustcArgs, expand_argfiles, parse, split_chain, tokens
+from shim.errors import CratecageError, UsageError
+from shim.intercept.classify import (BUILD_SCRIPT, HOST_LIBRARY, PROBE, SANDBOXED, classify, is_verbose_version,
+                                     unit_name)
+from shim.trace import TRACE_ENV
 
 INNER_WRAPPER_ENV = "CRATECAGE_WRAPPER"
 

@@ -16,12 +16,12 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Final
 
+from shim.limits import parse_duration, parse_size
 from shim.policy.capabilities import ACTIONS, CAPABILITIES, Capability
 from shim.policy.errors import PolicyError
 from shim.policy.locate import Part, key_lines, line_of
 from shim.policy.model import EVERY_PACKAGE, KINDS, MODES, SOURCES, Entry, Limits, Policy, Rule, Source
 from shim.policy.semver import VersionReq, parse_req
-from shim.limits import parse_duration, parse_size
 
 try:
     import tomllib

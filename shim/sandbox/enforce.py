@@ -43,8 +43,8 @@ def load(environ: Mapping[str, str]) -> tuple[Policy, list[str]]:
     """The build's policy and the warnings about sources it hid. Raises PolicyError when malformed, and
     shim.cargo.workspace.WorkspaceUnknown when the workspace cannot be determined (and no absolute
     CRATECAGE_POLICY makes it unnecessary): the policy never comes from a dependency's own directory."""
-    from shim.policy import discover
     from shim.cargo.workspace import workspace_root_if_known
+    from shim.policy import discover
 
     root = workspace_root_if_known(environ)
     key = f"{root}\0{environ.get('CRATECAGE_POLICY', '')}"
@@ -143,8 +143,8 @@ def check_writable(grant: Grant | None, ctx: RunContext, module_cache: str = "")
     code. A writable grant inside the target directory (`target/sqlx`) holds none of it and stays usable.
     No grant, readable or writable, may lie in `<target>/cratecage` either."""
     from shim.confine import fsview
-    from shim.lexical import inside
     from shim.errors import CratecageError
+    from shim.lexical import inside
 
     if grant is None or not grant.readable:
         return

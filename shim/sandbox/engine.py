@@ -261,13 +261,13 @@ class GuestRun:
     def run(self) -> Outcome:
         import wasmtime
 
+        from shim.confine import reaper
         from shim.host import files as host_files
         from shim.host import net as host_net
         from shim.host import observe as host_observe
         from shim.host import process as host_process
-        from shim.confine import reaper
-        from shim.sandbox import usage
         from shim.lexical import normal_path
+        from shim.sandbox import usage
 
         reaper.begin_run()  # before any child: every orphan below the runner comes back to it
         self.engine = engine_and_config()

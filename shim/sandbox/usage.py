@@ -32,8 +32,8 @@ import time
 from typing import Final
 
 from shim.confine import reaper
-from shim.limits import Limits
 from shim.host.context import RunContext
+from shim.limits import Limits
 
 POLL_S: Final = 0.2
 GRANT_POLL_S: Final = 1.0

@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Mapping
 
-from shim.toolchain.capable import is_capable_sysroot
-from shim.files import cache_root
 from shim.errors import ToolchainError
-from shim.files import atomic_write
+from shim.files import atomic_write, cache_root
+from shim.toolchain.capable import is_capable_sysroot
 
 # rust-web-clippy is not needed for wasm; it makes `cargo clippy` work with the same selected compiler.
 DEBIAN_PACKAGES: Final = ("rustc-web", "cargo-web", "rust-web-src", "rust-web-llvm", "lld-22", "wasi-libc",

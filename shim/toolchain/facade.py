@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Final, Iterator, Mapping, Sequence
 
 from shim import program
-from shim.toolchain.capable import WASM_TARGET
-from shim.files import cache_root
 from shim.errors import ToolchainError
+from shim.files import cache_root
+from shim.toolchain.capable import WASM_TARGET
 from shim.toolchain.compiler import Toolchain, scrubbed_env
 
 FACADE_DIR: Final = Path(__file__).resolve().parent.parent / "rust" / "facade"

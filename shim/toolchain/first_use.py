@@ -31,13 +31,11 @@ from pathlib import Path
 from typing import Final, Mapping
 
 from shim import program, trace
+from shim.errors import ProvisionError, ToolchainError, ToolchainMismatch
+from shim.files import atomic_write, cache_root
 from shim.toolchain import sysroot as sysroot_build
 from shim.toolchain.capable import WASM_TARGET, remember, verified
-from shim.files import cache_root
-from shim.errors import ProvisionError, ToolchainError, ToolchainMismatch
-from shim.files import atomic_write
-from shim.toolchain.compiler import (DEBIAN_PACKAGES, Compiler, Toolchain, load_selected, probe_compiler,
-                                     toolchain_for)
+from shim.toolchain.compiler import DEBIAN_PACKAGES, Compiler, Toolchain, load_selected, probe_compiler, toolchain_for
 
 FAILURE_TTL_S: Final = 600
 FAILURE_FILE: Final = "first-use-failed.json"

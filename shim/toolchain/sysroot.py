@@ -24,11 +24,11 @@ from typing import Callable, Final, Mapping
 
 from shim import program
 from shim.cargo import layout
-from shim.toolchain.capable import COMPLETE_MARKER, WASM_TARGET, rustup_home
-from shim.files import cache_root
 from shim.errors import ProvisionError, ToolchainError
-from shim.toolchain.compiler import (DEBIAN_INSTALL, Compiler, Toolchain, private_sysroot, probe_compiler, save_selected,
-                                     scrubbed_env, toolchain_for)
+from shim.files import cache_root
+from shim.toolchain.capable import COMPLETE_MARKER, WASM_TARGET, rustup_home
+from shim.toolchain.compiler import (DEBIAN_INSTALL, Compiler, Toolchain, private_sysroot, probe_compiler,
+                                     save_selected, scrubbed_env, toolchain_for)
 
 # Where a wasi-libc (crt1-command.o, libc.a) is commonly installed; $WASI_SYSROOT is tried first.
 WASI_LIBC_DIRS: Final = (

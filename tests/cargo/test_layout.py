@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from shim.cargo import env as compile_env
-from shim.cargo import journal
-from shim.cargo import layout
-from shim.compile import replay
+from shim.cargo import journal, layout
 from shim.cargo.rustc_args import parse
+from shim.compile import replay
 
 TRIPLE = "x86_64-unknown-linux-gnu"
 TAIL = "--error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type"

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from shim.cargo import workspace
-from shim.errors import UsageError
 from shim.cargo.workspace import POLICY_ENV, ROOT_ENV, Proc, WorkspaceUnknown
+from shim.errors import UsageError
 
 CARGO_ID = (1, 100)
 SHELL, RUSTC, PYTHON = (1, 7), (1, 8), (1, 9)

@@ -9,7 +9,7 @@ import pytest
 
 from shim.compile import replay_errors
 from shim.compile.replay_errors import (CRATE_GRAPH, NATIVE_ONLY, OTHER, TARGET_DEPENDENCY, diagnose,
-                                explain_script_failure, target_dependencies)
+                                        explain_script_failure, target_dependencies)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "replay_errors"
 RELEASES = ("1.95.0", "1.101.0-nightly")

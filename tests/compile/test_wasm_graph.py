@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from shim.cargo import journal
-from shim.compile import script_rerun
-from shim.compile import wasm_graph
-from shim.compile.replay import Replayer
+from shim.compile import script_rerun, wasm_graph
 from shim.compile.argv import ReplayError
+from shim.compile.replay import Replayer
 from shim.compile.wasm_rustc import Tools
 
 REG = "/reg"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from shim.compile import wasm_rustc
 from shim.cargo.rustc_args import native_externs
+from shim.compile import wasm_rustc
 
 # layout -> (the proc macro the compile names, one it does not), relative to the profile directory
 PROC_MACROS = {

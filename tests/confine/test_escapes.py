@@ -23,10 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from shim.confine import caps
-from shim.confine import landlock
-from shim.confine import landlock_exec
-from shim.confine import seccomp
+from shim.confine import caps, landlock, landlock_exec, seccomp
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "fixtures" / "hostile-spawn" / "native" / "escapes.c"
@@ -199,8 +196,8 @@ def test_the_refused_numbers_match_this_machines_headers() -> None:
 
 def test_the_confined_compiles_child_holds_no_capability_and_gets_the_filter(escapes: str, tmp_path: Path,
                                                                            capfd: pytest.CaptureFixture) -> None:
-    from shim.intercept import confined as confined_compile
     from shim.confine.rustc_grants import Grants
+    from shim.intercept import confined as confined_compile
 
     read = [*(landlock.loader_files(escapes) or []), escapes, "/proc"]
     allowed = Grants(execute=[escapes, *read], read=read, write=[str(tmp_path), "/dev/null"])
@@ -219,8 +216,8 @@ def test_the_confined_compile_changes_no_metadata_outside_its_write_set(tmp_path
     """What runs inside a confined compile (rustc, the linker, a proc macro) keeps uid 0 as root and owns
     the host's files; the read-only mount namespace refuses their mode, times and xattrs outside the write
     set, and leaves the write set's own (the link's chmod of its output) working."""
-    from shim.intercept import confined as confined_compile
     from shim.confine.rustc_grants import Grants
+    from shim.intercept import confined as confined_compile
 
     victim, out = tmp_path / "victim.txt", tmp_path / "out"
     victim.write_text("x")

@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from shim.confine import fsview
-from shim.confine import landlock
-from shim.confine import landlock_exec
 from shim.build import run as runner
-from shim.sandbox import engine
+from shim.confine import fsview, landlock, landlock_exec
 from shim.host.context import RunContext
+from shim.sandbox import engine
 
 
 @pytest.fixture

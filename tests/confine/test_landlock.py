@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shim.confine import landlock
-from shim.confine import landlock_exec
+from shim.confine import landlock, landlock_exec
 
 pytestmark = pytest.mark.skipif(landlock.abi_version() == 0,
                                 reason=f"Landlock unavailable: {landlock.unavailable_reason()}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from shim.confine import linkcheck
+
 from test_linkinput import coff_object
 
 FIXTURE_IMPORTS = Path(__file__).parents[2] / "fixtures" / "hostile-pkgdirs" / "coff-source" / "lib" / "libimp.a"
@@ -119,9 +120,9 @@ def test_a_confined_link_polices_the_search_paths_nobody_granted(tmp_path: Path)
     """shim.intercept.confined hands the checking linker every native `-L` of a link, less the ones a policy
     entry grants by path (the owner chose them: a conda lib dir with RUNPATHs links as it is); a call that
     links nothing, or has no native `-L`, gets no checking linker."""
-    from shim.intercept import confined as confined_compile
     from shim.cargo import rustc_args
     from shim.confine.rustc_grants import Grants
+    from shim.intercept import confined as confined_compile
 
     policy = tmp_path / "cratecage.toml"
     policy.write_text('[permissions.build.some-sys]\n'

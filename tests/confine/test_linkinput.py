@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from shim.confine import linkinput
 from shim.build.directives import filter
+from shim.confine import linkinput
 
 SCRIPTS = {  # GNU linker scripts, as ld, gold and lld accept them under any library name
     "input": b"INPUT(/etc/hostname)\n",

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES
 from shim.confine import reaper
+
+from conftest import FIXTURES
 
 
 @pytest.fixture(scope="module")

@@ -30,12 +30,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import FIXTURES, Cargo, CargoRun, own_lines
-from shim.confine import landlock
 from shim.cargo import layout
+from shim.confine import landlock
+
+from conftest import FIXTURES, Cargo, CargoRun, own_lines
 from target_dirs import out_dirs
+from test_path_attacks import PEER
 from test_path_attacks import build as build_cases
-from test_path_attacks import PEER, grants, new_arena, outcomes
+from test_path_attacks import grants, new_arena, outcomes
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(landlock.abi_version() < 1, reason="granted programs need Landlock")]

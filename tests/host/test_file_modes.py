@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, Cargo
-from guests import (Compiler, Sandbox, cache_env, compiler, facade_rlib,  # noqa: F401 (fixtures)
-                    package_with_files, sandbox, tc)
 from shim.host import abi
 from shim.host import files as host_files
-from shim.host.process import HostCallError
 from shim.host.context import RunContext
+from shim.host.process import HostCallError
+
+from conftest import FIXTURES, Cargo
+from guests import (Compiler, Sandbox, cache_env, compiler, facade_rlib, package_with_files,  # noqa: F401 (fixtures)
+                    sandbox, tc)
 
 
 def mode_of(path: Path | str) -> int:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from shim.policy.load import load_text
+from shim.confine import landlock
 from shim.host import abi
 from shim.host import spawn as host_spawn
-from shim.confine import landlock
-from shim.host.process import Sinks
 from shim.host.context import RunContext
+from shim.host.process import Sinks
+from shim.policy.load import load_text
 
 CAT = os.path.realpath(shutil.which("cat") or "/bin/cat")
 

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, Cargo, CargoRun
-from guests import Compiler, Ran, Sandbox, cache_env, compiler, facade_rlib, sandbox, tc  # noqa: F401 (fixtures)
-from shim.policy.load import load_text
 from shim.host import abi
 from shim.host import net as host_net
-from shim.host.process import HostCallError
 from shim.host.context import RunContext
+from shim.host.process import HostCallError
+from shim.policy.load import load_text
+
+from conftest import FIXTURES, Cargo, CargoRun
+from guests import Compiler, Ran, Sandbox, cache_env, compiler, facade_rlib, sandbox, tc  # noqa: F401 (fixtures)
 
 SECRET = "net-demo-canary-7f3a"
 

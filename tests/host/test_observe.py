@@ -16,12 +16,13 @@ import wasmtime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guests import (Compiler, Ran, Sandbox, cache_env, compiler, facade_rlib,  # noqa: F401 (fixtures)
-                    package_with_files, rustup_wasm_toolchain, sandbox, tc)
 from shim.host import abi
-from shim.toolchain import facade
 from shim.host import observe as host_observe
 from shim.host.context import Observation, RunContext
+from shim.toolchain import facade
+
+from guests import (Compiler, Ran, Sandbox, cache_env, compiler, facade_rlib,  # noqa: F401 (fixtures)
+                    package_with_files, rustup_wasm_toolchain, sandbox, tc)
 
 # wasi-libc answers ENOENT for a path outside the preopens when "." is preopened (it is then looked up
 # below the package directory), ENOTCAPABLE when no preopen matches at all.

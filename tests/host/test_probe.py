@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from root_dirs import not_roots, root_dir  # noqa: F401 - a fixture
-from shim.host import abi
-from shim.confine import landlock
-from shim.host import probe
 from shim.cargo import rustc_args
-from shim.toolchain import compiler as toolchain
+from shim.confine import landlock
+from shim.host import abi, probe
 from shim.host.context import RunContext
+from shim.toolchain import compiler as toolchain
+
+from root_dirs import not_roots, root_dir  # noqa: F401 - a fixture
 
 WRAPPER = "/opt/cratecage/bin/cratecage"  # what cargo passed as RUSTC_WRAPPER (never executed here)
 WORKSPACE_WRAPPER = "/opt/tc/bin/clippy-driver"
@@ -401,8 +401,8 @@ def test_a_library_that_is_not_roots_through_and_through_needs_a_grant(ctx: RunC
 @needs_landlock
 def test_a_probe_links_a_library_the_policy_grants(ctx: RunContext, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from shim.policy.load import load_text
     from shim.confine import syslibs
+    from shim.policy.load import load_text
 
     name = "cratecage_granted_only"
     (tmp_path / f"lib{name}.so").write_bytes(b"")  # found where anyone may write: not a system library

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from shim.confine import landlock
+
 from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, scrubbed, write_test_env
 from target_dirs import out_dirs, script_unit_files
-from shim.confine import landlock
 
 pytestmark = pytest.mark.integration
 

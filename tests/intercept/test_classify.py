@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shim.intercept.classify import BUILD_SCRIPT, HOST_LIBRARY, OTHER, PROBE, PROC_MACRO, classify, is_verbose_version, unit_name
 from shim.cargo.rustc_args import parse
+from shim.intercept.classify import (BUILD_SCRIPT, HOST_LIBRARY, OTHER, PROBE, PROC_MACRO, classify, is_verbose_version,
+                                     unit_name)
 
 T = "/t"
 COMMON = "--error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat -C embed-bitcode=no"

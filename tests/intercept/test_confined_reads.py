@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from shim.confine import landlock
+
 from conftest import Cargo, CargoRun
 from target_dirs import crate_outputs
-from shim.confine import landlock
 
 pytestmark = pytest.mark.integration
 needs_landlock = pytest.mark.skipif(landlock.abi_version() < 1, reason="needs Landlock to confine the compile")
@@ -213,8 +214,8 @@ def test_a_confined_compile_reads_its_dependencies_crate_files_and_nothing_else_
     """The new layout names each dependency's own `out/` (`-L dependency=`, `--extern`): the compile reads
     and lists those, writes its own `out/`; no other unit, no `.d`, no fingerprint, not the build dir."""
     from shim.cargo import layout
-    from shim.confine.rustc_grants import grants
     from shim.cargo.rustc_args import parse
+    from shim.confine.rustc_grants import grants
 
     target = tmp_path / "target"
     profile = target / "debug"

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
 from shim import once
+
+from conftest import REPO
 
 FIRST = "import sys; from shim import once; print(once.first(sys.argv[1], root=sys.argv[2]))"
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WRAPPER, scrubbed
 from shim import VERSION_LINE
+
+from conftest import WRAPPER, scrubbed
 
 LIB_SOURCE = "pub fn double(x: u32) -> u32 { x * 2 }\npub struct Point { pub x: i32, pub y: i32 }\n"
 

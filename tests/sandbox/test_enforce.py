@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from shim.policy.model import Grant
-from shim.host import abi
 from shim.cargo.script_env import is_default_env
-from shim.sandbox import enforce
+from shim.host import abi
 from shim.host.context import Observation, RunContext
+from shim.policy.model import Grant
+from shim.sandbox import enforce
 
 HOST_ENV = {"HOME": "/home/me", "SECRET": "s", "GRANTED": "g", "OUT_DIR": "/t/out", "CARGO_PKG_NAME": "c",
             "TMPDIR": "/host-tmp"}
@@ -131,8 +131,8 @@ def test_a_writable_grant_never_holds_what_runs_natively_next(ctx: RunContext, t
     directory (another crate's build-script launcher, a binary cargo runs), cratecage's cache (compiled
     modules the runner loads as native code) or cratecage itself stops the run, named; one inside the target
     directory, or beside what is guarded, works."""
-    from shim.errors import CratecageError
     from shim.confine.fsview import CACHEDIR_SIGNATURE
+    from shim.errors import CratecageError
 
     target = tmp_path / "build" / "target"
     (target / "debug" / "build" / "c-1" / "out").mkdir(parents=True)

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from shim.confine import landlock
+
 import target_dirs
 from conftest import FIXTURES, Cargo, CargoRun, write_test_env
-from shim.confine import landlock
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from shim.confine import landlock
+
 from conftest import FIXTURES, Cargo, CargoRun
 from target_dirs import crate_outputs, out_dirs, script_unit_files
-from shim.confine import landlock
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(landlock.abi_version() < 1, reason="granted programs need Landlock")]

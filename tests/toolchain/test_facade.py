@@ -22,16 +22,15 @@ from pathlib import Path
 import pytest
 import wasmtime
 
+from shim.errors import ToolchainError
+from shim.host import abi, probe
+from shim.host.context import RunContext
+from shim.toolchain import compiler as toolchain
+from shim.toolchain import facade
+
 from conftest import scrubbed
 from guests import (Compiler, GuestTrapped, Sandbox, cache_env, compiler, facade_rlib,  # noqa: F401 (fixtures)
                     package_with_files, run, rustup_wasm_toolchain, sandbox, tc)
-from shim.host import abi
-from shim.toolchain import facade
-from shim.host import probe
-from shim.toolchain import compiler as toolchain
-from shim.errors import ToolchainError
-from shim.host.context import RunContext
-
 
 # -- building the facade ---------------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from guests import (Compiler, GuestTrapped, Sandbox, cache_env, compiler, facade_rlib,  # noqa: F401 (fixtures)
-                    run, sandbox, tc)
+from guests import (Compiler, GuestTrapped, Sandbox, cache_env, compiler, facade_rlib, run,  # noqa: F401 (fixtures)
+                    sandbox, tc)
 
 # -- PATH-style lists -------------------------------------------------------------------------------------
 

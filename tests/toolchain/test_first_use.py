@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from shim.errors import ToolchainError
+from shim.toolchain import capable
+from shim.toolchain import compiler as toolchain
+from shim.toolchain import first_use
+
 from conftest import FIXTURES, WRAPPER
 from fresh_rustup import FRESH_TOOLCHAIN, WASM, Rustup, private_rustup, shared_rustup_home
-from shim.toolchain import capable
-from shim.toolchain import first_use
-from shim.toolchain import compiler as toolchain
-from shim.errors import ToolchainError
 
 TOOLCHAIN_CARGO = "<the fresh toolchain's own cargo>"
 ANNOUNCEMENT = f"cratecage: adding the {WASM} target to toolchain {FRESH_TOOLCHAIN} (once; about 20 s)"

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WRAPPER, scrubbed
-from shim.toolchain import sysroot as sysroot_build
-from shim.toolchain import compiler as toolchain
 from shim.errors import ProvisionError, ToolchainError
+from shim.toolchain import compiler as toolchain
+from shim.toolchain import sysroot as sysroot_build
+
+from conftest import WRAPPER, scrubbed
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
