@@ -13,7 +13,8 @@ environment). A later compile of the same library overwrites the entry (path dep
 Format: `MAGIC \0 cwd \0 <n> \0 NAME=value * n \0 argv...` (variables hold no NUL). An entry without the
 magic (cratecage < 0.5) is treated as missing.
 
-`record` runs on the pass-through fast path: standard library only, one small atomic file write.
+`record` runs on the pass-through fast path: standard library only, one small atomic file write (none
+when the entry already says the same).
 Entries live in `<build dir>/cratecage/journal/` (shim.cargo.layout.state_dir; `cargo clean` removes them),
 named by the rlib's file name, which holds the unit's hash in both build-dir layouts.
 """
@@ -50,7 +51,14 @@ def record(args: RustcArgs, expanded: list[str], cwd: str, environ: Mapping[str,
         return
     path = entry_path(os.path.join(os.path.abspath(os.path.join(cwd, args.out_dir)), rlib_name(args)))
     env = [f"{k}={v}" for k, v in recorded(os.environ if environ is None else environ).items()]
-    atomic_write(path, _SEP.join([MAGIC, cwd, str(len(env)), *env, *expanded]), make_parents=True)
+    text = _SEP.join([MAGIC, cwd, str(len(env)), *env, *expanded])
+    try:  # a rebuild of an unchanged unit: replacing a file costs ~0.5 ms on ext4, reading it 20 µs
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            if fh.read(len(text) + 1) == text:
+                return
+    except OSError:
+        pass
+    atomic_write(path, text, make_parents=True)
 
 
 class Entry:
