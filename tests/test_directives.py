@@ -668,7 +668,7 @@ def test_a_system_library_named_other_than_plainly_or_missing_is_refused(root_di
 
 @pytest.mark.parametrize("line, kept", [
     ("cargo:rustc-link-arg=-pthread", True),  # jemalloc, mimalloc
-    ("cargo:rustc-link-arg-bins=-Wl,--as-needed", True),
+    ("cargo:rustc-link-arg-bins=-Wl,--as-needed", False),
     ("cargo:rustc-link-arg-bin=tool=-pthread", True),
     ("cargo:rustc-link-arg=-pthread -Wl,-T,/etc/passwd", False),  # one argument to the linker: not the plain one
     ("cargo:rustc-link-arg=-Wl,--as-needed,-T,/etc/passwd", False),
