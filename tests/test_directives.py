@@ -675,6 +675,11 @@ def test_a_system_library_named_other_than_plainly_or_missing_is_refused(root_di
     ("cargo:rustc-link-arg-bin=-pthread=-Wl,-T,x", False),
     ("cargo:rustc-link-arg=-fuse-ld=/tmp/ld", False),
     ("cargo:rustc-link-arg=-pthreads", False),
+    # red team 2: other spellings of the plain ones are not them
+    ("cargo:rustc-link-arg= -pthread", False), ("cargo:rustc-link-arg=\u2010pthread", False),
+    ("cargo:rustc-link-arg=-Wl,--as-needed,", False), ("cargo:rustc-link-arg=-Wl,--as-needed,--no-as-needed", False),
+    ("cargo:rustc-link-arg=-Wl,--AS-NEEDED", False), ("cargo:rustc-link-arg=-Xlinker --as-needed", False),
+    ("cargo::rustc-link-arg-cdylib=-Wl,--no-as-needed", True),
 ])
 def test_only_plain_link_args_pass_without_a_grant(line: str, kept: bool) -> None:
     passed, denied = run(line + "\n")
