@@ -679,7 +679,7 @@ def test_a_system_library_named_other_than_plainly_or_missing_is_refused(root_di
     ("cargo:rustc-link-arg= -pthread", False), ("cargo:rustc-link-arg=\u2010pthread", False),
     ("cargo:rustc-link-arg=-Wl,--as-needed,", False), ("cargo:rustc-link-arg=-Wl,--as-needed,--no-as-needed", False),
     ("cargo:rustc-link-arg=-Wl,--AS-NEEDED", False), ("cargo:rustc-link-arg=-Xlinker --as-needed", False),
-    ("cargo::rustc-link-arg-cdylib=-Wl,--no-as-needed", True),
+    ("cargo::rustc-link-arg-cdylib=-Wl,--no-as-needed", False), ("cargo::rustc-link-arg-cdylib=-pthread", True),
 ])
 def test_only_plain_link_args_pass_without_a_grant(line: str, kept: bool) -> None:
     passed, denied = run(line + "\n")
