@@ -84,9 +84,9 @@ def _never(value: str, ctx: _Context) -> str:
     return "needs a grant"
 
 
-# Linker arguments that name no file, run nothing and change no search path: the thread flag jemalloc,
-# mimalloc and other C libraries print, and the as-needed toggles. Everything else a linker takes can.
-PLAIN_LINK_ARGS: Final = frozenset({"-pthread", "-Wl,--as-needed", "-Wl,--no-as-needed"})
+# Linker arguments that name no file, run nothing and change what is linked only as natively expected: the
+# thread flag jemalloc, mimalloc and other C libraries print. Everything else a linker takes may.
+PLAIN_LINK_ARGS: Final = frozenset({"-pthread"})
 
 
 def _link_arg_default(value: str, ctx: _Context) -> str:

@@ -227,6 +227,32 @@ def find_workspace_root(environ: Mapping[str, str] = os.environ, pid: int | None
     return workspace_root_from(start)
 
 
+def offline_requested(environ: Mapping[str, str] = os.environ, pid: int | None = None) -> bool:
+    """Whether a cargo running this build was told to stay off the network on its command line (`--offline`,
+    `--frozen`, `--config net.offline=true`): cargo passes none of that on to rustc or build scripts (nor
+    sets CARGO_NET_OFFLINE), and a `cargo metadata` of cratecage's (shim.compile.wasm_graph) reads only the config
+    files. Any cargo of the chain counts, a nested one too."""
+    cargo_path = environ.get("CARGO")
+    cargo_id = _file_id(cargo_path) if cargo_path else None
+    return any(is_cargo(proc, cargo_id) and argv_offline(proc.cmdline[1:])
+               for proc in ancestors(pid or os.getppid()))
+
+
+def argv_offline(words: tuple[str, ...] | list[str]) -> bool:
+    """Whether cargo's arguments `words` (after its name) ask for no network; a program's own arguments
+    after `--` are not cargo's."""
+    for i, word in enumerate(words):
+        if word == "--":
+            return False
+        if word in ("--offline", "--frozen"):
+            return True
+        value = words[i + 1] if word == "--config" and i + 1 < len(words) else \
+            word[len("--config="):] if word.startswith("--config=") else None
+        if value is not None and "offline" in value and "true" in value.replace(" ", ""):
+            return True
+    return False
+
+
 def policy_named_absolutely(environ: Mapping[str, str]) -> bool:
     return os.path.isabs(environ.get(POLICY_ENV) or "")
 

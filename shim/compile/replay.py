@@ -152,13 +152,19 @@ class Replayer:
     def graph(self) -> wasm_graph.Graph:
         """The build's dependency graph on wasm, read once per process (cached per Cargo.lock)."""
         if self._graph is None:
-            from shim.cargo.workspace import workspace_root_if_known
+            from shim.cargo.workspace import ROOT_ENV, workspace_root_if_known
 
-            # not the compile's cwd where the build's root is known: cargo compiles a registry crate in its
-            # own package directory (a workspace member's in the root, from which cargo finds it)
-            root = self.workspace_dir or str(workspace_root_if_known(self.environ) or os.getcwd())
+            # never the compile's cwd: cargo compiles a registry crate in its own package directory, and
+            # `cargo metadata` there would read the crate's own `.cargo/config.toml` (a `rustc-wrapper`
+            # it runs natively, a credential provider) and answer with the crate's graph, not the build's
+            root = self.workspace_dir or workspace_root_if_known(self.environ)
+            if root is None:
+                raise ReplayError(f"build script of {self.consumer}: cratecage cannot tell which workspace this "
+                                  f"build belongs to, so it cannot read its dependency graph for "
+                                  f"{wasm_graph.WASM_TARGET}",
+                                  hint=f"set {ROOT_ENV} to the absolute path of your workspace root")
             try:
-                self._graph = wasm_graph.load(root, os.path.dirname(self.wasm_deps),
+                self._graph = wasm_graph.load(str(root), os.path.dirname(self.wasm_deps),
                                               cargo=self.environ.get("CARGO") or "cargo", rustc=self.rustc,
                                               environ=self.environ)
             except wasm_graph.GraphError as err:

@@ -52,7 +52,7 @@ def run_unit(out_dir: str) -> str:
 
 def record_path(out_dir: str, target: str | None = None) -> str:
     """Where the record of the run with this OUT_DIR is; `target`: cargo's TARGET for the run, whose
-    `<triple>` level a `--target` build adds above the OUT_DIRs of the target's scripts (shim.layout)."""
+    `<triple>` level a `--target` build adds above the OUT_DIRs of the target's scripts (shim.cargo.layout)."""
     return os.path.join(layout.state_dir(out_dir, target), RUNS_DIR, run_unit(out_dir) + ".json")
 
 

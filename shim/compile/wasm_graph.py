@@ -11,7 +11,9 @@ the replay (shim.compile.replay) asks this graph, per replayed package, which li
 The graph is `cargo metadata --format-version 1 --filter-platform wasm32-wasip1 --locked` of the build's
 workspace (shim.cargo.workspace.find_workspace_root: where the user started cargo; a registry crate is compiled
 in its own package directory, whose metadata would be another graph), run with the build's own cargo
-(`$CARGO`) and the real rustc (no wrapper: it runs no rustc of ours), offline first, and reduced to
+(`$CARGO`) and the real rustc (no wrapper at all, none of the config files' either), never in a directory
+of a dependency's (its `.cargo/config.toml` would apply: an unknown workspace fails closed), offline
+first (and only, for a `cargo build --offline`, which cargo tells no rustc), and reduced to
 `Graph`. It is cached in the build's state directory (`<state>/wasm-graph/<hash of the workspace
 directory>.json`, shim.cargo.layout.state_dir), once per Cargo.lock: the cache holds the sha256 of Cargo.lock and
 of every local package's Cargo.toml (a feature edit changes no lock), checked on each use. Cost (2 shared
@@ -283,21 +285,23 @@ def _digest(path: str) -> str:
 
 def metadata_env(environ: Mapping[str, str], rustc: str) -> dict[str, str]:
     """cargo's environment for `cargo metadata`: the build's, calling the real rustc directly (its target
-    queries are no build: they need no wrapper)."""
-    env = {k: v for k, v in environ.items() if k not in ("RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER")}
-    env["RUSTC"] = rustc
+    queries are no build: they need no wrapper). The wrappers are set empty, not removed: cargo then runs
+    none, where without the variables it would run a `build.rustc-wrapper` of the config files natively."""
+    env = dict(environ)
+    env.update(RUSTC=rustc, RUSTC_WRAPPER="", RUSTC_WORKSPACE_WRAPPER="")
     return env
 
 
 def _metadata(workspace_dir: str, *, cargo: str, rustc: str, environ: Mapping[str, str]) -> Mapping:
     """`cargo metadata` offline first (no network where every package wasm needs is downloaded, as after
-    most builds), then online (it downloads what only wasm needs, such as `wasi`)."""
+    most builds), then online (it downloads what only wasm needs, such as `wasi`) unless the build is
+    offline (`_offline`)."""
     cmd = [cargo, "metadata", "--format-version", "1", "--filter-platform", WASM_TARGET, "--locked"]
     env = metadata_env(environ, rustc)
     try:
         done = subprocess.run([*cmd, "--offline"], cwd=workspace_dir, env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=METADATA_TIMEOUT)
-        if done.returncode != 0 and environ.get("CARGO_NET_OFFLINE") not in ("true", "1"):
+        if done.returncode != 0 and not _offline(environ):
             done = subprocess.run(cmd, cwd=workspace_dir, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                                   timeout=METADATA_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as err:
@@ -312,6 +316,14 @@ def _metadata(workspace_dir: str, *, cargo: str, rustc: str, environ: Mapping[st
         return json.loads(done.stdout)
     except ValueError as err:
         raise GraphError(f"`cargo metadata` printed no JSON: {err}") from err
+
+
+def _offline(environ: Mapping[str, str]) -> bool:
+    """Whether the build stays off the network: CARGO_NET_OFFLINE, or a cargo started with `--offline` or
+    `--frozen` (shim.cargo.workspace.offline_requested: cargo tells its children neither)."""
+    from shim.cargo.workspace import offline_requested
+
+    return environ.get("CARGO_NET_OFFLINE") in ("true", "1") or offline_requested(environ)
 
 
 # -- command lines ----------------------------------------------------------------------------------------

@@ -44,27 +44,51 @@ DYNAMIC_WORDS = frozenset({"-Bdynamic", "-dy", "-call_shared"})
 INPUT_SUFFIXES = (".a", ".o", ".so", ".rlib", ".lib", ".obj")
 
 
+_ARGFILE_SPACE = " \t\n\r"  # what GNU (libiberty) and LLVM both split an `@file` at
+_ARGFILE_AMBIGUOUS = "\v\f"  # gcc splits at these too, clang does not
+
+
+class AmbiguousArgfile(ValueError):
+    """An `@file` that gcc and clang read as different words."""
+
+
 def _argfile(path: str) -> list[str]:
-    """The words of a GNU `@file` as rustc writes one (a word a line, `\\` escaping spaces and itself)."""
+    """The words of a GNU `@file` as the driver reads it (libiberty's buildargv, LLVM's GNU tokenizer): words
+    split at unquoted whitespace, `'...'` and `"..."` quote, `\\` takes the next character as it is, inside
+    quotes too. rustc writes one word a line with `\\` before spaces and itself only, so a quote in a
+    word (a `#[link(name = "x'")]`) makes the driver join lines: they must be read its way, or the
+    library it opens is not the one checked."""
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as f:
             text = f.read()
     except OSError:
         return [f"@{path}"]
-    words, word, escaped, any_char = [], [], False, False
+    if any(c in text for c in _ARGFILE_AMBIGUOUS):
+        raise AmbiguousArgfile(path)
+    words: list[str] = []
+    word: list[str] = []
+    escaped, quote, in_word = False, "", False
     for ch in text:
         if escaped:
             word.append(ch)
             escaped = False
         elif ch == "\\":
-            escaped, any_char = True, True
-        elif ch.isspace():
-            if word or any_char:
+            escaped, in_word = True, True
+        elif quote:
+            if ch == quote:
+                quote = ""
+            else:
+                word.append(ch)
+        elif ch in "'\"":
+            quote, in_word = ch, True
+        elif ch in _ARGFILE_SPACE:
+            if in_word:
                 words.append("".join(word))
-            word, any_char = [], False
+            word, in_word = [], False
         else:
             word.append(ch)
-    if word or any_char:
+            in_word = True
+    if in_word:
         words.append("".join(word))
     return words
 
@@ -151,7 +175,10 @@ def problem(argv: list[str], policed: list[str], target: str = "", out_dir: str 
     from shim.confine import linkinput, syslibs
 
     policed = [os.path.normpath(os.path.abspath(d)) for d in policed if d]
-    dirs, libs, inputs = consumed(argv)
+    try:
+        dirs, libs, inputs = consumed(argv)
+    except AmbiguousArgfile as err:
+        return f"@{err}\tan argument file with a vertical tab or form feed, which gcc and clang read apart"
     imports = linkinput.windows_target(target)
     found: list[str] = []
     for name, static in libs:

@@ -669,13 +669,18 @@ def test_a_system_library_named_other_than_plainly_or_missing_is_refused(root_di
 
 @pytest.mark.parametrize("line, kept", [
     ("cargo:rustc-link-arg=-pthread", True),  # jemalloc, mimalloc
-    ("cargo:rustc-link-arg-bins=-Wl,--as-needed", True),
+    ("cargo:rustc-link-arg-bins=-Wl,--as-needed", False),
     ("cargo:rustc-link-arg-bin=tool=-pthread", True),
     ("cargo:rustc-link-arg=-pthread -Wl,-T,/etc/passwd", False),  # one argument to the linker: not the plain one
     ("cargo:rustc-link-arg=-Wl,--as-needed,-T,/etc/passwd", False),
     ("cargo:rustc-link-arg-bin=-pthread=-Wl,-T,x", False),
     ("cargo:rustc-link-arg=-fuse-ld=/tmp/ld", False),
     ("cargo:rustc-link-arg=-pthreads", False),
+    # red team 2: other spellings of the plain ones are not them
+    ("cargo:rustc-link-arg= -pthread", False), ("cargo:rustc-link-arg=\u2010pthread", False),
+    ("cargo:rustc-link-arg=-Wl,--as-needed,", False), ("cargo:rustc-link-arg=-Wl,--as-needed,--no-as-needed", False),
+    ("cargo:rustc-link-arg=-Wl,--AS-NEEDED", False), ("cargo:rustc-link-arg=-Xlinker --as-needed", False),
+    ("cargo::rustc-link-arg-cdylib=-Wl,--no-as-needed", False), ("cargo::rustc-link-arg-cdylib=-pthread", True),
 ])
 def test_only_plain_link_args_pass_without_a_grant(line: str, kept: bool) -> None:
     passed, denied = run(line + "\n")

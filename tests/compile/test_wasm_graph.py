@@ -217,3 +217,78 @@ def test_a_library_whose_host_run_left_no_record_fails_naming_it(tmp_path: Path)
     assert err.value.message.startswith("build-dependency rustix 1.1.6 (of the build script of app 0.1.0): ")
     assert err.value.hint == "run `cargo clean -p rustix` once and build again"
     assert not os.path.exists(out_dir)
+
+
+# -- `cargo metadata` runs nothing a crate chose and stays offline where the build is (red team, issue 11) --
+
+def test_cargo_metadata_runs_no_rustc_wrapper_of_a_config_file(tmp_path: Path, toolchain_env: dict[str, str]) -> None:
+    """A `.cargo/config.toml` naming a rustc-wrapper (a registry crate can ship one in its package) is never
+    run by the graph's `cargo metadata`; the harmless twin is the same package read with no config."""
+    marker = tmp_path / "wrapper-ran"
+    for name, hostile in (("twin", False), ("hostile", True)):
+        package = tmp_path / name
+        (package / "src").mkdir(parents=True)
+        (package / "src" / "lib.rs").write_text("")
+        (package / "Cargo.toml").write_text(f'[package]\nname = "{name}"\nversion = "0.1.0"\nedition = "2021"\n')
+        (package / "Cargo.lock").write_text(f'version = 4\n\n[[package]]\nname = "{name}"\nversion = "0.1.0"\n')
+        if hostile:
+            wrapper = tmp_path / "wrapper.sh"
+            wrapper.write_text(f'#!/bin/sh\ntouch "{marker}"\nexec "$@"\n')
+            wrapper.chmod(0o755)
+            (package / ".cargo").mkdir()
+            (package / ".cargo" / "config.toml").write_text(f'[build]\nrustc-wrapper = "{wrapper}"\n')
+        environ = {**os.environ, **toolchain_env, "RUSTC_WRAPPER": "/nonexistent/cratecage", "CARGO_NET_OFFLINE": "1"}
+        meta = wasm_graph._metadata(str(package), cargo=toolchain_env["CARGO"], rustc=toolchain_env["RUSTC"],
+                                    environ=environ)
+        assert [p["name"] for p in meta["packages"]] == [name]
+    assert not marker.exists()
+
+
+def test_an_unknown_workspace_fails_closed_before_cargo_metadata_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never the compile's cwd (a registry crate's own directory, its config and graph) in its place."""
+    import shim.cargo.workspace
+
+    ran: list[str] = []
+    monkeypatch.setattr(shim.cargo.workspace, "workspace_root_if_known", lambda environ: None)
+    monkeypatch.setattr(wasm_graph, "_metadata", lambda d, **kw: ran.append(d) or {})
+    monkeypatch.chdir(tmp_path)
+    r = replayer(tmp_path, metadata())
+    r.workspace_dir, r._graph = None, None
+    with pytest.raises(ReplayError) as err:
+        r.graph()
+    assert err.value.message.startswith("build script of app 0.1.0: cratecage cannot tell which workspace")
+    assert "CRATECAGE_WORKSPACE_ROOT" in err.value.render()
+    assert ran == []
+
+
+@pytest.mark.parametrize(("argv", "offline"), [
+    (["build", "--offline"], True), (["--frozen", "build"], True), (["build", "--config", "net.offline = true"], True),
+    (["build", "--config=net.offline=true"], True), (["build", "--locked"], False),
+    (["run", "--", "--offline"], False), (["build", "--config", "net.offline=false"], False),
+])
+def test_a_cargo_told_to_stay_offline_is_recognised(argv: list[str], offline: bool) -> None:
+    from shim.cargo.workspace import argv_offline
+
+    assert argv_offline(argv) is offline
+
+
+def test_the_graph_goes_online_only_where_the_build_may(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cargo tells rustc nothing of `cargo build --offline`: the online retry asks the cargo processes."""
+    import subprocess
+
+    import shim.cargo.workspace
+
+    runs: list[list[str]] = []
+
+    def failing(cmd, **kw):
+        runs.append(cmd)
+        return subprocess.CompletedProcess(cmd, 101, b"", b"error: no matching package named `wasi` found\n")
+
+    monkeypatch.setattr(wasm_graph.subprocess, "run", failing)
+    for offline in (True, False):
+        runs.clear()
+        monkeypatch.setattr(shim.cargo.workspace, "offline_requested", lambda environ, pid=None: offline)
+        with pytest.raises(wasm_graph.GraphError):
+            wasm_graph._metadata("/w", cargo="cargo", rustc="rustc", environ={})
+        assert ["--offline" in cmd for cmd in runs] == ([True] if offline else [True, False])

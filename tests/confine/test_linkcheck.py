@@ -96,6 +96,25 @@ def test_an_argfile_is_read_as_rustc_writes_it(dirs: dict[str, Path], tmp_path: 
     assert found.startswith(f"{spaced / 'libimp.a'}\t")
 
 
+def test_an_argfile_is_read_as_the_driver_reads_its_quotes(tmp_path: Path) -> None:
+    """rustc escapes only spaces and `\\`: two `#[link]` names with quotes (`q'`, `'rest`) make gcc join their
+    lines into one `-l` (red team 2, issue 11); the library it opens is the one checked, its harmless twin
+    (no quote) is left alone, and a vertical tab (gcc splits there, clang not) is refused."""
+    search = tmp_path / "out"
+    search.mkdir()
+    shutil.copy(FIXTURE_IMPORTS, search / "libq\n-lrest.a")
+    args = tmp_path / "args"
+    for lines, bad in ((["-Wl,-Bstatic", "-lq'", "-l'rest"], True), (["-Wl,-Bstatic", "-lq", "-lrest"], False)):
+        args.write_text("\n".join([*lines, f"-L{search}"]) + "\n")
+        found = linkcheck.problem(["main.o", f"@{args}"], [str(search)])
+        assert found.startswith(f"{search / 'libq'}") == bad, found
+    assert linkcheck._argfile(str(args)) == ["-Wl,-Bstatic", "-lq", "-lrest", f"-L{search}"]
+    args.write_text("-l\"a\\\"b c\" 'd\\'e' f\\ g\n")
+    assert linkcheck._argfile(str(args)) == ['-la"b c', "d'e", "f g"]
+    args.write_text("-lq\v-lrest\n")
+    assert "vertical tab" in linkcheck.problem([f"@{args}"], [str(search)])
+
+
 def test_a_windows_target_links_import_archives(dirs: dict[str, Path]) -> None:
     argv = ["main.o", "-Wl,-Bstatic", "-limp", "-L", str(dirs["bad"])]
     assert linkcheck.problem(argv, [str(dirs["bad"])], "x86_64-pc-windows-gnu") == ""

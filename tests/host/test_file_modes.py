@@ -102,6 +102,55 @@ def test_file_mode_answers_inside_the_preopens_only(tree) -> None:
     assert files.file_mode(str(root / "pkg" / "out"), False) == 0o777  # the link itself
 
 
+def test_file_mode_follows_links_only_where_they_stay_below_the_preopen(tree) -> None:
+    files, _ctx, root = tree
+    (root / "out" / "d").mkdir()
+    (root / "out" / "d" / "f").write_text("x")
+    os.chmod(root / "out" / "d" / "f", 0o604)
+    (root / "out" / "rel").symlink_to("d/f")
+    (root / "out" / "up").symlink_to("../outside/victim")
+    assert files.file_mode(str(root / "out" / "rel"), True) == 0o604
+    for link in ("up", "d/../up"):
+        with pytest.raises(HostCallError) as refused:
+            files.file_mode(host_files.normal_path(f"{root}/out/{link}"), True)
+        assert "leads out" in refused.value.message
+
+
+def test_file_mode_never_answers_for_a_file_a_link_swapped_in_meanwhile_reaches(tree) -> None:
+    """A granted program writing OUT_DIR while the guest asks (red team 2, issue 11): `out/real` flips between
+    a directory and a link out of OUT_DIR; a check-then-stat answered with the outside file's bits."""
+    import ctypes
+    import threading
+
+    files, _ctx, root = tree
+    (root / "out" / "real").mkdir()
+    (root / "out" / "real" / "victim").write_text("x")
+    os.chmod(root / "out" / "real" / "victim", 0o600)
+    (root / "out" / "swap").symlink_to(root / "outside")
+    libc = ctypes.CDLL(None, use_errno=True)
+    stop = threading.Event()
+
+    def flip() -> None:
+        a, b = (os.fsencode(root / "out" / n) for n in ("real", "swap"))
+        while not stop.is_set():
+            libc.renameat2(-100, a, -100, b, 2)  # RENAME_EXCHANGE
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    answers: set[int | str] = set()
+    try:
+        for _ in range(5000):
+            for follow in (True, False):
+                try:
+                    answers.add(files.file_mode(str(root / "out" / "real" / "victim"), follow))
+                except (HostCallError, OSError):
+                    answers.add("refused")
+    finally:
+        stop.set()
+        flipper.join()
+    assert 0o640 not in answers and 0o600 in answers
+
+
 def test_the_longest_guest_prefix_picks_the_preopen(tmp_path: Path) -> None:
     preopens = [("/h/pkg", "/p", False), ("/h/pkg", ".", False), ("/h/out", "/p/target/out", True), ("/", "/", False)]
     assert host_files.preopen_of("/p/target/out/a/b", preopens) == (preopens[2], ["a", "b"])
