@@ -23,8 +23,6 @@ COMMANDS = ("audit", "doctor", "init", "policy", "toolchain", "help", "version")
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    from shim.errors import CratecageError
-
     wrapping = bool(args) and args[0] not in COMMANDS and not args[0].startswith("-")
     try:
         if wrapping:
@@ -45,18 +43,21 @@ def main(argv: list[str] | None = None) -> int:
         from shim.cli import commands
 
         return commands.dispatch(args)
-    except CratecageError as err:
-        if wrapping and err.once is not None:  # met alike by every unit cargo runs: said once per cargo run
-            from shim.once import report
-
-            report(err)
-        else:
-            print(err.render(), file=sys.stderr)
-        return err.exit_code
     except KeyboardInterrupt:
         print("cratecage: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # a bug of ours: still one line, the traceback only on request
+    except Exception as err:
+        from shim.errors import CratecageError  # not before: a pass-through call never needs it
+
+        if isinstance(err, CratecageError):
+            if wrapping and err.once is not None:  # met alike by every unit cargo runs: said once per cargo run
+                from shim.once import report
+
+                report(err)
+            else:
+                print(err.render(), file=sys.stderr)
+            return err.exit_code
+        # a bug of ours: still one line, the traceback only on request
         import os
 
         if os.environ.get("CRATECAGE_DEBUG"):

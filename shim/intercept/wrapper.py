@@ -34,13 +34,14 @@ from __future__ import annotations
 import os
 import sys
 
-from shim import VERSION_LINE, trace
+from shim import TRACE_ENV, VERSION_LINE
 from shim.cargo import journal, layout
 from shim.cargo.rustc_args import ArgfileError, RustcArgs, expand_argfiles, parse, split_chain, tokens
-from shim.errors import CratecageError, UsageError
 from shim.intercept.classify import (BUILD_SCRIPT, HOST_LIBRARY, PROBE, SANDBOXED, classify, is_verbose_version,
                                      unit_name)
-from shim.trace import TRACE_ENV
+
+if False:  # typing only: shim.errors and shim.trace are imported where a call needs them, off the fast path
+    from shim.errors import CratecageError
 
 INNER_WRAPPER_ENV = "CRATECAGE_WRAPPER"
 
@@ -49,6 +50,7 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
     """Handle one wrapper call; `argv` is everything after cratecage's own name. Returns only on error."""
     if not argv:
         from shim import program
+        from shim.errors import UsageError
 
         raise UsageError(
             "no program to run: cargo calls the wrapper as `cratecage <rustc> <args>`",
@@ -63,6 +65,8 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
         return _exec(chain + rustc_args, environ)
     unit = classify(args, environ)
     if environ.get(TRACE_ENV):
+        from shim import trace
+
         trace.event(environ, kind=unit.kind, reason=unit.reason, crate=args.crate_name, chain=chain,
                     argfile=any(a.startswith("@") for a in rustc_args))
     if unit.kind == BUILD_SCRIPT:
@@ -199,6 +203,7 @@ def _named_by_policy(environ: os._Environ[str] | dict[str, str]) -> set[str]:
     "DEPLOY_*" for a crate whose compile reads it): the owner's decision, so those stay. Read as text (the
     policy package costs ~25 ms to import, and this runs on every compile outside the workspace)."""
     from shim.cargo import workspace
+    from shim.errors import CratecageError
 
     try:
         root = workspace.find_workspace_root(environ)
@@ -260,6 +265,8 @@ def _version_with_our_line(cmd: list[str], environ: os._Environ[str] | dict[str,
 
 
 def _cannot_run(program: str, err: OSError, environ: os._Environ[str] | dict[str, str]) -> CratecageError:
+    from shim.errors import UsageError
+
     what = err.strerror or str(err)
     if program == _inner_wrapper(environ):
         return UsageError(
