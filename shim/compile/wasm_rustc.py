@@ -256,9 +256,10 @@ _TARGET_DIR_REASON = ("inside cargo's target directory (other crates' outputs an
 def denials(scope: Scope, stderr: str, dep_info: str, cwd: str, host_env: Mapping[str, str],
             hidden: list[str], *, failed: bool) -> list[Denial]:
     """Denials for what the confinement refused (or, in warn mode, what it let through)."""
-    from shim.policy import suggest_entry
 
     def deny(capability: str, target: str, reason: str, *, permitted: bool = False, fix: bool = True) -> None:
+        from shim.policy import suggest_entry  # only with something to report: the package costs ~50 ms
+
         entry = suggest_entry("build", scope.package, capability, target) if fix else ""
         denial = Denial(capability, target, reason, entry, fatal=failed and not permitted, permitted=permitted)
         if denial not in out:
