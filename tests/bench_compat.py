@@ -323,8 +323,8 @@ def classify(pkg: Package, stage: str, messages: list[Message], script_err: str)
     denials = [(m, d) for m, d in denials if d and d["verb"] != "denied as the policy says"]
     # A refusal no entry can lift comes first: what the script did after it (print a log with `tail`, which
     # is refused in turn) is a consequence.
-    for m, _d in denials:
-        if not m.entry and stage == SCRIPT_RAN:
+    for m, _d in denials:  # a fallback's refusal points at the grant of what it falls back from: no cause
+        if not m.entry and stage == SCRIPT_RAN and "fallback after" not in m.line:
             return Cause("ungrantable", "no entry can allow it", m.line)
     fatal = [(m, d) for m, d in denials if d["verb"] == "denied"]
     for m, d in fatal or (denials if stage == SCRIPT_RAN else []):

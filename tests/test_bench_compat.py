@@ -111,6 +111,19 @@ def test_a_program_the_policy_does_not_grant_is_needs_grant_with_the_entry_to_pa
     assert "process-spawn denied: pkg-config" in cause.line
 
 
+def test_a_fallbacks_refusal_names_no_entry_but_is_not_ungrantable() -> None:
+    """libz-sys tries pkgconf after pkg-config was refused: that line offers no entry of its own (it says
+    which grant to make instead), and the cause stays the refused pkg-config with its entry."""
+    fallback = ("  cratecage: build script of libz-sys 1.1.33: process-spawn not granted: pkgconf: the policy does "
+                "not grant this program to the crate (the crate's fallback after pkg-config was refused: grant "
+                "pkg-config)\n")
+    stderr = RUN_FAILED.replace("  --- stderr\n", "  --- stderr\n" + fallback, 1)
+    assert fallback in stderr
+    cause = cause_of(stderr, LIBZ)
+    assert (cause.cls, cause.detail) == ("needs-grant", "program")
+    assert "process-spawn denied: pkg-config" in cause.line
+
+
 def test_a_refused_rustc_env_name_is_directive_refused() -> None:
     cause = cause_of(RUN_FAILED, LIBM)
     assert cause.cls == "directive refused"
