@@ -29,7 +29,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
-	$(VENV)/bin/python -m shim.launcher $(CRATECAGE)
+	$(VENV)/bin/python -m shim.cli.launcher $(CRATECAGE)
 	touch $@
 
 toolchain: venv
@@ -51,9 +51,9 @@ demo: setup
 	  $(CURDIR)/$(CRATECAGE) audit $(CURDIR)/target/demo
 
 # The native programs the -sys tests grant to build scripts: a C compiler, an archiver, pkg-config, and
-# zlib's headers and .pc file (tests/test_spawn.py builds libz-sys against them); cmake for the cmake
-# crate (tests/test_build_std_gaps.py); llvm-mc and objcopy build the hostile linker inputs of
-# tests/test_elfcheck.py and test_linkinput.py (objects for other machines).
+# zlib's headers and .pc file (tests/host/test_spawn.py builds libz-sys against them); cmake for the cmake
+# crate (tests/build/test_build_std_gaps.py); llvm-mc and objcopy build the hostile linker inputs of
+# tests/confine/test_elfcheck.py and test_linkinput.py (objects for other machines).
 C_PACKAGES := gcc libc6-dev binutils pkg-config zlib1g-dev llvm cmake
 c-tools:
 	@command -v cc >/dev/null && command -v ar >/dev/null && command -v pkg-config >/dev/null && \
@@ -63,14 +63,14 @@ c-tools:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(C_PACKAGES); }
 
-# tests/test_first_use.py and test_ci_recipe.py need a rustup toolchain without the wasm32-wasip1 target: they
+# tests/toolchain/test_first_use.py and test_ci_recipe.py need a rustup toolchain without the wasm32-wasip1 target: they
 # copy this one (hard links) into private rustup homes and add the target there, never to this one. Keep it
 # equal to FRESH_TOOLCHAIN in tests/fresh_rustup.py.
 FRESH_TOOLCHAIN := 1.99.1
 fresh-toolchain:
 	@command -v rustup >/dev/null || { echo "cratecage: the first-use tests need rustup (rustup.rs) and its toolchain $(FRESH_TOOLCHAIN)" >&2; exit 1; }
 	@rustup toolchain list | grep -q '^$(FRESH_TOOLCHAIN)-' || rustup toolchain install $(FRESH_TOOLCHAIN) --profile minimal --no-self-update || \
-	  { echo "cratecage: cannot install toolchain $(FRESH_TOOLCHAIN) (tests/test_first_use.py needs it): is rustup's server reachable?" >&2; exit 1; }
+	  { echo "cratecage: cannot install toolchain $(FRESH_TOOLCHAIN) (tests/toolchain/test_first_use.py needs it): is rustup's server reachable?" >&2; exit 1; }
 
 # The tests build every cargo fixture with the selected toolchain (cargo's old layout) and this one (the new
 # layout: notes/cargo-build-dir-layout.md); quick when it is there already.

@@ -11,3 +11,6 @@ __version__ = "0.6.0"
 # sandbox ABI number whenever what cratecage produces for the same inputs changes.
 SANDBOX_ABI = 4
 VERSION_LINE = f"cratecage: {__version__} (sandbox abi {SANDBOX_ABI})"
+
+# `CRATECAGE_TRACE=<file>`: one JSON line per event (shim.trace); here so the fast path asks without importing it.
+TRACE_ENV = "CRATECAGE_TRACE"

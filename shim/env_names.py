@@ -48,7 +48,7 @@ relaxation holds only because every reader of a `<TOOL>_*` name in the chain tha
 an inner wrapper, rustc, the linker and what they start) is a namespace of rule 2 or a name of rule 5.
 
 `LOADER_ENV_PREFIXES`/`LOADER_ENV_NAMES` are the narrower list of what changes how a program *loads*
-code or finds tools; shim.host_spawn strips those from a granted child's environment.
+code or finds tools; shim.host.spawn strips those from a granted child's environment.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     CratecageError                 any failure we explain to a person; message starts with "cratecage:"
     ├── UsageError                 the command line or environment is wrong (exit 2)
     ├── policy.PolicyError         a malformed policy: file, line, key, what was expected (exit 2)
-    ├── replay.ReplayError         a build-dependency does not compile for wasm32-wasip1 (exit 1)
+    ├── compile.argv.ReplayError   a build-dependency does not compile for wasm32-wasip1 (exit 1)
     ├── ToolchainError             the compiler cannot do what is needed (exit 3)
     │   └── ToolchainMismatch      cargo's rustc cannot be made wasm-capable; the selected one is (exit 3)
     └── ProvisionError             `toolchain install` could not finish (exit 4)

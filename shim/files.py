@@ -5,12 +5,20 @@
     append_line(path, line)    logs (trace, audit): one O_APPEND write per line, so parallel writers
                                never interleave
 
-Standard library only: the wrapper's fast path (shim.journal) writes through here.
+and where the per-user cache is (`cache_root`: compiled modules, toolchains, verified compilers).
+
+Standard library only: the wrapper's fast path (shim.cargo.journal) writes through here.
 """
 
 from __future__ import annotations
 
 import os
+
+if False:  # typing only: the fast path imports this module
+    from pathlib import Path
+    from typing import Mapping
+
+CACHE_ENV = "CRATECAGE_CACHE_DIR"
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, mode: int = 0o644,
@@ -47,3 +55,13 @@ def shebang(program: str) -> list[str]:
     if not head.startswith(b"#!"):
         return []
     return [os.fsdecode(w) for w in head[2:].split(b"\n", 1)[0].split()]
+
+
+def cache_root(environ: Mapping[str, str] = os.environ) -> Path:
+    """The per-user cache shared by all projects: `$CRATECAGE_CACHE_DIR`, else XDG's cache dir."""
+    from pathlib import Path
+
+    if environ.get(CACHE_ENV):
+        return Path(environ[CACHE_ENV]).expanduser()
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cratecage"

@@ -61,3 +61,12 @@ def entries_on_the_way(path: str, max_links: int = 40) -> Iterator[str]:
         if target.startswith("/"):
             here = "/"
         todo[:0] = [c for c in target.split("/") if c]
+
+
+def inside(path: str, root: str) -> bool:
+    """`path` is `root` or below it, judged on the text: absolute, no `..` segment (the runner removes
+    symbolic links in OUT_DIR that point outside it, so no component can lead out)."""
+    if not os.path.isabs(path) or ".." in path.split("/"):
+        return False
+    path = os.path.normpath(path)
+    return path == root or path.startswith(root.rstrip("/") + "/")

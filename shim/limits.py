@@ -6,14 +6,14 @@
     CRATECAGE_LIMIT_STDERR   forwarded stderr        default 64 MiB
     CRATECAGE_LIMIT_DISK     bytes added to OUT_DIR, the temp dir and writable grants   default 4 GiB
                              (CRATECAGE_LIMIT_OUT_DIR, its name before it counted more than OUT_DIR, is an alias)
-    CRATECAGE_LIMIT_CHILD_TIME    wall clock of each program the run starts (shim.host_spawn)  default 15 min
+    CRATECAGE_LIMIT_CHILD_TIME    wall clock of each program the run starts (shim.host.spawn)  default 15 min
     CRATECAGE_LIMIT_PROCESSES     live native processes the run has at once (programs, probes and all
                                   they start)                                                   default 256
     CRATECAGE_LIMIT_CHILD_MEMORY  their summed resident memory                                  default 4 GiB
 
 The last three exist because granted programs are native: wasmtime's store limits bound only the guest.
 RLIMIT_NPROC would not do for processes (it counts every process of the user, and root ignores it), so the
-supervisor (shim.runner) counts the run's descendants itself (shim.reaper).
+supervisor (shim.build.run) counts the run's descendants itself (shim.confine.reaper).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ copies. Only the text is said once; every unit still fails with its own exit sta
 
 `first(identity)` is true in exactly one process per identity and cargo run: the one whose O_EXCL create of
 the marker `<cache>/said/<run>/<hash of identity>` succeeds. The cache is the per-user one
-(shim.capable.cache_root), not the target directory: where that lives depends on cargo's layout, and some
+(shim.files.cache_root), not the target directory: where that lives depends on cargo's layout, and some
 of these messages come before anyone knows it. The run is the cargo process that started this one, named
 by boot id, pid and start time (`cargo_run`), so a later cargo run says it again and a reused pid is
 another run. A new run's directory clears away those of runs whose cargo has exited.
@@ -118,7 +118,7 @@ def first(identity: str, environ: Mapping[str, str] = os.environ, root: str | No
     if run is None:
         return True
     if root is None:
-        from shim.capable import cache_root
+        from shim.files import cache_root
 
         root = str(cache_root(environ))
     base = os.path.join(root, SAID_DIR)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import sys
 
-# Made absolute at import, before the wrapper changes directory (shim.wrapper.link_cwd).
+# Made absolute at import, before the wrapper changes directory (shim.intercept.wrapper.link_cwd).
 _STARTED_AS = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
 
 
 def path() -> str:
     """The running cratecage, absolute; plain `cratecage` when it was not started as a program of that
-    name (`python -m shim.cli`, a test calling shim.cli.main)."""
+    name (`python -m shim.cli.main`, a test calling shim.cli.main)."""
     if os.path.basename(_STARTED_AS).startswith("cratecage") and os.path.isfile(_STARTED_AS):
         return _STARTED_AS
     return "cratecage"

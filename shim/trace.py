@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 
-TRACE_ENV = "CRATECAGE_TRACE"
+from shim import TRACE_ENV
+
+__all__ = ["TRACE_ENV", "event"]
 
 
 def event(environ: dict[str, str] | os._Environ[str], **fields: object) -> None:

@@ -4,9 +4,9 @@ Why this exists: denial lines and hints print paths, program names, variable nam
 text that the script picked. Printed raw, a "\\n" in a path starts a line of the script's own making on
 cargo's stderr (a forged `cratecage:` or `error:` line, a fake entry to paste into the policy), a "\\r"
 overwrites the line shown, and "\\x1b[" drives the terminal. `shown` is the one place that text passes on
-its way to stderr: Denial.render (shim.runctx) for every denial, CratecageError.render (shim.errors) per line,
-`cratecage audit` (shim.audit), and the few messages built elsewhere (shim.confined_explain). Entries to
-paste are TOML, escaped by policy.suggest.toml_string, so they load back and pass through here unchanged.
+its way to stderr: Denial.render (shim.host.context) for every denial, CratecageError.render (shim.errors) per line,
+`cratecage audit` (shim.sandbox.audit), and the few messages built elsewhere (shim.confine.explain). Entries to
+paste are TOML, escaped by shim.policy.suggest.toml_string, so they load back and pass through here unchanged.
 
 What is escaped: every character Python does not call printable (`str.isprintable`: the C0 and C1
 controls, DEL, line and paragraph separators, format characters such as the bidi overrides U+202E, spaces

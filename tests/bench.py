@@ -21,7 +21,7 @@ toolchain, the compiler check), so that no first round pays for it. Then:
      `cargo build -vv`), each in its own OUT_DIR. Their stdout must match. The first run after a build
      compiles the module and caches it (per user, `<cache>/modules`); that cold run is measured
      separately, with the launcher pointed at an empty module cache.
-  5. a confined compile (shim.confined_compile): the call consumes a build script's output (here a
+  5. a confined compile (shim.intercept.confined): the call consumes a build script's output (here a
      `-L native=<dir>`, as cargo passes for a -sys crate's OUT_DIR), so the wrapper runs rustc under
      Landlock with a private TMPDIR and sweeps its descendants instead of exec'ing it. A small library and
      a small binary (compile and link) are compiled plain and through the wrapper, alternating, with the
@@ -67,10 +67,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import bench_compat  # noqa: E402  (tests/, on sys.path as the script's directory)
 from shim import toolchain  # noqa: E402  (needs ROOT on sys.path)
-from shim.capable import cache_root  # noqa: E402
 from shim.errors import CratecageError  # noqa: E402
+from shim.files import cache_root  # noqa: E402
+
+import bench_compat  # noqa: E402  (tests/, on sys.path as the script's directory)
 
 WRAPPER = ROOT / ".venv" / "bin" / "cratecage"
 BENCH_DIR = ROOT / "target" / "bench"
@@ -551,7 +552,7 @@ def bench_workspace(env: dict[str, str], rounds: int) -> tuple[Comparison, dict]
     comparison = Comparison("clean build ws50", *alternate(plain, wrapped, rounds))
     comparison.notes.append(f"wrapped, the {info['build_scripts']} build scripts are compiled to wasm32-wasip1 "
                             "(after the toolchain check: two rustc probes\n"
-                            "        the first time, then a remembered answer, shim/capable.py) and run "
+                            "        the first time, then a remembered answer, shim/toolchain/capable.py) and run "
                             "sandboxed under wasmtime (section 3)")
     return comparison, info
 
@@ -910,7 +911,7 @@ def cargo_build_reporting(ws: Path, target: Path, env: dict[str, str], side: str
 
 
 def sandboxed_runs(target: Path) -> list[dict]:
-    """The `run` events of this target directory's audit trail (shim/audit.py): one per sandboxed run."""
+    """The `run` events of this target directory's audit trail (shim/sandbox/audit.py): one per sandboxed run."""
     log = target / "cratecage" / "audit.jsonl"
     if not log.is_file():
         return []

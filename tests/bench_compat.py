@@ -9,7 +9,7 @@ failure stops only what depends on it), in one run so the times compare:
 
     native  plain cargo, no wrapper: the reference (a crate failing here is not cratecage's concern)
     empty   through cratecage with an empty policy (`CRATECAGE_POLICY` names an empty file; the curated
-            defaults of policy/curated.toml still apply)
+            defaults of shim/policy/curated.toml still apply)
     grants  through cratecage with the fixture's own cratecage.toml: the smallest grants the -sys crates
             need (cc, ar, pkg-config, sh/make, cmake, python3, ...)
 
@@ -39,7 +39,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Final, Iterator
 
-from shim import directives, layout, replay_errors
+from shim.build import directives
+from shim.cargo import layout
+from shim.compile import replay_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS: Final = ROOT / "fixtures" / "compat-corpus"
@@ -207,7 +209,7 @@ SUBJECTS: Final = (re.compile(r"build script of (?P<name>[^\s:]+) (?P<version>[^
                    re.compile(r"running build script of (?P<name>[^\s:]+)(?P<version>)"))
 REPLAY_FAILED: Final = "does not compile for wasm32-wasip1"
 CARGO_STATUS: Final = re.compile(r"^ {0,11}[A-Z][a-z]+ \S+ v\d")  # "   Compiling serde v1.0.0 ..."
-# The runner's messages for a run stopped by a limit (shim.runner: `_stop`, `_outcome`).
+# The runner's messages for a run stopped by a limit (shim.build.run: `_stop`, `_outcome`).
 LIMIT_WORDS: Final = ("CRATECAGE_LIMIT_", "ran out of memory", "overflowed its stack")
 TOOLCHAIN_WORDS: Final = ("std facade", "toolchain", "wasm32-wasip1 std", "-vV`")
 # What a build script's own stderr says when it met an API wasm32-wasip1 (or the facade) lacks.

@@ -1,6 +1,6 @@
-"""Capture what rustc prints when a build-dependency's wasm compile fails, for tests/test_replay_errors.py.
+"""Capture what rustc prints when a build-dependency's wasm compile fails, for tests/compile/test_replay_errors.py.
 
-Each scenario compiles a few crates for wasm32-wasip1 the way shim.replay does (the wasm sysroot, the std
+Each scenario compiles a few crates for wasm32-wasip1 the way shim.compile.replay does (the wasm sysroot, the std
 facade as `--extern std=`, a private `-L dependency=` directory), then one compile that fails, and keeps
 that compile's JSON diagnostics (error level) in `tests/data/replay_errors/<scenario>.<release>.jsonl`.
 Temporary paths are replaced by `$TMP`, so the files are the same on every machine. Run it once per
@@ -10,7 +10,7 @@ other one, whose wasm rlib the first then cannot load, E0514). The scenario `rea
 needs zerocopy 0.8 and ppv-lite86 0.2 in the cargo registry (any build of fixtures/build-dep-graphs
 downloads them).
 
-Scenarios, by the class shim.replay_errors should find:
+Scenarios, by the class shim.compile.replay_errors should find:
   crate graph (cratecage's fault): a facade dependency a `no_std` crate cannot find, reached by a call
   (E0460) or by a `use` (E0463 for the dependency itself); a native proc macro missing from the search
   path (E0463); a dependency compiled for the host (E0461) or by another rustc (E0514); a real zerocopy +
@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 OUT = Path(__file__).resolve().parent / "data" / "replay_errors"
-JSON = ("--error-format=json", "--json=diagnostic-rendered-ansi")  # as shim.replay asks
+JSON = ("--error-format=json", "--json=diagnostic-rendered-ansi")  # as shim.compile.replay asks
 KEPT = 12  # errors kept of a compile (and its last line, "aborting due to N previous errors")
 
 DOCLINK = "#![no_std]\n/// Like [std::io::Read], for bytes.\npub fn first(b: &[u8]) -> u8 { b[0] }\n"
@@ -80,7 +80,8 @@ SCENARIOS: dict[str, list[tuple[str, str, list[str], bool]]] = {
 
 
 def main(rustc: str | None, other: str | None) -> None:
-    from shim import facade, toolchain
+    from shim.toolchain import compiler as toolchain
+    from shim.toolchain import facade
 
     tc = toolchain.resolve(rustc=rustc)
     if not tc.ready:

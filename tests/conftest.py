@@ -4,7 +4,7 @@ Integration tests build real workspaces from fixtures/ with the real cargo, thro
 (`.venv/bin/cratecage`, the launcher `make setup` writes). The `cargo` fixture runs each of them twice, once
 per build-dir layout of cargo (notes/cargo-build-dir-layout.md): `[old-layout]` with the toolchain
 `cratecage toolchain install` selected (the machine's stable), `[new-layout]` with NEW_LAYOUT_TOOLCHAIN
-(`make test` installs it); tests/test_cargo_layouts.py checks that each really builds in the layout its id
+(`make test` installs it); tests/cargo/test_cargo_layouts.py checks that each really builds in the layout its id
 names. Every build gets its own target directory, so wrapped and plain builds, and the two toolchains,
 never share artifacts; the cargo home (registry downloads) is the user's, shared by all tests.
 """
@@ -17,6 +17,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -56,6 +57,17 @@ def own_lines(text: str) -> list[str]:
 
 
 @pytest.fixture(autouse=True)
+def open_reaper_gate() -> Iterator[None]:
+    """A test that ends a run in this process (GuestRun.close, reaper.end) shuts shim.confine.reaper's gate for
+    the process; in-process tests after it (probes, spawns) would meet a run being stopped."""
+    yield
+    from shim.confine import reaper
+
+    with reaper._lock:
+        reaper._closed = False
+
+
+@pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(_SCRUB_PREFIXES) and name not in _KEEP:
@@ -70,7 +82,7 @@ LAYOUTS = ("old-layout", "new-layout")
 @pytest.fixture(scope="session")
 def toolchain_env() -> dict[str, str]:
     """PATH/RUSTC/RUSTDOC/CARGO of the selected wasm-capable toolchain (what `toolchain env` exports)."""
-    from shim import toolchain
+    from shim.toolchain import compiler as toolchain
 
     tc = toolchain.resolve(environ=scrubbed(dict(os.environ)))
     if not tc.ready:
@@ -80,7 +92,7 @@ def toolchain_env() -> dict[str, str]:
 
 def new_layout_env() -> dict[str, str]:
     """PATH/RUSTC/RUSTDOC/CARGO of NEW_LAYOUT_TOOLCHAIN, found through rustup; a missing one fails the run."""
-    from shim import toolchain
+    from shim.toolchain import compiler as toolchain
 
     fix = f"install it: rustup toolchain install {NEW_LAYOUT_TOOLCHAIN} --profile minimal --target wasm32-wasip1"
     environ = scrubbed(dict(os.environ))

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from shim.toolchain import compiler as toolchain
+
 from conftest import scrubbed
-from shim import toolchain
 
 FRESH_TOOLCHAIN = "1.99.1"  # the Makefile's FRESH_TOOLCHAIN: keep the two equal
 WASM = "wasm32-wasip1"

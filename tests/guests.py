@@ -1,9 +1,9 @@
-"""Plumbing for tests that run guests against the std facade (tests/test_facade.py, tests/test_observe.py).
+"""Plumbing for tests that run guests against the std facade (tests/toolchain/test_facade.py, tests/host/test_observe.py).
 
-The facade is built by shim.facade with the selected toolchain into a fresh cache per session; small guests
-are compiled against it for wasm32-wasip1 and linked as shim/build_script.py links a build script (an 8 MiB
+The facade is built by shim.toolchain.facade with the selected toolchain into a fresh cache per session; small guests
+are compiled against it for wasm32-wasip1 and linked as shim/build/script.py links a build script (an 8 MiB
 stack and `facade.LINK_ARGS`), and run under real wasmtime with WASI, the runner's preopens and the host
-functions of shim.host_process, shim.host_observe and shim.host_net, with the runner's call stack.
+functions of shim.host.process, shim.host.observe and shim.host.net, with the runner's call stack.
 
 A test module that uses the fixtures imports them by name (`from guests import compiler, sandbox, ...`).
 """
@@ -19,12 +19,19 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from conftest import scrubbed
-from shim import facade, host_files, host_net, host_observe, host_process, runner, toolchain
-from shim.replay import STACK_SIZE_ARG
-from shim.runctx import RunContext
+from shim.compile.argv import STACK_SIZE_ARG
+from shim.host import files as host_files
+from shim.host import net as host_net
+from shim.host import observe as host_observe
+from shim.host import process as host_process
+from shim.host.context import RunContext
+from shim.sandbox import engine
+from shim.toolchain import compiler as toolchain
+from shim.toolchain import facade
 
-# The link of a build script (shim/build_script.py): an 8 MiB stack and the facade's LINK_ARGS.
+from conftest import scrubbed
+
+# The link of a build script (shim/build/script.py): an 8 MiB stack and the facade's LINK_ARGS.
 LINK = tuple(arg for value in (STACK_SIZE_ARG, *facade.LINK_ARGS) for arg in ("-C", value))
 
 
@@ -115,7 +122,7 @@ class GuestTrapped(Exception):
 
 @dataclass
 class Sandbox:
-    """Runs WASI command modules with the runner's preopens (shim.runner.preopen_table: the package directory
+    """Runs WASI command modules with the runner's preopens (shim.build.run.preopen_table: the package directory
     read-only at its own path and as ".", OUT_DIR and a temp dir read-write at their host paths), an explicit
     environment, and the host functions (processes, reports, sockets, file modes) of one RunContext per run."""
 
@@ -136,14 +143,14 @@ class Sandbox:
 
     def run(self, wasm: Path, ctx: RunContext | None = None, granted: list[tuple[str, str, bool]] | None = None,
             **env: str) -> Ran:
-        """Run `wasm` with the runner's preopens plus `granted` ones (shim.enforce.preopens)."""
+        """Run `wasm` with the runner's preopens plus `granted` ones (shim.sandbox.enforce.preopens)."""
         ctx = ctx or self.context(**env)
         linker = wasmtime.Linker(self.engine)
         linker.define_wasi()
         processes = host_process.define(linker, ctx)
         host_observe.define(linker, ctx)
         net = host_net.define(linker, ctx, processes)
-        preopens = runner.preopen_table(ctx, granted or [])
+        preopens = engine.preopen_table(ctx, granted or [])
         host_files.define(linker, ctx, processes, preopens)
         out, err = Path(ctx.package_dir).parent / "stdout", Path(ctx.package_dir).parent / "stderr"
         wasi = wasmtime.WasiConfig()
@@ -170,7 +177,7 @@ class Sandbox:
 @pytest.fixture(scope="session")
 def sandbox(tc: toolchain.Toolchain, tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
     config = wasmtime.Config()
-    config.max_wasm_stack = runner.MAX_WASM_STACK  # the runner's call stack, for guests that recurse deeply
+    config.max_wasm_stack = engine.MAX_WASM_STACK  # the runner's call stack, for guests that recurse deeply
     return Sandbox(wasmtime.Engine(config), tc, tmp_path_factory.mktemp("runs"))
 
 

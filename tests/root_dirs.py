@@ -1,4 +1,4 @@
-"""A directory only root can write, for tests of shim.syslibs' rule (a library the linker finds in its default
+"""A directory only root can write, for tests of shim.confine.syslibs' rule (a library the linker finds in its default
 directories is trusted only when root's through and through): pytest's tmp_path is under /tmp, which every
 user may write, so it is made beside the checkout instead, and removed afterwards."""
 
@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from shim import syslibs
+from shim.confine import syslibs
 from shim.lexical import entries_on_the_way
 
 REPO = Path(__file__).resolve().parents[1]

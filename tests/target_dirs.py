@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from shim import layout
+from shim.cargo import layout
 
 # A `Running `...`` line of `cargo -v` that runs a build script: `build-script-build` (old), the new
 # layout's `out/build_script_build`, and custom names (`build = "build/main.rs"`: `build-script-main`).

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import bench_compat as bc
 import pytest
-from shim import replay_errors
+
+from shim.compile import replay_errors
+
+import bench_compat as bc
 
 REGISTRY = "registry+https://github.com/rust-lang/crates.io-index"
 

@@ -1,8 +1,8 @@
-//! The import table: the guest half of shim/abi.py's `ALL_IMPORTS` (`IMPORTS`, the process functions, then
+//! The import table: the guest half of shim/host/abi.py's `ALL_IMPORTS` (`IMPORTS`, the process functions, then
 //! `OBSERVE_IMPORTS`, then `NET_IMPORTS`, then `FILE_IMPORTS`), same names, same order, same module.
 //!
 //! Every parameter and result lowers to a wasm i32 (pointers and `usize` are 32 bits on wasm32).
-//! Change this file and shim/abi.py together, and bump the module's version when a signature changes.
+//! Change this file and shim/host/abi.py together, and bump the module's version when a signature changes.
 //! Safe wrappers live in host.rs; nothing else calls these directly. Unused constants stay: the table
 //! is complete on purpose.
 #![allow(dead_code)]
@@ -59,7 +59,7 @@ extern "C" {
     pub fn chmod(path: *const u8, path_len: usize, mode: u32) -> i32;
 }
 
-// Error codes (negative results), as in shim/abi.py.
+// Error codes (negative results), as in shim/host/abi.py.
 pub const E_DENIED: i32 = -1;
 pub const E_NOT_FOUND: i32 = -2;
 pub const E_INVALID: i32 = -3;

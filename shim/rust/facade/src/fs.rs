@@ -3,7 +3,7 @@
 //! lost its `+x` and tikv-jemalloc-sys's `config.status` failed with "Permission denied").
 //!
 //! The bits come from `metadata` (stat.rs asks the host for the real ones) and go through
-//! `set_permissions`, i.e. libc's `chmod`, which modes.rs sends to the host (shim/host_files.py): it sets
+//! `set_permissions`, i.e. libc's `chmod`, which modes.rs sends to the host (shim/host/files.py): it sets
 //! `mode & 0o777` (never setuid, setgid or sticky) on a file the run may write, and refuses anything else.
 //! Like std, only a regular file at `to` gets them; a copy whose bits already match is left alone.
 

@@ -138,7 +138,7 @@ impl Drop for Socket {
 
 type AddrRecord = [u8; ffi::ADDR_SIZE];
 
-/// `[family][0][port: u16 LE][16 address bytes]`, as shim/abi.py's `encode_addr`.
+/// `[family][0][port: u16 LE][16 address bytes]`, as shim/host/abi.py's `encode_addr`.
 fn encode_addr(addr: &SocketAddr) -> AddrRecord {
     let mut raw = [0u8; ffi::ADDR_SIZE];
     raw[2..4].copy_from_slice(&addr.port().to_le_bytes());

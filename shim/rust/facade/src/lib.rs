@@ -1,5 +1,5 @@
 //! cratecage's std facade: a crate named `std` that is the real std everywhere except where wasm32-wasip1
-//! lacks a capability the host can grant (shim/abi.py has the contract; notes/sandbox-experiments.md §1
+//! lacks a capability the host can grant (shim/host/abi.py has the contract; notes/sandbox-experiments.md §1
 //! the experiment behind it).
 //!
 //! Every crate compiled for the sandbox gets `--extern std=<this rlib>`, so `use std::process::Command`
@@ -10,7 +10,7 @@
 //! Local module names must never be names of std modules: a private `mod ffi` would shadow `std::ffi`
 //! and make it private to every user. Hence the `cratecage_` prefixes.
 //!
-//! Below std's API, stat.rs wraps libc's `stat` family at link time (shim/facade.py's `LINK_ARGS`) so that
+//! Below std's API, stat.rs wraps libc's `stat` family at link time (shim/toolchain/facade.py's `LINK_ARGS`) so that
 //! `fs::Metadata::permissions()` reports plausible bits instead of "read-only" for everything, and
 //! paths.rs gives every spelling of a path one meaning (`<manifest>/../VERSION` is
 //! `<workspace>/VERSION`) by replacing wasi-libc's weak `__wasilibc_find_relpath_alloc`, where every libc
@@ -31,9 +31,9 @@
 //! `std::net` (net.rs) replaces `TcpStream` and `ToSocketAddrs` the same way: connections and name lookups
 //! go to the host, which allows only the crate's granted routes.
 //!
-//! The code for building this crate is shim/facade.py; the host side of the imports is
-//! shim/host_process.py (processes), shim/host_observe.py (reports), shim/host_net.py (sockets) and
-//! shim/host_files.py (permission bits).
+//! The code for building this crate is shim/toolchain/facade.py; the host side of the imports is
+//! shim/host/process.py (processes), shim/host/observe.py (reports), shim/host/net.py (sockets) and
+//! shim/host/files.py (permission bits).
 #![no_std]
 
 extern crate std as real;

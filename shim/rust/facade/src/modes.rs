@@ -1,9 +1,9 @@
 //! File permission bits, which WASI preview 1 can neither report nor change, asked of the host
-//! (shim/host_files.py has the rules, shim/abi.py the imports `file_mode` and `chmod`).
+//! (shim/host/files.py has the rules, shim/host/abi.py the imports `file_mode` and `chmod`).
 //!
 //! wasm32-wasip1's std is the unix one over wasi-libc: `fs::set_permissions` calls libc's `chmod`, which
 //! wasi-libc answers with ENOSYS, and `fs::copy` never sets the copy's mode on wasi. Like stat.rs this
-//! works below std's API: shim/facade.py's `LINK_ARGS` wrap `chmod`, so `fs::set_permissions` (and C code)
+//! works below std's API: shim/toolchain/facade.py's `LINK_ARGS` wrap `chmod`, so `fs::set_permissions` (and C code)
 //! reach `__wrap_chmod` here, which sends the absolute normal path to the host; the host applies `mode &
 //! 0o777` to a regular file or directory the run may write, or refuses (errno EPERM for a denial, with
 //! the host's message in the audit and the build's denials). The facade's `fs::copy` (fs.rs) copies and

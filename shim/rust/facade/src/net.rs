@@ -1,6 +1,6 @@
 //! `std::net` for the sandbox: the real module, except `TcpStream` and `ToSocketAddrs`, whose connections
-//! and name lookups go to the host (import table in ffi.rs, contract in shim/abi.py, policy in
-//! shim/host_net.py). WASI preview 1 has no sockets of its own.
+//! and name lookups go to the host (import table in ffi.rs, contract in shim/host/abi.py, policy in
+//! shim/host/net.py). WASI preview 1 has no sockets of its own.
 //!
 //! A local item shadows the glob import, so `IpAddr`, `SocketAddr`, `Shutdown`, `AddrParseError`, ... are
 //! the real std's, and `TcpStream`/`ToSocketAddrs` are ours. The host connects only to the crate's

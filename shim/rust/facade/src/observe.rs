@@ -4,20 +4,20 @@
 //! directories inside the guest, and a path outside them fails without any host call (notes/
 //! sandbox-experiments.md §3); nor can it see which environment variables the guest looked for. So the
 //! guest says so: every failed filesystem access and every environment lookup that found nothing is sent to
-//! the host's `report` import (shim/abi.py has the payload format, shim/host_observe.py the host side).
+//! the host's `report` import (shim/host/abi.py has the payload format, shim/host/observe.py the host side).
 //! This is observation only: the preopens still do all the enforcing, and a guest that does not report
 //! gains nothing.
 //!
 //! In warn mode the runner preopens "/" read-only and passes the host's whole environment, so reads and
 //! lookups outside the grants succeed, and the host must learn of them to propose grants (`cratecage
-//! init`). It asks for that with `CRATECAGE_OBSERVE=all` in the guest's environment (shim/abi.py
+//! init`). It asks for that with `CRATECAGE_OBSERVE=all` in the guest's environment (shim/host/abi.py
 //! `OBSERVE_ENV`), read once through the unwrapped `__real_getenv`; then every successful read, stat,
 //! listing and lookup is reported too, marked "OK" (REPORT_ENV_FOUND for a variable). Successful writes
 //! never are: they can only land where the run may write anyway. In enforce mode a success costs one load
 //! of a flag.
 //!
 //! Like stat.rs, this works at link time, below std's API, so std's types stay untouched and Rust std, the
-//! libc crate and C code are all covered: shim/facade.py's `LINK_ARGS` pass `--wrap=<name>` to wasm-ld for
+//! libc crate and C code are all covered: shim/toolchain/facade.py's `LINK_ARGS` pass `--wrap=<name>` to wasm-ld for
 //! each wrapped libc function, which sends every call from outside the defining object file to
 //! `__wrap_<name>` here; `__real_<name>` is the original. A wrapper calls the original and reports when it
 //! failed (in warn mode also when a read, stat, listing or lookup succeeded). The wrapped functions (what
@@ -72,7 +72,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::R
 use crate::cratecage_ffi as ffi;
 use crate::cratecage_paths as paths;
 
-/// What a failed access tried to do (shim/abi.py `FS_OPS`).
+/// What a failed access tried to do (shim/host/abi.py `FS_OPS`).
 #[derive(Clone, Copy)]
 pub(crate) enum Op {
     Read,
@@ -132,9 +132,9 @@ const SUCCESSES_UNKNOWN: u8 = 0;
 const SUCCESSES_NO: u8 = 1;
 const SUCCESSES_YES: u8 = 2;
 
-/// The error field of a successful access (shim/abi.py `ACCESS_OK`).
+/// The error field of a successful access (shim/host/abi.py `ACCESS_OK`).
 const ACCESS_OK: &[u8] = b"OK";
-/// The variable and value by which the host asks for successes too (shim/abi.py `OBSERVE_ENV`, `OBSERVE_ALL`).
+/// The variable and value by which the host asks for successes too (shim/host/abi.py `OBSERVE_ENV`, `OBSERVE_ALL`).
 const OBSERVE_ENV: &CStr = c"CRATECAGE_OBSERVE";
 const OBSERVE_ALL: &[u8] = b"all";
 

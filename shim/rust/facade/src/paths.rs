@@ -5,7 +5,7 @@
 //! Why: wasi-libc resolves a path by taking the preopened directory whose guest path is the longest prefix
 //! of it and handing the rest, verbatim, to `path_open` & co. on that directory's fd. So
 //! `<manifest>/../VERSION` went to the package's preopen as `../VERSION`, which wasmtime refuses as an
-//! escape (EPERM), even when the policy grants `/ws/VERSION` and the runner preopened it (shim/fsview.py
+//! escape (EPERM), even when the policy grants `/ws/VERSION` and the runner preopened it (shim/confine/fsview.py
 //! `file_views`); and the report named `/ws/VERSION`, so the paste-ready entry asked for what was granted.
 //!
 //! How: every path function of wasi-libc (posix.c's `open`, `stat`, `opendir`, `linkat`, ..., preopens.c's
@@ -23,7 +23,7 @@
 //! is `/x`; here it is `OUT_DIR/x`. That is the sandbox-safe choice: a link the script planted (or found)
 //! cannot change what a path with `..` means, so a spelling names the same thing for the preopen choice,
 //! for the observation report (observe.rs) and for the policy (which matches grants on normalised text,
-//! policy/capabilities.py), and `canonicalize` answers for the same file (realpath.rs normalises first too).
+//! shim/policy/capabilities.py), and `canonicalize` answers for the same file (realpath.rs normalises first too).
 //! A link's own target is still followed physically, by wasmtime, inside its preopen.
 //!
 //! Kept from POSIX: a path that ends in `/`, `/.` or `/..` keeps a trailing `/` (it must be a directory);

@@ -1,5 +1,5 @@
 //! `std::process` for the sandbox: the whole public stable API of the real module, with every process
-//! operation sent to the host (import table in ffi.rs, contract in shim/abi.py), where the policy decides.
+//! operation sent to the host (import table in ffi.rs, contract in shim/host/abi.py), where the policy decides.
 //!
 //! Real crates (cc, autocfg, version_check, rustc_version, pkg-config) use this module unchanged, so
 //! it mirrors std's signatures and trait impls (notes/sandbox-experiments.md §5: a missing `Debug` for

@@ -1,4 +1,4 @@
-//! `realpath` for the sandbox, reached through `--wrap=realpath` (shim/facade.py LINK_ARGS) whatever the
+//! `realpath` for the sandbox, reached through `--wrap=realpath` (shim/toolchain/facade.py LINK_ARGS) whatever the
 //! sysroot's wasi-libc has. Debian's wasi-libc (2022), which cratecage's private wasm32-wasip1 sysroot links,
 //! has no `realpath`, so `std::fs::canonicalize` (std's unix fs over wasi-libc calls `realpath(path, NULL)`
 //! and `free`s the answer) would not link; rustup's newer wasi-libc has musl's, which fails for every

@@ -4,7 +4,7 @@
 //! refuses OUT_DIR as "not a writable directory".
 //!
 //! The fix is at link time, so std's own types stay untouched (a shadow `fs::Metadata` would not mix with
-//! `DirEntry::metadata()` or `File::metadata()`): shim/facade.py's `LINK_ARGS` pass `--wrap=<name>` to
+//! `DirEntry::metadata()` or `File::metadata()`): shim/toolchain/facade.py's `LINK_ARGS` pass `--wrap=<name>` to
 //! wasm-ld for wasi-libc's four `stat` entry points, which redirects every call to `__wrap_<name>` here;
 //! `__real_<name>` is the original. std 1.96 calls `stat` (`fs::metadata`), `lstat` (`symlink_metadata`,
 //! `DirEntry::metadata`) and `fstat` (`File::metadata`); `fstatat` serves C code and the libc crate.

@@ -21,17 +21,17 @@
 //!
 //! Sandbox differences, each the nearest thing std's documentation allows:
 //! - Panics: natively a build script unwinds (cargo ignores a profile's `panic` for build scripts); its
-//!   wasm copy is compiled with wasm32-wasip1's default, `panic=abort` (shim/replay.py drops any `-C panic`;
+//!   wasm copy is compiled with wasm32-wasip1's default, `panic=abort` (shim/compile/replay.py drops any `-C panic`;
 //!   unwinding in wasm needs the exception-handling proposal), so a panic in a closure ends the run, with
 //!   std's panic message, instead of reaching `join` as an `Err`. A script that recovers from a thread's
 //!   panic fails where natively it would not; one that unwraps `join()` fails either way.
 //! - `Builder::stack_size` is accepted and has no effect: the closure runs on the script's own stacks,
-//!   the 8 MiB linear-memory stack set at link (shim/replay.py's `STACK_SIZE_ARG`; placed first in memory,
-//!   so overflowing it traps) and wasmtime's call stack (shim/runner.py's `MAX_WASM_STACK`, 2 MiB,
+//!   the 8 MiB linear-memory stack set at link (shim/compile/replay.py's `STACK_SIZE_ARG`; placed first in memory,
+//!   so overflowing it traps) and wasmtime's call stack (shim/build/run.py's `MAX_WASM_STACK`, 2 MiB,
 //!   wasmtime's ceiling), where a wasm frame keeps its scalars. A stack of the requested size carved from
 //!   the heap would have nothing below it that traps (an overflow would silently overwrite heap data
 //!   instead of failing the run), and wasmtime's stack could not grow anyway. Together they hold about
-//!   what a native 3 MiB stack does (tests/test_facade_gaps.py: a recursion that overflows a default
+//!   what a native 3 MiB stack does (tests/toolchain/test_facade_gaps.py: a recursion that overflows a default
 //!   2 MiB thread natively fits; twice as deep, it stops the run as a stack overflow, never silently);
 //!   html5ever 0.26's request for 128 MiB is a margin its script does not need here.
 //! - The closure sees the spawning thread's `thread::current()` (its name, its id) and thread-locals.

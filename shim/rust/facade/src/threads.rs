@@ -1,4 +1,4 @@
-//! The pthread functions of the real std's threads, reached through `--wrap=pthread_*` (shim/facade.py
+//! The pthread functions of the real std's threads, reached through `--wrap=pthread_*` (shim/toolchain/facade.py
 //! LINK_ARGS): there are none.
 //!
 //! wasm32-wasip1 is single-threaded. Rust's std for it (1.9x) still links `std::thread::spawn` to

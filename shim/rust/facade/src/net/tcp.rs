@@ -1,4 +1,4 @@
-//! `TcpStream`: std's API over a host socket handle (shim/host_net.py decides and does the I/O). Clones
+//! `TcpStream`: std's API over a host socket handle (shim/host/net.py decides and does the I/O). Clones
 //! share the host socket, as dup'ed descriptors do: options and timeouts apply to all of them, and the
 //! socket closes when the last one is dropped.
 

@@ -159,7 +159,7 @@ impl Command {
         Child::connect(handle, [stdin, stdout, stderr])
     }
 
-    /// The spawn request, as shim/abi.py's `decode_request` reads it.
+    /// The spawn request, as shim/host/abi.py's `decode_request` reads it.
     fn encode(&self, modes: [u8; 3]) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         record(&mut out, ffi::TAG_PROGRAM, checked(&self.program)?);

@@ -14,7 +14,7 @@ pub struct ExitStatus {
 }
 
 impl ExitStatus {
-    /// The two i32s the host wrote (shim/abi.py `encode_status`).
+    /// The two i32s the host wrote (shim/host/abi.py `encode_status`).
     pub(super) fn from_host(kind: i32, value: i32) -> ExitStatus {
         ExitStatus { kind, value }
     }

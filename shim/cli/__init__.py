@@ -1,0 +1,1 @@
+"""The `cratecage` program: the entry point cargo runs, and the commands for people."""

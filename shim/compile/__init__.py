@@ -1,0 +1,1 @@
+"""Compiling for wasm32-wasip1: the confined wasm rustc, the replay of a crate's closure, its private dirs."""

@@ -1,0 +1,108 @@
+"""The audit trail: what each sandboxed run was granted, what it was refused, how it ended.
+
+Events are JSON lines in `<build dir>/cratecage/audit.jsonl` (`log_path`; `cargo clean` removes them), appended with one
+write each so parallel runs never interleave, and also logged through structlog (JSON on stderr with
+`CRATECAGE_LOG=json`). JSON escapes every control character, so text a script chose (paths, argv) cannot
+break a line of the log; `summary` shows it escaped (shim.untrusted). Every event names crate, version and kind; a grant event lists what the policy
+gave beyond the defaults and the entries (file:line) it came from; a denial names the capability, the
+exact target and the entry that would permit it; an output run, a file of the run's own output that a
+granted build driver ran (configure's `./conftest`) and how often; a connection (shim.host.net) names the granted route and
+the address it reached. `cratecage audit` summarises the last run of each crate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from shim.cargo import layout
+from shim.files import append_line
+from shim.host.context import RunContext
+from shim.untrusted import shown
+
+AUDIT_LOG = "audit.jsonl"
+RUN_ID = os.urandom(6).hex()  # one runner process is one run
+
+
+def _append(cc_dir: Path, event: dict[str, Any]) -> None:
+    try:
+        append_line(cc_dir / AUDIT_LOG, json.dumps(event))
+    except OSError:
+        pass
+    if os.environ.get("CRATECAGE_LOG", "").lower() == "json":
+        from shim.log import get_logger
+
+        fields = {k: v for k, v in event.items() if k != "event"}
+        get_logger("audit").info(event["event"], **fields)
+
+
+def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: str, seconds: float) -> None:
+    """All events of one finished run."""
+    base = {"crate": ctx.crate, "version": ctx.version, "kind": "build", "run": RUN_ID,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    granted = {k: list(v) for k, v in grant.permits.items()} if grant is not None else {}  # None: defaults
+    if granted or (grant is not None and grant.native):
+        _append(cc_dir, {**base, "event": "grant", "granted": granted, "mode": grant.mode,
+                         "entries": [str(e) for e in grant.entries]})
+    for spawn in ctx.spawns:
+        _append(cc_dir, {**base, "event": "spawn", "capability": "process-spawn", "program": spawn.program,
+                         "argv": list(spawn.argv)})
+    for run in ctx.output_runs:
+        _append(cc_dir, {**base, "event": "output-run", "capability": "process-spawn", "program": run.program,
+                         "started_by": run.started_by, "count": run.count})
+    for connection in ctx.connections:
+        _append(cc_dir, {**base, "event": "connection", "capability": "network-access",
+                         "route": connection.route, "address": connection.address})
+    for denial in ctx.denials:
+        _append(cc_dir, {**base, "event": "denial", "capability": denial.capability, "target": denial.target,
+                         "reason": denial.reason, "permit_with": denial.fix, "fatal": denial.fatal,
+                         "permitted": denial.permitted, "expected": denial.expected,
+                         "mode": grant.mode if grant is not None else "enforce"})
+    _append(cc_dir, {**base, "event": "run", "exit_code": exit_code, "seconds": round(seconds, 3),
+                     "message": message, "denials": len(ctx.denials)})
+
+
+def log_path(build_dir: Path) -> Path:
+    """The audit log of a build directory (shim.cargo.layout.state_dir)."""
+    return build_dir / layout.STATE_DIR / AUDIT_LOG
+
+
+def summary(log: Path) -> list[str]:
+    """Lines for `cratecage audit`: per crate, its last run with its grants and denials."""
+    events: list[dict[str, Any]] = []
+    for line in log.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    last: dict[tuple[str, str], int] = {}
+    for e in events:
+        if e.get("event") == "run":
+            last[(e["crate"], e["version"])] = e["run"]
+    lines = [f"{'crate':<24} {'version':<10} {'result':<9} {'seconds':>7}  grants / denials"]
+    for (crate, version), run in sorted(last.items()):
+        mine = [e for e in events if e.get("run") == run and e["crate"] == crate]
+        end = next(e for e in mine if e["event"] == "run")
+        result = "ok" if end["exit_code"] == 0 else f"exit {end['exit_code']}"
+        lines.append(f"{crate:<24} {version:<10} {result:<9} {end['seconds']:>7.2f}")
+        for e in mine:
+            if e["event"] == "grant":
+                for cap, items in sorted(e["granted"].items()):
+                    lines.append(f"    granted  {cap}: {', '.join(items)}  ({'; '.join(e['entries'])})")
+            elif e["event"] == "spawn":
+                lines.append(f"    ran      {' '.join(e['argv'])[:100]}")
+            elif e["event"] == "output-run":
+                lines.append(f"    ran      {e['program']} (built by this run; by {e['started_by']}, "
+                             f"{e['count']} time{'s' if e['count'] != 1 else ''})")
+            elif e["event"] == "connection":
+                lines.append(f"    used     {e['capability']}: {e['route']} ({e['address']})")
+            elif e["event"] == "denial":
+                verb = "refused " if e.get("expected") else "denied  "  # refused: as an explicit deny says
+                lines.append(f"    {verb} {e['capability']}: {e['target']}")
+    failed = sum(1 for (c, v), r in last.items()
+                 if any(e.get("run") == r and e["event"] == "run" and e["exit_code"] for e in events))
+    lines.append(f"{len(last)} build scripts ran as wasm in the sandbox, {failed} failed")
+    return [shown(line) for line in lines]  # targets and argv are the scripts' text (shim.untrusted)
