@@ -5,7 +5,7 @@
     append_line(path, line)    logs (trace, audit): one O_APPEND write per line, so parallel writers
                                never interleave
 
-and where the per-user cache is (`cache_root`: compiled modules, toolchains, verified compilers).
+and where the per-user cache is (`cache_root`, `cache_dir`: compiled modules, toolchains, verified compilers).
 
 Standard library only: the wrapper's fast path (shim.cargo.journal) writes through here.
 """
@@ -61,7 +61,12 @@ def cache_root(environ: Mapping[str, str] = os.environ) -> Path:
     """The per-user cache shared by all projects: `$CRATECAGE_CACHE_DIR`, else XDG's cache dir."""
     from pathlib import Path
 
+    return Path(cache_dir(environ))
+
+
+def cache_dir(environ: Mapping[str, str] = os.environ) -> str:
+    """`cache_root` as a string, for the wrapper's paths that cannot afford pathlib (~5 ms to import)."""
     if environ.get(CACHE_ENV):
-        return Path(environ[CACHE_ENV]).expanduser()
+        return os.path.expanduser(environ[CACHE_ENV])
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cratecage"
+    return os.path.join(base, "cratecage")

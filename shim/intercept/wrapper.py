@@ -84,7 +84,7 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
     if unit.kind in SANDBOXED:
         _require_wasm_toolchain(chain[-1], args, environ)
     if is_verbose_version(args):
-        return _version_with_our_line(chain + rustc_args, environ)
+        return _version_with_our_line(chain, rustc_args, environ)
     dropped: set[str] = set()
     if unit.kind != PROBE and outside_workspace(args):
         scrubbed = without_user_credentials(environ)
@@ -246,22 +246,35 @@ def _exec(cmd: list[str], environ: os._Environ[str] | dict[str, str]) -> int:
     return 127  # not reached
 
 
-def _version_with_our_line(cmd: list[str], environ: os._Environ[str] | dict[str, str]) -> int:
-    import subprocess
+def _version_with_our_line(chain: list[str], rustc_args: list[str],
+                           environ: os._Environ[str] | dict[str, str]) -> int:
+    """`rustc -vV` plus VERSION_LINE. A compiler run directly (no workspace or inner wrapper) answers
+    from shim.toolchain.verbose_version when it was asked before: no child on the build's critical path."""
+    full = _command(chain + rustc_args, environ)
+    direct = len(full) == len(chain) + len(rustc_args) and len(chain) == 1
+    out = None
+    if direct:
+        from shim.toolchain import verbose_version
 
-    full = _command(cmd, environ)
-    try:
-        done = subprocess.run(full, stdout=subprocess.PIPE, close_fds=False, check=False)
-    except OSError as err:
-        raise _cannot_run(full[0], err, environ) from None
-    out = done.stdout
-    if done.returncode == 0:
+        out = verbose_version.cached(chain[0], environ)
+    status = 0
+    if out is None:
+        import subprocess
+
+        try:
+            done = subprocess.run(full, stdout=subprocess.PIPE, close_fds=False, check=False)
+        except OSError as err:
+            raise _cannot_run(full[0], err, environ) from None
+        out, status = done.stdout, done.returncode
+        if direct and status == 0:
+            verbose_version.remember(chain[0], out, environ)
+    if status == 0:
         if out and not out.endswith(b"\n"):
             out += b"\n"
         out += VERSION_LINE.encode() + b"\n"
     sys.stdout.buffer.write(out)
     sys.stdout.flush()
-    return done.returncode
+    return status
 
 
 def _cannot_run(program: str, err: OSError, environ: os._Environ[str] | dict[str, str]) -> CratecageError:

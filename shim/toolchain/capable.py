@@ -13,15 +13,13 @@ toolchain, the proxy runs exactly `$RUSTUP_HOME/toolchains/<name>/bin/rustc` (ca
 past the proxy), so that binary's stamp answers; otherwise the compiler is asked every time. A stamp is
 written only when the compiler that answered is the binary it is named for, and read only when it says so
 (`binary`), so no proxy, wrapper script or older stamp can lend one toolchain's answer to another.
-Standard library only (no dataclasses/typing): the wrapper imports this before anything heavier.
+Standard library only (no dataclasses/typing), imported lazily (glob, shutil, hashlib): the wrapper's `rustc -vV`
+answer (shim.toolchain.verbose_version) names its cache file here.
 """
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import os
-import shutil
 
 from shim.files import cache_root
 
@@ -34,7 +32,11 @@ if False:  # typing only
 
 
 def _which(rustc: str, environ: Mapping[str, str]) -> str | None:
-    return shutil.which(rustc, path=environ.get("PATH")) if os.sep not in rustc else rustc
+    if os.sep in rustc:
+        return rustc
+    import shutil
+
+    return shutil.which(rustc, path=environ.get("PATH"))
 
 
 def rustup_home(environ: Mapping[str, str] = os.environ) -> str:
@@ -72,17 +74,21 @@ def compiler_binary(rustc: str, environ: Mapping[str, str] = os.environ) -> str 
     return os.path.realpath(program) if os.path.isfile(program) else None
 
 
-def _stamp_path(real: str) -> str | None:
+def stamp_name(real: str) -> str | None:
     try:
         st = os.stat(real)
     except OSError:
         return None
     ident = f"{real}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}"
+    import hashlib
+
     return hashlib.sha256(ident.encode()).hexdigest()[:24]
 
 
 def is_capable_sysroot(sysroot: str) -> bool:
     """A sysroot with a wasm32-wasip1 std: a private one cratecage finished, or rustup's target."""
+    import glob
+
     lib = os.path.join(sysroot, "lib", "rustlib", WASM_TARGET)
     return os.path.isfile(os.path.join(lib, COMPLETE_MARKER)) or bool(
         glob.glob(os.path.join(lib, "lib", "libstd-*.rlib"))
@@ -93,7 +99,7 @@ def verified(rustc: str, environ: Mapping[str, str] = os.environ) -> dict[str, s
     """What was remembered for the compiler binary `rustc` runs, if its wasm sysroot is still there:
     {"wasm_sysroot", "sysroot", "rustc" (real path), "verbose_version", "how", "binary"}."""
     real = compiler_binary(rustc, environ)
-    name = _stamp_path(real) if real else None
+    name = stamp_name(real) if real else None
     if name is None:
         return None
     try:
@@ -118,7 +124,7 @@ def remember(rustc: str, info: dict[str, str], environ: Mapping[str, str] = os.e
     """Remember a capable compiler, under the binary `rustc` runs, if that is the one that answered
     (`info["rustc"]`, the sysroot's bin/rustc): never for a proxy or wrapper that could run another."""
     real = compiler_binary(rustc, environ)
-    name = _stamp_path(real) if real else None
+    name = stamp_name(real) if real else None
     if name is None or os.path.realpath(info["rustc"]) != real:
         return
     import json
