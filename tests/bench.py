@@ -67,7 +67,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shim import toolchain  # noqa: E402  (needs ROOT on sys.path)
+from shim.toolchain import compiler as toolchain  # noqa: E402  (needs ROOT on sys.path)
 from shim.errors import CratecageError  # noqa: E402
 from shim.files import cache_root  # noqa: E402
 
