@@ -40,10 +40,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Final
 
 from shim.cargo.directives import OLD_PREFIX, Directive, lib_files, parse, parse_lines, renames, split_lib, split_search
-from shim.confine.syslibs import system_lib_problem
 from shim.lexical import inside
-from shim.confine import linkinput
-from shim.confine.elfcheck import LIBRARY_NAME
 from shim.env_names import loader_variable, tool_variable
 
 __all__ = ["Directive", "Rule", "RULES", "filter", "loader_variable", "parse", "parse_lines", "tool_variable"]
@@ -148,6 +145,8 @@ def _linkable(name: str, verbatim: frozenset[str]) -> bool:
     """Whether the linker could open the file `name` for some `-l`: lib*.a, lib*.so, lib*.so.*, or a
     `+verbatim` library's exact name; or for a shared object's DT_NEEDED (shim.confine.elfcheck.LIBRARY_NAME,
     which also allows ld-*.so*)."""
+    from shim.confine.elfcheck import LIBRARY_NAME
+
     return (name in verbatim or (name.startswith("lib") and (name.endswith(LINKABLE_SUFFIXES) or ".so." in name))
             or LIBRARY_NAME.fullmatch(name) is not None)
 
@@ -166,6 +165,8 @@ def search_dir_problem(directory: str, verbatim: frozenset[str] = frozenset(), t
         return ""  # nothing there for the linker to find
     except OSError as err:
         return f"cannot list the directory ({err.strerror})"
+    from shim.confine import linkinput  # with elfcheck and syslibs: only for the link directives (~3 ms a run)
+
     imports = bool(package) or linkinput.windows_target(target)
     for name in names:
         if _linkable(name, verbatim):
@@ -194,6 +195,9 @@ def _link_problem(path: str, package: str, hidden: tuple[str, ...]) -> str:
 def _lib_default(value: str, ctx: _Context) -> str:
     if renames(value):
         return "renames the library (`:NAME`), so the linker would open a name that was never checked"
+    from shim.confine import linkinput
+    from shim.confine.syslibs import system_lib_problem
+
     files = lib_files(value)
     for directory, problem in ctx.search_dirs.items():
         for file in files:

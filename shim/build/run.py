@@ -214,7 +214,7 @@ def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) ->
         ctx = context_from_env(environ, rustc, sysroot, tmp_dir)
         ctx.host_dir = host_dir
         if not environ.get(RERUN_ENV):  # how it ran, should a replay need it for wasm (shim.compile.script_rerun)
-            from shim.compile.script_rerun import record
+            from shim.compile.run_record import record
 
             record(wasm, rustc, sysroot, module_cache, environ)
         from shim.sandbox import enforce

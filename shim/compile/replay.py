@@ -53,7 +53,7 @@ from shim import trace
 from shim.cargo import env as compile_env
 from shim.cargo import journal, layout
 from shim.cargo.rustc_args import RustcArgs, parse
-from shim.compile import replay_errors, wasm_graph, wasm_rustc
+from shim.compile import wasm_graph, wasm_rustc
 from shim.compile.argv import ReplayError, wasm_argv
 from shim.compile.dirs import DEP_INFO_SUFFIX, CompileDirs, sha256_of
 from shim.files import atomic_write
@@ -336,6 +336,8 @@ class Replayer:
             if native and any(d.fatal for d in done.denials):
                 forget_native(rlib, args, entry.env.get("CARGO_PKG_NAME", ""))
             refused = " (refused at compile time, see the cratecage: lines above)" if done.denials else ""
+            from shim.compile import replay_errors  # only for a failure
+
             found = replay_errors.diagnose(done.stderr, replay_errors.target_dependencies(scope.manifest_dir))
             cause = "" if found.kind == replay_errors.OTHER else f"{found.cause}\n    "
             raise ReplayError(

@@ -7,10 +7,10 @@ its recorded compile (shim.cargo.journal) describe the host. Where a library's d
 the host's (shim.compile.wasm_graph.plan: the sign of target-specific code), its script is run again for wasm:
   - the module is the one cratecage compiled for the host run (the script is the same program for any
     target), run by the same runner under the crate's own policy, in the sandbox, with the environment
-    cargo gave the host run (`record`, written by shim.build.run for every run, documented variables only)
-    but `TARGET=wasm32-wasip1`, the wasm target's `CARGO_CFG_*` (`rustc --print cfg`), and a fresh
-    OUT_DIR of its own in the build's state directory (`<state>/wasm-out/<unit>/out`, beside an `output`
-    file shaped like cargo's, so shim.cargo.env reads its `rustc-env`);
+    cargo gave the host run (shim.compile.run_record, written by shim.build.run for every run, documented
+    variables only) but `TARGET=wasm32-wasip1`, the wasm target's `CARGO_CFG_*` (`rustc --print cfg`),
+    and a fresh OUT_DIR of its own in the build's state directory (`<state>/wasm-out/<unit>/out`, beside an
+    `output` file shaped like cargo's, so shim.cargo.env reads its `rustc-env`);
   - the replay then compiles with that OUT_DIR, and the `--cfg`s the host run printed replaced by those
     the wasm run printed (shim.compile.wasm_graph.replace_cfgs; feature cfgs stay).
 Once per host run, under a lock (build scripts compiled in parallel share the library): a stamp over the
@@ -32,8 +32,8 @@ import sys
 from typing import Mapping
 
 from shim.cargo import layout
+from shim.compile.run_record import record_path, run_unit
 
-RUNS_DIR = "runs"  # <state>/runs/<unit>.json: how the host run of a build script was started
 OUT_DIR_NAME = "wasm-out"  # <state>/wasm-out/<unit>/{out/,output,stamp}: its wasm run
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds shim/
 
@@ -41,30 +41,6 @@ if False:  # typing only
     from shim.cargo import journal
     from shim.compile import wasm_graph
     from shim.compile.replay import Replayer
-
-
-def run_unit(out_dir: str) -> str:
-    """`<pkg>-<H>` of a build-script run from its OUT_DIR: the old layout's `build/<pkg>-<H>/out`, the new
-    one's `build/<pkg>/<H>/out` (shim.cargo.layout.unit_name)."""
-    out = os.path.normpath(out_dir)
-    return layout.unit_name(out) if layout.unit_layout(out) == layout.NEW else os.path.basename(os.path.dirname(out))
-
-
-def record_path(out_dir: str, target: str | None = None) -> str:
-    """Where the record of the run with this OUT_DIR is; `target`: cargo's TARGET for the run, whose
-    `<triple>` level a `--target` build adds above the OUT_DIRs of the target's scripts (shim.cargo.layout)."""
-    return os.path.join(layout.state_dir(out_dir, target), RUNS_DIR, run_unit(out_dir) + ".json")
-
-
-def record(wasm: str, rustc: str, sysroot: str, module_cache: str, environ: Mapping[str, str]) -> None:
-    """For shim.build.run, before a run: the module and the documented variables cargo gave it."""
-    from shim.cargo.script_env import is_default_env
-    from shim.files import atomic_write
-
-    env = {k: v for k, v in environ.items() if is_default_env(k) and k != "TMPDIR"}
-    atomic_write(record_path(environ["OUT_DIR"], environ.get("TARGET")), json.dumps(
-        {"wasm": wasm, "rustc": rustc, "sysroot": sysroot, "module_cache": module_cache, "env": env},
-        sort_keys=True), make_parents=True)
 
 
 def target_cfg_env(cfg_lines: list[str]) -> dict[str, str]:

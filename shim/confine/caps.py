@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from typing import Final
+
+if False:  # typing only: landlock_exec imports this module, and starts faster without typing and re
+    from typing import Final
 
 __all__ = ["drop_all", "held"]
 

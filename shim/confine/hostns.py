@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Final
+
+if False:  # typing only: landlock_exec imports this module, and starts faster without typing and re
+    from typing import Final
 
 __all__ = ["NAMESPACES", "available", "separate"]
 

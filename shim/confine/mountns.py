@@ -28,7 +28,9 @@ import ctypes
 import errno
 import os
 import stat
-from typing import Final, Iterable
+
+if False:  # typing only: landlock_exec imports this module, and starts faster without typing and re
+    from typing import Final, Iterable
 
 __all__ = ["Unavailable", "read_only_outside"]
 

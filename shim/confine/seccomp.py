@@ -54,9 +54,11 @@ landlock.restrict has set. Only x86_64 and aarch64 are known; elsewhere the filt
 from __future__ import annotations
 
 import ctypes
-import platform
+import os
 import struct
-from typing import Final
+
+if False:  # typing only: landlock_exec imports this module, and starts faster without typing and re
+    from typing import Final
 
 _PR_SET_SECCOMP: Final = 22
 _SECCOMP_MODE_FILTER: Final = 2
@@ -146,7 +148,7 @@ class _SockFprog(ctypes.Structure):
 def program(machine: str | None = None, *, udp: bool = False) -> list[tuple[int, int, int, int]]:
     """The filter as (code, jt, jf, k) instructions for `machine` (default: this one). Jump offsets count
     from the next instruction; DENY is 13, ALLOW 14."""
-    arch, nr_socket, x32 = _ARCHES[(machine or platform.machine()).lower()]
+    arch, nr_socket, x32 = _ARCHES[(machine or os.uname().machine).lower()]
     return [
         (_LD_ABS_W, 0, 0, 4),                                 # 0: A = seccomp_data.arch
         (_JEQ_K, 1, 0, arch),                                 # 1: our ABI? -> 3
@@ -169,7 +171,7 @@ def program(machine: str | None = None, *, udp: bool = False) -> list[tuple[int,
 def metadata_program(machine: str | None = None) -> list[tuple[int, int, int, int]]:
     """The metadata filter for `machine`: EPERM for each of METADATA_SYSCALLS, the same ABI checks as
     `program`. With n calls: 5 + n is ALLOW, 6 + n DENY (a jump at j to t has offset t - j - 1)."""
-    machine = (machine or platform.machine()).lower()
+    machine = (machine or os.uname().machine).lower()
     arch, _nr_socket, x32 = _ARCHES[machine]
     numbers = sorted(METADATA_SYSCALLS[machine].values())
     n = len(numbers)
@@ -195,7 +197,7 @@ def host_calls_program(machine: str | None = None) -> list[tuple[int, int, int, 
         CLONE  A = args[0]; JSET CLONE_NEW* -> EPERM; RET ALLOW
                RET ERRNO|e                         (one per distinct errno, ascending)
     """
-    machine = (machine or platform.machine()).lower()
+    machine = (machine or os.uname().machine).lower()
     arch, _nr_socket, x32 = _ARCHES[machine]
     numbers = REFUSED_SYSCALLS[machine]
     rows = sorted((nr, name) for name, nr in numbers.items())
@@ -239,8 +241,8 @@ def refuse_host_calls() -> None:
 
 
 def _check_machine() -> None:
-    if platform.machine().lower() not in _ARCHES:
-        raise OSError(0, f"seccomp filter: unknown architecture {platform.machine()}")
+    if os.uname().machine.lower() not in _ARCHES:
+        raise OSError(0, f"seccomp filter: unknown architecture {os.uname().machine}")
 
 
 def _install(insns: list[tuple[int, int, int, int]]) -> None:

@@ -133,9 +133,13 @@ class RunContext:
 
     def host_scratch(self, prefix: str) -> str:
         """A fresh directory the guest and its children cannot reach, removed when the run ends."""
+        if self.host_dir:
+            from shim.files import fresh_dir
+
+            return fresh_dir(self.host_dir, prefix)
         import tempfile
 
-        return tempfile.mkdtemp(prefix=prefix, dir=self.host_dir or None)
+        return tempfile.mkdtemp(prefix=prefix)
 
     def deny(self, capability: str, target: str, reason: str, fix: str = "", *, fatal: bool = True,
              permitted: bool = False, expected: bool = False) -> Denial:

@@ -32,17 +32,19 @@ from __future__ import annotations
 import errno
 import ipaddress
 import math
-import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Collection, Final, Mapping, NoReturn
+from typing import TYPE_CHECKING, Callable, Collection, Final, Mapping, NoReturn
 
 import wasmtime
 
 from shim.host import abi
 from shim.host.context import Connection, RunContext
 from shim.host.process import GuestMemory, HostCallError, ProcessTable, define_imports, guarded
+
+if TYPE_CHECKING:  # socket is imported by the first call that needs it: most runs open none (~3 ms a run)
+    import socket
 
 if False:  # typing only: the policy package is imported only when a policy applies
     from shim.policy import Grant
@@ -68,14 +70,16 @@ ERRNO_CODES: Final[dict[int, int]] = {
     errno.ETIMEDOUT: abi.E_TIMED_OUT,
     errno.EAGAIN: abi.E_WOULD_BLOCK,
 }
-SHUTDOWN: Final[dict[int, int]] = {abi.SHUT_READ: socket.SHUT_RD, abi.SHUT_WRITE: socket.SHUT_WR,
-                                   abi.SHUT_BOTH: socket.SHUT_RDWR}
+# SHUT_* -> the name of socket's constant for that direction.
+SHUTDOWN: Final[dict[int, str]] = {abi.SHUT_READ: "SHUT_RD", abi.SHUT_WRITE: "SHUT_WR", abi.SHUT_BOTH: "SHUT_RDWR"}
 
 Resolver = Callable[[str, int], list[str]]
 
 
 def lookup(name: str, port: int) -> list[str]:
     """The addresses `name` resolves to for a TCP connection, in the resolver's order, without repeats."""
+    import socket
+
     infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]).partition("%")[0] for info in infos))
 
@@ -151,23 +155,31 @@ class Socket:
 
     def close(self) -> None:
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes a call blocked on it in another thread
+            self.sock.shutdown(_socket_constant("SHUT_RDWR"))  # wakes a call blocked on it in another thread
         except OSError:
             pass
         self.sock.close()
 
 
-def _sockopt(level: int, name: int) -> tuple[Callable[[Socket], int], Callable[[Socket, int], None]]:
-    return (lambda s: s.sock.getsockopt(level, name),
-            lambda s, value: s.sock.setsockopt(level, name, value))
+def _socket_constant(name: str) -> int:
+    """socket's constant `name`, imported at the first use."""
+    import socket
+
+    return getattr(socket, name)
+
+
+def _sockopt(level: str, name: str) -> tuple[Callable[[Socket], int], Callable[[Socket, int], None]]:
+    """Get and set of socket option `name` at `level`, both named as socket's constants."""
+    return (lambda s: s.sock.getsockopt(_socket_constant(level), _socket_constant(name)),
+            lambda s, value: s.sock.setsockopt(_socket_constant(level), _socket_constant(name), value))
 
 
 # OPT_* -> (get, set): what `net_get_option`/`net_set_option` read and change.
 OPTIONS: Final[dict[int, tuple[Callable[[Socket], int], Callable[[Socket, int], None]]]] = {
     abi.OPT_READ_TIMEOUT: (lambda s: _ms(s.read_timeout), lambda s, v: setattr(s, "read_timeout", _seconds(v))),
     abi.OPT_WRITE_TIMEOUT: (lambda s: _ms(s.write_timeout), lambda s, v: setattr(s, "write_timeout", _seconds(v))),
-    abi.OPT_NODELAY: _sockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
-    abi.OPT_TTL: _sockopt(socket.IPPROTO_IP, socket.IP_TTL),
+    abi.OPT_NODELAY: _sockopt("IPPROTO_TCP", "TCP_NODELAY"),
+    abi.OPT_TTL: _sockopt("IPPROTO_IP", "IP_TTL"),
     abi.OPT_NONBLOCKING: (lambda s: int(s.nonblocking), lambda s, v: setattr(s, "nonblocking", bool(v))),
 }
 
@@ -198,6 +210,8 @@ class NetTable:
         route = self.admit(ip, port)
         if len({id(s) for s in self.handles.values()}) >= MAX_SOCKETS:
             raise HostCallError(abi.E_IO, f"cratecage: more than {MAX_SOCKETS} open sockets")
+        import socket
+
         sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM)
         opened = Socket(sock, (ip, port))
         try:
@@ -214,7 +228,7 @@ class NetTable:
         mem.check(buf, size)
         if size == 0:
             return 0
-        data = self._io(s, s.read_timeout, lambda: s.sock.recv(size, socket.MSG_PEEK if peek else 0),
+        data = self._io(s, s.read_timeout, lambda: s.sock.recv(size, _socket_constant("MSG_PEEK") if peek else 0),
                         abi.E_WOULD_BLOCK, "read")
         mem.write(buf, data)
         return len(data)
@@ -230,7 +244,7 @@ class NetTable:
         s = self._socket(handle)
         if how not in SHUTDOWN:
             raise HostCallError(abi.E_INVALID, f"cratecage: unknown shutdown direction {how}")
-        self._io(s, None, lambda: s.sock.shutdown(SHUTDOWN[how]), abi.E_IO, "shutdown")
+        self._io(s, None, lambda: s.sock.shutdown(_socket_constant(SHUTDOWN[how])), abi.E_IO, "shutdown")
         return 0
 
     def abi_net_set_option(self, mem: GuestMemory, handle: int, option: int, value: int) -> int:
@@ -355,7 +369,7 @@ class NetTable:
         s.sock.settimeout(0.0 if s.nonblocking else budget)
         try:
             return op()
-        except socket.timeout:
+        except TimeoutError:  # socket.timeout
             if wanted is not None and budget == wanted:
                 raise HostCallError(timeout_code, f"cratecage: {what} timed out") from None
             raise HostCallError(abi.E_TIMED_OUT, f"cratecage: {what} was stopped at the build script's time "

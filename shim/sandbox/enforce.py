@@ -27,10 +27,9 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from shim.host import abi
-from shim.host.context import RunContext
-
-if False:  # typing only: the policy package is imported only when a policy or curated entry applies
+if False:  # typing only. The policy package is imported only when a policy or curated entry applies; the
+    # host's ABI and run context only by a run (a wasm compile asks `grant` alone).
+    from shim.host.context import RunContext
     from shim.policy import Grant, Policy
 
 
@@ -205,6 +204,8 @@ def env_extra(grant: Grant | None, ctx: RunContext) -> dict[str, str]:
     if grant is None:
         return {}
     if warn_mode(grant):
+        from shim.host import abi
+
         return {**{k: v for k, v in ctx.host_env.items() if k not in ctx.env}, abi.OBSERVE_ENV: abi.OBSERVE_ALL}
     return {k: v for k, v in ctx.host_env.items() if grant.allows_env(k)}
 
@@ -242,6 +243,8 @@ def _fs_denial(ctx: RunContext, grant: Grant | None, kind: str, op: str, path: s
     write = op == "write"
     own = [ctx.package_dir, ctx.out_dir, ctx.tmp_dir]
     fatal = op != "stat"  # testing whether a path exists is not using it
+    from shim.host import abi
+
     if errno == abi.ACCESS_OK:  # warn mode: it worked; would it have without warn mode?
         if _covered(path, own) or grant is None or grant.allows_read(path) or grant.allows_write(path):
             return

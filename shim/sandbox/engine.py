@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shim.files import fresh_dir
 from shim.host.context import RunContext
 from shim.limits import Limits
 
@@ -413,4 +413,5 @@ def make_run_dir(cratecage_dir: str) -> str:
     tag_build_state(cratecage_dir)  # other crates' journal, audit and wasm rlibs: hidden from every run
     base = os.path.join(cratecage_dir, "tmp")
     os.makedirs(base, exist_ok=True)
-    return tempfile.mkdtemp(prefix="run-", dir=base)
+    return fresh_dir(base, "run-")
+
