@@ -35,6 +35,8 @@ from __future__ import annotations
 import os
 
 if False:  # typing only: importing typing costs ~10 ms on the pass-through fast path
+    from typing import Callable
+
     from shim.cargo.rustc_args import RustcArgs
 
 OLD, NEW = "old", "new"
@@ -86,14 +88,21 @@ def profile_dir(out_dir: str) -> str:
 def locked_profile(out_dir: str) -> str | None:
     """The nearest directory at or above `out_dir` (MAX_WALK at most) holding cargo's build lock, which
     cargo holds while it builds: None for a directory no cargo is building in."""
-    here = os.path.abspath(out_dir)
-    for _ in range(MAX_WALK):
-        if any(os.path.exists(os.path.join(here, m)) for m in PROFILE_MARKERS):
+    return _nearest_marked(os.path.abspath(out_dir), PROFILE_MARKERS, os.path.exists, MAX_WALK)
+
+
+def _nearest_marked(start: str, markers: tuple[str, ...], present: Callable[[str], bool],
+                    limit: int | None = None) -> str | None:
+    """`start` or the nearest directory above it (`limit` directories looked at, at most) holding one of
+    `markers`, as `present` judges a path; None when none does."""
+    here, looked = start, 0
+    while limit is None or looked < limit:
+        if any(present(os.path.join(here, m)) for m in markers):
             return here
         parent = os.path.dirname(here)
         if parent == here:
             break
-        here = parent
+        here, looked = parent, looked + 1
     return None
 
 
@@ -107,14 +116,9 @@ def cargo_output_of(path: str) -> str | None:
     nearest one above it holding a marker (OUTPUT_MARKERS), however deep (another crate's OUT_DIR, deps/, a
     build-script launcher); None elsewhere."""
     for start in dict.fromkeys((os.path.normpath(os.path.abspath(path)), os.path.realpath(path))):
-        here = start
-        while True:
-            if any(os.path.lexists(os.path.join(here, m)) for m in OUTPUT_MARKERS):
-                return here
-            parent = os.path.dirname(here)
-            if parent == here:
-                break
-            here = parent
+        found = _nearest_marked(start, OUTPUT_MARKERS, os.path.lexists)
+        if found is not None:
+            return found
     return None
 
 
