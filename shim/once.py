@@ -19,10 +19,11 @@ pass-through path.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
+
+from shim.digest import sha256_hex
 
 if False:  # typing only
     from typing import Mapping, TextIO
@@ -131,7 +132,7 @@ def first(identity: str, environ: Mapping[str, str] = os.environ, root: str | No
         return True
     else:
         _sweep(base, run)  # a new run: its first unit clears away the runs that are over
-    marker = os.path.join(here, hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32])
+    marker = os.path.join(here, sha256_hex(identity.encode("utf-8", "surrogateescape"))[:32])
     try:
         os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:

@@ -13,8 +13,8 @@ toolchain, the proxy runs exactly `$RUSTUP_HOME/toolchains/<name>/bin/rustc` (ca
 past the proxy), so that binary's stamp answers; otherwise the compiler is asked every time. A stamp is
 written only when the compiler that answered is the binary it is named for, and read only when it says so
 (`binary`), so no proxy, wrapper script or older stamp can lend one toolchain's answer to another.
-Standard library only (no dataclasses/typing), imported lazily (glob, shutil, hashlib): the wrapper's `rustc -vV`
-answer (shim.toolchain.verbose_version) names its cache file here.
+Standard library only (no dataclasses/typing), imported lazily (glob, shutil, shim.digest): the wrapper's
+`rustc -vV` answer (shim.toolchain.verbose_version) names its cache file here.
 """
 
 from __future__ import annotations
@@ -80,9 +80,9 @@ def stamp_name(real: str) -> str | None:
     except OSError:
         return None
     ident = f"{real}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}"
-    import hashlib
+    from shim.digest import sha256_hex
 
-    return hashlib.sha256(ident.encode()).hexdigest()[:24]
+    return sha256_hex(ident.encode())[:24]
 
 
 def is_capable_sysroot(sysroot: str) -> bool:

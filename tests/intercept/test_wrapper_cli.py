@@ -11,6 +11,7 @@ import pytest
 
 import shim
 from shim import VERSION_LINE
+from shim.cli.image import FAST_PATH
 
 from conftest import WRAPPER, scrubbed
 
@@ -172,6 +173,8 @@ def test_a_pass_through_compile_imports_nothing_heavy(rustc: str, tmp_path: Path
     shim_dir = Path(shim.__file__).parent
     rooms = {m.split(".")[1] for m in imported if m.startswith("shim.") and (shim_dir / m.split(".")[1]).is_dir()}
     assert rooms <= set(FAST_PATH_ROOMS), rooms
+    # the launcher's image (shim.cli.image) holds exactly what the fast path imports
+    assert {m for m in imported if m == "shim" or m.startswith("shim.")} == set(FAST_PATH)
 
 
 @pytest.mark.parametrize("name, credential", [
