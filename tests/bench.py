@@ -40,9 +40,10 @@ toolchain, the compiler check), so that no first round pays for it. Then:
 
 A no-op rebuild is not measured: cargo makes no rustc calls when everything is fresh, so the wrapper never
 runs and the comparison would measure nothing. Targets (from the issue): median pass-through overhead
-<= 15 ms per call, 50-crate clean-build ratio <= 1.10, median runner overhead <= 100 ms per build-script
-run; the popular-crates ratio has no target and is just printed. Targets are reported as PASS/FAIL; the
-exit status is 0 either way (this is a report) unless something fails to build or run (exit 1).
+<= 10 ms per call (and, since most of that is starting Python, which the section measures side by side,
+<= 2 ms above the interpreter's own start), 50-crate clean-build ratio <= 1.10, median runner overhead
+<= 100 ms per build-script run; the popular-crates ratio has no target and is just printed. Targets are
+reported as PASS/FAIL; the exit status is 0 either way (this is a report) unless something fails to build or run (exit 1).
 
 Standard library only. Workspaces go under target/bench/ (git-ignored).
 """
@@ -75,7 +76,8 @@ import bench_compat  # noqa: E402  (tests/, on sys.path as the script's director
 
 WRAPPER = ROOT / ".venv" / "bin" / "cratecage"
 BENCH_DIR = ROOT / "target" / "bench"
-MAX_OVERHEAD_MS = 15.0
+MAX_OVERHEAD_MS = 10.0  # issue 12, on a machine where `python -S -I -c pass` starts in 8 ms
+MAX_ABOVE_INTERPRETER_MS = 2.0  # the same target with this machine's interpreter start taken out
 MAX_BUILD_RATIO = 1.10
 MAX_RUNNER_OVERHEAD_MS = 100.0
 CRATES = 50
@@ -347,8 +349,18 @@ def bench_confined(env: dict[str, str], n: int) -> list[Comparison]:
     return rows
 
 
-def bench_passthrough(env: dict[str, str], n: int) -> tuple[list[Comparison], Comparison]:
-    """Per-call cost on small library compiles, and on `rustc -vV`."""
+def launcher_interpreter() -> str:
+    """The Python the launcher starts (its `#!` line): the floor under every wrapped call."""
+    first = WRAPPER.read_text().splitlines()[0]
+    if not first.startswith("#!"):
+        raise BenchError(f"{WRAPPER} is not a cratecage launcher (no `#!` line)")
+    return first[2:].split()[0]
+
+
+def bench_passthrough(env: dict[str, str], n: int) -> tuple[list[Comparison], Comparison, Comparison]:
+    """Per-call cost on small library compiles, on `rustc -vV`, and the interpreter's own start-up
+    (`/bin/true` vs `python -S -c pass`, the launcher's Python) measured the same way: the part of the
+    overhead no Python wrapper can avoid on this machine."""
     rustc = env["RUSTC"]
     work = BENCH_DIR / "calls"
     shutil.rmtree(work, ignore_errors=True)
@@ -367,7 +379,11 @@ def bench_passthrough(env: dict[str, str], n: int) -> tuple[list[Comparison], Co
         compiles.append(compare_call(f"lib {name}", rustc, args_for, env, n))
     progress(f"  rustc -vV x{n} pairs")
     version = compare_call("rustc -vV", rustc, lambda side: ["-vV"], env, n)
-    return compiles, version
+    python = launcher_interpreter()
+    progress(f"  interpreter start ({python} -S -c pass vs /bin/true) x{n} pairs")
+    interpreter = Comparison("python -S start", *alternate(lambda: timed_run(["/bin/true"], env),
+                                                           lambda: timed_run([python, "-S", "-c", "pass"], env), n))
+    return compiles, version, interpreter
 
 
 # -- 2. clean build of a generated 50-crate workspace -----------------------------------------------------
@@ -1028,6 +1044,7 @@ class Results:
 
     calls: list[Comparison] | None = None
     version: Comparison | None = None
+    interpreter: Comparison | None = None
     build: Comparison | None = None
     build_info: dict | None = None
     runner: Comparison | None = None
@@ -1069,10 +1086,17 @@ def report(r: Results) -> dict:
     if r.calls and r.version:
         all_calls = pooled("all lib compiles", r.calls)
         overhead = all_calls.summary()["overhead_median_s"] * 1000
-        print_calls_table([*r.calls, all_calls, r.version])
+        print_calls_table([*r.calls, all_calls, r.version, *([r.interpreter] if r.interpreter else [])])
         checks["passthrough_overhead_ms"] = check(overhead, MAX_OVERHEAD_MS)
         lines.append(f"  {verdict(overhead <= MAX_OVERHEAD_MS)}  median pass-through overhead {overhead:.1f} ms "
                      f"per call (target <= {MAX_OVERHEAD_MS:.0f} ms)")
+        if r.interpreter:
+            start = r.interpreter.summary()["overhead_median_s"] * 1000
+            above = overhead - start
+            checks["passthrough_above_interpreter_ms"] = check(above, MAX_ABOVE_INTERPRETER_MS)
+            lines.append(f"  {verdict(above <= MAX_ABOVE_INTERPRETER_MS)}  of which {start:.1f} ms is starting "
+                         f"Python (python -S -c pass vs /bin/true) and {above:.1f} ms the wrapper's own work "
+                         f"(target <= {MAX_ABOVE_INTERPRETER_MS:.0f} ms)")
     if r.build and r.build_info:
         print("\n  50-crate workspace, clean build")
         print_build_table(r.build)
@@ -1152,6 +1176,8 @@ def results_json(args, env, r: Results, checks, edited: list[str]) -> dict:
         data["passthrough"] = [c.summary() | {"raw": asdict(c)} for c in r.calls]
         data["passthrough_all"] = pooled("all lib compiles", r.calls).summary()
         data["version_query"] = r.version.summary() | {"raw": asdict(r.version)}
+        if r.interpreter:
+            data["interpreter_start"] = r.interpreter.summary() | {"raw": asdict(r.interpreter)}
     if r.build:
         data["clean_build"] = r.build.summary() | {"raw": asdict(r.build), "workspace": r.build_info}
     if r.runner:
@@ -1202,7 +1228,7 @@ def run_sections(args, env: dict[str, str]) -> Results:
     r = Results()
 
     def passthrough() -> None:
-        r.calls, r.version = bench_passthrough(env, args.calls)
+        r.calls, r.version, r.interpreter = bench_passthrough(env, args.calls)
 
     def confined() -> None:
         r.confined = bench_confined(env, args.calls)
