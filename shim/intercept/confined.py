@@ -159,13 +159,17 @@ def granted_search_paths(environ: dict[str, str]) -> list[str]:
 
     try:
         from shim.cargo.workspace import policy_may_apply
+
+        # first, as it raises where the workspace is unknown (nothing granted then), before the policy
+        # package's ~35 ms of imports
+        applies = policy_may_apply("build", "*", environ)
         from shim.policy import curated
         from shim.sandbox import enforce
         from shim.startup import enable_site_packages
 
         enable_site_packages()
         entries = [*curated.entries()]
-        if policy_may_apply("build", "*", environ):
+        if applies:
             entries += enforce.load(environ)[0].entries
     except CratecageError:
         return []
