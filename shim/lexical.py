@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import Iterator
+
+if False:  # typing only: the checking linker (shim.confine.linkcheck) imports this module in every link
+    from typing import Iterator
 
 
 def normal_path(path: str) -> str:
@@ -70,3 +72,12 @@ def inside(path: str, root: str) -> bool:
         return False
     path = os.path.normpath(path)
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def prefix_match(pattern: str, target: str) -> bool:
+    """Exact, or a prefix when the pattern ends in `*`. A `*` never matches across a `..` path segment,
+    so `/opt/lib/*` cannot reach `/opt/lib/../../etc`. (The policy's items match so, shim.policy.capabilities;
+    here for a confined link's granted search paths, which cannot afford the policy package's imports.)"""
+    if pattern.endswith("*"):
+        return target.startswith(pattern[:-1]) and ".." not in target.split("/")
+    return pattern == target

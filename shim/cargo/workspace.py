@@ -24,9 +24,10 @@ root at all (`workspace_root_if_known`). The runner pins both for the programs a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Mapping
+
+if False:  # typing only: a confined compile (shim.intercept.confined) imports this module on every call
+    from typing import Final, Mapping
 
 from shim.errors import UsageError
 
@@ -41,14 +42,26 @@ class WorkspaceUnknown(UsageError):
     """The workspace of this build (and so its policy) cannot be determined."""
 
 
-@dataclass(frozen=True)
 class Proc:
     """One process of the ancestor chain: argv, working directory (None: unreadable) and the identity
-    (st_dev, st_ino) of its executable (None: unreadable)."""
+    (st_dev, st_ino) of its executable (None: unreadable). A slotted class, not a dataclass: dataclasses
+    and typing cost a confined compile ~10 ms of imports."""
 
-    cmdline: tuple[str, ...]
-    cwd: str | None
-    exe: tuple[int, int] | None
+    __slots__ = ("cmdline", "cwd", "exe")
+
+    def __init__(self, cmdline: tuple[str, ...], cwd: str | None, exe: tuple[int, int] | None) -> None:
+        self.cmdline, self.cwd, self.exe = cmdline, cwd, exe
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Proc:
+            return NotImplemented
+        return (self.cmdline, self.cwd, self.exe) == (other.cmdline, other.cwd, other.exe)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.cmdline, self.cwd, self.exe))
+
+    def __repr__(self) -> str:
+        return f"Proc(cmdline={self.cmdline!r}, cwd={self.cwd!r}, exe={self.exe!r})"
 
 
 def _file_id(path: str) -> tuple[int, int] | None:

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
-from typing import Callable, Final
 
-Reader = Callable[[int, int], bytes]  # (offset, length) -> at most `length` bytes of the file or member
+if False:  # typing only: the checking linker (shim.confine.linkcheck) imports this module in every link
+    from typing import Callable, Final
+
+    Reader = Callable[[int, int], bytes]  # (offset, length) -> at most `length` bytes of the file or member
 
 ET_REL: Final = 1
 ET_DYN: Final = 3
@@ -91,15 +92,14 @@ LIBRARY_NAME: Final = re.compile(r"(lib|ld-)[A-Za-z0-9_+.-]*\.so(\.[0-9]+)*")
 MAX_SECTIONS: Final = 1 << 22
 
 
-@dataclass(frozen=True)
 class Section:
-    name: str
-    type: int
-    addr: int
-    offset: int
-    size: int
-    link: int
-    entsize: int
+    """One section header of an ELF file."""
+
+    __slots__ = ("name", "type", "addr", "offset", "size", "link", "entsize")
+
+    def __init__(self, name: str, type: int, addr: int, offset: int, size: int, link: int, entsize: int) -> None:
+        self.name, self.type, self.addr, self.offset = name, type, addr, offset
+        self.size, self.link, self.entsize = size, link, entsize
 
 
 class Malformed(Exception):

@@ -14,7 +14,6 @@ Only runs after a failure, so it may import what it likes.
 
 from __future__ import annotations
 
-import json
 import os
 
 # rustc's words for a source file it could not open (`include!`, `include_str!`, `include_bytes!`, `#[path]
@@ -77,6 +76,8 @@ def _messages(line: str) -> list[str]:
     """The message texts of one stderr line: a JSON diagnostic's message and its children's, or the line
     itself without rustc's `error: ` prefix."""
     if line.startswith("{"):
+        import json  # only after a failed compile: the call itself needs none
+
         try:
             diagnostic = json.loads(line)
         except ValueError:

@@ -56,9 +56,13 @@ import re
 import stat
 import struct
 import sys
-from typing import Final
 
-from shim.confine.elfcheck import ET_DYN, ET_REL, Reader, contents_problem
+from shim.confine.elfcheck import ET_DYN, ET_REL, contents_problem
+
+if False:  # typing only: the checking linker (shim.confine.linkcheck) imports this module in every link
+    from typing import Final
+
+    from shim.confine.elfcheck import Reader
 
 ELF_MAGIC: Final = b"\x7fELF"
 AR_MAGIC: Final = b"!<arch>\n"

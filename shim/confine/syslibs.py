@@ -25,7 +25,6 @@ import glob
 import os
 import stat
 
-from shim.cargo.directives import lib_files, renames, split_lib
 from shim.lexical import entries_on_the_way
 
 if False:  # typing only
@@ -97,6 +96,8 @@ def found(files: Iterable[str], dirs: Iterable[str] | None = None) -> bool:
 def plain_lib(value: str) -> bool:
     """Whether a `rustc-link-lib`/`-l` value names a library plainly: a kind the linker searches by name
     (none, `static`, `dylib`), a plain name, no `+verbatim`, no `:RENAME`."""
+    from shim.cargo.directives import lib_files, renames, split_lib  # not in the checking linker's imports
+
     return not renames(value) and "+verbatim" not in split_lib(value)[1] and bool(lib_files(value))
 
 
@@ -108,6 +109,8 @@ def system_lib_problem(value: str, printed: tuple[str, ...] = (), system_dirs: t
     `must_exist`, there is one; else why not."""
     if not plain_lib(value):
         return "library not found in a search path inside OUT_DIR or the package, and not a plain library name"
+    from shim.cargo.directives import split_lib
+
     name = split_lib(value)[2]
 
     files = (f"lib{name}.so", f"lib{name}.a")  # with -Bdynamic the linker falls back to the archive

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Final
 
 from shim.cargo.directives import CARGO_KEYS
-from shim.lexical import normal_path
+from shim.lexical import normal_path, prefix_match
 
 _HOSTNAME_RE: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
@@ -33,18 +33,6 @@ def _expand_home(raw: str) -> str:
     if expanded.startswith("~"):
         raise ValueError(f"cannot expand {raw!r}: no such user or HOME is not set")
     return expanded
-
-
-def _no_dotdot(target: str) -> bool:
-    return ".." not in target.split("/")
-
-
-def prefix_match(pattern: str, target: str) -> bool:
-    """Exact, or a prefix when the pattern ends in `*`. A `*` never matches across a `..` path segment,
-    so `/opt/lib/*` cannot reach `/opt/lib/../../etc`."""
-    if pattern.endswith("*"):
-        return target.startswith(pattern[:-1]) and _no_dotdot(target)
-    return pattern == target
 
 
 # -- paths: a granted path is a tree ------------------------------------------------------------------------

@@ -165,3 +165,28 @@ def test_a_confined_link_polices_the_search_paths_nobody_granted(tmp_path: Path)
                  "-L", f"dependency={tmp_path}/deps"]
     for other in (a_library, no_native):
         assert confined_compile._check_link(rustc_args.parse(other), str(scratch), {**env}, Grants([], [], [])) == ""
+
+
+def test_the_curated_search_paths_are_cached_under_the_identity_of_what_decides_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no policy applies, the curated defaults' search paths come from the per-user cache, kept under
+    cratecage's version and the identity of curated.toml and the code that reads it; a cache of another
+    identity is read again and replaced. Where the workspace is unknown, nothing is granted, cached or not."""
+    from shim.intercept import confined as confined_compile
+    from shim.policy import curated
+
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n')
+    env = {"PATH": "/usr/bin:/bin", "CRATECAGE_WORKSPACE_ROOT": str(tmp_path / "ws"),
+           "CRATECAGE_CACHE_DIR": str(tmp_path / "cache")}
+    fresh = confined_compile._search_paths(list(curated.entries()))
+    cache = tmp_path / "cache" / confined_compile.CURATED_PATHS_CACHE
+    assert fresh and confined_compile.granted_search_paths(env) == fresh and cache.is_file()
+    ident = confined_compile._curated_identity()
+    cache.write_text(f"{ident}\0\0/served/from/the/cache")
+    assert confined_compile.granted_search_paths(env) == ["/served/from/the/cache"]
+    monkeypatch.setattr(confined_compile, "_curated_identity", lambda: f"{ident} changed")
+    assert confined_compile.granted_search_paths(env) == fresh
+    assert cache.read_text() == f"{ident} changed\0\0" + "\n".join(fresh)
+    unknown = {k: v for k, v in env.items() if k != "CRATECAGE_WORKSPACE_ROOT"}
+    assert confined_compile.granted_search_paths(unknown) == []
