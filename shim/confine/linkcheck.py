@@ -227,7 +227,31 @@ def install(directory: str, linker: str) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(temp, path)
+    _write_bytecode()
     return path
+
+
+# What the checking linker imports from shim (tests/confine/test_linkcheck.py checks the list).
+CHECKER_MODULES = ("shim", "shim.confine", "shim.confine.linkcheck", "shim.confine.linkinput",
+                   "shim.confine.elfcheck", "shim.confine.syslibs", "shim.lexical")
+
+
+def _write_bytecode() -> None:
+    """The checking linker starts with `-B` inside the link's confinement, where the package is read-only:
+    it never writes its own `.pyc` files, and compiling its modules from source costs ~25 ms per link.
+    So they are compiled here, once, where missing (best effort: a read-only install keeps the slow way)."""
+    import importlib.util
+    import py_compile
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for name in CHECKER_MODULES:
+        base = os.path.join(root, *name.split("."))
+        source = os.path.join(base, "__init__.py") if os.path.isdir(base) else base + ".py"
+        try:
+            if not os.path.exists(importlib.util.cache_from_source(source)):
+                py_compile.compile(source, doraise=True)
+        except (OSError, py_compile.PyCompileError):
+            pass
 
 
 def interpreter() -> str:

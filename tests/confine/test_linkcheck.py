@@ -190,3 +190,22 @@ def test_the_curated_search_paths_are_cached_under_the_identity_of_what_decides_
     assert cache.read_text() == f"{ident} changed\0\0" + "\n".join(fresh)
     unknown = {k: v for k, v in env.items() if k != "CRATECAGE_WORKSPACE_ROOT"}
     assert confined_compile.granted_search_paths(unknown) == []
+
+
+def test_the_checking_linker_imports_compiled_modules_it_names(dirs: dict[str, Path], tmp_path: Path) -> None:
+    """It runs with `-B` where the package is read-only, so install() writes the `.pyc` of every shim
+    module it imports (CHECKER_MODULES): none of them is compiled from source at each link."""
+    import importlib.util
+    import sys
+
+    script = linkcheck.install(str(tmp_path / "bin"), "/bin/echo")
+    env = {"PATH": "/usr/bin:/bin", linkcheck.LINKER_ENV: "echo", linkcheck.DIRS_ENV: str(dirs["bad"]),
+           linkcheck.REPORT_ENV: str(tmp_path / "report")}
+    done = subprocess.run([linkcheck.interpreter(), "-ISB", "-X", "importtime", script, "-lgood",
+                           "-L", str(dirs["good"])], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert {m for m in imported if m == "shim" or m.startswith("shim.")} == set(linkcheck.CHECKER_MODULES)
+    for name in linkcheck.CHECKER_MODULES:
+        module = sys.modules.get(name) or importlib.import_module(name)
+        assert Path(importlib.util.cache_from_source(module.__file__)).is_file(), name
