@@ -19,7 +19,7 @@ cargo fail the build: `Directive.problem` says why.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from shim.record import record
 from typing import Callable, Final, Iterator, Union
 
 # Rust's `char::is_whitespace` (Unicode White_Space), which `str::trim` removes. Python's own `str.strip()`
@@ -50,7 +50,7 @@ LIB_FILES: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Directive:
     """One `cargo:`/`cargo::` line as cargo understands it.
 

@@ -24,7 +24,7 @@ root at all (`workspace_root_if_known`). The runner pins both for the programs a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from shim.record import record
 from pathlib import Path
 from typing import Final, Mapping
 
@@ -41,7 +41,7 @@ class WorkspaceUnknown(UsageError):
     """The workspace of this build (and so its policy) cannot be determined."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Proc:
     """One process of the ancestor chain: argv, working directory (None: unreadable) and the identity
     (st_dev, st_ino) of its executable (None: unreadable)."""

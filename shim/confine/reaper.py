@@ -40,7 +40,7 @@ import select
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from shim.record import record
 from typing import TYPE_CHECKING, Final, Iterator
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class RunEnded(Exception):
     """A spawn after the run began to end: refused, the guest is being stopped."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Proc:
     pid: int
     ppid: int
@@ -68,7 +68,7 @@ class Proc:
     alive: bool = True  # any task of the thread group not dead (`_alive`)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Census:
     processes: int  # alive (a task of the thread group not dead)
     rss: int  # their summed resident memory, bytes (read from a live task)

@@ -34,7 +34,7 @@ import ipaddress
 import math
 import threading
 import time
-from dataclasses import dataclass
+from shim.record import record
 from typing import TYPE_CHECKING, Callable, Collection, Final, Mapping, NoReturn
 
 import wasmtime
@@ -142,7 +142,7 @@ def _seconds(ms: int) -> float | None:
     return ms / 1000 if ms else None
 
 
-@dataclass
+@record
 class Socket:
     """One open connection; `handles` counts the guest's handles to it (try_clone adds one)."""
 

@@ -31,7 +31,7 @@ like a slice and treats negative offsets as counted from the end.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from shim.record import factory, record
 from types import ModuleType
 from typing import TYPE_CHECKING, Callable, Final, TypeVar
 
@@ -97,18 +97,18 @@ class GuestMemory:
         return len(data)
 
 
-@dataclass
+@record
 class DeferredChild:
     """A compiler request: nothing runs until the guest has said all it will. It answers the calls a
     `shim.host.spawn.RealChild` answers, so the table treats both alike."""
 
     request: abi.SpawnRequest
     ctx: RunContext
-    stdin: bytearray = field(default_factory=bytearray)
+    stdin: bytearray = factory(bytearray)
     stdin_open: bool = True
     status: tuple[int, int] | None = None  # (abi.STATUS_*, code or signal) once finished
     stdout: bytes = b""
-    read_pos: dict[int, int] = field(default_factory=dict)
+    read_pos: dict[int, int] = factory(dict)
 
     def write_stdin(self, data: bytes, deadline: float) -> int:
         if not self.stdin_open:
@@ -312,7 +312,7 @@ class ProcessTable:
         return child
 
 
-@dataclass
+@record
 class Sinks:
     """Where a real child's inherited streams go: the guest's own stdout (captured, then filtered as
     directives) and stderr (forwarded), each under the run's output limits."""

@@ -26,7 +26,7 @@ import shlex
 import stat
 import sys
 import time
-from dataclasses import dataclass
+from shim.record import record
 from pathlib import Path
 from typing import Final, Mapping
 
@@ -43,7 +43,7 @@ RUSTUP = "rustup"
 RUST_SRC = "rust-src"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Plan:
     """How this compiler would get a wasm32-wasip1 std, or why it cannot."""
 
