@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import os
 import re
-from shim.record import record
 from typing import Mapping
 
 from shim.errors import UsageError
+from shim.record import record
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
           "g": 1000**3, "gb": 1000**3, "gib": 1024**3}

@@ -104,9 +104,10 @@ def test_a_field_without_default_after_one_with_is_refused_at_definition():
 
 def test_a_build_script_run_and_compile_import_no_dataclasses():
     """What the launcher's run (shim.build.run and the host it instantiates) and a build script's wasm compile
-    (shim.build.script) import: dataclasses would pull inspect, ast, dis and tokenize into both."""
+    (shim.build.script) import, with a policy or without: dataclasses would pull inspect, ast, dis and
+    tokenize into both."""
     code = ("import sys; import shim.build.run, shim.build.script, shim.host.files, shim.host.net, shim.host.probe, "
-            "shim.sandbox.audit, shim.toolchain.first_use; "
+            "shim.sandbox.audit, shim.toolchain.first_use, shim.policy.load, shim.policy.curated; "
             "print(sorted(m for m in ('dataclasses', 'inspect') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

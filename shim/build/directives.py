@@ -36,12 +36,12 @@ reads is exactly what was checked. Lines that are not directives pass unchanged 
 from __future__ import annotations
 
 import os
-from shim.record import record, replace
 from typing import Callable, Final
 
 from shim.cargo.directives import OLD_PREFIX, Directive, lib_files, parse, parse_lines, renames, split_lib, split_search
 from shim.lexical import inside
 from shim.env_names import loader_variable, tool_variable
+from shim.record import record, replace
 
 __all__ = ["Directive", "Rule", "RULES", "filter", "loader_variable", "parse", "parse_lines", "tool_variable"]
 

@@ -19,8 +19,9 @@ cargo fail the build: `Directive.problem` says why.
 from __future__ import annotations
 
 import re
-from shim.record import record
 from typing import Callable, Final, Iterator, Union
+
+from shim.record import record
 
 # Rust's `char::is_whitespace` (Unicode White_Space), which `str::trim` removes. Python's own `str.strip()`
 # would also remove U+001C..U+001F, which Rust keeps: a line starting with one of those is no directive.

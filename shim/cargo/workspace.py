@@ -24,11 +24,11 @@ root at all (`workspace_root_if_known`). The runner pins both for the programs a
 from __future__ import annotations
 
 import os
-from shim.record import record
 from pathlib import Path
 from typing import Final, Mapping
 
 from shim.errors import UsageError
+from shim.record import record
 
 ROOT_ENV: Final = "CRATECAGE_WORKSPACE_ROOT"
 POLICY_ENV: Final = "CRATECAGE_POLICY"  # shim.policy.sources.POLICY_ENV, without importing the policy package

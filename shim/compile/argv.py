@@ -8,10 +8,10 @@ piece is there), by two tables:
 from __future__ import annotations
 
 import os
-from shim.record import factory, record
 
 from shim.cargo.rustc_args import tokens
 from shim.errors import CratecageError
+from shim.record import factory, record
 
 WASM_TARGET = "wasm32-wasip1"
 

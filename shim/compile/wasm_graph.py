@@ -34,11 +34,11 @@ import hashlib
 import json
 import os
 import subprocess
-from shim.record import field_names, record
 from typing import Iterable, Mapping
 
 from shim.errors import CratecageError
 from shim.files import atomic_write
+from shim.record import field_names, record
 
 WASM_TARGET = "wasm32-wasip1"
 CACHE_DIR = "wasm-graph"

@@ -35,7 +35,6 @@ import json
 import os
 import subprocess
 import sys
-from shim.record import factory, record
 from typing import Mapping
 
 from shim.cargo import env as compile_env
@@ -45,6 +44,7 @@ from shim.confine import landlock, landlock_exec
 from shim.confine.explain import unreadable_path
 from shim.errors import CratecageError
 from shim.host.context import Denial
+from shim.record import factory, record
 
 if False:  # typing only
     from shim.policy import Grant

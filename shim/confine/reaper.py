@@ -40,8 +40,9 @@ import select
 import signal
 import threading
 import time
-from shim.record import record
 from typing import TYPE_CHECKING, Final, Iterator
+
+from shim.record import record
 
 if TYPE_CHECKING:
     import subprocess

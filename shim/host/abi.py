@@ -85,10 +85,10 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from shim.record import factory, record
 
 from shim.host.context import Observation
 from shim.lexical import normal_path
+from shim.record import factory, record
 
 IMPORT_MODULE = "cratecage-1"
 

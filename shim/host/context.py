@@ -17,8 +17,9 @@ permitted connection is a `Connection` in `connections`, for the audit trail.
 from __future__ import annotations
 
 import math
-from shim.record import factory, record
 from typing import Callable
+
+from shim.record import factory, record
 
 if False:  # typing only: the policy package is imported only when a policy applies
     from shim.policy import Grant

@@ -34,7 +34,6 @@ import ipaddress
 import math
 import threading
 import time
-from shim.record import record
 from typing import TYPE_CHECKING, Callable, Collection, Final, Mapping, NoReturn
 
 import wasmtime
@@ -42,6 +41,7 @@ import wasmtime
 from shim.host import abi
 from shim.host.context import Connection, RunContext
 from shim.host.process import GuestMemory, HostCallError, ProcessTable, define_imports, guarded
+from shim.record import record
 
 if TYPE_CHECKING:  # socket is imported by the first call that needs it: most runs open none (~3 ms a run)
     import socket

@@ -52,13 +52,13 @@ import shutil
 import signal
 import subprocess
 import time
-from shim.record import factory, record
 from typing import BinaryIO, Final
 
 from shim.cargo import rustc_args
 from shim.confine import landlock, landlock_exec, reaper
 from shim.host import abi
 from shim.host.context import RunContext
+from shim.record import factory, record
 
 __all__ = ["ALLOWED", "CODEGEN_ALLOWED", "CODEGEN_DENIED", "DENIED", "ProbeDenied", "ProbeResult", "check",
            "is_compiler_request", "landlock_status", "run_probe"]

@@ -31,7 +31,6 @@ like a slice and treats negative offsets as counted from the end.
 from __future__ import annotations
 
 import importlib
-from shim.record import factory, record
 from types import ModuleType
 from typing import TYPE_CHECKING, Callable, Final, TypeVar
 
@@ -40,6 +39,7 @@ import wasmtime
 from shim.confine import reaper
 from shim.host import abi
 from shim.host.context import RunContext, Spawn
+from shim.record import factory, record
 
 if TYPE_CHECKING:  # shim.host.spawn is imported on the first real spawn: most runs never spawn
     from shim.host.spawn import RealChild

@@ -19,12 +19,12 @@ import os
 import stat
 import threading
 import time
-from shim.record import record
 from pathlib import Path
 
 from shim.files import fresh_dir
 from shim.host.context import RunContext
 from shim.limits import Limits
+from shim.record import record
 
 TICK_S = 0.05
 

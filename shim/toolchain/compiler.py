@@ -27,12 +27,12 @@ import json
 import os
 import shutil
 import subprocess
-from shim.record import record
 from pathlib import Path
 from typing import Final, Mapping
 
 from shim.errors import ToolchainError
 from shim.files import atomic_write, cache_root
+from shim.record import record
 from shim.toolchain.capable import is_capable_sysroot
 
 # rust-web-clippy is not needed for wasm; it makes `cargo clippy` work with the same selected compiler.

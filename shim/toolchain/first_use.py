@@ -26,13 +26,13 @@ import shlex
 import stat
 import sys
 import time
-from shim.record import record
 from pathlib import Path
 from typing import Final, Mapping
 
 from shim import program, trace
 from shim.errors import ProvisionError, ToolchainError, ToolchainMismatch
 from shim.files import atomic_write, cache_root
+from shim.record import record
 from shim.toolchain import sysroot as sysroot_build
 from shim.toolchain.capable import WASM_TARGET, remember, verified
 from shim.toolchain.compiler import DEBIAN_PACKAGES, Compiler, Toolchain, load_selected, probe_compiler, toolchain_for
