@@ -36,12 +36,12 @@ reads is exactly what was checked. Lines that are not directives pass unchanged 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
 from typing import Callable, Final
 
 from shim.cargo.directives import OLD_PREFIX, Directive, lib_files, parse, parse_lines, renames, split_lib, split_search
 from shim.lexical import inside
 from shim.env_names import loader_variable, tool_variable
+from shim.record import record, replace
 
 __all__ = ["Directive", "Rule", "RULES", "filter", "loader_variable", "parse", "parse_lines", "tool_variable"]
 
@@ -58,7 +58,7 @@ LINKABLE_SUFFIXES: Final = (".a", ".so")
 EnvCheck = Callable[[str], bool]  # variable name -> the build script may see it
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Context:
     out_dir: str  # normalised, absolute
     # `rustc-link-search` directories in OUT_DIR or the package -> "" when every file the linker could open
@@ -222,7 +222,7 @@ def _env_visible(value: str, ctx: _Context) -> str:
                                               "its value in the target directory")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rule:
     """How one cargo key is checked: `default` returns "" when the directive passes without a grant, or
     why it needs one (a grant names Directive.target). A denial is reported as

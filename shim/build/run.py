@@ -186,13 +186,12 @@ def context_from_env(environ: dict[str, str], rustc: str, sysroot: str, tmp_dir:
 def with_grant_limits(limits: Limits, grant: Grant, environ: dict[str, str]) -> Limits:
     """The policy's `limits` replace the defaults; CRATECAGE_LIMIT_* (tests, one-off runs) beats both. The
     policy's fields are named as shim.limits' (shim.policy.model.Limits)."""
-    import dataclasses
-
     from shim.limits import set_in_env
+    from shim.record import field_names, replace
 
-    changes = {f.name: getattr(grant.limits, f.name) for f in dataclasses.fields(grant.limits)
-               if getattr(grant.limits, f.name) is not None and not set_in_env(f.name, environ)}
-    return dataclasses.replace(limits, **changes)
+    changes = {name: getattr(grant.limits, name) for name in field_names(type(grant.limits))
+               if getattr(grant.limits, name) is not None and not set_in_env(name, environ)}
+    return replace(limits, **changes)
 
 
 def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) -> None:

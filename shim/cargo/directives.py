@@ -19,8 +19,9 @@ cargo fail the build: `Directive.problem` says why.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Callable, Final, Iterator, Union
+
+from shim.record import record
 
 # Rust's `char::is_whitespace` (Unicode White_Space), which `str::trim` removes. Python's own `str.strip()`
 # would also remove U+001C..U+001F, which Rust keeps: a line starting with one of those is no directive.
@@ -50,7 +51,7 @@ LIB_FILES: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Directive:
     """One `cargo:`/`cargo::` line as cargo understands it.
 

@@ -30,6 +30,7 @@ if False:  # typing only: a confined compile (shim.intercept.confined) imports t
     from typing import Final, Mapping
 
 from shim.errors import UsageError
+from shim.record import record
 
 ROOT_ENV: Final = "CRATECAGE_WORKSPACE_ROOT"
 POLICY_ENV: Final = "CRATECAGE_POLICY"  # shim.policy.sources.POLICY_ENV, without importing the policy package
@@ -42,26 +43,14 @@ class WorkspaceUnknown(UsageError):
     """The workspace of this build (and so its policy) cannot be determined."""
 
 
+@record(frozen=True)
 class Proc:
     """One process of the ancestor chain: argv, working directory (None: unreadable) and the identity
-    (st_dev, st_ino) of its executable (None: unreadable). A slotted class, not a dataclass: dataclasses
-    and typing cost a confined compile ~10 ms of imports."""
+    (st_dev, st_ino) of its executable (None: unreadable)."""
 
-    __slots__ = ("cmdline", "cwd", "exe")
-
-    def __init__(self, cmdline: tuple[str, ...], cwd: str | None, exe: tuple[int, int] | None) -> None:
-        self.cmdline, self.cwd, self.exe = cmdline, cwd, exe
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not Proc:
-            return NotImplemented
-        return (self.cmdline, self.cwd, self.exe) == (other.cmdline, other.cwd, other.exe)  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((self.cmdline, self.cwd, self.exe))
-
-    def __repr__(self) -> str:
-        return f"Proc(cmdline={self.cmdline!r}, cwd={self.cwd!r}, exe={self.exe!r})"
+    cmdline: tuple[str, ...]
+    cwd: str | None
+    exe: tuple[int, int] | None
 
 
 def _file_id(path: str) -> tuple[int, int] | None:

@@ -8,10 +8,10 @@ piece is there), by two tables:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from shim.cargo.rustc_args import tokens
 from shim.errors import CratecageError
+from shim.record import factory, record
 
 WASM_TARGET = "wasm32-wasip1"
 
@@ -46,14 +46,14 @@ class ReplayError(CratecageError):
     """A crate could not be compiled for wasm32-wasip1."""
 
 
-@dataclass
+@record
 class WasmCompile:
     """One rustc command for wasm32-wasip1, and where its outputs go."""
 
     argv: list[str]
     cwd: str
     env: dict[str, str]
-    dropped: list[str] = field(default_factory=list)
+    dropped: list[str] = factory(list)
 
 
 def wasm_argv(recorded: list[str], *, wasm_sysroot: str, facade: str, out_dir: str, wasm_deps: str,

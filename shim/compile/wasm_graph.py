@@ -34,11 +34,11 @@ import hashlib
 import json
 import os
 import subprocess
-from dataclasses import dataclass, fields
 from typing import Iterable, Mapping
 
 from shim.errors import CratecageError
 from shim.files import atomic_write
+from shim.record import field_names, record
 
 WASM_TARGET = "wasm32-wasip1"
 CACHE_DIR = "wasm-graph"
@@ -58,7 +58,7 @@ class GraphError(CratecageError):
     """The wasm32-wasip1 dependency graph of the build could not be read."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Package:
     """One package of the wasm graph: what a replay needs to know of it."""
 
@@ -207,7 +207,7 @@ def _is_lib(target: Mapping) -> bool:
     return any(k in ("lib", "rlib", "dylib", "proc-macro") for k in target.get("kind", []))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Plan:
     """How a library's host `--extern`s become its wasm ones."""
 
@@ -251,7 +251,7 @@ def load(workspace_dir: str, state_dir: str, *, cargo: str, rustc: str,
 
 
 def _as_row(p: Package) -> list:
-    return json.loads(json.dumps([getattr(p, f.name) for f in fields(Package)]))
+    return json.loads(json.dumps([getattr(p, name) for name in field_names(Package)]))
 
 
 def _from_row(row: list) -> Package:

@@ -35,7 +35,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from typing import Mapping
 
 from shim.cargo import env as compile_env
@@ -45,6 +44,7 @@ from shim.confine import landlock, landlock_exec
 from shim.confine.explain import unreadable_path
 from shim.errors import CratecageError
 from shim.host.context import Denial
+from shim.record import factory, record
 
 if False:  # typing only
     from shim.policy import Grant
@@ -53,7 +53,7 @@ STDERR_CAP = 4 << 20  # bytes of rustc's stderr kept for reading diagnostics (al
 _ENV_NOT_DEFINED = ("environment variable `", "` not defined at compile time")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Tools:
     """The toolchain a wasm compile uses: the real rustc (never a rustup proxy, which reads HOME), both
     sysroots and the facade's directory."""
@@ -65,7 +65,7 @@ class Tools:
     host: str
 
 
-@dataclass
+@record
 class Scope:
     """What one compile is for, and so what it may see."""
 
@@ -78,7 +78,7 @@ class Scope:
     sources: tuple[str, ...]  # the compile's input files, absolute
     cargo_vars: Mapping[str, str]  # COMPILE_ENV values cargo gave the crate's compile
     grant: Grant | None = None
-    rustc_env: dict[str, str] = field(default_factory=dict)  # its build script's rustc-env
+    rustc_env: dict[str, str] = factory(dict)  # its build script's rustc-env
 
     @property
     def warn(self) -> bool:
@@ -91,7 +91,7 @@ class Scope:
         return self.grant is not None and self.grant.allows_read(path)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Outcome:
     returncode: int
     stderr: str  # what rustc printed (capped at STDERR_CAP)

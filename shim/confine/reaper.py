@@ -44,6 +44,8 @@ import time
 # (shim.intercept.confined) imports this module on every call, where they cost ~10 ms of CPU.
 from _signal import SIGKILL, SIGSTOP, pidfd_send_signal
 
+from shim.record import record
+
 if False:  # typing only
     import subprocess
     from typing import Final, Iterator
@@ -60,27 +62,24 @@ class RunEnded(Exception):
     """A spawn after the run began to end: refused, the guest is being stopped."""
 
 
+@record(frozen=True)
 class Proc:
     """One process of the tree, as /proc showed it."""
 
-    __slots__ = ("pid", "ppid", "state", "start", "rss", "alive")
-
-    def __init__(self, pid: int, ppid: int, state: str, start: int, rss: int, alive: bool = True) -> None:
-        self.pid, self.ppid = pid, ppid
-        self.state = state  # /proc/<pid>/stat's state letter (of the main thread: Z while other threads run on)
-        self.start = start  # start time in clock ticks since boot: (pid, start) names one process
-        self.rss = rss  # bytes
-        self.alive = alive  # any task of the thread group not dead (`_alive`)
+    pid: int
+    ppid: int
+    state: str  # /proc/<pid>/stat's state letter (of the main thread: Z while other threads run on)
+    start: int  # start time in clock ticks since boot: (pid, start) names one process
+    rss: int  # bytes
+    alive: bool = True  # any task of the thread group not dead (`_alive`)
 
 
+@record(frozen=True)
 class Census:
     """What is alive below the runner."""
 
-    __slots__ = ("processes", "rss")
-
-    def __init__(self, processes: int, rss: int) -> None:
-        self.processes = processes  # alive (a task of the thread group not dead)
-        self.rss = rss  # their summed resident memory, bytes (read from a live task)
+    processes: int  # alive (a task of the thread group not dead)
+    rss: int  # their summed resident memory, bytes (read from a live task)
 
 
 _lock = threading.Lock()

@@ -85,10 +85,10 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass, field
 
 from shim.host.context import Observation
 from shim.lexical import normal_path
+from shim.record import factory, record
 
 IMPORT_MODULE = "cratecage-1"
 
@@ -247,14 +247,14 @@ def encode_report(report: Observation) -> tuple[int, bytes]:
     return REPORT_FS, raw.encode("utf-8", "surrogateescape")
 
 
-@dataclass
+@record
 class SpawnRequest:
     """What the guest asked `Command` to run, after std's defaults were applied by the facade."""
 
     program: str = ""
-    args: list[str] = field(default_factory=list)
+    args: list[str] = factory(list)
     # Environment edits in order: ("set", k, v), ("remove", k, None), ("clear", None, None).
-    env_ops: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    env_ops: list[tuple[str, str | None, str | None]] = factory(list)
     cwd: str | None = None
     stdin: int = STDIO_INHERIT
     stdout: int = STDIO_INHERIT

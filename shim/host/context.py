@@ -17,8 +17,9 @@ permitted connection is a `Connection` in `connections`, for the audit trail.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable
+
+from shim.record import factory, record
 
 if False:  # typing only: the policy package is imported only when a policy applies
     from shim.policy import Grant
@@ -27,7 +28,7 @@ if False:  # typing only: the policy package is imported only when a policy appl
 POLICY_ENTRY = "[permissions."  # how every fix that is an entry to paste starts (policy.suggest_entry)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Denial:
     """One refused request: what was asked, why not, and what to do about it."""
 
@@ -62,7 +63,7 @@ class Denial:
         return text + (f"; {shown(self.fix)}" if self.fix else "")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Observation:
     """Something the guest tried, as it reported it (shim/host/abi.py, `report`): a failure, or in warn mode a
     success too. Guest data: it says what a build script attempted, never what it may do."""
@@ -79,7 +80,7 @@ class Observation:
         return self.errno == "OK"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Connection:
     """One permitted TCP connection: the granted route that admitted it and the address it reached."""
 
@@ -87,7 +88,7 @@ class Connection:
     address: str  # the address connected to: "127.0.0.1:5432", "[::1]:5432"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Spawn:
     """One program a grant let the guest run: the executable it resolved to and the argv it asked for."""
 
@@ -95,7 +96,7 @@ class Spawn:
     argv: tuple[str, ...]  # ("cc", "-c", "src/answer.c", ...), the program as the guest named it
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class OutputRun:
     """A file of the run's own output (OUT_DIR, the temp dir) that a granted build driver ran (configure's
     `./conftest`; shim.host.spawn.output_trees), and how often: for the audit trail."""
@@ -105,7 +106,7 @@ class OutputRun:
     count: int
 
 
-@dataclass
+@record
 class RunContext:
     crate: str  # package name (CARGO_PKG_NAME)
     version: str  # CARGO_PKG_VERSION
@@ -116,13 +117,13 @@ class RunContext:
     host_env: dict[str, str]  # cargo's environment for this run (never shown to the guest)
     rustc: str  # the real rustc (cargo's $RUSTC resolved): the only program a probe may run
     sysroot: str  # that rustc's own sysroot (read-only for confined probes)
-    denials: list[Denial] = field(default_factory=list)
-    observations: list[Observation] = field(default_factory=list)  # distinct, capped (shim.host.observe)
+    denials: list[Denial] = factory(list)
+    observations: list[Observation] = factory(list)  # distinct, capped (shim.host.observe)
     grant: Grant | None = None  # the crate's grant; None: the defaults (no network)
     deadline: float = math.inf  # time.monotonic() when the run's time limit is reached
-    connections: list[Connection] = field(default_factory=list)  # permitted, in order (shim.host.net)
-    spawns: list[Spawn] = field(default_factory=list)  # permitted programs, in order (shim.host.spawn)
-    output_runs: list[OutputRun] = field(default_factory=list)  # the run's output that drivers ran
+    connections: list[Connection] = factory(list)  # permitted, in order (shim.host.net)
+    spawns: list[Spawn] = factory(list)  # permitted programs, in order (shim.host.spawn)
+    output_runs: list[OutputRun] = factory(list)  # the run's output that drivers ran
     # Per-run scratch space of the host's own (probe output dirs, views of granted files): never preopened,
     # never in a child's write set, in the target dir where no other run's grant reaches it
     # (shim.build.run.make_run_dir); removed with the run. "" where a caller made no run directory (tests).

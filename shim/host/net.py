@@ -34,7 +34,6 @@ import ipaddress
 import math
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Collection, Final, Mapping, NoReturn
 
 import wasmtime
@@ -42,6 +41,7 @@ import wasmtime
 from shim.host import abi
 from shim.host.context import Connection, RunContext
 from shim.host.process import GuestMemory, HostCallError, ProcessTable, define_imports, guarded
+from shim.record import record
 
 if TYPE_CHECKING:  # socket is imported by the first call that needs it: most runs open none (~3 ms a run)
     import socket
@@ -142,7 +142,7 @@ def _seconds(ms: int) -> float | None:
     return ms / 1000 if ms else None
 
 
-@dataclass
+@record
 class Socket:
     """One open connection; `handles` counts the guest's handles to it (try_clone adds one)."""
 

@@ -52,13 +52,13 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
 from typing import BinaryIO, Final
 
 from shim.cargo import rustc_args
 from shim.confine import landlock, landlock_exec, reaper
 from shim.host import abi
 from shim.host.context import RunContext
+from shim.record import factory, record
 
 __all__ = ["ALLOWED", "CODEGEN_ALLOWED", "CODEGEN_DENIED", "DENIED", "ProbeDenied", "ProbeResult", "check",
            "is_compiler_request", "landlock_status", "run_probe"]
@@ -86,7 +86,7 @@ class ProbeDenied(Exception):
         self.fix = fix
 
 
-@dataclass
+@record
 class ProbeResult:
     exit_code: int  # rustc's exit status; negative: killed by that signal
     stdout: bytes  # only for --version/-vV/--print queries, else b""
@@ -94,7 +94,7 @@ class ProbeResult:
 
 # -- the allowlist --------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Check:
     """How one flag's value is checked. `pattern` must match the whole value (or each comma-separated item
     when `items`); `special` names a check that is not a pattern."""
@@ -207,19 +207,19 @@ def _rustc_args(ctx: RunContext, req: abi.SpawnRequest) -> list[str] | None:
 
 # -- checking a probe -----------------------------------------------------------------------------------
 
-@dataclass
+@record
 class _Plan:
     """A checked probe: the arguments rustc gets (outputs still to add) and what the probe is."""
 
-    args: list[str] = field(default_factory=list)
-    inputs: list[str] = field(default_factory=list)  # "-" or a resolved path
+    args: list[str] = factory(list)
+    inputs: list[str] = factory(list)  # "-" or a resolved path
     output_name: str | None = None  # the file name of the guest's `-o`, kept so the crate name stays
     to_stdout: bool = False  # `-o -`: rustc writes the output to stdout, which is discarded
     query: bool = False  # --version, -vV or --print: stdout goes back
     links: bool = False  # links an executable: confined with the linker's profile (`link_sets`)
-    crate_types: list[str] = field(default_factory=list)
-    emits: list[str] = field(default_factory=list)
-    prints: list[str] = field(default_factory=list)
+    crate_types: list[str] = factory(list)
+    emits: list[str] = factory(list)
+    prints: list[str] = factory(list)
 
 
 def check(ctx: RunContext, req: abi.SpawnRequest) -> _Plan:

@@ -31,7 +31,6 @@ like a slice and treats negative offsets as counted from the end.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Callable, Final, TypeVar
 
@@ -40,6 +39,7 @@ import wasmtime
 from shim.confine import reaper
 from shim.host import abi
 from shim.host.context import RunContext, Spawn
+from shim.record import factory, record
 
 if TYPE_CHECKING:  # shim.host.spawn is imported on the first real spawn: most runs never spawn
     from shim.host.spawn import RealChild
@@ -97,18 +97,18 @@ class GuestMemory:
         return len(data)
 
 
-@dataclass
+@record
 class DeferredChild:
     """A compiler request: nothing runs until the guest has said all it will. It answers the calls a
     `shim.host.spawn.RealChild` answers, so the table treats both alike."""
 
     request: abi.SpawnRequest
     ctx: RunContext
-    stdin: bytearray = field(default_factory=bytearray)
+    stdin: bytearray = factory(bytearray)
     stdin_open: bool = True
     status: tuple[int, int] | None = None  # (abi.STATUS_*, code or signal) once finished
     stdout: bytes = b""
-    read_pos: dict[int, int] = field(default_factory=dict)
+    read_pos: dict[int, int] = factory(dict)
 
     def write_stdin(self, data: bytes, deadline: float) -> int:
         if not self.stdin_open:
@@ -312,7 +312,7 @@ class ProcessTable:
         return child
 
 
-@dataclass
+@record
 class Sinks:
     """Where a real child's inherited streams go: the guest's own stdout (captured, then filtered as
     directives) and stderr (forwarded), each under the run's output limits."""

@@ -12,12 +12,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Final
 
 from shim.cargo.directives import CARGO_KEYS
 from shim.lexical import normal_path, prefix_match
+from shim.record import record
 
 _HOSTNAME_RE: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
@@ -139,7 +139,7 @@ def _directive_match(granted: str, target: str) -> bool:
     return not g_eq or (bool(t_eq) and prefix_match(g_pattern, t_value))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ItemKind:
     """One list item: `read` turns policy text into canonical form (relative paths against the policy
     file's directory) or raises ValueError saying what was expected; `request` puts a request's target
@@ -161,7 +161,7 @@ PROGRAM: Final = ItemKind(_program, _request_text, lambda g, t: g == t, lambda a
 DIRECTIVE: Final = ItemKind(_directive, _request_text, _directive_match)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Capability:
     lists: dict[str, ItemKind]  # list key -> item kind; the first is the one suggestions use
     example: str  # an item for messages
@@ -187,7 +187,7 @@ CAPABILITIES: Final[dict[str, Capability]] = {
 ACTIONS: Final = ("permit", "deny")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Question:
     """Which permit lists answer a question, and which deny lists override them."""
 

@@ -8,7 +8,6 @@ or an error to place).
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -124,6 +123,8 @@ class _Checker:
         return PolicyError(self.file, line_of(self._lines, path), dotted(path), expected)
 
     def unknown(self, path: Path_, allowed: list[str], hint: str = "", what: str = "key") -> PolicyError:
+        import difflib  # only for a policy with a mistake in it
+
         key = str(path[-1])
         close = difflib.get_close_matches(key, allowed, n=1)
         guess = f" (did you mean {close[0]}?)" if close else ""

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Final, Mapping
 
 from shim.policy.capabilities import CAPABILITIES, QUESTIONS, format_route
 from shim.policy.semver import VersionReq
+from shim.record import factory, field_names, record
 
 KINDS: Final = ("build", "macro", "run")
 MODES: Final = ("enforce", "warn")
@@ -29,7 +29,7 @@ def crate_key(name: str) -> str:
     return name.replace("-", "_")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Source:
     """Where an entry is written, for audit events and messages: `cratecage.toml:12 [permissions.build.x]`."""
 
@@ -41,7 +41,7 @@ class Source:
         return f"{self.file}:{self.line} [{self.key}]"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rule:
     """One capability key of an entry: `action` and the (canonical) items of each list key given.
     A deny with no list refuses the whole capability."""
@@ -51,7 +51,7 @@ class Rule:
     lists: tuple[tuple[str, tuple[str, ...]], ...]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Limits:
     """Limits an entry raises for its crate; None: the runner's default."""
 
@@ -65,16 +65,16 @@ class Limits:
         """Entries merge by granting the larger limit: a limit is a grant like any other."""
         def larger(a, b):  # type: ignore[no-untyped-def]
             return b if a is None else a if b is None else max(a, b)
-        return Limits(*(larger(getattr(self, f.name), getattr(other, f.name)) for f in fields(Limits)))
+        return Limits(*(larger(getattr(self, name), getattr(other, name)) for name in field_names(Limits)))
 
     def digest_value(self) -> list[object]:
         """For Grant.digest: the first two as they always were (digests of existing grants stay), the
         others only when set."""
-        rest = {f.name: getattr(self, f.name) for f in fields(Limits)[2:] if getattr(self, f.name) is not None}
+        rest = {name: getattr(self, name) for name in field_names(Limits)[2:] if getattr(self, name) is not None}
         return [self.time_s, self.memory, *([rest] if rest else [])]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     kind: str
     crate: str  # as written in the policy
@@ -93,7 +93,7 @@ class Entry:
                 and (self.origin is None or self.origin == origin))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Grant:
     """Everything one crate's build script, proc macro or program may do, merged from its entries.
 
@@ -109,8 +109,8 @@ class Grant:
     crate: str
     version: str
     mode: str = "enforce"
-    permits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    denies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    permits: Mapping[str, tuple[str, ...]] = factory(dict)
+    denies: Mapping[str, tuple[str, ...]] = factory(dict)
     denied_all: frozenset[str] = frozenset()
     native: bool = False
     limits: Limits = Limits()
@@ -226,7 +226,7 @@ def _no_defaults() -> tuple[Entry, ...]:
 curated_entries: Callable[[], tuple[Entry, ...]] = _no_defaults
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Policy:
     """One policy source, loaded and validated. `Policy()` is the empty policy (defaults only)."""
 

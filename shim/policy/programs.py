@@ -14,15 +14,16 @@ comment saying why its read set is safe; matching is by the program's file name,
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
+from shim.record import record
+
 FILE: Final = Path(__file__).resolve().parent / "programs.toml"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Profile:
     name: str
     names: tuple[str, ...]

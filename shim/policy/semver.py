@@ -10,8 +10,9 @@ with a pre-release. No dependency: the standard library has nothing for this, an
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Final, Union
+
+from shim.record import record
 
 _ID: Final = r"[0-9A-Za-z-]+"
 _NUM: Final = r"0|[1-9][0-9]*"
@@ -47,7 +48,7 @@ def _parse_pre(text: str | None) -> tuple[PreId, ...]:
     return tuple(ids)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Version:
     major: int
     minor: int
@@ -62,7 +63,7 @@ def parse_version(text: str) -> Version:
     return Version(int(m[1]), int(m[2]), int(m[3]), _parse_pre(m[4]))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Comparator:
     op: str  # "=", ">", ">=", "<", "<=", "~", "^", "*" (a wildcard, like "=" on what is given)
     major: int
@@ -148,7 +149,7 @@ _OPS: Final = {
 }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VersionReq:
     text: str
     comparators: tuple[Comparator, ...]

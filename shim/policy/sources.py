@@ -14,20 +14,20 @@ unknown, only an absolute `CRATECAGE_POLICY` is read (the caller refuses the bui
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Final, Mapping
 
 from shim.policy.errors import PolicyError
 from shim.policy.load import load_text, parse_toml, permissions_table, read_text
 from shim.policy.model import Policy
+from shim.record import record
 
 POLICY_ENV: Final = "CRATECAGE_POLICY"
 POLICY_FILE: Final = "cratecage.toml"
 MANIFEST: Final = "Cargo.toml"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Found:
     label: str  # for warnings
     path: Path

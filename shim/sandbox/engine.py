@@ -19,12 +19,12 @@ import os
 import stat
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from shim.files import fresh_dir
 from shim.host.context import RunContext
 from shim.limits import Limits
+from shim.record import record
 
 TICK_S = 0.05
 
@@ -58,7 +58,7 @@ def preopen_table(ctx: RunContext, granted: list[tuple[str, str, bool]]) -> list
     return [*package, (ctx.out_dir, ctx.out_dir, True), (ctx.tmp_dir, ctx.tmp_dir, True), *granted]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Outcome:
     """How a run ended: `exit_code` for cargo, and a `cratecage:` message when it was not the guest's choice."""
 

@@ -27,12 +27,12 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Mapping
 
 from shim.errors import ToolchainError
 from shim.files import atomic_write, cache_root
+from shim.record import record
 from shim.toolchain.capable import is_capable_sysroot
 
 # rust-web-clippy is not needed for wasm; it makes `cargo clippy` work with the same selected compiler.
@@ -44,7 +44,7 @@ WRAPPER_VARS: Final = ("RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_
                        "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Compiler:
     """One rustc installation, identified by its `-vV` output."""
 
@@ -83,7 +83,7 @@ class Compiler:
         return None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Toolchain:
     """The answer to "which rustc, which wasm sysroot?"."""
 

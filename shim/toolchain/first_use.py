@@ -26,13 +26,13 @@ import shlex
 import stat
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Mapping
 
 from shim import program, trace
 from shim.errors import ProvisionError, ToolchainError, ToolchainMismatch
 from shim.files import atomic_write, cache_root
+from shim.record import record
 from shim.toolchain import sysroot as sysroot_build
 from shim.toolchain.capable import WASM_TARGET, remember, verified
 from shim.toolchain.compiler import DEBIAN_PACKAGES, Compiler, Toolchain, load_selected, probe_compiler, toolchain_for
@@ -43,7 +43,7 @@ RUSTUP = "rustup"
 RUST_SRC = "rust-src"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Plan:
     """How this compiler would get a wasm32-wasip1 std, or why it cannot."""
 
