@@ -7,7 +7,6 @@ wasm32-wasip1 target (tests/fresh_rustup.py), a fresh cache, and the fixture wit
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
