@@ -1,0 +1,162 @@
+"""The native trampoline (shim/macro/trampoline.py, shim/rust/trampoline/bridge.rs) in real cargo builds.
+
+fixtures/trampoline's proc-macro crate `tmacros` is replaced by its trampoline through a test-only
+RUSTC_WRAPPER (trampoline_wrapper.py), forwarding to a stand-in server (standin_server.py) that answers
+each macro the way `tmacros` itself does natively; the same workspace built plainly gives the native
+reference for diagnostics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, Cargo, own_lines
+
+HERE = Path(__file__).resolve().parent
+MACROS = [["derive", "Named", "derive_named", ["named"]], ["bang", "swap", "swap", []], ["attr", "scale", "scale", []],
+          *[["bang", name, name, []] for name in ("counted", "fail_at", "spanned", "boom", "refuse", "die", "garbage")]]
+
+
+class Setup:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.workspace = root / "ws"
+        shutil.copytree(FIXTURES / "trampoline", self.workspace)
+        self.log = root / "server.log"
+        self.wrapper = self._script("wrapper.sh", f'exec "{sys.executable}" "{HERE / "trampoline_wrapper.py"}" "$@"')
+        self.launcher = self._script("server.sh", f'exec "{sys.executable}" "{HERE / "standin_server.py"}"')
+
+    def _script(self, name: str, line: str) -> Path:
+        path = self.root / name
+        path.write_text(f"#!/bin/sh\n{line}\n")
+        path.chmod(0o755)
+        return path
+
+    def env(self) -> dict[str, str]:
+        return {"RUSTC_WRAPPER": str(self.wrapper), "TRAMPOLINE_CRATE": "tmacros", "TRAMPOLINE_MACROS": json.dumps(MACROS),
+                "TRAMPOLINE_LAUNCHER": str(self.launcher), "STANDIN_LOG": str(self.log)}
+
+    def build(self, cargo: Cargo, *args: str, native: bool = False, target: str | None = None, check: bool = True):
+        target_dir = self.root / (target or ("native" if native else "trampoline"))
+        return cargo(self.workspace, *args, wrapped=False, target_dir=target_dir, check=check,
+                     extra_env=None if native else self.env())
+
+    def servers(self) -> list[tuple[int, int, str]]:
+        """(server pid, its parent's pid, macro) of every request the stand-in served so far."""
+        if not self.log.exists():
+            return []
+        return [(int(p), int(pp), name) for p, pp, name, _spans in (line.split() for line in self.log.read_text().splitlines())]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
+    return Setup(tmp_path_factory.mktemp("trampoline"))
+
+
+def errors(run) -> list[dict]:
+    """The error diagnostics of a `--message-format=json` build."""
+    out = []
+    for line in run.proc.stdout.splitlines():
+        entry = json.loads(line) if line.startswith("{") else {}
+        if entry.get("reason") == "compiler-message" and entry["message"]["level"] == "error":
+            out.append(entry["message"])
+    return out
+
+
+def primary(message: dict) -> tuple:
+    span = next(s for s in message["spans"] if s["is_primary"])
+    return (message["message"], span["file_name"], span["line_start"], span["column_start"], span["line_end"],
+            span["column_end"])
+
+
+def test_macros_expand_to_what_the_server_returned(setup: Setup, selected_cargo: Cargo) -> None:
+    run = setup.build(selected_cargo, "run", "-q", "-p", "app")
+    lines = run.proc.stdout.splitlines()
+    assert lines[:3] == ["name Widget", "swap 9", "scaled 21"]  # derive (with helper attributes), bang, attribute
+    counted = [line.split() for line in lines[3:]]
+    pids = {pid for _, pid, _ in counted}
+    assert len(pids) == 1
+    # the stand-in counts every request it served (natively the count is of counted! alone: 1, 2, 3)
+    assert [int(n) for *_, n in counted] == [3, 4, 5]
+    served = [s for s in setup.servers() if s[2] in ("Named", "scale", "counted", "swap")]
+    assert {pid for pid, _, _ in served} == {int(pids.pop())}  # one server for the whole crate's rustc
+
+
+def test_one_server_per_rustc_process_and_none_left(setup: Setup, selected_cargo: Cargo) -> None:
+    setup.build(selected_cargo, "build", "-q", "-p", "app")  # fresh: no request
+    before = len(setup.servers())
+    setup.build(selected_cargo, "build", "-p", "errs", "--features", "die_then_boom", check=False)
+    setup.build(selected_cargo, "build", "-p", "errs", "--features", "refuse", check=False)
+    new = setup.servers()[before:]
+    assert [name for *_, name in new] == ["die", "boom", "refuse"]
+    die, boom, refuse = new
+    assert die[0] != boom[0] and die[1] == boom[1]  # restarted after dying, by the same rustc
+    assert refuse[1] != boom[1] and refuse[0] not in (die[0], boom[0])  # another rustc, its own server
+    for pid, _parent, _name in new:
+        assert not Path(f"/proc/{pid}").exists() or "standin_server" not in Path(f"/proc/{pid}/cmdline").read_text()
+
+
+@pytest.mark.parametrize("feature", ["compile_error", "spanned"])
+def test_errors_point_where_the_native_macros_do(setup: Setup, selected_cargo: Cargo, feature: str) -> None:
+    args = ("build", "--message-format=json", "-p", "errs", "--features", feature)
+    native = errors(setup.build(selected_cargo, *args, native=True, check=False))
+    ours = errors(setup.build(selected_cargo, *args, check=False))
+    assert native and [primary(m) for m in ours] == [primary(m) for m in native]
+
+
+def test_a_guest_panic_reads_as_a_native_macro_panic(setup: Setup, selected_cargo: Cargo) -> None:
+    args = ("build", "--message-format=json", "-p", "errs", "--features", "boom")
+    native = errors(setup.build(selected_cargo, *args, native=True, check=False))
+    ours = errors(setup.build(selected_cargo, *args, check=False))
+    assert "boom: the guest panicked" in native[0]["rendered"]
+    assert [m["rendered"] for m in ours] == [m["rendered"] for m in native]
+
+
+def panic_messages(run) -> list[str]:
+    return [line.split("message: ", 1)[1] for line in run.proc.stderr.splitlines() if "= help: message: " in line]
+
+
+def test_a_dead_server_fails_the_expansion_and_the_next_one_restarts_it(setup: Setup, selected_cargo: Cargo) -> None:
+    run = setup.build(selected_cargo, "build", "-p", "errs", "--features", "die_then_boom", check=False)
+    assert not run.ok
+    died, boomed = panic_messages(run)
+    assert died.startswith("cratecage: ") and "tmacros" in died and "`die`" in died and "cargo clean -p tmacros" in died
+    assert boomed == "boom: the guest panicked"
+
+
+@pytest.mark.parametrize("feature, expected", [
+    ("garbage", "malformed reply"),
+    ("refuse", "was refused by the stand-in"),  # status 2: the server's own `cratecage:` line, as it is
+])
+def test_a_refusal_or_a_malformed_reply_fails_with_a_cratecage_line(setup: Setup, selected_cargo: Cargo,
+                                                                   feature: str, expected: str) -> None:
+    run = setup.build(selected_cargo, "build", "-p", "errs", "--features", feature, check=False)
+    assert not run.ok
+    [message] = panic_messages(run)
+    assert message.startswith("cratecage: ") and "tmacros" in message and expected in message
+
+
+def test_the_dep_info_lists_the_macro_crates_own_sources(setup: Setup, selected_cargo: Cargo) -> None:
+    setup.build(selected_cargo, "build", "-q", "-p", "app")
+    [dep_file] = (setup.root / "trampoline").glob("debug/deps/tmacros-*.d")
+    text = dep_file.read_text()
+    sources = setup.workspace / "tmacros" / "src"
+    assert f"{sources / 'lib.rs'}:" in text.splitlines() and f"{sources / 'helpers.rs'}:" in text.splitlines()
+    assert not any(line.startswith(str(setup.root / "trampoline" / "cratecage")) for line in text.splitlines())
+    helpers = sources / "helpers.rs"
+    helpers.write_text(helpers.read_text() + "\n")  # cargo now finds the macro crate stale, through that .d
+    run = setup.build(selected_cargo, "build", "-p", "app")
+    assert "Compiling tmacros" in run.proc.stderr and not own_lines(run.proc.stderr)
+
+
+def test_both_build_dir_layouts_find_the_trampoline(setup: Setup, cargo: Cargo) -> None:
+    run = setup.build(cargo, "run", "-q", "-p", "app", target=f"layout-{cargo.layout}")
+    assert run.proc.stdout.splitlines()[3].split()[-1] == "3"  # counted by the stand-in: the trampoline ran
+    generated = list((setup.root / f"layout-{cargo.layout}").glob("**/cratecage/trampoline/*/lib.rs"))
+    assert len(generated) == 1 and "proc_macro_derive(Named, attributes(named))" in generated[0].read_text()
