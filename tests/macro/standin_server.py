@@ -17,6 +17,7 @@ It keeps the span ids it was given (location == hygiene), as a guest's tokens do
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import sys
@@ -197,7 +198,9 @@ def main() -> None:
         request = read_request(stdin.read(struct.unpack("<I", head)[0]))
         if log:
             with open(log, "a") as f:
-                f.write(f"{os.getpid()} {os.getppid()} {request['name']} {len(request['spans'])}\n")
+                call_site = request["spans"][0]  # the trampoline sends the call site first
+                f.write(f"{os.getpid()} {os.getppid()} {request['name']} {len(request['spans'])} "
+                        f"{call_site['start'][0]} {call_site['start'][1]} {json.dumps(call_site['text'])}\n")
         data = reply(*expand(request))
         stdout.write(struct.pack("<I", len(data)) + data)
         stdout.flush()

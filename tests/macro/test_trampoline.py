@@ -51,7 +51,16 @@ class Setup:
         """(server pid, its parent's pid, macro) of every request the stand-in served so far."""
         if not self.log.exists():
             return []
-        return [(int(p), int(pp), name) for p, pp, name, _spans in (line.split() for line in self.log.read_text().splitlines())]
+        return [(int(p), int(pp), name) for p, pp, name, *_ in (line.split() for line in self.log.read_text().splitlines())]
+
+    def call_sites(self, macro: str) -> list[tuple[int, int, str]]:
+        """(line, column, source text) of the call site the trampoline described in each request for `macro`."""
+        out = []
+        for line in self.log.read_text().splitlines():
+            _pid, _ppid, name, _count, row, column, text = line.split(" ", 6)
+            if name == macro:
+                out.append((int(row), int(column), json.loads(text)))
+        return out
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +95,10 @@ def test_macros_expand_to_what_the_server_returned(setup: Setup, selected_cargo:
     assert [int(n) for *_, n in counted] == [3, 4, 5]
     served = [s for s in setup.servers() if s[2] in ("Named", "scale", "counted", "swap")]
     assert {pid for pid, _, _ in served} == {int(pids.pop())}  # one server for the whole crate's rustc
+    source = (setup.workspace / "app" / "src" / "main.rs").read_text().splitlines()
+    row = next(i for i, text in enumerate(source, 1) if "counted!()" in text)
+    columns = [i for i in range(len(source[row - 1])) if source[row - 1].startswith("counted!()", i)]
+    assert setup.call_sites("counted") == [(row, column, "counted!()") for column in columns]
 
 
 def test_one_server_per_rustc_process_and_none_left(setup: Setup, selected_cargo: Cargo) -> None:
@@ -160,3 +173,35 @@ def test_both_build_dir_layouts_find_the_trampoline(setup: Setup, cargo: Cargo) 
     assert run.proc.stdout.splitlines()[3].split()[-1] == "3"  # counted by the stand-in: the trampoline ran
     generated = list((setup.root / f"layout-{cargo.layout}").glob("**/cratecage/trampoline/*/lib.rs"))
     assert len(generated) == 1 and "proc_macro_derive(Named, attributes(named))" in generated[0].read_text()
+
+
+CARGO_ARGV = ["--crate-name", "tmacros", "--edition=2021", "src/lib.rs", "--error-format=json",
+              "--json=diagnostic-rendered-ansi,artifacts,future-incompat", "--crate-type", "proc-macro",
+              "--emit=dep-info,link", "-C", "prefer-dynamic", "-C", "embed-bitcode=no", "-C", "debuginfo=2",
+              "--cfg", 'feature="x"', "--check-cfg", "cfg(docsrs,test)", "-C", "metadata=0123", "-C",
+              "extra-filename=-0123", "--out-dir", "/t/debug/deps", "-C", "incremental=/t/debug/incremental",
+              "-L", "dependency=/t/debug/deps", "--extern", "syn=/t/debug/deps/libsyn-1.rlib", "--extern",
+              "proc_macro", "-L", "native=/t/out", "-l", "static=evil", "-C", "link-arg=-Wl,--evil", "-D", "warnings"]
+
+
+def test_the_trampoline_keeps_cargos_output_arguments_and_drops_the_crates_own() -> None:
+    from shim.macro.trampoline import trampoline_argv
+
+    argv = trampoline_argv(CARGO_ARGV, "/gen/lib.rs")
+    kept = ["--crate-name", "tmacros", "--edition=2021", "--error-format=json", "--crate-type", "proc-macro",
+            "--emit=dep-info,link", "-C", "metadata=0123", "-C", "extra-filename=-0123", "--out-dir", "/t/debug/deps"]
+    assert all(word in argv for word in kept) and argv[-1] == "/gen/lib.rs"
+    for dropped in ("src/lib.rs", 'feature="x"', "incremental=/t/debug/incremental", "syn=/t/debug/deps/libsyn-1.rlib",
+                    "native=/t/out", "static=evil", "link-arg=-Wl,--evil", "warnings"):
+        assert dropped not in argv
+    assert argv.count("--extern") == 1 and argv[argv.index("--extern") + 1] == "proc_macro"
+
+
+@pytest.mark.parametrize("macro", [("bang", "not a name", "f", ()), ("derive", "D", "f", ("a]",)),
+                                   ("weird", "m", "m", ())])
+def test_a_macro_the_trampoline_cannot_declare_is_an_error_naming_the_crate(macro: tuple) -> None:
+    from shim.errors import CratecageError
+    from shim.macro.trampoline import lib_rs
+
+    with pytest.raises(CratecageError, match="proc-macro crate tmacros 0.1.0"):
+        lib_rs([macro], "tmacros", "0.1.0", "/launcher")

@@ -284,7 +284,9 @@ fn put_span_info(out: &mut Vec<u8>, span: Span) {
     let local = span.local_file().map(|path| path.to_string_lossy().into_owned());
     put_opt_str(out, local.as_deref());
     let (start, end) = (span.start(), span.end());
-    for value in [start.line(), start.column(), end.line(), end.column()] {
+    // PROTOCOL.md: lines 1-based, columns 0-based; stable proc_macro's `column()` is 1-based.
+    let columns = (start.column().saturating_sub(1), end.column().saturating_sub(1));
+    for value in [start.line(), columns.0, end.line(), columns.1] {
         put_u32(out, value as u32);
     }
     let (byte_start, byte_end) = byte_range(span);
