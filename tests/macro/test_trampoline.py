@@ -42,10 +42,12 @@ class Setup:
         return {"RUSTC_WRAPPER": str(self.wrapper), "TRAMPOLINE_CRATE": "tmacros", "TRAMPOLINE_MACROS": json.dumps(MACROS),
                 "TRAMPOLINE_LAUNCHER": str(self.launcher), "STANDIN_LOG": str(self.log)}
 
-    def build(self, cargo: Cargo, *args: str, native: bool = False, target: str | None = None, check: bool = True):
+    def build(self, cargo: Cargo, *args: str, native: bool = False, target: str | None = None, check: bool = True,
+              launcher: Path | None = None):
         target_dir = self.root / (target or ("native" if native else "trampoline"))
+        env = {**self.env(), **({"TRAMPOLINE_LAUNCHER": str(launcher)} if launcher else {})}
         return cargo(self.workspace, *args, wrapped=False, target_dir=target_dir, check=check,
-                     extra_env=None if native else self.env())
+                     extra_env=None if native else env)
 
     def servers(self) -> list[tuple[int, int, str]]:
         """(server pid, its parent's pid, macro) of every request the stand-in served so far."""
@@ -141,6 +143,23 @@ def test_a_dead_server_fails_the_expansion_and_the_next_one_restarts_it(setup: S
     died, boomed = panic_messages(run)
     assert died.startswith("cratecage: ") and "tmacros" in died and "`die`" in died and "cargo clean -p tmacros" in died
     assert boomed == "boom: the guest panicked"
+
+
+def test_a_server_that_exits_at_once_fails_every_expansion_with_a_cratecage_line(setup: Setup,
+                                                                                 selected_cargo: Cargo) -> None:
+    gone = setup._script("gone.sh", "exit 7")
+    lib = setup.workspace / "errs" / "src" / "lib.rs"
+    if "feature = \"huge\"" not in lib.read_text():  # a request of megabytes: its write meets the closed pipe
+        # on lines of ten words: rustc's column of a span costs the length of its line (so every span
+        # of one very long line costs quadratic time, natively too)
+        words = "\n".join(" ".join(f"w{i}" for i in range(j, j + 10)) for j in range(0, 50_000, 10))
+        lib.write_text(lib.read_text() + f'\n#[cfg(feature = "huge")]\ntmacros::die!({words});\n')
+    run = setup.build(selected_cargo, "build", "-p", "errs", "--features", "die_then_boom huge", check=False,
+                      launcher=gone, target="gone")
+    assert not run.ok and "signal" not in run.proc.stderr  # rustc failed the expansions, no SIGPIPE
+    messages = panic_messages(run)
+    assert len(messages) == 3 and all(m.startswith("cratecage: ") and "tmacros" in m for m in messages)
+    assert any("closed its input" in m for m in messages)
 
 
 @pytest.mark.parametrize("feature, expected", [
