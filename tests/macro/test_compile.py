@@ -75,6 +75,9 @@ def read_region(instance: wasmtime.Instance, store: wasmtime.Store, packed: int)
     return bytes(memory.read(store, ptr, ptr + length))
 
 
+HOST_CALLS: list[str] = []  # the facade's host functions the guests called, in order
+
+
 def instantiate(wasm: str) -> tuple[wasmtime.Instance, wasmtime.Store, wasmtime.Module]:
     engine = wasmtime.Engine()
     module = wasmtime.Module.from_file(engine, wasm)
@@ -83,7 +86,7 @@ def instantiate(wasm: str) -> tuple[wasmtime.Instance, wasmtime.Store, wasmtime.
     store = wasmtime.Store(engine)
     for imp in module.imports:  # the facade's host functions (its start-up reports), each answering 0
         if imp.module != "wasi_snapshot_preview1" and isinstance(imp.type, wasmtime.FuncType):
-            linker.define(store, imp.module, imp.name, wasmtime.Func(store, imp.type, zeros(imp.type)))
+            linker.define(store, imp.module, imp.name, wasmtime.Func(store, imp.type, zeros(imp.name, imp.type)))
     store.set_wasi(wasmtime.WasiConfig())
     instance = linker.instantiate(store, module)
     if "_initialize" in instance.exports(store):
@@ -91,10 +94,11 @@ def instantiate(wasm: str) -> tuple[wasmtime.Instance, wasmtime.Store, wasmtime.
     return instance, store, module
 
 
-def zeros(ty: wasmtime.FuncType):  # type: ignore[no-untyped-def]
+def zeros(name: str, ty: wasmtime.FuncType):  # type: ignore[no-untyped-def]
     results = [0] * len(ty.results)
 
     def host(*_args: object) -> object:
+        HOST_CALLS.append(name)
         return None if not results else results[0] if len(results) == 1 else results
     return host
 
@@ -114,8 +118,12 @@ def test_the_guest_module_exports_the_protocol_and_lists_the_crates_macros(built
                             Macro("derive", "Plain", "derive_plain", ())]
     instance, store, module = instantiate(guest.wasm)
     exported = {e.name for e in module.exports}
-    assert {"memory", "cratecage_macro_abi", "cratecage_alloc", "cratecage_expand", "cratecage_macros"} <= exported
-    assert call(instance, store, "cratecage_macro_abi") == 1
+    assert {"memory", "cratecage_macro_abi", "cratecage_alloc", "cratecage_expand", "cratecage_macros",
+            "_initialize"} <= exported
+    started = len(HOST_CALLS)
+    assert started > 0  # the facade's constructor ran in _initialize, once: not again at each call
+    assert [call(instance, store, "cratecage_macro_abi") for _ in range(3)] == [1, 1, 1]
+    assert len(HOST_CALLS) == started
     listing = read_region(instance, store, call(instance, store, "cratecage_macros")).decode().splitlines()
     assert [line.split()[:3] for line in listing] == [
         ["derive", "Describe", "derive_describe"], ["bang", "answer", "answer"], ["attr", "noted", "noted"],

@@ -118,6 +118,13 @@ macro_rules! __cratecage_call {
 macro_rules! __cratecage_export {
     ($($kind:ident $name:ident => $func:ident $(($($helper:ident),*))?),* $(,)?) => {
         const _: () = {
+            // A cdylib has no reactor start-up of its own: without an `_initialize` that calls the
+            // constructors, wasm-ld wraps every export to run them (the facade's among them) at each call.
+            unsafe extern "C" {
+                fn __wasm_call_ctors();
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn _initialize() { unsafe { __wasm_call_ctors() } }
             #[unsafe(no_mangle)]
             pub extern "C" fn cratecage_macro_abi() -> i32 { 1 }
             #[unsafe(no_mangle)]
