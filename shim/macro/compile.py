@@ -7,7 +7,7 @@ For a proc-macro unit (what cargo asked rustc for, as shim.build.script gets a b
      that directory>`: every directory from `/` down to it is a real one holding symbolic links to all the
      original's entries but the next one down, so `mod x;`, `#[path]` and `include_str!("../../x")` find
      what they find natively (the kernel resolves `..` through real directories, as for the original).
-     `--remap-path-prefix <mirror>=` gives diagnostics, `file!()` and panic locations the original paths;
+     `--remap-path-prefix <mirror>=/` gives diagnostics, `file!()` and panic locations the original paths;
   3. the crate's dependency closure is replayed for wasm from the journal (shim.compile.replay, into
      wasm-deps-macro: every library linked with the wasm `proc_macro` crate), and the root compiled as a
      `cdylib` (`--crate-type proc-macro` is not a wasm crate type) with the same edition, cfgs, features and
@@ -32,11 +32,13 @@ from typing import Callable, NamedTuple
 
 from shim.cargo import layout
 from shim.cargo.rustc_args import RustcArgs, native_externs, tokens
+from shim.compile import wasm_rustc
 from shim.compile.argv import wasm_argv
 from shim.errors import CratecageError
 from shim.macro.rewrite import Macro, find_macros, parse_cfgs
 
 if False:  # typing only
+    from shim.compile.replay import Replayer
     from shim.toolchain.compiler import Toolchain
 
 MIRROR = "mirror"
@@ -66,8 +68,6 @@ def default_proc_macro(tc: Toolchain) -> str:
 def compile_macro_crate(chain: list[str], args: RustcArgs, expanded: list[str], environ: dict[str, str], *,
                         proc_macro_rlib: Callable[[Toolchain], str] = default_proc_macro) -> Guest:
     """The guest module of one proc-macro unit (module docstring); raises MacroCompileError."""
-    from shim.compile import wasm_rustc
-    from shim.compile.dirs import CompileDirs
     from shim.compile.replay import Replayer
     from shim.confine.fsview import tag_build_state
     from shim.sandbox import enforce
@@ -98,45 +98,59 @@ def compile_macro_crate(chain: list[str], args: RustcArgs, expanded: list[str], 
         raise MacroCompileError(f"{subject}: cannot read its crate root: {err}") from None
     rewritten = find_macros(text, f"{pkg} {version}", lambda: host_cfgs(tc.compiler.rustc, args))
     mirror_top = os.path.join(unit_dir, MIRROR)
-    mirrored_root = build_mirror(mirror_top, root, rewritten.text)
 
     grant, _policy = enforce.grant("build", pkg, version, environ)
     tools = wasm_rustc.Tools(rustc=tc.compiler.rustc, sysroot=tc.compiler.sysroot, wasm_sysroot=tc.wasm_sysroot,
                              facade_dir=os.path.dirname(facade_rlib), host=tc.compiler.host)
     replayer = Replayer(tools=tools, facade=facade_rlib, cratecage_dir=state, environ=dict(environ),
                         consumer=f"{pkg} {version}", proc_macro=pm_rlib)
-    recorded = guest_argv(expanded, args.inputs[0], mirrored_root)
-    externs = replayer.externs_for(recorded)
+    externs = replayer.externs_for(expanded)  # its closure first: a ReplayError names the library
     scope = wasm_rustc.Scope(subject=subject, package=pkg, version=version,
                              manifest_dir=environ.get("CARGO_MANIFEST_DIR") or cwd, out_dir=None,
                              build_dir=out_dir, sources=(root,), cargo_vars=environ, grant=grant)
-    with CompileDirs(state) as dirs:
+    try:
+        recorded = guest_argv(expanded, args.inputs[0], build_mirror(mirror_top, root, rewritten.text))
+        deps, env_lines = _compile(tools, scope, replayer, recorded, externs, pm_rlib, mirror_top=mirror_top,
+                                   stem=stem, wasm=wasm, environ=environ, expanded=expanded)
+    finally:
+        shutil.rmtree(mirror_top, ignore_errors=True)  # links to everything above the crate: not kept
+    return Guest(wasm, original_sources(deps, mirror_top, cwd), list(rewritten.macros),
+                 wasm_rustc.visible_env_lines(env_lines, scope))
+
+
+def _compile(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replayer, recorded: list[str],
+             externs: dict[str, str], pm_rlib: str, *, mirror_top: str, stem: str, wasm: str,
+             environ: dict[str, str], expanded: list[str]) -> tuple[list[str], list[str]]:
+    """The confined wasm compile of the mirrored root; the module moved to `wasm`; (dep-info files,
+    `# env-dep:` lines)."""
+    from shim.cargo.depinfo import read_dep_info
+    from shim.compile.dirs import CompileDirs
+    from shim.toolchain import facade
+
+    cwd = os.getcwd()
+    with CompileDirs(os.path.dirname(replayer.wasm_deps)) as dirs:
         linked = dirs.link([*replayer.closure(externs.values()), pm_rlib])
-        argv, _dropped = wasm_argv(recorded, wasm_sysroot=tc.wasm_sysroot, facade=facade_rlib, out_dir=dirs.out,
-                                   wasm_deps=dirs.deps, extern_map={n: linked[w] for n, w in externs.items()},
-                                   emit="dep-info,link", lints_capped=False, extra_codegen=facade.LINK_ARGS,
-                                   json_diagnostics=True)
-        argv += ["--extern", f"proc_macro={linked[pm_rlib]}", f"--remap-path-prefix={mirror_top}="]
+        argv, _dropped = wasm_argv(recorded, wasm_sysroot=tools.wasm_sysroot, facade=replayer.facade,
+                                   out_dir=dirs.out, wasm_deps=dirs.deps,
+                                   extern_map={n: linked[w] for n, w in externs.items()}, emit="dep-info,link",
+                                   lints_capped=False, extra_codegen=facade.LINK_ARGS, json_diagnostics=True)
+        argv += ["--extern", f"proc_macro={linked[pm_rlib]}", f"--remap-path-prefix={mirror_top}=/"]
         done = wasm_rustc.run(tools, scope, argv, cwd=cwd, dirs=dirs,
                               inputs=[mirror_top, *native_externs(expanded, cwd)], host_env=environ,
                               dep_info=dirs.dep_info(stem), stream=True)
-        for message in done.messages(subject):
+        for message in done.messages(scope.subject):
             print(message, file=sys.stderr)
         if done.returncode != 0:
             refused = ", refused at compile time (the cratecage: lines above)" if done.denials else ""
-            raise MacroCompileError(f"{subject} does not compile for wasm32-wasip1{refused}, so its macros "
+            raise MacroCompileError(f"{scope.subject} does not compile for wasm32-wasip1{refused}, so its macros "
                                     "cannot run in the sandbox (rustc's errors above)",
-                                    hint=f"a `sandbox = \"native\"` entry in [permissions.macro.{pkg}] runs it "
-                                         "natively, unsandboxed")
+                                    hint=f"a `sandbox = \"native\"` entry in [permissions.macro.{scope.package}] "
+                                         "runs it natively, unsandboxed")
         built = os.path.join(dirs.out, f"{stem}.wasm")
         if not os.path.isfile(built):
-            raise MacroCompileError(f"{subject}: its wasm compile left no {stem}.wasm")
+            raise MacroCompileError(f"{scope.subject}: its wasm compile left no {stem}.wasm")
         os.replace(built, wasm)
-        from shim.cargo.depinfo import read_dep_info
-
-        deps, env_lines = read_dep_info(Path(dirs.dep_info(stem)))
-    return Guest(wasm, original_sources(deps, mirror_top, cwd), list(rewritten.macros),
-                 wasm_rustc.visible_env_lines(env_lines, scope))
+        return read_dep_info(Path(dirs.dep_info(stem)))
 
 
 def guest_argv(expanded: list[str], root: str, mirrored_root: str) -> list[str]:

@@ -163,17 +163,30 @@ def test_the_sources_are_the_originals_and_the_dependency_was_replayed(built: di
     assert not any(p.name.startswith("libutil-") for p in (state / "wasm-deps").glob("*.rlib"))
 
 
-def test_the_mirror_root_keeps_every_line_and_column(built: dict, monkeypatch) -> None:
+def test_diagnostics_point_at_the_original_file_line_and_column_and_no_mirror_is_left(
+        built: dict, monkeypatch, capfd) -> None:
     _args, guest = compile_unit(built, "macros", monkeypatch)
-    original = (built["ws"] / "macros" / "src" / "lib.rs").read_text().splitlines()
-    mirrored = next(Path(guest.wasm).parent.joinpath("mirror").rglob("lib.rs")).read_text().splitlines()
-    assert len(mirrored) > len(original)
-    for before, after in zip(original, mirrored):
-        assert len(before) == len(after)
-        if "proc_macro_" not in before and before.strip() != "#[proc_macro]":
-            assert before == after
-        else:
-            assert "proc_macro" not in after
+    diagnostics = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    spans = [span for d in diagnostics if d.get("level") == "warning" for span in d["spans"]
+             if "unheard" in span["text"][0]["text"]]
+    root = (built["ws"] / "macros" / "src" / "lib.rs").resolve()
+    lines = root.read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "let unheard" in text)
+    assert [(s["file_name"], s["line_start"], s["column_start"]) for s in spans] == [
+        (str(root), line, lines[line - 1].index("unheard") + 1)]
+    assert not (Path(guest.wasm).parent / "mirror").exists()
+
+
+def test_a_file_read_outside_the_package_at_compile_time_is_refused(built: dict, monkeypatch, capfd) -> None:
+    with pytest.raises(MacroCompileError) as raised:
+        compile_unit(built, "nosy_macros", monkeypatch)
+    assert "refused at compile time" in raised.value.render()
+    err = capfd.readouterr().err.splitlines()
+    denied = [n for n, line in enumerate(err)
+              if line.startswith("cratecage: proc-macro crate nosy_macros 0.1.0: filesystem-access denied: ")]
+    assert len(denied) == 1
+    assert [line.strip() for line in err[denied[0] + 1:denied[0] + 4]][:2] == [
+        "to permit it, add to the policy:", "[permissions.build.nosy_macros]"]
 
 
 def test_a_macro_crate_that_does_not_compile_for_wasm_fails_with_one_line_naming_it(built: dict,
