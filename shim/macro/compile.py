@@ -111,7 +111,8 @@ def compile_macro_crate(chain: list[str], args: RustcArgs, expanded: list[str], 
     try:
         recorded = guest_argv(expanded, args.inputs[0], build_mirror(mirror_top, root, rewritten.text))
         deps, env_lines = _compile(tools, scope, replayer, recorded, externs, pm_rlib, mirror_top=mirror_top,
-                                   stem=stem, wasm=wasm, environ=environ, expanded=expanded)
+                                   stem=stem, wasm=wasm, environ=environ, expanded=expanded,
+                                   relative_root=not os.path.isabs(args.inputs[0]))
     finally:
         shutil.rmtree(mirror_top, ignore_errors=True)  # links to everything above the crate: not kept
     return Guest(wasm, original_sources(deps, mirror_top, cwd), list(rewritten.macros),
@@ -120,7 +121,7 @@ def compile_macro_crate(chain: list[str], args: RustcArgs, expanded: list[str], 
 
 def _compile(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replayer, recorded: list[str],
              externs: dict[str, str], pm_rlib: str, *, mirror_top: str, stem: str, wasm: str,
-             environ: dict[str, str], expanded: list[str]) -> tuple[list[str], list[str]]:
+             environ: dict[str, str], expanded: list[str], relative_root: bool) -> tuple[list[str], list[str]]:
     """The confined wasm compile of the mirrored root; the module moved to `wasm`; (dep-info files,
     `# env-dep:` lines)."""
     from shim.cargo.depinfo import read_dep_info
@@ -134,7 +135,7 @@ def _compile(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replaye
                                    out_dir=dirs.out, wasm_deps=dirs.deps,
                                    extern_map={n: linked[w] for n, w in externs.items()}, emit="dep-info,link",
                                    lints_capped=False, extra_codegen=facade.LINK_ARGS, json_diagnostics=True)
-        argv += ["--extern", f"proc_macro={linked[pm_rlib]}", f"--remap-path-prefix={mirror_top}=/"]
+        argv += ["--extern", f"proc_macro={linked[pm_rlib]}", *remap_args(mirror_top, cwd, relative_root)]
         done = wasm_rustc.run(tools, scope, argv, cwd=cwd, dirs=dirs,
                               inputs=[mirror_top, *native_externs(expanded, cwd)], host_env=environ,
                               dep_info=dirs.dep_info(stem), stream=True)
@@ -151,6 +152,15 @@ def _compile(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replaye
             raise MacroCompileError(f"{scope.subject}: its wasm compile left no {stem}.wasm")
         os.replace(built, wasm)
         return read_dep_info(Path(dirs.dep_info(stem)))
+
+
+def remap_args(mirror_top: str, cwd: str, relative_root: bool) -> list[str]:
+    """Paths in the mirror shown as the originals, as cargo gave them: a crate root cargo named relative to
+    the cwd (a workspace member) keeps its files relative, as natively (the last matching prefix wins)."""
+    out = [f"--remap-path-prefix={mirror_top}=/"]
+    if relative_root:
+        out.append(f"--remap-path-prefix={mirror_top}{os.path.realpath(cwd)}/=")
+    return out
 
 
 def guest_argv(expanded: list[str], root: str, mirrored_root: str) -> list[str]:

@@ -169,11 +169,10 @@ def test_diagnostics_point_at_the_original_file_line_and_column_and_no_mirror_is
     diagnostics = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
     spans = [span for d in diagnostics if d.get("level") == "warning" for span in d["spans"]
              if "unheard" in span["text"][0]["text"]]
-    root = (built["ws"] / "macros" / "src" / "lib.rs").resolve()
-    lines = root.read_text().splitlines()
+    lines = (built["ws"] / "macros" / "src" / "lib.rs").read_text().splitlines()
     line = next(n for n, text in enumerate(lines, 1) if "let unheard" in text)
     assert [(s["file_name"], s["line_start"], s["column_start"]) for s in spans] == [
-        (str(root), line, lines[line - 1].index("unheard") + 1)]
+        (os.path.join("macros", "src", "lib.rs"), line, lines[line - 1].index("unheard") + 1)]  # as cargo named it
     assert not (Path(guest.wasm).parent / "mirror").exists()
 
 
@@ -199,3 +198,33 @@ def test_a_macro_crate_that_does_not_compile_for_wasm_fails_with_one_line_naming
     args = parse(expand_argfiles(json.loads((built["records"] / "bad_macros.json").read_text())["argv"][1:]))
     out_dir = os.path.realpath(os.path.join(os.getcwd(), args.out_dir))
     assert not os.path.exists(layout.macro_module_path(layout.state_dir(out_dir), out_dir, layout.output_stem(args)))
+
+
+# -- the pieces, without a compile -------------------------------------------------------------------------------
+
+def test_the_mirror_resolves_dot_dot_and_siblings_as_the_original_and_maps_back(tmp_path: Path) -> None:
+    from shim.macro.compile import build_mirror, original_sources
+
+    package = tmp_path / "ws" / "pkg"
+    (package / "src" / "m").mkdir(parents=True)
+    (package / "src" / "lib.rs").write_text("original root")
+    (package / "src" / "m" / "x.rs").write_text("module")
+    (tmp_path / "ws" / "README.md").write_text("two levels up")
+    top = tmp_path / "unit" / "mirror"
+    mirrored = Path(build_mirror(str(top), str(package / "src" / "lib.rs"), "rewritten root"))
+    assert mirrored.read_text() == "rewritten root" and (package / "src" / "lib.rs").read_text() == "original root"
+    assert (mirrored.parent / "m" / "x.rs").read_text() == "module"
+    assert Path(os.path.join(mirrored.parent, "..", "..", "README.md")).read_text() == "two levels up"
+    assert original_sources([str(mirrored), os.path.join(mirrored.parent, "..", "..", "README.md"), "/abs/x.rs"],
+                            str(top), str(tmp_path)) == [
+        str((package / "src" / "lib.rs").resolve()), str((tmp_path / "ws" / "README.md").resolve()), "/abs/x.rs"]
+
+
+def test_the_guest_argv_is_cargos_with_the_mirrored_root_a_cdylib_and_no_native_proc_macro() -> None:
+    from shim.macro.compile import guest_argv
+
+    argv = ["--crate-name", "m", "--edition=2021", "m/src/lib.rs", "--crate-type", "proc-macro", "--extern",
+            "proc_macro", "--extern", "util=/t/deps/libutil-1.rlib", "-C", "metadata=abc"]
+    assert guest_argv(argv, "m/src/lib.rs", "/mirror/w/m/src/lib.rs") == [
+        "--crate-name", "m", "--edition=2021", "/mirror/w/m/src/lib.rs", "--crate-type", "cdylib", "--extern",
+        "util=/t/deps/libutil-1.rlib", "-C", "metadata=abc"]
