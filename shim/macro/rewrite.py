@@ -142,8 +142,7 @@ class _Lexer:
             line += s.count("\n", start, self.i)
 
     def _block_comment(self) -> None:
-        s, depth, self.i = self.s, 0, self.i
-        start = self.i
+        s, depth, start = self.s, 0, self.i
         while self.i < len(s):
             if s.startswith("/*", self.i):
                 depth, self.i = depth + 1, self.i + 2
