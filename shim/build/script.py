@@ -32,6 +32,7 @@ from shim.files import atomic_write
 from shim.compile.replay import Replayer
 from shim.compile.argv import wasm_argv
 from shim.compile.argv import STACK_SIZE_ARG
+from shim.compile.wasm_rustc import visible_env_lines
 from shim.cargo.rustc_args import RustcArgs
 
 if False:  # typing only
@@ -134,20 +135,6 @@ def compile_build_script(chain: list[str], args: RustcArgs, expanded: list[str],
     write_dep_info(out_dir / f"{stem}.d", [str(launcher), str(out_dir / f"{stem}.d")], deps + extra,
                    visible_env_lines(env_lines, scope))
     return 0
-
-
-def visible_env_lines(env_lines: list[str], scope: wasm_rustc.Scope) -> list[str]:
-    """The `# env-dep:` lines cargo may keep: of variables the compile could see. A line for an ungranted
-    variable would make cargo compare (and store, in its fingerprint) the host's value on every build;
-    the policy file in the `.d` covers a grant that later makes it visible."""
-    from shim.cargo import env as compile_env
-
-    kept = []
-    for line in env_lines:
-        name = line[len("# env-dep:"):].partition("=")[0]
-        if compile_env.visible(name, rustc_env=scope.rustc_env, allows_env=scope.allows_env):
-            kept.append(line)
-    return kept
 
 
 def compile_native(chain: list[str], args: RustcArgs, expanded: list[str], environ: dict[str, str],

@@ -46,6 +46,7 @@ MAX_WALK = 8  # directories searched for the profile's lock, from the out-dir up
 # A build-script run's stdout as cargo keeps it, relative to its OUT_DIR: old layout, then new.
 SCRIPT_OUTPUT = (("..", "output"), ("..", "run", "stdout"))
 MODULES_DIR = "build"  # <state>/build/<pkg>-<H>/<stem>.wasm: build-script modules (module_path)
+MACROS_DIR = "macro"  # <state>/macro/<unit>/<stem>.wasm: proc-macro guest modules (macro_module_path)
 
 
 def unit_layout(out_dir: str) -> str:
@@ -162,6 +163,19 @@ def unit_state_dir(state: str, out_dir: str, kind: str = MODULES_DIR) -> str:
 def module_path(state: str, out_dir: str, stem: str) -> str:
     """Where a build script's wasm module goes: `<state>/build/<pkg>-<H>/<stem>.wasm`."""
     return os.path.join(unit_state_dir(state, out_dir), f"{stem}.wasm")
+
+
+def macro_unit_dir(state: str, out_dir: str, stem: str) -> str:
+    """`<state>/macro/<unit>`: what cratecage builds for one proc-macro unit (its guest module, the mirror
+    of its sources). `<unit>` is the new layout's `<pkg>-<H>`, the old layout's output stem (`<crate-name>
+    <extra-filename>`: every proc macro of a profile shares `deps/`)."""
+    unit = unit_name(out_dir) if unit_layout(out_dir) == NEW else stem
+    return os.path.join(state, MACROS_DIR, unit)
+
+
+def macro_module_path(state: str, out_dir: str, stem: str) -> str:
+    """Where a proc-macro crate's guest module goes: `<state>/macro/<unit>/<stem>.wasm`."""
+    return os.path.join(macro_unit_dir(state, out_dir, stem), f"{stem}.wasm")
 
 
 def state_of_module(wasm: str) -> str:

@@ -64,14 +64,19 @@ class Replayer:
     """Replays libraries for wasm for one build (one target directory), with one compiler and facade."""
 
     def __init__(self, *, tools: wasm_rustc.Tools, facade: str, cratecage_dir: str, environ: dict[str, str],
-                 consumer: str = "?", workspace_dir: str | None = None) -> None:
+                 consumer: str = "?", workspace_dir: str | None = None, proc_macro: str | None = None) -> None:
         self.tools = tools
         self.rustc = tools.rustc
         self.wasm_sysroot = tools.wasm_sysroot
         self.facade = facade
-        self.wasm_deps = os.path.join(cratecage_dir, "wasm-deps")
+        # `proc_macro`: the wasm `proc_macro` rlib every library is linked with, for a proc-macro crate's closure
+        # (shim.macro.compile). Those rlibs differ from a build script's (proc-macro2 finds a working
+        # `proc_macro`), so they are kept apart, in wasm-deps-macro.
+        self.proc_macro = proc_macro
+        self.wasm_deps = os.path.join(cratecage_dir, "wasm-deps-macro" if proc_macro else "wasm-deps")
         self.environ = environ
         self.consumer = consumer  # "<package> <version>" of the build script being compiled, for messages
+        self.whose = f"proc-macro crate {consumer}" if proc_macro else f"build script of {consumer}"
         self.replayed: list[str] = []  # crate names compiled by this process (tests count them)
         self._closures: dict[str, tuple[str, ...]] = {}  # wasm rlib -> the wasm rlibs it needs, transitively
         self._done: dict[str, str] = {}  # native rlib -> its wasm rlib, once per process
@@ -105,13 +110,13 @@ class Replayer:
         rlib = native[:-len(".rmeta")] + ".rlib" if native.endswith(".rmeta") else native
         name = os.path.basename(rlib)
         if rlib in stack:
-            raise ReplayError(f"build script of {self.consumer}: dependency cycle while replaying {name} for wasm")
+            raise ReplayError(f"{self.whose}: dependency cycle while replaying {name} for wasm")
         if rlib in self._done:  # a diamond, or the new layout's `--extern x=libx.rlib --extern x=libx.rmeta`
             return self._done[rlib]
         entry = journal.load(rlib)
         if entry is None:
             raise ReplayError(
-                f"build script of {self.consumer}: no record of how its build-dependency {name} was compiled, "
+                f"{self.whose}: no record of how its build-dependency {name} was compiled, "
                 f"so it cannot be compiled for wasm",
                 hint="the target directory predates this cratecage: run `cargo clean` once and build again",
             )
@@ -159,7 +164,7 @@ class Replayer:
             # it runs natively, a credential provider) and answer with the crate's graph, not the build's
             root = self.workspace_dir or workspace_root_if_known(self.environ)
             if root is None:
-                raise ReplayError(f"build script of {self.consumer}: cratecage cannot tell which workspace this "
+                raise ReplayError(f"{self.whose}: cratecage cannot tell which workspace this "
                                   f"build belongs to, so it cannot read its dependency graph for "
                                   f"{wasm_graph.WASM_TARGET}",
                                   hint=f"set {ROOT_ENV} to the absolute path of your workspace root")
@@ -168,7 +173,7 @@ class Replayer:
                                               cargo=self.environ.get("CARGO") or "cargo", rustc=self.rustc,
                                               environ=self.environ)
             except wasm_graph.GraphError as err:
-                raise ReplayError(f"build script of {self.consumer}: {err.message}",
+                raise ReplayError(f"{self.whose}: {err.message}",
                                   hint="its build-dependencies are compiled for wasm32-wasip1 with their "
                                        "dependencies there; `cargo metadata` must be able to read the "
                                        "workspace (and download what only wasm needs)") from err
@@ -213,7 +218,7 @@ class Replayer:
         done = (manifest_dir, frozenset(features))
         if done in self._synthesised:
             return self._synthesised[done]
-        whose = f"build script of {self.consumer}: its build-dependencies need {pkg.title} on wasm32-wasip1 only"
+        whose = f"{self.whose}: its build-dependencies need {pkg.title} on wasm32-wasip1 only"
         if manifest_dir in stack:
             raise ReplayError(f"{whose}: dependency cycle while compiling it for wasm")
         if pkg.lib_kind not in ("lib", "rlib"):
@@ -267,7 +272,7 @@ class Replayer:
         grant, _policy = enforce.grant("build", package, version, self.environ, manifest_dir)
         out_dir = entry.env.get("OUT_DIR")
         return wasm_rustc.Scope(
-            subject=f"build-dependency {package} {version} (of the build script of {self.consumer})",
+            subject=f"build-dependency {package} {version} (of the {self.whose})",
             package=package, version=version, manifest_dir=manifest_dir,
             out_dir=out_dir, build_dir=os.path.dirname(rlib),
             sources=tuple(os.path.join(entry.cwd, i) for i in args.inputs), cargo_vars=entry.env, grant=grant,
@@ -281,6 +286,9 @@ class Replayer:
         except OSError:
             h.update(b"|missing" if rlib else b"|from source")
         h.update(f"|{self.facade}|{self.wasm_sysroot}|{scope_key}".encode())
+        if self.proc_macro:
+            st = os.stat(self.proc_macro)
+            h.update(f"|{self.proc_macro}|{st.st_size}|{st.st_mtime_ns}".encode())
         for dep in sorted(externs.values()):
             try:
                 h.update(Path(dep + ".stamp").read_bytes())
@@ -317,12 +325,14 @@ class Replayer:
 
         args = parse(entry.argv)
         with CompileDirs(os.path.dirname(self.wasm_deps)) as dirs:
-            linked = dirs.link(self.closure(externs.values()))
+            linked = dirs.link([*self.closure(externs.values()), *filter(None, [self.proc_macro])])
             argv, dropped = wasm_argv(entry.argv, wasm_sysroot=self.wasm_sysroot, facade=self.facade,
                                       out_dir=dirs.out, wasm_deps=dirs.deps,
                                       extern_map={native: linked[wasm] for native, wasm in externs.items()},
                                       emit="dep-info,link", lints_capped=True,
                                       extra_codegen=facade.LINK_ARGS)  # a cdylib crate type links here
+            if self.proc_macro:
+                argv += ["--extern", f"proc_macro={linked[self.proc_macro]}"]
             done = wasm_rustc.run(self.tools, scope, argv, cwd=entry.cwd, dirs=dirs,
                                   inputs=native_externs(entry.argv, entry.cwd), host_env=self.environ,
                                   dep_info=dirs.dep_info(layout.output_stem(args)), stream=False)

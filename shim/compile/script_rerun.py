@@ -91,7 +91,7 @@ def on_wasm(replayer: Replayer, entry: journal.Entry, pkg: wasm_graph.Package) -
     from shim.compile.argv import ReplayError
 
     host_out = entry.env["OUT_DIR"]
-    subject = f"build-dependency {pkg.title} (of the build script of {replayer.consumer})"
+    subject = f"build-dependency {pkg.title} (of the {replayer.whose})"
     try:
         with open(record_path(host_out), "rb") as fh:
             raw_record = fh.read()
@@ -177,7 +177,7 @@ def _cfgs(replayer: Replayer) -> dict[str, str]:
     cmd = [replayer.rustc, "--print", "cfg", "--target", "wasm32-wasip1", "--sysroot", replayer.wasm_sysroot]
     done = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
-        raise ReplayError(f"build script of {replayer.consumer}: `rustc --print cfg --target wasm32-wasip1` "
+        raise ReplayError(f"{replayer.whose}: `rustc --print cfg --target wasm32-wasip1` "
                           f"failed: {done.stderr.strip()[-300:]}")
     return target_cfg_env(done.stdout.splitlines())
 
@@ -193,8 +193,8 @@ def from_source(replayer: Replayer, pkg: wasm_graph.Package, features: set[str])
     from shim.compile.argv import ReplayError
     from shim.files import cache_root
 
-    subject = f"build script of {pkg.title}, a dependency on wasm32-wasip1 only (of the build script of " \
-              f"{replayer.consumer})"
+    subject = f"build script of {pkg.title}, a dependency on wasm32-wasip1 only (of the " \
+              f"{replayer.whose})"
     if pkg.build_deps:
         raise ReplayError(f"{subject}: it has build-dependencies of its own and cargo never built it for the "
                           f"host: cratecage cannot compile it for wasm32-wasip1",

@@ -209,6 +209,18 @@ def scope_key(tools: Tools, scope: Scope, host_env: Mapping[str, str]) -> str:
     return json.dumps([sorted(env.items()), readable_roots(scope), scope.sources, scope.out_dir])
 
 
+def visible_env_lines(env_lines: list[str], scope: Scope) -> list[str]:
+    """The `# env-dep:` lines cargo may keep: of variables the compile could see. A line for an ungranted
+    variable would make cargo compare (and store, in its fingerprint) the host's value on every build;
+    the policy file in the `.d` covers a grant that later makes it visible."""
+    kept = []
+    for line in env_lines:
+        name = line[len("# env-dep:"):].partition("=")[0]
+        if compile_env.visible(name, rustc_env=scope.rustc_env, allows_env=scope.allows_env):
+            kept.append(line)
+    return kept
+
+
 # -- running it ---------------------------------------------------------------------------------------
 
 def run(tools: Tools, scope: Scope, argv: list[str], *, cwd: str, dirs: CompileDirs, inputs: list[str],

@@ -166,6 +166,19 @@ def test_build_scripts_are_where_cargo_runs_them_and_their_modules_never_collide
     assert old == f"{state}/build/serde-4444/build_script_build-4444.wasm"  # as cratecage 0.5 placed it
 
 
+def test_proc_macro_modules_of_both_layouts_never_collide(tmp_path: Path) -> None:
+    """Every proc macro of the old layout shares `deps/`: its output stem names it; the new layout's unit."""
+    state = str(tmp_path / "T" / "cratecage")
+    old = {layout.macro_module_path(state, f"{tmp_path}/T/debug/deps", stem)
+           for stem in ("serde_derive-1111", "serde_derive-2222", "thiserror_impl-1111")}
+    assert len(old) == 3 and f"{state}/macro/serde_derive-1111/serde_derive-1111.wasm" in old
+    new = {layout.macro_module_path(state, f"{tmp_path}/T/debug/build/{pkg}/{h}/out", stem)
+           for pkg, h, stem in (("serde_derive", "1111", "serde_derive-aaaa"),
+                                ("serde_derive", "2222", "serde_derive-aaaa"))}
+    assert new == {f"{state}/macro/serde_derive-1111/serde_derive-aaaa.wasm",
+                   f"{state}/macro/serde_derive-2222/serde_derive-aaaa.wasm"}
+
+
 @pytest.mark.parametrize("rlib", [
     "<T>/debug/deps/libgen_consts-b004c0143b67abd7.rlib",
     "<T>/debug/build/gen-consts/50b0bcc85b20709b/out/libgen_consts-b004c0143b67abd7.rlib",
