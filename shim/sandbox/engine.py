@@ -51,11 +51,14 @@ def preopen_table(ctx: RunContext, granted: list[tuple[str, str, bool]]) -> list
     project) is shown without it: shim.confine.fsview preopens a view of the package's top level and each of its
     other subdirectories at its own path, so OUT_DIR (longer still) is reachable and the rest of the target
     directory (other crates' fingerprints and `.d` files, which hold variables' values) is not.
+
+    A context without a package directory or OUT_DIR (a proc macro's, shim.macro.server) has none of them.
     """
     from shim.confine import fsview
 
-    package = fsview.preopens(ctx.package_dir, (ctx.package_dir, "."), fsview.hidden_dirs(ctx), ctx.host_scratch)
-    return [*package, (ctx.out_dir, ctx.out_dir, True), (ctx.tmp_dir, ctx.tmp_dir, True), *granted]
+    package = (fsview.preopens(ctx.package_dir, (ctx.package_dir, "."), fsview.hidden_dirs(ctx), ctx.host_scratch)
+               if ctx.package_dir else [])
+    return [*package, *((d, d, True) for d in (ctx.out_dir, ctx.tmp_dir) if d), *granted]
 
 
 @record(frozen=True)
@@ -227,6 +230,12 @@ class GuestRun:
         self.done = threading.Event()
         self.store = None
         self.engine = None
+        self.module = None
+        self.linker = None
+        self.instance = None
+        self.value: object = None  # what the last `call` returned
+        self.subject = f"{what} of {ctx.crate} {ctx.version}"  # how messages name it
+        self.extra_imports: list = []  # functions(linker) defining imports beyond shim.host's (the macro ABI)
         self.processes = None  # the run's host_process.ProcessTable
         self.usage = None  # shim.sandbox.usage.Usage, made when the run starts
         self.memory = None
@@ -258,27 +267,34 @@ class GuestRun:
 
         reaper.end()  # nothing new starts; a guest waiting on a child gets its status now
 
-    def run(self) -> Outcome:
+    def instantiate(self) -> None:
+        """A fresh store and instance. The first call loads the module and defines the host functions; a
+        later one (the macro server's, after a trap left the guest's stack pointer and locks as they were)
+        reuses them and reopens the reaper's gate that a stop closed."""
         import wasmtime
 
         from shim.confine import reaper
-        from shim.host import files as host_files
-        from shim.host import net as host_net
-        from shim.host import observe as host_observe
-        from shim.host import process as host_process
         from shim.lexical import normal_path
-        from shim.sandbox import usage
 
         reaper.begin_run()  # before any child: every orphan below the runner comes back to it
-        self.engine = engine_and_config()
-        module = load_module(self.engine, self.wasm, self.module_cache)
-        linker = wasmtime.Linker(self.engine)
-        linker.define_wasi()
-        self.processes = host_process.define(linker, self.ctx)
-        self.processes.sinks = host_process.Sinks(self._on_stdout, self._on_stderr)
-        host_observe.define(linker, self.ctx)
-        self.net = host_net.define(linker, self.ctx, self.processes)
-        host_files.define(linker, self.ctx, self.processes, self.preopens)
+        if self.linker is None:
+            from shim.host import files as host_files
+            from shim.host import net as host_net
+            from shim.host import observe as host_observe
+            from shim.host import process as host_process
+
+            self.engine = engine_and_config()
+            self.module = load_module(self.engine, self.wasm, self.module_cache)
+            linker = wasmtime.Linker(self.engine)
+            linker.define_wasi()
+            self.processes = host_process.define(linker, self.ctx)
+            self.processes.sinks = host_process.Sinks(self._on_stdout, self._on_stderr)
+            host_observe.define(linker, self.ctx)
+            self.net = host_net.define(linker, self.ctx, self.processes)
+            host_files.define(linker, self.ctx, self.processes, self.preopens)
+            for define in self.extra_imports:
+                define(linker)
+            self.linker = linker
         wasi = wasmtime.WasiConfig()
         wasi.argv = self.argv
         wasi.env = list(self.ctx.env.items())
@@ -294,30 +310,47 @@ class GuestRun:
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         store.set_limits(memory_size=self.limits.memory)
-        store.set_epoch_deadline(self.deadline_ticks)
         self.store = store
-        instance = linker.instantiate(store, module)
-        start = instance.exports(store)["_start"]
-        self.memory = instance.exports(store).get("memory")
+        self.instance = self.linker.instantiate(store, self.module)
+        self.memory = self.instance.exports(store).get("memory")
 
+    def exports(self) -> set[str]:
+        return set(self.instance.exports(self.store)) if self.instance is not None else set()
+
+    def call(self, name: str, *args: int) -> Outcome:
+        """Call the instance's export `name` under the limits, with a time budget of its own (the epoch
+        deadline and the watchdog); what it returned is `value`."""
+        from shim.sandbox import usage
+
+        self.interrupt = _Interrupt()
+        self.done = threading.Event()
+        self.result = ("error", "the guest thread did not finish")
+        self.value = None
+        func = self.instance.exports(self.store)[name]
+        self.store.set_epoch_deadline(self.deadline_ticks)
         self.usage = usage.Usage(self.ctx, self.limits)  # the disk baseline, before the guest writes
         self.ctx.deadline = time.monotonic() + self.limits.time_s
         old = threading.stack_size(GUEST_THREAD_STACK)
         try:
-            guest = threading.Thread(target=self._guest, args=(start, store), name="guest", daemon=True)
+            guest = threading.Thread(target=self._guest, args=(func, self.store, args), name="guest", daemon=True)
             guest.start()
         finally:
             threading.stack_size(old)
+        return self._supervise(guest)
+
+    def run(self) -> Outcome:
+        """A command module's whole run: instantiate, `_start`."""
+        self.instantiate()
         try:
-            return self._supervise(guest)
+            return self.call("_start")
         finally:
             self.net.close_all()  # whatever the guest left open, however it ended
 
-    def _guest(self, start, store) -> None:  # type: ignore[no-untyped-def]
+    def _guest(self, func, store, args) -> None:  # type: ignore[no-untyped-def]
         import wasmtime
 
         try:
-            start(store)
+            self.value = func(store, *args)
             self.result = ("exit", 0)
         except wasmtime.ExitTrap as trap:
             self.result = ("exit", trap.code)
@@ -364,7 +397,7 @@ class GuestRun:
                           f"{left} of them could not be ended within {reaper.END_WAIT_S:g} s")
 
     def _message(self, cause: str) -> str:
-        return f"cratecage: {self.what} of {self.ctx.crate} {self.ctx.version} {cause}"
+        return f"cratecage: {self.subject} {cause}"
 
     def _outcome(self) -> Outcome:
         kind, value = self.result
