@@ -22,13 +22,14 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Final, Mapping
 
 from shim.host.context import RunContext
 from shim.limits import Limits
-from shim.sandbox.engine import GuestRun
+from shim.sandbox.engine import GuestRun, check_leftovers, leftovers_before
 
-if False:  # typing only
+if False:  # typing only (importing typing costs ~10 ms of every server's start)
+    from typing import Final, Mapping
+
     from shim.policy import Grant
 
 ABI_VERSION: Final = 1
@@ -111,6 +112,7 @@ class Expander:
         self.run = GuestRun(ctx, wasm, limits, module_cache, enforce.preopens(grant, ctx), what="proc macro crate",
                             argv=[ctx.crate])
         self.run.extra_imports.append(self._define_panic)
+        self.before = leftovers_before(ctx)  # the owner's own links and special files in writable grants
         self.live = False
         self.panic_message: str | None = None
         self.expansions = 0
@@ -226,7 +228,7 @@ class Expander:
         if self.run.result[0] == "exit" and self.run.value is None and not message:
             message = (f"cratecage: {self.run.subject} exited (code {self.run.result[1]}) instead of "
                        "returning a reply")
-        return reply(REFUSED, message + self._limit_hint())
+        return reply(REFUSED, message + self._limit_hint(message))
 
     def _broken(self, what: str) -> bytes:
         self._drop("")
@@ -241,15 +243,12 @@ class Expander:
             self.run.net.close_all()
         return message
 
-    def _limit_hint(self) -> str:
-        reason = self.run.interrupt.reason
-        if "CRATECAGE_LIMIT_" not in reason and "out of memory" not in reason and not self._near_memory():
+    def _limit_hint(self, message: str) -> str:
+        """Where a limit stopped it (shim.sandbox.engine names the variable): how to raise it for this crate."""
+        if "CRATECAGE_LIMIT_" not in message:
             return ""
         return (f"; the limits apply to each expansion: raise them with `limits` in "
                 f"[permissions.macro.{self.ctx.crate}] (cratecage.toml)")
-
-    def _near_memory(self) -> bool:
-        return self.run.result == ("trap", "UNREACHABLE") and self.run._near_memory_limit()
 
     def _forward_stdout(self) -> None:
         """What the guest printed goes to stderr: the server's stdout carries replies only."""
@@ -258,7 +257,13 @@ class Expander:
             self.run.stdout.clear()
 
     def close(self) -> None:
-        """After the last expansion: nothing it started outlives the server (shim.confine.reaper)."""
+        """After the last expansion: nothing it started outlives the server (shim.confine.reaper), and what it
+        may not leave in a writable grant (links out of it, FIFOs) is removed, each a denial on stderr and in
+        the audit log (no request is left to refuse)."""
         if self.run.net is not None:
             self.run.net.close_all()
+        denied = len(self.ctx.denials)
         self.run.close()
+        check_leftovers(self.ctx, self.before, what="proc macros")
+        for denial in self.ctx.denials[denied:]:
+            print(denial.render_for(self.ctx.named()), file=sys.stderr, flush=True)

@@ -155,7 +155,7 @@ def check_writable(grant: Grant | None, ctx: RunContext, module_cache: str = "")
         state = next((d for d in own if inside(path, d) or inside(real, os.path.realpath(d))), None)
         if state is not None:
             raise CratecageError(
-                f"build script of {ctx.crate} {ctx.version}: the grant {path} lies in cratecage's own build "
+                f"{ctx.named()}: the grant {path} lies in cratecage's own build "
                 f"state ({state}): other runs' scratch space there shows the files granted to other crates, "
                 "and its wasm modules run with their grants",
                 hint=f"grant a directory outside {state}")
@@ -165,14 +165,14 @@ def check_writable(grant: Grant | None, ctx: RunContext, module_cache: str = "")
         for what, directory, real_dir in guarded:
             if inside(directory, path) or inside(real_dir, real):
                 raise CratecageError(
-                    f"build script of {ctx.crate} {ctx.version}: the writable grant {path} holds {what} "
-                    f"({directory}), which a build script must never write: what it changed there would run "
+                    f"{ctx.named()}: the writable grant {path} holds {what} "
+                    f"({directory}), which a {_guest(ctx)} must never write: what it changed there would run "
                     "natively next, outside every sandbox",
                     hint=f"grant a directory that does not hold {directory}, e.g. one beside it")
         profile = next((p for p in (path, real) for p in [_cargo_output_at(p, hidden)] if p), None)
         if profile is not None:
             raise CratecageError(
-                f"build script of {ctx.crate} {ctx.version}: the writable grant {path} lies in cargo's build "
+                f"{ctx.named()}: the writable grant {path} lies in cargo's build "
                 f"output ({profile}): other crates' libraries, build-script launchers and binaries there run "
                 "natively next, outside every sandbox",
                 hint="grant a directory of its own instead, beside the profile directories (e.g. target/sqlx)")

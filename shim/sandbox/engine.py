@@ -192,16 +192,16 @@ def check_leftovers(ctx: RunContext, before: set[tuple[str, str]] = frozenset(),
     for label, root in _writable_roots(ctx):
         if not root:
             continue
-        for path, what in leftovers(root):
-            if (path, what) in before:
+        for path, found in leftovers(root):  # `what` is who may not leave it: "build scripts"
+            if (path, found) in before:
                 continue
-            if what.startswith(_LINK_TO):
-                reason = f"symbolic link in {label} points outside it (to {what[len(_LINK_TO):]})"
+            if found.startswith(_LINK_TO):
+                reason = f"symbolic link in {label} points outside it (to {found[len(_LINK_TO):]})"
                 fix = f"{what} may only leave links inside {label}; the link was removed"
             else:
-                reason = f"a {what} in {label}"
+                reason = f"a {found} in {label}"
                 fix = (f"{what} may leave only regular files, directories and links inside {label}; "
-                       f"the {what} was removed")
+                       f"the {found} was removed")
             ctx.deny("filesystem-access", path, reason, fix)
             try:
                 os.unlink(path)

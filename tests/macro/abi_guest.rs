@@ -109,6 +109,13 @@ fn expand(name: &str, input: &[u8], arg: String) -> Vec<u8> {
             Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
             Err(e) => format!("error: {e}"),
         }),
+        "start" => literal(&match std::process::Command::new("sh").arg("-c").arg(&arg).spawn() {
+            Ok(child) => {
+                std::mem::forget(child); // left running: the server must end it
+                "started".to_string()
+            }
+            Err(e) => format!("error: {e}"),
+        }),
         "connect" => literal(&match std::net::TcpStream::connect(arg.as_str()) {
             Ok(mut s) => {
                 let _ = s.write_all(b"hello\n");

@@ -154,10 +154,13 @@ def serve(guest_wasm: Path, tmp_path: Path) -> Iterator[Start]:
         return served
 
     yield start
-    for served in started:
+    for served in started:  # EOF, as rustc ends: the server ends what it started (a SIGKILL would not)
         if served.proc.poll() is None:
-            served.proc.kill()
-            served.proc.wait()
+            try:
+                served.close()
+            except subprocess.TimeoutExpired:
+                served.proc.kill()
+                served.proc.wait()
 
 
 # -- expanding -----------------------------------------------------------------------------------------------
@@ -294,17 +297,26 @@ def test_a_secret_variable_reads_as_unset_with_its_entry_and_a_granted_twin_sees
 def test_nothing_a_granted_program_starts_outlives_the_server(serve: Start) -> None:
     marker = "313.25"
     server = serve('[permissions.macro.abi_guest]\nprocess-spawn = { action = "permit", programs = ["sh"] }\n')
-    status, _ = server.ask_text("spawn", f"sleep {marker} >/dev/null 2>&1 &")
-    assert status == OK
+    assert server.ask_text("start", f"exec sleep {marker}") == (OK, "started")
+    deadline = time.monotonic() + 10
+    while not _sleeping(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _sleeping(marker)  # left running by the expansion
     assert server.close()[0] == 0
-    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline(pid).endswith(f"sleep\0{marker}\0")]
+    assert not _sleeping(marker)
 
 
-def _cmdline(pid: str) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
-    except OSError:
-        return ""
+def _sleeping(marker: str) -> list[str]:
+    found = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if cmdline.endswith(f"sleep\0{marker}\0".encode()) and state != "Z":
+            found.append(pid)
+    return found
 
 
 # -- garbage on stdin ----------------------------------------------------------------------------------------
