@@ -137,7 +137,7 @@ class Server:
 
         try:
             if not os.path.isfile(self.wasm):
-                raise CratecageError(f"{self.subject()}: its wasm module {self.wasm} is missing",
+                raise CratecageError(f"its wasm module {self.wasm} is missing",
                                      hint="run `cargo clean` and build again")
             self.run_dir = make_run_dir(self.state_dir)  # host/: the host's scratch; tmp/: the guest's TMPDIR
             host_dir, tmp_dir = os.path.join(self.run_dir, "host"), os.path.join(self.run_dir, "tmp")
@@ -155,8 +155,8 @@ class Server:
                                      grant)
             return ""
         except CratecageError as err:  # a malformed policy, a grant of build state: every request is refused
-            text = err.render()
-            return text if self.package in text else f"cratecage: {self.subject()}: {text[len('cratecage: '):]}"
+            text = err.render()[len("cratecage: "):]
+            return f"cratecage: {text}" if text.startswith(self.subject()) else f"cratecage: {self.subject()}: {text}"
 
     def close(self) -> None:
         """End what the guest started, append the audit record, remove the scratch directory."""

@@ -14,7 +14,7 @@ static mut REPLY: Vec<u8> = Vec::new();
 
 #[no_mangle]
 pub extern "C" fn cratecage_macro_abi() -> i32 {
-    1
+    if cfg!(future_abi) { 2 } else { 1 }
 }
 
 #[no_mangle]

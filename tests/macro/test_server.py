@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -35,21 +36,24 @@ CANARY = "canary-7f3e9b"
 OK, PANIC, REFUSED = 0, 1, 2
 
 
-@pytest.fixture(scope="module")
-def guest_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def compile_guest(out: Path, *extra: str) -> Path:
     """The ABI guest, linked as shim/build/script.py links a build script (its stack, the facade's LINK_ARGS)."""
     env = scrubbed(dict(os.environ))
     tc = toolchain.resolve(environ=env)
     if not tc.ready:
         pytest.fail(f"no wasm32-wasip1-capable toolchain is selected ({tc.how}): run `make setup`")
-    out = tmp_path_factory.mktemp("abi-guest") / "abi_guest.wasm"
     link = [arg for value in (STACK_SIZE_ARG, *facade.LINK_ARGS) for arg in ("-C", value)]
     done = subprocess.run([tc.compiler.rustc, "--edition", "2021", "--crate-type", "cdylib",
                            "--crate-name", "abi_guest", "--target", "wasm32-wasip1", "--sysroot", str(tc.wasm_sysroot),
-                           "--extern", f"std={facade.facade_rlib(tc, env)}", *link, "-o", str(out), str(GUEST)],
+                           "--extern", f"std={facade.facade_rlib(tc, env)}", *link, *extra, "-o", str(out), str(GUEST)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="module")
+def guest_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_guest(tmp_path_factory.mktemp("abi-guest") / "abi_guest.wasm")
 
 
 # -- the wire ------------------------------------------------------------------------------------------------
@@ -131,7 +135,7 @@ Start = Callable[..., Served]  # (policy text, **environment) -> a running serve
 def serve(guest_wasm: Path, tmp_path: Path) -> Iterator[Start]:
     started: list[Served] = []
 
-    def start(policy: str = "", **env: str) -> Served:
+    def start(policy: str = "", wasm: Path = guest_wasm, **env: str) -> Served:
         home = tmp_path / "home"
         home.mkdir(exist_ok=True)
         (home / "secret.txt").write_text(CANARY)
@@ -140,7 +144,7 @@ def serve(guest_wasm: Path, tmp_path: Path) -> Iterator[Start]:
         (tmp_path / "cratecage.toml").write_text(policy)
         tc = toolchain.resolve(environ=scrubbed(dict(os.environ)))
         launcher = tmp_path / "macro-server"
-        write_launcher(launcher, wasm=str(guest_wasm), module_cache=str(tmp_path / "modules"), package="abi_guest",
+        write_launcher(launcher, wasm=str(wasm), module_cache=str(tmp_path / "modules"), package="abi_guest",
                        version="0.1.0", rustc=tc.compiler.rustc, sysroot=tc.compiler.sysroot, state_dir=str(state))
         environ = {**scrubbed(dict(os.environ)), "HOME": str(home), "SECRET_TOKEN": CANARY,
                    "CARGO_PKG_NAME": "app", "CARGO_PKG_VERSION": "0.1.0", "CARGO_CRATE_NAME": "app",
@@ -339,3 +343,37 @@ def test_garbage_gets_one_refusal_or_a_clean_exit_and_never_a_traceback(serve: S
     if out:
         (size,) = struct.unpack_from("<I", out)
         assert len(out) == 4 + size and out[4:8] == b"CCR1" and out[8] == REFUSED
+
+
+# -- what the server refuses before any expansion ------------------------------------------------------------
+
+def test_a_module_of_another_protocol_version_is_refused_at_every_request(serve: Start, tmp_path: Path) -> None:
+    future = compile_guest(tmp_path / "future.wasm", "--cfg", "future_abi", "--check-cfg", "cfg(future_abi)")
+    server = serve(wasm=future)
+    for _ in range(2):
+        status, message = server.ask_text("count")
+        assert status == REFUSED and message.startswith("cratecage: ") and "macro protocol 2" in message
+    assert server.close() == (0, b"")
+
+
+def test_a_malformed_policy_refuses_every_request_with_one_line_naming_the_macro_crate(serve: Start) -> None:
+    server = serve("[permissions.macro.abi_guest]\nfilesystem-access = 3\n")
+    status, message = server.ask_text("count")
+    assert status == REFUSED and message.startswith("cratecage: proc macro crate abi_guest 0.1.0 (compiling app 0.1.0): ")
+    assert "filesystem-access" in message
+    assert "Traceback" not in message and server.ask_text("count")[0] == REFUSED
+    assert server.close() == (0, b"")
+
+
+def test_what_python_or_a_child_prints_by_mistake_goes_to_stderr_not_into_the_stream() -> None:
+    code = ("import os, subprocess\n"
+            "from shim.macro.server import claim_pipes, write_frame\n"
+            "requests, replies = claim_pipes()\n"
+            "print('stray print', flush=True)\n"
+            "subprocess.run(['sh', '-c', 'echo stray child; read line; echo \"child read: $line\"'])\n"
+            "write_frame(replies, os.read(requests, 100))\n")
+    done = subprocess.run([sys.executable, "-c", code], input=b"request\n", capture_output=True, timeout=60,
+                          cwd=Path(__file__).parents[2], env=scrubbed(dict(os.environ)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == frame(b"request\n")  # the child read nothing: its stdin is /dev/null
+    assert b"stray print" in done.stderr and b"stray child" in done.stderr and b"child read: \n" in done.stderr
