@@ -332,7 +332,8 @@ class GuestRun:
         self.ctx.deadline = time.monotonic() + self.limits.time_s
         old = threading.stack_size(GUEST_THREAD_STACK)
         try:
-            guest = threading.Thread(target=self._guest, args=(func, self.store, args), name="guest", daemon=True)
+            guest = threading.Thread(target=self._guest, args=(func, self.store, args, self.done), name="guest",
+                                     daemon=True)
             guest.start()
         finally:
             threading.stack_size(old)
@@ -346,20 +347,26 @@ class GuestRun:
         finally:
             self.net.close_all()  # whatever the guest left open, however it ended
 
-    def _guest(self, func, store, args) -> None:  # type: ignore[no-untyped-def]
+    def _guest(self, func, store, args, done: threading.Event) -> None:  # type: ignore[no-untyped-def]
+        """One call on the guest thread. Its result is the run's only while `done` is the current call's: a
+        call the watchdog gave up on (stuck in a host call) may end during a later one, and must not end it."""
         import wasmtime
 
+        value = None
+        result: tuple[str, object] = ("error", "the guest thread did not finish")
         try:
-            self.value = func(store, *args)
-            self.result = ("exit", 0)
+            value = func(store, *args)
+            result = ("exit", 0)
         except wasmtime.ExitTrap as trap:
-            self.result = ("exit", trap.code)
+            result = ("exit", trap.code)
         except wasmtime.Trap as trap:
-            self.result = ("trap", trap.trap_code.name if trap.trap_code else str(trap))
+            result = ("trap", trap.trap_code.name if trap.trap_code else str(trap))
         except wasmtime.WasmtimeError as err:
-            self.result = ("error", str(err).strip().splitlines()[-1] if str(err).strip() else "wasmtime error")
+            result = ("error", str(err).strip().splitlines()[-1] if str(err).strip() else "wasmtime error")
         finally:
-            self.done.set()
+            if self.done is done:
+                self.value, self.result = value, result
+            done.set()
 
     def _supervise(self, guest: threading.Thread) -> Outcome:
         hard_deadline: float | None = None

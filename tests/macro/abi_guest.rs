@@ -98,6 +98,10 @@ fn expand(name: &str, input: &[u8], arg: String) -> Vec<u8> {
             println!("{arg}");
             literal("shouted")
         }
+        "nap" => {
+            std::thread::sleep(std::time::Duration::from_secs(arg.parse().unwrap()));
+            literal("rested")
+        }
         "spin" => loop { std::hint::black_box(&arg); },
         "bomb" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();

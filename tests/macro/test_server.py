@@ -221,6 +221,19 @@ def test_a_loop_or_an_allocation_bomb_fails_that_expansion_at_its_limit_and_the_
     assert server.close()[0] == 0
 
 
+def test_an_expansion_stuck_in_a_host_call_is_given_up_on_and_its_late_end_disturbs_no_later_one(
+        serve: Start) -> None:
+    server = serve(CRATECAGE_LIMIT_TIME="1")
+    started = time.monotonic()
+    status, message = server.ask_text("nap", "5")  # a WASI sleep: no epoch fires inside it
+    assert time.monotonic() - started < 4.5
+    assert status == REFUSED and "inside a host call" in message and "CRATECAGE_LIMIT_TIME" in message
+    assert server.ask_text("count") == (OK, "1")
+    time.sleep(3)  # the abandoned call ends now
+    assert [server.ask_text("count") for _ in range(2)] == [(OK, "2"), (OK, "3")]
+    assert server.close() == (0, b"")
+
+
 # -- the policy: each hostile request refused, its harmless twin working when granted ------------------------
 
 @pytest.fixture
