@@ -29,7 +29,7 @@ from shim.sandbox import audit
 from shim.toolchain import compiler as toolchain
 from shim.toolchain import facade
 
-from conftest import scrubbed
+from conftest import WRAPPER, scrubbed
 
 GUEST = Path(__file__).with_name("abi_guest.rs")
 CANARY = "canary-7f3e9b"
@@ -139,8 +139,8 @@ def serve(guest_wasm: Path, tmp_path: Path) -> Iterator[Start]:
         home = tmp_path / "home"
         home.mkdir(exist_ok=True)
         (home / "secret.txt").write_text(CANARY)
-        state = tmp_path / "state"
-        state.mkdir(exist_ok=True)
+        state = tmp_path / "target" / "cratecage"  # a build's state dir (shim.cargo.layout.state_dir)
+        state.mkdir(parents=True, exist_ok=True)
         (tmp_path / "cratecage.toml").write_text(policy)
         tc = toolchain.resolve(environ=scrubbed(dict(os.environ)))
         launcher = tmp_path / "macro-server"
@@ -184,8 +184,12 @@ def test_a_static_sees_1_2_3_in_one_server_and_the_audit_counts_its_expansions(s
     run = [e for e in events if e["event"] == "run"]
     assert [(e["kind"], e["crate"], e["expansions"], e["consumer"], e["exit_code"]) for e in run] == [
         ("macro", "abi_guest", 3, "app 0.1.0", 0)]
-    summary = audit.summary(server.state / audit.AUDIT_LOG)
-    assert any(line.startswith("abi_guest") and "3 expansions for app 0.1.0" in line for line in summary)
+    shown = subprocess.run([str(WRAPPER), "audit", str(server.state.parent)], capture_output=True, text=True,
+                           timeout=60, env=scrubbed(dict(os.environ)))
+    assert shown.returncode == 0, shown.stderr
+    assert any(line.startswith("abi_guest") and "3 expansions for app 0.1.0" in line
+               for line in shown.stdout.splitlines()), shown.stdout
+    assert "1 proc macro crates expanded as wasm in the sandbox for 1 crates" in shown.stdout
 
 
 def test_a_panic_is_a_status_1_reply_with_its_message_and_the_next_expansion_is_fresh(serve: Start) -> None:
