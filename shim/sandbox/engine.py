@@ -236,6 +236,7 @@ class GuestRun:
         self.value: object = None  # what the last `call` returned
         self.subject = f"{what} of {ctx.crate} {ctx.version}"  # how messages name it
         self.extra_imports: list = []  # functions(linker) defining imports beyond shim.host's (the macro ABI)
+        self.worker = None  # the guest thread's queue of calls (`_start_worker`)
         self.processes = None  # the run's host_process.ProcessTable
         self.usage = None  # shim.sandbox.usage.Usage, made when the run starts
         self.memory = None
@@ -330,14 +331,33 @@ class GuestRun:
         self.store.set_epoch_deadline(self.deadline_ticks)
         self.usage = usage.Usage(self.ctx, self.limits)  # the disk baseline, before the guest writes
         self.ctx.deadline = time.monotonic() + self.limits.time_s
+        if self.worker is None:
+            self.worker = self._start_worker()
+        jobs = self.worker
+        jobs.put((func, self.store, args, self.done))
+        outcome = self._supervise()
+        if not self.done.is_set():  # given up on inside a host call: that thread ends when the call does
+            jobs.put(None)
+            self.worker = None
+        return outcome
+
+    def _start_worker(self):  # type: ignore[no-untyped-def]
+        """The guest thread, with a large native stack, kept for every call of the run: starting a thread
+        with such a stack costs ~2 ms, and a macro server makes two calls per expansion."""
+        import queue
+
+        jobs: queue.SimpleQueue = queue.SimpleQueue()
+
+        def work() -> None:
+            for job in iter(jobs.get, None):
+                self._guest(*job)
+
         old = threading.stack_size(GUEST_THREAD_STACK)
         try:
-            guest = threading.Thread(target=self._guest, args=(func, self.store, args, self.done), name="guest",
-                                     daemon=True)
-            guest.start()
+            threading.Thread(target=work, name="guest", daemon=True).start()
         finally:
             threading.stack_size(old)
-        return self._supervise(guest)
+        return jobs
 
     def run(self) -> Outcome:
         """A command module's whole run: instantiate, `_start`."""
@@ -368,7 +388,7 @@ class GuestRun:
                 self.value, self.result = value, result
             done.set()
 
-    def _supervise(self, guest: threading.Thread) -> Outcome:
+    def _supervise(self) -> Outcome:
         hard_deadline: float | None = None
         while not self.done.wait(TICK_S):
             self.engine.increment_epoch()
@@ -395,6 +415,9 @@ class GuestRun:
         probes ran and when the watchdog gave up on a guest still inside a host call."""
         from shim.confine import reaper
 
+        if self.worker is not None:
+            self.worker.put(None)
+            self.worker = None
         reaper.end()
         if self.processes is not None:
             self.processes.close()
