@@ -183,22 +183,10 @@ def context_from_env(environ: dict[str, str], rustc: str, sysroot: str, tmp_dir:
     )
 
 
-def with_grant_limits(limits: Limits, grant: Grant, environ: dict[str, str]) -> Limits:
-    """The policy's `limits` replace the defaults; CRATECAGE_LIMIT_* (tests, one-off runs) beats both. The
-    policy's fields are named as shim.limits' (shim.policy.model.Limits)."""
-    from shim.limits import set_in_env
-    from shim.record import field_names, replace
-
-    changes = {name: getattr(grant.limits, name) for name in field_names(type(grant.limits))
-               if getattr(grant.limits, name) is not None and not set_in_env(name, environ)}
-    return replace(limits, **changes)
-
-
 def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) -> None:
     """Entry from the launcher. Never returns: exits with the outcome (os._exit, see wasmtime-py.md §9)."""
     from shim.startup import enable_site_packages
     from shim.errors import CratecageError
-    from shim.limits import from_env
 
     enable_site_packages()
     environ = dict(os.environ)
@@ -219,7 +207,7 @@ def main_build_script(wasm: str, rustc: str, sysroot: str, module_cache: str) ->
         from shim.sandbox import enforce
 
         grant, policy = enforce.grant("build", ctx.crate, ctx.version, environ, ctx.package_dir)
-        limits = from_env(environ) if grant is None else with_grant_limits(from_env(environ), grant, environ)
+        limits = enforce.limits(grant, environ)
         code = run_build_script(ctx, Path(wasm), limits, Path(module_cache), grant,
                                 str(policy.source) if policy is not None and policy.source else None).exit_code
     except CratecageError as err:

@@ -131,6 +131,11 @@ class RunContext:
     # Variables every guest of this kind sees without a grant (a build script's: shim.cargo.script_env): a warn-mode
     # lookup of one is no denial.
     visible_by_default: Callable[[str], bool] = lambda name: False
+    kind: str = "build"  # the policy kind of the grant: "build", or "macro" (a proc macro's, shim.macro.server)
+    subject: str = ""  # how messages name the guest; "" for `build script of <crate> <version>`
+
+    def named(self) -> str:
+        return self.subject or f"build script of {self.crate} {self.version}"
 
     def host_scratch(self, prefix: str) -> str:
         """A fresh directory the guest and its children cannot reach, removed when the run ends."""

@@ -226,7 +226,7 @@ class Files:
         if grantable:
             from shim.policy import suggest_entry
 
-            fix = suggest_entry("build", self.ctx.crate, CAPABILITY, path, writable=True)
+            fix = suggest_entry(self.ctx.kind, self.ctx.crate, CAPABILITY, path, writable=True)
         denial = self.ctx.deny(CAPABILITY, f"chmod {path}", reason, fix)
         raise HostCallError(abi.E_DENIED, denial.render(self.ctx.crate, self.ctx.version))
 

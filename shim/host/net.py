@@ -326,7 +326,8 @@ class NetTable:
         warn mode too: see the module docstring)."""
         from shim.policy import suggest_entry
 
-        denial = self.ctx.deny(CAPABILITY, target, reason, suggest_entry("build", self.ctx.crate, CAPABILITY, target))
+        denial = self.ctx.deny(CAPABILITY, target, reason,
+                               suggest_entry(self.ctx.kind, self.ctx.crate, CAPABILITY, target))
         raise HostCallError(abi.E_DENIED, denial.render(self.ctx.crate, self.ctx.version))
 
     def _lookup(self, name: str, port: int) -> frozenset[str]:

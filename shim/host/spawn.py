@@ -163,7 +163,7 @@ def denied_outright(ctx: RunContext, program: str) -> bool:
         from shim.cargo.workspace import package_source
         from shim.policy import Policy
 
-        grant = Policy().resolve("build", ctx.crate, ctx.version, package_source(ctx.package_dir, ctx.host_env))
+        grant = Policy().resolve(ctx.kind, ctx.crate, ctx.version, package_source(ctx.package_dir, ctx.host_env))
     return grant.denies_program(program if "/" not in program else normal_path(program))
 
 
@@ -201,7 +201,7 @@ def granted_as(ctx: RunContext, requested: str, program: str) -> str:
 def suggest(ctx: RunContext, program: str) -> str:
     from shim.policy import suggest_entry
 
-    return suggest_entry("build", ctx.crate, "process-spawn", program)
+    return suggest_entry(ctx.kind, ctx.crate, "process-spawn", program)
 
 
 def _loader_affecting(name: str) -> bool:
@@ -226,7 +226,8 @@ def child_env(ctx: RunContext, req: abi.SpawnRequest) -> dict[str, str]:
 
 
 def child_cwd(ctx: RunContext, req: abi.SpawnRequest) -> str:
-    cwd = normal_path(os.path.join(ctx.package_dir, req.cwd)) if req.cwd else ctx.package_dir
+    base = ctx.package_dir or ctx.tmp_dir  # a proc macro has no package directory: its temp dir
+    cwd = normal_path(os.path.join(base, req.cwd)) if req.cwd else base
     grant = ctx.grant
     roots = [ctx.package_dir, ctx.out_dir, ctx.tmp_dir,
              *(grant.readable if grant is not None else ()), *(grant.writable if grant is not None else ())]

@@ -39,9 +39,11 @@ def _append(cc_dir: Path, event: dict[str, Any]) -> None:
         get_logger("audit").info(event["event"], **fields)
 
 
-def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: str, seconds: float) -> None:
-    """All events of one finished run."""
-    base = {"crate": ctx.crate, "version": ctx.version, "kind": "build", "run": RUN_ID,
+def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: str, seconds: float,
+           **run: Any) -> None:
+    """All events of one finished run; `run` adds fields to its closing event (a macro server's: `expansions`,
+    and `consumer`, the crate whose compile it expanded for)."""
+    base = {"crate": ctx.crate, "version": ctx.version, "kind": ctx.kind, "run": RUN_ID,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     granted = {k: list(v) for k, v in grant.permits.items()} if grant is not None else {}  # None: defaults
     if granted or (grant is not None and grant.native):
@@ -62,7 +64,7 @@ def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: s
                          "permitted": denial.permitted, "expected": denial.expected,
                          "mode": grant.mode if grant is not None else "enforce"})
     _append(cc_dir, {**base, "event": "run", "exit_code": exit_code, "seconds": round(seconds, 3),
-                     "message": message, "denials": len(ctx.denials)})
+                     "message": message, "denials": len(ctx.denials), **run})
 
 
 def log_path(build_dir: Path) -> Path:
@@ -71,23 +73,25 @@ def log_path(build_dir: Path) -> Path:
 
 
 def summary(log: Path) -> list[str]:
-    """Lines for `cratecage audit`: per crate, its last run with its grants and denials."""
+    """Lines for `cratecage audit`: per build script, its last run with its grants and denials; per proc macro
+    and crate it expanded for, the same of its last server (shim.macro.server), with the expansions."""
     events: list[dict[str, Any]] = []
     for line in log.read_text().splitlines():
         try:
             events.append(json.loads(line))
         except ValueError:
             continue
-    last: dict[tuple[str, str], int] = {}
+    last: dict[tuple[str, str, str, str], str] = {}
     for e in events:
         if e.get("event") == "run":
-            last[(e["crate"], e["version"])] = e["run"]
+            last[(e.get("kind", "build"), e["crate"], e["version"], e.get("consumer", ""))] = e["run"]
     lines = [f"{'crate':<24} {'version':<10} {'result':<9} {'seconds':>7}  grants / denials"]
-    for (crate, version), run in sorted(last.items()):
-        mine = [e for e in events if e.get("run") == run and e["crate"] == crate]
+    for (kind, crate, version, consumer), run in sorted(last.items()):
+        mine = [e for e in events if e.get("run") == run and e["crate"] == crate and e.get("kind", "build") == kind]
         end = next(e for e in mine if e["event"] == "run")
         result = "ok" if end["exit_code"] == 0 else f"exit {end['exit_code']}"
-        lines.append(f"{crate:<24} {version:<10} {result:<9} {end['seconds']:>7.2f}")
+        what = (f"  proc macro: {end.get('expansions', 0)} expansions for {consumer}" if kind == "macro" else "")
+        lines.append(f"{crate:<24} {version:<10} {result:<9} {end['seconds']:>7.2f}{what}")
         for e in mine:
             if e["event"] == "grant":
                 for cap, items in sorted(e["granted"].items()):
@@ -102,7 +106,12 @@ def summary(log: Path) -> list[str]:
             elif e["event"] == "denial":
                 verb = "refused " if e.get("expected") else "denied  "  # refused: as an explicit deny says
                 lines.append(f"    {verb} {e['capability']}: {e['target']}")
-    failed = sum(1 for (c, v), r in last.items()
-                 if any(e.get("run") == r and e["event"] == "run" and e["exit_code"] for e in events))
-    lines.append(f"{len(last)} build scripts ran as wasm in the sandbox, {failed} failed")
+    failed = sum(1 for (k, c, v, _), r in last.items() if k == "build"
+                 and any(e.get("run") == r and e["event"] == "run" and e["exit_code"] for e in events))
+    scripts = sum(1 for key in last if key[0] == "build")
+    lines.append(f"{scripts} build scripts ran as wasm in the sandbox, {failed} failed")
+    macros = [key for key in last if key[0] == "macro"]
+    if macros:
+        lines.append(f"{len({key[1:3] for key in macros})} proc macro crates expanded as wasm in the sandbox for "
+                     f"{len({key[3] for key in macros})} crates")
     return [shown(line) for line in lines]  # targets and argv are the scripts' text (shim.untrusted)

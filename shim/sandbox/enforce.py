@@ -29,7 +29,8 @@ from typing import Mapping
 
 if False:  # typing only. The policy package is imported only when a policy or curated entry applies; the
     # host's ABI and run context only by a run (a wasm compile asks `grant` alone).
-    from shim.host.context import RunContext
+    from shim.host.context import Observation, RunContext
+    from shim.limits import Limits
     from shim.policy import Grant, Policy
 
 
@@ -68,7 +69,7 @@ def grant(kind: str, crate: str, version: str, environ: Mapping[str, str],
 def _covered(path: str, roots: list[str]) -> bool:
     from shim.lexical import inside
 
-    return any(inside(path, root) for root in roots)
+    return any(root and inside(path, root) for root in roots)  # "" (a macro's package dir) covers nothing
 
 
 def warn_mode(grant: Grant | None) -> bool:
@@ -154,7 +155,7 @@ def check_writable(grant: Grant | None, ctx: RunContext, module_cache: str = "")
         state = next((d for d in own if inside(path, d) or inside(real, os.path.realpath(d))), None)
         if state is not None:
             raise CratecageError(
-                f"build script of {ctx.crate} {ctx.version}: the grant {path} lies in cratecage's own build "
+                f"{ctx.named()}: the grant {path} lies in cratecage's own build "
                 f"state ({state}): other runs' scratch space there shows the files granted to other crates, "
                 "and its wasm modules run with their grants",
                 hint=f"grant a directory outside {state}")
@@ -164,14 +165,14 @@ def check_writable(grant: Grant | None, ctx: RunContext, module_cache: str = "")
         for what, directory, real_dir in guarded:
             if inside(directory, path) or inside(real_dir, real):
                 raise CratecageError(
-                    f"build script of {ctx.crate} {ctx.version}: the writable grant {path} holds {what} "
-                    f"({directory}), which a build script must never write: what it changed there would run "
+                    f"{ctx.named()}: the writable grant {path} holds {what} "
+                    f"({directory}), which a {_guest(ctx)} must never write: what it changed there would run "
                     "natively next, outside every sandbox",
                     hint=f"grant a directory that does not hold {directory}, e.g. one beside it")
         profile = next((p for p in (path, real) for p in [_cargo_output_at(p, hidden)] if p), None)
         if profile is not None:
             raise CratecageError(
-                f"build script of {ctx.crate} {ctx.version}: the writable grant {path} lies in cargo's build "
+                f"{ctx.named()}: the writable grant {path} lies in cargo's build "
                 f"output ({profile}): other crates' libraries, build-script launchers and binaries there run "
                 "natively next, outside every sandbox",
                 hint="grant a directory of its own instead, beside the profile directories (e.g. target/sqlx)")
@@ -198,6 +199,24 @@ def _cargo_output_at(path: str, targets: list[str]) -> str | None:
     return next((c for c in children if os.path.isdir(c) and marked(c)), None)
 
 
+def limits(grant: Grant | None, environ: Mapping[str, str]) -> Limits:
+    """The run's limits: the policy's `limits` replace the defaults; CRATECAGE_LIMIT_* (tests, one-off runs)
+    beats both. The policy's fields are named as shim.limits' (shim.policy.model.Limits)."""
+    from shim.limits import from_env
+
+    return from_env(environ) if grant is None else with_grant_limits(from_env(environ), grant, environ)
+
+
+def with_grant_limits(limits: Limits, grant: Grant, environ: Mapping[str, str]) -> Limits:
+    """`limits` with the grant's own `limits` in place of each value no CRATECAGE_LIMIT_* variable sets."""
+    from shim.limits import set_in_env
+    from shim.record import field_names, replace
+
+    changes = {name: getattr(grant.limits, name) for name in field_names(type(grant.limits))
+               if getattr(grant.limits, name) is not None and not set_in_env(name, environ)}
+    return replace(limits, **changes)
+
+
 def env_extra(grant: Grant | None, ctx: RunContext) -> dict[str, str]:
     """What to add to the guest's default environment (ctx.env): the granted host variables; in warn mode
     every host variable the defaults do not set (TMPDIR stays the run's) and abi.OBSERVE_ENV."""
@@ -216,13 +235,16 @@ def suggest(kind: str, crate: str, capability: str, target: str, *, writable: bo
     return suggest_entry(kind, crate, capability, target, writable=writable)
 
 
-def observed_denials(ctx: RunContext, grant: Grant | None, kind: str = "build") -> None:
+def observed_denials(ctx: RunContext, grant: Grant | None, kind: str | None = None,
+                     observations: list[Observation] | None = None) -> None:
     """Turn what the guest reported (shim.host.observe) into denials: a failed access a grant would
     allow, and in warn mode a successful one enforce mode would have refused (non-fatal, `permitted`).
-    Successes are asked for only in warn mode; any other run's are ignored."""
+    Successes are asked for only in warn mode; any other run's are ignored. `kind` defaults to the
+    context's; `observations` to all of the run's (a macro server's: one expansion's)."""
     warn = warn_mode(grant)
+    kind = kind or ctx.kind
     seen: set[tuple[str, str]] = set()
-    for obs in ctx.observations:
+    for obs in ctx.observations if observations is None else observations:
         if (obs.kind, obs.target) in seen or (obs.succeeded and not warn):
             continue
         seen.add((obs.kind, obs.target))
@@ -230,13 +252,19 @@ def observed_denials(ctx: RunContext, grant: Grant | None, kind: str = "build") 
             if obs.target in STD_INTERNAL_ENV or (grant is not None and grant.allows_env(obs.target)):
                 continue
             if obs.succeeded and not ctx.visible_by_default(obs.target):
-                ctx.deny("env-access", obs.target, "not granted, so enforce mode would show the script it unset",
+                ctx.deny("env-access", obs.target,
+                         f"not granted, so enforce mode would show the {_guest(ctx)} it unset",
                          suggest(kind, ctx.crate, "env-access", obs.target), fatal=False, permitted=True)
             elif not obs.succeeded and obs.target in ctx.host_env:
-                ctx.deny("env-access", obs.target, "set on the host but not granted, so the script saw it unset",
+                ctx.deny("env-access", obs.target,
+                         f"set on the host but not granted, so the {_guest(ctx)} saw it unset",
                          suggest(kind, ctx.crate, "env-access", obs.target), fatal=False)
         elif obs.kind == "fs":
             _fs_denial(ctx, grant, kind, obs.op, os.path.normpath(obs.target), obs.errno)
+
+
+def _guest(ctx: RunContext) -> str:
+    return "proc macro" if ctx.kind == "macro" else "build script"
 
 
 def _fs_denial(ctx: RunContext, grant: Grant | None, kind: str, op: str, path: str, errno: str) -> None:
@@ -248,7 +276,7 @@ def _fs_denial(ctx: RunContext, grant: Grant | None, kind: str, op: str, path: s
     if errno == abi.ACCESS_OK:  # warn mode: it worked; would it have without warn mode?
         if _covered(path, own) or grant is None or grant.allows_read(path) or grant.allows_write(path):
             return
-        ctx.deny("filesystem-access", f"{op} {path}", "outside the build script's grants",
+        ctx.deny("filesystem-access", f"{op} {path}", f"outside the {_guest(ctx)}'s grants",
                  suggest(kind, ctx.crate, "filesystem-access", path), fatal=fatal, permitted=True)
         return
     if not write and (_covered(path, own) or not os.path.exists(path)):
@@ -258,7 +286,7 @@ def _fs_denial(ctx: RunContext, grant: Grant | None, kind: str, op: str, path: s
     if grant is not None and (grant.allows_write(path) if write else grant.allows_read(path)):
         _granted_yet_refused(ctx, grant, op, path, errno, write, fatal)
         return
-    ctx.deny("filesystem-access", f"{op} {path}", f"outside the build script's grants ({errno})",
+    ctx.deny("filesystem-access", f"{op} {path}", f"outside the {_guest(ctx)}'s grants ({errno})",
              suggest(kind, ctx.crate, "filesystem-access", _grant_target(path, write), writable=write),
              fatal=fatal)
 

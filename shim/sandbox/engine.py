@@ -51,11 +51,14 @@ def preopen_table(ctx: RunContext, granted: list[tuple[str, str, bool]]) -> list
     project) is shown without it: shim.confine.fsview preopens a view of the package's top level and each of its
     other subdirectories at its own path, so OUT_DIR (longer still) is reachable and the rest of the target
     directory (other crates' fingerprints and `.d` files, which hold variables' values) is not.
+
+    A context without a package directory or OUT_DIR (a proc macro's, shim.macro.server) has none of them.
     """
     from shim.confine import fsview
 
-    package = fsview.preopens(ctx.package_dir, (ctx.package_dir, "."), fsview.hidden_dirs(ctx), ctx.host_scratch)
-    return [*package, (ctx.out_dir, ctx.out_dir, True), (ctx.tmp_dir, ctx.tmp_dir, True), *granted]
+    package = (fsview.preopens(ctx.package_dir, (ctx.package_dir, "."), fsview.hidden_dirs(ctx), ctx.host_scratch)
+               if ctx.package_dir else [])
+    return [*package, *((d, d, True) for d in (ctx.out_dir, ctx.tmp_dir) if d), *granted]
 
 
 @record(frozen=True)
@@ -189,16 +192,16 @@ def check_leftovers(ctx: RunContext, before: set[tuple[str, str]] = frozenset(),
     for label, root in _writable_roots(ctx):
         if not root:
             continue
-        for path, what in leftovers(root):
-            if (path, what) in before:
+        for path, found in leftovers(root):  # `what` is who may not leave it: "build scripts"
+            if (path, found) in before:
                 continue
-            if what.startswith(_LINK_TO):
-                reason = f"symbolic link in {label} points outside it (to {what[len(_LINK_TO):]})"
+            if found.startswith(_LINK_TO):
+                reason = f"symbolic link in {label} points outside it (to {found[len(_LINK_TO):]})"
                 fix = f"{what} may only leave links inside {label}; the link was removed"
             else:
-                reason = f"a {what} in {label}"
+                reason = f"a {found} in {label}"
                 fix = (f"{what} may leave only regular files, directories and links inside {label}; "
-                       f"the {what} was removed")
+                       f"the {found} was removed")
             ctx.deny("filesystem-access", path, reason, fix)
             try:
                 os.unlink(path)
@@ -227,6 +230,13 @@ class GuestRun:
         self.done = threading.Event()
         self.store = None
         self.engine = None
+        self.module = None
+        self.linker = None
+        self.instance = None
+        self.value: object = None  # what the last `call` returned
+        self.subject = f"{what} of {ctx.crate} {ctx.version}"  # how messages name it
+        self.extra_imports: list = []  # functions(linker) defining imports beyond shim.host's (the macro ABI)
+        self.worker = None  # the guest thread's queue of calls (`_start_worker`)
         self.processes = None  # the run's host_process.ProcessTable
         self.usage = None  # shim.sandbox.usage.Usage, made when the run starts
         self.memory = None
@@ -258,27 +268,34 @@ class GuestRun:
 
         reaper.end()  # nothing new starts; a guest waiting on a child gets its status now
 
-    def run(self) -> Outcome:
+    def instantiate(self) -> None:
+        """A fresh store and instance. The first call loads the module and defines the host functions; a
+        later one (the macro server's, after a trap left the guest's stack pointer and locks as they were)
+        reuses them and reopens the reaper's gate that a stop closed."""
         import wasmtime
 
         from shim.confine import reaper
-        from shim.host import files as host_files
-        from shim.host import net as host_net
-        from shim.host import observe as host_observe
-        from shim.host import process as host_process
         from shim.lexical import normal_path
-        from shim.sandbox import usage
 
         reaper.begin_run()  # before any child: every orphan below the runner comes back to it
-        self.engine = engine_and_config()
-        module = load_module(self.engine, self.wasm, self.module_cache)
-        linker = wasmtime.Linker(self.engine)
-        linker.define_wasi()
-        self.processes = host_process.define(linker, self.ctx)
-        self.processes.sinks = host_process.Sinks(self._on_stdout, self._on_stderr)
-        host_observe.define(linker, self.ctx)
-        self.net = host_net.define(linker, self.ctx, self.processes)
-        host_files.define(linker, self.ctx, self.processes, self.preopens)
+        if self.linker is None:
+            from shim.host import files as host_files
+            from shim.host import net as host_net
+            from shim.host import observe as host_observe
+            from shim.host import process as host_process
+
+            self.engine = engine_and_config()
+            self.module = load_module(self.engine, self.wasm, self.module_cache)
+            linker = wasmtime.Linker(self.engine)
+            linker.define_wasi()
+            self.processes = host_process.define(linker, self.ctx)
+            self.processes.sinks = host_process.Sinks(self._on_stdout, self._on_stderr)
+            host_observe.define(linker, self.ctx)
+            self.net = host_net.define(linker, self.ctx, self.processes)
+            host_files.define(linker, self.ctx, self.processes, self.preopens)
+            for define in self.extra_imports:
+                define(linker)
+            self.linker = linker
         wasi = wasmtime.WasiConfig()
         wasi.argv = self.argv
         wasi.env = list(self.ctx.env.items())
@@ -294,41 +311,84 @@ class GuestRun:
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         store.set_limits(memory_size=self.limits.memory)
-        store.set_epoch_deadline(self.deadline_ticks)
         self.store = store
-        instance = linker.instantiate(store, module)
-        start = instance.exports(store)["_start"]
-        self.memory = instance.exports(store).get("memory")
+        self.instance = self.linker.instantiate(store, self.module)
+        self.memory = self.instance.exports(store).get("memory")
 
+    def exports(self) -> set[str]:
+        return set(self.instance.exports(self.store)) if self.instance is not None else set()
+
+    def call(self, name: str, *args: int) -> Outcome:
+        """Call the instance's export `name` under the limits, with a time budget of its own (the epoch
+        deadline and the watchdog); what it returned is `value`."""
+        from shim.sandbox import usage
+
+        self.interrupt = _Interrupt()
+        self.done = threading.Event()
+        self.result = ("error", "the guest thread did not finish")
+        self.value = None
+        func = self.instance.exports(self.store)[name]
+        self.store.set_epoch_deadline(self.deadline_ticks)
         self.usage = usage.Usage(self.ctx, self.limits)  # the disk baseline, before the guest writes
         self.ctx.deadline = time.monotonic() + self.limits.time_s
+        if self.worker is None:
+            self.worker = self._start_worker()
+        jobs = self.worker
+        jobs.put((func, self.store, args, self.done))
+        outcome = self._supervise()
+        if not self.done.is_set():  # given up on inside a host call: that thread ends when the call does
+            jobs.put(None)
+            self.worker = None
+        return outcome
+
+    def _start_worker(self):  # type: ignore[no-untyped-def]
+        """The guest thread, with a large native stack, kept for every call of the run: starting a thread
+        with such a stack costs ~2 ms, and a macro server makes two calls per expansion."""
+        import queue
+
+        jobs: queue.SimpleQueue = queue.SimpleQueue()
+
+        def work() -> None:
+            for job in iter(jobs.get, None):
+                self._guest(*job)
+
         old = threading.stack_size(GUEST_THREAD_STACK)
         try:
-            guest = threading.Thread(target=self._guest, args=(start, store), name="guest", daemon=True)
-            guest.start()
+            threading.Thread(target=work, name="guest", daemon=True).start()
         finally:
             threading.stack_size(old)
+        return jobs
+
+    def run(self) -> Outcome:
+        """A command module's whole run: instantiate, `_start`."""
+        self.instantiate()
         try:
-            return self._supervise(guest)
+            return self.call("_start")
         finally:
             self.net.close_all()  # whatever the guest left open, however it ended
 
-    def _guest(self, start, store) -> None:  # type: ignore[no-untyped-def]
+    def _guest(self, func, store, args, done: threading.Event) -> None:  # type: ignore[no-untyped-def]
+        """One call on the guest thread. Its result is the run's only while `done` is the current call's: a
+        call the watchdog gave up on (stuck in a host call) may end during a later one, and must not end it."""
         import wasmtime
 
+        value = None
+        result: tuple[str, object] = ("error", "the guest thread did not finish")
         try:
-            start(store)
-            self.result = ("exit", 0)
+            value = func(store, *args)
+            result = ("exit", 0)
         except wasmtime.ExitTrap as trap:
-            self.result = ("exit", trap.code)
+            result = ("exit", trap.code)
         except wasmtime.Trap as trap:
-            self.result = ("trap", trap.trap_code.name if trap.trap_code else str(trap))
+            result = ("trap", trap.trap_code.name if trap.trap_code else str(trap))
         except wasmtime.WasmtimeError as err:
-            self.result = ("error", str(err).strip().splitlines()[-1] if str(err).strip() else "wasmtime error")
+            result = ("error", str(err).strip().splitlines()[-1] if str(err).strip() else "wasmtime error")
         finally:
-            self.done.set()
+            if self.done is done:
+                self.value, self.result = value, result
+            done.set()
 
-    def _supervise(self, guest: threading.Thread) -> Outcome:
+    def _supervise(self) -> Outcome:
         hard_deadline: float | None = None
         while not self.done.wait(TICK_S):
             self.engine.increment_epoch()
@@ -355,6 +415,9 @@ class GuestRun:
         probes ran and when the watchdog gave up on a guest still inside a host call."""
         from shim.confine import reaper
 
+        if self.worker is not None:
+            self.worker.put(None)
+            self.worker = None
         reaper.end()
         if self.processes is not None:
             self.processes.close()
@@ -364,7 +427,7 @@ class GuestRun:
                           f"{left} of them could not be ended within {reaper.END_WAIT_S:g} s")
 
     def _message(self, cause: str) -> str:
-        return f"cratecage: {self.what} of {self.ctx.crate} {self.ctx.version} {cause}"
+        return f"cratecage: {self.subject} {cause}"
 
     def _outcome(self) -> Outcome:
         kind, value = self.result

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shim.build import run as runner
+from shim.sandbox import enforce
 from shim.sandbox import engine
 from shim.host.context import RunContext
 from shim.cargo.workspace import ROOT_ENV
@@ -52,7 +53,7 @@ def test_policy_limits_fill_every_field_the_environment_leaves_unset() -> None:
     grant = Grant("build", "c", "1.0.0", limits=PolicyLimits(time_s=300, processes=512, child_memory=8 << 30,
                                                                  disk=1 << 40))
     env = {"CRATECAGE_LIMIT_OUT_DIR": "1MiB", "CRATECAGE_LIMIT_PROCESSES": "7"}  # OUT_DIR: DISK's old name
-    limits = runner.with_grant_limits(from_env(env), grant, env)
+    limits = enforce.with_grant_limits(from_env(env), grant, env)
     assert (limits.time_s, limits.processes, limits.child_memory, limits.disk) == (300, 7, 8 << 30, 1 << 20)
 
 

@@ -1,0 +1,236 @@
+"""The macro server: the process a trampoline starts to expand its macro crate's macros as WebAssembly.
+
+One per (rustc process, macro crate), started on the first expansion through the launcher that
+`write_launcher` leaves next to the guest module (a `#!python -S` file with everything baked in, run with
+no arguments, rustc's environment and working directory: shim/macro/PROTOCOL.md). It reads framed
+requests on its stdin and answers each with exactly one framed reply on its stdout (`u32 length` +
+bytes), until EOF, when rustc is done:
+
+  - stdout carries replies and nothing else. Before anything runs, the server takes the pipe for itself
+    (`claim_pipes`: a private descriptor) and points fd 1 at stderr, so a stray `print`, a library's
+    message or an inherited descriptor cannot corrupt the stream; fd 0 becomes /dev/null likewise, so a
+    granted program never reads requests;
+  - a frame the server cannot read (a length over `MAX_FRAME`) gets a refusal and ends the server; one that
+    is no request (wrong magic or kind) gets a refusal and the server goes on; a torn frame at EOF ends it;
+  - the expansions themselves are shim.macro.expander's: one instance reused, limits per expansion, the
+    policy of `[permissions.macro.<package>]`.
+
+At exit, every process the guest started is ended (shim.confine.reaper: the server is a subreaper from
+its first instantiation) and one audit record of the macro crate's expansions is appended to the build's
+audit log (shim.sandbox.audit), next to the build scripts', for `cratecage audit`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import time
+from pathlib import Path
+
+if False:  # typing only: importing typing costs ~10 ms of every server's start
+    from typing import Final
+
+MAX_FRAME: Final = 256 << 20  # a request or reply; a crate's whole token stream is far smaller
+
+
+def launcher_text(*, python: str, root: str, wasm: str, module_cache: str, package: str, version: str,
+                  package_dir: str, state_dir: str, rustc: str, sysroot: str) -> str:
+    args = dict(wasm=wasm, module_cache=module_cache, package=package, version=version, package_dir=package_dir,
+                state_dir=state_dir, rustc=rustc, sysroot=sysroot)
+    return (
+        f"#!{python} -S\n"
+        f"# cratecage: the proc macros of {package} {version} run as WebAssembly in a sandbox; the module is\n"
+        f"# {wasm}\n"
+        "import sys\n"
+        "sys.dont_write_bytecode = False\n"
+        f"sys.path.insert(0, {root!r})\n"
+        "from shim.macro.server import main_macro_server\n"
+        f"main_macro_server(**{args!r})\n"
+    )
+
+
+def write_launcher(path: Path, *, wasm: str, module_cache: str, package: str, version: str, rustc: str,
+                   sysroot: str, package_dir: str = "", state_dir: str = "") -> None:
+    """Leave the server's launcher at `path`. `package_dir` (the macro package's own directory) tells
+    policy entries with `source = "registry"` whether they apply; `state_dir` is the build's
+    `<build dir>/cratecage` (default: the one holding `wasm`, as shim.cargo.layout.module_path places it),
+    where the audit log and each server's scratch directory go."""
+    from shim.cargo import layout
+    from shim.files import atomic_write
+
+    root = str(Path(__file__).resolve().parent.parent.parent)  # the directory holding shim/
+    atomic_write(path, launcher_text(python=sys.executable, root=root, wasm=wasm, module_cache=module_cache,
+                                     package=package, version=version, package_dir=package_dir,
+                                     state_dir=state_dir or layout.state_of_module(wasm), rustc=rustc,
+                                     sysroot=sysroot), mode=0o755)
+
+
+def claim_pipes() -> tuple[int, int]:
+    """(requests, replies): private descriptors for the trampoline's pipes, never inherited; fd 0 becomes
+    /dev/null and fd 1 the server's stderr."""
+    requests, replies = os.dup(0), os.dup(1)  # os.dup's are not inheritable
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    return requests, replies
+
+
+def read_exactly(fd: int, size: int) -> bytes | None:
+    """`size` bytes, or None at EOF before them."""
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def write_frame(fd: int, payload: bytes) -> None:
+    data = memoryview(struct.pack("<I", len(payload)) + payload)
+    while data:
+        data = data[os.write(fd, data):]
+
+
+class Server:
+    """Serves one macro crate for one compile: the policy and the expander made on the first request."""
+
+    def __init__(self, environ: dict[str, str], *, wasm: str, module_cache: str, package: str, version: str,
+                 package_dir: str, state_dir: str, rustc: str, sysroot: str) -> None:
+        self.environ = environ
+        self.wasm, self.module_cache, self.state_dir = wasm, module_cache, state_dir
+        self.package, self.version, self.package_dir = package, version, package_dir
+        self.rustc, self.sysroot = rustc, sysroot
+        self.consumer = f"{environ.get('CARGO_PKG_NAME', '?')} {environ.get('CARGO_PKG_VERSION', '?')}"
+        self.expander = None  # shim.macro.expander.Expander, made on the first request
+        self.setup_error = ""  # why it could not be made: every request is refused with it
+        self.run_dir = ""
+        self.grant = None
+        self.started = time.monotonic()
+
+    def subject(self) -> str:
+        return f"proc macro crate {self.package} {self.version} (compiling {self.consumer})"
+
+    def answer(self, request: bytes) -> bytes:
+        from shim.macro.expander import REFUSED, reply, request_head
+
+        head = request_head(request)
+        if head is None:
+            return reply(REFUSED, f"cratecage: {self.subject()}: received a malformed request (not protocol 1 of "
+                                  "shim/macro/PROTOCOL.md); the trampoline and this server are of different "
+                                  "cratecage versions: run `cargo clean` and build again")
+        if self.expander is None and not self.setup_error:
+            self.setup_error = self._setup()
+        if self.setup_error:
+            return reply(REFUSED, self.setup_error)
+        return self.expander.expand(request, head[1])  # type: ignore[attr-defined]
+
+    def _setup(self) -> str:
+        """Make the expander: "" or the `cratecage:` line that refuses every request."""
+        from shim.errors import CratecageError
+        from shim.macro.expander import Expander, macro_context, macro_limits
+        from shim.sandbox import enforce
+        from shim.sandbox.engine import make_run_dir
+
+        try:
+            if not os.path.isfile(self.wasm):
+                raise CratecageError(f"its wasm module {self.wasm} is missing",
+                                     hint="run `cargo clean` and build again")
+            self.run_dir = make_run_dir(self.state_dir)  # host/: the host's scratch; tmp/: the guest's TMPDIR
+            host_dir, tmp_dir = os.path.join(self.run_dir, "host"), os.path.join(self.run_dir, "tmp")
+            os.mkdir(host_dir, 0o700)
+            os.mkdir(tmp_dir, 0o700)
+            ctx = macro_context(self.environ, package=self.package, version=self.version, rustc=self.rustc,
+                                sysroot=self.sysroot, tmp_dir=tmp_dir, host_dir=host_dir)
+            grant, _policy = enforce.grant("macro", self.package, self.version, self.environ,
+                                           self.package_dir or None)
+            self.grant = grant
+            ctx.env.update(enforce.env_extra(grant, ctx))
+            ctx.grant = grant
+            enforce.check_writable(grant, ctx, self.module_cache)
+            self.expander = Expander(ctx, Path(self.wasm), macro_limits(grant, self.environ), Path(self.module_cache),
+                                     grant)
+            return ""
+        except CratecageError as err:  # a malformed policy, a grant of build state: every request is refused
+            text = err.render()[len("cratecage: "):]
+            return f"cratecage: {text}" if text.startswith(self.subject()) else f"cratecage: {self.subject()}: {text}"
+
+    def close(self) -> None:
+        """End what the guest started, append the audit record, remove the scratch directory."""
+        import shutil
+
+        expander = self.expander
+        try:
+            if expander is not None:
+                expander.close()
+                from shim.sandbox import audit
+
+                message = f"{expander.refused} of {expander.expansions} expansions refused" if expander.refused else ""
+                audit.record(Path(self.state_dir), expander.ctx, self.grant, 1 if expander.refused else 0, message,
+                             expander.seconds, expansions=expander.expansions, consumer=self.consumer)
+        finally:
+            if self.run_dir:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def serve(server: Server, requests: int, replies: int) -> int:
+    """Answer frames until EOF; the exit code."""
+    from shim.macro.expander import REFUSED, reply
+
+    while True:
+        header = read_exactly(requests, 4)
+        if header is None:
+            return 0  # EOF (a torn header too): rustc is done
+        (size,) = struct.unpack("<I", header)
+        if size > MAX_FRAME:
+            write_frame(replies, reply(REFUSED, f"cratecage: {server.subject()}: received a frame of {size} bytes, "
+                                                f"over {MAX_FRAME}: the stream is not the macro protocol's; "
+                                                "run `cargo clean` and build again"))
+            return 2
+        request = read_exactly(requests, size)
+        if request is None:
+            return 0
+        try:
+            answer = server.answer(request)
+        except Exception as err:  # noqa: BLE001 - the trampoline gets its one reply, rustc one line
+            if os.environ.get("CRATECAGE_DEBUG"):
+                import traceback
+
+                traceback.print_exc()
+            answer = reply(REFUSED, f"cratecage: internal error in the macro server of {server.subject()}: "
+                                    f"{type(err).__name__}: {err}")
+        write_frame(replies, answer)
+
+
+def main_macro_server(**baked: str) -> None:
+    """Entry from the launcher. Never returns: exits when rustc closes the pipe (os._exit, see wasmtime-py.md
+    §9, after every child is ended and the audit record written)."""
+    requests, replies = claim_pipes()
+    from shim.startup import enable_site_packages
+
+    enable_site_packages()
+    server = Server(dict(os.environ), **baked)
+    code = 0
+    try:
+        code = serve(server, requests, replies)
+    except BrokenPipeError:  # rustc went away mid-reply
+        code = 0
+    except Exception as err:  # noqa: BLE001 - one line on stderr, never a traceback on the stream
+        if os.environ.get("CRATECAGE_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        print(f"cratecage: internal error in the macro server of {server.subject()}: {type(err).__name__}: {err}",
+              file=sys.stderr)
+        code = 101
+    finally:
+        try:
+            server.close()
+        except Exception as err:  # noqa: BLE001
+            print(f"cratecage: {server.subject()}: ending its macro server: {type(err).__name__}: {err}",
+                  file=sys.stderr)
+        sys.stderr.flush()
+    os._exit(code)
