@@ -1,4 +1,4 @@
-"""Plumbing for the tests of cratecage's wasm-side proc_macro (tests/macro/): the crate built by
+"""Plumbing for the tests of cratecage's wasm-side proc_macro (tests/macro/, tests/toolchain/): the crate built by
 shim.toolchain.proc_macro into the session's fresh cache (next to the facade of tests/guests.py), guests
 compiled against both for wasm32-wasip1, and a macro module driven through its PROTOCOL.md exports under
 real wasmtime, with the facade's host functions and the `cratecage_macro.panic` import.
@@ -24,7 +24,7 @@ from shim.toolchain import proc_macro
 
 from guests import LINK, Sandbox, run
 
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = Path(__file__).resolve().parent.parent
 DUMP_FIXTURE = REPO / "fixtures" / "proc-macro-dump"
 MASK32 = 0xFFFFFFFF
 
