@@ -100,10 +100,12 @@ def test_location_queries_answer_from_the_span_table(guest: MacroModule) -> None
 
 
 def test_an_attribute_macro_gets_its_arguments_and_item(guest: MacroModule) -> None:
-    reply = guest.expand(Request("attr", "wrap", TABLE, (Ident("fn"), Ident("f"), Group("parenthesis", ()),
-                                                         Group("brace", ())), (Ident("use"), Ident("x"), Punct(";"))))
+    item = (Ident("fn"), Ident("f"), Group("parenthesis", ()), Group("brace", ()))
+    args = (Ident("use"), Ident("$crate"), Punct(":", True), Punct(":"), Ident("x", raw=True), Punct(";"))
+    reply = guest.expand(Request("attr", "wrap", TABLE, item, args))
     assert reply.status == "ok", reply.message
-    assert text(reply.output) == "mod wrapped {use x ; fn f () {}}"
+    assert text(reply.output) == "mod wrapped {use $crate : : r#x ; fn f () {}}"
+    assert reply.output[2].stream[:4] == args[:4]  # `$crate` (from a macro_rules! expansion) and spacing kept
 
 
 def test_a_panic_reaches_the_import_with_its_message_and_the_next_expansion_gets_a_fresh_instance(

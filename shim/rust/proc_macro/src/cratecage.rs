@@ -118,7 +118,8 @@ impl<'a> Reader<'a> {
                 let span = self.span()?;
                 let raw = self.u8()? == 1;
                 let name = self.str()?;
-                if !crate::is_ident(&name) {
+                // `$crate` reaches a macro in tokens a `macro_rules!` expansion passed on; Ident::new refuses it.
+                if !crate::is_ident(&name) && name != "$crate" {
                     return Err(format!("`{name}` is not an identifier"));
                 }
                 TokenTree::Ident(Ident { sym: name.into(), raw, span })
@@ -283,15 +284,21 @@ fn panic_hook(info: &std::panic::PanicHookInfo<'_>) {
     unsafe { cratecage_panic(message.as_ptr(), message.len()) };
 }
 
+/// The macro for a request's kind and name, run on its input (and attribute arguments), if the module has it.
+pub type Dispatch = dyn Fn(Kind, &str, TokenStream, Option<TokenStream>) -> Option<TokenStream>;
+
 /// `cratecage_expand`: decodes the request at `ptr` (from `alloc`), runs the macro `dispatch` finds for its
 /// kind and name, and returns the packed reply, valid until the next call.
-pub fn expand(ptr: i32, len: i32, dispatch: &dyn Fn(Kind, &str, TokenStream, Option<TokenStream>) -> Option<TokenStream>) -> i64 {
+pub fn expand(ptr: i32, len: i32, dispatch: &Dispatch) -> i64 {
     std::panic::set_hook(Box::new(panic_hook));
     // SAFETY: `ptr`/`len` is a buffer `alloc` leaked and the host filled; ownership comes back here once.
-    let buf = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr as usize as *mut u8, len.max(0) as usize)) };
+    let raw = std::ptr::slice_from_raw_parts_mut(ptr as usize as *mut u8, len.max(0) as usize);
+    let buf = unsafe { Box::from_raw(raw) };
     let reply = match decode_request(&buf) {
         Err(why) => encode_reply(STATUS_REFUSED, |out| {
-            put_str(out, &format!("cratecage: a malformed macro request ({why}); this is a bug in cratecage, please report it"))
+            let message = format!("cratecage: a malformed macro request ({why}); this is a bug in cratecage, \
+                                   please report it");
+            put_str(out, &message)
         }),
         Ok(request) => {
             drop(buf);
@@ -300,7 +307,10 @@ pub fn expand(ptr: i32, len: i32, dispatch: &dyn Fn(Kind, &str, TokenStream, Opt
             match dispatch(request.kind, &name, request.input, request.args) {
                 Some(output) => encode_reply(STATUS_OK, |out| encode_stream(out, output)),
                 None => encode_reply(STATUS_REFUSED, |out| {
-                    put_str(out, &format!("cratecage: this module exports no {} macro `{name}`; rebuild the macro crate (cargo clean -p <it>)", request.kind.word()))
+                    let kind = request.kind.word();
+                    let message = format!("cratecage: this module exports no {kind} macro `{name}`; rebuild the macro \
+                                           crate (`cargo clean -p <its package>`)");
+                    put_str(out, &message)
                 }),
             }
         }

@@ -22,7 +22,8 @@ enum Raw {
 }
 
 pub(crate) fn is_whitespace(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{85}' | '\u{200E}' | '\u{200F}' | '\u{2028}' | '\u{2029}')
+    matches!(c, '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{85}' | '\u{200E}' | '\u{200F}' | '\u{2028}'
+                | '\u{2029}')
 }
 
 /// XID_Start / XID_Continue, exact for ASCII; for other characters std's alphabetic/alphanumeric classes,

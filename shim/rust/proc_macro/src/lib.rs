@@ -161,7 +161,9 @@ fn internal(tree: TokenTree) -> Vec<Tree> {
 /// rustc's tokens as public trees (proc_macro_server's `from_internal`).
 fn public(tree: &Tree, out: &mut Vec<TokenTree>) {
     let joint = tree.spacing == Sp::Joint;
-    let punct = |ch, joint, span| TokenTree::Punct(Punct { ch, spacing: if joint { Spacing::Joint } else { Spacing::Alone }, span });
+    let punct = |ch, joint, span| {
+        TokenTree::Punct(Punct { ch, spacing: if joint { Spacing::Joint } else { Spacing::Alone }, span })
+    };
     match &tree.tok {
         Tok::Group { delim, stream, span, span_open, span_close, .. } => out.push(TokenTree::Group(Group {
             delimiter: *delim, stream: stream.clone(), span: *span, span_open: *span_open, span_close: *span_close,
@@ -436,7 +438,6 @@ impl Ident {
 fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if lexer::is_id_start(c)) && chars.all(lexer::is_id_continue)
-        || s.starts_with("$crate") && s.len() == 6
 }
 
 impl fmt::Display for Ident {

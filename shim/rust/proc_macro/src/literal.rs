@@ -156,18 +156,41 @@ impl Literal {
             let kind = if prefix.ends_with('r') { format!("{base}Raw({hashes})") } else { base.to_string() };
             return (kind, symbol, suffix);
         }
-        let hex = t.starts_with("0x");
-        let end = t.char_indices()
-            .find(|&(i, c)| c.is_alphabetic() && !(hex && c.is_ascii_hexdigit()) && !(i == 1 && matches!(c, 'x' | 'o' | 'b'))
-                && !(matches!(c, 'e' | 'E') && !hex && t[i + 1..].starts_with(|d: char| d.is_ascii_digit() || d == '-' || d == '+')))
-            .map(|(i, _)| i)
-            .unwrap_or(t.len());
+        let (end, float) = number_end(t);
         let symbol = &self.text[..self.text.len() - t.len() + end];
-        let is_float = !hex && (symbol.contains('.') || symbol.contains(['e', 'E']));
         let suffix = Some(&t[end..]).filter(|s| !s.is_empty());
-        let kind = if is_float || suffix.is_some_and(|s| s.starts_with('f')) { "Float" } else { "Integer" };
-        (kind.to_string(), symbol, suffix)
+        ((if float { "Float" } else { "Integer" }).to_string(), symbol, suffix)
     }
+}
+
+/// Where a number's suffix starts, and whether it is a float token (a `.` or an exponent; `1f32` is an
+/// integer token with a suffix, as in rustc's lexer).
+fn number_end(t: &str) -> (usize, bool) {
+    let b = t.as_bytes();
+    let digits = |mut i: usize, ok: fn(u8) -> bool| {
+        while i < b.len() && (ok(b[i]) || b[i] == b'_') {
+            i += 1;
+        }
+        i
+    };
+    if b.len() > 1 && b[0] == b'0' && matches!(b[1], b'x' | b'o' | b'b') {
+        return (digits(2, |c| c.is_ascii_hexdigit()), false);
+    }
+    let mut i = digits(0, |c| c.is_ascii_digit());
+    let mut float = false;
+    if i < b.len() && b[i] == b'.' {
+        float = true;
+        i = digits(i + 1, |c| c.is_ascii_digit());
+    }
+    if i < b.len() && matches!(b[i], b'e' | b'E') {
+        let sign = usize::from(i + 1 < b.len() && matches!(b[i + 1], b'+' | b'-'));
+        let end = digits(i + 1 + sign, |c| c.is_ascii_digit());
+        if end > i + 1 + sign {
+            float = true;
+            i = end;
+        }
+    }
+    (i, float)
 }
 
 impl FromStr for Literal {

@@ -72,12 +72,14 @@ impl Span {
     }
     pub fn start(&self) -> Span {
         let i = info(self.location);
-        let at = SpanInfo { end_line: i.start_line, end_column: i.start_column, byte_end: i.byte_start, source_text: None, ..i };
+        let at = SpanInfo { end_line: i.start_line, end_column: i.start_column, byte_end: i.byte_start,
+                            source_text: None, ..i };
         Span { location: derive(at), hygiene: self.hygiene }
     }
     pub fn end(&self) -> Span {
         let i = info(self.location);
-        let at = SpanInfo { start_line: i.end_line, start_column: i.end_column, byte_start: i.byte_end, source_text: None, ..i };
+        let at = SpanInfo { start_line: i.end_line, start_column: i.end_column, byte_start: i.byte_end,
+                            source_text: None, ..i };
         Span { location: derive(at), hygiene: self.hygiene }
     }
     /// One-based, as the real `Span::line`.

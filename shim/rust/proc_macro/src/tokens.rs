@@ -64,7 +64,9 @@ pub(crate) fn push_glued(trees: &mut Vec<Tree>, tree: Tree) {
     if let Some(last) = trees.last_mut() {
         if last.spacing != Sp::Alone {
             let glued = match (&last.tok, &tree.tok) {
-                (Tok::Op { text: a, span }, Tok::Op { text: b, .. }) => glue(a, b).map(|text| Tok::Op { text, span: *span }),
+                (Tok::Op { text: a, span }, Tok::Op { text: b, .. }) => {
+                    glue(a, b).map(|text| Tok::Op { text, span: *span })
+                }
                 (Tok::Op { text: "'", span }, Tok::Ident { sym, raw, .. }) => {
                     Some(Tok::Lifetime { sym: sym.clone(), raw: *raw, span: *span })
                 }
