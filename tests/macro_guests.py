@@ -19,6 +19,7 @@ from shim.host import observe as host_observe
 from shim.host import process as host_process
 from shim.host.context import RunContext
 from shim.macro import wire
+from shim.macro.wire import Group, Ident, Punct
 from shim.sandbox import engine
 from shim.toolchain import proc_macro
 
@@ -117,3 +118,18 @@ class MacroModule:
     def expand(self, request: wire.Request) -> wire.Reply:
         return self.expand_bytes(wire.encode_request(request))
 
+
+def text(stream: tuple[wire.Tree, ...]) -> str:
+    """A rough rendering of wire trees for assertions: trees separated by spaces, groups in their delimiters."""
+    parts = []
+    for tree in stream:
+        if isinstance(tree, Group):
+            o, c = {"parenthesis": "()", "bracket": "[]", "brace": "{}", "none": "  "}[tree.delimiter]
+            parts.append(o + text(tree.stream) + c)
+        elif isinstance(tree, Ident):
+            parts.append(("r#" if tree.raw else "") + tree.name)
+        elif isinstance(tree, Punct):
+            parts.append(tree.char)
+        else:
+            parts.append(tree.text)
+    return " ".join(parts)

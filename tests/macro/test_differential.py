@@ -139,7 +139,8 @@ def native(selected_cargo: Cargo, corpus: tuple[Path, int],
     shutil.copytree(DUMP_FIXTURE, work / "dump")
     out = work / "native.txt"
     # Inputs rustc rejects with a diagnostic fail the compile after the output is written.
-    done = selected_cargo(work / "dump" / "invoke", "build", "--offline", "-q", wrapped=False, target_dir=work / "target",
+    done = selected_cargo(work / "dump" / "invoke", "build", "--offline", "-q", wrapped=False,
+                          target_dir=work / "target",
                    extra_env={"DUMP_CORPUS": str(corpus[0]), "DUMP_OUT": str(out)}, check=False)
     assert out.is_file(), "the oracle wrote nothing"
     return out.read_text(encoding="utf-8"), done.proc.stderr

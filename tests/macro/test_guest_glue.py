@@ -13,7 +13,7 @@ from shim.macro import wire
 from shim.macro.wire import Group, Ident, Literal, Punct, Request, SpanInfo
 
 from guests import Sandbox, cache_env, facade_rlib, sandbox, tc  # noqa: F401 (fixtures)
-from macro_guests import DUMP_FIXTURE, MacroModule, compile_guest, proc_macro_rlib  # noqa: F401 (fixtures)
+from macro_guests import DUMP_FIXTURE, MacroModule, compile_guest, proc_macro_rlib, text  # noqa: F401 (fixtures)
 
 CALL = SpanInfo("src/main.rs", "/ws/src/main.rs", 3, 4, 3, 20, 40, 56, "my_macro!(a b)")
 TOKEN = SpanInfo("src/main.rs", None, 7, 8, 7, 11, 90, 93, "abc")
@@ -24,7 +24,8 @@ TABLE = (CALL, TOKEN, GROUP, OPEN, CLOSE)  # ids 2..6
 
 
 @pytest.fixture(scope="module")
-def tiny(tc, facade_rlib: Path, proc_macro_rlib: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: ANN001,F811
+def tiny(tc, facade_rlib: Path, proc_macro_rlib: Path,  # noqa: ANN001,F811
+         tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "tiny.wasm"
     return compile_guest(tc, facade_rlib, proc_macro_rlib, DUMP_FIXTURE / "guests" / "tiny.rs", out, "cdylib")
 
@@ -32,22 +33,6 @@ def tiny(tc, facade_rlib: Path, proc_macro_rlib: Path, tmp_path_factory: pytest.
 @pytest.fixture
 def guest(sandbox: Sandbox, tiny: Path) -> MacroModule:  # noqa: F811
     return MacroModule(sandbox, tiny)
-
-
-def text(stream: tuple[wire.Tree, ...]) -> str:
-    """A rough rendering for assertions: trees separated by spaces."""
-    parts = []
-    for tree in stream:
-        if isinstance(tree, Group):
-            o, c = {"parenthesis": "()", "bracket": "[]", "brace": "{}", "none": "  "}[tree.delimiter]
-            parts.append(o + text(tree.stream) + c)
-        elif isinstance(tree, Ident):
-            parts.append(("r#" if tree.raw else "") + tree.name)
-        elif isinstance(tree, Punct):
-            parts.append(tree.char)
-        else:
-            parts.append(tree.text)
-    return " ".join(parts)
 
 
 def test_the_module_reports_its_abi_and_lists_its_macros_as_rewrite_names_them(guest: MacroModule) -> None:

@@ -85,7 +85,8 @@ def test_frames_carry_one_message_each_and_a_torn_frame_is_an_error() -> None:
 
 
 def test_the_listing_parses_into_rewrite_s_record_order() -> None:
-    listing = "derive Serialize derive_serialize serde,other\nderive Plain derive_plain\nbang json json\nattr main main\n"
+    listing = ("derive Serialize derive_serialize serde,other\nderive Plain derive_plain\n"
+               "bang json json\nattr main main\n")
     assert wire.parse_listing(listing) == [("derive", "Serialize", "derive_serialize", ("serde", "other")),
                                            ("derive", "Plain", "derive_plain", ()), ("bang", "json", "json", ()),
                                            ("attr", "main", "main", ())]
