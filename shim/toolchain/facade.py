@@ -9,8 +9,7 @@ was built against:
 
 `<hash>` covers the facade's sources and its flags (FLAGS below): an edited source or flag builds a new one,
 and the fixed `-C metadata=cratecage-facade-<hash>` gives identical inputs an identical crate identity.
-cargo runs many units at once, so a build happens in a temporary directory renamed into place, under a
-file lock that makes concurrent builders wait for the first one instead of compiling again.
+The cache layout, lock and identity are those of every shipped crate (shim.toolchain.shipped).
 
 Linking a wasm module against the facade also needs `LINK_ARGS` (below), the same for every link.
 
@@ -29,28 +28,20 @@ stop the link with a duplicate symbol, never link silently without it.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Final, Iterator, Mapping, Sequence
+from typing import Final, Mapping, Sequence
 
-from shim import program
-from shim.errors import ToolchainError
-from shim.files import cache_root
+from shim.toolchain import shipped
 from shim.toolchain.capable import WASM_TARGET
-from shim.toolchain.compiler import Toolchain, scrubbed_env
+from shim.toolchain.compiler import Toolchain
+from shim.toolchain.shipped import first_error  # noqa: F401 (re-exported: the facade's errors name it)
 
 FACADE_DIR: Final = Path(__file__).resolve().parent.parent / "rust" / "facade"
 RLIB_NAME: Final = "libstd.rlib"
 # Everything but the paths and the metadata; part of the hash.
 FLAGS: Final = ("--crate-name", "std", "--crate-type", "rlib", "--edition", "2021", "--target", WASM_TARGET,
                 "-C", "opt-level=1", "--cap-lints=allow")
-BUILD_TIMEOUT_S: Final = 600
 # `-C` values for linking any wasm module that uses the facade (build scripts: shim/build/script.py).
 # wasm-ld's `--wrap=<name>` sends every call to libc's `<name>` to the facade's `__wrap_<name>`, which calls
 # the original (`__real_<name>`) and adds what the sandbox needs:
@@ -77,7 +68,7 @@ LINK_ARGS: Final[tuple[str, ...]] = tuple(f"link-arg=--wrap={name}" for name in 
 
 def facade_sources() -> list[Path]:
     """The facade's Rust sources (for the dep-info of units that link it)."""
-    return sorted((FACADE_DIR / "src").rglob("*.rs"))
+    return shipped.sources(FACADE_DIR)
 
 
 def build_flags(tc: Toolchain) -> tuple[str, ...]:
@@ -86,72 +77,17 @@ def build_flags(tc: Toolchain) -> tuple[str, ...]:
 
 
 def source_hash(flags: Sequence[str] = FLAGS) -> str:
-    digest = hashlib.sha256("\0".join(flags).encode())
-    for path in facade_sources():
-        digest.update(b"\0" + path.relative_to(FACADE_DIR).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return shipped.source_hash(FACADE_DIR, flags)
+
+
+def _crate(tc: Toolchain) -> shipped.Shipped:
+    return shipped.Shipped("the std facade", "facade", FACADE_DIR, RLIB_NAME, build_flags(tc))
 
 
 def facade_dir(tc: Toolchain, environ: Mapping[str, str] = os.environ) -> Path:
-    return cache_root(environ) / "toolchains" / tc.compiler.key / "facade"
+    return shipped.cache_dir(tc, _crate(tc), environ)
 
 
 def facade_rlib(tc: Toolchain, environ: Mapping[str, str] = os.environ) -> Path:
     """The facade rlib for this toolchain, built first if needed. Raises ToolchainError."""
-    if tc.wasm_sysroot is None:
-        raise ToolchainError(f"cannot build the std facade: {tc.compiler.rustc} has no wasm32-wasip1 std "
-                             f"({tc.how})", hint=f"run `{program.command('toolchain install')}`")
-    flags = build_flags(tc)
-    digest = source_hash(flags)
-    parent = facade_dir(tc, environ)
-    final = parent / digest
-    if (final / RLIB_NAME).is_file():
-        return final / RLIB_NAME
-    parent.mkdir(parents=True, exist_ok=True)
-    with _locked(parent / f".{digest}.lock"):
-        if not (final / RLIB_NAME).is_file():
-            _build_into(final, tc, flags, digest, environ)
-    return final / RLIB_NAME
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _build_into(final: Path, tc: Toolchain, flags: Sequence[str], digest: str,
-                environ: Mapping[str, str]) -> None:
-    """Compile in a temporary sibling directory, then rename it to `final` (which is never half-written)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{digest}.", dir=final.parent))
-    try:
-        _compile(tc, flags, digest, tmp, environ)
-        shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover; we hold the lock
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _compile(tc: Toolchain, flags: Sequence[str], digest: str, out_dir: Path,
-             environ: Mapping[str, str]) -> None:
-    argv = [tc.compiler.rustc, *flags, "--sysroot", str(tc.wasm_sysroot),
-            "-C", f"metadata=cratecage-facade-{digest}", "--out-dir", str(out_dir), str(FACADE_DIR / "src" / "lib.rs")]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=scrubbed_env(environ),
-                              timeout=BUILD_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise ToolchainError(f"cannot build the std facade with {tc.compiler.rustc}: {err}") from None
-    if proc.returncode != 0 or not (out_dir / RLIB_NAME).is_file():
-        raise ToolchainError(f"cannot build the std facade with {tc.compiler.rustc}: {first_error(proc.stderr)}")
-
-
-def first_error(stderr: str) -> str:
-    """rustc's first `error` line, else its first line, else a placeholder."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error")]
-    return (errors or lines or ["rustc failed without output"])[0]
+    return shipped.rlib(tc, _crate(tc), environ=environ)
