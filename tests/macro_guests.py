@@ -83,8 +83,9 @@ class MacroModule:
         self.store.set_wasi(wasi)
         instance = self.linker.instantiate(self.store, self.module)
         self.exports = instance.exports(self.store)
-        if "_initialize" in self.exports:
-            self.exports["_initialize"](self.store)
+        start = "_initialize" if "_initialize" in self.exports else "cratecage_initialize"
+        if start in self.exports:
+            self.exports[start](self.store)
         self.instances += 1
 
     def call(self, name: str, *args: int) -> int:

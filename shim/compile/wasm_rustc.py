@@ -231,7 +231,7 @@ def run(tools: Tools, scope: Scope, argv: list[str], *, cwd: str, dirs: CompileD
     only returned."""
     env = environment(tools, scope, host_env, dirs.tmp)
     hidden = hidden_dirs(scope, host_env)
-    cmd = [tools.rustc, *argv]
+    cmd = [tools.rustc, *_argfile_if_long(argv, dirs.tmp)]
     if landlock.abi_version() > 0:
         cmd = landlock_exec.command(cmd, read_set(tools, scope, [dirs.deps, *inputs], hidden), [dirs.out, dirs.tmp],
                                     execute=execute_set(tools, env.get("LD_LIBRARY_PATH", "")))
@@ -243,6 +243,22 @@ def run(tools: Tools, scope: Scope, argv: list[str], *, cwd: str, dirs: CompileD
                                   "Landlock exists")
     found = denials(scope, stderr, dep_info, cwd, host_env, hidden, failed=code != 0)
     return Outcome(code, stderr, tuple(found))
+
+
+# Beyond this many bytes of arguments, they go to rustc in an `@argfile`, as cargo sends them (the kernel's
+# limit is ~2 MB for argv and environment together; cargo switches earlier too).
+ARGFILE_ABOVE = 64 * 1024
+
+
+def _argfile_if_long(argv: list[str], tmp: str) -> list[str]:
+    """`argv`, or `[@<file in tmp>]` holding it one argument a line (rustc's format) when it is too long
+    for a command line (3 MB of `build.rustflags` reach a proc macro's compile)."""
+    if sum(len(a) + 1 for a in argv) <= ARGFILE_ABOVE or any("\n" in a for a in argv):
+        return argv
+    path = os.path.join(tmp, "rustc-args")
+    with open(path, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        fh.write("\n".join(argv))
+    return [f"@{path}"]
 
 
 def _spawn(cmd: list[str], cwd: str, env: dict[str, str], stream: bool) -> tuple[int, str]:

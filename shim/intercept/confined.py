@@ -93,7 +93,10 @@ def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[st
         from shim.confine import reaper
 
         reaper.become_subreaper()
-        status, seen = _spawn_and_wait(cmd, env, allowed, unit)
+        env.pop(MACRO_SERVERS_ENV, None)  # only what is started below: never a value from elsewhere
+        servers, fds = _macro_servers(args, env, target)
+        status, seen = _spawn_and_wait(cmd, env, allowed, unit, close_after_fork=fds)
+        _let_servers_finish(servers)
         reaper.kill_all()  # the runner's sweep: frozen through pidfds, thread groups counted
         refused = _read_quietly(report) if report else ""
     finally:
@@ -286,8 +289,36 @@ def _quietly(remove, path: str) -> None:
         pass
 
 
+MACRO_SERVERS_ENV = "CRATECAGE_MACRO_SERVERS"  # shim.macro.started.ENV, without importing it here
+
+
+def _macro_servers(args: RustcArgs, env: dict[str, str], target: str) -> tuple[list, list[int]]:
+    """Start the servers of the sandboxed proc macros this compile loads (`--extern` dylibs that are
+    cratecage's trampolines) outside its confinement (shim.macro.started): the processes, and the
+    descriptors rustc inherits."""
+    dylibs = [path for _name, path in args.externs if path and path.endswith(".so")]
+    if not dylibs:
+        return [], []
+    from shim.macro import started
+
+    return started.start(os.path.join(target, layout.STATE_DIR), dylibs, env, os.getcwd())
+
+
+SERVER_EXIT_S = 10.0  # a server ends at EOF, after writing its audit record; then the sweep ends it anyway
+
+
+def _let_servers_finish(servers: list) -> None:
+    deadline = time.monotonic() + SERVER_EXIT_S
+    for proc in servers:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception:  # subprocess.TimeoutExpired: the sweep that follows ends it
+            pass
+
+
 def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants | None, unit: str,
-                    watched: tuple[bytes, ...] | None = None) -> tuple[int, list[bytes]]:
+                    watched: tuple[bytes, ...] | None = None,
+                    close_after_fork: list[int] = ()) -> tuple[int, list[bytes]]:
     """Fork; the child confines itself (unless `allowed` is None) and execs `cmd` (stdin and cargo's
     jobserver fds are inherited as they are, stderr goes through a pipe); the parent copies stderr on as it
     comes, keeps the lines worth explaining (`watched`, default `WATCHED`), forwards SIGINT/SIGTERM/SIGHUP
@@ -319,6 +350,8 @@ def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants | None,
         finally:
             os._exit(LAUNCH_FAILED)
     os.close(write_end)
+    for fd in close_after_fork:  # rustc holds them now: a server sees EOF when rustc is gone
+        os.close(fd)
 
     def forward(signum: int, _frame: object) -> None:
         try:

@@ -4,8 +4,8 @@ Every call is classified (shim.intercept.classify):
   - build scripts are compiled for wasm32-wasip1 and replaced by a launcher (shim.build.script);
   - linked libraries compiled without `--target` are journaled, then passed through (shim.cargo.journal): a
     build script may need them replayed for wasm;
-  - proc macros still pass through in this version, after checking that cargo's rustc is the wasm-capable
-    one, so a build never silently depends on a compiler cratecage cannot use;
+  - proc macros are compiled for wasm32-wasip1 and replaced by a native trampoline that runs them in the
+    sandbox (shim.macro.unit);
   - everything else passes through.
 
 A call that consumes a build script's output (`consumes_script_output`: `-l`, a `-L` other than
@@ -37,8 +37,7 @@ import sys
 from shim import TRACE_ENV, VERSION_LINE
 from shim.cargo import journal, layout
 from shim.cargo.rustc_args import ArgfileError, RustcArgs, expand_argfiles, parse, split_chain, tokens
-from shim.intercept.classify import (BUILD_SCRIPT, HOST_LIBRARY, PROBE, SANDBOXED, classify, is_verbose_version,
-                                     unit_name)
+from shim.intercept.classify import BUILD_SCRIPT, HOST_LIBRARY, PROBE, PROC_MACRO, classify, is_verbose_version, unit_name
 
 if False:  # typing only: shim.errors and shim.trace are imported where a call needs them, off the fast path
     from shim.errors import CratecageError
@@ -76,13 +75,21 @@ def run(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.environ
         from shim.build.script import compile_build_script
 
         return compile_build_script(chain, args, expanded, dict(environ))
+    if unit.kind == PROC_MACRO:
+        from shim.startup import enable_site_packages
+
+        enable_site_packages()
+        from shim.macro.unit import compile_proc_macro
+
+        status = compile_proc_macro(chain, args, expanded, dict(environ))
+        if status is not None:
+            return status
+        # `sandbox = "native"` for this macro crate: the owner's decision, on to the native compile below
     if unit.kind == HOST_LIBRARY:
         try:
             journal.record(args, expanded, os.getcwd())
         except OSError:
             pass  # a replay that needs this entry will say so, naming the crate
-    if unit.kind in SANDBOXED:
-        _require_wasm_toolchain(chain[-1], args, environ)
     if is_verbose_version(args):
         return _version_with_our_line(chain, rustc_args, environ)
     dropped: set[str] = set()
@@ -290,12 +297,3 @@ def _cannot_run(program: str, err: OSError, environ: os._Environ[str] | dict[str
         f"cannot run {program!r}: {what}",
         hint="cargo passes the compiler after the wrapper; check RUSTC / `build.rustc` in your cargo config",
     )
-
-
-def _require_wasm_toolchain(rustc: str, args: RustcArgs, environ: os._Environ[str] | dict[str, str]) -> None:
-    from shim.toolchain.capable import verified_sysroot
-    from shim.toolchain.first_use import require_wasm
-
-    if verified_sysroot(rustc, environ) is not None:
-        return
-    require_wasm(rustc, unit_name(args, environ), environ)  # asks the compiler; only the first unit pays

@@ -57,11 +57,8 @@ class Guest(NamedTuple):
 
 def default_proc_macro(tc: Toolchain) -> str:
     """The wasm `proc_macro` rlib of a toolchain (shim/rust/proc_macro/, built once per toolchain)."""
-    try:
-        from shim.toolchain import proc_macro  # type: ignore[attr-defined]
-    except ImportError:
-        raise MacroCompileError("this cratecage has no wasm `proc_macro` crate yet, so no proc macro can run "
-                                "in the sandbox", hint="update cratecage") from None
+    from shim.toolchain import proc_macro
+
     return str(proc_macro.proc_macro_rlib(tc))
 
 

@@ -39,6 +39,7 @@ REPLY_MAGIC: Final = 0x31524343  # "CCR1"
 OK, PANIC, REFUSED = 0, 1, 2
 KINDS: Final = ("derive", "function-like", "attribute")  # the request's kind byte
 EXPORTS: Final = ("memory", "cratecage_macro_abi", "cratecage_alloc", "cratecage_expand")
+INITIALIZE = "cratecage_initialize"  # the guest glue's constructors, where the target has no `_initialize`
 MAX_MESSAGE: Final = 64 << 10  # of a panic message the guest hands over
 MACRO_TIME_S: Final = 60.0  # per expansion, unless CRATECAGE_LIMIT_TIME or the grant's `limits` say otherwise
 _U32: Final = 0xFFFFFFFF
@@ -206,8 +207,12 @@ class Expander:
         if missing:
             return (f"cratecage: {self.ctx.named()}: its wasm module does not export {', '.join(missing)}; "
                     "it was not built by this cratecage: run `cargo clean -p` on it and build again")
-        for name in ("_initialize", "cratecage_macro_abi"):
-            if name not in run.exports():
+        exported = run.exports()
+        # The toolchain's reactor start-up (`_initialize`, newer wasm32-wasip1 targets), else the one the
+        # guest glue defines: never both, the constructors run once (shim/rust/proc_macro, cratecage.rs).
+        start = "_initialize" if "_initialize" in exported else INITIALIZE
+        for name in (start, "cratecage_macro_abi"):
+            if name not in exported:
                 continue
             outcome = run.call(name)
             if outcome.message or outcome.exit_code != 0 or run.result[0] != "exit":

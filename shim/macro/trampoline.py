@@ -109,9 +109,13 @@ def compile_trampoline(chain: list[str], args: RustcArgs, expanded: list[str], e
     work.mkdir(parents=True, exist_ok=True)
     _write_if_changed(work / "bridge.rs", BRIDGE.read_text())
     _write_if_changed(work / "lib.rs", lib_rs(macros, package, version, launcher))
-    argv = trampoline_argv(expanded, str(work / "lib.rs"))
+    argv = absolute_paths(trampoline_argv(expanded, str(work / "lib.rs")), cwd)
     rustc = chain[-1]  # never a workspace wrapper (clippy-driver would lint generated code)
-    status = _run_confined([rustc, *argv], parse(argv), argv, dict(environ), state, [str(work)])
+    if os.sep not in rustc:  # cargo passes a bare `rustc` without RUSTC; the confined launcher does not search
+        import shutil
+
+        rustc = shutil.which(rustc, path=environ.get("PATH")) or rustc
+    status = _run_confined([rustc, *argv], parse(argv), argv, dict(environ), state, [str(work)], _empty_dir(work))
     if status != 0:
         print(f"cratecage: the trampoline of proc-macro crate {package} {version} did not compile with "
               f"{rustc}; report it with `cratecage doctor`'s output", file=sys.stderr)
@@ -122,25 +126,65 @@ def compile_trampoline(chain: list[str], args: RustcArgs, expanded: list[str], e
         deps = [d if os.path.isabs(d) else str(Path(cwd, d)) for d in sources]
         outputs = [str(Path(out_dir, f"lib{stem}.so")), dep_file]
         write_dep_info(Path(dep_file), outputs, [*deps, str(BRIDGE), os.path.abspath(__file__)], list(env_lines))
+    from shim.macro import started
+
+    started.record(state, str(Path(out_dir, f"lib{stem}.so")), launcher)
     return 0
 
 
+# Flags whose value is a path rustc (or the linker it starts) opens: absolute, since the compile runs elsewhere.
+PATH_FLAGS = frozenset({"--out-dir", "--sysroot", "--target"})
+
+
+def absolute_paths(argv: list[str], cwd: str) -> list[str]:
+    """`argv` with the paths of PATH_FLAGS (a `--target` spec file, not a triple) and `-C linker=` made
+    absolute against cargo's `cwd`."""
+    out: list[str] = []
+    for name, value, words in tokens(argv):
+        path = None
+        if name in PATH_FLAGS and value and (name != "--target" or value.endswith(".json")):
+            path = value
+        elif name == "--codegen" and value and value.startswith("linker=") and os.sep in value:
+            path = value[len("linker="):]
+        if path is None or os.path.isabs(path):
+            out += words
+            continue
+        absolute = os.path.join(cwd, path)
+        flag = "-C" if name == "--codegen" else name
+        out += [flag, f"linker={absolute}" if name == "--codegen" else absolute]
+    return out
+
+
+def _empty_dir(work: Path) -> str:
+    """The directory the trampoline compiles in: an empty one of its own. Cargo runs a dependency's rustc in
+    the package's directory, and linkers look there first for the names of a linker script
+    (`GROUP(libgcc_s.so.1 ...)`): a file the package ships must not be found (the wrapper's `link_cwd`)."""
+    empty = work / "cwd"
+    try:
+        empty.mkdir(mode=0o555, exist_ok=True)
+        if not any(empty.iterdir()):
+            return str(empty)
+    except OSError:
+        pass
+    return "/"
+
+
 def _run_confined(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[str, str], state: str,
-                  readable: list[str]) -> int:
+                  readable: list[str], cwd: str) -> int:
     """Run the trampoline's rustc under Landlock (the grants of a native compile, plus its generated
     sources); where Landlock is unavailable, as it is: the code compiled is cratecage's own."""
     from shim.confine import landlock, landlock_exec
     from shim.confine.rustc_grants import grants
 
     if landlock.abi_version() == 0:
-        return subprocess.run(cmd, env=environ, close_fds=False).returncode
+        return subprocess.run(cmd, env=environ, cwd=cwd, close_fds=False).returncode
     tmp = os.path.join(state, "tmp", f"trampoline-{os.getpid()}-{os.urandom(4).hex()}")
     os.makedirs(tmp, mode=0o700)
     try:
         allowed = grants(cmd[:1], rustc_args, args, environ, tmp, target=os.path.dirname(state))
         confined = landlock_exec.command(cmd, [*allowed.read, *readable, *allowed.listable], allowed.write,
                                          execute=allowed.execute)
-        return subprocess.run(confined, env={**environ, "TMPDIR": tmp}, close_fds=False).returncode
+        return subprocess.run(confined, env={**environ, "TMPDIR": tmp}, cwd=cwd, close_fds=False).returncode
     finally:
         import shutil
 

@@ -21,10 +21,11 @@ import wasmtime
 from conftest import FIXTURES
 from shim.cargo import layout
 from shim.cargo.rustc_args import expand_argfiles, parse
+from shim.macro import wire
 from shim.macro.compile import MacroCompileError, compile_macro_crate
 from shim.macro.rewrite import Macro
 
-from standin import proc_macro_rlib  # the real one: from shim.toolchain.proc_macro import proc_macro_rlib
+from shim.macro.compile import default_proc_macro as proc_macro_rlib  # the wasm proc_macro crate (shim/rust/proc_macro)
 
 pytestmark = pytest.mark.integration
 
@@ -41,10 +42,13 @@ os.execvp(args[0], args)
 
 @pytest.fixture(scope="module")
 def built(selected_cargo, tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[no-untyped-def]
-    """The fixture built once, natively (proc macros pass through today), its proc-macro units kept."""
+    """The fixture built once with its proc macros native (`sandbox = "native"`, so they reach the recording
+    inner wrapper), their units' argv, cwd and environment kept for the tests to compile for wasm."""
     root = tmp_path_factory.mktemp("macro-compile")
     ws = root / "ws"
     shutil.copytree(FIXTURES / "macro-compile", ws)
+    (ws / "cratecage.toml").write_text("".join(f'[permissions.macro.{crate}]\nsandbox = "native"\n'
+                                               for crate in ("macros", "bad_macros", "nosy_macros")))
     records = root / "records"
     records.mkdir()
     recorder = root / "recorder.py"
@@ -89,8 +93,10 @@ def instantiate(wasm: str) -> tuple[wasmtime.Instance, wasmtime.Store, wasmtime.
             linker.define(store, imp.module, imp.name, wasmtime.Func(store, imp.type, zeros(imp.name, imp.type)))
     store.set_wasi(wasmtime.WasiConfig())
     instance = linker.instantiate(store, module)
-    if "_initialize" in instance.exports(store):
-        call(instance, store, "_initialize")
+    exported = instance.exports(store)
+    start = "_initialize" if "_initialize" in exported else "cratecage_initialize"
+    if start in exported:
+        call(instance, store, start)
     return instance, store, module
 
 
@@ -119,9 +125,9 @@ def test_the_guest_module_exports_the_protocol_and_lists_the_crates_macros(built
     instance, store, module = instantiate(guest.wasm)
     exported = {e.name for e in module.exports}
     assert {"memory", "cratecage_macro_abi", "cratecage_alloc", "cratecage_expand", "cratecage_macros",
-            "_initialize"} <= exported
+            "cratecage_initialize"} <= exported
     started = len(HOST_CALLS)
-    assert started > 0  # the facade's constructor ran in _initialize, once: not again at each call
+    assert started > 0  # the facade's constructor ran in cratecage_initialize, once: not again at each call
     assert [call(instance, store, "cratecage_macro_abi") for _ in range(3)] == [1, 1, 1]
     assert len(HOST_CALLS) == started
     listing = read_region(instance, store, call(instance, store, "cratecage_macros")).decode().splitlines()
@@ -131,25 +137,40 @@ def test_the_guest_module_exports_the_protocol_and_lists_the_crates_macros(built
     assert listing[0].split()[3].strip(",").split(",") == ["describe", "note"]
 
 
+def flat(trees) -> str:  # type: ignore[no-untyped-def]
+    """A reply's tokens as words (enough to recognise what the fixture's macros print)."""
+    words = []
+    for tree in trees:
+        if isinstance(tree, wire.Group):
+            opening, closing = {"parenthesis": "()", "bracket": "[]", "brace": "{}", "none": "  "}[tree.delimiter]
+            words += [opening.strip(), flat(tree.stream), closing.strip()]
+        else:
+            words.append(tree.name if isinstance(tree, wire.Ident) else
+                         tree.char if isinstance(tree, wire.Punct) else tree.text)
+    return " ".join(w for w in words if w)
+
+
 def test_an_expansion_runs_the_crates_modules_path_include_and_dependency(built: dict, monkeypatch) -> None:
     _args, guest = compile_unit(built, "macros", monkeypatch)
     instance, store, _module = instantiate(guest.wasm)
     memory = instance.exports(store)["memory"]
 
-    def expand(kind: int, name: str, *streams: str) -> str:
-        request = struct.pack("<IB", 0x314D4343, kind) + text(name) + b"".join(text(s) for s in streams)
+    def expand(kind: str, name: str, *streams: tuple) -> str:
+        request = wire.encode_request(wire.Request(kind, name, (), *streams))
         ptr = call(instance, store, "cratecage_alloc", len(request))
         memory.write(store, request, ptr)
-        reply = read_region(instance, store, call(instance, store, "cratecage_expand", ptr, len(request)))
-        magic, status, length = struct.unpack_from("<IBI", reply)
-        assert (magic, status) == (0x31524343, 0)
-        return reply[9:9 + length].decode()
+        reply = wire.decode_reply(read_region(instance, store, call(instance, store, "cratecage_expand", ptr,
+                                                                      len(request))))
+        assert reply.status == "ok", reply
+        return flat(reply.output)
 
-    described = expand(0, "Describe", "struct Thing;")
+    Id, P, G = wire.Ident, wire.Punct, wire.Group
+    described = expand("derive", "Describe", (Id("struct"), Id("Thing"), P(";")))
     assert described.startswith("impl Thing ") and '"FIXTURE DATA"' in described  # include_str! + util
-    assert expand(1, "answer", "") == "42"  # #[path] module
-    assert expand(2, "noted", "", "fn f() {}").startswith("#[allow(dead_code)] const NOTED: u32 = 2;")  # helpers/inner.rs
-    assert "pub fn plain()" in expand(0, "Plain", "enum E {}")
+    assert expand("bang", "answer", ()) == "42"  # #[path] module
+    noted = expand("attr", "noted", (Id("fn"), Id("f"), G("parenthesis", ()), G("brace", ())), ())
+    assert noted == "# [ allow ( dead_code ) ] const NOTED : u32 = 2 ; fn f ( ) { }"  # helpers/inner.rs
+    assert "pub fn plain" in expand("derive", "Plain", (Id("enum"), Id("E"), G("brace", ())))
 
 
 def test_the_sources_are_the_originals_and_the_dependency_was_replayed(built: dict, monkeypatch) -> None:

@@ -11,13 +11,18 @@
 //! static), and restarted on the next expansion when it has died: a long-lived host (rust-analyzer)
 //! keeps working after one failure. Its stdin and stdout are new pipes (close-on-exec, so nothing else
 //! rustc starts holds them); its stderr is rustc's. When the process exits the pipes close and the
-//! server, at EOF, exits too.
+//! server, at EOF, exits too. In a compile the wrapper confines (Landlock: no programs but the toolchain),
+//! the wrapper starts the servers itself, outside the confinement, and hands their pipes to rustc
+//! (`STARTED_ENV`).
 
 use proc_macro::{Delimiter, Group, Ident, Literal, Punct, Spacing, Span, TokenStream, TokenTree};
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::fs::File;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 const REQUEST_MAGIC: u32 = 0x314d_4343; // "CCM1"
@@ -35,9 +40,54 @@ pub struct Crate {
 }
 
 struct Server {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    child: Option<Child>, // None: a server the wrapper started for a confined compile (below)
+    stdin: File,
+    stdout: BufReader<File>,
+}
+
+/// Servers started by the wrapper (shim/intercept/confined.py) for a compile it confines, where this
+/// process may not start programs: one line each, `<request fd>,<reply fd>,<launcher>`. Used once: when
+/// such a server ends, the compile cannot start another.
+const STARTED_ENV: &str = "CRATECAGE_MACRO_SERVERS";
+static TAKEN: Mutex<bool> = Mutex::new(false);
+
+fn started_for_us(launcher: &str) -> Option<(File, File)> {
+    let mut taken = TAKEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *taken {
+        return None;
+    }
+    let listing = std::env::var(STARTED_ENV).ok()?;
+    for line in listing.lines() {
+        let mut parts = line.splitn(3, ',');
+        let (Some(w), Some(r), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        if path != launcher {
+            continue;
+        }
+        let (Ok(w), Ok(r)) = (w.parse::<i32>(), r.parse::<i32>()) else { return None };
+        if w < 3 || r < 3 || w == r || !is_pipe(w) || !is_pipe(r) {
+            return None;
+        }
+        *taken = true;
+        // Close-on-exec from now on: nothing else rustc starts keeps the server's input open.
+        unsafe {
+            fcntl(w, F_SETFD, FD_CLOEXEC);
+            fcntl(r, F_SETFD, FD_CLOEXEC);
+            return Some((File::from_raw_fd(w), File::from_raw_fd(r)));
+        }
+    }
+    None
+}
+
+const F_SETFD: i32 = 2;
+const FD_CLOEXEC: i32 = 1;
+extern "C" {
+    fn fcntl(fd: i32, cmd: i32, ...) -> i32;
+}
+
+fn is_pipe(fd: i32) -> bool {
+    // Borrowed, not owned: a descriptor that is not one of ours stays open.
+    let file = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+    file.metadata().map(|m| m.file_type().is_fifo()).unwrap_or(false)
 }
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
@@ -89,31 +139,37 @@ fn fail(krate: &Crate, name: &str, why: &str) -> ! {
 /// the last one died. On any failure the server is ended and forgotten: the next expansion starts anew.
 fn exchange(krate: &Crate, request: &[u8]) -> Result<Vec<u8>, String> {
     let mut slot = SERVER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(server) = slot.as_mut() {
-        if !matches!(server.child.try_wait(), Ok(None)) {
+    if let Some(Server { child: Some(child), .. }) = slot.as_mut() {
+        if !matches!(child.try_wait(), Ok(None)) {
             *slot = None;
         }
     }
     if slot.is_none() {
-        let mut child = Command::new(krate.launcher)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|err| format!("its launcher could not be started ({})", err))?;
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        *slot = Some(Server { child, stdin, stdout });
+        if let Some((stdin, stdout)) = started_for_us(krate.launcher) {
+            *slot = Some(Server { child: None, stdin, stdout: BufReader::new(stdout) });
+        } else {
+            let mut child = Command::new(krate.launcher)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|err| format!("its launcher could not be started ({})", err))?;
+            let stdin = File::from(OwnedFd::from(child.stdin.take().expect("piped stdin")));
+            let stdout = BufReader::new(File::from(OwnedFd::from(child.stdout.take().expect("piped stdout"))));
+            *slot = Some(Server { child: Some(child), stdin, stdout });
+        }
     }
     let server = slot.as_mut().expect("started above");
     let result = round_trip(server, request);
     if let Err(why) = result {
-        let exited = match server.child.try_wait() {
-            Ok(Some(status)) => format!(" (the server ended with {})", status),
-            _ => String::new(),
-        };
-        let _ = server.child.kill();
-        let _ = server.child.wait();
+        let mut exited = String::new();
+        if let Some(child) = server.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited = format!(" (the server ended with {})", status);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         *slot = None;
         return Err(format!("{}{}", why, exited));
     }

@@ -336,6 +336,18 @@ pub fn expand(ptr: i32, len: i32, dispatch: &Dispatch) -> i64 {
 #[doc(hidden)]
 macro_rules! __cratecage_export {
     ($($kind:ident $name:ident => $function:ident $(($($helper:ident),* $(,)?))?),* $(,)?) => {
+        // A wasm32-wasip1 cdylib of older toolchains has no reactor start-up (`_initialize`, from
+        // crt1-reactor.o in newer ones): without a call to the constructors (the facade's among them) of
+        // its own, wasm-ld wraps every export to run them at each call. The server calls `_initialize` where
+        // the toolchain provides it, else this, once after instantiating.
+        #[no_mangle]
+        pub extern "C" fn cratecage_initialize() {
+            extern "C" {
+                fn __wasm_call_ctors();
+            }
+            unsafe { __wasm_call_ctors() }
+        }
+
         #[no_mangle]
         pub extern "C" fn cratecage_macro_abi() -> i32 {
             $crate::__cratecage::ABI_VERSION
