@@ -80,7 +80,7 @@ fn started_for_us(launcher: &str) -> Option<(File, File)> {
 
 const F_SETFD: i32 = 2;
 const FD_CLOEXEC: i32 = 1;
-extern "C" {
+unsafe extern "C" {
     fn fcntl(fd: i32, cmd: i32, ...) -> i32;
 }
 
