@@ -90,7 +90,8 @@ def summary(log: Path) -> list[str]:
         mine = [e for e in events if e.get("run") == run and e["crate"] == crate and e.get("kind", "build") == kind]
         end = next(e for e in mine if e["event"] == "run")
         result = "ok" if end["exit_code"] == 0 else f"exit {end['exit_code']}"
-        what = (f"  proc macro: {end.get('expansions', 0)} expansions for {consumer}" if kind == "macro" else "")
+        count = end.get("expansions", 0)
+        what = (f"  proc macro: {count} expansion{'' if count == 1 else 's'} for {consumer}" if kind == "macro" else "")
         lines.append(f"{crate:<24} {version:<10} {result:<9} {end['seconds']:>7.2f}{what}")
         for e in mine:
             if e["event"] == "grant":
