@@ -33,7 +33,9 @@ $(VENV)/.installed: pyproject.toml
 
 # The launchers (shim/cli/launcher.py): the native one (shim/rust/fastpath, built with the host rustc) with
 # the Python one beside it as cratecage-py, or the Python one alone where no rustc can build it.
-$(CRATECAGE): $(VENV)/.installed shim/cli/launcher.py $(wildcard shim/rust/fastpath/*.rs)
+# Its tables come from rustc_args.py, wrapper.py and env.py.
+$(CRATECAGE): $(VENV)/.installed shim/cli/launcher.py $(wildcard shim/rust/fastpath/*.rs) \
+		shim/cargo/rustc_args.py shim/intercept/wrapper.py shim/cargo/env.py
 	$(VENV)/bin/python -m shim.cli.launcher $(CRATECAGE)
 
 # A launcher written before `toolchain` installed a rustc (Python only) becomes the native one.

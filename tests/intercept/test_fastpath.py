@@ -168,6 +168,17 @@ def test_the_tables_are_the_python_ones(native: Path) -> None:
     assert table["python-launcher"] == f"{native}-py"
 
 
+def test_a_flag_new_to_the_python_table_reaches_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The native launcher reads the flag table generated from rustc_args.FLAGS; a flag it has no rule for
+    sends the call to Python, whatever it takes."""
+    monkeypatch.setattr(rustc_args, "FLAGS", (*rustc_args.FLAGS, rustc_args.Flag(("--new-flag",), True, "new"),
+                                              rustc_args.Flag(("--new-switch",), False)))
+    own = build_native(tmp_path)
+    for extra in (["--new-flag", "x"], ["--new-flag=lib.rs"], ["--new-switch"]):
+        decision = dry_run(own, library(*extra), base_env(), tmp_path)
+        assert (decision.what, decision.why) == ("delegate", extra[0].partition("=")[0]), decision
+
+
 # -- hand-made cases ---------------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-//! rustc's arguments as the native launcher reads them: a port of shim/cargo/rustc_args.py's `FLAGS` table
-//! and `_match`, stricter wherever a spelling could be read two ways (the caller delegates on any doubt).
+//! rustc's arguments as the native launcher reads them: shim/cargo/rustc_args.py's `FLAGS` table (generated
+//! into tables.rs) read as its `_match` does, stricter wherever a spelling could be read two ways (the
+//! caller delegates on any doubt).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -18,59 +19,33 @@ pub enum Use {
     Target,
 }
 
+/// One row of rustc_args.FLAGS (generated into tables.rs by shim/cli/launcher.py): its spellings and
+/// whether it takes a value.
 pub struct Flag {
     pub names: &'static [&'static str],
     pub takes_value: bool,
-    pub usage: Use,
 }
 
-const fn flag(names: &'static [&'static str], takes_value: bool, usage: Use) -> Flag {
-    Flag { names, takes_value, usage }
-}
+pub use crate::tables::FLAGS;
 
-/// Sorted by first name, row for row the same as rustc_args.FLAGS (tests/intercept/test_fastpath.py
-/// compares them through `--fastpath-flags`).
-pub const FLAGS: &[Flag] = &[
-    flag(&["--allow", "-A"], true, Use::Ignore),
-    flag(&["--cap-lints"], true, Use::Ignore),
-    flag(&["--cfg"], true, Use::Ignore),
-    flag(&["--check-cfg"], true, Use::Ignore),
-    flag(&["--codegen", "-C"], true, Use::Codegen),
-    flag(&["--color"], true, Use::Ignore),
-    flag(&["--crate-attr"], true, Use::Ignore),
-    flag(&["--crate-name"], true, Use::CrateName),
-    flag(&["--crate-type"], true, Use::CrateType),
-    flag(&["--deny", "-D"], true, Use::Ignore),
-    flag(&["--diagnostic-width"], true, Use::Ignore),
-    flag(&["--edition"], true, Use::Ignore),
-    flag(&["--emit"], true, Use::Emit),
-    flag(&["--env-set"], true, Use::Ignore),
-    flag(&["--error-format"], true, Use::Ignore),
-    flag(&["--explain"], true, Use::Delegate),
-    flag(&["--extern"], true, Use::Ignore),
-    flag(&["--forbid", "-F"], true, Use::Ignore),
-    flag(&["--force-warn"], true, Use::Ignore),
-    flag(&["--help", "-h"], false, Use::Delegate),
-    flag(&["--json"], true, Use::Ignore),
-    flag(&["--out-dir"], true, Use::OutDir),
-    flag(&["--pretty"], true, Use::Ignore),
-    flag(&["--print"], true, Use::Delegate),
-    flag(&["--remap-path-prefix"], true, Use::Ignore),
-    flag(&["--remap-path-scope"], true, Use::Ignore),
-    flag(&["--sysroot"], true, Use::Ignore),
-    flag(&["--target"], true, Use::Target),
-    flag(&["--test"], false, Use::Delegate),
-    flag(&["--unpretty"], true, Use::Ignore),
-    flag(&["--verbose", "-v"], false, Use::Ignore),
-    flag(&["--version", "-V"], false, Use::Delegate),
-    flag(&["--warn", "-W"], true, Use::Ignore),
-    flag(&["-L"], true, Use::SearchPath),
-    flag(&["-O"], false, Use::Ignore),
-    flag(&["-Z"], true, Use::Ignore),
-    flag(&["-g"], false, Use::Ignore),
-    flag(&["-l"], true, Use::Delegate),
-    flag(&["-o"], true, Use::Ignore),
-];
+/// What the launcher does with a flag, by its first name. A flag not named here, such as one added to the
+/// Python table later, sends the call to Python.
+pub fn usage(flag: &Flag) -> Use {
+    match flag.names[0] {
+        "--codegen" => Use::Codegen,
+        "--crate-name" => Use::CrateName,
+        "--crate-type" => Use::CrateType,
+        "--emit" => Use::Emit,
+        "--out-dir" => Use::OutDir,
+        "--target" => Use::Target,
+        "-L" => Use::SearchPath,
+        "--allow" | "--cap-lints" | "--cfg" | "--check-cfg" | "--color" | "--crate-attr" | "--deny"
+        | "--diagnostic-width" | "--edition" | "--env-set" | "--error-format" | "--extern" | "--forbid"
+        | "--force-warn" | "--json" | "--pretty" | "--remap-path-prefix" | "--remap-path-scope" | "--sysroot"
+        | "--unpretty" | "--verbose" | "--warn" | "-O" | "-Z" | "-g" | "-o" => Use::Ignore,
+        _ => Use::Delegate, // --explain, --help, --print, --test, --version, -l, and what is new
+    }
+}
 
 fn by_name(name: &[u8]) -> Option<&'static Flag> {
     FLAGS.iter().find(|f| f.names.iter().any(|n| n.as_bytes() == name))
@@ -158,7 +133,7 @@ pub fn read<'a>(args: &[&'a OsStr]) -> Result<Call<'a>, Doubt> {
                 continue;
             }
         };
-        match f.usage {
+        match usage(f) {
             Use::Ignore => {}
             Use::Delegate => return Err(f.names[0]),
             Use::CrateName => call.crate_name = Some(value),

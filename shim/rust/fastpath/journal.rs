@@ -9,20 +9,13 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use crate::tables::COMPILE_ENV;
+
 const MAGIC: &[u8] = b"cratecage-journal-2";
 const JOURNAL_DIR: &[u8] = b"journal";
 const STATE_DIR: &[u8] = b"cratecage";
 const PROFILE_MARKERS: &[&[u8]] = &[b".cargo-lock", b".cargo-build-lock"];
 const MAX_WALK: usize = 8;
-/// shim.cargo.env.COMPILE_ENV, in its order.
-pub const COMPILE_ENV: &[&str] = &[
-    "CARGO", "CARGO_BIN_NAME", "CARGO_CRATE_NAME", "CARGO_MANIFEST_DIR", "CARGO_MANIFEST_LINKS",
-    "CARGO_MANIFEST_PATH", "CARGO_PKG_AUTHORS", "CARGO_PKG_DESCRIPTION", "CARGO_PKG_HOMEPAGE",
-    "CARGO_PKG_LICENSE", "CARGO_PKG_LICENSE_FILE", "CARGO_PKG_NAME", "CARGO_PKG_README",
-    "CARGO_PKG_REPOSITORY", "CARGO_PKG_RUST_VERSION", "CARGO_PKG_VERSION", "CARGO_PKG_VERSION_MAJOR",
-    "CARGO_PKG_VERSION_MINOR", "CARGO_PKG_VERSION_PATCH", "CARGO_PKG_VERSION_PRE", "CARGO_PRIMARY_PACKAGE",
-    "CARGO_RUSTC_CURRENT_DIR", "OUT_DIR",
-];
 
 /// posixpath.join(a, b)
 fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
@@ -159,19 +152,4 @@ pub fn write(path: &[u8], text: &[u8]) -> io::Result<()> {
     drop(file);
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
     fs::rename(&tmp, target)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_as_posixpath() {
-        assert_eq!(normpath(b"//a/./b/../c/"), b"//a/c");
-        assert_eq!(normpath(b"///a//b"), b"/a/b");
-        assert_eq!(normpath(b"/.."), b"/");
-        assert_eq!(dirname(b"/a/b//c"), b"/a/b");
-        assert_eq!(dirname(b"//x"), b"//");
-        assert_eq!(join(b"/a", b"/b"), b"/b");
-    }
 }

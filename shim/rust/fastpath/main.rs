@@ -12,10 +12,19 @@
 //! `cratecage --fastpath-dry-run <rustc> <args>` prints the decision instead of exec'ing (NUL-separated:
 //! decision, reason, journal path written or empty, then the argv it would exec);
 //! `cratecage --fastpath-tables` prints its tables. Both are for tests/intercept/test_fastpath.py, which
-//! compares every decision with the Python wrapper's. Built by shim/cli/launcher.py (std only).
+//! compares every decision with the Python wrapper's. Built by shim/cli/launcher.py (std only), which
+//! generates the tables the Python side defines (`mod tables`).
 
 mod args;
 mod journal;
+/// The Python side's tables, generated at build time by shim/cli/launcher.py (`tables_source`): rustc_args.FLAGS,
+/// wrapper.CREDENTIAL_WORDS and KEY_QUALIFIERS (`credential_name`), env.COMPILE_ENV.
+mod tables {
+    use crate::args::Flag;
+    include!(env!("CRATECAGE_FASTPATH_TABLES"));
+}
+
+use tables::{CREDENTIAL_WORDS, KEY_QUALIFIERS};
 
 use std::env;
 use std::ffi::{OsStr, OsString};
@@ -33,14 +42,6 @@ const TABLES: &str = "--fastpath-tables";
 /// an inner wrapper; and the trace, when not empty (the Python wrapper's test).
 const DELEGATING_ENV: &[&str] = &["OUT_DIR", "CARGO_CFG_TARGET_ARCH", "CRATECAGE_WRAPPER"];
 const TRACE_ENV: &str = "CRATECAGE_TRACE";
-/// shim.intercept.wrapper.CREDENTIAL_WORDS and KEY_QUALIFIERS (`credential_name`).
-const CREDENTIAL_WORDS: &[&str] = &[
-    "TOKEN", "TOKENS", "SECRET", "SECRETS", "PASSWORD", "PASSWORDS", "PASSWD", "PASSPHRASE", "CREDENTIAL",
-    "CREDENTIALS", "APIKEY", "AUTH", "COOKIE",
-];
-const KEY_QUALIFIERS: &[&str] =
-    &["API", "ACCESS", "PRIVATE", "SECRET", "SIGNING", "DEPLOY", "ENCRYPTION", "MASTER", "LICENSE", "SSH"];
-
 enum Decision {
     /// exec rustc as given; the journal entry written first, if any
     Pass(Option<Vec<u8>>),
@@ -128,7 +129,7 @@ fn print_tables() {
     }
     out += &format!("credential-words {}\n", CREDENTIAL_WORDS.join(","));
     out += &format!("key-qualifiers {}\n", KEY_QUALIFIERS.join(","));
-    out += &format!("compile-env {}\n", journal::COMPILE_ENV.join(","));
+    out += &format!("compile-env {}\n", tables::COMPILE_ENV.join(","));
     out += &format!("python-launcher {}\n", PYTHON_LAUNCHER);
     print!("{out}");
 }
