@@ -17,21 +17,21 @@
 
 mod args;
 mod journal;
-/// The Python side's tables, generated at build time by shim/cli/launcher.py (`tables_source`): rustc_args.FLAGS,
-/// wrapper.CREDENTIAL_WORDS and KEY_QUALIFIERS (`credential_name`), env.COMPILE_ENV.
+/// The Python side's tables, generated at build time by shim/cli/launcher.py (`tables_source`):
+/// rustc_args.FLAGS, wrapper.CREDENTIAL_WORDS and KEY_QUALIFIERS (`credential_name`), env.COMPILE_ENV.
 mod tables {
     use crate::args::Flag;
     include!(env!("CRATECAGE_FASTPATH_TABLES"));
 }
 
-use tables::{CREDENTIAL_WORDS, KEY_QUALIFIERS};
-
 use std::env;
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::{exit, Command};
+
+use tables::{CREDENTIAL_WORDS, KEY_QUALIFIERS};
 
 const PYTHON_LAUNCHER: &str = env!("CRATECAGE_PYTHON_LAUNCHER");
 const DRY_RUN: &str = "--fastpath-dry-run";
@@ -42,6 +42,7 @@ const TABLES: &str = "--fastpath-tables";
 /// an inner wrapper; and the trace, when not empty (the Python wrapper's test).
 const DELEGATING_ENV: &[&str] = &["OUT_DIR", "CARGO_CFG_TARGET_ARCH", "CRATECAGE_WRAPPER"];
 const TRACE_ENV: &str = "CRATECAGE_TRACE";
+
 enum Decision {
     /// exec rustc as given; the journal entry written first, if any
     Pass(Option<Vec<u8>>),
@@ -99,7 +100,7 @@ fn decide(argv: &[OsString]) -> Decision {
         Ok(call) => call,
         Err(why) => return Decision::Delegate(why),
     };
-    if call.input.is_none_or(|input| input.is_empty()) {
+    if call.input.map_or(true, |input| input.is_empty()) {
         return Decision::Delegate("empty input");
     }
     if !call.links || call.target.is_some() {
@@ -155,18 +156,22 @@ fn main() {
     if dry {
         let mut fields: Vec<&[u8]> = vec![what.as_bytes(), why.as_bytes(), &journal];
         fields.extend(cmd.iter().map(|a| a.as_bytes()));
-        let mut stdout = std::io::stdout().lock();
+        let mut stdout = io::stdout().lock();
         let _ = stdout.write_all(&fields.join(&b'\0')).and_then(|()| stdout.flush());
         return;
     }
     let err = Command::new(&cmd[0]).args(&cmd[1..]).exec();
     if what == "pass-through" {
-        // the Python wrapper says why rustc cannot run, in its words
-        let err = Command::new(PYTHON_LAUNCHER).args(&argv).exec();
-        eprintln!("cratecage: cannot start the Python launcher {PYTHON_LAUNCHER}: {err}");
-    } else {
-        eprintln!("cratecage: cannot start the Python launcher {PYTHON_LAUNCHER}: {err}");
+        // rustc did not start: the Python wrapper says why, in its words
+        cannot_start(Command::new(PYTHON_LAUNCHER).args(&argv).exec());
     }
-    eprintln!("  hint: reinstall cratecage (`python -m shim.cli.launcher <path>` writes both launchers)");
+    cannot_start(err);
+}
+
+fn cannot_start(err: io::Error) -> ! {
+    eprintln!(
+        "cratecage: cannot start the Python launcher {PYTHON_LAUNCHER}: {err}; reinstall cratecage \
+         (`python -m shim.cli.launcher <path>` writes both launchers)"
+    );
     exit(2);
 }
