@@ -81,6 +81,9 @@ NATIVE_SOURCE = ("shim", "rust", "fastpath", "main.rs")
 # The native launcher's build: small and quick to start; no unwinding, no symbols.
 NATIVE_FLAGS = ("--edition", "2021", "--crate-type", "bin", "--crate-name", "cratecage_fastpath",
                 "-C", "opt-level=2", "-C", "panic=abort", "-C", "strip=symbols")
+# Linked statically where the C library's static archive is installed: no dynamic loader at each start
+# (~0.35 ms of CPU a call, ~1.1 ms in all); else dynamically.
+LINKINGS = (("-C", "target-feature=+crt-static"), ())
 
 
 def launcher_text(python: str, root: str, started_as: str | None = None) -> str:
@@ -131,8 +134,11 @@ def _install_native(path: str, python: str, root: str) -> str | None:
     env = dict(os.environ, CRATECAGE_PYTHON_LAUNCHER=py, CRATECAGE_FASTPATH_TABLES=tables)
     try:
         atomic_write(tables, tables_source())
-        done = subprocess.run([rustc, *NATIVE_FLAGS, "-o", tmp, os.path.join(root, *NATIVE_SOURCE)], env=env,
-                              capture_output=True, text=True, errors="replace", timeout=600)
+        for linking in LINKINGS:
+            done = subprocess.run([rustc, *NATIVE_FLAGS, *linking, "-o", tmp, os.path.join(root, *NATIVE_SOURCE)],
+                                  env=env, capture_output=True, text=True, errors="replace", timeout=600)
+            if done.returncode == 0:
+                break
     except (OSError, subprocess.TimeoutExpired) as err:
         _remove(tables)
         return f"could not run {rustc} to build the native launcher ({err})"

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import shim
 from shim.cli import image
 
@@ -91,10 +93,22 @@ def _is_script(path: Path) -> bool:
     return path.read_bytes()[:2] == b"#!"
 
 
+def _dynamic(path: Path) -> bool:
+    """Whether an ELF64 program names an interpreter (PT_INTERP): the dynamic loader."""
+    import struct
+
+    elf = path.read_bytes()
+    phoff, = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    return any(struct.unpack_from("<I", elf, phoff + i * phentsize)[0] == 3 for i in range(phnum))
+
+
 def test_the_native_launcher_is_installed_with_the_python_one_beside_it(tmp_path: Path) -> None:
     _, launcher, said = _checkout(tmp_path, native=True)
     assert said == ""
     assert not _is_script(launcher) and _is_script(Path(f"{launcher}-py"))
+    if Path(f"/usr/lib/{os.uname().machine}-linux-gnu/libc.a").is_file():  # glibc's static archive
+        assert not _dynamic(launcher)
     assert _version(launcher) == shim.VERSION_LINE
     # hints name the program the user runs, not the Python launcher behind it
     p = subprocess.run([str(launcher)], capture_output=True, text=True, env=scrubbed({}))
@@ -118,3 +132,15 @@ def test_a_native_launcher_that_does_not_build_leaves_the_python_one(tmp_path: P
     assert said.count("\n") == 1 and "could not build the native launcher" in said
     assert _version(launcher) == shim.VERSION_LINE
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("cratecage")] == ["cratecage"]
+
+
+def test_where_static_linking_fails_the_native_launcher_is_linked_dynamically(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from shim.cli import launcher as launcher_module
+
+    monkeypatch.setattr(launcher_module, "LINKINGS", (("-C", "link-arg=-Wl,--no-such-linker-flag"), ()))
+    path = tmp_path / "cratecage"
+    launcher_module.write_launcher(str(path), sys.executable)
+    assert capsys.readouterr().err == ""
+    assert not _is_script(path) and _is_script(Path(f"{path}-py")) and _dynamic(path)
+    assert _version(path) == shim.VERSION_LINE
