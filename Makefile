@@ -20,17 +20,27 @@ NEW_LAYOUT_TOOLCHAIN := $(shell sed -n 's/^NEW_LAYOUT_TOOLCHAIN = "\(.*\)"$$/\1/
 # The selected toolchain's PATH/RUSTC/RUSTDOC/CARGO, for recipes that run cargo.
 TOOLCHAIN_ENV = eval "$$($(CRATECAGE) toolchain env)"
 
-.PHONY: setup venv toolchain debian-rust c-tools bench-tools fresh-toolchain new-layout-toolchain demo test bench clean
+.PHONY: setup venv native-launcher toolchain debian-rust c-tools bench-tools fresh-toolchain new-layout-toolchain demo test bench clean
 
-setup: venv toolchain
+setup: venv toolchain native-launcher
 
-venv: $(VENV)/.installed
+venv: $(CRATECAGE)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
-	$(VENV)/bin/python -m shim.cli.launcher $(CRATECAGE)
 	touch $@
+
+# The launchers (shim/cli/launcher.py): the native one (shim/rust/fastpath, built with the host rustc) with
+# the Python one beside it as cratecage-py, or the Python one alone where no rustc can build it.
+# Its tables come from rustc_args.py, wrapper.py and env.py.
+$(CRATECAGE): $(VENV)/.installed shim/cli/launcher.py $(wildcard shim/rust/fastpath/*.rs) \
+		shim/cargo/rustc_args.py shim/intercept/wrapper.py shim/cargo/env.py
+	$(VENV)/bin/python -m shim.cli.launcher $(CRATECAGE)
+
+# A launcher written before `toolchain` installed a rustc (Python only) becomes the native one.
+native-launcher: toolchain
+	@[ -e $(CRATECAGE)-py ] || ! command -v rustc >/dev/null || $(VENV)/bin/python -m shim.cli.launcher $(CRATECAGE)
 
 toolchain: venv
 	@$(CRATECAGE) toolchain --check 2>/dev/null || $(CRATECAGE) toolchain install || \

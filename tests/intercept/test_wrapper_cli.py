@@ -158,12 +158,17 @@ HEAVY_ON_THE_FAST_PATH = ("typing", "subprocess", "json", "ctypes", "tomllib", "
 FAST_PATH_ROOMS = ("cli", "intercept", "cargo")
 
 
+# The Python launcher: beside the native one (shim/rust/fastpath), which hands it every call it does not pass
+# through itself, or the only one where no rustc could build the native one.
+PYTHON_WRAPPER = WRAPPER.with_name(WRAPPER.name + "-py") if WRAPPER.with_name(WRAPPER.name + "-py").exists() else WRAPPER
+
+
 @pytest.mark.parametrize("extra", [[], ["-L", "dependency=/nonexistent"]])
 def test_a_pass_through_compile_imports_nothing_heavy(rustc: str, tmp_path: Path, extra: list[str]) -> None:
     src = tmp_path / "lib.rs"
     src.write_text(LIB_SOURCE)
     (tmp_path / "out").mkdir()
-    p = run([str(WRAPPER), rustc, "--crate-name", "fast", "--edition", "2021", str(src), "--crate-type", "lib",
+    p = run([str(PYTHON_WRAPPER), rustc, "--crate-name", "fast", "--edition", "2021", str(src), "--crate-type", "lib",
              "--emit=dep-info,metadata,link", "--out-dir", str(tmp_path / "out"), *extra],
             env_extra={"PYTHONPROFILEIMPORTTIME": "1"}, cwd=tmp_path)
     assert p.returncode == 0, p.stderr.decode()[-2000:]
@@ -175,6 +180,18 @@ def test_a_pass_through_compile_imports_nothing_heavy(rustc: str, tmp_path: Path
     assert rooms <= set(FAST_PATH_ROOMS), rooms
     # the launcher's image (shim.cli.image) holds exactly what the fast path imports
     assert {m for m in imported if m == "shim" or m.startswith("shim.")} == set(FAST_PATH)
+
+
+def test_the_native_launcher_passes_a_library_compile_through_without_python(rustc: str, tmp_path: Path) -> None:
+    if PYTHON_WRAPPER == WRAPPER:
+        pytest.skip("no native launcher here: `make setup` found no rustc to build it")
+    src = tmp_path / "lib.rs"
+    src.write_text(LIB_SOURCE)
+    p = run([str(WRAPPER), rustc, "--crate-name", "fast", "--edition", "2021", str(src), "--crate-type", "lib",
+             "--emit=dep-info,metadata,link", "--out-dir", str(tmp_path)],
+            env_extra={"PYTHONPROFILEIMPORTTIME": "1"}, cwd=tmp_path)
+    assert p.returncode == 0 and p.stderr == b"", p.stderr.decode()[-2000:]  # no Python started: no import profile
+    assert (tmp_path / "libfast.rlib").is_file()
 
 
 @pytest.mark.parametrize("name, credential", [
