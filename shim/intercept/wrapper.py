@@ -37,7 +37,8 @@ import sys
 from shim import TRACE_ENV, VERSION_LINE
 from shim.cargo import journal, layout
 from shim.cargo.rustc_args import ArgfileError, RustcArgs, expand_argfiles, parse, split_chain, tokens
-from shim.intercept.classify import BUILD_SCRIPT, HOST_LIBRARY, PROBE, PROC_MACRO, classify, is_verbose_version, unit_name
+from shim.intercept.classify import (BUILD_SCRIPT, HOST_LIBRARY, PROBE, PROC_MACRO, classify, is_verbose_version,
+                                     unit_name)
 
 if False:  # typing only: shim.errors and shim.trace are imported where a call needs them, off the fast path
     from shim.errors import CratecageError

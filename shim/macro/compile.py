@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from shim.cargo import env as compile_env
 from shim.cargo import layout
 from shim.cargo.rustc_args import RustcArgs, native_externs, tokens
 from shim.compile import wasm_rustc
@@ -102,9 +103,11 @@ def compile_macro_crate(chain: list[str], args: RustcArgs, expanded: list[str], 
     replayer = Replayer(tools=tools, facade=facade_rlib, cratecage_dir=state, environ=dict(environ),
                         consumer=f"{pkg} {version}", proc_macro=pm_rlib)
     externs = replayer.externs_for(expanded)  # its closure first: a ReplayError names the library
+    own_out = environ.get("OUT_DIR")  # its build script's output (rustversion's version.expr), as for a library
     scope = wasm_rustc.Scope(subject=subject, package=pkg, version=version,
-                             manifest_dir=environ.get("CARGO_MANIFEST_DIR") or cwd, out_dir=None,
-                             build_dir=out_dir, sources=(root,), cargo_vars=environ, grant=grant)
+                             manifest_dir=environ.get("CARGO_MANIFEST_DIR") or cwd, out_dir=own_out,
+                             build_dir=out_dir, sources=(root,), cargo_vars=environ, grant=grant,
+                             rustc_env=compile_env.script_rustc_env(own_out))
     try:
         recorded = guest_argv(expanded, args.inputs[0], build_mirror(mirror_top, root, rewritten.text))
         deps, env_lines = _compile(tools, scope, replayer, recorded, externs, pm_rlib, mirror_top=mirror_top,
