@@ -235,7 +235,19 @@ def run(tools: Tools, scope: Scope, argv: list[str], *, cwd: str, dirs: CompileD
     if landlock.abi_version() > 0:
         cmd = landlock_exec.command(cmd, read_set(tools, scope, [dirs.deps, *inputs], hidden), [dirs.out, dirs.tmp],
                                     execute=execute_set(tools, env.get("LD_LIBRARY_PATH", "")))
-    code, stderr = _spawn(cmd, cwd, env, stream)
+    # The servers of the (sandboxed) proc macros rustc loads for the crate: started here, outside the
+    # confinement, their pipes handed to rustc (shim.compile.macro_servers).
+    from shim.compile import macro_servers
+
+    env.pop(macro_servers.ENV, None)
+    from shim.cargo.rustc_args import parse
+
+    dylibs = [i for i in inputs if i.endswith(".so")] + macro_servers.loadable(parse(argv), cwd)
+    servers, fds = macro_servers.start(layout.state_dir(scope.build_dir), list(dict.fromkeys(dylibs)), env, cwd)
+    try:
+        code, stderr = _spawn(cmd, cwd, env, stream, close_after_start=fds)
+    finally:
+        macro_servers.let_finish(servers)
     if code == landlock_exec.LAUNCH_FAILED and stderr.startswith(landlock_exec.STDERR_PREFIX):
         raise CratecageError(f"{scope.subject}: could not confine its wasm compile with Landlock: "
                              f"{stderr[len(landlock_exec.STDERR_PREFIX):].strip()}",
@@ -261,9 +273,14 @@ def _argfile_if_long(argv: list[str], tmp: str) -> list[str]:
     return [f"@{path}"]
 
 
-def _spawn(cmd: list[str], cwd: str, env: dict[str, str], stream: bool) -> tuple[int, str]:
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            close_fds=False)  # cargo's jobserver fds (CARGO_MAKEFLAGS) stay open
+def _spawn(cmd: list[str], cwd: str, env: dict[str, str], stream: bool,
+           close_after_start: list[int] = ()) -> tuple[int, str]:
+    try:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                close_fds=False)  # cargo's jobserver fds (CARGO_MAKEFLAGS) stay open
+    finally:
+        for fd in close_after_start:  # rustc holds them now: a macro server sees EOF when rustc is gone
+            os.close(fd)
     kept = bytearray()
     assert proc.stderr is not None
     for line in proc.stderr:

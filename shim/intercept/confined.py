@@ -93,10 +93,13 @@ def run(cmd: list[str], args: RustcArgs, rustc_args: list[str], environ: dict[st
         from shim.confine import reaper
 
         reaper.become_subreaper()
-        env.pop(MACRO_SERVERS_ENV, None)  # only what is started below: never a value from elsewhere
-        servers, fds = _macro_servers(args, env, target)
+        env.pop(MACRO_SERVERS_ENV, None)  # only the servers started below: never a value from elsewhere
+        from shim.compile import macro_servers
+
+        servers, fds = macro_servers.start(os.path.join(target, layout.STATE_DIR),
+                                           macro_servers.loadable(args, os.getcwd()), env, os.getcwd())
         status, seen = _spawn_and_wait(cmd, env, allowed, unit, close_after_fork=fds)
-        _let_servers_finish(servers)
+        macro_servers.let_finish(servers)
         reaper.kill_all()  # the runner's sweep: frozen through pidfds, thread groups counted
         refused = _read_quietly(report) if report else ""
     finally:
@@ -289,31 +292,7 @@ def _quietly(remove, path: str) -> None:
         pass
 
 
-MACRO_SERVERS_ENV = "CRATECAGE_MACRO_SERVERS"  # shim.macro.started.ENV, without importing it here
-
-
-def _macro_servers(args: RustcArgs, env: dict[str, str], target: str) -> tuple[list, list[int]]:
-    """Start the servers of the sandboxed proc macros this compile loads (`--extern` dylibs that are
-    cratecage's trampolines) outside its confinement (shim.macro.started): the processes, and the
-    descriptors rustc inherits."""
-    dylibs = [path for _name, path in args.externs if path and path.endswith(".so")]
-    if not dylibs:
-        return [], []
-    from shim.macro import started
-
-    return started.start(os.path.join(target, layout.STATE_DIR), dylibs, env, os.getcwd())
-
-
-SERVER_EXIT_S = 10.0  # a server ends at EOF, after writing its audit record; then the sweep ends it anyway
-
-
-def _let_servers_finish(servers: list) -> None:
-    deadline = time.monotonic() + SERVER_EXIT_S
-    for proc in servers:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except Exception:  # subprocess.TimeoutExpired: the sweep that follows ends it
-            pass
+MACRO_SERVERS_ENV = "CRATECAGE_MACRO_SERVERS"  # shim.compile.macro_servers.ENV, without importing it first
 
 
 def _spawn_and_wait(cmd: list[str], env: dict[str, str], allowed: Grants | None, unit: str,

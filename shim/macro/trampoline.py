@@ -126,9 +126,9 @@ def compile_trampoline(chain: list[str], args: RustcArgs, expanded: list[str], e
         deps = [d if os.path.isabs(d) else str(Path(cwd, d)) for d in sources]
         outputs = [str(Path(out_dir, f"lib{stem}.so")), dep_file]
         write_dep_info(Path(dep_file), outputs, [*deps, str(BRIDGE), os.path.abspath(__file__)], list(env_lines))
-    from shim.macro import started
+    from shim.compile import macro_servers
 
-    started.record(state, str(Path(out_dir, f"lib{stem}.so")), launcher)
+    macro_servers.record(str(Path(out_dir, f"lib{stem}.so")), launcher)
     return 0
 
 
