@@ -332,6 +332,7 @@ class Replayer:
                                       emit="dep-info,link", lints_capped=True,
                                       extra_codegen=facade.LINK_ARGS)  # a cdylib crate type links here
             if self.proc_macro:
+                argv = without_nightly_proc_macro_cfgs(argv)
                 argv += ["--extern", f"proc_macro={linked[self.proc_macro]}"]
             done = wasm_rustc.run(self.tools, scope, argv, cwd=entry.cwd, dirs=dirs,
                                   inputs=native_externs(entry.argv, entry.cwd), host_env=self.environ,
@@ -388,3 +389,25 @@ def forget_native(rlib: str, args: RustcArgs, package: str) -> None:
         doomed.append(fingerprint)
     for directory in doomed:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+# Cfgs a library's build script sets when the host compiler is a nightly, each of which makes the library
+# say `#![feature(...)]` of an unstable `proc_macro` API that the wasm `proc_macro` crate (shim/rust/proc_macro)
+# cannot declare: proc-macro2's `proc_macro_span` and `super_unstable`. Its wasm replay uses the stable API.
+NIGHTLY_PROC_MACRO_CFGS = frozenset({"proc_macro_span", "super_unstable"})
+
+
+def without_nightly_proc_macro_cfgs(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if word == "--cfg" and i + 1 < len(argv) and argv[i + 1] in NIGHTLY_PROC_MACRO_CFGS:
+            skip = True
+            continue
+        if word.startswith("--cfg=") and word[len("--cfg="):] in NIGHTLY_PROC_MACRO_CFGS:
+            continue
+        out.append(word)
+    return out
