@@ -52,9 +52,9 @@ def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: s
     for spawn in ctx.spawns:
         _append(cc_dir, {**base, "event": "spawn", "capability": "process-spawn", "program": spawn.program,
                          "argv": list(spawn.argv)})
-    for run in ctx.output_runs:
-        _append(cc_dir, {**base, "event": "output-run", "capability": "process-spawn", "program": run.program,
-                         "started_by": run.started_by, "count": run.count})
+    for output_run in ctx.output_runs:
+        _append(cc_dir, {**base, "event": "output-run", "capability": "process-spawn", "program": output_run.program,
+                         "started_by": output_run.started_by, "count": output_run.count})
     for connection in ctx.connections:
         _append(cc_dir, {**base, "event": "connection", "capability": "network-access",
                          "route": connection.route, "address": connection.address})
