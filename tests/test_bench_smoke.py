@@ -20,6 +20,7 @@ def test_the_bench_runs_its_pass_through_and_runner_sections() -> None:
                            "--only", "runner"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "median pass-through overhead" in done.stdout
-    assert "the wrapper's own work" in done.stdout and "python -S start" in done.stdout
+    assert "python -S start" in done.stdout  # the interpreter's start, side by side
+    assert "the wrapper's own work" in done.stdout or "the native launcher passed these calls" in done.stdout
     assert "median runner overhead" in done.stdout
     assert "build script run" in done.stdout and "rustc -vV" in done.stdout
