@@ -58,7 +58,7 @@ class Server:
 
     def peer(self, index: int = 0) -> Peer:
         """The index-th connection, once accepted (the kernel completes a connect before `accept` returns)."""
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # an accept thread starved by a loaded machine
         while len(self.peers) <= index and time.monotonic() < deadline:
             time.sleep(0.01)
         return self.peers[index]
