@@ -182,13 +182,19 @@ def test_a_hostile_macro_is_refused_with_the_entry_and_its_twin_builds_with_exac
         arena.plant.unlink()
 
 
-@pytest.mark.parametrize(("feature", "macro", "env", "limit"), [
-    ("spin", "spin", {"CRATECAGE_LIMIT_TIME": "2s"}, "ran longer than 2 s"),
-    ("hog", "hog", {"CRATECAGE_LIMIT_MEMORY": "128MiB"}, "ran out of memory (limit 134217728 bytes"),
-])
+# feature, the macro, the limit (a variable, or the grant's `limits`), what the refusal says
+LIMITS = [
+    ("spin", "spin", {"CRATECAGE_LIMIT_TIME": "2s"}, "", "ran longer than 2 s (CRATECAGE_LIMIT_TIME)"),
+    ("hog", "hog", {"CRATECAGE_LIMIT_MEMORY": "128MiB"}, "", "ran out of memory (limit 134217728 bytes"),
+    ("spin", "spin", {}, '[permissions.macro.spinner]\nlimits = { time = "2s" }\n', "ran longer than 2 s"),
+]
+
+
+@pytest.mark.parametrize(("feature", "macro", "env", "policy", "limit"), LIMITS,
+                         ids=["spin-env", "hog-env", "spin-grant"])
 def test_a_macro_that_never_finishes_fails_on_the_limit_within_seconds(
-        arena: Arena, feature: str, macro: str, env: dict[str, str], limit: str) -> None:
-    run, elapsed = arena.build(feature, env=env)
+        arena: Arena, feature: str, macro: str, env: dict[str, str], policy: str, limit: str) -> None:
+    run, elapsed = arena.build(feature, env=env, policy=policy)
     assert not run.ok
     assert elapsed < 30, f"the build took {elapsed:.0f} s"
     lines = [line for line in run.proc.stderr.splitlines() if "cratecage: " in line and limit in line]
