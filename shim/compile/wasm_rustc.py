@@ -242,8 +242,8 @@ def run(tools: Tools, scope: Scope, argv: list[str], *, cwd: str, dirs: CompileD
     env.pop(macro_servers.ENV, None)
     from shim.cargo.rustc_args import parse
 
-    dylibs = [i for i in inputs if i.endswith(".so")] + macro_servers.loadable(parse(argv), cwd)
-    servers, fds = macro_servers.start(layout.state_dir(scope.build_dir), list(dict.fromkeys(dylibs)), env, cwd)
+    servers, fds = macro_servers.start(layout.state_dir(scope.build_dir), macro_servers.loadable(parse(argv), cwd),
+                                       env, cwd)
     try:
         code, stderr = _spawn(cmd, cwd, env, stream, close_after_start=fds)
     finally:
