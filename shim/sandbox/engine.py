@@ -257,6 +257,11 @@ class GuestRun:
             raise OSError("stderr limit reached")
         os.write(2, data)
 
+    def stop(self, reason: str) -> None:
+        """Stop the current call from another thread, as a limit does (the macro server's, when its rustc is
+        gone): the call returns with "stopped: <reason>"."""
+        self._stop(reason)
+
     def _stop(self, reason: str) -> None:
         """Stop the guest (epochs) and everything it started (shim.confine.reaper), once, for the first reason."""
         if not self.interrupt.set(reason):

@@ -238,6 +238,28 @@ def test_an_expansion_stuck_in_a_host_call_is_given_up_on_and_its_late_end_distu
     assert server.close() == (0, b"")
 
 
+@pytest.mark.parametrize("hangup", ["requests", "replies"])
+def test_a_trampoline_gone_mid_expansion_ends_the_expansion_and_the_server_at_once(
+        serve: Start, hangup: str) -> None:
+    """rustc killed while a macro spins: the server holds rustc's stderr (cargo waits for it to close), so it
+    must not spin on until the time limit. Either end of its pipes closing says rustc is gone."""
+    server = serve(CRATECAGE_LIMIT_TIME="120")
+    assert server.ask_text("count") == (OK, "1")
+    server.send(frame(request("spin")))
+    time.sleep(1.0)
+    assert server.proc.poll() is None  # spinning
+    assert server.proc.stdin is not None and server.proc.stdout is not None
+    started = time.monotonic()
+    (server.proc.stdin if hangup == "requests" else server.proc.stdout).close()
+    assert server.proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 3.0
+    if hangup == "requests":
+        assert server.proc.stdout.read() == b""  # no reply written for nobody
+    assert "Traceback" not in server.stderr()
+    events = [json.loads(line) for line in (server.state / audit.AUDIT_LOG).read_text().splitlines()]
+    assert [(e["expansions"], e["exit_code"]) for e in events if e["event"] == "run"] == [(2, 1)]
+
+
 # -- the policy: each hostile request refused, its harmless twin working when granted ------------------------
 
 @pytest.fixture
