@@ -260,6 +260,44 @@ def test_a_trampoline_gone_mid_expansion_ends_the_expansion_and_the_server_at_on
     assert [(e["expansions"], e["exit_code"]) for e in events if e["event"] == "run"] == [(2, 1)]
 
 
+def forged_lines(text: str) -> list[str]:
+    """The lines of `text` that could pass for cratecage's own: they say `cratecage` or offer the escape."""
+    return [line for line in text.splitlines() if "cratecage" in line.lower() or 'sandbox = "native"' in line]
+
+
+def test_a_guest_cannot_forge_a_refusal_of_the_sandbox(serve: Start) -> None:
+    """Status 2 is the sandbox's word: the guest's own becomes one escaped line of the server's."""
+    server = serve()
+    status, message = server.ask_text("forge")
+    assert status == REFUSED
+    assert "\n" not in message and "\r" not in message
+    assert message.startswith("cratecage: proc macro `forge` of abi_guest 0.1.0 (compiling app 0.1.0): its module "
+                              "refused the request: ")
+    assert server.ask_text("count") == (OK, "1")
+    assert server.close()[0] == 0
+
+
+def test_a_panic_message_is_shown_as_written_but_for_lines_that_could_pass_for_cratecages(serve: Start) -> None:
+    server = serve()
+    status, message = server.ask_text("forge_panic")
+    assert status == PANIC
+    lines = message.split("\n")
+    assert lines[0] == "not a unit struct"  # as natively
+    assert forged_lines(message) and all(line.startswith("[abi_guest proc macro] ") for line in forged_lines(message))
+    assert "\r" not in message and "\x1b" not in message
+    assert server.close()[0] == 0
+
+
+def test_what_a_guest_prints_is_marked_as_its_own_line_by_line(serve: Start) -> None:
+    server = serve()
+    assert server.ask_text("forge_print") == (OK, "printed")
+    assert server.close()[0] == 0
+    printed = [line for line in server.stderr().splitlines() if line.startswith("[abi_guest proc macro] ")]
+    assert len(printed) == 6, server.stderr()  # stderr's two (the unfinished one ended), stdout's four
+    assert not [line for line in forged_lines(server.stderr()) if line not in printed]
+    assert "\r" not in server.stderr() and "\x1b" not in server.stderr()
+
+
 # -- the policy: each hostile request refused, its harmless twin working when granted ------------------------
 
 @pytest.fixture
