@@ -50,6 +50,10 @@ KINDS: Final = ("derive", "function-like", "attribute")  # the request's kind by
 EXPORTS: Final = ("memory", "cratecage_macro_abi", "cratecage_alloc", "cratecage_expand")
 INITIALIZE = "cratecage_initialize"  # the guest glue's constructors, where the target has no `_initialize`
 MAX_MESSAGE: Final = 64 << 10  # of a panic message the guest hands over
+# Of a reply: within the guest's memory limit, a reply could still cost rustc (the trampoline rebuilds every
+# token, several times its size) and this server (its copies) gigabytes beyond it. The largest expansions of
+# real crates are a few MiB; a request has the same bound (shim.macro.server.MAX_FRAME).
+MAX_REPLY: Final = 256 << 20
 MACRO_TIME_S: Final = 60.0  # per expansion, unless CRATECAGE_LIMIT_TIME or the grant's `limits` say otherwise
 _U32: Final = 0xFFFFFFFF
 _CONTROL: Final = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b.|[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]",
@@ -209,6 +213,10 @@ class Expander:
             return self._failed(outcome.message)
         value = int(run.value) & 0xFFFF_FFFF_FFFF_FFFF  # type: ignore[call-overload]
         start, size = value >> 32, value & _U32
+        if size > MAX_REPLY:
+            self._drop("")
+            return reply(REFUSED, f"cratecage: {self.run.subject} returned {size} bytes of tokens, over the "
+                                  f"{MAX_REPLY >> 20} MiB a reply may hold; no expansion needs that much")
         if start + size > run.memory.data_len(run.store):
             return self._broken("its reply lies outside its memory")
         answer = bytes(run.memory.read(run.store, start, start + size))

@@ -115,6 +115,12 @@ fn expand(name: &str, input: &[u8], arg: String) -> Vec<u8> {
             out.extend_from_slice(text.as_bytes());
             out
         }
+        // A reply just over the 256 MiB a reply may hold, within the memory limit (the pages stay untouched).
+        "flood" => {
+            let mut out = vec![0u8; (256 << 20) + 4096];
+            out[..4].copy_from_slice(&0x3152_4343u32.to_le_bytes());
+            out
+        }
         "forge_panic" => panic!("not a unit struct\n\x1b[2K\r{FORGED}\n{FORGED_ENTRY}"),
         "forge_print" => {
             eprintln!("harmless\r{FORGED}");

@@ -225,6 +225,15 @@ def test_a_loop_or_an_allocation_bomb_fails_that_expansion_at_its_limit_and_the_
     assert server.close()[0] == 0
 
 
+def test_a_reply_over_the_bound_is_refused_without_being_read(serve: Start) -> None:
+    server = serve()
+    status, message = server.ask_text("flood")
+    assert status == REFUSED and "over the 256 MiB a reply may hold" in message
+    assert "proc macro `flood` of abi_guest 0.1.0 (compiling app 0.1.0)" in message
+    assert server.ask_text("count") == (OK, "1")  # a fresh instance
+    assert server.close()[0] == 0
+
+
 def test_an_expansion_stuck_in_a_host_call_is_given_up_on_and_its_late_end_disturbs_no_later_one(
         serve: Start) -> None:
     server = serve(CRATECAGE_LIMIT_TIME="1")
