@@ -13,8 +13,10 @@ one macro call of the workspace's macro crates). Every macro runs as WebAssembly
   - `prowler` goes after secrets while it is compiled for wasm (`include_str!` of a home file, of a link in
     its package, of a file above it through `..`, a `#[path]` module outside it, `env!` of a secret): each is
     refused with a `cratecage:` line naming it, a read of its own package works, and a file above it reads
-    with exactly the `[permissions.build.prowler]` entry offered; its `forge_*` macros print and panic with
-    text made to pass for cratecage's own, which reaches stderr marked as the macro's;
+    with exactly the `[permissions.build.prowler]` entry offered; `rootlink`'s crate root is a link to the
+    home file (cratecage reads a macro crate's root itself): refused the same way; `prowler`'s `forge_*`
+    macros print and panic with text made to pass for cratecage's own, which reaches stderr marked as the
+    macro's;
   - rustc killed in the middle of an expansion ends the macro server and the build at once.
 
 The canary (a random token in the fake $HOME's file, in the secret variable, served by the loopback server;
@@ -70,6 +72,8 @@ class Arena:
             main.write_text(main.read_text().replace("@CANARY@", str(self.canary)).replace("@PORT@", str(self.port))
                             .replace("@PLANT@", str(self.plant)))
         (self.ws / "prowler" / "secret").symlink_to(self.canary)
+        (self.ws / "rootlink" / "src").mkdir()
+        (self.ws / "rootlink" / "src" / "lib.rs").symlink_to(self.canary)
         (self.ws / "secrets.txt").write_text(self.token + "\n")
         (self.ws / "secrets.rs").write_text(f'pub const SECRET: &str = "{self.token}";\n')
         self.target = root / "target"
@@ -253,6 +257,7 @@ COMPILE_TIME = [
     ("ct-up", lambda a: f"filesystem-access denied: {a.ws / 'secrets.txt'}: read at compile time"),
     ("ct-path", lambda a: f"filesystem-access denied: {a.ws / 'secrets.rs'}: read at compile time"),
     ("ct-env", lambda a: "env-access denied: CI_TOKEN: set on the host but not granted"),
+    ("root-link", lambda a: f"filesystem-access denied: {a.canary}: its crate root"),  # rootlink's src/lib.rs
 ]
 
 
@@ -261,7 +266,8 @@ def test_a_macro_crate_reading_secrets_while_it_is_compiled_is_refused(
         arena: Arena, feature: str, denial: Callable[[Arena], str]) -> None:
     run, _ = arena.build(feature)
     assert not run.ok
-    lines = [line for line in run.proc.stderr.splitlines() if line.startswith("cratecage: proc-macro crate prowler 0.1.0")]
+    crate = "rootlink" if feature == "root-link" else "prowler"
+    lines = [line for line in run.proc.stderr.splitlines() if line.startswith(f"cratecage: proc-macro crate {crate} 0.1.0")]
     assert any(denial(arena) in line for line in lines), run.proc.stderr[-3000:]
 
 
