@@ -136,7 +136,7 @@ class Expander:
         self.run.extra_imports.append(self._define_panic)
         self.run.forward_stderr = self._guest_output
         self.output_lock = threading.Lock()
-        self.partial = b""  # the guest's last output line, until its newline (or the expansion's end)
+        self.partial = bytearray()  # the guest's last output line, until its newline (or the expansion's end)
         self.before = leftovers_before(ctx)  # the owner's own links and special files in writable grants
         self.live = False
         self.panic_message: str | None = None
@@ -301,16 +301,21 @@ class Expander:
 
     def _end_line(self) -> None:
         with self.output_lock:
-            rest, self.partial = self.partial, b""
+            rest, self.partial = bytes(self.partial), bytearray()
         if rest:
             os.write(2, self._marked(rest))
 
     def _guest_output(self, data: bytes) -> None:
-        """Each complete line the guest (or a program it started) printed, marked and escaped, to stderr."""
+        """Each complete line the guest (or a program it started) printed, marked and escaped, to stderr (in
+        time linear in what it printed, however it splits its writes)."""
         with self.output_lock:
-            *lines, self.partial = (self.partial + data).split(b"\n")
-        if lines:
-            os.write(2, b"".join(self._marked(line) for line in lines))
+            done, newline, rest = data.rpartition(b"\n")
+            if not newline:
+                self.partial += rest
+                return
+            lines = (bytes(self.partial) + done).split(b"\n")
+            self.partial = bytearray(rest)
+        os.write(2, b"".join(self._marked(line) for line in lines))
 
     def _marked(self, line: bytes) -> bytes:
         from shim.untrusted import shown
