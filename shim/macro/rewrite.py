@@ -657,9 +657,13 @@ def find_macros(text: str, crate: str, cfgs: Callable[[], frozenset[str]] | None
     wasm `cdylib` (same lines and columns, plus the export call). `cfgs`: the unit's cfgs (its `--cfg`s and
     the host's `rustc --print cfg`, `parse_cfgs`), asked for only when a `cfg` must be decided."""
     scan = _Scan(text, crate, cfgs)
-    trees = scan.lexer.trees()
-    scan.scan_items(trees)
-    scan.check(trees)
+    try:
+        trees = scan.lexer.trees()
+        scan.scan_items(trees)
+        scan.check(trees)
+    except RecursionError:  # the cfg predicates, item lists and macro_rules matchers are walked recursively
+        raise RewriteError(f"proc-macro crate {crate}: its crate root nests brackets or `cfg` predicates too deep "
+                           "for cratecage to find its macros", hint="report this crate to cratecage") from None
     seen: dict[str, Macro] = {}
     for m in scan.macros:
         if m.name in seen:
