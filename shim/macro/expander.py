@@ -315,7 +315,27 @@ class Expander:
                 return
             lines = (bytes(self.partial) + done).split(b"\n")
             self.partial = bytearray(rest)
-        os.write(2, b"".join(self._marked(line) for line in lines))
+        batch: list[bytes] = []
+        size = raw = 0
+        for line in lines:  # in batches: marks and escapes make a flood of short lines many times larger
+            batch.append(self._marked(line))
+            size, raw = size + len(batch[-1]), raw + len(line) + 1
+            if size >= 1 << 20:
+                self._write_marked(batch, size - raw)
+                batch, size, raw = [], 0, 0
+        self._write_marked(batch, size - raw)
+
+    def _write_marked(self, batch: list[bytes], added: int) -> None:
+        """To stderr; what the marks and escapes `added` counts against the guest's stderr limit, so a flood of
+        empty lines cannot reach the log many times larger: past it, the rest is dropped and the guest stopped
+        as the engine stops it."""
+        run = self.run
+        if not batch or run.stderr_bytes > run.limits.stderr:
+            return
+        run.stderr_bytes += max(0, added)
+        if run.stderr_bytes > run.limits.stderr:
+            run.stop(f"printed more than {run.limits.stderr} bytes to stderr (CRATECAGE_LIMIT_STDERR)")
+        os.write(2, b"".join(batch))
 
     def _marked(self, line: bytes) -> bytes:
         from shim.untrusted import shown

@@ -121,6 +121,16 @@ fn expand(name: &str, input: &[u8], arg: String) -> Vec<u8> {
             out[..4].copy_from_slice(&0x3152_4343u32.to_le_bytes());
             out
         }
+        "newlines" => {
+            let chunk = vec![b'\n'; 1 << 20];
+            let mut err = std::io::stderr();
+            for _ in 0..arg.parse::<usize>().unwrap() {
+                if err.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            literal("flooded")
+        }
         "forge_panic" => panic!("not a unit struct\n\x1b[2K\r{FORGED}\n{FORGED_ENTRY}"),
         "forge_print" => {
             eprintln!("harmless\r{FORGED}");

@@ -225,6 +225,16 @@ def test_a_loop_or_an_allocation_bomb_fails_that_expansion_at_its_limit_and_the_
     assert server.close()[0] == 0
 
 
+def test_a_flood_of_empty_lines_reaches_the_log_marked_but_within_the_stderr_limit(serve: Start) -> None:
+    """Each line is marked, so a newline the guest prints costs the log ~25 bytes: that counts against the
+    limit too, and the guest is stopped long before its 8 MiB of newlines become 200."""
+    server = serve(CRATECAGE_LIMIT_STDERR="4MiB")
+    status, message = server.ask_text("newlines", "8")
+    assert status == REFUSED and "CRATECAGE_LIMIT_STDERR" in message
+    assert server.close()[0] == 0
+    assert server.stderr_path.stat().st_size < 6 << 20
+
+
 def test_a_reply_over_the_bound_is_refused_without_being_read(serve: Start) -> None:
     server = serve()
     status, message = server.ask_text("flood")
