@@ -394,6 +394,18 @@ def test_a_secret_variable_reads_as_unset_with_its_entry_and_a_granted_twin_sees
     assert twin.close()[0] == 0
 
 
+def test_no_other_spelling_of_a_secret_variable_reaches_it_even_where_its_name_is_granted(serve: Start) -> None:
+    """The host's environment is looked up by exact name only: other cases, `=`, blanks, a name granted in
+    other cases; and what a grant lets through is exactly the granted name."""
+    spellings = ["secret_token", "Secret_Token", "SECRET_TOKEN=", "SECRET_TOKEN=x", " SECRET_TOKEN", "SECRET_TOKEN ",
+                 "SECRET_TOKEN\\0", "=SECRET_TOKEN", "SECRET"]
+    for policy in ("", '[permissions.macro.abi_guest]\nenv-access = { action = "permit", vars = ["secret_token"] }\n'):
+        server = serve(policy)
+        assert [server.ask_text("env", name) for name in spellings] == [(OK, "unset")] * len(spellings)
+        assert server.close()[0] == 0
+        assert CANARY not in server.stderr()
+
+
 def test_nothing_a_granted_program_starts_outlives_the_server(serve: Start) -> None:
     marker = "313.25"
     server = serve('[permissions.macro.abi_guest]\nprocess-spawn = { action = "permit", programs = ["sh"] }\n')
