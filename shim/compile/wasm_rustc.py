@@ -340,6 +340,22 @@ def denials(scope: Scope, stderr: str, dep_info: str, cwd: str, host_env: Mappin
     return out
 
 
+def source_denial(scope: Scope, source: str, host_env: Mapping[str, str]) -> Denial | None:
+    """Why the compile may not read `source` (a file cratecage itself reads for it: a proc-macro crate's root,
+    whose rewritten copy the compile reads in its place), as `_source_reads` judges its sources: by the real
+    path, inside the package (not its target dirs) or OUT_DIR, or granted; None when it may."""
+    real = os.path.realpath(source)
+    hidden = hidden_dirs(scope, host_env)
+    if _readable_by_default(scope, real, hidden) or scope.allows_read(real):
+        return None
+    from shim.policy import suggest_entry
+
+    if any(_inside(real, h) for h in hidden):
+        return Denial("filesystem-access", real, _TARGET_DIR_REASON, "")
+    return Denial("filesystem-access", real, "its crate root (`[lib] path`, or a link) lies outside the crate's "
+                  "package and grants", suggest_entry("build", scope.package, "filesystem-access", real))
+
+
 def _source_reads(scope: Scope, hidden: list[str]) -> list[str]:
     """The compile's own source files, as the files they really are: only those inside its package (or
     OUT_DIR), or granted. Cargo takes `build = "/abs/file"`, `[lib] path` and a `build.rs` that is a symbolic

@@ -13,7 +13,9 @@ For a proc-macro unit (what cargo asked rustc for, as shim.build.script gets a b
      `cdylib` (`--crate-type proc-macro` is not a wasm crate type) with the same edition, cfgs, features and
      `-C metadata`, `--extern proc_macro=<wasm proc_macro rlib>` and the std facade, confined like every wasm
      compile (shim.compile.wasm_rustc: the crate's package and its `[permissions.build.<pkg>]` grant, as for
-     any library's compile-time reads; the mirror is one of its exact inputs). Its diagnostics go to cargo;
+     any library's compile-time reads; the mirror is one of its exact inputs). Its diagnostics go to cargo.
+     The root itself is read by cratecage for the rewrite, so only where that compile could read it
+     (`read_root`: a `[lib] path` or a link out of the package is refused, as a build script's is);
   4. the module is moved to `<state>/macro/<unit>/<stem>.wasm` (shim.cargo.layout.macro_module_path) and
      the crate's own sources are read from the compile's dep-info, mirror paths mapped back to the originals
      (the trampoline's `.d` lists them).
@@ -90,24 +92,21 @@ def compile_macro_crate(chain: list[str], args: RustcArgs, expanded: list[str], 
     os.makedirs(unit_dir, exist_ok=True)
     tag_build_state(state)
 
-    try:
-        text = Path(root).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise MacroCompileError(f"{subject}: cannot read its crate root: {err}") from None
-    rewritten = find_macros(text, f"{pkg} {version}", lambda: host_cfgs(tc.compiler.rustc, args))
-    mirror_top = os.path.join(unit_dir, MIRROR)
-
     grant, _policy = enforce.grant("build", pkg, version, environ)
-    tools = wasm_rustc.Tools(rustc=tc.compiler.rustc, sysroot=tc.compiler.sysroot, wasm_sysroot=tc.wasm_sysroot,
-                             facade_dir=os.path.dirname(facade_rlib), host=tc.compiler.host)
-    replayer = Replayer(tools=tools, facade=facade_rlib, cratecage_dir=state, environ=dict(environ),
-                        consumer=f"{pkg} {version}", proc_macro=pm_rlib)
-    externs = replayer.externs_for(expanded)  # its closure first: a ReplayError names the library
     own_out = environ.get("OUT_DIR")  # its build script's output (rustversion's version.expr), as for a library
     scope = wasm_rustc.Scope(subject=subject, package=pkg, version=version,
                              manifest_dir=environ.get("CARGO_MANIFEST_DIR") or cwd, out_dir=own_out,
                              build_dir=out_dir, sources=(root,), cargo_vars=environ, grant=grant,
                              rustc_env=compile_env.script_rustc_env(own_out))
+    text = read_root(scope, root, environ)
+    rewritten = find_macros(text, f"{pkg} {version}", lambda: host_cfgs(tc.compiler.rustc, args))
+    mirror_top = os.path.join(unit_dir, MIRROR)
+
+    tools = wasm_rustc.Tools(rustc=tc.compiler.rustc, sysroot=tc.compiler.sysroot, wasm_sysroot=tc.wasm_sysroot,
+                             facade_dir=os.path.dirname(facade_rlib), host=tc.compiler.host)
+    replayer = Replayer(tools=tools, facade=facade_rlib, cratecage_dir=state, environ=dict(environ),
+                        consumer=f"{pkg} {version}", proc_macro=pm_rlib)
+    externs = replayer.externs_for(expanded)  # its closure first: a ReplayError names the library
     try:
         recorded = guest_argv(expanded, args.inputs[0], build_mirror(mirror_top, root, rewritten.text))
         deps, env_lines = _compile(tools, scope, replayer, recorded, externs, pm_rlib, mirror_top=mirror_top,
@@ -152,6 +151,22 @@ def _compile(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replaye
             raise MacroCompileError(f"{scope.subject}: its wasm compile left no {stem}.wasm")
         os.replace(built, wasm)
         return read_dep_info(Path(dirs.dep_info(stem)))
+
+
+def read_root(scope: wasm_rustc.Scope, root: str, environ: dict[str, str]) -> str:
+    """The crate root's text. cratecage reads it itself, unconfined, and the compile reads the rewritten copy
+    in the mirror: so only a root the confined compile could read (shim.compile.wasm_rustc.source_denial), else
+    `[lib] path = "/home/me/.ssh/id_rsa"` or a `src/lib.rs` linked to it would be compiled into the guest,
+    and quoted by rustc's errors."""
+    denial = wasm_rustc.source_denial(scope, root, environ)
+    if denial is not None:
+        print(denial.render_for(scope.subject), file=sys.stderr)
+        raise MacroCompileError(f"{scope.subject}: its crate root was refused (the cratecage: line above), so its "
+                                "macros cannot run in the sandbox")
+    try:
+        return Path(root).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise MacroCompileError(f"{scope.subject}: cannot read its crate root: {err}") from None
 
 
 def remap_args(mirror_top: str, cwd: str, relative_root: bool) -> list[str]:

@@ -10,6 +10,13 @@ pointer and locks as they were): the next expansion instantiates afresh. A trap 
 reply or a fatal denial is a refusal (status 2, `cratecage:` lines naming the macro crate and the crate
 being compiled).
 
+Text the guest chose never passes for cratecage's own (whose `cratecage:` lines offer entries to paste into
+the policy, the one way out of the sandbox): each line it prints (stdout and stderr, its programs' too)
+reaches rustc's stderr escaped (shim.untrusted.shown) and marked as the macro crate's (`[<crate> proc
+macro] `); a panic message is shown as natively up to a line that could read as cratecage's, marked
+the same way with all that follows; and a refusal (status 2) is the sandbox's word only: one the guest
+sends becomes one escaped line of the server's, naming the crate.
+
 What the guest may do is `[permissions.macro.<package>]` (shim.sandbox.enforce) over the defaults of
 `macro_context`: no files (a private temp dir only), no network, no programs, and the variables cargo sets
 for the crate being compiled.
@@ -18,8 +25,10 @@ for the crate being compiled.
 from __future__ import annotations
 
 import os
+import re
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -41,14 +50,26 @@ KINDS: Final = ("derive", "function-like", "attribute")  # the request's kind by
 EXPORTS: Final = ("memory", "cratecage_macro_abi", "cratecage_alloc", "cratecage_expand")
 INITIALIZE = "cratecage_initialize"  # the guest glue's constructors, where the target has no `_initialize`
 MAX_MESSAGE: Final = 64 << 10  # of a panic message the guest hands over
+# Of a reply: within the guest's memory limit, a reply could still cost rustc (the trampoline rebuilds every
+# token, several times its size) and this server (its copies) gigabytes beyond it. The largest expansions of
+# real crates are a few MiB; a request has the same bound (shim.macro.server.MAX_FRAME).
+MAX_REPLY: Final = 256 << 20
 MACRO_TIME_S: Final = 60.0  # per expansion, unless CRATECAGE_LIMIT_TIME or the grant's `limits` say otherwise
 _U32: Final = 0xFFFFFFFF
+_CONTROL: Final = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b.|[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]",
+                             re.DOTALL)  # escape sequences, controls, invisible format characters
 
 
 def reply(status: int, message: str) -> bytes:
     """A panic (1) or refusal (2) reply."""
     text = message.encode("utf-8", "replace")
     return struct.pack("<IBI", REPLY_MAGIC, status, len(text)) + text
+
+
+def _message_of(answer: bytes) -> str:
+    """The `str` of a status 1 or 2 reply (what is there of it, if the guest got its length wrong)."""
+    size = struct.unpack_from("<I", answer, 5)[0] if len(answer) >= 9 else 0
+    return answer[9:9 + min(size, MAX_MESSAGE)].decode("utf-8", "replace")
 
 
 def request_head(request: bytes) -> tuple[str, str] | None:
@@ -113,6 +134,9 @@ class Expander:
         self.run = GuestRun(ctx, wasm, limits, module_cache, enforce.preopens(grant, ctx), what="proc macro crate",
                             argv=[ctx.crate])
         self.run.extra_imports.append(self._define_panic)
+        self.run.forward_stderr = self._guest_output
+        self.output_lock = threading.Lock()
+        self.partial = bytearray()  # the guest's last output line, until its newline (or the expansion's end)
         self.before = leftovers_before(ctx)  # the owner's own links and special files in writable grants
         self.live = False
         self.panic_message: str | None = None
@@ -189,11 +213,22 @@ class Expander:
             return self._failed(outcome.message)
         value = int(run.value) & 0xFFFF_FFFF_FFFF_FFFF  # type: ignore[call-overload]
         start, size = value >> 32, value & _U32
+        if size > MAX_REPLY:
+            self._drop("")
+            return reply(REFUSED, f"cratecage: {self.run.subject} returned {size} bytes of tokens, over the "
+                                  f"{MAX_REPLY >> 20} MiB a reply may hold; no expansion needs that much")
         if start + size > run.memory.data_len(run.store):
             return self._broken("its reply lies outside its memory")
         answer = bytes(run.memory.read(run.store, start, start + size))
         if len(answer) < 5 or struct.unpack_from("<I", answer)[0] != REPLY_MAGIC or answer[4] > REFUSED:
             return self._broken("its reply is not a protocol-1 reply (shim/macro/PROTOCOL.md)")
+        if answer[4] == PANIC:  # the glue's own encoding of a panic it caught: the same rule as the import's
+            return reply(PANIC, self._unlike_ours(_message_of(answer)))
+        if answer[4] == REFUSED:
+            from shim.untrusted import shown
+
+            said = _message_of(answer).removeprefix("cratecage: ")
+            return reply(REFUSED, f"cratecage: {self.run.subject}: its module refused the request: {shown(said)}")
         return answer
 
     def _returned(self, outcome) -> bool:  # type: ignore[no-untyped-def]
@@ -229,7 +264,7 @@ class Expander:
         panicked = self.panic_message
         self._drop("")
         if panicked is not None and self.run.result[0] == "trap" and not self.run.interrupt.reason:
-            return reply(PANIC, panicked)
+            return reply(PANIC, self._unlike_ours(panicked))
         if self.run.result[0] == "exit" and self.run.value is None and not message:
             message = (f"cratecage: {self.run.subject} exited (code {self.run.result[1]}) instead of "
                        "returning a reply")
@@ -256,10 +291,74 @@ class Expander:
                 f"[permissions.macro.{self.ctx.crate}] (cratecage.toml)")
 
     def _forward_stdout(self) -> None:
-        """What the guest printed goes to stderr: the server's stdout carries replies only."""
+        """What the guest printed goes to stderr (the server's stdout carries replies only), after what it
+        wrote there; an unfinished line ends with the expansion."""
+        self._end_line()
         if self.run.stdout:
-            os.write(2, bytes(self.run.stdout))
+            self._guest_output(bytes(self.run.stdout))
             self.run.stdout.clear()
+            self._end_line()
+
+    def _end_line(self) -> None:
+        with self.output_lock:
+            rest, self.partial = bytes(self.partial), bytearray()
+        if rest:
+            os.write(2, self._marked(rest))
+
+    def _guest_output(self, data: bytes) -> None:
+        """Each complete line the guest (or a program it started) printed, marked and escaped, to stderr (in
+        time linear in what it printed, however it splits its writes)."""
+        with self.output_lock:
+            done, newline, rest = data.rpartition(b"\n")
+            if not newline:
+                self.partial += rest
+                return
+            lines = (bytes(self.partial) + done).split(b"\n")
+            self.partial = bytearray(rest)
+        batch: list[bytes] = []
+        size = raw = 0
+        for line in lines:  # in batches: marks and escapes make a flood of short lines many times larger
+            batch.append(self._marked(line))
+            size, raw = size + len(batch[-1]), raw + len(line) + 1
+            if size >= 1 << 20:
+                self._write_marked(batch, size - raw)
+                batch, size, raw = [], 0, 0
+        self._write_marked(batch, size - raw)
+
+    def _write_marked(self, batch: list[bytes], added: int) -> None:
+        """To stderr; what the marks and escapes `added` counts against the guest's stderr limit, so a flood of
+        empty lines cannot reach the log many times larger: past it, the rest is dropped and the guest stopped
+        as the engine stops it."""
+        run = self.run
+        if not batch or run.stderr_bytes > run.limits.stderr:
+            return
+        run.stderr_bytes += max(0, added)
+        if run.stderr_bytes > run.limits.stderr:
+            run.stop(f"printed more than {run.limits.stderr} bytes to stderr (CRATECAGE_LIMIT_STDERR)")
+        os.write(2, b"".join(batch))
+
+    def _marked(self, line: bytes) -> bytes:
+        from shim.untrusted import shown
+
+        text = line.decode("utf-8", "replace").removesuffix("\r").replace("\t", "    ")
+        return f"{self._mark()}{shown(text)}\n".encode()
+
+    def _mark(self) -> str:
+        return f"[{self.ctx.crate} proc macro] "
+
+    def _unlike_ours(self, message: str) -> str:
+        """A panic message as the guest wrote it, but from its first line that could read as cratecage's own
+        (saying `cratecage` or `permissions.` in any case, once terminal control sequences are taken out: a `\r`
+        or an escape could move it to the start of what is shown): that line and the ones after it (an entry
+        to paste) are escaped and marked as the macro crate's."""
+        from shim.untrusted import shown
+
+        lines = message.split("\n")
+        for i, line in enumerate(lines):
+            plain = _CONTROL.sub("", line).lower()
+            if "cratecage" in plain or "permissions." in plain:
+                return "\n".join([*lines[:i], *(self._mark() + shown(rest) for rest in lines[i:])])
+        return message
 
     def close(self) -> None:
         """After the last expansion: nothing it started outlives the server (shim.confine.reaper), and what it

@@ -26,6 +26,8 @@ Standard library only, pure logic: no file is read here.
 
 from __future__ import annotations
 
+import bisect
+import re
 from typing import Callable, Iterable, NamedTuple
 
 from shim.errors import CratecageError
@@ -80,9 +82,13 @@ class _Lexer:
 
     def __init__(self, text: str, crate: str) -> None:
         self.s, self.crate, self.i = text, crate, 0
+        self.newlines: list[int] | None = None  # where each line ends, once a line is asked for
 
     def line(self, at: int) -> int:
-        return self.s.count("\n", 0, at) + 1
+        """Counting from the start for every group made a root of many groups cost quadratic time."""
+        if self.newlines is None:
+            self.newlines = [m.start() for m in re.finditer("\n", self.s)]
+        return bisect.bisect_left(self.newlines, at) + 1
 
     def fail(self, at: int, what: str) -> RewriteError:
         return RewriteError(f"proc-macro crate {self.crate}: line {self.line(at)} of its crate root: {what}",
@@ -657,9 +663,13 @@ def find_macros(text: str, crate: str, cfgs: Callable[[], frozenset[str]] | None
     wasm `cdylib` (same lines and columns, plus the export call). `cfgs`: the unit's cfgs (its `--cfg`s and
     the host's `rustc --print cfg`, `parse_cfgs`), asked for only when a `cfg` must be decided."""
     scan = _Scan(text, crate, cfgs)
-    trees = scan.lexer.trees()
-    scan.scan_items(trees)
-    scan.check(trees)
+    try:
+        trees = scan.lexer.trees()
+        scan.scan_items(trees)
+        scan.check(trees)
+    except RecursionError:  # the cfg predicates, item lists and macro_rules matchers are walked recursively
+        raise RewriteError(f"proc-macro crate {crate}: its crate root nests brackets or `cfg` predicates too deep "
+                           "for cratecage to find its macros", hint="report this crate to cratecage") from None
     seen: dict[str, Macro] = {}
     for m in scan.macros:
         if m.name in seen:

@@ -13,7 +13,10 @@ bytes), until EOF, when rustc is done:
   - a frame the server cannot read (a length over `MAX_FRAME`) gets a refusal and ends the server; one that
     is no request (wrong magic or kind) gets a refusal and the server goes on; a torn frame at EOF ends it;
   - the expansions themselves are shim.macro.expander's: one instance reused, limits per expansion, the
-    policy of `[permissions.macro.<package>]`.
+    policy of `[permissions.macro.<package>]`;
+  - a trampoline that goes away mid-expansion (rustc killed, or crashed) ends that expansion at once
+    (`Hangup`: its pipes' ends close), not at the time limit: the server holds rustc's stderr, and cargo
+    waits for that to close, so a server that spun on would hold the build and outlive rustc.
 
 At exit, every process the guest started is ended (shim.confine.reaper: the server is a subreaper from
 its first instantiation) and one audit record of the macro crate's expansions is appended to the build's
@@ -25,6 +28,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +36,8 @@ if False:  # typing only: importing typing costs ~10 ms of every server's start
     from typing import Final
 
 MAX_FRAME: Final = 256 << 20  # a request or reply; a crate's whole token stream is far smaller
+HANGUP_REPEAT_S: Final = 0.2  # how often a stop is repeated while the expansion goes on (a call resets it)
+GONE: Final = "stopped: the compile it was expanding for ended (rustc exited or was killed)"
 
 
 def launcher_text(*, python: str, root: str, wasm: str, module_cache: str, package: str, version: str,
@@ -158,6 +164,12 @@ class Server:
             text = err.render()[len("cratecage: "):]
             return f"cratecage: {text}" if text.startswith(self.subject()) else f"cratecage: {self.subject()}: {text}"
 
+    def stop(self, reason: str) -> None:
+        """Stop the expansion in progress (from the Hangup thread)."""
+        expander = self.expander
+        if expander is not None:
+            expander.run.stop(reason)
+
     def close(self) -> None:
         """End what the guest started, append the audit record, remove the scratch directory."""
         import shutil
@@ -176,10 +188,50 @@ class Server:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
+class Hangup:
+    """Watches the trampoline's ends of the pipes: when rustc is gone (the request pipe has no writer, or the
+    reply pipe no reader: poll reports POLLHUP/POLLERR, whatever it was asked), the expansion in progress is
+    stopped as a limit stops it, and stopped again every HANGUP_REPEAT_S until it returns (each call into the
+    guest starts with a fresh budget). Between expansions there is nothing to stop: the loop reads EOF."""
+
+    def __init__(self, requests: int, replies: int) -> None:
+        self.lock = threading.Lock()
+        self.current: Server | None = None  # the server while it answers a request
+        self.gone = False
+        threading.Thread(target=self._watch, args=(requests, replies), daemon=True, name="hangup").start()
+
+    def _watch(self, requests: int, replies: int) -> None:
+        import select
+
+        poller = select.poll()
+        for fd in (requests, replies):
+            poller.register(fd, 0)  # POLLHUP, POLLERR and POLLNVAL are reported without being asked for
+        while not poller.poll():
+            pass
+        with self.lock:
+            self.gone = True
+        while True:
+            with self.lock:
+                if self.current is not None:
+                    self.current.stop(GONE)
+            time.sleep(HANGUP_REPEAT_S)
+
+    def begin(self, server: Server) -> bool:
+        """Whether to answer: not once rustc is gone."""
+        with self.lock:
+            self.current = server
+            return not self.gone
+
+    def end(self) -> None:
+        with self.lock:
+            self.current = None
+
+
 def serve(server: Server, requests: int, replies: int) -> int:
-    """Answer frames until EOF; the exit code."""
+    """Answer frames until EOF (or rustc gone); the exit code."""
     from shim.macro.expander import REFUSED, reply
 
+    hangup = Hangup(requests, replies)
     while True:
         header = read_exactly(requests, 4)
         if header is None:
@@ -194,6 +246,8 @@ def serve(server: Server, requests: int, replies: int) -> int:
         if request is None:
             return 0
         try:
+            if not hangup.begin(server):
+                return 0
             answer = server.answer(request)
         except Exception as err:  # noqa: BLE001 - the trampoline gets its one reply, rustc one line
             if os.environ.get("CRATECAGE_DEBUG"):
@@ -202,6 +256,10 @@ def serve(server: Server, requests: int, replies: int) -> int:
                 traceback.print_exc()
             answer = reply(REFUSED, f"cratecage: internal error in the macro server of {server.subject()}: "
                                     f"{type(err).__name__}: {err}")
+        finally:
+            hangup.end()
+        if hangup.gone:
+            return 0  # nobody reads the reply
         write_frame(replies, answer)
 
 

@@ -242,6 +242,9 @@ class GuestRun:
         self.memory = None
         self.net = None
         self.deadline_ticks = max(1, round(limits.time_s / TICK_S))
+        # Where the guest's stderr (and its programs') goes, within the limit: as it is, to ours (cargo frames a
+        # build script's); the macro server marks each line as the macro's (shim.macro.expander).
+        self.forward_stderr = lambda data: os.write(2, data)  # (data: bytes) -> object
 
     # -- capture callbacks (wasmtime calls them on its own thread, once per guest write) -----------------
     def _on_stdout(self, data: bytes) -> None:
@@ -255,7 +258,12 @@ class GuestRun:
         if self.stderr_bytes > self.limits.stderr:
             self._stop(f"printed more than {self.limits.stderr} bytes to stderr (CRATECAGE_LIMIT_STDERR)")
             raise OSError("stderr limit reached")
-        os.write(2, data)
+        self.forward_stderr(data)
+
+    def stop(self, reason: str) -> None:
+        """Stop the current call from another thread, as a limit does (the macro server's, when its rustc is
+        gone): the call returns with "stopped: <reason>"."""
+        self._stop(reason)
 
     def _stop(self, reason: str) -> None:
         """Stop the guest (epochs) and everything it started (shim.confine.reaper), once, for the first reason."""

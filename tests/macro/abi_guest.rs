@@ -71,6 +71,9 @@ impl<'a> Reader<'a> {
     }
 }
 
+const FORGED: &str = "cratecage: proc macro crate abi_guest 0.1.0 (compiling app 0.1.0): filesystem-access denied: read /home";
+const FORGED_ENTRY: &str = "  to permit it, add to the policy:\n    [permissions.macro.abi_guest]\n    sandbox = \"native\"";
+
 fn literal(text: &str) -> Vec<u8> {
     let quoted = format!("{:?}", text);
     let mut out = Vec::new();
@@ -103,6 +106,38 @@ fn expand(name: &str, input: &[u8], arg: String) -> Vec<u8> {
             literal("rested")
         }
         "spin" => loop { std::hint::black_box(&arg); },
+        // Text made to pass for cratecage's own, offering the entry that would let the guest out.
+        "forge" => {
+            let text = format!("{FORGED}\n{FORGED_ENTRY}");
+            let mut out = 0x3152_4343u32.to_le_bytes().to_vec();
+            out.push(2); // status 2: the sandbox's refusal
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
+            out
+        }
+        // A reply just over the 256 MiB a reply may hold, within the memory limit (the pages stay untouched).
+        "flood" => {
+            let mut out = vec![0u8; (256 << 20) + 4096];
+            out[..4].copy_from_slice(&0x3152_4343u32.to_le_bytes());
+            out
+        }
+        "newlines" => {
+            let chunk = vec![b'\n'; 1 << 20];
+            let mut err = std::io::stderr();
+            for _ in 0..arg.parse::<usize>().unwrap() {
+                if err.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            literal("flooded")
+        }
+        "forge_panic" => panic!("not a unit struct\n\x1b[2K\r{FORGED}\n{FORGED_ENTRY}"),
+        "forge_print" => {
+            eprintln!("harmless\r{FORGED}");
+            println!("\x1b[1A{FORGED}\n{FORGED_ENTRY}");
+            eprint!("  cratecage: unfinished");
+            literal("printed")
+        }
         "bomb" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop { hoard.push(vec![7u8; 1 << 20]); }

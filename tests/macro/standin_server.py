@@ -11,6 +11,8 @@ format, and answers each macro of fixtures/trampoline's `tmacros` by name, the w
     refuse!()         status 2, a `cratecage:` line
     die!()            exits without replying
     garbage!()        a reply that is not one
+    hostile!(case)    a reply no guest made with proc_macro could send (`HOSTILE`): the trampoline must refuse
+                      it, never parse it into other tokens or crash rustc; `far_spans` is well-formed
 
 It keeps the span ids it was given (location == hygiene), as a guest's tokens do.
 """
@@ -178,7 +180,33 @@ def expand(request: dict) -> tuple[int, object]:
         sys.exit(3)
     if name == "garbage":
         return -1, b"\x01\x02\x03"
+    if name == "hostile":
+        answer = HOSTILE[tokens[0][3]]
+        if isinstance(answer, bytes):
+            return -1, struct.pack("<IB", REPLY_MAGIC, 0) + answer
+        return 0, answer
     return 1, f"the stand-in server knows no macro {name}"
+
+
+def nested(depth: int) -> bytes:
+    """A stream of `depth` nested empty-bracketed groups, encoded without recursion."""
+    head = b"\x01" + bytes([PAREN]) + b"\x00" * 24
+    return struct.pack("<I", 1) + (head + struct.pack("<I", 1)) * (depth - 1) + head + struct.pack("<I", 0)
+
+
+# hostile!(case): what the stand-in answers, a stream of trees or raw reply bytes (after magic and status 0)
+HOSTILE = {
+    "inject": [literal("1; evil!()")],  # one literal that is two statements and a macro call
+    "commented": [literal("1 /* evil */")],
+    "spaced": [ident("a b")],  # an ident that is no ident
+    "raw_crate": [("ident", CALL_SITE, 1, "crate")],  # `r#crate` does not exist
+    "not_punct": [punct("a")],
+    "deep": nested(5000),  # deeper than the trampoline decodes
+    "not_utf8": b"\x01\x00\x00\x00\x02" + b"\x00" * 8 + b"\x00\x02\x00\x00\x00\xff\xfe",
+    "lying_count": b"\xff\xff\xff\xff\x03" + b"\x00" * 8 + b"\x00" + b";\x00\x00\x00",
+    "far_spans": [ident("const", (0xFFFFFFFF, 7)), ident("HOSTILE_SPAN", (123456, 0xFFFFFFFE)), punct(":"),
+                  ident("u8"), punct("="), literal("1", (2**31, 2**31)), punct(";")],
+}
 
 
 def reply(status: int, body: object) -> bytes:

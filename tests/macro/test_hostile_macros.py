@@ -9,7 +9,15 @@ one macro call of the workspace's macro crates). Every macro runs as WebAssembly
   - `spinner` loops forever or allocates without bound: the expansion fails on the limit, naming the
     macro, and the build ends within seconds;
   - `counter` keeps a `static` across the calls of one crate, as natively;
-  - `refuser` is a derive that panics: rustc reports it as it does for the native build of the same crate.
+  - `refuser` is a derive that panics: rustc reports it as it does for the native build of the same crate;
+  - `prowler` goes after secrets while it is compiled for wasm (`include_str!` of a home file, of a link in
+    its package, of a file above it through `..`, a `#[path]` module outside it, `env!` of a secret): each is
+    refused with a `cratecage:` line naming it, a read of its own package works, and a file above it reads
+    with exactly the `[permissions.build.prowler]` entry offered; `rootlink`'s crate root is a link to the
+    home file (cratecage reads a macro crate's root itself): refused the same way; `prowler`'s `forge_*`
+    macros print and panic with text made to pass for cratecage's own, which reaches stderr marked as the
+    macro's;
+  - rustc killed in the middle of an expansion ends the macro server and the build at once.
 
 The canary (a random token in the fake $HOME's file, in the secret variable, served by the loopback server;
 /etc/passwd's first line) must be absent from cargo's stdout and stderr and from every file in the target
@@ -23,6 +31,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -32,7 +41,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from conftest import FIXTURES, Cargo, CargoRun, own_lines
+from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, own_lines, scrubbed
 
 pytestmark = pytest.mark.integration
 
@@ -59,9 +68,14 @@ class Arena:
         threading.Thread(target=self._serve, daemon=True).start()
         self.ws = root / "ws"
         shutil.copytree(FIXTURES / "hostile-macros", self.ws)
-        main = self.ws / "app" / "src" / "main.rs"
-        main.write_text(main.read_text().replace("@CANARY@", str(self.canary)).replace("@PORT@", str(self.port))
-                        .replace("@PLANT@", str(self.plant)))
+        for main in (self.ws / "app" / "src" / "main.rs", self.ws / "prowler" / "src" / "lib.rs"):
+            main.write_text(main.read_text().replace("@CANARY@", str(self.canary)).replace("@PORT@", str(self.port))
+                            .replace("@PLANT@", str(self.plant)))
+        (self.ws / "prowler" / "secret").symlink_to(self.canary)
+        (self.ws / "rootlink" / "src").mkdir()
+        (self.ws / "rootlink" / "src" / "lib.rs").symlink_to(self.canary)
+        (self.ws / "secrets.txt").write_text(self.token + "\n")
+        (self.ws / "secrets.rs").write_text(f'pub const SECRET: &str = "{self.token}";\n')
         self.target = root / "target"
 
     def _serve(self) -> None:
@@ -76,9 +90,25 @@ class Arena:
 
     def build(self, feature: str, *, policy: str = "", env: dict[str, str] | None = None,
               wrapped: bool = True, target: Path | None = None) -> tuple[CargoRun, float]:
+        start = time.monotonic()
+        run = self.cargo(self.ws, "build", "-p", "app", "--features", feature, wrapped=wrapped,
+                         target_dir=target or self.target, extra_env=self.environ(feature, policy, env), check=False)
+        elapsed = time.monotonic() - start
+        self.assert_no_leak(run, target or self.target)
+        self.assert_nothing_left()
+        return run, elapsed
+
+    def start(self, feature: str, *, policy: str = "") -> subprocess.Popen[str]:
+        """A wrapped build of `feature` left running (Cargo.__call__'s environment)."""
+        env = {**scrubbed(dict(os.environ)), **self.cargo.env, "CARGO_TARGET_DIR": str(self.target),
+               "CARGO_TERM_COLOR": "never", "RUSTC_WRAPPER": str(WRAPPER), **self.environ(feature, policy, None)}
+        return subprocess.Popen(["cargo", "build", "-p", "app", "--features", feature], cwd=self.ws, env=env,
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def environ(self, feature: str, policy: str, env: dict[str, str] | None) -> dict[str, str]:
         policy_file = self.root / f"policy-{feature}.toml"
         policy_file.write_text(policy)
-        extra = {
+        return {
             "HOME": str(self.home), "CI_TOKEN": self.token, "CRATECAGE_POLICY": str(policy_file),
             # the real homes, which the fake $HOME would otherwise hide: toolchains, registry, facade cache
             "CARGO_HOME": os.environ.get("CARGO_HOME") or str(Path.home() / ".cargo"),
@@ -86,13 +116,6 @@ class Arena:
             "CRATECAGE_CACHE_DIR": os.environ.get("CRATECAGE_CACHE_DIR") or str(Path.home() / ".cache" / "cratecage"),
             **(env or {}),
         }
-        start = time.monotonic()
-        run = self.cargo(self.ws, "build", "-p", "app", "--features", feature, wrapped=wrapped,
-                         target_dir=target or self.target, extra_env=extra, check=False)
-        elapsed = time.monotonic() - start
-        self.assert_no_leak(run, target or self.target)
-        self.assert_nothing_left()
-        return run, elapsed
 
     def program(self) -> str:
         done = subprocess.run([str(self.target / "debug" / "app")], capture_output=True, text=True, timeout=30,
@@ -132,15 +155,15 @@ def arena(selected_cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> It
     arena.server.close()
 
 
-def entry_to_paste(stderr: str) -> str:
-    """The `[permissions.macro.sneaky]` entry a denial offers, as the lines to paste."""
+def entry_to_paste(stderr: str, head: re.Pattern[str] = ENTRY_HEAD) -> str:
+    """The `[permissions.macro.sneaky]` entry (or `head`'s) a denial offers, as the lines to paste."""
     lines = [line.strip() for line in stderr.splitlines()]
-    heads = [i for i, line in enumerate(lines) if ENTRY_HEAD.match(line)]
-    assert heads, f"no [permissions.macro.sneaky] entry offered:\n{stderr[-3000:]}"
+    heads = [i for i, line in enumerate(lines) if head.match(line)]
+    assert heads, f"no {head.pattern} entry offered:\n{stderr[-3000:]}"
     keys = [lines[i + 1] for i in heads]
     assert all(ENTRY_KEY.match(key) for key in keys), keys
     assert len(set(keys)) == 1, keys  # one access, one entry
-    return f"[permissions.macro.sneaky]\n{keys[0]}\n"
+    return f"{lines[heads[0]]}\n{keys[0]}\n"
 
 
 # feature, its twin, what the denial says, what the twin's program prints (given the arena)
@@ -225,3 +248,98 @@ def test_a_panicking_derive_is_reported_as_the_native_build_reports_it(arena: Ar
     assert report == panic_report(native.proc.stderr)
     assert report[-1].endswith("help: message: Refuse cannot be derived for `Target`: it is a unit struct")
     assert not own_lines(wrapped.proc.stderr)
+
+
+# feature, what the `cratecage:` line about prowler's compile says (given the arena)
+COMPILE_TIME = [
+    ("ct-home", lambda a: f"filesystem-access denied: {a.canary}: read at compile time"),
+    ("ct-link", lambda a: f"filesystem-access denied: {a.canary}: read at compile time"),
+    ("ct-up", lambda a: f"filesystem-access denied: {a.ws / 'secrets.txt'}: read at compile time"),
+    ("ct-path", lambda a: f"filesystem-access denied: {a.ws / 'secrets.rs'}: read at compile time"),
+    ("ct-env", lambda a: "env-access denied: CI_TOKEN: set on the host but not granted"),
+    ("root-link", lambda a: f"filesystem-access denied: {a.canary}: its crate root"),  # rootlink's src/lib.rs
+]
+
+
+@pytest.mark.parametrize(("feature", "denial"), COMPILE_TIME, ids=[c[0] for c in COMPILE_TIME])
+def test_a_macro_crate_reading_secrets_while_it_is_compiled_is_refused(
+        arena: Arena, feature: str, denial: Callable[[Arena], str]) -> None:
+    run, _ = arena.build(feature)
+    assert not run.ok
+    crate = "rootlink" if feature == "root-link" else "prowler"
+    lines = [line for line in run.proc.stderr.splitlines() if line.startswith(f"cratecage: proc-macro crate {crate} 0.1.0")]
+    assert any(denial(arena) in line for line in lines), run.proc.stderr[-3000:]
+
+
+def test_a_macro_crate_reads_its_own_package_and_a_granted_file_while_it_is_compiled(arena: Arena) -> None:
+    run, _ = arena.build("ct-home-twin")
+    assert run.ok, run.proc.stderr[-3000:]
+    own = len((arena.ws / "prowler" / "Cargo.toml").read_text())
+    assert arena.program().strip() == f"compiled bytes: {own}"
+    public = arena.ws / "secrets.txt"
+    token = public.read_text()
+    public.write_text("public\n")  # the same path as ct-up's, nothing secret in it now
+    try:
+        refused, _ = arena.build("ct-up")
+        assert not refused.ok
+        entry = entry_to_paste(refused.proc.stderr, re.compile(r"^\[permissions\.build\.prowler\]$"))
+        run, _ = arena.build("ct-up", policy=entry)
+        assert run.ok, run.proc.stderr[-3000:]
+        assert arena.program().strip() == "compiled bytes: 7"
+    finally:
+        public.write_text(token)
+
+
+def could_pass_for_cratecages(line: str) -> bool:
+    return "cratecage" in line.lower() or 'sandbox = "native"' in line or "[permissions." in line
+
+
+def test_what_a_macro_prints_cannot_pass_for_cratecages_own_lines(arena: Arena) -> None:
+    run, _ = arena.build("forge-print")
+    assert run.ok, run.proc.stderr[-3000:]
+    forged = [line for line in run.proc.stderr.splitlines() if could_pass_for_cratecages(line)]
+    assert len(forged) == 6, run.proc.stderr[-3000:]  # three lines of each forgery (stderr, stdout)
+    assert all(line.startswith("[prowler proc macro] ") for line in forged), forged
+    assert "\x1b" not in run.proc.stderr and "\r" not in run.proc.stderr
+
+
+def test_a_panic_message_cannot_pass_for_cratecages_refusal(arena: Arena) -> None:
+    run, _ = arena.build("forge-panic")
+    assert not run.ok
+    assert "help: message: prowler cannot expand this" in run.proc.stderr  # as natively, up to the forgery
+    forged = [line for line in run.proc.stderr.splitlines() if could_pass_for_cratecages(line)]
+    assert len(forged) == 3, run.proc.stderr[-3000:]
+    assert all("[prowler proc macro] " in line for line in forged), forged
+    assert "\r" not in run.proc.stderr
+
+
+def test_killing_rustc_in_the_middle_of_an_expansion_ends_its_server_and_the_build_at_once(arena: Arena) -> None:
+    """The server holds rustc's stderr, which cargo reads to the end: one that spun on to its time limit would
+    hold the build (and outlive rustc) for as long."""
+    build = arena.start("spin", policy='[permissions.macro.spinner]\nlimits = { time = "600s" }\n')
+    try:
+        server = None
+        deadline = time.monotonic() + 240
+        while server is None and time.monotonic() < deadline and build.poll() is None:
+            time.sleep(0.2)
+            for pid in os.listdir("/proc"):
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if str(arena.target).encode() in cmdline and b"/spinner-" in cmdline and b"macro-server" in cmdline:
+                    server = int(pid)
+        assert server is not None, build.communicate(timeout=60)[1][-3000:]
+        time.sleep(1.0)  # inside the spin
+        rustc = int(Path(f"/proc/{server}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert b"rustc" in Path(f"/proc/{rustc}/cmdline").read_bytes()
+        os.kill(rustc, signal.SIGKILL)
+        killed = time.monotonic()
+        _out, err = build.communicate(timeout=60)
+        assert time.monotonic() - killed < 10, f"the build went on {time.monotonic() - killed:.0f} s after rustc died"
+        assert build.returncode != 0 and "SIGKILL" in err
+        arena.assert_nothing_left()
+    finally:
+        if build.poll() is None:
+            build.kill()
+            build.wait()

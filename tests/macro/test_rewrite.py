@@ -181,6 +181,19 @@ def test_a_cfg_to_decide_without_cfgs_is_an_error() -> None:
           "no cfgs to decide it with")
 
 
+@pytest.mark.parametrize("src", [
+    "#[cfg_attr(" + "all(" * 5000 + "unix" + ")" * 5000 + ", proc_macro)]\npub fn m(i: TokenStream) -> TokenStream { i }\n",
+    "#[cfg(" + "not(" * 5000 + "unix" + ")" * 5000 + ")]\n#[proc_macro]\npub fn m(i: TokenStream) -> TokenStream { i }\n",
+], ids=["cfg_attr-all", "cfg-not"])
+def test_a_root_nested_too_deep_for_the_rewrite_is_one_error_naming_the_crate(src: str) -> None:
+    """A hostile root nests its predicates 5000 deep: one `cratecage:` line, never a Python traceback."""
+    with pytest.raises(RewriteError) as raised:
+        macros_of(src, {"unix"})
+    rendered = raised.value.render()
+    assert rendered.startswith("cratecage: proc-macro crate demo 1.0.0: ") and "too deep" in rendered
+    assert len(rendered.splitlines()) == 1
+
+
 # -- real crate roots against rustc ---------------------------------------------------------------------------
 
 DECL = re.compile(r'ProcMacro::(custom_derive|attr|bang)\(\s*"([^"]*)",\s*(?:&\[([^\]]*)\],\s*)?([\w#]+)\)')

@@ -225,6 +225,25 @@ def test_a_loop_or_an_allocation_bomb_fails_that_expansion_at_its_limit_and_the_
     assert server.close()[0] == 0
 
 
+def test_a_flood_of_empty_lines_reaches_the_log_marked_but_within_the_stderr_limit(serve: Start) -> None:
+    """Each line is marked, so a newline the guest prints costs the log ~25 bytes: that counts against the
+    limit too, and the guest is stopped long before its 8 MiB of newlines become 200."""
+    server = serve(CRATECAGE_LIMIT_STDERR="4MiB")
+    status, message = server.ask_text("newlines", "8")
+    assert status == REFUSED and "CRATECAGE_LIMIT_STDERR" in message
+    assert server.close()[0] == 0
+    assert server.stderr_path.stat().st_size < 6 << 20
+
+
+def test_a_reply_over_the_bound_is_refused_without_being_read(serve: Start) -> None:
+    server = serve()
+    status, message = server.ask_text("flood")
+    assert status == REFUSED and "over the 256 MiB a reply may hold" in message
+    assert "proc macro `flood` of abi_guest 0.1.0 (compiling app 0.1.0)" in message
+    assert server.ask_text("count") == (OK, "1")  # a fresh instance
+    assert server.close()[0] == 0
+
+
 def test_an_expansion_stuck_in_a_host_call_is_given_up_on_and_its_late_end_disturbs_no_later_one(
         serve: Start) -> None:
     server = serve(CRATECAGE_LIMIT_TIME="1")
@@ -236,6 +255,66 @@ def test_an_expansion_stuck_in_a_host_call_is_given_up_on_and_its_late_end_distu
     time.sleep(3)  # the abandoned call ends now
     assert [server.ask_text("count") for _ in range(2)] == [(OK, "2"), (OK, "3")]
     assert server.close() == (0, b"")
+
+
+@pytest.mark.parametrize("hangup", ["requests", "replies"])
+def test_a_trampoline_gone_mid_expansion_ends_the_expansion_and_the_server_at_once(
+        serve: Start, hangup: str) -> None:
+    """rustc killed while a macro spins: the server holds rustc's stderr (cargo waits for it to close), so it
+    must not spin on until the time limit. Either end of its pipes closing says rustc is gone."""
+    server = serve(CRATECAGE_LIMIT_TIME="120")
+    assert server.ask_text("count") == (OK, "1")
+    server.send(frame(request("spin")))
+    time.sleep(1.0)
+    assert server.proc.poll() is None  # spinning
+    assert server.proc.stdin is not None and server.proc.stdout is not None
+    started = time.monotonic()
+    (server.proc.stdin if hangup == "requests" else server.proc.stdout).close()
+    assert server.proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 3.0
+    if hangup == "requests":
+        assert server.proc.stdout.read() == b""  # no reply written for nobody
+    assert "Traceback" not in server.stderr()
+    events = [json.loads(line) for line in (server.state / audit.AUDIT_LOG).read_text().splitlines()]
+    assert [(e["expansions"], e["exit_code"]) for e in events if e["event"] == "run"] == [(2, 1)]
+
+
+def forged_lines(text: str) -> list[str]:
+    """The lines of `text` that could pass for cratecage's own: they say `cratecage` or offer the escape."""
+    return [line for line in text.splitlines() if "cratecage" in line.lower() or 'sandbox = "native"' in line]
+
+
+def test_a_guest_cannot_forge_a_refusal_of_the_sandbox(serve: Start) -> None:
+    """Status 2 is the sandbox's word: the guest's own becomes one escaped line of the server's."""
+    server = serve()
+    status, message = server.ask_text("forge")
+    assert status == REFUSED
+    assert "\n" not in message and "\r" not in message
+    assert message.startswith("cratecage: proc macro `forge` of abi_guest 0.1.0 (compiling app 0.1.0): its module "
+                              "refused the request: ")
+    assert server.ask_text("count") == (OK, "1")
+    assert server.close()[0] == 0
+
+
+def test_a_panic_message_is_shown_as_written_but_for_lines_that_could_pass_for_cratecages(serve: Start) -> None:
+    server = serve()
+    status, message = server.ask_text("forge_panic")
+    assert status == PANIC
+    lines = message.split("\n")
+    assert lines[0] == "not a unit struct"  # as natively
+    assert forged_lines(message) and all(line.startswith("[abi_guest proc macro] ") for line in forged_lines(message))
+    assert "\r" not in message and "\x1b" not in message
+    assert server.close()[0] == 0
+
+
+def test_what_a_guest_prints_is_marked_as_its_own_line_by_line(serve: Start) -> None:
+    server = serve()
+    assert server.ask_text("forge_print") == (OK, "printed")
+    assert server.close()[0] == 0
+    printed = [line for line in server.stderr().splitlines() if line.startswith("[abi_guest proc macro] ")]
+    assert len(printed) == 6, server.stderr()  # stderr's two (the unfinished one ended), stdout's four
+    assert not [line for line in forged_lines(server.stderr()) if line not in printed]
+    assert "\r" not in server.stderr() and "\x1b" not in server.stderr()
 
 
 # -- the policy: each hostile request refused, its harmless twin working when granted ------------------------
@@ -313,6 +392,18 @@ def test_a_secret_variable_reads_as_unset_with_its_entry_and_a_granted_twin_sees
     twin = serve('[permissions.macro.abi_guest]\nenv-access = { action = "permit", vars = ["SECRET_TOKEN"] }\n')
     assert twin.ask_text("env", "SECRET_TOKEN") == (OK, CANARY)
     assert twin.close()[0] == 0
+
+
+def test_no_other_spelling_of_a_secret_variable_reaches_it_even_where_its_name_is_granted(serve: Start) -> None:
+    """The host's environment is looked up by exact name only: other cases, `=`, blanks, a name granted in
+    other cases; and what a grant lets through is exactly the granted name."""
+    spellings = ["secret_token", "Secret_Token", "SECRET_TOKEN=", "SECRET_TOKEN=x", " SECRET_TOKEN", "SECRET_TOKEN ",
+                 "SECRET_TOKEN\\0", "=SECRET_TOKEN", "SECRET"]
+    for policy in ("", '[permissions.macro.abi_guest]\nenv-access = { action = "permit", vars = ["secret_token"] }\n'):
+        server = serve(policy)
+        assert [server.ask_text("env", name) for name in spellings] == [(OK, "unset")] * len(spellings)
+        assert server.close()[0] == 0
+        assert CANARY not in server.stderr()
 
 
 def test_nothing_a_granted_program_starts_outlives_the_server(serve: Start) -> None:

@@ -20,7 +20,8 @@ from conftest import FIXTURES, Cargo, own_lines
 
 HERE = Path(__file__).resolve().parent
 MACROS = [["derive", "Named", "derive_named", ["named"]], ["bang", "swap", "swap", []], ["attr", "scale", "scale", []],
-          *[["bang", name, name, []] for name in ("counted", "fail_at", "spanned", "boom", "refuse", "die", "garbage")]]
+          *[["bang", name, name, []] for name in ("counted", "fail_at", "spanned", "boom", "refuse", "die", "garbage",
+                                                   "hostile")]]
 
 
 class Setup:
@@ -172,6 +173,21 @@ def test_a_refusal_or_a_malformed_reply_fails_with_a_cratecage_line(setup: Setup
     assert not run.ok
     [message] = panic_messages(run)
     assert message.startswith("cratecage: ") and "tmacros" in message and expected in message
+
+
+def test_a_reply_no_proc_macro_could_make_fails_its_expansion_and_never_becomes_other_tokens(
+        setup: Setup, selected_cargo: Cargo) -> None:
+    """A hostile guest writes its reply itself: a literal holding a statement and a macro call, an ident with a
+    space, `r#crate`, a letter as punct, groups nested 5000 deep, bytes that are not UTF-8, a count it does not
+    hold. Each fails its own expansion with one `cratecage:` line; rustc neither crashes nor sees `evil!`.
+    Span ids that were never sent are the call site's (the item they span compiles)."""
+    run = setup.build(selected_cargo, "build", "-p", "errs", "--features", "hostile", check=False)
+    assert not run.ok
+    messages = panic_messages(run)
+    assert len(messages) == 8, run.proc.stderr[-4000:]
+    assert all(m.startswith("cratecage: ") and "malformed reply" in m and "`hostile`" in m for m in messages)
+    assert "cannot find macro `evil`" not in run.proc.stderr and "HOSTILE_SPAN" not in run.proc.stderr
+    assert "internal compiler error" not in run.proc.stderr and "signal" not in run.proc.stderr
 
 
 def test_the_dep_info_lists_the_macro_crates_own_sources(setup: Setup, selected_cargo: Cargo) -> None:

@@ -27,7 +27,7 @@ use std::sync::Mutex;
 
 const REQUEST_MAGIC: u32 = 0x314d_4343; // "CCM1"
 const REPLY_MAGIC: u32 = 0x3152_4343; // "CCR1"
-const MAX_REPLY: usize = 1 << 30;
+const MAX_REPLY: usize = (256 << 20) + (1 << 20); // the server refuses a guest's reply over 256 MiB
 pub const DERIVE: u8 = 0;
 pub const BANG: u8 = 1;
 pub const ATTR: u8 = 2;
