@@ -11,8 +11,11 @@ OUT_DIR contents, `.d` files), but for the few `SAME_MEANING` files, each named 
 compared for what they say. The same path
 for both builds because rustc itself writes the target directory's path into what it builds (the OUT_DIR
 files `include!`d into an rlib's metadata and the binary's debuginfo, the `.d` files): building into two
-paths would compare rustc's behaviour, not cratecage's. The program must print the same, and no process of
-either build (rustc, a macro server, a wasm run) may outlive it.
+paths would compare rustc's behaviour, not cratecage's. Each build starts with an empty cratecage cache
+(`CRATECAGE_CACHE_DIR`, private to the test, at one path; only the compiled modules are the user's), so the
+units running at once race to build the std facade and the wasm `proc_macro` crate, as on a fresh machine
+(the unit that won the race used to write its own working directory into the facade). The program must
+print the same, and no process of either build (rustc, a macro server, a wasm run) may outlive it.
 
 One layout (`selected_cargo`): what is compared is cratecage's output, which the layout only moves.
 """
@@ -20,7 +23,9 @@ One layout (`selected_cargo`): what is compared is cratecage's output, which the
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Callable
@@ -28,6 +33,7 @@ from typing import Callable
 import pytest
 
 from conftest import FIXTURES, Cargo, assert_nothing_outlives
+from shim.files import cache_root
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +68,10 @@ SAME_MEANING: list[tuple[str, str, Callable[[bytes], object]]] = [
 SERVER_RECORDS = "cratecage/macro-servers/"
 # No incremental compilation: rustc names the object files in an incremental session's rlib with a random
 # suffix (libcodegen-*.rlib's member `codegen-*.<cgu>.<random>.rcgu.o`), and its session directories by time.
-ENV = {"CARGO_INCREMENTAL": "0"}
+INCREMENTAL_OFF = {"CARGO_INCREMENTAL": "0"}
+# The one part of the cratecage cache the builds share with the user's: wasmtime's compiled modules, keyed by
+# the module's bytes, so they cannot change what a build writes (and compiling them again costs half a minute).
+MODULES = "modules"
 
 
 def files(target: Path) -> dict[str, Path]:
@@ -85,10 +94,20 @@ def server_records(tree: dict[str, Path]) -> list[str]:
     return sorted(path.read_text() for rel, path in tree.items() if rel.startswith(SERVER_RECORDS))
 
 
-def build(cargo: Cargo, target: Path, mark: Path) -> str:
-    """A clean `-j2` build through the wrapper; the program's output."""
+def fresh_cache(cache: Path) -> None:
+    """An empty cratecage cache at `cache` but for the compiled modules, the user's (`MODULES`)."""
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir()
+    (cache / MODULES).symlink_to(cache_root(dict(os.environ)) / MODULES, target_is_directory=True)
+
+
+def build(cargo: Cargo, target: Path, cache: Path, mark: Path) -> str:
+    """A clean `-j2` build through the wrapper, with a fresh cratecage cache of its own at `cache`; the
+    program's output."""
     assert not target.exists()
-    cargo(WORKSPACE, "build", "--locked", "-j2", wrapped=True, target_dir=target, extra_env=ENV)
+    fresh_cache(cache)
+    cargo(WORKSPACE, "build", "--locked", "-j2", wrapped=True, target_dir=target,
+          extra_env={**INCREMENTAL_OFF, "CRATECAGE_CACHE_DIR": str(cache)})
     assert_nothing_outlives(mark)
     done = subprocess.run([str(target / "debug" / "repro-app")], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
@@ -97,10 +116,10 @@ def build(cargo: Cargo, target: Path, mark: Path) -> str:
 
 def test_a_mixed_build_at_j2_twice_from_clean_gives_identical_artifacts(selected_cargo: Cargo,
                                                                        tmp_path: Path) -> None:
-    target, first = tmp_path / "target", tmp_path / "first"
-    output = build(selected_cargo, target, tmp_path)
+    target, first, cache = tmp_path / "target", tmp_path / "first", tmp_path / "cache"
+    output = build(selected_cargo, target, cache, tmp_path)
     target.rename(first)
-    assert build(selected_cargo, target, tmp_path) == output
+    assert build(selected_cargo, target, cache, tmp_path) == output
 
     assert '"primes":[2,3,5,7,11]' in output and "no release named x" in output
     assert "stamp: hello/salt-0-3-1" in output and "greeting: stamped (greeting/salt-0-3-1)" in output
