@@ -71,6 +71,10 @@ def record(cc_dir: Path, ctx: RunContext, grant: Any, exit_code: int, message: s
 def native(cc_dir: Path, kind: str, crate: str, version: str, policy_file: str) -> None:
     """A build script or proc-macro crate compiled to run natively, as `sandbox = "native"` in `policy_file`
     says: counted apart from the sandboxed runs (`summary`), so nothing native hides among them."""
+    try:
+        cc_dir.mkdir(parents=True, exist_ok=True)  # a native macro may be the build's first unit
+    except OSError:
+        pass
     _append(cc_dir, {"event": "native", "crate": crate, "version": version, "kind": kind, "run": RUN_ID,
                      "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "policy": policy_file})
 

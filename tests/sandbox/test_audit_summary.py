@@ -49,3 +49,10 @@ def test_a_sandboxed_run_after_a_native_compile_counts_as_wasm_again(tmp_path: P
     lines = summary(tmp_path, native("build", "zlib-sys"), run("build", "zlib-sys", "a"))
     assert lines[-1] == "ran natively: 0 build scripts, 0 proc macro crates"
     assert lines[-2].startswith("ran as wasm in the sandbox: 1 build script (0 failed)")
+
+
+def test_a_native_unit_is_recorded_even_as_the_first_event_of_a_build_directory(tmp_path: Path) -> None:
+    state = tmp_path / "target" / "cratecage"
+    audit.native(state, "macro", "serde_derive", "1.0.0", "cratecage.toml")
+    assert audit.summary(state / audit.AUDIT_LOG)[-1] == (
+        'ran natively: 0 build scripts, 1 proc macro crate (sandbox = "native" in the policy)')
