@@ -2,7 +2,8 @@
 # second time.
 #   make setup   .venv with cratecage + a wasm32-wasip1-capable toolchain (rustup target, or std built from
 #                rust-src; on Debian without either, Debian's rustc-web packages are installed first)
-#   make demo    build fixtures/crates-io through the wrapper, build scripts sandboxed, and summarise
+#   make demo    build fixtures/crates-io through the wrapper, build scripts and proc macros sandboxed, and
+#                summarise (cratecage audit: each one's last run, then what ran as wasm and what natively)
 #   make test    the whole test suite (.ci/run runs exactly this), on both of cargo's build-dir layouts;
 #                installs rustup toolchains 1.99.1 (first-use tests) and the new-layout nightly
 #   make bench   pass-through overhead and a 50-crate clean build, wrapped vs plain; the compatibility corpus
@@ -53,8 +54,10 @@ debian-rust:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES)
 
-# fixtures/crates-io: serde, anyhow, libc, thiserror, num-traits, typenum, ... with every build script in the
-# sandbox; then the summary of what ran there.
+# fixtures/crates-io: serde, anyhow, libc, thiserror, num-traits, typenum, ... with every build script and
+# every proc macro (serde_derive, thiserror-impl, rustversion) run as wasm in the sandbox; then the audit:
+# each one's last run (a macro crate with its expansions), and its last two lines, counted from the audit
+# log, say how many ran as wasm and how many natively.
 demo: setup
 	@$(TOOLCHAIN_ENV) && cd fixtures/crates-io && \
 	  RUSTC_WRAPPER=$(CURDIR)/$(CRATECAGE) CARGO_TARGET_DIR=$(CURDIR)/target/demo cargo run --locked && \

@@ -56,6 +56,21 @@ def own_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if _OWN_LINE.match(line)]
 
 
+def assert_nothing_outlives(mark: Path) -> None:
+    """No process of a build (rustc, a macro server, a wasm run, a granted program) runs on after cargo has
+    returned: every one of them has `mark` (the test's directory) in its command line or environment."""
+    needle = str(mark).encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        assert needle not in cmdline and needle not in environ, f"process {pid} outlived the build: {cmdline!r}"
+
+
 @pytest.fixture(autouse=True)
 def open_reaper_gate() -> Iterator[None]:
     """A test that ends a run in this process (GuestRun.close, reaper.end) shuts shim.confine.reaper's gate for

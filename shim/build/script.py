@@ -152,6 +152,10 @@ def compile_native(chain: list[str], args: RustcArgs, expanded: list[str], envir
     for name, _value, words in tokens(expanded):
         argv.extend(["--out-dir", str(native_dir)] if name == "--out-dir" else words)
     pkg = environ.get("CARGO_PKG_NAME", "?")
+    from shim.sandbox import audit
+
+    audit.native(Path(layout.state_dir(str(out_dir))), "build", pkg, environ.get("CARGO_PKG_VERSION", "?"),
+                 policy_file)
     note = f"cratecage: build script of {pkg} runs natively, unsandboxed (sandbox = \"native\" in {policy_file})"
     print(note, file=sys.stderr)
     done = subprocess.run([*chain, *argv], cwd=cwd, env=environ, close_fds=False)

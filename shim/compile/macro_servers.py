@@ -10,7 +10,10 @@ pipes as stdin and stdout), and hands the pipes' other ends to rustc: `ENV` list
 `<request fd>,<reply fd>,<launcher>` (shim/rust/trampoline/bridge.rs reads it).
 
 Which trampoline has which launcher: shim.macro.trampoline records it when it compiles one, in
-`<build dir>/cratecage/macro-servers/<digest of the dylib's real path>` (the build dir the dylib is in).
+`<build dir>/cratecage/macro-servers/<the dylib's file name>` (the build dir the dylib is in): the dylib's
+real path, then the launcher. A dylib is that trampoline only if it is the same file as the recorded one (a
+replay loads it through a hard link of the same name). Named by the name cargo gave it, not by inode or
+mtime, so two clean builds write the same records (tests/macro/test_reproducible.py).
 """
 
 from __future__ import annotations
@@ -26,25 +29,26 @@ RECORDS = "macro-servers"
 
 
 def _record_path(state: str, dylib: str) -> str:
-    """By the dylib's identity (device, inode, mtime): a replay loads it through a hard link in its own
-    directory (shim.compile.dirs), which is the same file."""
-    st = os.stat(dylib)
-    return os.path.join(state, RECORDS, f"{st.st_dev}-{st.st_ino}-{st.st_mtime_ns}")
+    """By the dylib's file name: `lib<crate name><-C extra-filename>.so`, one unit's in a build directory."""
+    return os.path.join(state, RECORDS, os.path.basename(dylib))
 
 
 def record(dylib: str, launcher: str) -> None:
     from shim.files import atomic_write
 
-    atomic_write(_record_path(layout.state_dir(os.path.dirname(os.path.realpath(dylib))), dylib), launcher,
+    real = os.path.realpath(dylib)
+    atomic_write(_record_path(layout.state_dir(os.path.dirname(real)), dylib), f"{real}\n{launcher}",
                  make_parents=True)
 
 
 def launcher_of(state: str, dylib: str) -> str | None:
     """The server launcher of the trampoline at `dylib`, if cratecage compiled one (in the build whose
-    state directory is `state`)."""
+    state directory is `state`) and `dylib` is that very file."""
     try:
         with open(_record_path(state, dylib), encoding="utf-8", errors="surrogateescape") as fh:
-            launcher = fh.read()
+            original, newline, launcher = fh.read().partition("\n")
+        if not newline or not os.path.samefile(dylib, original):
+            return None
     except OSError:
         return None
     return launcher if os.path.isfile(launcher) and "\n" not in launcher and "," not in launcher else None

@@ -279,16 +279,16 @@ class Replayer:
             rustc_env=compile_env.script_rustc_env(out_dir))
 
     def _stamp(self, raw: bytes, rlib: str | None, externs: dict[str, str], scope_key: str) -> str:
+        """The key of a replay's inputs: by content, never by mtime, so two clean builds write the same
+        stamps (tests/macro/test_reproducible.py) and a rebuilt but identical native rlib is still fresh."""
         h = hashlib.sha256(raw)
         try:
-            st = os.stat(rlib or "")
-            h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
+            h.update(f"|{sha256_of(rlib or '')}".encode())
         except OSError:
             h.update(b"|missing" if rlib else b"|from source")
         h.update(f"|{self.facade}|{self.wasm_sysroot}|{scope_key}".encode())
-        if self.proc_macro:
-            st = os.stat(self.proc_macro)
-            h.update(f"|{self.proc_macro}|{st.st_size}|{st.st_mtime_ns}".encode())
+        if self.proc_macro:  # its path names its sources' hash (shim.toolchain.shipped)
+            h.update(f"|{self.proc_macro}|{os.path.getsize(self.proc_macro)}".encode())
         for dep in sorted(externs.values()):
             try:
                 h.update(Path(dep + ".stamp").read_bytes())

@@ -120,14 +120,15 @@ def compile_trampoline(chain: list[str], args: RustcArgs, expanded: list[str], e
         print(f"cratecage: the trampoline of proc-macro crate {package} {version} did not compile with "
               f"{rustc}; report it with `cratecage doctor`'s output", file=sys.stderr)
         return status
-    stem = layout.output_stem(args)
-    dep_file = _dep_info_path(expanded, out_dir, stem)
-    if dep_file:
-        deps = [d if os.path.isabs(d) else str(Path(cwd, d)) for d in sources]
-        outputs = [str(Path(out_dir, f"lib{stem}.so")), dep_file]
-        write_dep_info(Path(dep_file), outputs, [*deps, str(BRIDGE), os.path.abspath(__file__)], list(env_lines))
     from shim.compile import macro_servers
 
+    stem = layout.output_stem(args)
+    dep_file = _dep_info_path(expanded, out_dir, stem)
+    if dep_file:  # macro_servers' record format is part of it: a change there compiles the trampoline again
+        deps = [d if os.path.isabs(d) else str(Path(cwd, d)) for d in sources]
+        outputs = [str(Path(out_dir, f"lib{stem}.so")), dep_file]
+        write_dep_info(Path(dep_file), outputs, [*deps, str(BRIDGE), os.path.abspath(__file__),
+                                                 os.path.abspath(macro_servers.__file__)], list(env_lines))
     macro_servers.record(str(Path(out_dir, f"lib{stem}.so")), launcher)
     return 0
 

@@ -40,6 +40,13 @@ def compile_proc_macro(chain: list[str], args: RustcArgs, expanded: list[str],
 
         print(f"cratecage: warning: the proc macros of {package} {version} run natively, outside the sandbox "
               f"(`sandbox = \"native\"` in {shown(str(policy.source))})", file=sys.stderr)
+        from pathlib import Path
+
+        from shim.cargo import layout
+        from shim.sandbox import audit
+
+        out_dir = os.path.realpath(os.path.join(os.getcwd(), args.out_dir or "."))
+        audit.native(Path(layout.state_dir(out_dir)), "macro", package, version, str(policy.source))
         return None
     try:
         guest = compile_macro_crate(chain, args, expanded, environ)

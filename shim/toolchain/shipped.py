@@ -109,8 +109,10 @@ def _compile(tc: Toolchain, crate: Shipped, externs: Sequence[tuple[str, Path]],
             "-C", f"metadata=cratecage-{crate.cache_name}-{digest}", "--out-dir", str(out_dir),
             str(crate.source_dir / "src" / "lib.rs")]
     try:
+        # in the crate's own directory: rustc writes its working directory into the rlib (the debuginfo's
+        # compilation directory), and the unit that happens to build it first runs wherever cargo started it
         proc = subprocess.run(argv, capture_output=True, text=True, env=scrubbed_env(environ),
-                              timeout=BUILD_TIMEOUT_S)
+                              timeout=BUILD_TIMEOUT_S, cwd=crate.source_dir)
     except (OSError, subprocess.TimeoutExpired) as err:
         raise ToolchainError(f"cannot build {crate.label} with {tc.compiler.rustc}: {err}") from None
     if proc.returncode != 0 or not (out_dir / crate.rlib_name).is_file():

@@ -12,13 +12,14 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import wasmtime
 
-from conftest import FIXTURES
+from conftest import FIXTURES, WRAPPER, scrubbed
 from shim.cargo import layout
 from shim.cargo.rustc_args import expand_argfiles, parse
 from shim.macro import wire
@@ -57,6 +58,16 @@ def built(selected_cargo, tmp_path_factory: pytest.TempPathFactory) -> dict:  # 
     target = root / "target"
     selected_cargo(ws, "build", wrapped=True, target_dir=target, extra_env={"CRATECAGE_WRAPPER": str(recorder)})
     return {"ws": ws, "target": target, "records": records}
+
+
+def test_the_audit_counts_the_proc_macro_crates_the_policy_made_native(built: dict) -> None:
+    shown = subprocess.run([str(WRAPPER), "audit", str(built["target"])], capture_output=True, text=True,
+                           timeout=60, env=scrubbed(dict(os.environ)))
+    assert shown.returncode == 0, shown.stderr
+    native = {line.split()[0] for line in shown.stdout.splitlines() if line.split()[2:3] == ["native"]}
+    assert native == {"macros", "bad_macros", "nosy_macros"}
+    assert shown.stdout.splitlines()[-1].startswith("ran natively: 0 build scripts, 3 proc macro crates")
+    assert "ran as wasm in the sandbox:" in shown.stdout.splitlines()[-2]
 
 
 def compile_unit(built: dict, crate: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]

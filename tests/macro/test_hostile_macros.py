@@ -41,7 +41,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, own_lines, scrubbed
+from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, assert_nothing_outlives, own_lines, scrubbed
 
 pytestmark = pytest.mark.integration
 
@@ -134,18 +134,8 @@ class Arena:
                     assert needle not in path.read_bytes(), f"the canary is in {path.relative_to(target)}"
 
     def assert_nothing_left(self) -> None:
-        """No process of the build (rustc, a macro server, a granted program) runs on after cargo: every
-        one of them has the arena's paths in its command line or environment."""
-        mark = str(self.root).encode()
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit() or int(pid) == os.getpid():
-                continue
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                environ = Path(f"/proc/{pid}/environ").read_bytes()
-            except OSError:
-                continue
-            assert mark not in cmdline and mark not in environ, f"process {pid} outlived the build: {cmdline!r}"
+        """No process of the build (rustc, a macro server, a granted program) runs on after cargo."""
+        assert_nothing_outlives(self.root)
 
 
 @pytest.fixture(scope="module")

@@ -216,6 +216,11 @@ def test_sandbox_native_is_the_named_escape_hatch_and_is_reported(cargo: Cargo, 
     again = build(cargo, project, None, "-v", env={"POLICY_DEMO_VAR": "changed"})  # a rerun reports it again
     assert 'runs natively, unsandboxed' in again.proc.stderr
     assert not any(e["kind"] == "replay" for e in run.trace)
+    audit = subprocess.run([str(WRAPPER), "audit", str(project["target"])], capture_output=True, text=True,
+                           env=scrubbed(dict(os.environ)))
+    assert audit.returncode == 0, audit.stderr
+    assert any(line.split()[:3] == ["policy-demo", "0.3.1", "native"] for line in audit.stdout.splitlines())
+    assert audit.stdout.splitlines()[-1].startswith("ran natively: 1 build script, 0 proc macro crates")
 
 
 def test_init_proposes_a_policy_under_which_an_enforcing_build_passes(cargo: Cargo, project: dict) -> None:
