@@ -26,6 +26,7 @@ exactly that, as a project using num_enum would.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -42,8 +43,10 @@ WS = FIXTURES / "macro-crates"
 MACRO_CRATES = ("serde_derive", "thiserror-impl", "clap_derive", "async-trait", "pin-project-internal",
                 "strum_macros", "derive_more-impl", "tokio-macros", "rustversion", "paste", "zerocopy-derive",
                 "tracing-attributes", "num_enum_derive", "displaydoc", "greet")
-# zoo's targets that use them, as `cargo rustc` selects each
+# zoo's targets, as `cargo rustc` selects each, and the macro crates each one uses
 TARGETS = {"lib": ("--lib",), "bin": ("--bin", "zoo"), "test": ("--test", "proof")}
+USED_BY = {"lib": set(MACRO_CRATES) - {"clap_derive", "tokio-macros"}, "bin": {"clap_derive", "tokio-macros"},
+           "test": {"tokio-macros"}}
 AUDIT_LINE = re.compile(r"^(?P<crate>\S+)\s+\S+\s+ok\s+[\d.]+\s+proc macro: (?P<n>\d+) expansions? for (?P<for>\S+) ")
 
 
@@ -76,6 +79,14 @@ class Zoo:
             assert not own_lines(run.proc.stderr), run.proc.stderr[-3000:]
             self.expanded[target, mode] = run.proc.stdout
         return self.expanded[target, mode]
+
+    def servers_for_zoo(self) -> list[str]:
+        """The macro crates of each macro server's record for a compile of zoo in the wrapped target's audit
+        log (shim/sandbox/audit.py), oldest first."""
+        log = self.targets["wrapped"] / "cratecage" / "audit.jsonl"
+        events = [json.loads(line) for line in log.read_text().splitlines()]
+        return [e["crate"] for e in events
+                if e["event"] == "run" and e.get("expansions") and e.get("consumer", "").split()[0] == "zoo"]
 
     def audit(self) -> dict[tuple[str, str], int]:
         """(macro crate, crate compiled) -> expansions, from `cratecage audit` of the wrapped target."""
@@ -125,16 +136,6 @@ def test_each_macro_crate_expanded_for_zoo_in_the_sandbox(zoo: Zoo, proven: Carg
     assert "proc-macro" in proven.kinds().get(macro_crate.replace("-", "_"), set())
 
 
-@pytest.mark.parametrize("target", TARGETS)
-def test_the_sandboxed_expansion_is_the_native_one_token_for_token(zoo: Zoo, proven: CargoRun, target: str) -> None:
-    native, sandboxed = zoo.expansion(target, "native"), zoo.expansion(target, "wrapped")
-    native_tokens = tokens(native)
-    assert len(native_tokens) > 1000  # the expansion, not an error message
-    difference = first_difference(native_tokens, tokens(sandboxed))
-    assert difference is None, difference
-    print(f"zoo {target}: {len(native_tokens)} tokens, text byte-identical: {native == sandboxed}")
-
-
 def diagnostics(stderr: str) -> list[list[str]]:
     """rustc's diagnostics in cargo's stderr, each from its `error` line to the blank line after it, without
     cargo's own summary lines."""
@@ -163,7 +164,8 @@ SPAN_ERRORS = [
                          ids=[e[0] for e in SPAN_ERRORS])
 def test_a_derive_rejecting_its_input_points_where_the_native_one_points(
         zoo: Zoo, proven: CargoRun, feature: str, macro_crate: str, message: str, location: str) -> None:
-    runs = {mode: zoo.run(mode, "build", "-p", "spans", "--features", feature, check=False)
+    # with zoo, so that the dependencies' features are zoo's and nothing is compiled again but spans
+    runs = {mode: zoo.run(mode, "build", "-p", "zoo", "-p", "spans", "--features", f"spans/{feature}", check=False)
             for mode in ("native", "wrapped")}
     assert not runs["native"].ok and not runs["wrapped"].ok
     native, sandboxed = (diagnostics(runs[mode].proc.stderr) for mode in ("native", "wrapped"))
@@ -172,3 +174,15 @@ def test_a_derive_rejecting_its_input_points_where_the_native_one_points(
     assert sandboxed == native
     assert not own_lines(runs["wrapped"].proc.stderr)
     assert zoo.audit().get((macro_crate, "spans"), 0) >= 1
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_sandboxed_expansion_is_the_native_one_token_for_token(zoo: Zoo, proven: CargoRun, target: str) -> None:
+    before = len(zoo.servers_for_zoo())
+    native, sandboxed = zoo.expansion(target, "native"), zoo.expansion(target, "wrapped")
+    assert set(zoo.servers_for_zoo()[before:]) >= USED_BY[target]  # this very expansion ran in the sandbox
+    native_tokens = tokens(native)
+    assert len(native_tokens) > 1000  # the expansion, not an error message
+    difference = first_difference(native_tokens, tokens(sandboxed))
+    assert difference is None, difference
+    print(f"zoo {target}: {len(native_tokens)} tokens, text byte-identical: {native == sandboxed}")
