@@ -33,7 +33,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, Cargo, CargoRun, own_lines
+from shim.sandbox.audit import log_path
+
+from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, own_lines
 from rust_tokens import first_difference, tokens
 
 pytestmark = pytest.mark.integration
@@ -83,17 +85,14 @@ class Zoo:
     def servers_for_zoo(self) -> list[str]:
         """The macro crates of each macro server's record for a compile of zoo in the wrapped target's audit
         log (shim/sandbox/audit.py), oldest first."""
-        log = self.targets["wrapped"] / "cratecage" / "audit.jsonl"
-        events = [json.loads(line) for line in log.read_text().splitlines()]
+        events = [json.loads(line) for line in log_path(self.targets["wrapped"]).read_text().splitlines()]
         return [e["crate"] for e in events
                 if e["event"] == "run" and e.get("expansions") and e.get("consumer", "").split()[0] == "zoo"]
 
     def audit(self) -> dict[tuple[str, str], int]:
         """(macro crate, crate compiled) -> expansions, from `cratecage audit` of the wrapped target."""
-        from conftest import WRAPPER
-
         done = subprocess.run([str(WRAPPER), "audit", str(self.targets["wrapped"])], capture_output=True,
-                              text=True, timeout=120, env={**self.cargo.env, "PATH": self.cargo.env["PATH"]})
+                              text=True, timeout=120, env=self.cargo.env)
         assert done.returncode == 0, done.stderr
         out: dict[tuple[str, str], int] = {}
         for match in filter(None, map(AUDIT_LINE.match, done.stdout.splitlines())):
