@@ -111,7 +111,7 @@ def test_cratecage_audit_and_init_show_hostile_targets_inert(tmp_path: Path) -> 
     log = tmp_path / "audit.jsonl"
     log.write_text("".join(json.dumps(e) + "\n" for e in events))
     summary = audit.summary(log)
-    assert all(line.isprintable() for line in summary) and len(summary) == 5
+    assert all(line.isprintable() for line in summary) and len(summary) == 6  # header, 3 lines of the run, 2 closing
     proposed = init_policy.render(init_policy.proposals(log))
     assert tomllib.loads(proposed)["permissions"]["build"]["forged"]["filesystem-access"]["paths"] == [target]
 
