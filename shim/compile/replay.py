@@ -53,7 +53,7 @@ from shim import trace
 from shim.cargo import env as compile_env
 from shim.cargo import journal, layout
 from shim.cargo.rustc_args import RustcArgs, parse
-from shim.compile import wasm_graph, wasm_rustc
+from shim.compile import shared_cache, wasm_graph, wasm_rustc
 from shim.compile.argv import ReplayError, wasm_argv
 from shim.compile.dirs import DEP_INFO_SUFFIX, CompileDirs, sha256_of
 from shim.files import atomic_write
@@ -86,6 +86,9 @@ class Replayer:
         self._graph: wasm_graph.Graph | None = None
         # (manifest dir, features) -> wasm rlib of a library cargo never compiled
         self._synthesised: dict[tuple[str, frozenset[str]], str] = {}
+        from shim.files import cache_dir
+
+        self.cache = cache_dir(environ)  # the per-user cache of wasm compiles (shim.compile.shared_cache)
 
     def externs_for(self, recorded: list[str], stack: tuple[str, ...] = ()) -> dict[str, str]:
         """native extern path -> wasm rlib, for every library extern of a command line."""
@@ -136,8 +139,8 @@ class Replayer:
         # (rustc loads a dependency's proc-macro crates by the `-L dependency=` search)
         self._closures[out] = tuple(self.closure([*externs.values(), *native_externs(entry.argv, entry.cwd)]))
         scope = self._scope(entry, rlib)
-        key = self._stamp(entry.raw, rlib if native else None, externs,
-                          wasm_rustc.scope_key(self.tools, scope, self.environ))
+        scope_key = wasm_rustc.scope_key(self.tools, scope, self.environ)
+        key = self._stamp(entry.raw, rlib if native else None, externs, scope_key)
         os.makedirs(self.wasm_deps, exist_ok=True)
         self._sweep()
         with open(os.path.join(self.wasm_deps, f".{name}.lock"), "w") as lock:
@@ -145,10 +148,20 @@ class Replayer:
             if self._fresh(out, key):
                 self._done[rlib] = out
                 return out
-            digests = self._compile(entry, externs, rlib, scope, native=native)
-            if name not in digests:
-                raise ReplayError(f"{scope.subject}: its wasm compile left no {name}")
-            atomic_write(out + ".stamp", json.dumps({"key": key, "outputs": digests}, sort_keys=True))
+            shared = self._shared_key(entry, rlib, externs, scope_key, scope.manifest_dir) if native else None
+            kept = shared_cache.fetch(self.cache, shared, self.wasm_deps) if shared else None
+            if kept is not None and name in kept[0]:
+                digests = kept[0]
+                trace.event(self.environ, kind="replay-kept", crate=entry.env.get("CARGO_CRATE_NAME", name),
+                            rlib=name)
+            else:
+                digests = self._compile(entry, externs, rlib, scope, native=native)
+                if name not in digests:
+                    raise ReplayError(f"{scope.subject}: its wasm compile left no {name}")
+                if shared:
+                    shared_cache.store(self.cache, shared, self.wasm_deps, digests)
+            atomic_write(out + ".stamp", json.dumps({"key": key, "outputs": digests, "shared": shared},
+                                                    sort_keys=True))
         self._done[rlib] = out
         return out
 
@@ -277,6 +290,26 @@ class Replayer:
             out_dir=out_dir, build_dir=os.path.dirname(rlib),
             sources=tuple(os.path.join(entry.cwd, i) for i in args.inputs), cargo_vars=entry.env, grant=grant,
             rustc_env=compile_env.script_rustc_env(out_dir))
+
+    def _shared_key(self, entry: journal.Entry, rlib: str, externs: dict[str, str], scope_key: str,
+                    manifest_dir: str) -> str | None:
+        """The key of this replay in the per-user cache (shim.compile.shared_cache), or None: not a registry
+        crate, or a wasm dependency without a key of its own. By content: the native rlib and the native
+        proc macros it was compiled with (a trampoline's bytes name its guest)."""
+        from shim.cargo.rustc_args import native_externs
+
+        if not shared_cache.from_registry(manifest_dir, self.environ):
+            return None
+        deps = []
+        for dep in sorted(externs.values()):
+            try:
+                deps.append(json.loads(Path(dep + ".stamp").read_text()).get("shared"))
+            except (OSError, ValueError, AttributeError):
+                return None
+        return shared_cache.key(entry.raw, self.facade, self.wasm_sysroot, scope_key, self.proc_macro or "",
+                                *deps, files=[rlib, *([self.proc_macro] if self.proc_macro else []),
+                                              *native_externs(entry.argv, entry.cwd),
+                                              *shared_cache.out_dir_files(entry.env.get("OUT_DIR"))])
 
     def _stamp(self, raw: bytes, rlib: str | None, externs: dict[str, str], scope_key: str) -> str:
         h = hashlib.sha256(raw)
