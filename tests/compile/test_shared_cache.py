@@ -1,0 +1,77 @@
+"""The per-user cache of wasm compiles (shim.compile.shared_cache): keys, and that only an intact entry is
+ever copied into a build. Unit tests of the file handling; tests/macro/test_macro_cache.py builds through it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from shim.compile import shared_cache
+
+
+def _entry(tmp_path: Path, key: str = "ab" * 32) -> tuple[str, Path]:
+    src = tmp_path / "out"
+    src.mkdir()
+    (src / "libx-1.rlib").write_bytes(b"rlib bytes")
+    shared_cache.store(str(tmp_path / "cache"), key, str(src),
+                       {"libx-1.rlib": hashlib.sha256(b"rlib bytes").hexdigest()}, {"deps": ["a.rs"]})
+    return key, tmp_path / "cache" / shared_cache.DIR / key[:2] / key
+
+
+def test_a_key_covers_parts_and_file_contents_and_is_none_without_every_part(tmp_path: Path) -> None:
+    lib = tmp_path / "lib.rlib"
+    lib.write_bytes(b"one")
+    first = shared_cache.key("argv", files=[str(lib)])
+    assert first == shared_cache.key("argv", files=[str(lib)])
+    assert first != shared_cache.key("argv2", files=[str(lib)])
+    assert shared_cache.key("ab", "c") != shared_cache.key("a", "bc")  # parts are length-prefixed
+    lib.write_bytes(b"two")
+    assert shared_cache.key("argv", files=[str(lib)]) != first
+    assert shared_cache.key("argv", None, files=[str(lib)]) is None  # a dependency without a key
+    assert shared_cache.key("argv", files=[str(tmp_path / "missing")]) is None
+
+
+def test_a_stored_entry_is_copied_back_with_its_digests_and_record(tmp_path: Path) -> None:
+    key, _where = _entry(tmp_path)
+    dest = tmp_path / "wasm-deps"
+    kept = shared_cache.fetch(str(tmp_path / "cache"), key, str(dest))
+    assert kept == ({"libx-1.rlib": hashlib.sha256(b"rlib bytes").hexdigest()}, {"deps": ["a.rs"]})
+    assert (dest / "libx-1.rlib").read_bytes() == b"rlib bytes"
+    assert shared_cache.fetch(str(tmp_path / "cache"), "cd" * 32, str(dest)) is None
+
+
+def test_an_entry_whose_bytes_changed_is_never_copied(tmp_path: Path) -> None:
+    key, where = _entry(tmp_path)
+    (where / "libx-1.rlib").write_bytes(b"planted")
+    dest = tmp_path / "wasm-deps"
+    assert shared_cache.fetch(str(tmp_path / "cache"), key, str(dest)) is None
+    assert not dest.exists()
+
+
+def test_a_manifest_naming_files_outside_its_entry_is_not_used(tmp_path: Path) -> None:
+    key, where = _entry(tmp_path)
+    outside = tmp_path / "outside.rlib"
+    outside.write_bytes(b"x")
+    digest = hashlib.sha256(b"x").hexdigest()
+    for name in ("../../../../outside.rlib", ".hidden", shared_cache.MANIFEST):
+        (where / shared_cache.MANIFEST).write_text(json.dumps({"outputs": {name: digest}}))
+        assert shared_cache.fetch(str(tmp_path / "cache"), key, str(tmp_path / "dest")) is None
+
+
+def test_storing_again_replaces_a_broken_entry(tmp_path: Path) -> None:
+    key, where = _entry(tmp_path)
+    (where / "libx-1.rlib").write_bytes(b"planted")
+    shared_cache.store(str(tmp_path / "cache"), key, str(tmp_path / "out"),
+                       {"libx-1.rlib": hashlib.sha256(b"rlib bytes").hexdigest()})
+    assert shared_cache.fetch(str(tmp_path / "cache"), key, str(tmp_path / "dest")) is not None
+    assert not [n for n in os.listdir(where.parent) if n.endswith(".tmp")]
+
+
+def test_out_dir_files_lists_every_file_below_it_in_order(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    for name in ("z.rs", "a.rs", "b/c.rs"):
+        (tmp_path / name).write_text(name)
+    assert shared_cache.out_dir_files(str(tmp_path)) == [str(tmp_path / n) for n in ("a.rs", "z.rs", "b/c.rs")]
+    assert shared_cache.out_dir_files(None) == []

@@ -1,0 +1,115 @@
+"""A clean build reuses the wasm compiles of registry crates (shim.compile.shared_cache): through real cargo
+and the real wrapper, a workspace using thiserror (thiserror-impl, syn from crates.io) and a proc macro of
+its own (a path crate, also on syn) is built, its target directory removed, and built again: the second
+build copies syn's replay and thiserror-impl's guest from the cache instead of compiling them, never its own
+macro crate, and the program's output (both macros' expansions at work) is the same. A cached guest whose
+bytes were changed is not used: the next build compiles it again and the entry is whole afterwards.
+
+The cache directory is the test's own (CRATECAGE_CACHE_DIR), holding links to the user's per-toolchain
+entries (facade, proc_macro crate, compiled modules) so that nothing is built for the toolchain again."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shim.compile import shared_cache
+from shim.files import cache_root
+
+from conftest import Cargo
+
+OWN_DERIVE = """use proc_macro::TokenStream;
+use quote::quote;
+use syn::{parse_macro_input, DeriveInput};
+
+#[proc_macro_derive(Named)]
+pub fn named(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    let name = &input.ident;
+    let text = name.to_string();
+    quote! { impl #name { pub fn name() -> &'static str { #text } } }.into()
+}
+"""
+
+MAIN = """use own_derive::Named;
+
+#[derive(Debug, thiserror::Error, Named)]
+enum Failure {
+    #[error("job {job} failed {times} times")]
+    Failed { job: String, times: u32 },
+}
+
+fn main() {
+    let failure = Failure::Failed { job: "build".into(), times: 3 };
+    println!("{} says: {failure}", Failure::name());
+}
+"""
+EXPECTED = "Failure says: job build failed 3 times\n"
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, toolchain_env: dict[str, str]) -> Path:
+    root = tmp_path_factory.mktemp("macro-cache")
+    write(root / "Cargo.toml", '[workspace]\nmembers = ["app", "own-derive"]\nresolver = "2"\n')
+    write(root / "own-derive" / "Cargo.toml", '[package]\nname = "own-derive"\nversion = "0.1.0"\nedition = "2021"\n'
+          '\n[lib]\nproc-macro = true\n\n[dependencies]\nsyn = "2"\nquote = "1"\n')
+    write(root / "own-derive" / "src" / "lib.rs", OWN_DERIVE)
+    write(root / "app" / "Cargo.toml", '[package]\nname = "app"\nversion = "0.1.0"\nedition = "2021"\n\n'
+          '[dependencies]\nthiserror = "2"\nown-derive = { path = "../own-derive" }\n')
+    write(root / "app" / "src" / "main.rs", MAIN)
+    env = {**os.environ, **toolchain_env}
+    subprocess.run(["cargo", "generate-lockfile", "--offline"], cwd=root, env=env, check=True, capture_output=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache directory of the test's own but for what is built once per toolchain (links to the user's)."""
+    own = tmp_path_factory.mktemp("cache")
+    user = cache_root(os.environ)
+    for entry in user.iterdir() if user.is_dir() else ():
+        if entry.name != shared_cache.DIR:
+            (own / entry.name).symlink_to(entry)
+    return own
+
+
+def events(run, kind: str) -> list[str]:  # noqa: ANN001
+    return [e["crate"] for e in run.trace if e["kind"] == kind]
+
+
+def build(selected_cargo: Cargo, workspace: Path, cache: Path, target: Path):  # noqa: ANN201
+    shutil.rmtree(target, ignore_errors=True)
+    run = selected_cargo(workspace, "run", "--offline", "-q", "-p", "app", wrapped=True, target_dir=target,
+                         extra_env={"CRATECAGE_CACHE_DIR": str(cache)})
+    assert run.proc.stdout == EXPECTED
+    return run
+
+
+def test_a_clean_build_copies_registry_wasm_compiles_and_compiles_its_own_macro_crate(
+        selected_cargo: Cargo, workspace: Path, cache: Path) -> None:
+    target = workspace / "target-wrapped"
+    first = build(selected_cargo, workspace, cache, target)
+    assert "syn" in first.replays()
+    assert not events(first, "replay-kept") and not events(first, "macro-guest-kept")
+
+    second = build(selected_cargo, workspace, cache, target)
+    assert "syn" not in second.replays() and "syn" in events(second, "replay-kept")
+    assert events(second, "macro-guest-kept") == ["thiserror-impl"]  # never own-derive, a path crate
+    assert sorted(events(second, "macro-guest")) == ["own-derive", "thiserror-impl"]
+
+    # A changed cached module: compiled again, never copied; the entry is replaced by a whole one.
+    [module] = [p for p in (cache / shared_cache.DIR).glob("*/*/thiserror_impl-*.wasm")]
+    module.write_bytes(module.read_bytes()[:-16] + b"\0" * 16)
+    third = build(selected_cargo, workspace, cache, target)
+    assert "thiserror-impl" not in events(third, "macro-guest-kept")
+    fourth = build(selected_cargo, workspace, cache, target)
+    assert events(fourth, "macro-guest-kept") == ["thiserror-impl"]
