@@ -1121,6 +1121,19 @@ def lock_and_fetch(root: Path, env: dict[str, str]) -> None:
     timed_run([env["CARGO"], "fetch", "--locked"], env, cwd=root)
 
 
+def with_cpu(run) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(what `run` returned: wall seconds, user + system seconds of the processes it waited for, their
+    descendants included as far as each was waited for). Under other engineers' load the wall time of both
+    sides stretches unevenly; the cpu time much less (a macro server that outlives its rustc's wait is not
+    counted: each ends at rustc's EOF, well under a second of cpu)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = run()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def macro_servers(trace: Path) -> list[dict]:
     """The `macro-server` events of a trace file (shim/macro/server.py: where each server's time went)."""
     if not trace.is_file():
@@ -1148,18 +1161,23 @@ def bench_expansion(env: dict[str, str], rounds: int) -> tuple[Comparison, dict]
         info[f"first_build_{side}_s"] = build(ws / f"target-{side}", build_env)
         progress(f"  first build, {side} (dependencies; untimed): {info[f'first_build_{side}_s']:.2f} s")
 
+    cpu = Comparison("derive-heavy crate recompile, cpu", [], [])
+
     def plain() -> float:
-        t = build(ws / "target-plain", env)
-        progress(f"    native    {t:7.2f} s")
+        t, c = with_cpu(lambda: build(ws / "target-plain", env))
+        cpu.plain.append(c)
+        progress(f"    native    {t:7.2f} s   (cpu {c:6.2f} s)")
         return t
 
     def wrapped() -> float:
-        t = build(ws / "target-wrapped", wrapped_env)
-        progress(f"    sandboxed {t:7.2f} s")
+        t, c = with_cpu(lambda: build(ws / "target-wrapped", wrapped_env))
+        cpu.wrapped.append(c)
+        progress(f"    sandboxed {t:7.2f} s   (cpu {c:6.2f} s)")
         return t
 
     progress(f"  {derives} derives in {info['lines']} lines; {rounds} round(s): touch, `cargo build` (this crate only)")
     comparison = Comparison("derive-heavy crate recompile", *alternate(plain, wrapped, rounds))
+    info["cpu"] = cpu
     trace = ws / "trace.jsonl"
     trace.unlink(missing_ok=True)
     info["traced_s"] = build(ws / "target-wrapped", dict(wrapped_env, CRATECAGE_TRACE=str(trace)))
@@ -1297,14 +1315,27 @@ def bench_macro_workspace(env: dict[str, str], rounds: int) -> tuple[Comparison,
     macros = sorted(p["name"] for p in packages if any("proc-macro" in t["kind"] for t in p["targets"]))
     info = {"packages": len(packages), "proc_macros": macros}
 
+    cpu = Comparison("clean build macro-heavy, cpu", [], [])
+    info["cpu"] = cpu
+
     def plain() -> float:
-        t = cargo_build_reporting(ws, ws / "target-plain", env, "plain")
-        progress(f"    plain   {t:7.2f} s")
+        t, c = with_cpu(lambda: cargo_build_reporting(ws, ws / "target-plain", env, "plain"))
+        cpu.plain.append(c)
+        progress(f"    plain   {t:7.2f} s   (cpu {c:6.2f} s)")
         return t
 
+    kept = cache_root(env) / "wasm-compiles"  # shim.compile.shared_cache.DIR
+
+    def entries() -> set[str]:
+        return {p.name for p in kept.glob("*/*")} if kept.is_dir() else set()
+
     def wrapped() -> float:
-        t = cargo_build_reporting(ws, ws / "target-wrapped", wrapped_env, "wrapped")
-        progress(f"    wrapped {t:7.2f} s")
+        before = entries()
+        t, c = with_cpu(lambda: cargo_build_reporting(ws, ws / "target-wrapped", wrapped_env, "wrapped"))
+        cpu.wrapped.append(c)
+        fresh = len(entries() - before)
+        info.setdefault("new_cache_entries", []).append(fresh)
+        progress(f"    wrapped {t:7.2f} s   (cpu {c:6.2f} s; {fresh} wasm compiles newly kept per user)")
         return t
 
     progress(f"  {len(packages)} packages, {len(macros)} proc-macro crates ({', '.join(macros)}); "
@@ -1312,8 +1343,18 @@ def bench_macro_workspace(env: dict[str, str], rounds: int) -> tuple[Comparison,
     comparison = Comparison("clean build macro-heavy", *alternate(plain, wrapped, rounds))
     comparison.notes.append("wrapped, every proc-macro crate is compiled for wasm32-wasip1 (its closure replayed) "
                             "and a native\n        trampoline stands in for it; compiled modules are cached per "
-                            "user (<cache>/modules)")
+                            "user (<cache>/modules), and so are the\n        wasm compiles of registry crates "
+                            "(<cache>/wasm-compiles, shim/compile/shared_cache.py): the first wrapped\n        "
+                            "build of this target directory fills it, later ones copy from it")
     return comparison, info
+
+
+def print_cpu(cpu: Comparison) -> None:
+    if cpu.plain and cpu.wrapped:
+        s = cpu.summary()
+        print(f"  cpu    : plain {s['plain_median_s']:7.2f} s   wrapped {s['wrapped_median_s']:7.2f} s   "
+              f"ratio of medians {s['ratio_of_medians']:.3f} (rounds: {s['ratio_min']:.3f} .. {s['ratio_max']:.3f}; "
+              "user + system time of cargo and what it waited for)")
 
 
 def print_servers(servers: list[dict]) -> None:
@@ -1487,6 +1528,7 @@ def report(r: Results) -> dict:
         print(f"\n  derive-heavy crate ({info['derives']} derives: serde, thiserror, clap), recompile of that crate "
               "alone (native vs sandboxed)")
         print_build_table(r.expansion)
+        print_cpu(info["cpu"])
         print(f"  one more sandboxed recompile, traced: {info['traced_s']:.2f} s; where its macro servers' time went:")
         print_servers(info["servers"])
         ratio = r.expansion.summary()["ratio_of_medians"]
@@ -1498,6 +1540,7 @@ def report(r: Results) -> dict:
         print(f"\n  macro-heavy workspace, clean build ({info['packages']} packages, "
               f"{len(info['proc_macros'])} proc-macro crates)")
         print_build_table(r.macro_build)
+        print_cpu(info["cpu"])
         ratio = r.macro_build.summary()["ratio_of_medians"]
         checks["macro_build_ratio"] = check(ratio, MAX_MACRO_BUILD_RATIO)
         lines.append(f"  {verdict(ratio <= MAX_MACRO_BUILD_RATIO)}  macro-heavy clean build ratio {ratio:.3f} "
@@ -1519,6 +1562,11 @@ def report(r: Results) -> dict:
         for line in rest:
             print(f"          {line}")
     return checks
+
+
+def _cpu_json(info: dict | None) -> dict:
+    cpu = (info or {}).get("cpu")
+    return cpu.summary() | {"raw": asdict(cpu)} if cpu is not None and cpu.plain and cpu.wrapped else {}
 
 
 def results_json(args, env, r: Results, checks, edited: list[str]) -> dict:
@@ -1545,9 +1593,13 @@ def results_json(args, env, r: Results, checks, edited: list[str]) -> dict:
     if r.compat is not None:
         data["compat"] = r.compat.summary()
     if r.expansion is not None:
-        data["expansion"] = r.expansion.summary() | {"raw": asdict(r.expansion), "crate": r.expansion_info}
+        info = {k: v for k, v in r.expansion_info.items() if k != "cpu"} if r.expansion_info else {}
+        data["expansion"] = r.expansion.summary() | {"raw": asdict(r.expansion), "crate": info,
+                                                     "cpu": _cpu_json(r.expansion_info)}
     if r.macro_build is not None:
-        data["macro_build"] = r.macro_build.summary() | {"raw": asdict(r.macro_build), "workspace": r.macro_build_info}
+        info = {k: v for k, v in r.macro_build_info.items() if k != "cpu"} if r.macro_build_info else {}
+        data["macro_build"] = r.macro_build.summary() | {"raw": asdict(r.macro_build), "workspace": info,
+                                                         "cpu": _cpu_json(r.macro_build_info)}
     data["checks"] = checks
     data["failures"] = r.failures
     data["sources_changed_during_run"] = edited
