@@ -295,19 +295,13 @@ class Replayer:
                     manifest_dir: str) -> str | None:
         """The key of this replay in the per-user cache (shim.compile.shared_cache), or None: not a registry
         crate, or a wasm dependency without a key of its own. By content: the native rlib and the native
-        proc macros it was compiled with (a trampoline's bytes name its guest)."""
+        proc macros it was compiled with (a trampoline's bytes name its guest's path)."""
         from shim.cargo.rustc_args import native_externs
 
         if not shared_cache.from_registry(manifest_dir, self.environ):
             return None
-        deps = []
-        for dep in sorted(externs.values()):
-            try:
-                deps.append(json.loads(Path(dep + ".stamp").read_text()).get("shared"))
-            except (OSError, ValueError, AttributeError):
-                return None
         return shared_cache.key(entry.raw, self.facade, self.wasm_sysroot, scope_key, self.proc_macro or "",
-                                *deps, files=[rlib, *([self.proc_macro] if self.proc_macro else []),
+                                *shared_cache.stamped_keys(externs.values()), files=[rlib, *([self.proc_macro] if self.proc_macro else []),
                                               *native_externs(entry.argv, entry.cwd),
                                               *shared_cache.out_dir_files(entry.env.get("OUT_DIR"))])
 

@@ -55,6 +55,20 @@ def key(*parts: str | bytes | None, files: Iterable[str] = ()) -> str | None:
     return h.hexdigest()
 
 
+def stamped_keys(wasm_rlibs: Iterable[str]) -> list[str | None]:
+    """The cache keys of replayed libraries (shim.compile.replay's stamps, sorted by path): None for one
+    without a key or a readable stamp, which leaves whatever depends on it without a key too."""
+    keys: list[str | None] = []
+    for rlib in sorted(wasm_rlibs):
+        try:
+            with open(rlib + ".stamp") as fh:
+                stamp = json.load(fh)
+            keys.append(stamp.get("shared") if isinstance(stamp, dict) else None)
+        except (OSError, ValueError):
+            keys.append(None)
+    return keys
+
+
 def out_dir_files(out_dir: str | None) -> list[str]:
     """Every file under a build script's OUT_DIR, sorted: what a compile may `include!` from it."""
     found: list[str] = []

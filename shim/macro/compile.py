@@ -177,21 +177,14 @@ def _shared_key(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Repl
     """The guest's key in the per-user cache of wasm compiles (shim.compile.shared_cache), or None: a macro
     crate not from a registry, or a dependency replayed without a key. The mirrored root's text is the
     rewritten one (the command line names it); its other sources are the registry's, unchanging."""
-    import json
-
     from shim.cargo.rustc_args import native_externs
 
     if not shared_cache.from_registry(scope.manifest_dir, environ):
         return None
-    deps = []
-    for dep in sorted(externs.values()):
-        try:
-            deps.append(json.loads(Path(dep + ".stamp").read_text()).get("shared"))
-        except (OSError, ValueError, AttributeError):
-            return None
     root = next((w for n, _v, words in tokens(recorded) if n is None for w in words), "")
     return shared_cache.key("macro guest", "\0".join(recorded), replayer.facade, tools.wasm_sysroot,
-                            wasm_rustc.scope_key(tools, scope, environ), *deps,
+                            wasm_rustc.scope_key(tools, scope, environ),
+                            *shared_cache.stamped_keys(externs.values()),
                             files=[root, pm_rlib, *native_externs(expanded, os.getcwd()),
                                    *shared_cache.out_dir_files(scope.out_dir)])
 

@@ -185,7 +185,8 @@ class Server:
         """Where this server's time went, one `macro-server` event in the trace (CRATECAGE_TRACE, for
         `make bench`): seconds from the process's start to `main_macro_server` (Python and the launcher;
         /proc's clock ticks), from there to the first request, in setup, in (re)instantiating the module, in
-        the guest's `cratecage_expand`, answering requests in all, and the whole life."""
+        the guest's `cratecage_expand`, answering requests in all, the whole life, and its cpu time (user and
+        system, with its children's)."""
         from shim import trace
 
         if not os.environ.get(trace.TRACE_ENV):
@@ -199,7 +200,8 @@ class Server:
                     setup_s=round(self.setup_seconds, 4),
                     instantiate_s=round(expander.start_seconds, 4) if expander else 0.0,
                     guest_s=round(expander.guest_seconds, 4) if expander else 0.0,
-                    answer_s=round(self.answer_seconds, 4), life_s=round(now - self.started, 4))
+                    answer_s=round(self.answer_seconds, 4), life_s=round(now - self.started, 4),
+                    cpu_s=round(sum(os.times()[:4]), 4))
 
 
 def _since_process_start(monotonic: float) -> float:

@@ -75,3 +75,12 @@ def test_out_dir_files_lists_every_file_below_it_in_order(tmp_path: Path) -> Non
         (tmp_path / name).write_text(name)
     assert shared_cache.out_dir_files(str(tmp_path)) == [str(tmp_path / n) for n in ("a.rs", "z.rs", "b/c.rs")]
     assert shared_cache.out_dir_files(None) == []
+
+
+def test_stamped_keys_read_each_replay_stamp_and_give_none_for_one_without_a_key(tmp_path: Path) -> None:
+    for name, stamp in (("liba.rlib", {"key": "k", "shared": "s1"}), ("libb.rlib", {"key": "k"})):
+        (tmp_path / f"{name}.stamp").write_text(json.dumps(stamp))
+    rlibs = [str(tmp_path / n) for n in ("libb.rlib", "liba.rlib", "libc.rlib")]
+    assert shared_cache.stamped_keys(rlibs) == ["s1", None, None]  # sorted by path; libc has no stamp
+    assert shared_cache.key("x", *shared_cache.stamped_keys(rlibs[1:2])) is not None
+    assert shared_cache.key("x", *shared_cache.stamped_keys(rlibs)) is None
