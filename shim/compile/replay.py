@@ -27,7 +27,9 @@ again for wasm), and a library with a build script gets that script's answer for
 `Replayer.wasm_rlib` replays a library (and first its own dependencies) from the journal (shim.cargo.journal) into
 `<target>/cratecage/wasm-deps/`, once per artifact under a file lock, again whenever the native rlib, its
 recorded command line or what its compile may read and see changes, or when a file it published no longer
-has the sha256 its stamp records (`_fresh`: whatever replaced it is never linked). No compile reads or
+has the sha256 its stamp records (`_fresh`: whatever replaced it is never linked). A registry library's
+replay is kept per user too (shim.compile.shared_cache, keyed by content: the native rlib, the command line,
+the toolchain, the grant, its wasm dependencies' keys): a clean build copies it instead of compiling. No compile reads or
 writes wasm-deps itself (shim.compile.dirs): each gets hard links to its own closure (`closure`) and a
 private output directory, from which cratecage publishes the rlib (no rmeta: nothing reads one); the
 dep-info, which holds the values of the variables the compile read, stays private and is dropped.
