@@ -932,9 +932,11 @@ def failing_build(side: str, stderr: str) -> BuildFailed:
     return BuildFailed(side, crate, messages, tail)
 
 
-def cargo_build_reporting(ws: Path, target: Path, env: dict[str, str], side: str) -> float:
-    """Like cargo_build, but a failure says which crate failed and what cratecage said (BuildFailed)."""
-    shutil.rmtree(target, ignore_errors=True)
+def cargo_build_reporting(ws: Path, target: Path, env: dict[str, str], side: str, *, clean: bool = True) -> float:
+    """Like cargo_build, but a failure says which crate failed and what cratecage said (BuildFailed).
+    `clean` False: into the target directory as it is (a rebuild)."""
+    if clean:
+        shutil.rmtree(target, ignore_errors=True)
     build_env = dict(env, CARGO_TARGET_DIR=str(target), CARGO_INCREMENTAL="0")
     start = time.perf_counter()
     done = subprocess.run([env["CARGO"], "build", "--offline", "--locked", "--quiet"], env=build_env, cwd=ws,
@@ -1154,11 +1156,11 @@ def bench_expansion(env: dict[str, str], rounds: int) -> tuple[Comparison, dict]
 
     def build(target: Path, build_env: dict[str, str]) -> float:
         os.utime(source)  # newer than the last build's output: cargo recompiles this crate, nothing else
-        return cargo_build_reporting_in(ws, target, build_env)
+        side = "wrapped" if build_env.get("RUSTC_WRAPPER") else "plain"
+        return cargo_build_reporting(ws, target, build_env, side, clean=False)
 
     for side, build_env in (("plain", env), ("wrapped", wrapped_env)):  # untimed: the dependencies
-        shutil.rmtree(ws / f"target-{side}", ignore_errors=True)
-        info[f"first_build_{side}_s"] = build(ws / f"target-{side}", build_env)
+        info[f"first_build_{side}_s"] = cargo_build_reporting(ws, ws / f"target-{side}", build_env, side)
         progress(f"  first build, {side} (dependencies; untimed): {info[f'first_build_{side}_s']:.2f} s")
 
     cpu = Comparison("derive-heavy crate recompile, cpu", [], [])
@@ -1186,18 +1188,6 @@ def bench_expansion(env: dict[str, str], rounds: int) -> tuple[Comparison, dict]
                             "per rustc and macro crate,\n        started on the first expansion), the guest "
                             "instantiated once under wasmtime")
     return comparison, info
-
-
-def cargo_build_reporting_in(ws: Path, target: Path, env: dict[str, str]) -> float:
-    """`cargo build` into an existing target directory (no clean); a failure is a BuildFailed."""
-    build_env = dict(env, CARGO_TARGET_DIR=str(target), CARGO_INCREMENTAL="0")
-    start = time.perf_counter()
-    done = subprocess.run([env["CARGO"], "build", "--offline", "--locked", "--quiet"], env=build_env, cwd=ws,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise failing_build("wrapped" if env.get("RUSTC_WRAPPER") else "plain", done.stderr)
-    return elapsed
 
 
 # -- 8. proc macros: clean build of a macro-heavy workspace ----------------------------------------------
