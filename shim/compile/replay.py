@@ -88,6 +88,7 @@ class Replayer:
         self._graph: wasm_graph.Graph | None = None
         # (manifest dir, features) -> wasm rlib of a library cargo never compiled
         self._synthesised: dict[tuple[str, frozenset[str]], str] = {}
+        self._roots: shared_cache.Roots | None = None
         from shim.files import cache_dir
 
         self.cache = cache_dir(environ)  # the per-user cache of wasm compiles (shim.compile.shared_cache)
@@ -157,9 +158,11 @@ class Replayer:
                 trace.event(self.environ, kind="replay-kept", crate=entry.env.get("CARGO_CRATE_NAME", name),
                             rlib=name)
             else:
-                digests = self._compile(entry, externs, rlib, scope, native=native)
+                digests, env_lines = self._compile(entry, externs, rlib, scope, native=native)
                 if name not in digests:
                     raise ReplayError(f"{scope.subject}: its wasm compile left no {name}")
+                if env_lines is None or shared_cache.names_root(env_lines, self.roots()):
+                    shared = None  # it baked this build's paths in (`env!("OUT_DIR")`): kept here only
                 if shared:
                     shared_cache.store(self.cache, shared, self.wasm_deps, digests)
             atomic_write(out + ".stamp", json.dumps({"key": key, "outputs": digests, "shared": shared},
@@ -303,9 +306,23 @@ class Replayer:
         if not shared_cache.from_registry(manifest_dir, self.environ):
             return None
         return shared_cache.key(entry.raw, self.facade, self.wasm_sysroot, scope_key, self.proc_macro or "",
-                                *shared_cache.stamped_keys(externs.values()), files=[rlib, *([self.proc_macro] if self.proc_macro else []),
-                                              *native_externs(entry.argv, entry.cwd),
-                                              *shared_cache.out_dir_files(entry.env.get("OUT_DIR"))])
+                                *shared_cache.stamped_keys(externs.values()), found=self.roots(),
+                                files=[rlib, *([self.proc_macro] if self.proc_macro else []),
+                                       *native_externs(entry.argv, entry.cwd),
+                                       *shared_cache.out_dir_files(entry.env.get("OUT_DIR"))])
+
+    def roots(self) -> shared_cache.Roots:
+        """This build's directory and workspace, which the per-user cache's keys hold as placeholders."""
+        if self._roots is None:
+            from shim.cargo.workspace import WorkspaceUnknown, workspace_root_if_known
+
+            try:
+                workspace = self.workspace_dir or workspace_root_if_known(self.environ)
+            except WorkspaceUnknown:
+                workspace = None
+            self._roots = shared_cache.roots(os.path.dirname(os.path.dirname(self.wasm_deps)),
+                                             str(workspace) if workspace else None)
+        return self._roots
 
     def _stamp(self, raw: bytes, rlib: str | None, externs: dict[str, str], scope_key: str) -> str:
         h = hashlib.sha256(raw)
@@ -347,9 +364,10 @@ class Replayer:
         return True
 
     def _compile(self, entry: journal.Entry, externs: dict[str, str], rlib: str,
-                 scope: wasm_rustc.Scope, *, native: bool = True) -> dict[str, str]:
+                 scope: wasm_rustc.Scope, *, native: bool = True) -> tuple[dict[str, str], list[str] | None]:
         """Compile into a private directory, then publish the outputs (never the dep-info) into wasm-deps;
-        file name -> sha256 of each."""
+        (file name -> sha256 of each, the dep-info's `# env-dep:` lines)."""
+        from shim.cargo.depinfo import read_dep_info
         from shim.cargo.rustc_args import native_externs
 
         args = parse(entry.argv)
@@ -367,6 +385,10 @@ class Replayer:
                                   inputs=native_externs(entry.argv, entry.cwd), host_env=self.environ,
                                   dep_info=dirs.dep_info(layout.output_stem(args)), stream=False)
             digests = dirs.publish(self.wasm_deps) if done.returncode == 0 else {}
+            try:
+                env_lines = read_dep_info(Path(dirs.dep_info(layout.output_stem(args))))[1] if digests else []
+            except OSError:
+                env_lines = None  # unknown: not kept per user
         for message in done.messages(scope.subject):
             print(message, file=sys.stderr)
         crate = args.crate_name or os.path.basename(rlib)
@@ -387,7 +409,7 @@ class Replayer:
             )
         self.replayed.append(crate)
         trace.event(self.environ, kind="replay", crate=crate, rlib=os.path.basename(rlib))
-        return digests
+        return digests, env_lines
 
 
 def _printed_cfgs(output: bytes) -> list[str]:

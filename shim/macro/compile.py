@@ -143,7 +143,9 @@ def _compile(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replaye
         if kept is not None and f"{stem}.wasm" in kept[0] and _listing(kept[1]):
             os.replace(os.path.join(dirs.out, f"{stem}.wasm"), wasm)
             trace.event(environ, kind="macro-guest-kept", crate=scope.package)
-            return kept[1]["deps"], kept[1]["env_lines"]
+            found = replayer.roots()  # kept with placeholders for the roots (shim.compile.shared_cache)
+            return ([shared_cache.restore(d, found) for d in kept[1]["deps"]],
+                    [shared_cache.restore(line, found) for line in kept[1]["env_lines"]])
         linked = dirs.link([*replayer.closure(externs.values()), pm_rlib])
         argv, _dropped = wasm_argv(recorded, wasm_sysroot=tools.wasm_sysroot, facade=replayer.facade,
                                    out_dir=dirs.out, wasm_deps=dirs.deps,
@@ -165,9 +167,11 @@ def _compile(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replaye
         if not os.path.isfile(built):
             raise MacroCompileError(f"{scope.subject}: its wasm compile left no {stem}.wasm")
         deps, env_lines = read_dep_info(Path(dirs.dep_info(stem)))
-        if shared:
+        found = replayer.roots()
+        if shared and not shared_cache.names_root(env_lines, found):  # else it baked this build's paths in
             shared_cache.store(replayer.cache, shared, dirs.out, {f"{stem}.wasm": sha256_of(built)},
-                               {"deps": list(deps), "env_lines": list(env_lines)})
+                               {"deps": [shared_cache.neutral(d, found) for d in deps],
+                                "env_lines": [shared_cache.neutral(line, found) for line in env_lines]})
         os.replace(built, wasm)
         return deps, env_lines
 
@@ -176,7 +180,8 @@ def _shared_key(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Repl
                 externs: dict[str, str], pm_rlib: str, expanded: list[str], environ: dict[str, str]) -> str | None:
     """The guest's key in the per-user cache of wasm compiles (shim.compile.shared_cache), or None: a macro
     crate not from a registry, or a dependency replayed without a key. The mirrored root's text is the
-    rewritten one (the command line names it); its other sources are the registry's, unchanging."""
+    rewritten one (the command line names it, in this build's directory: a placeholder in the key); its
+    other sources are the registry's, unchanging."""
     from shim.cargo.rustc_args import native_externs
 
     if not shared_cache.from_registry(scope.manifest_dir, environ):
@@ -184,7 +189,7 @@ def _shared_key(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Repl
     root = next((w for n, _v, words in tokens(recorded) if n is None for w in words), "")
     return shared_cache.key("macro guest", "\0".join(recorded), replayer.facade, tools.wasm_sysroot,
                             wasm_rustc.scope_key(tools, scope, environ),
-                            *shared_cache.stamped_keys(externs.values()),
+                            *shared_cache.stamped_keys(externs.values()), found=replayer.roots(),
                             files=[root, pm_rlib, *native_externs(expanded, os.getcwd()),
                                    *shared_cache.out_dir_files(scope.out_dir)])
 

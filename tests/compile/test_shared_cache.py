@@ -77,10 +77,50 @@ def test_out_dir_files_lists_every_file_below_it_in_order(tmp_path: Path) -> Non
     assert shared_cache.out_dir_files(None) == []
 
 
-def test_stamped_keys_read_each_replay_stamp_and_give_none_for_one_without_a_key(tmp_path: Path) -> None:
-    for name, stamp in (("liba.rlib", {"key": "k", "shared": "s1"}), ("libb.rlib", {"key": "k"})):
+def test_stamped_keys_read_each_replay_stamp_with_its_rlib_digest_and_none_without_a_key(tmp_path: Path) -> None:
+    for name, stamp in (("liba.rlib", {"key": "k", "shared": "s1", "outputs": {"liba.rlib": "d1"}}),
+                        ("libb.rlib", {"key": "k", "outputs": {"libb.rlib": "d2"}})):
         (tmp_path / f"{name}.stamp").write_text(json.dumps(stamp))
     rlibs = [str(tmp_path / n) for n in ("libb.rlib", "liba.rlib", "libc.rlib")]
-    assert shared_cache.stamped_keys(rlibs) == ["s1", None, None]  # sorted by path; libc has no stamp
+    assert shared_cache.stamped_keys(rlibs) == ["s1:d1", None, None]  # sorted by path; libc has no stamp
     assert shared_cache.key("x", *shared_cache.stamped_keys(rlibs[1:2])) is not None
     assert shared_cache.key("x", *shared_cache.stamped_keys(rlibs)) is None
+    # the same key with other bytes (compiled again elsewhere): its dependents get other keys
+    (tmp_path / "liba.rlib.stamp").write_text(json.dumps({"shared": "s1", "outputs": {"liba.rlib": "d3"}}))
+    assert shared_cache.stamped_keys(rlibs[1:2]) == ["s1:d3"]
+
+
+def test_a_key_names_the_build_directory_and_workspace_by_placeholder_and_hashes_the_files(tmp_path: Path) -> None:
+    keys, files = [], []
+    for checkout in ("one", "two"):
+        target = tmp_path / checkout / "target"
+        (target / "debug" / "deps").mkdir(parents=True)
+        rlib = target / "debug" / "deps" / "libsyn-1.rlib"
+        rlib.write_bytes(b"same bytes")
+        files.append(rlib)
+        found = shared_cache.roots(str(target), str(tmp_path / checkout))
+        argv = f"--out-dir\0{target}/debug/deps\0-L\0dependency={target}/debug/deps\0{tmp_path / checkout}"
+        keys.append(shared_cache.key(argv.encode(), json.dumps({"OUT_DIR": f"{target}/debug/build/x/out"}),
+                                     files=[str(rlib)], found=found))
+    assert keys[0] == keys[1]
+    files[1].write_bytes(b"other bytes")  # contents stay exact
+    assert shared_cache.key(files=[str(files[1])], found=shared_cache.roots(str(tmp_path / "two" / "target"), None)) \
+        != shared_cache.key(files=[str(files[0])], found=shared_cache.roots(str(tmp_path / "one" / "target"), None))
+    # only whole path components: a sibling whose name starts with the root's is not the root
+    found = shared_cache.roots(str(tmp_path / "t"), None)
+    assert shared_cache.neutral(f"{tmp_path}/t-2/x {tmp_path}/t2", found) == f"{tmp_path}/t-2/x {tmp_path}/t2"
+    assert shared_cache.neutral(f"a={tmp_path}/t/x:{tmp_path}/t", found) == \
+        f"a={shared_cache.BUILD_DIR}/x:{shared_cache.BUILD_DIR}"
+
+
+def test_neutral_and_restore_move_a_path_from_one_build_to_another_through_a_symlink_too(tmp_path: Path) -> None:
+    real = tmp_path / "real-target"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    first = shared_cache.roots(str(tmp_path / "link"), str(tmp_path))
+    assert shared_cache.neutral(f"{real}/a.rs", first) == shared_cache.neutral(f"{tmp_path}/link/a.rs", first)
+    kept = shared_cache.neutral(f"{real}/a.rs {tmp_path}/ws.rs", first)
+    second = shared_cache.roots("/elsewhere/target", "/elsewhere")
+    assert shared_cache.restore(kept, second) == "/elsewhere/target/a.rs /elsewhere/ws.rs"
+    assert shared_cache.names_root(["# env-dep:OUT_DIR=/elsewhere/target/debug/build/x/out"], second)
+    assert not shared_cache.names_root(["# env-dep:CARGO_PKG_NAME=x"], second)
