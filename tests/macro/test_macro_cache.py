@@ -1,9 +1,11 @@
-"""A clean build reuses the wasm compiles of registry crates (shim.compile.shared_cache): through real cargo
-and the real wrapper, a workspace using thiserror (thiserror-impl, syn from crates.io) and a proc macro of
-its own (a path crate, also on syn) is built, its target directory removed, and built again: the second
-build copies syn's replay and thiserror-impl's guest from the cache instead of compiling them, never its own
-macro crate, and the program's output (both macros' expansions at work) is the same. A cached guest whose
-bytes were changed is not used: the next build compiles it again and the entry is whole afterwards.
+"""A clean build reuses the wasm compiles of registry crates (shim.compile.shared_cache), wherever it is:
+through real cargo and the real wrapper, a workspace using thiserror (thiserror-impl, syn from crates.io) and
+a proc macro of its own (a path crate, also on syn) is built, then a copy of it elsewhere into another target
+directory: the second build copies syn's replay and thiserror-impl's guest from the cache instead of
+compiling them, never its own macro crate, the program's output (both macros' expansions at work) is the
+same, and the trampoline's `.d` names existing files (the kept guest's sources, restored with the second
+build's directories). A cached guest whose bytes were changed is not used: the next build compiles it again and the entry
+is whole afterwards.
 
 The cache directory is the test's own (CRATECAGE_CACHE_DIR), holding links to the user's per-toolchain
 entries (facade, proc_macro crate, compiled modules) so that nothing is built for the toolchain again."""
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from shim.cargo.depinfo import read_dep_info
 from shim.compile import shared_cache
 from shim.files import cache_root
 
@@ -94,22 +97,31 @@ def build(selected_cargo: Cargo, workspace: Path, cache: Path, target: Path):  #
     return run
 
 
-def test_a_clean_build_copies_registry_wasm_compiles_and_compiles_its_own_macro_crate(
-        selected_cargo: Cargo, workspace: Path, cache: Path) -> None:
-    target = workspace / "target-wrapped"
-    first = build(selected_cargo, workspace, cache, target)
+def test_a_clean_build_elsewhere_copies_registry_wasm_compiles_and_compiles_its_own_macro_crate(
+        selected_cargo: Cargo, workspace: Path, cache: Path, tmp_path: Path) -> None:
+    first = build(selected_cargo, workspace, cache, workspace / "target-wrapped")
     assert "syn" in first.replays()
     assert not events(first, "replay-kept") and not events(first, "macro-guest-kept")
 
-    second = build(selected_cargo, workspace, cache, target)
+    # another checkout, its target directory outside it and named otherwise
+    elsewhere = tmp_path / "checkout-two"
+    shutil.copytree(workspace, elsewhere, ignore=shutil.ignore_patterns("target*"))
+    target = tmp_path / "build-two" / "out"
+    second = build(selected_cargo, elsewhere, cache, target)
     assert "syn" not in second.replays() and "syn" in events(second, "replay-kept")
     assert events(second, "macro-guest-kept") == ["thiserror-impl"]  # never own-derive, a path crate
     assert sorted(events(second, "macro-guest")) == ["own-derive", "thiserror-impl"]
+    # the copied guest's sources, restored with this build's directories, are the trampoline's `.d`
+    [dep_info] = target.glob("debug/deps/thiserror_impl-*.d")
+    sources, _env = read_dep_info(dep_info)
+    assert sources and all(os.path.isfile(s) for s in sources)
 
     # A changed cached module: compiled again, never copied; the entry is replaced by a whole one.
     [module] = [p for p in (cache / shared_cache.DIR).glob("*/*/thiserror_impl-*.wasm")]
     module.write_bytes(module.read_bytes()[:-16] + b"\0" * 16)
-    third = build(selected_cargo, workspace, cache, target)
+    third = build(selected_cargo, elsewhere, cache, target)
     assert "thiserror-impl" not in events(third, "macro-guest-kept")
-    fourth = build(selected_cargo, workspace, cache, target)
-    assert events(fourth, "macro-guest-kept") == ["thiserror-impl"]
+    assert "thiserror-impl" in events(third, "macro-guest")
+    [module] = [p for p in (cache / shared_cache.DIR).glob("*/*/thiserror_impl-*.wasm")]
+    where = module.parent
+    assert shared_cache.fetch(str(cache), where.name, str(tmp_path / "fetched")) is not None
