@@ -1335,7 +1335,7 @@ def bench_macro_workspace(env: dict[str, str], rounds: int) -> tuple[Comparison,
                             "and a native\n        trampoline stands in for it; compiled modules are cached per "
                             "user (<cache>/modules), and so are the\n        wasm compiles of registry crates "
                             "(<cache>/wasm-compiles, shim/compile/shared_cache.py): the first wrapped\n        "
-                            "build of this target directory fills it, later ones copy from it")
+                            "build on this machine fills it, later ones (any target directory) copy from it")
     return comparison, info
 
 
