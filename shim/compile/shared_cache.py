@@ -162,6 +162,9 @@ def fetch(cache: str, entry_key: str, dest_dir: str) -> tuple[dict[str, str], di
     where = _entry(cache, entry_key)
     try:
         os.utime(where)  # used now: eviction leaves it (shim.compile.cache_eviction), before it is read
+    except OSError:
+        pass  # no entry (the open below says so), or a cache this user may read but not touch
+    try:
         with open(os.path.join(where, MANIFEST)) as fh:
             manifest = json.load(fh)
         outputs = manifest["outputs"]
