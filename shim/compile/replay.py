@@ -151,7 +151,8 @@ class Replayer:
             if self._fresh(out, key):
                 self._done[rlib] = out
                 return out
-            shared = self._shared_key(entry, rlib, externs, scope_key, scope.manifest_dir) if native else None
+            neutral = self._shared_key(entry, rlib, externs, scope_key, scope.manifest_dir) if native else None
+            shared = shared_cache.resolve(self.cache, neutral, self.roots()) if neutral else None
             kept = shared_cache.fetch(self.cache, shared, self.wasm_deps) if shared else None
             if kept is not None and name in kept[0]:
                 digests = kept[0]
@@ -161,8 +162,10 @@ class Replayer:
                 digests, env_lines = self._compile(entry, externs, rlib, scope, native=native)
                 if name not in digests:
                     raise ReplayError(f"{scope.subject}: its wasm compile left no {name}")
-                if env_lines is None or shared_cache.names_root(env_lines, self.roots()):
-                    shared = None  # it baked this build's paths in (`env!("OUT_DIR")`): kept here only
+                if env_lines is None:
+                    shared = None
+                elif neutral and shared_cache.names_root(env_lines, self.roots()):
+                    shared = shared_cache.bind(self.cache, neutral, self.roots())  # may bake this build's paths in
                 if shared:
                     shared_cache.store(self.cache, shared, self.wasm_deps, digests)
             atomic_write(out + ".stamp", json.dumps({"key": key, "outputs": digests, "shared": shared},

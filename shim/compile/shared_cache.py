@@ -25,9 +25,11 @@ dependencies (the same, by key and digest), so B's compile would produce the sam
 only where paths are embedded as text: spans and debuginfo of `include!`d OUT_DIR files and `file!()`
 there, which name A's directories in a panic message or a debugger at most; the copy is linked only into
 this build's wasm compiles (a build script's module, a macro guest), never into a program cargo ships.
-A compile that read a variable naming either root (`env!("OUT_DIR")` baked into its code, found in its
-dep-info) is never kept (`names_root`): its code would open A's files from B. A guest's recorded dep-info
-(the trampoline's `.d`) is kept with placeholders and restored with B's roots (`neutral`, `restore`).
+A compile that read a variable naming either root (`env!("OUT_DIR")`, found in its dep-info: `names_root`)
+may have baked that path into its code (a `const`, not only an `include!`), which would open A's files from
+B: its key is marked `bound` (`bind`), and it and every later compile of that key are kept under the key
+with the build's own directories (`resolve`), shared only by rebuilds in the same place. A guest's recorded
+dep-info (the trampoline's `.d`) is kept with placeholders and restored with B's roots (`neutral`, `restore`).
 
 An entry is published whole (a directory renamed into place) with the sha256 of each file; a copy whose
 bytes do not match is not used (the compile runs, and its outputs replace the entry). Using an entry
@@ -124,6 +126,36 @@ def key(*parts: str | bytes | None, files: Iterable[str] = (), found: Roots = NO
         except OSError:
             return None
     return h.hexdigest()
+
+
+BOUND = "bound"  # the file of an entry that marks its key as bound to the build's directories
+
+
+def resolve(cache: str, entry_key: str, found: Roots) -> str:
+    """The key to fetch and store under: `entry_key`, or where that is marked bound (module docstring), the
+    key with this build's directories."""
+    marker = os.path.join(_entry(cache, entry_key), BOUND)
+    if not os.path.exists(marker):
+        return entry_key
+    try:
+        os.utime(_entry(cache, entry_key))  # in use (shim.compile.cache_eviction)
+    except OSError:
+        pass
+    return key("bound", entry_key, json.dumps(found.given), found=NO_ROOTS) or entry_key
+
+
+def bind(cache: str, entry_key: str, found: Roots) -> str:
+    """Mark `entry_key` (as `key` gave it, never `resolve`d) bound: its compile read a variable naming the
+    build's directories; the key to keep this compile under."""
+    where = _entry(cache, entry_key)
+    tmp = f"{where}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(tmp, exist_ok=True)
+        atomic_write(os.path.join(tmp, BOUND), "")
+        os.rename(tmp, where)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process marked it, or the cache is not writable
+    return resolve(cache, entry_key, found)
 
 
 def stamped_keys(wasm_rlibs: Iterable[str]) -> list[str | None]:

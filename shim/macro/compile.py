@@ -138,7 +138,8 @@ def _compile(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replaye
 
     cwd = os.getcwd()
     with CompileDirs(os.path.dirname(replayer.wasm_deps)) as dirs:
-        shared = _shared_key(tools, scope, replayer, recorded, externs, pm_rlib, expanded, environ)
+        neutral = _shared_key(tools, scope, replayer, recorded, externs, pm_rlib, expanded, environ)
+        shared = shared_cache.resolve(replayer.cache, neutral, replayer.roots()) if neutral else None
         kept = shared_cache.fetch(replayer.cache, shared, dirs.out) if shared else None
         if kept is not None and f"{stem}.wasm" in kept[0] and _listing(kept[1]):
             os.replace(os.path.join(dirs.out, f"{stem}.wasm"), wasm)
@@ -168,7 +169,9 @@ def _compile(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replaye
             raise MacroCompileError(f"{scope.subject}: its wasm compile left no {stem}.wasm")
         deps, env_lines = read_dep_info(Path(dirs.dep_info(stem)))
         found = replayer.roots()
-        if shared and not shared_cache.names_root(env_lines, found):  # else it baked this build's paths in
+        if neutral and shared_cache.names_root(env_lines, found):
+            shared = shared_cache.bind(replayer.cache, neutral, found)  # it may bake this build's paths in
+        if shared:
             shared_cache.store(replayer.cache, shared, dirs.out, {f"{stem}.wasm": sha256_of(built)},
                                {"deps": [shared_cache.neutral(d, found) for d in deps],
                                 "env_lines": [shared_cache.neutral(line, found) for line in env_lines]})

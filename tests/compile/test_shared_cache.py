@@ -124,3 +124,15 @@ def test_neutral_and_restore_move_a_path_from_one_build_to_another_through_a_sym
     assert shared_cache.restore(kept, second) == "/elsewhere/target/a.rs /elsewhere/ws.rs"
     assert shared_cache.names_root(["# env-dep:OUT_DIR=/elsewhere/target/debug/build/x/out"], second)
     assert not shared_cache.names_root(["# env-dep:CARGO_PKG_NAME=x"], second)
+
+
+def test_a_key_bound_to_its_build_directories_is_shared_only_by_builds_in_the_same_place(tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    here, there = shared_cache.roots("/a/target", "/a"), shared_cache.roots("/b/target", "/b")
+    neutral_key = "ab" * 32
+    assert shared_cache.resolve(cache, neutral_key, here) == neutral_key  # not bound (yet)
+    bound_here = shared_cache.bind(cache, neutral_key, here)
+    assert bound_here != neutral_key
+    assert shared_cache.resolve(cache, neutral_key, here) == bound_here
+    assert shared_cache.resolve(cache, neutral_key, there) not in (bound_here, neutral_key)
+    assert shared_cache.bind(cache, neutral_key, here) == bound_here  # marked once; the same key again

@@ -1,11 +1,12 @@
 """A clean build reuses the wasm compiles of registry crates (shim.compile.shared_cache), wherever it is:
-through real cargo and the real wrapper, a workspace using thiserror (thiserror-impl, syn from crates.io) and
+through real cargo and the real wrapper, a workspace using thiserror (thiserror-impl, syn from crates.io), rustversion and
 a proc macro of its own (a path crate, also on syn) is built, then a copy of it elsewhere into another target
 directory: the second build copies syn's replay and thiserror-impl's guest from the cache instead of
 compiling them, never its own macro crate, the program's output (both macros' expansions at work) is the
 same, and the trampoline's `.d` names existing files (the kept guest's sources, restored with the second
-build's directories). A cached guest whose bytes were changed is not used: the next build compiles it again and the entry
-is whole afterwards.
+build's directories). rustversion's guest, which reads its OUT_DIR's path (`env!`), is kept bound to the
+target directory it was built in: copied into a rebuild there only. A cached guest whose bytes were changed
+is not used: the next build compiles it again and the entry is whole afterwards.
 
 The cache directory is the test's own (CRATECAGE_CACHE_DIR), holding links to the user's per-toolchain
 entries (facade, proc_macro crate, compiled modules) so that nothing is built for the toolchain again."""
@@ -46,7 +47,13 @@ enum Failure {
     Failed { job: String, times: u32 },
 }
 
+#[rustversion::since(1.31)]
+fn modern() -> bool {
+    true
+}
+
 fn main() {
+    assert!(modern());
     let failure = Failure::Failed { job: "build".into(), times: 3 };
     println!("{} says: {failure}", Failure::name());
 }
@@ -67,7 +74,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, toolchain_env: dict[str,
           '\n[lib]\nproc-macro = true\n\n[dependencies]\nsyn = "2"\nquote = "1"\n')
     write(root / "own-derive" / "src" / "lib.rs", OWN_DERIVE)
     write(root / "app" / "Cargo.toml", '[package]\nname = "app"\nversion = "0.1.0"\nedition = "2021"\n\n'
-          '[dependencies]\nthiserror = "2"\nown-derive = { path = "../own-derive" }\n')
+          '[dependencies]\nthiserror = "2"\nrustversion = "1"\nown-derive = { path = "../own-derive" }\n')
     write(root / "app" / "src" / "main.rs", MAIN)
     env = {**os.environ, **toolchain_env}
     subprocess.run(["cargo", "generate-lockfile", "--offline"], cwd=root, env=env, check=True, capture_output=True)
@@ -109,8 +116,10 @@ def test_a_clean_build_elsewhere_copies_registry_wasm_compiles_and_compiles_its_
     target = tmp_path / "build-two" / "out"
     second = build(selected_cargo, elsewhere, cache, target)
     assert "syn" not in events(second, "replay") and "syn" in events(second, "replay-kept")
-    assert events(second, "macro-guest-kept") == ["thiserror-impl"]  # never own-derive, a path crate
-    assert sorted(events(second, "macro-guest")) == ["own-derive", "thiserror-impl"]
+    # never own-derive, a path crate; nor rustversion, whose guest read its OUT_DIR's path (`env!`): bound to
+    # the first target directory
+    assert events(second, "macro-guest-kept") == ["thiserror-impl"]
+    assert sorted(events(second, "macro-guest")) == ["own-derive", "rustversion", "thiserror-impl"]
     # the copied guest's sources, restored with this build's directories, are the trampoline's `.d`
     [dep_info] = [d for d in target.rglob("thiserror_impl-*.d") if "cratecage" not in d.relative_to(target).parts]
     sources, _env = read_dep_info(dep_info)
@@ -122,6 +131,7 @@ def test_a_clean_build_elsewhere_copies_registry_wasm_compiles_and_compiles_its_
     third = build(selected_cargo, elsewhere, cache, target)
     assert "thiserror-impl" not in events(third, "macro-guest-kept")
     assert "thiserror-impl" in events(third, "macro-guest")
+    assert "rustversion" in events(third, "macro-guest-kept")  # bound to this target directory: kept here
     [module] = [p for p in (cache / shared_cache.DIR).glob("*/*/thiserror_impl-*.wasm")]
     where = module.parent
     assert shared_cache.fetch(str(cache), where.name, str(tmp_path / "fetched")) is not None
