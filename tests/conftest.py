@@ -142,8 +142,9 @@ class CargoRun:
         return out
 
     def replays(self) -> list[str]:
-        """Crates replayed for wasm during this build, in order."""
-        return [e["crate"] for e in self.trace if e["kind"] == "replay"]
+        """Crates replayed for wasm during this build, in order: compiled, or copied from the per-user cache
+        (shim.compile.shared_cache), which any earlier build on the machine may have filled."""
+        return [e["crate"] for e in self.trace if e["kind"] in ("replay", "replay-kept")]
 
 
 @dataclass

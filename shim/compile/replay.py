@@ -27,7 +27,9 @@ again for wasm), and a library with a build script gets that script's answer for
 `Replayer.wasm_rlib` replays a library (and first its own dependencies) from the journal (shim.cargo.journal) into
 `<target>/cratecage/wasm-deps/`, once per artifact under a file lock, again whenever the native rlib, its
 recorded command line or what its compile may read and see changes, or when a file it published no longer
-has the sha256 its stamp records (`_fresh`: whatever replaced it is never linked). No compile reads or
+has the sha256 its stamp records (`_fresh`: whatever replaced it is never linked). A registry library's
+replay is kept per user too (shim.compile.shared_cache, keyed by content: the native rlib, the command line,
+the toolchain, the grant, its wasm dependencies' keys): a clean build copies it instead of compiling. No compile reads or
 writes wasm-deps itself (shim.compile.dirs): each gets hard links to its own closure (`closure`) and a
 private output directory, from which cratecage publishes the rlib (no rmeta: nothing reads one); the
 dep-info, which holds the values of the variables the compile read, stays private and is dropped.
@@ -53,7 +55,7 @@ from shim import trace
 from shim.cargo import env as compile_env
 from shim.cargo import journal, layout
 from shim.cargo.rustc_args import RustcArgs, parse
-from shim.compile import wasm_graph, wasm_rustc
+from shim.compile import shared_cache, wasm_graph, wasm_rustc
 from shim.compile.argv import ReplayError, wasm_argv
 from shim.compile.dirs import DEP_INFO_SUFFIX, CompileDirs, sha256_of
 from shim.files import atomic_write
@@ -86,6 +88,10 @@ class Replayer:
         self._graph: wasm_graph.Graph | None = None
         # (manifest dir, features) -> wasm rlib of a library cargo never compiled
         self._synthesised: dict[tuple[str, frozenset[str]], str] = {}
+        self._roots: shared_cache.Roots | None = None
+        from shim.files import cache_dir
+
+        self.cache = cache_dir(environ)  # the per-user cache of wasm compiles (shim.compile.shared_cache)
 
     def externs_for(self, recorded: list[str], stack: tuple[str, ...] = ()) -> dict[str, str]:
         """native extern path -> wasm rlib, for every library extern of a command line."""
@@ -136,8 +142,8 @@ class Replayer:
         # (rustc loads a dependency's proc-macro crates by the `-L dependency=` search)
         self._closures[out] = tuple(self.closure([*externs.values(), *native_externs(entry.argv, entry.cwd)]))
         scope = self._scope(entry, rlib)
-        key = self._stamp(entry.raw, rlib if native else None, externs,
-                          wasm_rustc.scope_key(self.tools, scope, self.environ))
+        scope_key = wasm_rustc.scope_key(self.tools, scope, self.environ)
+        key = self._stamp(entry.raw, rlib if native else None, externs, scope_key)
         os.makedirs(self.wasm_deps, exist_ok=True)
         self._sweep()
         with open(os.path.join(self.wasm_deps, f".{name}.lock"), "w") as lock:
@@ -145,10 +151,25 @@ class Replayer:
             if self._fresh(out, key):
                 self._done[rlib] = out
                 return out
-            digests = self._compile(entry, externs, rlib, scope, native=native)
-            if name not in digests:
-                raise ReplayError(f"{scope.subject}: its wasm compile left no {name}")
-            atomic_write(out + ".stamp", json.dumps({"key": key, "outputs": digests}, sort_keys=True))
+            neutral = self._shared_key(entry, rlib, externs, scope_key, scope.manifest_dir) if native else None
+            shared = shared_cache.resolve(self.cache, neutral, self.roots()) if neutral else None
+            kept = shared_cache.fetch(self.cache, shared, self.wasm_deps) if shared else None
+            if kept is not None and name in kept[0]:
+                digests = kept[0]
+                trace.event(self.environ, kind="replay-kept", crate=entry.env.get("CARGO_CRATE_NAME", name),
+                            rlib=name)
+            else:
+                digests, env_lines = self._compile(entry, externs, rlib, scope, native=native)
+                if name not in digests:
+                    raise ReplayError(f"{scope.subject}: its wasm compile left no {name}")
+                if env_lines is None:
+                    shared = None
+                elif neutral and shared_cache.names_root(env_lines, self.roots()):
+                    shared = shared_cache.bind(self.cache, neutral, self.roots())  # may bake this build's paths in
+                if shared:
+                    shared_cache.store(self.cache, shared, self.wasm_deps, digests)
+            atomic_write(out + ".stamp", json.dumps({"key": key, "outputs": digests, "shared": shared},
+                                                    sort_keys=True))
         self._done[rlib] = out
         return out
 
@@ -278,6 +299,34 @@ class Replayer:
             sources=tuple(os.path.join(entry.cwd, i) for i in args.inputs), cargo_vars=entry.env, grant=grant,
             rustc_env=compile_env.script_rustc_env(out_dir))
 
+    def _shared_key(self, entry: journal.Entry, rlib: str, externs: dict[str, str], scope_key: str,
+                    manifest_dir: str) -> str | None:
+        """The key of this replay in the per-user cache (shim.compile.shared_cache), or None: not a registry
+        crate, or a wasm dependency without a key of its own. By content: the native rlib and the native
+        proc macros it was compiled with (a trampoline's bytes name its guest's path)."""
+        from shim.cargo.rustc_args import native_externs
+
+        if not shared_cache.from_registry(manifest_dir, self.environ):
+            return None
+        return shared_cache.key(entry.raw, self.facade, self.wasm_sysroot, scope_key, self.proc_macro or "",
+                                *shared_cache.stamped_keys(externs.values()), found=self.roots(),
+                                files=[rlib, *([self.proc_macro] if self.proc_macro else []),
+                                       *native_externs(entry.argv, entry.cwd),
+                                       *shared_cache.out_dir_files(entry.env.get("OUT_DIR"))])
+
+    def roots(self) -> shared_cache.Roots:
+        """This build's directory and workspace, which the per-user cache's keys hold as placeholders."""
+        if self._roots is None:
+            from shim.cargo.workspace import WorkspaceUnknown, workspace_root_if_known
+
+            try:
+                workspace = self.workspace_dir or workspace_root_if_known(self.environ)
+            except WorkspaceUnknown:
+                workspace = None
+            self._roots = shared_cache.roots(os.path.dirname(os.path.dirname(self.wasm_deps)),
+                                             str(workspace) if workspace else None)
+        return self._roots
+
     def _stamp(self, raw: bytes, rlib: str | None, externs: dict[str, str], scope_key: str) -> str:
         """The key of a replay's inputs: by content, never by mtime, so two clean builds write the same
         stamps (tests/macro/test_reproducible.py) and a rebuilt but identical native rlib is still fresh."""
@@ -318,9 +367,10 @@ class Replayer:
         return True
 
     def _compile(self, entry: journal.Entry, externs: dict[str, str], rlib: str,
-                 scope: wasm_rustc.Scope, *, native: bool = True) -> dict[str, str]:
+                 scope: wasm_rustc.Scope, *, native: bool = True) -> tuple[dict[str, str], list[str] | None]:
         """Compile into a private directory, then publish the outputs (never the dep-info) into wasm-deps;
-        file name -> sha256 of each."""
+        (file name -> sha256 of each, the dep-info's `# env-dep:` lines)."""
+        from shim.cargo.depinfo import read_dep_info
         from shim.cargo.rustc_args import native_externs
 
         args = parse(entry.argv)
@@ -338,6 +388,10 @@ class Replayer:
                                   inputs=native_externs(entry.argv, entry.cwd), host_env=self.environ,
                                   dep_info=dirs.dep_info(layout.output_stem(args)), stream=False)
             digests = dirs.publish(self.wasm_deps) if done.returncode == 0 else {}
+            try:
+                env_lines = read_dep_info(Path(dirs.dep_info(layout.output_stem(args))))[1] if digests else []
+            except OSError:
+                env_lines = None  # unknown: not kept per user
         for message in done.messages(scope.subject):
             print(message, file=sys.stderr)
         crate = args.crate_name or os.path.basename(rlib)
@@ -358,7 +412,7 @@ class Replayer:
             )
         self.replayed.append(crate)
         trace.event(self.environ, kind="replay", crate=crate, rlib=os.path.basename(rlib))
-        return digests
+        return digests, env_lines
 
 
 def _printed_cfgs(output: bytes) -> list[str]:

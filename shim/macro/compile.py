@@ -29,14 +29,18 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from shim import trace
 from shim.cargo import env as compile_env
 from shim.cargo import layout
 from shim.cargo.rustc_args import RustcArgs, native_externs, tokens
 from shim.compile import wasm_rustc
+from shim.compile import shared_cache
 from shim.compile.argv import wasm_argv
+from shim.compile.dirs import sha256_of
 from shim.errors import CratecageError
 from shim.macro.rewrite import Macro, find_macros, parse_cfgs
 
@@ -106,7 +110,9 @@ def compile_macro_crate(chain: list[str], args: RustcArgs, expanded: list[str], 
                              facade_dir=os.path.dirname(facade_rlib), host=tc.compiler.host)
     replayer = Replayer(tools=tools, facade=facade_rlib, cratecage_dir=state, environ=dict(environ),
                         consumer=f"{pkg} {version}", proc_macro=pm_rlib)
+    started = time.monotonic()
     externs = replayer.externs_for(expanded)  # its closure first: a ReplayError names the library
+    replays_s = time.monotonic() - started
     try:
         recorded = guest_argv(expanded, args.inputs[0], build_mirror(mirror_top, root, rewritten.text))
         deps, env_lines = _compile(tools, scope, replayer, recorded, externs, pm_rlib, mirror_top=mirror_top,
@@ -114,6 +120,8 @@ def compile_macro_crate(chain: list[str], args: RustcArgs, expanded: list[str], 
                                    relative_root=not os.path.isabs(args.inputs[0]))
     finally:
         shutil.rmtree(mirror_top, ignore_errors=True)  # links to everything above the crate: not kept
+    trace.event(environ, kind="macro-guest", crate=pkg, replayed=replayer.replayed, replays_s=round(replays_s, 3),
+                compile_s=round(time.monotonic() - started - replays_s, 3))
     return Guest(wasm, original_sources(deps, mirror_top, cwd), list(rewritten.macros),
                  wasm_rustc.visible_env_lines(env_lines, scope))
 
@@ -129,6 +137,15 @@ def _compile(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replaye
 
     cwd = os.getcwd()
     with CompileDirs(os.path.dirname(replayer.wasm_deps)) as dirs:
+        neutral = _shared_key(tools, scope, replayer, recorded, externs, pm_rlib, expanded, environ)
+        shared = shared_cache.resolve(replayer.cache, neutral, replayer.roots()) if neutral else None
+        kept = shared_cache.fetch(replayer.cache, shared, dirs.out) if shared else None
+        if kept is not None and f"{stem}.wasm" in kept[0] and _listing(kept[1]):
+            os.replace(os.path.join(dirs.out, f"{stem}.wasm"), wasm)
+            trace.event(environ, kind="macro-guest-kept", crate=scope.package)
+            found = replayer.roots()  # kept with placeholders for the roots (shim.compile.shared_cache)
+            return ([shared_cache.restore(d, found) for d in kept[1]["deps"]],
+                    [shared_cache.restore(line, found) for line in kept[1]["env_lines"]])
         linked = dirs.link([*replayer.closure(externs.values()), pm_rlib])
         argv, _dropped = wasm_argv(recorded, wasm_sysroot=tools.wasm_sysroot, facade=replayer.facade,
                                    out_dir=dirs.out, wasm_deps=dirs.deps,
@@ -149,8 +166,39 @@ def _compile(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replaye
         built = os.path.join(dirs.out, f"{stem}.wasm")
         if not os.path.isfile(built):
             raise MacroCompileError(f"{scope.subject}: its wasm compile left no {stem}.wasm")
+        deps, env_lines = read_dep_info(Path(dirs.dep_info(stem)))
+        found = replayer.roots()
+        if neutral and shared_cache.names_root(env_lines, found):
+            shared = shared_cache.bind(replayer.cache, neutral, found)  # it may bake this build's paths in
+        if shared:
+            shared_cache.store(replayer.cache, shared, dirs.out, {f"{stem}.wasm": sha256_of(built)},
+                               {"deps": [shared_cache.neutral(d, found) for d in deps],
+                                "env_lines": [shared_cache.neutral(line, found) for line in env_lines]})
         os.replace(built, wasm)
-        return read_dep_info(Path(dirs.dep_info(stem)))
+        return deps, env_lines
+
+
+def _shared_key(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replayer, recorded: list[str],
+                externs: dict[str, str], pm_rlib: str, expanded: list[str], environ: dict[str, str]) -> str | None:
+    """The guest's key in the per-user cache of wasm compiles (shim.compile.shared_cache), or None: a macro
+    crate not from a registry, or a dependency replayed without a key. The mirrored root's text is the
+    rewritten one (the command line names it, in this build's directory: a placeholder in the key); its
+    other sources are the registry's, unchanging."""
+    from shim.cargo.rustc_args import native_externs
+
+    if not shared_cache.from_registry(scope.manifest_dir, environ):
+        return None
+    root = next((w for n, _v, words in tokens(recorded) if n is None for w in words), "")
+    return shared_cache.key("macro guest", "\0".join(recorded), replayer.facade, tools.wasm_sysroot,
+                            wasm_rustc.scope_key(tools, scope, environ),
+                            *shared_cache.stamped_keys(externs.values()), found=replayer.roots(),
+                            files=[root, pm_rlib, *native_externs(expanded, os.getcwd()),
+                                   *shared_cache.out_dir_files(scope.out_dir)])
+
+
+def _listing(extra: dict) -> bool:
+    return (isinstance(extra.get("deps"), list) and isinstance(extra.get("env_lines"), list)
+            and all(isinstance(x, str) for x in [*extra["deps"], *extra["env_lines"]]))
 
 
 def read_root(scope: wasm_rustc.Scope, root: str, environ: dict[str, str]) -> str:

@@ -143,6 +143,8 @@ class Expander:
         self.expansions = 0
         self.refused = 0
         self.seconds = 0.0
+        self.start_seconds = 0.0  # instantiating (the first time: loading the module too) and initializing
+        self.guest_seconds = 0.0  # inside `cratecage_expand`: the macro itself, decoding and encoding in wasm
 
     # -- the import `cratecage_macro.panic` ---------------------------------------------------------------
     def _define_panic(self, linker) -> None:  # type: ignore[no-untyped-def]
@@ -208,7 +210,9 @@ class Expander:
         if ptr + len(request) > run.memory.data_len(run.store):
             return self._broken("cratecage_alloc returned a buffer outside its memory")
         run.memory.write(run.store, request, ptr)
+        started = time.monotonic()
         outcome = run.call("cratecage_expand", ptr, len(request))
+        self.guest_seconds += time.monotonic() - started
         if not self._returned(outcome):
             return self._failed(outcome.message)
         value = int(run.value) & 0xFFFF_FFFF_FFFF_FFFF  # type: ignore[call-overload]
@@ -237,6 +241,13 @@ class Expander:
     def _start(self) -> str:
         """Instantiate (and `_initialize`) the module and check its ABI: "" or the refusal's message."""
         run = self.run
+        started = time.monotonic()
+        try:
+            return self._instantiate(run)
+        finally:
+            self.start_seconds += time.monotonic() - started
+
+    def _instantiate(self, run: GuestRun) -> str:
         run.instantiate()
         missing = [name for name in EXPORTS if name not in run.exports()]
         if missing:

@@ -116,6 +116,9 @@ class Server:
         self.run_dir = ""
         self.grant = None
         self.started = time.monotonic()
+        self.setup_seconds = 0.0  # policy, run context, expander: before the first expansion
+        self.answer_seconds = 0.0  # answering requests, setup included
+        self.first_request = 0.0  # monotonic time it arrived
 
     def subject(self) -> str:
         return f"proc macro crate {self.package} {self.version} (compiling {self.consumer})"
@@ -129,7 +132,9 @@ class Server:
                                   "shim/macro/PROTOCOL.md); the trampoline and this server are of different "
                                   "cratecage versions: run `cargo clean` and build again")
         if self.expander is None and not self.setup_error:
+            started = time.monotonic()
             self.setup_error = self._setup()
+            self.setup_seconds = time.monotonic() - started
         if self.setup_error:
             return reply(REFUSED, self.setup_error)
         return self.expander.expand(request, head[1])  # type: ignore[attr-defined]
@@ -186,6 +191,40 @@ class Server:
         finally:
             if self.run_dir:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
+            self._trace()
+
+    def _trace(self) -> None:
+        """Where this server's time went, one `macro-server` event in the trace (CRATECAGE_TRACE, for
+        `make bench`): seconds from the process's start to `main_macro_server` (Python and the launcher;
+        /proc's clock ticks), from there to the first request, in setup, in (re)instantiating the module, in
+        the guest's `cratecage_expand`, answering requests in all, the whole life, and its cpu time (user and
+        system, with its children's)."""
+        from shim import trace
+
+        if not os.environ.get(trace.TRACE_ENV):
+            return
+        expander = self.expander
+        now = time.monotonic()
+        trace.event(os.environ, kind="macro-server", crate=self.package, consumer=self.consumer,
+                    expansions=expander.expansions if expander else 0,
+                    boot_s=round(_since_process_start(self.started), 4),
+                    idle_before_first_s=round(self.first_request - self.started, 4) if self.first_request else None,
+                    setup_s=round(self.setup_seconds, 4),
+                    instantiate_s=round(expander.start_seconds, 4) if expander else 0.0,
+                    guest_s=round(expander.guest_seconds, 4) if expander else 0.0,
+                    answer_s=round(self.answer_seconds, 4), life_s=round(now - self.started, 4),
+                    cpu_s=round(sum(os.times()[:4]), 4))
+
+
+def _since_process_start(monotonic: float) -> float:
+    """Seconds from this process's start (fork/exec, /proc/self/stat, in clock ticks) to `monotonic`."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        start = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of the whole line
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - (time.monotonic() - monotonic) - start
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 class Hangup:
@@ -245,6 +284,8 @@ def serve(server: Server, requests: int, replies: int) -> int:
         request = read_exactly(requests, size)
         if request is None:
             return 0
+        started = time.monotonic()
+        server.first_request = server.first_request or started
         try:
             if not hangup.begin(server):
                 return 0
@@ -258,6 +299,7 @@ def serve(server: Server, requests: int, replies: int) -> int:
                                     f"{type(err).__name__}: {err}")
         finally:
             hangup.end()
+        server.answer_seconds += time.monotonic() - started
         if hangup.gone:
             return 0  # nobody reads the reply
         write_frame(replies, answer)

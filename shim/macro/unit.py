@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+
+from shim import trace
 
 if False:  # typing only
     from shim.cargo.rustc_args import RustcArgs
@@ -58,5 +61,9 @@ def compile_proc_macro(chain: list[str], args: RustcArgs, expanded: list[str],
     except CratecageError as err:
         print(err.render(), file=sys.stderr)
         return err.exit_code or 1
-    return compile_trampoline(chain, args, expanded, environ, macros=guest.macros, sources=guest.sources,
-                              launcher=launcher, env_lines=guest.env_lines)
+    started = time.monotonic()
+    try:
+        return compile_trampoline(chain, args, expanded, environ, macros=guest.macros, sources=guest.sources,
+                                  launcher=launcher, env_lines=guest.env_lines)
+    finally:
+        trace.event(environ, kind="macro-trampoline", crate=package, seconds=round(time.monotonic() - started, 3))
