@@ -116,7 +116,8 @@ def test_pruning_keeps_recent_modules_and_removes_old_and_oldest_beyond_the_cap(
     assert not [p for p in cache.iterdir() if p.name.endswith(".gone")]  # renamed away, then deleted
 
 
-def test_storing_a_new_module_prunes_when_due_with_its_share_of_the_cap(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_storing_a_new_module_prunes_when_due_with_its_share_of_the_cap(
+        tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     cache = tmp_path / "modules"
     cache.mkdir()
     old = cache / "old.cwasm"
