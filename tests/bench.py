@@ -46,7 +46,11 @@ toolchain, the compiler check), so that no first round pays for it. Then:
      module load + instantiate, the guest's expansions, the host side of answering.
   8. a clean `cargo build` of a generated macro-heavy workspace (an app using serde + derive, serde_json,
      thiserror, clap derive, tokio with macros, async-trait, and two derives of the workspace's own
-     proc-macro crate), plain vs wrapped, alternating rounds from empty target directories.
+     proc-macro crate), plain vs wrapped, alternating rounds from empty target directories. The wrapped
+     rounds copy registry crates' wasm compiles from the per-user cache (filled by any earlier build on the
+     machine: what a second checkout or CI with a kept cache sees); one more pair, plain vs wrapped with a
+     private CRATECAGE_CACHE_DIR that has everything of the user's cache but its wasm compiles, measures the
+     first build on a machine.
 
 A no-op rebuild is not measured: cargo makes no rustc calls when everything is fresh, so the wrapper never
 runs and the comparison would measure nothing. Targets (from the issue): median pass-through overhead
@@ -1308,35 +1312,73 @@ def bench_macro_workspace(env: dict[str, str], rounds: int) -> tuple[Comparison,
     cpu = Comparison("clean build macro-heavy, cpu", [], [])
     info["cpu"] = cpu
 
-    def plain() -> float:
+    def plain(cpus: list[float] = cpu.plain) -> float:
         t, c = with_cpu(lambda: cargo_build_reporting(ws, ws / "target-plain", env, "plain"))
-        cpu.plain.append(c)
+        cpus.append(c)
         progress(f"    plain   {t:7.2f} s   (cpu {c:6.2f} s)")
         return t
 
     kept = cache_root(env) / "wasm-compiles"  # shim.compile.shared_cache.DIR
 
-    def entries() -> set[str]:
-        return {p.name for p in kept.glob("*/*")} if kept.is_dir() else set()
+    def entries(where: Path = kept) -> set[str]:
+        return {p.name for p in where.glob("*/*")} if where.is_dir() else set()
 
-    def wrapped() -> float:
-        before = entries()
-        t, c = with_cpu(lambda: cargo_build_reporting(ws, ws / "target-wrapped", wrapped_env, "wrapped"))
-        cpu.wrapped.append(c)
-        fresh = len(entries() - before)
+    def wrapped(environ: dict[str, str] = wrapped_env, cpus: list[float] = cpu.wrapped,
+                where: Path = kept, label: str = "wrapped") -> float:
+        before = entries(where)
+        t, c = with_cpu(lambda: cargo_build_reporting(ws, ws / "target-wrapped", environ, "wrapped"))
+        cpus.append(c)
+        fresh = len(entries(where) - before)
         info.setdefault("new_cache_entries", []).append(fresh)
-        progress(f"    wrapped {t:7.2f} s   (cpu {c:6.2f} s; {fresh} wasm compiles newly kept per user)")
+        progress(f"    {label} {t:7.2f} s   (cpu {c:6.2f} s; {fresh} wasm compiles newly kept per user)")
         return t
 
     progress(f"  {len(packages)} packages, {len(macros)} proc-macro crates ({', '.join(macros)}); "
-             f"{rounds} round(s), clean each time")
+             f"{rounds} round(s), clean each time, warm per-user cache; then one pair with a cold one")
     comparison = Comparison("clean build macro-heavy", *alternate(plain, wrapped, rounds))
     comparison.notes.append("wrapped, every proc-macro crate is compiled for wasm32-wasip1 (its closure replayed) "
                             "and a native\n        trampoline stands in for it; compiled modules are cached per "
                             "user (<cache>/modules), and so are the\n        wasm compiles of registry crates "
-                            "(<cache>/wasm-compiles, shim/compile/shared_cache.py): the first wrapped\n        "
-                            "build on this machine fills it, later ones (any target directory) copy from it")
+                            "(<cache>/wasm-compiles, shim/compile/shared_cache.py): these rounds\n        copy "
+                            "them from it (a second checkout, CI with a kept ~/.cache/cratecage)")
+    # The first build on a machine: the same pair, the wrapped side with a private cache dir holding all of
+    # the user's cache but its wasm compiles (toolchains, verified compilers, modules: hard links).
+    cold_cache = BENCH_DIR / "cold-cache"
+    first_cpu = Comparison("clean build macro-heavy, first build on a machine, cpu", [], [])
+    cold_env = dict(wrapped_env, CRATECAGE_CACHE_DIR=str(cold_cache))
+
+    def cold() -> float:
+        without_wasm_compiles(cache_root(env), cold_cache)
+        return wrapped(cold_env, first_cpu.wrapped, cold_cache / kept.name, "cold   ")
+
+    first = Comparison("clean build macro-heavy, first build on a machine", *alternate(
+        lambda: plain(first_cpu.plain), cold, 1))
+    first.notes.append("wrapped with an empty per-user cache of wasm compiles (CRATECAGE_CACHE_DIR: a copy of "
+                       "the user's cache\n        without wasm-compiles/): every registry crate's wasm compile "
+                       "runs, as on a machine's first build")
+    shutil.rmtree(cold_cache, ignore_errors=True)
+    info["first_build"], info["first_build_cpu"] = first, first_cpu
     return comparison, info
+
+
+def without_wasm_compiles(cache: Path, copy: Path) -> None:
+    """`copy` as a fresh per-user cache holding everything of `cache` but its wasm compiles, hard-linked
+    (copied where a link cannot be made)."""
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.rmtree(copy, ignore_errors=True)
+    copy.mkdir(parents=True)
+    for item in cache.iterdir() if cache.is_dir() else ():
+        if item.name == "wasm-compiles":  # shim.compile.shared_cache.DIR
+            continue
+        if item.is_dir() and not item.is_symlink():
+            shutil.copytree(item, copy / item.name, symlinks=True, copy_function=link)
+        else:
+            link(str(item), str(copy / item.name))
 
 
 def macro_table(wall: Comparison, cpu: Comparison, limit: float, checks: dict, key: str, what: str) -> str:
@@ -1533,8 +1575,16 @@ def report(r: Results) -> dict:
         info = r.macro_build_info
         print(f"\n  macro-heavy workspace, clean build ({info['packages']} packages, "
               f"{len(info['proc_macros'])} proc-macro crates)")
+        print("  warm per-user cache (wasm compiles of registry crates copied from <cache>/wasm-compiles):")
         lines.append(macro_table(r.macro_build, info["cpu"], MAX_MACRO_BUILD_RATIO, checks, "macro_build_ratio",
-                                 "macro-heavy clean build ratio"))
+                                 "macro-heavy clean build ratio, warm per-user cache"))
+        first = info.get("first_build")
+        if first is not None and first.plain:
+            print("  first build on a machine (empty cache of wasm compiles; toolchain facade and modules kept):")
+            print_build_table(first)
+            fs, cs = first.summary(), info["first_build_cpu"].summary()
+            lines.append(f"  ----  macro-heavy clean build ratio, first build on a machine "
+                         f"{fs['ratio_of_medians']:.3f} (cpu {cs['ratio_of_medians']:.3f}; no target: the cache fills once per machine)")
     if r.compat is not None:
         bench_compat.print_compat(r.compat)
         counts = {mode: r.compat.count(mode)["built"] for mode in bench_compat.MODES}
@@ -1587,9 +1637,13 @@ def results_json(args, env, r: Results, checks, edited: list[str]) -> dict:
         data["expansion"] = r.expansion.summary() | {"raw": asdict(r.expansion), "crate": info,
                                                      "cpu": _cpu_json(r.expansion_info)}
     if r.macro_build is not None:
-        info = {k: v for k, v in r.macro_build_info.items() if k != "cpu"} if r.macro_build_info else {}
+        info = {k: v for k, v in (r.macro_build_info or {}).items() if not isinstance(v, Comparison)}
+        first = (r.macro_build_info or {}).get("first_build")
         data["macro_build"] = r.macro_build.summary() | {"raw": asdict(r.macro_build), "workspace": info,
                                                          "cpu": _cpu_json(r.macro_build_info)}
+        if first is not None and first.plain:
+            data["macro_build"]["first_build_on_a_machine"] = first.summary() | {
+                "raw": asdict(first), "cpu": r.macro_build_info["first_build_cpu"].summary()}
     data["checks"] = checks
     data["failures"] = r.failures
     data["sources_changed_during_run"] = edited

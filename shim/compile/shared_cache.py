@@ -33,7 +33,7 @@ dep-info (the trampoline's `.d`) is kept with placeholders and restored with B's
 
 An entry is published whole (a directory renamed into place) with the sha256 of each file; a copy whose
 bytes do not match is not used (the compile runs, and its outputs replace the entry). Using an entry
-touches it; shim.compile.cache_eviction removes what no build used for a month, and the oldest-used beyond
+touches it; shim.cache_eviction removes what no build used for a month, and the oldest-used beyond
 a size cap, at most once a day.
 """
 
@@ -138,7 +138,7 @@ def resolve(cache: str, entry_key: str, found: Roots) -> str:
     if not os.path.exists(marker):
         return entry_key
     try:
-        os.utime(_entry(cache, entry_key))  # in use (shim.compile.cache_eviction)
+        os.utime(_entry(cache, entry_key))  # in use (shim.cache_eviction)
     except OSError:
         pass
     return key("bound", entry_key, json.dumps(found.given), found=NO_ROOTS) or entry_key
@@ -193,7 +193,7 @@ def fetch(cache: str, entry_key: str, dest_dir: str) -> tuple[dict[str, str], di
     `extra` record), or None when there is no intact entry."""
     where = _entry(cache, entry_key)
     try:
-        os.utime(where)  # used now: eviction leaves it (shim.compile.cache_eviction), before it is read
+        os.utime(where)  # used now: eviction leaves it (shim.cache_eviction), before it is read
     except OSError:
         pass  # no entry (the open below says so), or a cache this user may read but not touch
     try:
@@ -223,7 +223,7 @@ def fetch(cache: str, entry_key: str, dest_dir: str) -> tuple[dict[str, str], di
 def store(cache: str, entry_key: str, src_dir: str, outputs: Mapping[str, str], extra: dict | None = None) -> None:
     """Keep `outputs` (file name -> sha256, files in `src_dir`) under the key; a failure to write only means
     the next build compiles again."""
-    from shim.compile import cache_eviction
+    from shim import cache_eviction
 
     where = _entry(cache, entry_key)
     if os.path.isdir(where):
@@ -239,4 +239,4 @@ def store(cache: str, entry_key: str, src_dir: str, outputs: Mapping[str, str], 
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         return
-    cache_eviction.prune_when_due(os.path.join(cache, DIR))
+    cache_eviction.prune_when_due(os.path.join(cache, DIR), cache_eviction.WASM_COMPILES)

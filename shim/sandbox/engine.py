@@ -9,7 +9,8 @@ dir, writable grants) by polling (shim.sandbox.usage). Any stop kills every desc
 which runs before every post-run check, kills whatever is left (shim.confine.reaper). The guest runs in its
 own thread with a large native stack. After the run, what it may not leave in a directory it could write
 (`leftovers`: links out of it, FIFOs, devices) is removed, each a fatal denial: rustc and cargo would follow
-or open them natively. Compiled modules are cached, serialized, per wasm hash and engine config.
+or open them natively. Compiled modules are cached, serialized, per wasm hash and engine config, and kept
+bounded by shim.cache_eviction.
 """
 
 from __future__ import annotations
@@ -108,22 +109,36 @@ def _wasmtime_version() -> str:
 
 
 def load_module(engine, wasm: Path, cache_dir: Path):  # type: ignore[no-untyped-def]
-    """The compiled module, from the serialized cache when present (our own files only)."""
+    """The compiled module, from the serialized cache when present (our own files only). A cached file that
+    is gone by the time it is read (shim.cache_eviction removed it) or does not load is compiled again; a
+    new one is written under a temporary name and renamed into place, then the cache pruned when due."""
     import wasmtime
+
+    from shim import cache_eviction
 
     data = wasm.read_bytes()
     key = hashlib.sha256(data + f"|{_wasmtime_version()}|{ENGINE_TAG}".encode()).hexdigest()[:32]
     cached = cache_dir / f"{key}.cwasm"
-    if cached.is_file():
+    try:
+        mtime = os.stat(cached).st_mtime
+    except OSError:
+        mtime = None
+    if mtime is not None:
+        cache_eviction.touch_if_stale(str(cached), mtime)  # used now: eviction leaves it
         try:
             return wasmtime.Module.deserialize_file(engine, str(cached))
         except wasmtime.WasmtimeError:
-            cached.unlink(missing_ok=True)
+            cached.unlink(missing_ok=True)  # broken (replaced below), or removed meanwhile
     module = wasmtime.Module(engine, data)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".{key}.{os.getpid()}.tmp"
-    tmp.write_bytes(module.serialize())
-    os.replace(tmp, cached)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(module.serialize())
+        os.replace(tmp, cached)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a cache this user cannot write: the next run compiles again
+        return module
+    cache_eviction.prune_when_due(str(cache_dir), cache_eviction.MODULES)
     return module
 
 

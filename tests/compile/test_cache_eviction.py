@@ -1,4 +1,4 @@
-"""Eviction from the per-user cache of wasm compiles (shim.compile.cache_eviction), on a tmp cache: what is
+"""Eviction from the per-user cache of wasm compiles (shim.cache_eviction), on a tmp cache: what is
 removed (unused for the keep time, then oldest-used beyond the cap), what never is (used in the last hour),
 at most once a day, and that using an entry keeps it."""
 
@@ -9,10 +9,12 @@ import os
 import time
 from pathlib import Path
 
-from shim.compile import cache_eviction, shared_cache
+from shim import cache_eviction
+from shim.compile import shared_cache
 
 NOW = time.time() + 10 * 24 * 3600  # after the stamp that storing the entries wrote
 DAY = cache_eviction.DAY
+KIND = cache_eviction.WASM_COMPILES
 
 
 def entry(cache: Path, n: int, *, used_days_ago: float, size: int = 100) -> Path:
@@ -29,7 +31,8 @@ def entry(cache: Path, n: int, *, used_days_ago: float, size: int = 100) -> Path
 
 
 def prune(cache: Path, keep_days: float = 30, max_bytes: int = 10**9) -> list[str]:
-    return cache_eviction.prune(str(cache / shared_cache.DIR), now=NOW, keep_days=keep_days, max_bytes=max_bytes)
+    return cache_eviction.prune(str(cache / shared_cache.DIR), KIND, now=NOW, keep_days=keep_days,
+                                max_bytes=max_bytes)
 
 
 def test_entries_unused_for_the_keep_time_are_removed_and_recent_ones_stay(tmp_path: Path) -> None:
@@ -63,7 +66,7 @@ def test_using_an_entry_touches_it_so_it_is_kept(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     where = entry(cache, 1, used_days_ago=40)
     assert shared_cache.fetch(str(cache), where.name, str(tmp_path / "dest")) is not None
-    assert cache_eviction.prune(str(cache / shared_cache.DIR), now=where.stat().st_mtime + 60, keep_days=30,
+    assert cache_eviction.prune(str(cache / shared_cache.DIR), KIND, now=where.stat().st_mtime + 60, keep_days=30,
                                 max_bytes=10**9) == []
 
 
@@ -72,17 +75,17 @@ def test_pruning_runs_at_most_once_a_day_per_cache_and_reads_its_settings(tmp_pa
     root = str(cache / shared_cache.DIR)
     old = entry(cache, 1, used_days_ago=5)
     env = {cache_eviction.KEEP_DAYS_ENV: "4"}
-    assert cache_eviction.prune_when_due(root, env, now=NOW) == [str(old)]
+    assert cache_eviction.prune_when_due(root, KIND, env, now=NOW) == [str(old)]
     again = entry(cache, 2, used_days_ago=5)
-    assert cache_eviction.prune_when_due(root, env, now=NOW + DAY / 2) == []  # the stamp is not a day old
+    assert cache_eviction.prune_when_due(root, KIND, env, now=NOW + DAY / 2) == []  # the stamp is not a day old
     assert again.is_dir()
-    assert cache_eviction.prune_when_due(root, env, now=NOW + DAY + 1) == [str(again)]
+    assert cache_eviction.prune_when_due(root, KIND, env, now=NOW + DAY + 1) == [str(again)]
 
 
 def test_a_malformed_setting_keeps_the_default_and_says_so(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     cache = tmp_path / "cache"
     kept = entry(cache, 1, used_days_ago=5)
-    assert cache_eviction.prune_when_due(str(cache / shared_cache.DIR), {cache_eviction.KEEP_DAYS_ENV: "soon"},
+    assert cache_eviction.prune_when_due(str(cache / shared_cache.DIR), KIND, {cache_eviction.KEEP_DAYS_ENV: "soon"},
                                          now=NOW) == []
     assert kept.is_dir()
     assert capsys.readouterr().err.count("cratecage: warning: CRATECAGE_CACHE_KEEP_DAYS") == 1
