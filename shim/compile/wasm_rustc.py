@@ -231,7 +231,8 @@ def run(tools: Tools, scope: Scope, argv: list[str], *, cwd: str, dirs: CompileD
     only returned."""
     env = environment(tools, scope, host_env, dirs.tmp)
     hidden = hidden_dirs(scope, host_env)
-    cmd = [tools.rustc, *_argfile_if_long(argv, dirs.tmp)]
+    rustc_args = _argfile_if_long(argv, dirs.tmp)
+    cmd = [tools.rustc]
     if landlock.abi_version() > 0:
         cmd = landlock_exec.command(cmd, read_set(tools, scope, [dirs.deps, *inputs], hidden), [dirs.out, dirs.tmp],
                                     execute=execute_set(tools, env.get("LD_LIBRARY_PATH", "")))
@@ -242,8 +243,18 @@ def run(tools: Tools, scope: Scope, argv: list[str], *, cwd: str, dirs: CompileD
     env.pop(macro_servers.ENV, None)
     from shim.cargo.rustc_args import parse
 
-    servers, fds = macro_servers.start(layout.state_dir(scope.build_dir), macro_servers.loadable(parse(argv), cwd),
-                                       env, cwd)
+    loadable = macro_servers.loadable(parse(argv), cwd)
+    # Through sccache (CRATECAGE_WRAPPER) where it can serve it: not with macro servers, whose pipes only
+    # cratecage's own children inherit (shim.compile.sccache).
+    from shim.compile import sccache
+
+    program = sccache.wrapper(host_env) if not loadable else None
+    if program is not None:
+        cmd = sccache.command(program, cmd, sccache.without_own_sysroot(rustc_args, tools.sysroot), [dirs.out, dirs.tmp],
+                              dirs.tmp, env, host_env)
+    else:
+        cmd = [*cmd, *rustc_args]
+    servers, fds = macro_servers.start(layout.state_dir(scope.build_dir), loadable, env, cwd)
     try:
         code, stderr = _spawn(cmd, cwd, env, stream, close_after_start=fds)
     finally:
