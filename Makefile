@@ -21,7 +21,7 @@ NEW_LAYOUT_TOOLCHAIN := $(shell sed -n 's/^NEW_LAYOUT_TOOLCHAIN = "\(.*\)"$$/\1/
 # The selected toolchain's PATH/RUSTC/RUSTDOC/CARGO, for recipes that run cargo.
 TOOLCHAIN_ENV = eval "$$($(CRATECAGE) toolchain env)"
 
-.PHONY: setup venv native-launcher toolchain debian-rust c-tools bench-tools fresh-toolchain new-layout-toolchain demo test bench clean
+.PHONY: setup venv native-launcher toolchain debian-rust c-tools sccache-tool bench-tools fresh-toolchain new-layout-toolchain demo test bench clean
 
 setup: venv toolchain native-launcher
 
@@ -76,6 +76,15 @@ c-tools:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(C_PACKAGES); }
 
+# tests/compile/test_sccache.py runs cratecage's own compiles through Debian's sccache (CRATECAGE_WRAPPER) on a
+# private disk cache. Debian's build has no Redis, S3, GCS or GHA support (`sccache --help`), so no
+# redis-server is installed for it.
+sccache-tool:
+	@command -v sccache >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "cratecage: tests/compile/test_sccache.py needs sccache: install it (Debian's package, or 'cargo install sccache')" >&2; exit 1; }; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends sccache; }
+
 # tests/toolchain/test_first_use.py and test_ci_recipe.py need a rustup toolchain without the wasm32-wasip1 target: they
 # copy this one (hard links) into private rustup homes and add the target there, never to this one. Keep it
 # equal to FRESH_TOOLCHAIN in tests/fresh_rustup.py.
@@ -94,7 +103,7 @@ new-layout-toolchain:
 	  rustup toolchain install $(NEW_LAYOUT_TOOLCHAIN) --profile minimal --target wasm32-wasip1 || \
 	  { echo "cratecage: could not install the toolchain $(NEW_LAYOUT_TOOLCHAIN) with wasm32-wasip1, which the [new-layout] tests need: run 'rustup toolchain install $(NEW_LAYOUT_TOOLCHAIN) --profile minimal --target wasm32-wasip1'" >&2; exit 1; }
 
-test: setup c-tools fresh-toolchain new-layout-toolchain
+test: setup c-tools sccache-tool fresh-toolchain new-layout-toolchain
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # The compatibility corpus of `make bench` links openssl-sys against the system OpenSSL: its headers and

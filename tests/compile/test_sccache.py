@@ -38,7 +38,7 @@ def _free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The environment naming a private sccache server (port, disk cache, debug log); stopped at the end."""
     if SCCACHE is None:
-        pytest.fail("sccache is not installed: run `make test-tools` (Debian's sccache)")
+        pytest.fail("sccache is not installed: run `make sccache-tool` (Debian's sccache)")
     root = tmp_path_factory.mktemp("sccache")
     env = {"SCCACHE_DIR": str(root / "cache"), "SCCACHE_SERVER_PORT": str(_free_port()),
            "SCCACHE_ERROR_LOG": str(root / "server.log"), "SCCACHE_LOG": "sccache::compiler=debug",
