@@ -106,3 +106,31 @@ def test_the_shim_runs_nothing_without_the_confinement_cratecage_gives_it(tmp_pa
     assert done.returncode == 0
     names = {line.partition("=")[0] for line in done.stdout.splitlines()}
     assert "SCCACHE_DIR" not in names and sccache.CONFINE_ENV not in names and "PATH" in names
+
+
+def test_a_replay_through_sccache_is_still_confined(selected_cargo: Cargo, server: dict[str, str],
+                                                    tmp_path: Path) -> None:
+    """A build-dependency's `include_str!` of a file outside its package is refused as without sccache (the
+    compile sccache's server runs is the confined one), and the canary reaches no output."""
+    canary = "CANARY" + os.urandom(8).hex()
+    (tmp_path / "secret.txt").write_text(canary + "\n")
+    dep = tmp_path / "escdep"
+    (dep / "src").mkdir(parents=True)
+    (dep / "Cargo.toml").write_text('[package]\nname = "escdep"\nversion = "0.1.0"\nedition = "2021"\n')
+    (dep / "src" / "lib.rs").write_text(f'pub const S: &str = include_str!("{tmp_path / "secret.txt"}");\n')
+    pkg = tmp_path / "esc"
+    (pkg / "src").mkdir(parents=True)
+    (pkg / "Cargo.toml").write_text('[package]\nname = "esc"\nversion = "0.1.0"\nedition = "2021"\n\n'
+                                    '[build-dependencies]\nescdep = { path = "../escdep" }\n')
+    (pkg / "build.rs").write_text('fn main() { println!("cargo:warning={}", escdep::S); }\n')
+    (pkg / "src" / "main.rs").write_text("fn main() {}\n")
+    env = {**server, "CRATECAGE_WRAPPER": "sccache"}
+    run = selected_cargo(pkg, "build", wrapped=True, target_dir=tmp_path / "target", extra_env=env, check=False)
+    stderr = run.proc.stderr
+    assert not run.ok
+    assert "cratecage: build-dependency escdep 0.1.0" in stderr and "filesystem-access denied: " in stderr, stderr
+    assert canary not in stderr and canary not in run.proc.stdout
+    log = Path(server["SCCACHE_ERROR_LOG"]).read_text()
+    assert re.search(r"\[escdep\]: get_cached_or_compile: .*wasm32-wasip1", log)  # sccache's server ran it
+    wasm = tmp_path / "target" / "cratecage"
+    assert not [p for p in wasm.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]
