@@ -85,8 +85,8 @@ def test_a_second_clean_build_gets_its_replays_from_sccache(selected_cargo: Carg
                              target_dir=tmp_path / name / "target", extra_env=env)
         assert "sccache demo: ok recent=true" in run.proc.stdout
         runs.append((run, _wasm_results(log.read_text(), since)))
-    (first, first_wasm), (second, second_wasm) = runs
-    replayed = {c for c in second.replays()}
+    (_first, first_wasm), (second, second_wasm) = runs
+    replayed = set(second.replays())
     assert {"autocfg", "syn", "proc_macro2"} <= replayed  # the script's closure and the derive's
     assert set(first_wasm) >= replayed and set(first_wasm.values()) == {"miss"}, first_wasm
     assert {c: second_wasm.get(c) for c in replayed} == {c: "hit" for c in replayed}, second_wasm
