@@ -9,7 +9,7 @@ diagnostics` fails on any error diagnostic, so a derive that did not expand (its
 unresolved, or its `macro-error`) fails the test; the build's audit log shows the expansions ran as wasm
 (a native fallback would add none, and `native` records fail the test). The workspace's own policy
 applies there too: a memory limit in its cratecage.toml refuses the workspace derive's expansions, with a
-`cratecage:` line naming the crate.
+`cratecage:` line naming the crate; and a macro server that dies there is restarted on the next expansion.
 
 One copy of the fixture and one target directory are shared by the tests, in one cargo layout
 (`selected_cargo`: nothing here depends on it)."""
@@ -102,6 +102,30 @@ def test_rust_analyzer_applies_the_analysed_workspace_policy(workspace: Workspac
                for line in errors), errors
 
 
+def test_rust_analyzer_restarts_a_macro_server_that_died(workspace: Workspace, rust_analyzer: str) -> None:
+    """The named-derive server rust-analyzer's proc-macro server starts first dies before answering (its
+    launcher, swapped for the test, exits once): that expansion fails with a `cratecage:` line, the next
+    one (app has two `#[derive(Named)]`) starts a new server in the same process and expands."""
+    launchers = list((workspace.target / "cratecage" / "macro").glob("named_derive-*/macro-server"))
+    marker = workspace.target / "died-once"
+    for launcher in launchers:  # one per build of the macro crate (rust-analyzer's, clippy's)
+        real = launcher.with_name("macro-server.real")
+        launcher.rename(real)
+        launcher.write_text(f"#!/bin/sh\n[ -e '{marker}' ] || {{ : > '{marker}'; exit 3; }}\nexec '{real}'\n")
+        launcher.chmod(0o755)
+    since = len(audit_records(workspace.target))
+    try:
+        run = workspace.run(rust_analyzer, "diagnostics", ".")
+    finally:
+        for launcher in launchers:
+            launcher.with_name("macro-server.real").replace(launcher)
+    assert marker.exists()
+    errors = [line for line in macro_errors(run.stdout) if "macro-error" in line]
+    assert len(errors) == 1 and "cratecage: the macro server of proc-macro crate named-derive 0.1.0" in errors[0], \
+        run.stdout[-4000:]
+    assert sandboxed_expansions(workspace.target, since)["named-derive"] == 1  # the restarted server's
+
+
 def test_cargo_doc_documents_the_derives_output(workspace: Workspace) -> None:
     since = len(audit_records(workspace.target))
     run = workspace.run("cargo", "doc", "--no-deps", "-p", "app")
@@ -124,3 +148,4 @@ def test_clippy_checks_with_the_derives(workspace: Workspace) -> None:
     run = workspace.run("cargo", "clippy", "-p", "app", "--", "-D", "warnings")
     assert run.returncode == 0, run.stderr[-4000:]
     assert set(sandboxed_expansions(workspace.target, since)) == MACRO_CRATES
+
