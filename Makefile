@@ -21,7 +21,7 @@ NEW_LAYOUT_TOOLCHAIN := $(shell sed -n 's/^NEW_LAYOUT_TOOLCHAIN = "\(.*\)"$$/\1/
 # The selected toolchain's PATH/RUSTC/RUSTDOC/CARGO, for recipes that run cargo.
 TOOLCHAIN_ENV = eval "$$($(CRATECAGE) toolchain env)"
 
-.PHONY: setup venv native-launcher toolchain debian-rust c-tools sccache-tool bench-tools fresh-toolchain new-layout-toolchain demo test bench clean
+.PHONY: setup venv native-launcher toolchain debian-rust c-tools sccache-tool bench-tools fresh-toolchain new-layout-toolchain editor-tools demo test bench clean
 
 setup: venv toolchain native-launcher
 
@@ -103,7 +103,14 @@ new-layout-toolchain:
 	  rustup toolchain install $(NEW_LAYOUT_TOOLCHAIN) --profile minimal --target wasm32-wasip1 || \
 	  { echo "cratecage: could not install the toolchain $(NEW_LAYOUT_TOOLCHAIN) with wasm32-wasip1, which the [new-layout] tests need: run 'rustup toolchain install $(NEW_LAYOUT_TOOLCHAIN) --profile minimal --target wasm32-wasip1'" >&2; exit 1; }
 
-test: setup c-tools sccache-tool fresh-toolchain new-layout-toolchain
+# tests/macro/test_macro_tools.py runs the real rust-analyzer and clippy on the toolchain the tests use (found
+# with `rustup which`): the rustup components, added when missing.
+editor-tools: setup
+	@command -v rustup >/dev/null || { echo "cratecage: the tests need rustup for the rust-analyzer and clippy components (tests/macro/test_macro_tools.py): install rustup" >&2; exit 1; }
+	@{ rustup which rust-analyzer && rustup which cargo-clippy; } >/dev/null 2>&1 || rustup component add rust-analyzer clippy || \
+	  { echo "cratecage: could not add the rustup components rust-analyzer and clippy, which tests/macro/test_macro_tools.py needs: run 'rustup component add rust-analyzer clippy'" >&2; exit 1; }
+
+test: setup c-tools sccache-tool fresh-toolchain new-layout-toolchain editor-tools
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # The compatibility corpus of `make bench` links openssl-sys against the system OpenSSL: its headers and

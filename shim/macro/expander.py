@@ -242,8 +242,12 @@ class Expander:
         """Instantiate (and `_initialize`) the module and check its ABI: "" or the refusal's message."""
         run = self.run
         started = time.monotonic()
+        from shim.sandbox.engine import StartLimit
+
         try:
             return self._instantiate(run)
+        except StartLimit as err:
+            return self._drop(str(err) + self._limit_hint(str(err)))
         finally:
             self.start_seconds += time.monotonic() - started
 

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 if False:  # typing only: importing typing costs ~10 ms of every server's start
-    from typing import Final
+    from typing import Final, Mapping
 
 MAX_FRAME: Final = 256 << 20  # a request or reply; a crate's whole token stream is far smaller
 HANGUP_REPEAT_S: Final = 0.2  # how often a stop is repeated while the expansion goes on (a call resets it)
@@ -41,9 +41,9 @@ GONE: Final = "stopped: the compile it was expanding for ended (rustc exited or 
 
 
 def launcher_text(*, python: str, root: str, wasm: str, module_cache: str, package: str, version: str,
-                  package_dir: str, state_dir: str, rustc: str, sysroot: str) -> str:
+                  package_dir: str, state_dir: str, rustc: str, sysroot: str, built_for: str = "") -> str:
     args = dict(wasm=wasm, module_cache=module_cache, package=package, version=version, package_dir=package_dir,
-                state_dir=state_dir, rustc=rustc, sysroot=sysroot)
+                state_dir=state_dir, rustc=rustc, sysroot=sysroot, built_for=built_for)
     return (
         f"#!{python} -S\n"
         f"# cratecage: the proc macros of {package} {version} run as WebAssembly in a sandbox; the module is\n"
@@ -57,19 +57,46 @@ def launcher_text(*, python: str, root: str, wasm: str, module_cache: str, packa
 
 
 def write_launcher(path: Path, *, wasm: str, module_cache: str, package: str, version: str, rustc: str,
-                   sysroot: str, package_dir: str = "", state_dir: str = "") -> None:
+                   sysroot: str, package_dir: str = "", state_dir: str = "",
+                   built_for: Mapping[str, str] | None = None) -> None:
     """Leave the server's launcher at `path`. `package_dir` (the macro package's own directory) tells
     policy entries with `source = "registry"` whether they apply; `state_dir` is the build's
     `<build dir>/cratecage` (default: the one holding `wasm`, as shim.cargo.layout.module_path places it),
-    where the audit log and each server's scratch directory go."""
+    where the audit log and each server's scratch directory go; `built_for` pins the workspace (and policy
+    file) of the build compiling the macro crate (shim.cargo.workspace.child_env), for a server whose host
+    is no cargo: an editor's proc-macro server (`policy_environ`)."""
     from shim.cargo import layout
     from shim.files import atomic_write
 
     root = str(Path(__file__).resolve().parent.parent.parent)  # the directory holding shim/
+    pinned = "\n".join(f"{name}={value}" for name, value in sorted((built_for or {}).items()))
     atomic_write(path, launcher_text(python=sys.executable, root=root, wasm=wasm, module_cache=module_cache,
                                      package=package, version=version, package_dir=package_dir,
                                      state_dir=state_dir or layout.state_of_module(wasm), rustc=rustc,
-                                     sysroot=sysroot), mode=0o755)
+                                     sysroot=sysroot, built_for=pinned), mode=0o755)
+
+
+def policy_environ(environ: Mapping[str, str], built_for: str) -> dict[str, str]:
+    """The environment the policy is looked up with. Under cargo (rustc, rustdoc, clippy-driver, doctests)
+    the expansion's own: the workspace is the outermost cargo's (shim.cargo.workspace). Where no cargo runs
+    the host (rust-analyzer's proc-macro server loading the trampoline: its env says which crate it expands
+    for, never which workspace is analysed, and a dependency's directory must never supply the policy),
+    the workspace and policy file of the build that compiled this macro crate, which is the one
+    rust-analyzer ran `cargo check` for, pinned in the launcher (`built_for`, `NAME=value` lines)."""
+    from shim.cargo.workspace import ROOT_ENV, WorkspaceUnknown, find_workspace_root
+
+    out = dict(environ)
+    if not built_for or out.get(ROOT_ENV):
+        return out
+    try:
+        find_workspace_root(out)
+        return out
+    except WorkspaceUnknown:
+        pass
+    for line in built_for.splitlines():
+        name, _eq, value = line.partition("=")
+        out[name] = value
+    return out
 
 
 def claim_pipes() -> tuple[int, int]:
@@ -105,8 +132,9 @@ class Server:
     """Serves one macro crate for one compile: the policy and the expander made on the first request."""
 
     def __init__(self, environ: dict[str, str], *, wasm: str, module_cache: str, package: str, version: str,
-                 package_dir: str, state_dir: str, rustc: str, sysroot: str) -> None:
+                 package_dir: str, state_dir: str, rustc: str, sysroot: str, built_for: str = "") -> None:
         self.environ = environ
+        self.built_for = built_for
         self.wasm, self.module_cache, self.state_dir = wasm, module_cache, state_dir
         self.package, self.version, self.package_dir = package, version, package_dir
         self.rustc, self.sysroot = rustc, sysroot
@@ -156,8 +184,8 @@ class Server:
             os.mkdir(tmp_dir, 0o700)
             ctx = macro_context(self.environ, package=self.package, version=self.version, rustc=self.rustc,
                                 sysroot=self.sysroot, tmp_dir=tmp_dir, host_dir=host_dir)
-            grant, _policy = enforce.grant("macro", self.package, self.version, self.environ,
-                                           self.package_dir or None)
+            grant, _policy = enforce.grant("macro", self.package, self.version,
+                                           policy_environ(self.environ, self.built_for), self.package_dir or None)
             self.grant = grant
             ctx.env.update(enforce.env_extra(grant, ctx))
             ctx.grant = grant

@@ -28,6 +28,7 @@ def compile_proc_macro(chain: list[str], args: RustcArgs, expanded: list[str],
                        environ: dict[str, str]) -> int | None:
     """rustc's exit status for the unit (its trampoline in place), or None: compile it natively, as the
     policy says (`sandbox = "native"`)."""
+    from shim.cargo.workspace import child_env
     from shim.errors import CratecageError
     from shim.files import cache_root
     from shim.macro import server
@@ -57,7 +58,8 @@ def compile_proc_macro(chain: list[str], args: RustcArgs, expanded: list[str],
         launcher = os.path.join(os.path.dirname(guest.wasm), SERVER_LAUNCHER)
         server.write_launcher(launcher, wasm=guest.wasm, module_cache=str(cache_root(environ) / "modules"),
                               package=package, version=version, rustc=tc.compiler.rustc,
-                              sysroot=tc.compiler.sysroot, package_dir=environ.get("CARGO_MANIFEST_DIR", ""))
+                              sysroot=tc.compiler.sysroot, package_dir=environ.get("CARGO_MANIFEST_DIR", ""),
+                              built_for=child_env(environ))
     except CratecageError as err:
         print(err.render(), file=sys.stderr)
         return err.exit_code or 1

@@ -224,6 +224,10 @@ def check_leftovers(ctx: RunContext, before: set[tuple[str, str]] = frozenset(),
                 pass
 
 
+class StartLimit(Exception):
+    """A module that cannot even be instantiated within its limits; `str(err)` is the `cratecage:` line."""
+
+
 class GuestRun:
     """One instantiation of a module under the limits: `what` it is ("build script") names it in messages,
     `argv` is what the guest sees as its command line."""
@@ -335,7 +339,14 @@ class GuestRun:
         store.set_wasi(wasi)
         store.set_limits(memory_size=self.limits.memory)
         self.store = store
-        self.instance = self.linker.instantiate(store, self.module)
+        try:
+            self.instance = self.linker.instantiate(store, self.module)
+        except wasmtime.WasmtimeError as err:
+            if "exceeds memory limits" not in str(err):
+                raise
+            # The module's initial memory alone is over the limit: the limit's message, not an internal error.
+            raise StartLimit(self._message(f"needs more memory than its limit to start (limit {self.limits.memory} "
+                                           "bytes, CRATECAGE_LIMIT_MEMORY)")) from None
         self.memory = self.instance.exports(store).get("memory")
 
     def exports(self) -> set[str]:
@@ -384,7 +395,10 @@ class GuestRun:
 
     def run(self) -> Outcome:
         """A command module's whole run: instantiate, `_start`."""
-        self.instantiate()
+        try:
+            self.instantiate()
+        except StartLimit as err:
+            return Outcome(101, str(err))
         try:
             return self.call("_start")
         finally:

@@ -487,3 +487,18 @@ def test_what_python_or_a_child_prints_by_mistake_goes_to_stderr_not_into_the_st
     assert done.returncode == 0, done.stderr
     assert done.stdout == frame(b"request\n")  # the child read nothing: its stdin is /dev/null
     assert b"stray print" in done.stderr and b"stray child" in done.stderr and b"child read: \n" in done.stderr
+
+
+def test_a_server_under_no_cargo_takes_the_workspace_pinned_in_its_launcher(tmp_path: Path) -> None:
+    """rust-analyzer's proc-macro server is no cargo (nor is pytest): the launcher's pinned root and policy
+    file apply; a root the environment names already (a build under cargo pins one for what it starts) wins."""
+    from shim.macro.server import policy_environ
+
+    pinned = f"CRATECAGE_POLICY={tmp_path}/cratecage.toml\nCRATECAGE_WORKSPACE_ROOT={tmp_path}"
+    crate = {"CARGO_MANIFEST_DIR": str(tmp_path / "dep"), "CARGO_PKG_NAME": "dep"}
+    got = policy_environ(crate, pinned)
+    assert got["CRATECAGE_WORKSPACE_ROOT"] == str(tmp_path) and got["CRATECAGE_POLICY"] == f"{tmp_path}/cratecage.toml"
+    assert got["CARGO_PKG_NAME"] == "dep"
+    named = {**crate, "CRATECAGE_WORKSPACE_ROOT": str(tmp_path / "other")}
+    assert policy_environ(named, pinned) == named
+    assert policy_environ(crate, "") == crate  # a launcher without a pinned workspace: refused later, as before

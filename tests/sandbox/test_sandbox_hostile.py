@@ -108,3 +108,14 @@ def test_a_planted_link_is_removed(cargo: Cargo, arena: dict, targets: Path) -> 
     build(cargo, arena, targets, Attack("plant-symlink", False, ()))
     outs = out_dirs(targets / "hostile", "hostile")
     assert outs and not [out for out in outs if os.path.lexists(out / "leak")]
+
+
+def test_a_memory_limit_below_what_the_module_needs_to_start_is_the_limit_s_message(
+        cargo: Cargo, arena: dict, targets: Path) -> None:
+    """A harmless script under a limit smaller than its module's initial memory: wasmtime refuses to
+    instantiate it; the build fails with the limit's `cratecage:` line, not an internal error."""
+    run = build(cargo, arena, targets, Attack("plant-symlink-twin", False, (), {"CRATECAGE_LIMIT_MEMORY": "1MiB"}))
+    stderr = run.proc.stderr
+    assert not run.ok, stderr[-3000:]
+    assert "needs more memory than its limit to start" in stderr and "CRATECAGE_LIMIT_MEMORY" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr and "internal error" not in stderr

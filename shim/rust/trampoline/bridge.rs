@@ -7,9 +7,12 @@
 //! reply with the real spans, so diagnostics point at the user's code. Nothing here runs the macro: a
 //! server that cannot be reached fails the expansion with a `cratecage:` panic, never a native fallback.
 //!
-//! The server is started on first use, one per process and macro crate (`SERVER`, this dylib's own
-//! static), and restarted on the next expansion when it has died: a long-lived host (rust-analyzer)
-//! keeps working after one failure. Its stdin and stdout are new pipes (close-on-exec, so nothing else
+//! The server is started on first use, one per process, macro crate and expansion context (`SERVERS`, this
+//! dylib's own static), and restarted on the next expansion when it has died: a long-lived host
+//! (rust-analyzer) keeps working after one failure. The context is the environment and working directory
+//! of the expansion, which the server takes as its own when it starts: constant in a rustc, while
+//! rust-analyzer's proc-macro server sets each crate's (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, its cwd)
+//! around each expansion, so each crate it expands for gets a server of its own, the last `POOL` kept. Its stdin and stdout are new pipes (close-on-exec, so nothing else
 //! rustc starts holds them); its stderr is rustc's. When the process exits the pipes close and the
 //! server, at EOF, exits too. In a compile the wrapper confines (Landlock: no programs but the toolchain),
 //! the wrapper starts the servers itself, outside the confinement, and hands their pipes to rustc
@@ -90,7 +93,31 @@ fn is_pipe(fd: i32) -> bool {
     file.metadata().map(|m| m.file_type().is_fifo()).unwrap_or(false)
 }
 
-static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+/// Live servers by context (`context_key`), most recently used last; at most `POOL`: the oldest is dropped
+/// (its pipes close and it exits at EOF) when another context needs one.
+static SERVERS: Mutex<Vec<(u64, Server)>> = Mutex::new(Vec::new());
+const POOL: usize = 8;
+/// Dropped servers (their pipes closed), reaped on later expansions so that none stays a zombie.
+static RETIRED: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+
+fn retire(server: Server) {
+    let Server { child, stdin, stdout } = server;
+    drop((stdin, stdout)); // EOF: the server writes its audit record and exits
+    RETIRED.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(child);
+    reap_retired();
+}
+
+/// The expansion's context: every environment variable and the working directory, hashed. A rustc has one
+/// for its whole life; rust-analyzer's proc-macro server one per crate it expands for.
+fn context_key() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut vars: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
+    vars.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    vars.hash(&mut hasher);
+    std::env::current_dir().ok().hash(&mut hasher);
+    hasher.finish()
+}
 
 /// Expand one macro call through the server; the reply's tokens, or a panic (the guest's own message,
 /// or one `cratecage:` line).
@@ -138,42 +165,62 @@ fn fail(krate: &Crate, name: &str, why: &str) -> ! {
 /// Send one framed request and read one framed reply, starting the server first when there is none or
 /// the last one died. On any failure the server is ended and forgotten: the next expansion starts anew.
 fn exchange(krate: &Crate, request: &[u8]) -> Result<Vec<u8>, String> {
-    let mut slot = SERVER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(Server { child: Some(child), .. }) = slot.as_mut() {
-        if !matches!(child.try_wait(), Ok(None)) {
-            *slot = None;
-        }
-    }
-    if slot.is_none() {
-        if let Some((stdin, stdout)) = started_for_us(krate.launcher) {
-            *slot = Some(Server { child: None, stdin, stdout: BufReader::new(stdout) });
-        } else {
-            let mut child = Command::new(krate.launcher)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .map_err(|err| format!("its launcher could not be started ({})", err))?;
-            let stdin = File::from(OwnedFd::from(child.stdin.take().expect("piped stdin")));
-            let stdout = BufReader::new(File::from(OwnedFd::from(child.stdout.take().expect("piped stdout"))));
-            *slot = Some(Server { child: Some(child), stdin, stdout });
-        }
-    }
-    let server = slot.as_mut().expect("started above");
-    let result = round_trip(server, request);
-    if let Err(why) = result {
-        let mut exited = String::new();
-        if let Some(child) = server.child.as_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                exited = format!(" (the server ended with {})", status);
+    let key = context_key();
+    let mut servers = SERVERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    servers.retain_mut(|(_, server)| match server.child.as_mut() {
+        Some(child) => matches!(child.try_wait(), Ok(None)), // a server that died is forgotten (and reaped)
+        None => true,
+    });
+    let mut server = match servers.iter().position(|(k, _)| *k == key) {
+        Some(at) => servers.remove(at).1,
+        None => start(krate)?,
+    };
+    let result = round_trip(&mut server, request);
+    match result {
+        Ok(reply) => {
+            if servers.len() >= POOL {
+                retire(servers.remove(0).1);
+            } else {
+                reap_retired();
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            servers.push((key, server));
+            Ok(reply)
         }
-        *slot = None;
-        return Err(format!("{}{}", why, exited));
+        Err(why) => {
+            // Ended and forgotten: the next expansion starts anew.
+            let mut exited = String::new();
+            if let Some(child) = server.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    exited = format!(" (the server ended with {})", status);
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Err(format!("{}{}", why, exited))
+        }
     }
-    result
+}
+
+fn reap_retired() {
+    let mut retired = RETIRED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    retired.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
+}
+
+/// A new server for this context: the one the wrapper started for a confined compile, else the launcher
+/// run with this process's environment and working directory, which are the expansion's.
+fn start(krate: &Crate) -> Result<Server, String> {
+    if let Some((stdin, stdout)) = started_for_us(krate.launcher) {
+        return Ok(Server { child: None, stdin, stdout: BufReader::new(stdout) });
+    }
+    let mut child = Command::new(krate.launcher)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|err| format!("its launcher could not be started ({})", err))?;
+    let stdin = File::from(OwnedFd::from(child.stdin.take().expect("piped stdin")));
+    let stdout = BufReader::new(File::from(OwnedFd::from(child.stdout.take().expect("piped stdout"))));
+    Ok(Server { child: Some(child), stdin, stdout })
 }
 
 fn round_trip(server: &mut Server, request: &[u8]) -> Result<Vec<u8>, String> {
