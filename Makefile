@@ -21,7 +21,7 @@ NEW_LAYOUT_TOOLCHAIN := $(shell sed -n 's/^NEW_LAYOUT_TOOLCHAIN = "\(.*\)"$$/\1/
 # The selected toolchain's PATH/RUSTC/RUSTDOC/CARGO, for recipes that run cargo.
 TOOLCHAIN_ENV = eval "$$($(CRATECAGE) toolchain env)"
 
-.PHONY: setup venv native-launcher toolchain debian-rust c-tools bench-tools fresh-toolchain new-layout-toolchain demo test bench clean
+.PHONY: setup venv native-launcher toolchain debian-rust c-tools pg-tools bench-tools fresh-toolchain new-layout-toolchain demo test bench clean
 
 setup: venv toolchain native-launcher
 
@@ -76,6 +76,16 @@ c-tools:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(C_PACKAGES); }
 
+# PostgreSQL's server (initdb, pg_ctl, postgres, psql in /usr/lib/postgresql/<version>/bin): tests/postgres.py
+# starts a throwaway cluster on a loopback port that the proc macros of tests/macro/test_macro_services.py
+# query at expansion time.
+PG_PACKAGES := postgresql
+pg-tools:
+	@ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl /usr/lib/postgresql/*/bin/psql >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null || { echo "cratecage: the proc-macro service tests need PostgreSQL's server (initdb, pg_ctl, psql): install Debian's postgresql package or your system's equivalent" >&2; exit 1; }; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(PG_PACKAGES); }
+
 # tests/toolchain/test_first_use.py and test_ci_recipe.py need a rustup toolchain without the wasm32-wasip1 target: they
 # copy this one (hard links) into private rustup homes and add the target there, never to this one. Keep it
 # equal to FRESH_TOOLCHAIN in tests/fresh_rustup.py.
@@ -94,7 +104,7 @@ new-layout-toolchain:
 	  rustup toolchain install $(NEW_LAYOUT_TOOLCHAIN) --profile minimal --target wasm32-wasip1 || \
 	  { echo "cratecage: could not install the toolchain $(NEW_LAYOUT_TOOLCHAIN) with wasm32-wasip1, which the [new-layout] tests need: run 'rustup toolchain install $(NEW_LAYOUT_TOOLCHAIN) --profile minimal --target wasm32-wasip1'" >&2; exit 1; }
 
-test: setup c-tools fresh-toolchain new-layout-toolchain
+test: setup c-tools pg-tools fresh-toolchain new-layout-toolchain
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # The compatibility corpus of `make bench` links openssl-sys against the system OpenSSL: its headers and
