@@ -5,7 +5,9 @@
 #   make demo    build fixtures/crates-io through the wrapper, build scripts and proc macros sandboxed, and
 #                summarise (cratecage audit: each one's last run, then what ran as wasm and what natively)
 #   make test    the whole test suite (.ci/run runs exactly this), on both of cargo's build-dir layouts;
-#                installs rustup toolchains 1.99.1 (first-use tests) and the new-layout nightly
+#                installs rustup toolchains 1.99.1 (first-use tests) and the new-layout nightly, and
+#                PostgreSQL's server (the proc macros of tests/macro/test_macro_services.py query one)
+#   make test-sqlx  sqlx::query_as! in the sandbox, offline (minutes of compiling: not in `make test`)
 #   make bench   pass-through overhead and a 50-crate clean build, wrapped vs plain; the compatibility corpus
 #                (fixtures/compat-corpus) natively, with an empty policy and with grants
 #                (BENCH_ARGS="--only compat" for that section alone)
@@ -21,7 +23,7 @@ NEW_LAYOUT_TOOLCHAIN := $(shell sed -n 's/^NEW_LAYOUT_TOOLCHAIN = "\(.*\)"$$/\1/
 # The selected toolchain's PATH/RUSTC/RUSTDOC/CARGO, for recipes that run cargo.
 TOOLCHAIN_ENV = eval "$$($(CRATECAGE) toolchain env)"
 
-.PHONY: setup venv native-launcher toolchain debian-rust c-tools pg-tools bench-tools fresh-toolchain new-layout-toolchain demo test bench clean
+.PHONY: setup venv native-launcher toolchain debian-rust c-tools pg-tools bench-tools fresh-toolchain new-layout-toolchain demo test test-sqlx bench clean
 
 setup: venv toolchain native-launcher
 
@@ -106,6 +108,11 @@ new-layout-toolchain:
 
 test: setup c-tools pg-tools fresh-toolchain new-layout-toolchain
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# sqlx::query_as! expanding in the sandbox, offline (tests/macro/test_macro_sqlx.py): left out of `make test`
+# because its first build compiles sqlx's ~130 crates natively and sqlx-macros' closure for wasm (minutes).
+test-sqlx: setup
+	$(VENV)/bin/python -m pytest -q -m sqlx tests/macro/test_macro_sqlx.py $(PYTEST_ARGS)
 
 # The compatibility corpus of `make bench` links openssl-sys against the system OpenSSL: its headers and
 # .pc file (the other -sys crates there build bundled sources with what c-tools installs).
