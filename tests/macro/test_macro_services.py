@@ -134,8 +134,8 @@ def test_a_macro_querying_postgres_is_refused_then_answers_with_exactly_the_rout
     assert workspace.program().splitlines() == ["row: 42 ada", "row: 42 grace", "row: 42 edsger"]
     audit = subprocess.run([str(WRAPPER), "audit", str(workspace.target)], capture_output=True, text=True, timeout=60)
     assert audit.returncode == 0, audit.stderr
-    pg_lines = [line for line in audit.stdout.splitlines() if route in line]
-    assert pg_lines, audit.stdout[-3000:]
+    used = [line.strip() for line in audit.stdout.splitlines() if line.strip().startswith("used ")]
+    assert f"used     network-access: {route} ({route})" in used, audit.stdout[-3000:]
 
 
 def test_the_route_grant_does_not_reach_another_port(workspace: Workspace, postgres: Postgres) -> None:
