@@ -5,7 +5,9 @@
 #   make demo    build fixtures/crates-io through the wrapper, build scripts and proc macros sandboxed, and
 #                summarise (cratecage audit: each one's last run, then what ran as wasm and what natively)
 #   make test    the whole test suite (.ci/run runs exactly this), on both of cargo's build-dir layouts;
-#                installs rustup toolchains 1.99.1 (first-use tests) and the new-layout nightly
+#                installs rustup toolchains 1.99.1 (first-use tests) and the new-layout nightly, and
+#                PostgreSQL's server (the proc macros of tests/macro/test_macro_services.py query one)
+#   make test-sqlx  sqlx::query_as! in the sandbox, offline (minutes of compiling: not in `make test`)
 #   make bench   pass-through overhead and a 50-crate clean build, wrapped vs plain; the compatibility corpus
 #                (fixtures/compat-corpus) natively, with an empty policy and with grants
 #                (BENCH_ARGS="--only compat" for that section alone)
@@ -21,7 +23,7 @@ NEW_LAYOUT_TOOLCHAIN := $(shell sed -n 's/^NEW_LAYOUT_TOOLCHAIN = "\(.*\)"$$/\1/
 # The selected toolchain's PATH/RUSTC/RUSTDOC/CARGO, for recipes that run cargo.
 TOOLCHAIN_ENV = eval "$$($(CRATECAGE) toolchain env)"
 
-.PHONY: setup venv native-launcher toolchain debian-rust c-tools sccache-tool bench-tools fresh-toolchain new-layout-toolchain editor-tools demo test bench clean
+.PHONY: setup venv native-launcher toolchain debian-rust c-tools sccache-tool pg-tools bench-tools fresh-toolchain new-layout-toolchain editor-tools demo test test-sqlx bench clean
 
 setup: venv toolchain native-launcher
 
@@ -85,6 +87,16 @@ sccache-tool:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends sccache; }
 
+# PostgreSQL's server (initdb, pg_ctl, postgres, psql in /usr/lib/postgresql/<version>/bin): tests/postgres.py
+# starts a throwaway cluster on a loopback port that the proc macros of tests/macro/test_macro_services.py
+# query at expansion time.
+PG_PACKAGES := postgresql
+pg-tools:
+	@ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl /usr/lib/postgresql/*/bin/psql >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null || { echo "cratecage: the proc-macro service tests need PostgreSQL's server (initdb, pg_ctl, psql): install Debian's postgresql package or your system's equivalent" >&2; exit 1; }; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(PG_PACKAGES); }
+
 # tests/toolchain/test_first_use.py and test_ci_recipe.py need a rustup toolchain without the wasm32-wasip1 target: they
 # copy this one (hard links) into private rustup homes and add the target there, never to this one. Keep it
 # equal to FRESH_TOOLCHAIN in tests/fresh_rustup.py.
@@ -110,8 +122,13 @@ editor-tools: setup
 	@{ rustup which rust-analyzer && rustup which cargo-clippy; } >/dev/null 2>&1 || rustup component add rust-analyzer clippy || \
 	  { echo "cratecage: could not add the rustup components rust-analyzer and clippy, which tests/macro/test_macro_tools.py needs: run 'rustup component add rust-analyzer clippy'" >&2; exit 1; }
 
-test: setup c-tools sccache-tool fresh-toolchain new-layout-toolchain editor-tools
+test: setup c-tools sccache-tool pg-tools fresh-toolchain new-layout-toolchain editor-tools
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# sqlx::query_as! expanding in the sandbox, offline (tests/macro/test_macro_sqlx.py): left out of `make test`
+# because its first build compiles sqlx's ~130 crates natively and sqlx-macros' closure for wasm (minutes).
+test-sqlx: setup
+	$(VENV)/bin/python -m pytest -q -m sqlx tests/macro/test_macro_sqlx.py $(PYTEST_ARGS)
 
 # The compatibility corpus of `make bench` links openssl-sys against the system OpenSSL: its headers and
 # .pc file (the other -sys crates there build bundled sources with what c-tools installs).
