@@ -70,7 +70,7 @@ def arena(cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     return {"package": package, "canary": canary, "token": token}
 
 
-def build(cargo: Cargo, arena: dict, targets: Path, attack: Attack) -> CargoRun:
+def build(cargo: Cargo, arena: dict, targets: Path, attack: Attack, target: str = "hostile") -> CargoRun:
     env = {"HOSTILE_CANARY": str(arena["canary"]),
            "HOSTILE_DOTDOT": os.path.relpath(arena["canary"], arena["package"]),
            "HOSTILE_LINK": "link-out",
@@ -80,7 +80,7 @@ def build(cargo: Cargo, arena: dict, targets: Path, attack: Attack) -> CargoRun:
            **attack.env}
     write_test_env(arena["package"], {k: v for k, v in env.items() if k.startswith("HOSTILE_")})
     return cargo(arena["package"], "build", "--features", attack.feature, wrapped=True,
-                 target_dir=targets / "hostile", extra_env=env, check=False)
+                 target_dir=targets / target, extra_env=env, check=False)
 
 
 def outputs_of(target: Path) -> bytes:
@@ -114,7 +114,9 @@ def test_a_memory_limit_below_what_the_module_needs_to_start_is_the_limit_s_mess
         cargo: Cargo, arena: dict, targets: Path) -> None:
     """A harmless script under a limit smaller than its module's initial memory: wasmtime refuses to
     instantiate it; the build fails with the limit's `cratecage:` line, not an internal error."""
-    run = build(cargo, arena, targets, Attack("plant-symlink-twin", False, (), {"CRATECAGE_LIMIT_MEMORY": "1MiB"}))
+    # its own target dir: in the shared one the twin's script is fresh and cargo would not run it again
+    run = build(cargo, arena, targets, Attack("plant-symlink-twin", False, (), {"CRATECAGE_LIMIT_MEMORY": "1MiB"}),
+                target="hostile-memory")
     stderr = run.proc.stderr
     assert not run.ok, stderr[-3000:]
     assert "needs more memory than its limit to start" in stderr and "CRATECAGE_LIMIT_MEMORY" in stderr, stderr[-3000:]
