@@ -111,15 +111,20 @@ def remove(where: str) -> bool:
     return True
 
 
+def touch(path: str) -> None:
+    """Mark an entry used now; a missing entry (its reader finds out) or a cache this user may read but not
+    touch is left as it is."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
 def touch_if_stale(path: str, mtime: float, now: float | None = None) -> None:
-    """Mark a file entry used (module docstring: only when its mtime is older than TOUCH_EVERY); a cache
-    this user may read but not touch is still used."""
+    """Mark a file entry used (module docstring: only when its mtime is older than TOUCH_EVERY)."""
     now = time.time() if now is None else now
     if now - mtime > TOUCH_EVERY:
-        try:
-            os.utime(path)
-        except OSError:
-            pass
+        touch(path)
 
 
 def _entries(root: str, kind: Kind, now: float) -> list[Entry]:

@@ -152,8 +152,7 @@ class Replayer:
                 self._done[rlib] = out
                 return out
             neutral = self._shared_key(entry, rlib, externs, scope_key, scope.manifest_dir) if native else None
-            shared = shared_cache.resolve(self.cache, neutral, self.roots()) if neutral else None
-            kept = shared_cache.fetch(self.cache, shared, self.wasm_deps) if shared else None
+            shared, kept = shared_cache.lookup(self.cache, neutral, self.roots(), self.wasm_deps)
             if kept is not None and name in kept[0]:
                 digests = kept[0]
                 trace.event(self.environ, kind="replay-kept", crate=entry.env.get("CARGO_CRATE_NAME", name),
@@ -162,12 +161,8 @@ class Replayer:
                 digests, env_lines = self._compile(entry, externs, rlib, scope, native=native)
                 if name not in digests:
                     raise ReplayError(f"{scope.subject}: its wasm compile left no {name}")
-                if env_lines is None:
-                    shared = None
-                elif neutral and shared_cache.names_root(env_lines, self.roots()):
-                    shared = shared_cache.bind(self.cache, neutral, self.roots())  # may bake this build's paths in
-                if shared:
-                    shared_cache.store(self.cache, shared, self.wasm_deps, digests)
+                shared = shared_cache.keep(self.cache, neutral, shared, self.roots(), env_lines, self.wasm_deps,
+                                           digests)
             atomic_write(out + ".stamp", json.dumps({"key": key, "outputs": digests, "shared": shared},
                                                     sort_keys=True))
         self._done[rlib] = out

@@ -41,13 +41,13 @@ import subprocess
 import sys
 from typing import Mapping
 
+from shim.confine.landlock_exec import LAUNCH_FAILED
 from shim.files import atomic_write, cache_dir
 
 WRAPPER_ENV = "CRATECAGE_WRAPPER"  # as shim.intercept.wrapper's INNER_WRAPPER_ENV
 CONFINE_ENV = "CRATECAGE_SCCACHE_CONFINE"
 DEFAULT_PORT = 4226
 START_TIMEOUT = 60  # seconds for `sccache --start-server`
-LAUNCH_FAILED = 71  # as shim.confine.landlock_exec
 
 _SHIM = '''#!{python} -IS
 """cratecage's confined rustc for sccache (shim.compile.sccache): written by cratecage, do not edit."""

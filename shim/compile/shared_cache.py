@@ -134,13 +134,12 @@ BOUND = "bound"  # the file of an entry that marks its key as bound to the build
 def resolve(cache: str, entry_key: str, found: Roots) -> str:
     """The key to fetch and store under: `entry_key`, or where that is marked bound (module docstring), the
     key with this build's directories."""
+    from shim import cache_eviction
+
     marker = os.path.join(_entry(cache, entry_key), BOUND)
     if not os.path.exists(marker):
         return entry_key
-    try:
-        os.utime(_entry(cache, entry_key))  # in use (shim.cache_eviction)
-    except OSError:
-        pass
+    cache_eviction.touch(_entry(cache, entry_key))  # in use
     return key("bound", entry_key, json.dumps(found.given), found=NO_ROOTS) or entry_key
 
 
@@ -156,6 +155,30 @@ def bind(cache: str, entry_key: str, found: Roots) -> str:
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)  # another process marked it, or the cache is not writable
     return resolve(cache, entry_key, found)
+
+
+def lookup(cache: str, neutral_key: str | None, found: Roots,
+           dest_dir: str) -> tuple[str | None, tuple[dict[str, str], dict] | None]:
+    """For a compile whose key (`key`, with placeholders) is `neutral_key`, or None (not kept per user): the
+    key it is kept under in this build (`resolve`), and the kept entry copied into `dest_dir` (`fetch`)."""
+    if not neutral_key:
+        return None, None
+    shared = resolve(cache, neutral_key, found)
+    return shared, fetch(cache, shared, dest_dir)
+
+
+def keep(cache: str, neutral_key: str | None, shared: str | None, found: Roots, env_lines: list[str] | None,
+         src_dir: str, outputs: Mapping[str, str], extra: dict | None = None) -> str | None:
+    """Keep a compile `lookup` found no entry for: under `shared`, or bound to this build's directories when
+    its dep-info's `env_lines` name one (it may have baked the path in); not at all when they are unknown
+    (None). The key it is kept under, or None."""
+    if env_lines is None:
+        return None
+    if neutral_key and names_root(env_lines, found):
+        shared = bind(cache, neutral_key, found)
+    if shared:
+        store(cache, shared, src_dir, outputs, extra)
+    return shared
 
 
 def stamped_keys(wasm_rlibs: Iterable[str]) -> list[str | None]:
@@ -191,11 +214,10 @@ def _entry(cache: str, entry_key: str) -> str:
 def fetch(cache: str, entry_key: str, dest_dir: str) -> tuple[dict[str, str], dict] | None:
     """Copy the entry's files into `dest_dir` (each renamed into place): (file name -> sha256, the entry's
     `extra` record), or None when there is no intact entry."""
+    from shim import cache_eviction
+
     where = _entry(cache, entry_key)
-    try:
-        os.utime(where)  # used now: eviction leaves it (shim.cache_eviction), before it is read
-    except OSError:
-        pass  # no entry (the open below says so), or a cache this user may read but not touch
+    cache_eviction.touch(where)  # used now, before it is read: eviction leaves it
     try:
         with open(os.path.join(where, MANIFEST)) as fh:
             manifest = json.load(fh)

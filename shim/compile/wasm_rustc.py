@@ -357,7 +357,7 @@ def source_denial(scope: Scope, source: str, host_env: Mapping[str, str]) -> Den
     path, inside the package (not its target dirs) or OUT_DIR, or granted; None when it may."""
     real = os.path.realpath(source)
     hidden = hidden_dirs(scope, host_env)
-    if _readable_by_default(scope, real, hidden) or scope.allows_read(real):
+    if _source_readable(scope, real, hidden):
         return None
     from shim.policy import suggest_entry
 
@@ -371,12 +371,14 @@ def _source_reads(scope: Scope, hidden: list[str]) -> list[str]:
     """The compile's own source files, as the files they really are: only those inside its package (or
     OUT_DIR), or granted. Cargo takes `build = "/abs/file"`, `[lib] path` and a `build.rs` that is a symbolic
     link as they are; a Landlock rule would follow the link, so the real path is judged and granted."""
-    reads = []
-    for source in scope.sources:
-        real = os.path.realpath(source)
-        if _readable_by_default(scope, real, hidden) or scope.allows_read(real):
-            reads.append(real)
-    return reads
+    reads = (os.path.realpath(source) for source in scope.sources)
+    return [real for real in reads if _source_readable(scope, real, hidden)]
+
+
+def _source_readable(scope: Scope, real: str, hidden: list[str]) -> bool:
+    """Whether the compile may read the source whose real path is `real`: inside its package (not its target
+    dirs) or OUT_DIR, or granted."""
+    return _readable_by_default(scope, real, hidden) or scope.allows_read(real)
 
 
 def _readable_by_default(scope: Scope, path: str, hidden: list[str]) -> bool:

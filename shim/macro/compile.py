@@ -138,8 +138,7 @@ def _compile(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replaye
     cwd = os.getcwd()
     with CompileDirs(os.path.dirname(replayer.wasm_deps)) as dirs:
         neutral = _shared_key(tools, scope, replayer, recorded, externs, pm_rlib, expanded, environ)
-        shared = shared_cache.resolve(replayer.cache, neutral, replayer.roots()) if neutral else None
-        kept = shared_cache.fetch(replayer.cache, shared, dirs.out) if shared else None
+        shared, kept = shared_cache.lookup(replayer.cache, neutral, replayer.roots(), dirs.out)
         if kept is not None and f"{stem}.wasm" in kept[0] and _listing(kept[1]):
             os.replace(os.path.join(dirs.out, f"{stem}.wasm"), wasm)
             trace.event(environ, kind="macro-guest-kept", crate=scope.package)
@@ -168,12 +167,10 @@ def _compile(tools: wasm_rustc.Tools, scope: wasm_rustc.Scope, replayer: Replaye
             raise MacroCompileError(f"{scope.subject}: its wasm compile left no {stem}.wasm")
         deps, env_lines = read_dep_info(Path(dirs.dep_info(stem)))
         found = replayer.roots()
-        if neutral and shared_cache.names_root(env_lines, found):
-            shared = shared_cache.bind(replayer.cache, neutral, found)  # it may bake this build's paths in
-        if shared:
-            shared_cache.store(replayer.cache, shared, dirs.out, {f"{stem}.wasm": sha256_of(built)},
-                               {"deps": [shared_cache.neutral(d, found) for d in deps],
-                                "env_lines": [shared_cache.neutral(line, found) for line in env_lines]})
+        shared_cache.keep(replayer.cache, neutral, shared, found, env_lines, dirs.out,
+                          {f"{stem}.wasm": sha256_of(built)},
+                          {"deps": [shared_cache.neutral(d, found) for d in deps],
+                           "env_lines": [shared_cache.neutral(line, found) for line in env_lines]})
         os.replace(built, wasm)
         return deps, env_lines
 

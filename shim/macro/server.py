@@ -41,9 +41,10 @@ GONE: Final = "stopped: the compile it was expanding for ended (rustc exited or 
 
 
 def launcher_text(*, python: str, root: str, wasm: str, module_cache: str, package: str, version: str,
-                  package_dir: str, state_dir: str, rustc: str, sysroot: str, built_for: str = "") -> str:
+                  package_dir: str, state_dir: str, rustc: str, sysroot: str,
+                  built_for: dict[str, str] | None = None) -> str:
     args = dict(wasm=wasm, module_cache=module_cache, package=package, version=version, package_dir=package_dir,
-                state_dir=state_dir, rustc=rustc, sysroot=sysroot, built_for=built_for)
+                state_dir=state_dir, rustc=rustc, sysroot=sysroot, built_for=built_for or {})
     return (
         f"#!{python} -S\n"
         f"# cratecage: the proc macros of {package} {version} run as WebAssembly in a sandbox; the module is\n"
@@ -69,20 +70,20 @@ def write_launcher(path: Path, *, wasm: str, module_cache: str, package: str, ve
     from shim.files import atomic_write
 
     root = str(Path(__file__).resolve().parent.parent.parent)  # the directory holding shim/
-    pinned = "\n".join(f"{name}={value}" for name, value in sorted((built_for or {}).items()))
     atomic_write(path, launcher_text(python=sys.executable, root=root, wasm=wasm, module_cache=module_cache,
                                      package=package, version=version, package_dir=package_dir,
                                      state_dir=state_dir or layout.state_of_module(wasm), rustc=rustc,
-                                     sysroot=sysroot, built_for=pinned), mode=0o755)
+                                     sysroot=sysroot, built_for=dict(sorted((built_for or {}).items()))),
+                 mode=0o755)
 
 
-def policy_environ(environ: Mapping[str, str], built_for: str) -> dict[str, str]:
+def policy_environ(environ: Mapping[str, str], built_for: Mapping[str, str]) -> dict[str, str]:
     """The environment the policy is looked up with. Under cargo (rustc, rustdoc, clippy-driver, doctests)
     the expansion's own: the workspace is the outermost cargo's (shim.cargo.workspace). Where no cargo runs
     the host (rust-analyzer's proc-macro server loading the trampoline: its env says which crate it expands
     for, never which workspace is analysed, and a dependency's directory must never supply the policy),
     the workspace and policy file of the build that compiled this macro crate, which is the one
-    rust-analyzer ran `cargo check` for, pinned in the launcher (`built_for`, `NAME=value` lines)."""
+    rust-analyzer ran `cargo check` for, pinned in the launcher (`built_for`)."""
     from shim.cargo.workspace import ROOT_ENV, WorkspaceUnknown, find_workspace_root
 
     out = dict(environ)
@@ -93,9 +94,7 @@ def policy_environ(environ: Mapping[str, str], built_for: str) -> dict[str, str]
         return out
     except WorkspaceUnknown:
         pass
-    for line in built_for.splitlines():
-        name, _eq, value = line.partition("=")
-        out[name] = value
+    out.update(built_for)
     return out
 
 
@@ -132,9 +131,10 @@ class Server:
     """Serves one macro crate for one compile: the policy and the expander made on the first request."""
 
     def __init__(self, environ: dict[str, str], *, wasm: str, module_cache: str, package: str, version: str,
-                 package_dir: str, state_dir: str, rustc: str, sysroot: str, built_for: str = "") -> None:
+                 package_dir: str, state_dir: str, rustc: str, sysroot: str,
+                 built_for: dict[str, str] | None = None) -> None:
         self.environ = environ
-        self.built_for = built_for
+        self.built_for = built_for or {}
         self.wasm, self.module_cache, self.state_dir = wasm, module_cache, state_dir
         self.package, self.version, self.package_dir = package, version, package_dir
         self.rustc, self.sysroot = rustc, sysroot
@@ -333,7 +333,7 @@ def serve(server: Server, requests: int, replies: int) -> int:
         write_frame(replies, answer)
 
 
-def main_macro_server(**baked: str) -> None:
+def main_macro_server(**baked: str | dict[str, str]) -> None:
     """Entry from the launcher. Never returns: exits when rustc closes the pipe (os._exit, see wasmtime-py.md
     §9, after every child is ended and the audit record written)."""
     requests, replies = claim_pipes()

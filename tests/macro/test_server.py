@@ -494,11 +494,11 @@ def test_a_server_under_no_cargo_takes_the_workspace_pinned_in_its_launcher(tmp_
     file apply; a root the environment names already (a build under cargo pins one for what it starts) wins."""
     from shim.macro.server import policy_environ
 
-    pinned = f"CRATECAGE_POLICY={tmp_path}/cratecage.toml\nCRATECAGE_WORKSPACE_ROOT={tmp_path}"
+    pinned = {"CRATECAGE_POLICY": f"{tmp_path}/cratecage.toml", "CRATECAGE_WORKSPACE_ROOT": str(tmp_path)}
     crate = {"CARGO_MANIFEST_DIR": str(tmp_path / "dep"), "CARGO_PKG_NAME": "dep"}
     got = policy_environ(crate, pinned)
     assert got["CRATECAGE_WORKSPACE_ROOT"] == str(tmp_path) and got["CRATECAGE_POLICY"] == f"{tmp_path}/cratecage.toml"
     assert got["CARGO_PKG_NAME"] == "dep"
     named = {**crate, "CRATECAGE_WORKSPACE_ROOT": str(tmp_path / "other")}
     assert policy_environ(named, pinned) == named
-    assert policy_environ(crate, "") == crate  # a launcher without a pinned workspace: refused later, as before
+    assert policy_environ(crate, {}) == crate  # a launcher without a pinned workspace: refused later, as before
