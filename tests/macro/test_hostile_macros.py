@@ -32,9 +32,7 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -42,6 +40,7 @@ from typing import Callable, Iterator
 import pytest
 
 from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, assert_nothing_outlives, own_lines, scrubbed
+from loopback import Listener
 
 pytestmark = pytest.mark.integration
 
@@ -62,10 +61,8 @@ class Arena:
         self.canary.write_text(self.token + "\n")
         self.plant = self.home / ".bashrc"
         self.passwd_line = Path("/etc/passwd").read_text().splitlines()[0]
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.listener = Listener((self.token + "\n").encode())  # hands the canary to whoever connects
+        self.port = self.listener.port
         self.ws = root / "ws"
         shutil.copytree(FIXTURES / "hostile-macros", self.ws)
         for main in (self.ws / "app" / "src" / "main.rs", self.ws / "prowler" / "src" / "lib.rs"):
@@ -77,16 +74,6 @@ class Arena:
         (self.ws / "secrets.txt").write_text(self.token + "\n")
         (self.ws / "secrets.rs").write_text(f'pub const SECRET: &str = "{self.token}";\n')
         self.target = root / "target"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                conn.sendall(self.token.encode() + b"\n")
 
     def build(self, feature: str, *, policy: str = "", env: dict[str, str] | None = None,
               wrapped: bool = True, target: Path | None = None) -> tuple[CargoRun, float]:
@@ -142,7 +129,7 @@ class Arena:
 def arena(selected_cargo: Cargo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
     arena = Arena(selected_cargo, tmp_path_factory.mktemp("hostile-macros"))
     yield arena
-    arena.server.close()
+    arena.listener.close()
 
 
 def entry_to_paste(stderr: str, head: re.Pattern[str] = ENTRY_HEAD) -> str:
@@ -176,7 +163,7 @@ ATTACKS = [
 @pytest.mark.parametrize(("feature", "twin", "denial", "printed"), ATTACKS, ids=[a[0] for a in ATTACKS])
 def test_a_hostile_macro_is_refused_with_the_entry_and_its_twin_builds_with_exactly_that_entry(
         arena: Arena, feature: str, twin: str, denial: str, printed: Callable[[Arena], str]) -> None:
-    connections = arena.connections
+    connections = arena.listener.connections
     run, _ = arena.build(feature)
     assert not run.ok
     denials = [line for line in run.proc.stderr.splitlines() if denial in line]
@@ -184,7 +171,7 @@ def test_a_hostile_macro_is_refused_with_the_entry_and_its_twin_builds_with_exac
     assert all("cratecage: proc macro crate sneaky 0.1.0 (compiling app 0.1.0): " in line for line in denials), denials
     assert "sneaky leaked" not in run.proc.stderr and "sneaky ran" not in run.proc.stderr
     assert not arena.plant.exists()
-    assert arena.connections == connections  # the guest never reached the server
+    assert arena.listener.connections == connections  # the guest never reached the server
     entry = entry_to_paste(run.proc.stderr)
 
     run, _ = arena.build(twin, policy=entry)

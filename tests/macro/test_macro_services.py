@@ -17,17 +17,15 @@ Each scenario is one feature of the app, so the macro crates compile once into o
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import socket
 import subprocess
-import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from conftest import FIXTURES, WRAPPER, Cargo, CargoRun, assert_nothing_outlives
+from loopback import Listener
 from postgres import Postgres
 
 pytestmark = pytest.mark.integration
@@ -38,24 +36,13 @@ class Workspace:
 
     def __init__(self, cargo: Cargo, root: Path, port: int) -> None:
         self.cargo, self.root, self.port = cargo, root, port
-        self.other = socket.create_server(("127.0.0.1", 0))
-        self.other_port = self.other.getsockname()[1]
-        self.other_connections = 0
-        threading.Thread(target=self._serve_other, daemon=True).start()
+        self.other = Listener()  # a route the policy never grants
+        self.other_port = self.other.port
         self.ws = root / "ws"
         shutil.copytree(FIXTURES / "macro-services", self.ws)
         main = self.ws / "app" / "src" / "main.rs"
         main.write_text(main.read_text().replace("@PORT@", str(port)).replace("@OTHER_PORT@", str(self.other_port)))
         self.target = root / "target"
-
-    def _serve_other(self) -> None:
-        while True:
-            try:
-                conn, _ = self.other.accept()
-            except OSError:
-                return
-            self.other_connections += 1
-            conn.close()
 
     def build(self, feature: str, policy: str = "") -> CargoRun:
         policy_file = self.root / f"policy-{feature}.toml"
@@ -143,4 +130,4 @@ def test_the_route_grant_does_not_reach_another_port(workspace: Workspace, postg
     refused = workspace.build("pg-other", policy)
     assert not refused.ok
     denials(refused.proc.stderr, "pg_macro", f"network-access denied: 127.0.0.1:{workspace.other_port}")
-    assert workspace.other_connections == 0
+    assert workspace.other.connections == 0
